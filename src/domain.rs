@@ -1,0 +1,261 @@
+//! Domain types of the registry, validated once at the edge and trusted inside.
+//!
+//! Every value that arrives from a CSV file, a command or the CLI is parsed into one of these
+//! types (`parse` returns a message that says what is wrong and how to fix it); code past the
+//! edge never re-checks a badge number or a role. Each enum knows its stored (`as_str`) and
+//! its Chinese spellings, so registry files may use either.
+
+use std::fmt;
+
+/// Parse error of a domain value: a plain-English message naming the value and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+macro_rules! code_newtype {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $pattern:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts 1–32 ASCII letters, digits, `-` and `_` (after trimming).
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                let s = raw.trim();
+                if s.is_empty() {
+                    return Err(InvalidValue(format!("{} is empty; fill in the {}", $what, $what)));
+                }
+                if s.len() > 32 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Err(InvalidValue(format!(
+                        "{} {:?} is not valid; use {}",
+                        $what, s, $pattern
+                    )));
+                }
+                Ok(Self(s.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+code_newtype!(
+    /// Code of a station (派出所), e.g. `HZPCS`.
+    StationCode, "station code", "up to 32 letters, digits, '-' or '_'"
+);
+code_newtype!(
+    /// Code of an office or workstation (警务室/警务工作站), e.g. `HZ01`.
+    OfficeCode, "office code", "up to 32 letters, digits, '-' or '_'"
+);
+code_newtype!(
+    /// Code of a village or grid, usually the 12-digit administrative division code.
+    VillageCode, "village code", "up to 32 letters, digits, '-' or '_' (e.g. 410184101201)"
+);
+code_newtype!(
+    /// Badge number (警号) of a police officer, or the staff number of an auxiliary or volunteer.
+    BadgeNumber, "badge number", "up to 32 letters, digits, '-' or '_' (e.g. 041201)"
+);
+
+/// A phone number as residents dial it: an 11-digit mobile number, a landline with area code
+/// (`0371-62581110`), or a short service number (`110`, `12345`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Accepts spaces and dashes anywhere; stores mobiles as 11 digits and landlines as
+    /// `AREA-NUMBER`.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let digits: String = raw
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '\u{3000}'))
+            .collect();
+        let bad = || {
+            InvalidValue(format!(
+                "phone number {:?} is not valid; write an 11-digit mobile (13903710121) or a landline with its area code (0371-62581110)",
+                raw.trim()
+            ))
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let b = digits.as_bytes();
+        if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) {
+            return Ok(Self(digits));
+        }
+        if b[0] == b'0' && (10..=12).contains(&b.len()) {
+            // Area codes are 3 digits for the big cities (010, 02x) and 4 elsewhere.
+            let area = if b[1] == b'1' || b[1] == b'2' { 3 } else { 4 };
+            return Ok(Self(format!("{}-{}", &digits[..area], &digits[area..])));
+        }
+        if (3..=5).contains(&b.len()) && b[0] == b'1' {
+            return Ok(Self(digits));
+        }
+        Err(bad())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! spelled_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident = $stored:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling stored in the database and written by exports.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $stored),+ }
+            }
+
+            /// Accepts the stored spelling (any case) or a Chinese alias.
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                let s = raw.trim();
+                $(
+                    if s.eq_ignore_ascii_case($stored) $(|| s == $alias)* {
+                        return Ok($name::$variant);
+                    }
+                )+
+                let accepted: Vec<String> = vec![$(
+                    {
+                        let aliases: &[&str] = &[$($alias),*];
+                        if aliases.is_empty() { $stored.to_string() } else { format!("{} ({})", $stored, aliases.join("/")) }
+                    }
+                ),+];
+                Err(InvalidValue(format!("unknown {} {:?}; use one of: {}", $what, s, accepted.join(", "))))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+spelled_enum!(
+    /// What kind of post an office is.
+    OfficeKind, "office kind" {
+        /// 警务室: a community police office.
+        Office = "office" | "警务室" | "社区警务室",
+        /// 警务工作站: a lighter post in a village without an office.
+        Workstation = "workstation" | "警务工作站" | "工作站",
+    }
+);
+
+spelled_enum!(
+    /// Whether a unit of responsibility is a rural administrative village or an urban grid.
+    VillageKind, "village kind" {
+        /// 行政村
+        Village = "village" | "行政村" | "村",
+        /// 网格 (urban community grid)
+        Grid = "grid" | "网格" | "社区网格",
+    }
+);
+
+spelled_enum!(
+    /// Whether a person in the registry is sworn police, auxiliary police or a volunteer.
+    OfficerKind, "officer kind" {
+        /// 民警
+        Police = "police" | "民警",
+        /// 辅警
+        Auxiliary = "auxiliary" | "辅警",
+        /// 警务助理 / 治安积极分子 / 志愿者 (no police powers)
+        Volunteer = "volunteer" | "志愿者" | "警务助理" | "治安积极分子",
+    }
+);
+
+spelled_enum!(
+    /// The role someone plays for one village. The order of the variants is the order of the
+    /// duty chain: the resident officer is asked first.
+    Role, "role" {
+        /// 驻村民警: stationed in the village full time.
+        Resident = "resident" | "驻村民警" | "社区民警",
+        /// 包村民警: from another department, at least 2 days a month in the village.
+        Contact = "contact" | "包村民警",
+        /// 一村一辅警: the village's auxiliary.
+        Auxiliary = "auxiliary" | "辅警" | "驻村辅警",
+        /// 片区警长: leads the officers of nearby villages.
+        AreaChief = "area_chief" | "片区警长" | "警长",
+        /// 警务助理 / 治安积极分子 / 志愿者
+        Volunteer = "volunteer" | "志愿者" | "警务助理" | "治安积极分子",
+    }
+);
+
+impl Role {
+    /// Whether this role takes the village's tips and questions (volunteers help but hold no
+    /// police powers, so they are never routed to).
+    pub fn is_on_duty_chain(self) -> bool {
+        !matches!(self, Role::Volunteer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mobile_and_landline_numbers_are_normalised() {
+        assert_eq!(
+            Phone::parse("139 0371 0121").unwrap().as_str(),
+            "13903710121"
+        );
+        assert_eq!(
+            Phone::parse("037162581110").unwrap().as_str(),
+            "0371-62581110"
+        );
+        assert_eq!(
+            Phone::parse("010-12345678").unwrap().as_str(),
+            "010-12345678"
+        );
+        assert_eq!(Phone::parse("110").unwrap().as_str(), "110");
+    }
+
+    #[test]
+    fn a_bad_phone_number_says_what_a_good_one_looks_like() {
+        let err = Phone::parse("12345abc").unwrap_err();
+        assert!(err.0.contains("11-digit mobile"), "{err}");
+        assert!(
+            Phone::parse("1390371012").is_err(),
+            "10 digits is not a mobile"
+        );
+    }
+
+    #[test]
+    fn roles_accept_english_and_chinese_spellings() {
+        assert_eq!(Role::parse("resident").unwrap(), Role::Resident);
+        assert_eq!(Role::parse("包村民警").unwrap(), Role::Contact);
+        assert_eq!(Role::parse("Area_Chief").unwrap(), Role::AreaChief);
+        let err = Role::parse("boss").unwrap_err();
+        assert!(err.0.contains("resident (驻村民警/社区民警)"), "{err}");
+    }
+
+    #[test]
+    fn codes_reject_spaces_and_empty_values() {
+        assert!(VillageCode::parse("").is_err());
+        assert!(VillageCode::parse("41 01").is_err());
+        assert_eq!(
+            VillageCode::parse(" 410184101201 ").unwrap().as_str(),
+            "410184101201"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! cunjing (村警): a daemon that puts "one village (grid), one officer" into the residents'
+//! chat groups.
+//!
+//! # Layout
+//!
+//! - [`domain`]: validated registry values (codes, badge numbers, phones, roles).
+//! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
+pub mod domain;
+pub mod store;

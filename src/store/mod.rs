@@ -1,0 +1,182 @@
+//! The database: one connection pool over SQLite (the embedded default) or PostgreSQL (for a
+//! city or province run by several daemons), with the migrations of `migrations/` applied at
+//! start.
+//!
+//! All SQL in the crate runs through sqlx's `Any` driver with `$N` placeholders, which both
+//! engines accept, so each query is written once. The schema keeps to the types both share:
+//! BIGINT ids and counters, UTC milliseconds for instants, ISO text for calendar dates, 0/1 for
+//! flags. Each backend has its own migration folder because DDL differs (identity columns).
+//!
+//! Sub-modules hold the queries of one area each; they take `&Store` (or a transaction) and
+//! return domain rows.
+
+pub mod chats;
+pub mod officers;
+pub mod registry;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Which engine the pool talks to; a few statements (transaction start, upserts of history)
+/// differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The shared handle to the database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Settings of the pool, from the `[database]` section of the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connection URL: `sqlite://path/to/file.sqlite`, `sqlite::memory:` or `postgres://…`.
+    pub url: String,
+    /// Upper bound of open connections.
+    pub max_connections: u32,
+    /// How long an SQLite writer waits for another writer's lock before giving up.
+    pub busy_timeout: Duration,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the pool (creating an SQLite file on first use), sets the SQLite pragmas the
+    /// daemon depends on (WAL, foreign keys, busy timeout) and applies pending migrations.
+    pub async fn connect(opts: &StoreOptions) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if opts.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {:?}: use sqlite://FILE or postgres://USER@HOST/DB",
+                redact_url(&opts.url)
+            );
+        };
+        let url = match backend {
+            Backend::Sqlite if !opts.url.contains(":memory:") && !opts.url.contains("mode=") => {
+                let sep = if opts.url.contains('?') { '&' } else { '?' };
+                format!("{}{sep}mode=rwc", opts.url)
+            }
+            _ => opts.url.clone(),
+        };
+        let connect_options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("Failed to parse database URL {}", redact_url(&opts.url)))?;
+        let busy_ms = opts.busy_timeout.as_millis();
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            if url.contains(":memory:") {
+                // Every connection to `:memory:` is a new database: keep exactly one.
+                pool_options = pool_options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+            pool_options = pool_options.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                    )))
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(connect_options)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to connect to the database at {}",
+                    redact_url(&opts.url)
+                )
+            })?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("Failed to apply database migrations")?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of failing with
+    /// `SQLITE_BUSY` when a read lock is upgraded.
+    pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.context("Failed to start a database transaction")
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Current time as UTC milliseconds since the epoch, the instant encoding of the schema.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The URL with any password replaced, for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db/cunjing"),
+            "postgres://app:***@db/cunjing"
+        );
+        assert_eq!(
+            redact_url("sqlite://cunjing.sqlite"),
+            "sqlite://cunjing.sqlite"
+        );
+    }
+}
