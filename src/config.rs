@@ -1,0 +1,203 @@
+//! Configuration: `bot-config/cunjing.toml`, overridden by `CUNJING__SECTION__KEY`
+//! environment variables, `DATABASE_URL` and `TELOXIDE_API_URL`; the bot token only from
+//! `TELOXIDE_TOKEN`.
+//!
+//! The file documents every key. Unknown keys are an error, so a typo never silently falls
+//! back to a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::store::StoreOptions;
+
+/// Where the configuration file is looked for when neither `--config` nor `CUNJING_CONFIG`
+/// names one.
+pub const DEFAULT_CONFIG_PATH: &str = "bot-config/cunjing.toml";
+
+/// The whole configuration, as the daemon and the CLI use it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The sections of the file (after environment overrides).
+    pub file: FileSettings,
+    /// Directory of the configuration file; relative paths in the file are relative to it.
+    pub base_dir: PathBuf,
+    /// Bot token from `TELOXIDE_TOKEN`; `None` runs the local console demo.
+    pub telegram_token: Option<SecretString>,
+    /// Whether `DATABASE_URL` named the database explicitly (the demo then uses it as is).
+    pub database_url_from_env: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub general: General,
+    pub database: Database,
+    pub telegram: Telegram,
+    pub registry: Registry,
+    pub enrolment: Enrolment,
+    pub paths: Paths,
+    pub demo: Demo,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct General {
+    pub locale: String,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telegram {
+    pub api_url: String,
+    pub poll_timeout_secs: u32,
+    pub messages_per_sec_chat: u32,
+    pub messages_per_min_group: u32,
+    pub messages_per_sec_overall: u32,
+    pub send_retries: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    pub max_villages_per_officer: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolment {
+    pub code_ttl_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paths {
+    pub templates_dir: PathBuf,
+    pub intents_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Demo {
+    pub database_url: String,
+    pub registry_dir: PathBuf,
+}
+
+impl Settings {
+    /// Reads the file at `path` and applies the environment: the way `cunjing` starts.
+    pub fn load(path: &Path) -> anyhow::Result<Settings> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut s = Self::from_file(path, true)?;
+        if let Some(url) = env("DATABASE_URL") {
+            s.file.database.url = url;
+            s.database_url_from_env = true;
+        }
+        if let Some(url) = env("TELOXIDE_API_URL") {
+            s.file.telegram.api_url = url;
+        }
+        s.telegram_token = env("TELOXIDE_TOKEN").map(SecretString::from);
+        Ok(s)
+    }
+
+    /// Reads the file alone (with `CUNJING__…` overrides when `with_env`); no token. Tests
+    /// start from this so that the machine's environment cannot change what they check.
+    pub fn from_file(path: &Path, with_env: bool) -> anyhow::Result<Settings> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml));
+        if with_env {
+            builder = builder.add_source(
+                config::Environment::with_prefix("CUNJING")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let file: FileSettings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .with_context(|| format!("Failed to read the configuration {}", path.display()))?;
+        file.general
+            .timezone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: general.timezone {:?} is not an IANA time zone (e.g. Asia/Shanghai)",
+                    path.display(),
+                    file.general.timezone
+                )
+            })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Settings {
+            file,
+            base_dir,
+            telegram_token: None,
+            database_url_from_env: false,
+        })
+    }
+
+    /// A path from the file, resolved against the file's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.file.general.timezone.parse().expect("checked at load")
+    }
+
+    pub fn store_options(&self, url: &str) -> StoreOptions {
+        StoreOptions {
+            url: url.to_string(),
+            max_connections: self.file.database.max_connections,
+            busy_timeout: Duration::from_millis(self.file.database.busy_timeout_ms),
+        }
+    }
+
+    pub fn templates_dir(&self) -> PathBuf {
+        self.resolve(&self.file.paths.templates_dir)
+    }
+
+    pub fn intents_file(&self) -> PathBuf {
+        self.resolve(&self.file.paths.intents_file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_file_loads() {
+        let s = Settings::from_file(Path::new(DEFAULT_CONFIG_PATH), false).unwrap();
+        assert_eq!(s.file.general.locale, "zh-CN");
+        assert_eq!(s.timezone(), chrono_tz::Asia::Shanghai);
+        assert!(s.templates_dir().join("zh-CN.toml").exists());
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_not_a_silent_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH)
+            .unwrap()
+            .replace("max_connections", "max_conections");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());
+        assert!(err.contains("max_conections"), "{err}");
+    }
+}

@@ -1,0 +1,687 @@
+//! [`Core::handle`]: one inbound update in, the actions to take out.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::routing;
+use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
+use crate::store::Store;
+use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
+use crate::store::registry::VillageRow;
+use crate::texts::{Msg, Texts};
+use crate::triage::{Intent, Triage};
+
+/// A source of the current time, injected so that tests can fix "today".
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// What the core needs besides the store, the texts and the rules.
+#[derive(Clone)]
+pub struct CoreOptions {
+    /// Decides "today" for dated assignments.
+    pub timezone: chrono_tz::Tz,
+    /// The bot's own username, once the adapter knows it: a command addressed to another bot
+    /// (`/help@otherbot`) is not ours.
+    pub bot_username: Option<String>,
+    pub clock: Clock,
+}
+
+impl CoreOptions {
+    pub fn new(timezone: chrono_tz::Tz) -> CoreOptions {
+        CoreOptions {
+            timezone,
+            bot_username: None,
+            clock: Arc::new(Utc::now),
+        }
+    }
+}
+
+/// The transport-agnostic bot. Cheap to clone; share one per daemon.
+#[derive(Clone)]
+pub struct Core {
+    store: Store,
+    texts: Arc<Texts>,
+    triage: Arc<Triage>,
+    opts: CoreOptions,
+}
+
+/// Prefix of the button data that picks a village in a private chat.
+const PICK_VILLAGE: &str = "v:";
+/// Prefix of the `/start` payload that opens a private chat for a village.
+const START_VILLAGE: &str = "v_";
+/// Most villages offered as buttons after a name search.
+const SEARCH_LIMIT: i64 = 8;
+
+#[derive(Serialize)]
+struct CardOfficer {
+    role: String,
+    name: String,
+    badge: String,
+    badge_shown: bool,
+    phone: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CardOffice<'a> {
+    name: &'a str,
+    address: &'a str,
+    hours: &'a str,
+    phone: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CardStation<'a> {
+    name: &'a str,
+    duty_phone: &'a str,
+}
+
+#[derive(Serialize)]
+struct CardVillage<'a> {
+    name: &'a str,
+    code: &'a str,
+}
+
+#[derive(Serialize)]
+struct Card<'a> {
+    village: CardVillage<'a>,
+    officers: Vec<CardOfficer>,
+    office: CardOffice<'a>,
+    station: CardStation<'a>,
+}
+
+/// A command split from its arguments: `/bind@cunjing_bot 4101` → ("bind", "4101").
+fn parse_command<'a>(text: &'a str, bot_username: Option<&str>) -> Option<(String, &'a str)> {
+    let rest = text.trim_start().strip_prefix('/')?;
+    let (head, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let (name, mention) = match head.split_once('@') {
+        Some((n, m)) => (n, Some(m)),
+        None => (head, None),
+    };
+    if let (Some(m), Some(me)) = (mention, bot_username)
+        && !m.eq_ignore_ascii_case(me)
+    {
+        return None;
+    }
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.to_ascii_lowercase(), args.trim()))
+}
+
+impl Core {
+    pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {
+        Core {
+            store,
+            texts,
+            triage,
+            opts,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn texts(&self) -> &Texts {
+        &self.texts
+    }
+
+    /// Tells the core its username on the platform (learnt by the adapter at start).
+    pub fn set_bot_username(&mut self, username: Option<String>) {
+        self.opts.bot_username = username;
+    }
+
+    /// Today in the configured time zone.
+    pub fn today(&self) -> NaiveDate {
+        (self.opts.clock)()
+            .with_timezone(&self.opts.timezone)
+            .date_naive()
+    }
+
+    /// Handles one update. Never fails: an internal error is logged and, where the person
+    /// expects an answer, answered with an apology that points to 110.
+    pub async fn handle(&self, inbound: &Inbound) -> Vec<Outbound> {
+        match self.dispatch(inbound).await {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "failed to handle an update");
+                let expects_answer = match &inbound.event {
+                    Event::Text { text, .. } => {
+                        inbound.chat.kind == ChatKind::Private || text.starts_with('/')
+                    }
+                    Event::Button { .. } => true,
+                    _ => false,
+                };
+                let mut out = Vec::new();
+                if let Event::Button { callback_id, .. } = &inbound.event {
+                    out.push(Outbound::AnswerButton {
+                        callback_id: callback_id.clone(),
+                        text: None,
+                    });
+                }
+                if expects_answer {
+                    out.push(Outbound::text(
+                        inbound.chat.id,
+                        self.texts.plain(Msg::InternalError),
+                    ));
+                }
+                out
+            }
+        }
+    }
+
+    async fn dispatch(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let platform = inbound.platform.as_str();
+        match &inbound.event {
+            Event::BotAdded => {
+                if inbound.chat.kind != ChatKind::Group {
+                    return Ok(vec![]);
+                }
+                let chat = self
+                    .store
+                    .chat_joined(platform, inbound.chat.id, &inbound.chat.title)
+                    .await?;
+                tracing::info!(chat_id = inbound.chat.id, "added to a group");
+                let village = match chat.village_id {
+                    Some(id) => self.store.village_by_id(id).await?,
+                    None => None,
+                };
+                let text = self.texts.render(
+                    Msg::GroupGreeting,
+                    minijinja::context! { bound => village.is_some(), village_name => village.as_ref().map(|v| v.name.clone()) },
+                );
+                Ok(vec![Outbound::text(inbound.chat.id, text)])
+            }
+            Event::BotRemoved => {
+                if inbound.chat.kind == ChatKind::Group {
+                    self.store.chat_left(platform, inbound.chat.id).await?;
+                    tracing::info!(chat_id = inbound.chat.id, "removed from a group");
+                }
+                Ok(vec![])
+            }
+            Event::Migrated {
+                from_chat_id,
+                to_chat_id,
+            } => {
+                self.store
+                    .chat_migrated(platform, *from_chat_id, *to_chat_id)
+                    .await?;
+                tracing::info!(from_chat_id, to_chat_id, "group migrated to a supergroup");
+                Ok(vec![])
+            }
+            Event::Button {
+                callback_id, data, ..
+            } => self.on_button(inbound, callback_id, data).await,
+            Event::Text {
+                message_id,
+                text,
+                forwarded,
+            } => {
+                if let Sender::User { is_bot: true, .. } = inbound.sender {
+                    return Ok(vec![]);
+                }
+                if let Some((cmd, args)) = parse_command(text, self.opts.bot_username.as_deref()) {
+                    return self.on_command(inbound, *message_id, &cmd, args).await;
+                }
+                if *forwarded {
+                    // A forwarded article is not the sender's own question.
+                    return Ok(vec![]);
+                }
+                match inbound.chat.kind {
+                    ChatKind::Group => self.on_group_text(inbound, *message_id, text).await,
+                    ChatKind::Private => self.on_private_text(inbound, text).await,
+                }
+            }
+        }
+    }
+
+    async fn on_command(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        cmd: &str,
+        args: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let in_group = inbound.chat.kind == ChatKind::Group;
+        tracing::info!(command = cmd, "command");
+        match cmd {
+            "officer" | "police" | "card" => {
+                if in_group {
+                    self.group_card(inbound, Some(message_id)).await
+                } else {
+                    self.private_card(inbound).await
+                }
+            }
+            "help" => {
+                let msg = if in_group {
+                    Msg::HelpGroup
+                } else {
+                    Msg::HelpPrivate
+                };
+                Ok(vec![Outbound::text(chat_id, self.texts.plain(msg))])
+            }
+            "start" if !in_group => self.on_start(inbound, args).await,
+            "whoami" if !in_group => self.on_whoami(inbound).await,
+            "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::GroupOnly),
+            )]),
+            "bind" => self.on_bind(inbound, message_id, args).await,
+            "unbind" => self.on_unbind(inbound, message_id).await,
+            // Unknown commands in a group may belong to another bot: stay quiet.
+            _ if in_group => Ok(vec![]),
+            _ => Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::HelpPrivate),
+            )]),
+        }
+    }
+
+    async fn on_group_text(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        text: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let verdict = self.triage.classify(text);
+        tracing::info!(
+            intent = verdict.intent.as_str(),
+            len = text.chars().count(),
+            "group message"
+        );
+        match verdict.intent {
+            Intent::ContactQuery => self.group_card(inbound, Some(message_id)).await,
+            Intent::Chatter => Ok(vec![]),
+        }
+    }
+
+    async fn on_private_text(
+        &self,
+        inbound: &Inbound,
+        text: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let trimmed = text.trim();
+        if looks_like_enrolment_code(trimmed) {
+            return self.enrol(inbound, trimmed).await;
+        }
+        let verdict = self.triage.classify(text);
+        tracing::info!(
+            intent = verdict.intent.as_str(),
+            len = text.chars().count(),
+            "private message"
+        );
+        if verdict.intent == Intent::ContactQuery {
+            return self.private_card(inbound).await;
+        }
+        self.village_search(inbound, trimmed).await
+    }
+
+    /// The card of the village the group is bound to, or how to bind it.
+    async fn group_card(
+        &self,
+        inbound: &Inbound,
+        reply_to: Option<i64>,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let platform = inbound.platform.as_str();
+        let chat_id = inbound.chat.id;
+        match routing::village_of_chat(&self.store, platform, chat_id).await? {
+            Some(village) => {
+                let text = self.render_card(&village).await?;
+                let buttons = vec![vec![Button::StartPrivate {
+                    label: self.texts.plain(Msg::ButtonPrivateChat),
+                    payload: format!("{START_VILLAGE}{}", village.code),
+                }]];
+                Ok(vec![Outbound::Message {
+                    chat_id,
+                    text,
+                    buttons,
+                    reply_to,
+                }])
+            }
+            None => Ok(vec![Outbound::Message {
+                chat_id,
+                text: self.texts.plain(Msg::GroupNotBound),
+                buttons: vec![],
+                reply_to,
+            }]),
+        }
+    }
+
+    /// In a private chat: the card of the village the resident chose, or the question which.
+    async fn private_card(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let village = match inbound.sender.person() {
+            Some(user) => match self
+                .store
+                .resident_village(inbound.platform.as_str(), user)
+                .await?
+            {
+                Some(id) => self.store.village_by_id(id).await?,
+                None => None,
+            },
+            None => None,
+        };
+        match village {
+            Some(v) => Ok(vec![Outbound::text(chat_id, self.render_card(&v).await?)]),
+            None => Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::ChooseVillage),
+            )]),
+        }
+    }
+
+    async fn render_card(&self, village: &VillageRow) -> anyhow::Result<String> {
+        let officers = self
+            .store
+            .assigned_officers(village.id, &self.today().to_string())
+            .await?;
+        let officers = officers
+            .into_iter()
+            .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
+            .map(|o| CardOfficer {
+                badge_shown: o.kind != "volunteer",
+                role: o.role,
+                name: o.name,
+                badge: o.badge,
+                phone: o.phone,
+            })
+            .collect();
+        let card = Card {
+            village: CardVillage {
+                name: &village.name,
+                code: &village.code,
+            },
+            officers,
+            office: CardOffice {
+                name: &village.office_name,
+                address: &village.office_address,
+                hours: &village.office_hours,
+                phone: village.office_phone.as_deref(),
+            },
+            station: CardStation {
+                name: &village.station_name,
+                duty_phone: &village.station_duty_phone,
+            },
+        };
+        Ok(self.texts.render(Msg::ContactCard, card))
+    }
+
+    async fn village_search(
+        &self,
+        inbound: &Inbound,
+        query: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let looks_like_a_place = query.chars().count() <= 16
+            && [
+                "村", "庄", "网格", "社区", "小区", "屯", "寨", "营", "店", "岗", "沟", "湾", "组",
+                "镇",
+            ]
+            .iter()
+            .any(|w| query.contains(w));
+        let found = if query.is_empty() || query.chars().count() > 16 {
+            vec![]
+        } else {
+            self.store.search_villages(query, SEARCH_LIMIT).await?
+        };
+        if found.is_empty() {
+            let text = if looks_like_a_place {
+                self.texts.render(
+                    Msg::VillageSearchNone,
+                    minijinja::context! { query => query },
+                )
+            } else {
+                self.texts.plain(Msg::HelpPrivate)
+            };
+            return Ok(vec![Outbound::text(chat_id, text)]);
+        }
+        let buttons = found
+            .iter()
+            .map(|v| {
+                vec![Button::Callback {
+                    label: format!("{}（{}）", v.name, v.office_name),
+                    data: format!("{PICK_VILLAGE}{}", v.code),
+                }]
+            })
+            .collect();
+        Ok(vec![Outbound::Message {
+            chat_id,
+            text: self.texts.plain(Msg::VillageSearchResults),
+            buttons,
+            reply_to: None,
+        }])
+    }
+
+    async fn on_button(
+        &self,
+        inbound: &Inbound,
+        callback_id: &str,
+        data: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let mut out = vec![Outbound::AnswerButton {
+            callback_id: callback_id.to_string(),
+            text: None,
+        }];
+        if let Some(code) = data.strip_prefix(PICK_VILLAGE) {
+            out.extend(self.choose_village(inbound, code).await?);
+        }
+        Ok(out)
+    }
+
+    /// A resident picked a village (button or deep link): remember it and show the card.
+    async fn choose_village(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let Some(village) = self.store.village_by_code(code).await? else {
+            return Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::VillageGone),
+            )]);
+        };
+        if let Some(user) = inbound.sender.person() {
+            self.store
+                .set_resident_village(inbound.platform.as_str(), user, village.id)
+                .await?;
+        }
+        Ok(vec![Outbound::text(
+            chat_id,
+            self.render_card(&village).await?,
+        )])
+    }
+
+    async fn on_start(&self, inbound: &Inbound, payload: &str) -> anyhow::Result<Vec<Outbound>> {
+        if let Some(code) = payload.strip_prefix(START_VILLAGE) {
+            return self.choose_village(inbound, code).await;
+        }
+        if looks_like_enrolment_code(payload) {
+            return self.enrol(inbound, payload).await;
+        }
+        Ok(vec![Outbound::text(
+            inbound.chat.id,
+            self.texts.plain(Msg::PrivateWelcome),
+        )])
+    }
+
+    async fn enrol(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let Some(user) = inbound.sender.person() else {
+            return Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::EnrolFailed),
+            )]);
+        };
+        match self
+            .store
+            .redeem_enrolment_code(code, inbound.platform.as_str(), user)
+            .await?
+        {
+            Ok(officer) => {
+                tracing::info!(officer_id = officer.id, "officer enrolled");
+                let text = self.texts.render(
+                    Msg::EnrolDone,
+                    minijinja::context! { name => officer.name, badge => officer.badge },
+                );
+                Ok(vec![Outbound::text(chat_id, text)])
+            }
+            Err(why) => {
+                tracing::warn!(reason = ?why, "enrolment code refused");
+                Ok(vec![Outbound::text(
+                    chat_id,
+                    self.texts.plain(Msg::EnrolFailed),
+                )])
+            }
+        }
+    }
+
+    async fn on_whoami(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let Some(officer) = self.officer_of(inbound).await? else {
+            return Ok(vec![Outbound::text(
+                chat_id,
+                self.texts.plain(Msg::WhoamiResident),
+            )]);
+        };
+        let villages: Vec<_> = self
+            .store
+            .officer_villages(officer.id, &self.today().to_string())
+            .await?
+            .into_iter()
+            .map(|(code, name, role)| minijinja::context! { code, name, role })
+            .collect();
+        let text = self.texts.render(
+            Msg::WhoamiOfficer,
+            minijinja::context! { name => officer.name, badge => officer.badge, villages },
+        );
+        Ok(vec![Outbound::text(chat_id, text)])
+    }
+
+    /// The enrolled officer behind the sender, if any. A message sent on behalf of a chat is
+    /// never an officer.
+    async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
+        match inbound.sender.person() {
+            Some(user) => {
+                self.store
+                    .officer_by_identity(inbound.platform.as_str(), user)
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `officer` may bind or unbind a group of `village`: an officer serving the
+    /// village today (any role but volunteer), or a police officer of the village's station.
+    async fn may_bind(&self, officer: &OfficerRow, village: &VillageRow) -> anyhow::Result<bool> {
+        if officer.kind == "police" && officer.station_id == village.station_id {
+            return Ok(true);
+        }
+        self.store
+            .officer_serves_village(officer.id, village.id, &self.today().to_string())
+            .await
+    }
+
+    fn reply(&self, chat_id: i64, message_id: i64, msg: Msg, ctx: impl Serialize) -> Vec<Outbound> {
+        vec![Outbound::Message {
+            chat_id,
+            text: self.texts.render(msg, ctx),
+            buttons: vec![],
+            reply_to: Some(message_id),
+        }]
+    }
+
+    async fn on_bind(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        args: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        if let Sender::Chat { .. } = inbound.sender {
+            return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
+        }
+        let Some(officer) = self.officer_of(inbound).await? else {
+            tracing::info!("bind refused: sender is not an enrolled officer");
+            return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
+        };
+        let code = args.split_whitespace().next().unwrap_or("");
+        if code.is_empty() {
+            return Ok(self.reply(chat_id, message_id, Msg::BindUsage, ()));
+        }
+        let Some(village) = self.store.village_by_code(code).await? else {
+            return Ok(self.reply(
+                chat_id,
+                message_id,
+                Msg::BindUnknownVillage,
+                minijinja::context! { code },
+            ));
+        };
+        if !self.may_bind(&officer, &village).await? {
+            tracing::info!(
+                officer_id = officer.id,
+                "bind refused: officer does not serve the village"
+            );
+            return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
+        }
+        self.store
+            .bind_chat_to_village(
+                inbound.platform.as_str(),
+                chat_id,
+                &inbound.chat.title,
+                village.id,
+                Some(officer.id),
+            )
+            .await?;
+        tracing::info!(chat_id, village = %village.code, officer_id = officer.id, "group bound");
+        Ok(self.reply(
+            chat_id,
+            message_id,
+            Msg::BindDone,
+            minijinja::context! { village_name => village.name, village_code => village.code },
+        ))
+    }
+
+    async fn on_unbind(&self, inbound: &Inbound, message_id: i64) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        if let Sender::Chat { .. } = inbound.sender {
+            return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
+        }
+        let platform = inbound.platform.as_str();
+        let Some(village) = routing::village_of_chat(&self.store, platform, chat_id).await? else {
+            return Ok(self.reply(chat_id, message_id, Msg::GroupNotBound, ()));
+        };
+        let allowed = match self.officer_of(inbound).await? {
+            Some(officer) => self.may_bind(&officer, &village).await?,
+            None => false,
+        };
+        if !allowed {
+            return Ok(self.reply(chat_id, message_id, Msg::UnbindRefused, ()));
+        }
+        self.store.unbind_chat(platform, chat_id).await?;
+        tracing::info!(chat_id, village = %village.code, "group unbound");
+        Ok(self.reply(
+            chat_id,
+            message_id,
+            Msg::UnbindDone,
+            minijinja::context! { village_name => village.name },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command;
+
+    #[test]
+    fn commands_addressed_to_another_bot_are_not_ours() {
+        assert_eq!(
+            parse_command("/bind@cunjing_bot 4101", Some("cunjing_bot")),
+            Some(("bind".into(), "4101"))
+        );
+        assert_eq!(parse_command("/help@other_bot", Some("cunjing_bot")), None);
+        assert_eq!(
+            parse_command("/Officer", None),
+            Some(("officer".into(), ""))
+        );
+        assert_eq!(parse_command("民警电话", None), None);
+    }
+}

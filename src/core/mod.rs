@@ -1,0 +1,151 @@
+//! The core: everything the bot decides, with no platform types in sight.
+//!
+//! A channel adapter (Telegram, the local console, later WeCom) turns what arrives into an
+//! [`Inbound`], calls [`Core::handle`], and performs the [`Outbound`] actions it gets back.
+//! The tests and the console drive exactly the code the Telegram adapter drives.
+
+mod handler;
+pub mod routing;
+
+use std::fmt;
+
+pub use handler::{Core, CoreOptions};
+
+/// Which messaging platform an update came from. Stored with chats and identities, so the
+/// same numeric id on two platforms never mixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Telegram,
+    Console,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Telegram => "telegram",
+            Platform::Console => "console",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        match s {
+            "telegram" => Some(Platform::Telegram),
+            "console" => Some(Platform::Console),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Private chat with one person, or a group (basic group or supergroup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatKind {
+    Private,
+    Group,
+}
+
+/// The chat an update happened in.
+#[derive(Debug, Clone)]
+pub struct ChatRef {
+    pub id: i64,
+    pub kind: ChatKind,
+    /// The group's title (empty for private chats); kept with the binding so staff can tell
+    /// groups apart.
+    pub title: String,
+}
+
+/// Who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A person's (or another bot's) account.
+    User { id: i64, is_bot: bool },
+    /// Sent on behalf of a chat (an anonymous group admin, a linked channel). Never counts as
+    /// an officer: there is no account to check enrolment against.
+    Chat { id: i64 },
+}
+
+impl Sender {
+    /// The account id of a person (not a bot, not a chat).
+    pub fn person(self) -> Option<i64> {
+        match self {
+            Sender::User { id, is_bot: false } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A text message (or a media caption).
+    Text {
+        message_id: i64,
+        text: String,
+        forwarded: bool,
+    },
+    /// A button under one of the bot's messages was pressed.
+    Button {
+        callback_id: String,
+        message_id: i64,
+        data: String,
+    },
+    /// The bot was added to the chat (or its membership was restored).
+    BotAdded,
+    /// The bot was removed from the chat or left it.
+    BotRemoved,
+    /// A group became a supergroup with a new id. Telegram says so in both chats (the old
+    /// one's `migrate_to_chat_id`, the new one's `migrate_from_chat_id`); either is enough.
+    Migrated { from_chat_id: i64, to_chat_id: i64 },
+}
+
+/// One update, as the core sees it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub platform: Platform,
+    pub chat: ChatRef,
+    pub sender: Sender,
+    pub event: Event,
+}
+
+/// A button under a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Button {
+    /// Sends `data` back to the core as [`Event::Button`].
+    Callback { label: String, data: String },
+    /// Opens a private chat with the bot that starts with `/start <payload>` (a Telegram
+    /// deep link `t.me/<bot>?start=<payload>`).
+    StartPrivate { label: String, payload: String },
+}
+
+/// What the core wants done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// Send a message to a chat of the same platform.
+    Message {
+        chat_id: i64,
+        text: String,
+        buttons: Vec<Vec<Button>>,
+        reply_to: Option<i64>,
+    },
+    /// Acknowledge a button press (stops the spinner), optionally with a short notice.
+    AnswerButton {
+        callback_id: String,
+        text: Option<String>,
+    },
+}
+
+impl Outbound {
+    pub fn text(chat_id: i64, text: impl Into<String>) -> Outbound {
+        Outbound::Message {
+            chat_id,
+            text: text.into(),
+            buttons: Vec::new(),
+            reply_to: None,
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Everything residents and officers read, rendered from the templates in
+//! `bot-config/templates/<locale>.toml` (Simplified Chinese by default, English beside it).
+//!
+//! Each template is a [minijinja] string under a key; [`Msg`] lists the keys the code uses,
+//! and loading fails — naming the file and the key — when one is missing or does not parse,
+//! so a broken translation stops the daemon at start, not in front of a resident.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use minijinja::Environment;
+use serde::Serialize;
+
+macro_rules! messages {
+    ($($(#[$doc:meta])* $variant:ident = $key:literal),+ $(,)?) => {
+        /// The key of one template.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Msg { $($(#[$doc])* $variant),+ }
+
+        impl Msg {
+            pub const ALL: &'static [Msg] = &[$(Msg::$variant),+];
+
+            pub fn key(self) -> &'static str {
+                match self { $(Msg::$variant => $key),+ }
+            }
+        }
+    };
+}
+
+messages! {
+    /// The village's contact card (警民联系卡).
+    ContactCard = "contact_card",
+    /// Button under the card in a group: opens a private chat with the bot for that village.
+    ButtonPrivateChat = "button_private_chat",
+    /// A group that is not bound to a village yet: how an officer binds it.
+    GroupNotBound = "group_not_bound",
+    /// Greeting when the bot is added to a group.
+    GroupGreeting = "group_greeting",
+    /// `/bind` done.
+    BindDone = "bind_done",
+    /// `/bind` refused: the sender is not an enrolled officer of that village or station.
+    BindRefused = "bind_refused",
+    /// `/bind` with a code that is not in the registry.
+    BindUnknownVillage = "bind_unknown_village",
+    /// `/bind` without a code.
+    BindUsage = "bind_usage",
+    /// `/bind`, `/unbind` sent on behalf of a channel or as an anonymous admin.
+    AnonymousAdminRefused = "anonymous_admin_refused",
+    /// `/unbind` done.
+    UnbindDone = "unbind_done",
+    /// `/unbind` refused.
+    UnbindRefused = "unbind_refused",
+    /// A group-only command sent in a private chat.
+    GroupOnly = "group_only",
+    /// Welcome in a private chat.
+    PrivateWelcome = "private_welcome",
+    /// Private chat: the resident has not chosen a village yet.
+    ChooseVillage = "choose_village",
+    /// Private chat: name search found these villages (buttons follow).
+    VillageSearchResults = "village_search_results",
+    /// Private chat: name search found nothing.
+    VillageSearchNone = "village_search_none",
+    /// Enrolment succeeded.
+    EnrolDone = "enrol_done",
+    /// Enrolment code unknown, used or expired.
+    EnrolFailed = "enrol_failed",
+    /// `/whoami` for an enrolled officer.
+    WhoamiOfficer = "whoami_officer",
+    /// `/whoami` for anyone else.
+    WhoamiResident = "whoami_resident",
+    /// `/help` in a group.
+    HelpGroup = "help_group",
+    /// `/help` in a private chat.
+    HelpPrivate = "help_private",
+    /// A deep link or button whose village no longer exists.
+    VillageGone = "village_gone",
+    /// Something went wrong inside; the resident is pointed to 110 and the duty phone.
+    InternalError = "internal_error",
+    /// Description of /officer in the command menu.
+    CommandOfficer = "command_officer",
+    /// Description of /help in the command menu.
+    CommandHelp = "command_help",
+    /// Description of /bind in the command menu.
+    CommandBind = "command_bind",
+    /// Description of /unbind in the command menu.
+    CommandUnbind = "command_unbind",
+    /// Description of /start in the command menu.
+    CommandStart = "command_start",
+    /// Description of /whoami in the command menu.
+    CommandWhoami = "command_whoami",
+}
+
+/// The loaded templates of one locale.
+#[derive(Debug)]
+pub struct Texts {
+    env: Environment<'static>,
+    locale: String,
+}
+
+impl Texts {
+    /// Loads `<dir>/<locale>.toml` and checks that every [`Msg`] is there and parses.
+    pub fn load(dir: &Path, locale: &str) -> anyhow::Result<Texts> {
+        let path = dir.join(format!("{locale}.toml"));
+        let raw = std::fs::read_to_string(&path)
+            .with_context(|| format!("Failed to read the templates {}", path.display()))?;
+        Self::from_toml(&raw, locale)
+            .with_context(|| format!("In the templates {}", path.display()))
+    }
+
+    fn from_toml(raw: &str, locale: &str) -> anyhow::Result<Texts> {
+        let table: BTreeMap<String, String> =
+            toml::from_str(raw).context("the file is not a TOML table of key = \"template\"")?;
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_filter("phone_or", |v: Option<String>, fallback: String| {
+            v.filter(|s| !s.is_empty()).unwrap_or(fallback)
+        });
+        let known: Vec<&str> = Msg::ALL.iter().map(|m| m.key()).collect();
+        for (key, source) in table {
+            if !known.contains(&key.as_str()) {
+                return Err(anyhow!(
+                    "unknown template key {key:?}; the keys are: {}",
+                    known.join(", ")
+                ));
+            }
+            env.add_template_owned(key.clone(), source)
+                .map_err(|e| anyhow!("template {key:?} does not parse: {e}"))?;
+        }
+        for m in Msg::ALL {
+            if env.get_template(m.key()).is_err() {
+                return Err(anyhow!(
+                    "template {:?} is missing; add it (see zh-CN.toml for the wording)",
+                    m.key()
+                ));
+            }
+        }
+        Ok(Texts {
+            env,
+            locale: locale.to_string(),
+        })
+    }
+
+    pub fn locale(&self) -> &str {
+        &self.locale
+    }
+
+    /// Renders one template. A rendering error (a variable the code did not pass) is a bug:
+    /// it is logged and the key itself is returned, so the resident still gets an answer.
+    pub fn render<S: Serialize>(&self, msg: Msg, ctx: S) -> String {
+        let tmpl = self.env.get_template(msg.key()).expect("checked at load");
+        match tmpl.render(ctx) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) => {
+                tracing::error!(template = msg.key(), error = %e, "template rendering failed");
+                format!("[{}]", msg.key())
+            }
+        }
+    }
+
+    /// Renders a template that takes no variables.
+    pub fn plain(&self, msg: Msg) -> String {
+        self.render(msg, ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_locale_has_every_template() {
+        for locale in ["zh-CN", "en"] {
+            Texts::load(Path::new("bot-config/templates"), locale).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_missing_template_is_named_at_load() {
+        let err = Texts::from_toml("contact_card = \"x\"", "xx").unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_template_names_its_key() {
+        let err = Texts::from_toml("contact_card = \"{{ oops \"", "xx").unwrap_err();
+        assert!(err.to_string().contains("contact_card"), "{err}");
+    }
+}
