@@ -5,5 +5,14 @@
 //!
 //! - [`domain`]: validated registry values (codes, badge numbers, phones, roles).
 //! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
+pub mod app;
+pub mod channels;
+pub mod cli;
+pub mod config;
+pub mod core;
 pub mod domain;
+pub mod registry;
 pub mod store;
+pub mod telemetry;
+pub mod texts;
+pub mod triage;

@@ -1,0 +1,116 @@
+//! The daemon: wires the store, the texts, the triage rules and the core to a channel, and
+//! runs until the shutdown future resolves (Ctrl-C or SIGTERM in `main`, a handle in tests).
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::channels;
+use crate::config::Settings;
+use crate::core::{Core, CoreOptions, Platform};
+use crate::store::Store;
+use crate::texts::Texts;
+use crate::triage::Triage;
+
+/// Which channel `cunjing run` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChannelChoice {
+    /// Telegram when TELOXIDE_TOKEN is set, otherwise the local console demo.
+    Auto,
+    /// Telegram (TELOXIDE_TOKEN required).
+    Telegram,
+    /// The local console on stdin/stdout.
+    Console,
+}
+
+/// Loads what every part of the program needs and builds the core over `store`.
+pub fn build_core(settings: &Settings, store: Store) -> anyhow::Result<Core> {
+    let texts = Texts::load(&settings.templates_dir(), &settings.file.general.locale)?;
+    let triage = Triage::load(&settings.intents_file())?;
+    Ok(Core::new(
+        store,
+        Arc::new(texts),
+        Arc::new(triage),
+        CoreOptions::new(settings.timezone()),
+    ))
+}
+
+/// Runs the daemon on the chosen channel until `shutdown`.
+pub async fn run(
+    settings: Settings,
+    channel: ChannelChoice,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let token = settings.telegram_token.clone();
+    let use_telegram = match channel {
+        ChannelChoice::Auto => token.is_some(),
+        ChannelChoice::Telegram => {
+            anyhow::ensure!(
+                token.is_some(),
+                "`--channel telegram` needs the bot token in TELOXIDE_TOKEN"
+            );
+            true
+        }
+        ChannelChoice::Console => false,
+    };
+    if let (true, Some(token)) = (use_telegram, token) {
+        let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
+        let core = build_core(&settings, store.clone())?;
+        tracing::info!("serving Telegram");
+        let result = channels::telegram::run(core, &settings, token, shutdown).await;
+        store.close().await;
+        return result;
+    }
+
+    // The console. Without a token and without an explicit DATABASE_URL this is the demo:
+    // its own SQLite file, seeded from the example registry, every group pre-bound.
+    let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
+    let url = if demo {
+        settings.file.demo.database_url.clone()
+    } else {
+        settings.file.database.url.clone()
+    };
+    let store = Store::connect(&settings.store_options(&url)).await?;
+    let core = build_core(&settings, store.clone())?;
+    let start_village = if demo {
+        seed_demo(&settings, &core).await?;
+        store.first_village().await?
+    } else {
+        None
+    };
+    let mut out = tokio::io::stdout();
+    if demo {
+        use tokio::io::AsyncWriteExt;
+        let banner = format!(
+            "cunjing DEMO: local console channel, no Telegram (set TELOXIDE_TOKEN to serve Telegram).\n\
+             Database: {url}, seeded from the example registry {}.\n\
+             Ask like a villager, e.g.: 我们村民警电话多少\n",
+            settings.resolve(&settings.file.demo.registry_dir).display()
+        );
+        out.write_all(banner.as_bytes()).await?;
+    }
+    let interactive = std::io::stdin().is_terminal();
+    let input = tokio::io::BufReader::new(tokio::io::stdin());
+    let result =
+        channels::console::run(core, input, out, interactive, start_village, shutdown).await;
+    store.close().await;
+    result
+}
+
+/// Imports the example registry and binds a console group to every village.
+async fn seed_demo(settings: &Settings, core: &Core) -> anyhow::Result<()> {
+    let dir = settings.resolve(&settings.file.demo.registry_dir);
+    crate::registry::import_dir(core.store(), &dir, core.today())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("Failed to seed the demo from {}", dir.display()))?;
+    for v in core.store().all_villages().await? {
+        let chat_id = channels::console::group_chat_id(v.id);
+        core.store()
+            .bind_chat_to_village(Platform::Console.as_str(), chat_id, &v.name, v.id, None)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The local console channel: a person at the terminal (or a script on stdin) plays a
+//! resident in a village group, a resident in a private chat, or an officer, and sees what
+//! the bot answers. It drives the same [`Core`] as Telegram.
+//!
+//! Console commands (everything else is sent to the bot as a message):
+//! `/as resident`, `/as officer BADGE`, `/in VILLAGE_CODE`, `/in private`, `/press N`,
+//! `/who`, `/quit`. The console is local and trusted: `/as officer` links the console
+//! persona to that officer without an enrolment code.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, Outbound, Platform, Sender};
+use crate::store::registry::VillageRow;
+
+/// The console resident's account id.
+const RESIDENT_ID: i64 = 1001;
+/// Console officers get account ids above this (plus their registry id).
+const OFFICER_BASE: i64 = 2_000_000;
+/// Console group chats are `-(GROUP_BASE + village id)`.
+const GROUP_BASE: i64 = 1_000_000;
+
+/// The console group chat id of a village.
+pub fn group_chat_id(village_id: i64) -> i64 {
+    -(GROUP_BASE + village_id)
+}
+
+#[derive(Debug, Clone)]
+enum Persona {
+    Resident,
+    Officer {
+        badge: String,
+        name: String,
+        user_id: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Place {
+    Group { chat_id: i64, title: String },
+    Private,
+}
+
+struct Session<W> {
+    core: Core,
+    out: W,
+    /// Whether a person is typing (prompts) or a script is feeding lines (echo the input).
+    interactive: bool,
+    persona: Persona,
+    place: Place,
+    next_message_id: i64,
+    /// Buttons of the last bot message with buttons, per chat, for `/press N`.
+    buttons: HashMap<i64, (i64, Vec<Button>)>,
+    /// Labels of chats for the output headers.
+    labels: HashMap<i64, String>,
+}
+
+/// Runs the console until the input ends, `/quit`, or `shutdown`. `start_village` is where
+/// the resident starts (the demo: the first example village).
+pub async fn run<R, W>(
+    core: Core,
+    input: R,
+    out: W,
+    interactive: bool,
+    start_village: Option<VillageRow>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let place = match &start_village {
+        Some(v) => Place::Group {
+            chat_id: group_chat_id(v.id),
+            title: v.name.clone(),
+        },
+        None => Place::Private,
+    };
+    let mut session = Session {
+        core,
+        out,
+        interactive,
+        persona: Persona::Resident,
+        place,
+        next_message_id: 1,
+        buttons: HashMap::new(),
+        labels: HashMap::new(),
+    };
+    session.say(&format!(
+        "Console commands: /as resident | /as officer BADGE, /in VILLAGE_CODE | /in private, /press N, /who, /quit\n{}",
+        session.whereabouts()
+    ))
+    .await?;
+    let mut lines = input.lines();
+    tokio::pin!(shutdown);
+    loop {
+        session.prompt().await?;
+        let line = tokio::select! {
+            line = lines.next_line() => line?,
+            _ = &mut shutdown => None,
+        };
+        let Some(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if !session.interactive {
+            let who = session.who_short();
+            session.say(&format!("> [{who}] {line}")).await?;
+        }
+        if !session.console_command(line).await? {
+            break;
+        }
+    }
+    session.out.flush().await?;
+    Ok(())
+}
+
+impl<W: AsyncWrite + Unpin> Session<W> {
+    async fn say(&mut self, text: &str) -> anyhow::Result<()> {
+        self.out.write_all(text.as_bytes()).await?;
+        self.out.write_all(b"\n").await?;
+        self.out.flush().await?;
+        Ok(())
+    }
+
+    async fn prompt(&mut self) -> anyhow::Result<()> {
+        if self.interactive {
+            let who = self.who_short();
+            self.out.write_all(format!("[{who}]> ").as_bytes()).await?;
+            self.out.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn user_id(&self) -> i64 {
+        match &self.persona {
+            Persona::Resident => RESIDENT_ID,
+            Persona::Officer { user_id, .. } => *user_id,
+        }
+    }
+
+    fn who_short(&self) -> String {
+        let who = match &self.persona {
+            Persona::Resident => "resident".to_string(),
+            Persona::Officer { badge, name, .. } => format!("officer {name} {badge}"),
+        };
+        match &self.place {
+            Place::Group { title, .. } => format!("{who} @ group {title}"),
+            Place::Private => format!("{who} @ private chat"),
+        }
+    }
+
+    fn whereabouts(&self) -> String {
+        format!("You are: {}", self.who_short())
+    }
+
+    /// Handles one input line; `false` ends the session.
+    async fn console_command(&mut self, line: &str) -> anyhow::Result<bool> {
+        let mut words = line.split_whitespace();
+        match words.next().unwrap_or("") {
+            "/quit" | "/exit" => return Ok(false),
+            "/who" => {
+                let w = self.whereabouts();
+                self.say(&w).await?;
+            }
+            "/as" => match (words.next(), words.next()) {
+                (Some("resident"), _) => {
+                    self.persona = Persona::Resident;
+                    let w = self.whereabouts();
+                    self.say(&w).await?;
+                }
+                (Some("officer"), Some(badge)) => match self
+                    .core
+                    .store()
+                    .officer_by_badge(badge)
+                    .await?
+                {
+                    Some(officer) => {
+                        let user_id = OFFICER_BASE + officer.id;
+                        self.core
+                            .store()
+                            .link_identity_directly(officer.id, Platform::Console.as_str(), user_id)
+                            .await?;
+                        self.labels.insert(
+                            user_id,
+                            format!("private chat with {} {}", officer.name, officer.badge),
+                        );
+                        self.persona = Persona::Officer {
+                            badge: officer.badge,
+                            name: officer.name,
+                            user_id,
+                        };
+                        let w = self.whereabouts();
+                        self.say(&w).await?;
+                    }
+                    None => {
+                        self.say(&format!("No officer with badge {badge:?} in the registry."))
+                            .await?
+                    }
+                },
+                _ => self.say("Usage: /as resident | /as officer BADGE").await?,
+            },
+            "/in" => match words.next() {
+                Some("private") => {
+                    self.place = Place::Private;
+                    let w = self.whereabouts();
+                    self.say(&w).await?;
+                }
+                Some(code) => match self.core.store().village_by_code(code).await? {
+                    Some(v) => {
+                        self.place = Place::Group {
+                            chat_id: group_chat_id(v.id),
+                            title: v.name.clone(),
+                        };
+                        let w = self.whereabouts();
+                        self.say(&w).await?;
+                    }
+                    None => {
+                        self.say(&format!("No village with code {code:?} in the registry."))
+                            .await?
+                    }
+                },
+                None => self.say("Usage: /in VILLAGE_CODE | /in private").await?,
+            },
+            "/press" => {
+                let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                self.press(n).await?;
+            }
+            _ => {
+                let event = Event::Text {
+                    message_id: self.next_id(),
+                    text: line.to_string(),
+                    forwarded: false,
+                };
+                self.send(event).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn next_id(&mut self) -> i64 {
+        self.next_message_id += 1;
+        self.next_message_id
+    }
+
+    fn chat_ref(&self) -> ChatRef {
+        match &self.place {
+            Place::Group { chat_id, title } => ChatRef {
+                id: *chat_id,
+                kind: ChatKind::Group,
+                title: title.clone(),
+            },
+            Place::Private => ChatRef {
+                id: self.user_id(),
+                kind: ChatKind::Private,
+                title: String::new(),
+            },
+        }
+    }
+
+    async fn send(&mut self, event: Event) -> anyhow::Result<()> {
+        let chat = self.chat_ref();
+        self.labels
+            .entry(chat.id)
+            .or_insert_with(|| match chat.kind {
+                ChatKind::Group => format!("group {}", chat.title),
+                ChatKind::Private => "private chat".to_string(),
+            });
+        let inbound = Inbound {
+            platform: Platform::Console,
+            chat,
+            sender: Sender::User {
+                id: self.user_id(),
+                is_bot: false,
+            },
+            event,
+        };
+        let actions = self.core.handle(&inbound).await;
+        for action in actions {
+            self.show(action).await?;
+        }
+        Ok(())
+    }
+
+    async fn show(&mut self, action: Outbound) -> anyhow::Result<()> {
+        match action {
+            Outbound::Message {
+                chat_id,
+                text,
+                buttons,
+                ..
+            } => {
+                let label = self
+                    .labels
+                    .get(&chat_id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("chat {chat_id}"));
+                let mut block = format!("── bot → {label}\n");
+                for line in text.lines() {
+                    block.push_str("   ");
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                let flat: Vec<Button> = buttons.into_iter().flatten().collect();
+                for (i, b) in flat.iter().enumerate() {
+                    let (label, what) = match b {
+                        Button::Callback { label, .. } => (label, String::new()),
+                        Button::StartPrivate { label, payload } => {
+                            (label, format!(" (opens a private chat: /start {payload})"))
+                        }
+                    };
+                    block.push_str(&format!("   [{}] {label}{what}\n", i + 1));
+                }
+                if !flat.is_empty() {
+                    let id = self.next_message_id;
+                    self.buttons.insert(chat_id, (id, flat));
+                }
+                self.say(block.trim_end()).await
+            }
+            // The console has no spinner to stop; a notice is shown.
+            Outbound::AnswerButton { text: Some(t), .. } => {
+                self.say(&format!("── bot (notice): {t}")).await
+            }
+            Outbound::AnswerButton { text: None, .. } => Ok(()),
+        }
+    }
+
+    async fn press(&mut self, n: usize) -> anyhow::Result<()> {
+        let chat_id = self.chat_ref().id;
+        let Some((message_id, button)) = self.buttons.get(&chat_id).and_then(|(id, bs)| {
+            n.checked_sub(1)
+                .and_then(|i| bs.get(i))
+                .map(|b| (*id, b.clone()))
+        }) else {
+            return self.say("No such button here. Buttons are numbered [1], [2] … under the bot's last message.").await;
+        };
+        match button {
+            Button::Callback { data, .. } => {
+                let event = Event::Button {
+                    callback_id: format!("console-{message_id}-{n}"),
+                    message_id,
+                    data,
+                };
+                self.send(event).await
+            }
+            Button::StartPrivate { payload, .. } => {
+                self.place = Place::Private;
+                let w = self.whereabouts();
+                self.say(&w).await?;
+                let event = Event::Text {
+                    message_id: self.next_id(),
+                    text: format!("/start {payload}"),
+                    forwarded: false,
+                };
+                self.send(event).await
+            }
+        }
+    }
+}

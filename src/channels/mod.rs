@@ -1,0 +1,6 @@
+//! Channel adapters: each turns a platform's updates into [`crate::core::Inbound`] and the
+//! core's [`crate::core::Outbound`] actions back into platform calls. Nothing in here
+//! decides anything.
+
+pub mod console;
+pub mod telegram;

@@ -1,0 +1,544 @@
+//! The Telegram channel, through teloxide: long polling, Telegram's flood limits (the
+//! `Throttle` adaptor, with the per-group limit set), command menus, and sends that are
+//! retried or recorded, never silently dropped.
+//!
+//! The bot token only ever lives inside teloxide's `Bot` and in [`Redactor`], which scrubs it
+//! from every error before the error is logged or stored (reqwest errors carry the URL,
+//! and Telegram's URLs carry the token).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use teloxide::adaptors::Throttle;
+use teloxide::adaptors::throttle::Limits;
+use teloxide::dispatching::UpdateHandler;
+use teloxide::error_handlers::ErrorHandler;
+use teloxide::prelude::*;
+use teloxide::types::{
+    BotCommand, BotCommandScope, ChatMemberUpdated, InlineKeyboardButton, InlineKeyboardMarkup,
+    MessageId, ReplyParameters,
+};
+use teloxide::update_listeners::Polling;
+use teloxide::{ApiError, RequestError};
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, Outbound, Platform, Sender};
+use crate::texts::Msg;
+
+/// The bot type every handler takes: teloxide's `Bot` behind the flood-limit adaptor.
+pub type TgBot = Throttle<Bot>;
+
+/// Scrubs the bot token out of text that may contain a Telegram URL.
+#[derive(Clone)]
+pub struct Redactor {
+    token: Arc<SecretString>,
+}
+
+impl Redactor {
+    pub fn new(token: SecretString) -> Redactor {
+        Redactor {
+            token: Arc::new(token),
+        }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let token = self.token.expose_secret();
+        if token.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(token, "<token>")
+        }
+    }
+}
+
+/// Shared state of the handlers.
+struct Adapter {
+    core: Core,
+    redactor: Redactor,
+    /// The bot's username, for deep links (`t.me/<username>?start=…`).
+    username: String,
+    /// Attempts for a send that failed for a passing reason (network, 5xx).
+    send_retries: u32,
+}
+
+/// Logs update-listener errors (failed `getUpdates`) without the token.
+struct ListenerErrors(Redactor);
+
+impl ErrorHandler<RequestError> for ListenerErrors {
+    fn handle_error(self: Arc<Self>, error: RequestError) -> BoxFuture<'static, ()> {
+        let text = self.0.redact(&error.to_string());
+        Box::pin(async move { tracing::warn!(error = %text, "getUpdates failed; polling goes on") })
+    }
+}
+
+/// Logs handler errors without the token (the handlers catch their own; this is the net).
+struct HandlerErrors(Redactor);
+
+impl ErrorHandler<anyhow::Error> for HandlerErrors {
+    fn handle_error(self: Arc<Self>, error: anyhow::Error) -> BoxFuture<'static, ()> {
+        let text = self.0.redact(&format!("{error:#}"));
+        Box::pin(async move { tracing::error!(error = %text, "update handler failed") })
+    }
+}
+
+/// Builds the bot for `settings` and `token`: API URL, flood limits.
+pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<TgBot> {
+    let t = &settings.file.telegram;
+    let mut bot = Bot::new(token.expose_secret());
+    if !t.api_url.is_empty() {
+        let url = url::Url::parse(&t.api_url)
+            .with_context(|| format!("telegram.api_url {:?} is not a URL", t.api_url))?;
+        bot = bot.set_api_url(url);
+    }
+    let limits = Limits {
+        messages_per_sec_chat: t.messages_per_sec_chat.max(1),
+        messages_per_min_chat: t.messages_per_min_group.max(1),
+        messages_per_min_channel_or_supergroup: t.messages_per_min_group.max(1),
+        messages_per_sec_overall: t.messages_per_sec_overall.max(1),
+    };
+    Ok(bot.throttle(limits))
+}
+
+/// Runs the Telegram channel until `shutdown` resolves, then stops taking updates, lets the
+/// updates in hand finish and returns.
+pub async fn run(
+    mut core: Core,
+    settings: &Settings,
+    token: SecretString,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let redactor = Redactor::new(token.clone());
+    let bot = build_bot(settings, &token)?;
+    let me = get_me_with_retry(&bot, &redactor).await?;
+    let username = me.username.clone().unwrap_or_default();
+    tracing::info!(username = %username, "connected to Telegram");
+    core.set_bot_username(Some(username.clone()));
+    register_commands(&bot, &core, &redactor).await;
+
+    let adapter = Arc::new(Adapter {
+        core,
+        redactor: redactor.clone(),
+        username,
+        send_retries: settings.file.telegram.send_retries,
+    });
+    let listener = Polling::builder(bot.clone())
+        .timeout(Duration::from_secs(
+            settings.file.telegram.poll_timeout_secs.into(),
+        ))
+        .delete_webhook()
+        .await
+        .build();
+    let mut dispatcher = Dispatcher::builder(bot, schema())
+        .dependencies(dptree::deps![adapter])
+        .default_handler(|_upd| async {})
+        .error_handler(Arc::new(HandlerErrors(redactor.clone())))
+        .build();
+    let stop = dispatcher.shutdown_token();
+    let listener_errors = Arc::new(ListenerErrors(redactor));
+    let dispatching = tokio::spawn(async move {
+        dispatcher
+            .dispatch_with_listener(listener, listener_errors)
+            .await;
+    });
+    shutdown.await;
+    tracing::info!("shutting down the Telegram channel");
+    if let Ok(done) = stop.shutdown() {
+        done.await;
+    }
+    dispatching
+        .await
+        .context("the Telegram dispatcher panicked")?;
+    Ok(())
+}
+
+async fn get_me_with_retry(
+    bot: &TgBot,
+    redactor: &Redactor,
+) -> anyhow::Result<teloxide::types::Me> {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=5 {
+        match bot.get_me().await {
+            Ok(me) => return Ok(me),
+            Err(RequestError::Api(ApiError::InvalidToken)) => {
+                anyhow::bail!(
+                    "Telegram refused the bot token (TELOXIDE_TOKEN): check it with @BotFather"
+                )
+            }
+            Err(e) if attempt < 5 => {
+                tracing::warn!(error = %redactor.redact(&e.to_string()), attempt, "getMe failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => anyhow::bail!(
+                "Failed to reach Telegram (getMe): {}",
+                redactor.redact(&e.to_string())
+            ),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// Registers the command menus for private chats and for groups. Failing is not fatal: the
+/// commands work without a menu.
+async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
+    let t = core.texts();
+    let cmd = |name: &str, msg: Msg| BotCommand::new(name, t.plain(msg));
+    let private = vec![
+        cmd("officer", Msg::CommandOfficer),
+        cmd("help", Msg::CommandHelp),
+        cmd("whoami", Msg::CommandWhoami),
+        cmd("start", Msg::CommandStart),
+    ];
+    let groups = vec![
+        cmd("officer", Msg::CommandOfficer),
+        cmd("help", Msg::CommandHelp),
+        cmd("bind", Msg::CommandBind),
+        cmd("unbind", Msg::CommandUnbind),
+    ];
+    for (commands, scope) in [
+        (private, BotCommandScope::AllPrivateChats),
+        (groups, BotCommandScope::AllGroupChats),
+    ] {
+        if let Err(e) = bot.set_my_commands(commands).scope(scope).await {
+            tracing::warn!(error = %redactor.redact(&e.to_string()), "could not register the command menu; commands still work");
+        }
+    }
+}
+
+/// The handler tree. Each branch names an update kind, and the dispatcher asks Telegram for
+/// exactly these kinds: `my_chat_member` must be here or the bot never learns it was added.
+fn schema() -> UpdateHandler<anyhow::Error> {
+    dptree::entry()
+        .branch(Update::filter_message().endpoint(on_message))
+        .branch(Update::filter_callback_query().endpoint(on_callback))
+        .branch(Update::filter_my_chat_member().endpoint(on_my_chat_member))
+}
+
+fn chat_ref(chat: &teloxide::types::Chat) -> Option<ChatRef> {
+    let kind = if chat.is_private() {
+        ChatKind::Private
+    } else if chat.is_group() || chat.is_supergroup() {
+        ChatKind::Group
+    } else {
+        return None; // channels: not served
+    };
+    Some(ChatRef {
+        id: chat.id.0,
+        kind,
+        title: chat.title().unwrap_or_default().to_string(),
+    })
+}
+
+/// Turns a Telegram message into an [`Inbound`]; `None` for what the core does not serve
+/// (channel posts, stickers without text, service messages other than migration).
+pub fn message_to_inbound(msg: &Message) -> Option<Inbound> {
+    let chat = chat_ref(&msg.chat)?;
+    let sender = if let Some(sc) = &msg.sender_chat {
+        Sender::Chat { id: sc.id.0 }
+    } else {
+        let u = msg.from.as_ref()?;
+        Sender::User {
+            id: u.id.0 as i64,
+            is_bot: u.is_bot,
+        }
+    };
+    let event = if let Some(to) = msg.migrate_to_chat_id() {
+        Event::Migrated {
+            from_chat_id: chat.id,
+            to_chat_id: to.0,
+        }
+    } else if let Some(from) = msg.migrate_from_chat_id() {
+        Event::Migrated {
+            from_chat_id: from.0,
+            to_chat_id: chat.id,
+        }
+    } else {
+        let text = msg.text().or_else(|| msg.caption())?;
+        Event::Text {
+            message_id: msg.id.0.into(),
+            text: text.to_string(),
+            forwarded: msg.forward_origin().is_some(),
+        }
+    };
+    Some(Inbound {
+        platform: Platform::Telegram,
+        chat,
+        sender,
+        event,
+    })
+}
+
+/// Turns a change of the bot's own membership into an [`Inbound`].
+pub fn membership_to_inbound(upd: &ChatMemberUpdated) -> Option<Inbound> {
+    let chat = chat_ref(&upd.chat)?;
+    let was = upd.old_chat_member.is_present();
+    let is = upd.new_chat_member.is_present();
+    let event = match (was, is) {
+        (false, true) => Event::BotAdded,
+        (true, false) => Event::BotRemoved,
+        _ => return None, // promoted or restricted: nothing to say
+    };
+    let sender = Sender::User {
+        id: upd.from.id.0 as i64,
+        is_bot: upd.from.is_bot,
+    };
+    Some(Inbound {
+        platform: Platform::Telegram,
+        chat,
+        sender,
+        event,
+    })
+}
+
+fn callback_to_inbound(q: &CallbackQuery) -> Option<Inbound> {
+    let msg = q.message.as_ref()?;
+    let chat = chat_ref(msg.chat())?;
+    Some(Inbound {
+        platform: Platform::Telegram,
+        chat,
+        sender: Sender::User {
+            id: q.from.id.0 as i64,
+            is_bot: q.from.is_bot,
+        },
+        event: Event::Button {
+            callback_id: q.id.0.clone(),
+            message_id: msg.id().0.into(),
+            data: q.data.clone().unwrap_or_default(),
+        },
+    })
+}
+
+async fn on_message(
+    bot: TgBot,
+    adapter: Arc<Adapter>,
+    upd: Update,
+    msg: Message,
+) -> anyhow::Result<()> {
+    if let Some(inbound) = message_to_inbound(&msg) {
+        adapter.serve(&bot, upd.id.0, inbound).await;
+    }
+    Ok(())
+}
+
+async fn on_callback(
+    bot: TgBot,
+    adapter: Arc<Adapter>,
+    upd: Update,
+    q: CallbackQuery,
+) -> anyhow::Result<()> {
+    match callback_to_inbound(&q) {
+        Some(inbound) => adapter.serve(&bot, upd.id.0, inbound).await,
+        // A button on a message too old to see: still stop the spinner.
+        None => {
+            adapter
+                .perform(
+                    &bot,
+                    Outbound::AnswerButton {
+                        callback_id: q.id.0.clone(),
+                        text: None,
+                    },
+                )
+                .await
+        }
+    }
+    Ok(())
+}
+
+async fn on_my_chat_member(
+    bot: TgBot,
+    adapter: Arc<Adapter>,
+    upd: Update,
+    member: ChatMemberUpdated,
+) -> anyhow::Result<()> {
+    if let Some(inbound) = membership_to_inbound(&member) {
+        adapter.serve(&bot, upd.id.0, inbound).await;
+    }
+    Ok(())
+}
+
+/// How a failed send is treated.
+enum Failure {
+    /// Try again after a pause (network, server errors, flood control).
+    Transient(Duration),
+    /// The chat is gone for the bot (kicked, blocked, deleted): stop sending there.
+    ChatLost,
+    /// The request itself is wrong; trying again cannot help.
+    Permanent,
+}
+
+fn classify(err: &RequestError) -> Failure {
+    match err {
+        RequestError::RetryAfter(secs) => Failure::Transient(secs.duration()),
+        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
+            Failure::Transient(Duration::from_millis(500))
+        }
+        RequestError::Api(
+            ApiError::BotBlocked
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup
+            | ApiError::ChatNotFound
+            | ApiError::UserDeactivated
+            | ApiError::GroupDeactivated,
+        ) => Failure::ChatLost,
+        RequestError::Api(ApiError::Unknown(text))
+            if text.contains("Internal Server Error") || text.contains("Bad Gateway") =>
+        {
+            Failure::Transient(Duration::from_millis(500))
+        }
+        _ => Failure::Permanent,
+    }
+}
+
+fn error_kind(err: &RequestError) -> &'static str {
+    match err {
+        RequestError::Api(_) => "api",
+        RequestError::MigrateToChatId(_) => "migrated",
+        RequestError::RetryAfter(_) => "retry_after",
+        RequestError::Network(_) => "network",
+        RequestError::InvalidJson { .. } => "invalid_json",
+        RequestError::Io(_) => "io",
+    }
+}
+
+impl Adapter {
+    /// Runs one update through the core and performs what it returns, inside a span that
+    /// names the update and the chat (never the text or the sender).
+    async fn serve(&self, bot: &TgBot, update_id: u32, inbound: Inbound) {
+        let span = tracing::info_span!("update", update_id, chat_id = inbound.chat.id);
+        async {
+            for out in self.core.handle(&inbound).await {
+                self.perform(bot, out).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn perform(&self, bot: &TgBot, out: Outbound) {
+        match out {
+            Outbound::Message {
+                chat_id,
+                text,
+                buttons,
+                reply_to,
+            } => {
+                let markup = self.keyboard(&buttons);
+                self.send_with_policy(chat_id, |chat| {
+                    let mut req = bot.send_message(ChatId(chat), text.clone());
+                    if let Some(m) = &markup {
+                        req = req.reply_markup(m.clone());
+                    }
+                    if let Some(id) = reply_to.and_then(|id| i32::try_from(id).ok()) {
+                        req = req.reply_parameters(
+                            ReplyParameters::new(MessageId(id)).allow_sending_without_reply(),
+                        );
+                    }
+                    async move { req.await.map(drop) }
+                })
+                .await;
+            }
+            Outbound::AnswerButton { callback_id, text } => {
+                let mut req =
+                    bot.answer_callback_query(teloxide::types::CallbackQueryId(callback_id));
+                if let Some(t) = text {
+                    req = req.text(t);
+                }
+                if let Err(e) = req.await {
+                    // An unanswered button only keeps spinning on the user's screen.
+                    tracing::warn!(error = %self.redactor.redact(&e.to_string()), "answerCallbackQuery failed");
+                }
+            }
+        }
+    }
+
+    fn keyboard(&self, rows: &[Vec<Button>]) -> Option<InlineKeyboardMarkup> {
+        if rows.is_empty() {
+            return None;
+        }
+        let rows = rows.iter().map(|row| {
+            row.iter()
+                .filter_map(|b| match b {
+                    Button::Callback { label, data } => {
+                        Some(InlineKeyboardButton::callback(label.clone(), data.clone()))
+                    }
+                    Button::StartPrivate { label, payload } => {
+                        let link = format!("https://t.me/{}?start={}", self.username, payload);
+                        url::Url::parse(&link)
+                            .ok()
+                            .map(|u| InlineKeyboardButton::url(label.clone(), u))
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        Some(InlineKeyboardMarkup::new(rows))
+    }
+
+    /// Sends with the delivery policy: follow a group's migration once, wait out flood
+    /// control, retry passing failures, and record what still fails.
+    async fn send_with_policy<F, Fut>(&self, chat_id: i64, send: F)
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<(), RequestError>>,
+    {
+        let platform = Platform::Telegram.as_str();
+        let store = self.core.store();
+        let mut chat = chat_id;
+        let mut migrated = false;
+        let mut attempt = 0;
+        loop {
+            let err = match send(chat).await {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            if let RequestError::MigrateToChatId(new_id) = &err
+                && !migrated
+            {
+                migrated = true;
+                tracing::info!(
+                    chat_id = chat,
+                    to_chat_id = new_id.0,
+                    "group was migrated; sending to the supergroup"
+                );
+                if let Err(e) = store.chat_migrated(platform, chat, new_id.0).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "failed to record a group migration"
+                    );
+                }
+                chat = new_id.0;
+                continue;
+            }
+            let detail = self.redactor.redact(&err.to_string());
+            let kind = error_kind(&err);
+            match classify(&err) {
+                Failure::Transient(pause) if attempt < self.send_retries => {
+                    attempt += 1;
+                    tracing::warn!(chat_id = chat, attempt, error = %detail, "send failed; retrying");
+                    tokio::time::sleep(pause * attempt).await;
+                    continue;
+                }
+                Failure::ChatLost => {
+                    tracing::warn!(chat_id = chat, error = %detail, "chat is lost for the bot");
+                    if chat < 0
+                        && let Err(e) = store.chat_left(platform, chat).await
+                    {
+                        tracing::error!(error = format!("{e:#}"), "failed to mark a chat inactive");
+                    }
+                }
+                _ => tracing::error!(chat_id = chat, error = %detail, "send failed for good"),
+            }
+            if let Err(e) = store
+                .record_send_failure(platform, chat, kind, &detail)
+                .await
+            {
+                tracing::error!(error = format!("{e:#}"), "failed to record a failed send");
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The command line: `cunjing run` (the daemon, also what a bare `cunjing` does) and the
+//! administration commands for the registry, officers and chats. Output for people is
+//! English; `--json` gives machine-readable output where it makes sense.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::app::{self, ChannelChoice};
+use crate::config::{DEFAULT_CONFIG_PATH, Settings};
+use crate::core::Platform;
+use crate::registry::{self, ImportError};
+use crate::store::Store;
+
+/// cunjing (村警): every village group gets its named officer.
+#[derive(Debug, Parser)]
+#[command(name = "cunjing", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "CUNJING_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default): Telegram when TELOXIDE_TOKEN is set, otherwise the
+    /// local console demo.
+    Run {
+        /// Which channel to serve.
+        #[arg(long, value_enum, default_value = "auto")]
+        channel: ChannelChoice,
+    },
+    /// Import, export and check the registry (stations, offices, villages, officers,
+    /// assignments).
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Officer accounts.
+    #[command(subcommand)]
+    Officer(OfficerCommand),
+    /// Group chats and their bindings.
+    #[command(subcommand)]
+    Chat(ChatCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Import the five CSV files of DIR; nothing is imported if any line is wrong.
+    Import { dir: PathBuf },
+    /// Write the registry to DIR in the import format.
+    Export { dir: PathBuf },
+    /// Print coverage gaps: villages without a resident officer or a group, officers
+    /// without a phone or not enrolled, officers with too many villages.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfficerCommand {
+    /// Issue a one-time enrolment code for the officer with BADGE; the officer sends it to
+    /// the bot in a private chat (or opens the printed link).
+    Enrol {
+        badge: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Bind a group chat to a village.
+    Bind {
+        /// The chat id (Telegram group ids are negative: pass them as `-- -100…` or `=-100…`).
+        #[arg(allow_negative_numbers = true)]
+        chat_id: i64,
+        village_code: String,
+        #[arg(long, default_value = "telegram")]
+        platform: String,
+    },
+    /// Remove a group chat's binding.
+    Unbind {
+        #[arg(allow_negative_numbers = true)]
+        chat_id: i64,
+        #[arg(long, default_value = "telegram")]
+        platform: String,
+    },
+    /// List the group chats the bot knows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the parsed command line; the process exit code comes back.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Run {
+        channel: ChannelChoice::Auto,
+    }) {
+        Command::Run { channel } => {
+            app::run(settings, channel, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Registry(cmd) => registry_command(&settings, cmd).await,
+        Command::Officer(OfficerCommand::Enrol { badge, json }) => {
+            enrol(&settings, &badge, json).await
+        }
+        Command::Chat(cmd) => chat_command(&settings, cmd).await,
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Store::connect(&settings.store_options(&settings.file.database.url)).await
+}
+
+fn today(settings: &Settings) -> chrono::NaiveDate {
+    chrono::Utc::now()
+        .with_timezone(&settings.timezone())
+        .date_naive()
+}
+
+async fn registry_command(settings: &Settings, cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    match cmd {
+        RegistryCommand::Import { dir } => {
+            match registry::import_dir(&store, &dir, today(settings)).await {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ImportError::Invalid(errors)) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!(
+                        "{} error(s); nothing was imported. Fix the lines above and run the import again.",
+                        errors.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        RegistryCommand::Export { dir } => {
+            registry::export_dir(&store, &dir).await?;
+            println!("Registry written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RegistryCommand::Check { json } => {
+            let report = registry::check(
+                &store,
+                today(settings),
+                settings.file.registry.max_villages_per_officer,
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let ttl_ms = i64::try_from(settings.file.enrolment.code_ttl_hours).unwrap_or(24) * 3_600_000;
+    let Some(code) = store.issue_enrolment_code(badge, ttl_ms).await? else {
+        eprintln!(
+            "No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR)."
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let username = bot_username(settings).await;
+    let link = format!(
+        "https://t.me/{}?start={}",
+        username.as_deref().unwrap_or("<bot_username>"),
+        code.code
+    );
+    let expires = chrono::DateTime::from_timestamp_millis(code.expires_at)
+        .map(|t| t.with_timezone(&settings.timezone()).to_rfc3339())
+        .unwrap_or_default();
+    if json {
+        let out = serde_json::json!({
+            "badge": code.badge, "name": code.name, "code": code.code,
+            "expires_at": expires, "deep_link": link,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "Enrolment code for {} ({}): {}",
+            code.name, code.badge, code.code
+        );
+        println!("Valid once, until {expires}.");
+        println!("The officer opens {link}");
+        println!("or sends the bot, in a private chat: /start {}", code.code);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bot's username from Telegram when a token is configured (for the deep link).
+async fn bot_username(settings: &Settings) -> Option<String> {
+    use teloxide::prelude::Requester;
+    let token = settings.telegram_token.as_ref()?;
+    let bot = crate::channels::telegram::build_bot(settings, token).ok()?;
+    match bot.get_me().await {
+        Ok(me) => me.username.clone(),
+        Err(e) => {
+            let redacted = e.to_string().replace(token.expose_secret(), "<token>");
+            tracing::warn!(error = %redacted, "could not ask Telegram for the bot's username");
+            None
+        }
+    }
+}
+
+async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    match cmd {
+        ChatCommand::Bind {
+            chat_id,
+            village_code,
+            platform,
+        } => {
+            let platform = Platform::parse(&platform).with_context(|| {
+                format!("unknown platform {platform:?}; use telegram or console")
+            })?;
+            let Some(village) = store.village_by_code(&village_code).await? else {
+                eprintln!("No village with code {village_code:?} in the registry.");
+                return Ok(ExitCode::FAILURE);
+            };
+            let title = store
+                .chat(platform.as_str(), chat_id)
+                .await?
+                .map(|c| c.title)
+                .unwrap_or_default();
+            store
+                .bind_chat_to_village(platform.as_str(), chat_id, &title, village.id, None)
+                .await?;
+            println!(
+                "Chat {chat_id} ({platform}) bound to {} ({})",
+                village.name, village.code
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ChatCommand::Unbind { chat_id, platform } => {
+            if store.unbind_chat(&platform, chat_id).await? {
+                println!("Chat {chat_id} ({platform}) unbound");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("The bot does not know chat {chat_id} on {platform}.");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        ChatCommand::List { json } => {
+            let chats = store.list_chats(None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&chats)?);
+            } else {
+                for c in chats {
+                    let village = match c.village_id {
+                        Some(id) => store
+                            .village_by_id(id)
+                            .await?
+                            .map(|v| format!("{} ({})", v.name, v.code)),
+                        None => None,
+                    };
+                    println!(
+                        "{:<9} {:>16}  {:<8} {:<24} {}",
+                        c.platform,
+                        c.chat_id,
+                        if c.active == 1 { "active" } else { "inactive" },
+                        village.unwrap_or_else(|| "(not bound)".into()),
+                        c.title
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
