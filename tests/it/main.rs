@@ -1,1 +1,10 @@
+//! The integration tests: one binary (link time on 2 cores), one module per area.
 
+mod app;
+mod cli;
+#[allow(dead_code)] // shared test infrastructure: not every area uses every helper
+mod db;
+#[allow(dead_code)] // shared test infrastructure: not every area uses every helper
+mod fake_telegram;
+mod foundation;
+mod registry;

@@ -1,0 +1,157 @@
+//! `spawn_app`: the real daemon (library entry point) on a fresh database seeded with the
+//! example registry, serving a fake Telegram Bot API. Every daemon test starts here.
+
+use std::path::{Path, PathBuf};
+
+use cunjing::app::ChannelChoice;
+use cunjing::config::Settings;
+use cunjing::store::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::db::{self, Engine, TestDb};
+use crate::fake_telegram::{FakeTelegram, TOKEN};
+
+/// The example registry the demo and the tests use.
+pub fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/example")
+}
+
+/// Settings from the shipped configuration file, pointed at `fake` and `url`, with flood
+/// limits high enough that tests never wait for them.
+pub fn test_settings(fake: &FakeTelegram, url: &str) -> Settings {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/cunjing.toml");
+    let mut s = Settings::from_file(&path, false).expect("shipped configuration loads");
+    s.file.database.url = url.to_string();
+    s.database_url_from_env = true;
+    s.file.telegram.api_url = fake.api_url().to_string();
+    s.file.telegram.poll_timeout_secs = 1;
+    s.file.telegram.messages_per_sec_chat = 1000;
+    s.file.telegram.messages_per_min_group = 60_000;
+    s.file.telegram.messages_per_sec_overall = 1000;
+    s.telegram_token = Some(TOKEN.to_string().into());
+    s
+}
+
+/// A running daemon and what a test needs around it.
+pub struct TestApp {
+    pub fake: FakeTelegram,
+    pub db: TestDb,
+    pub settings: Settings,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// Starts the daemon on a fresh database of `engine` with the example registry imported.
+    /// `None` when the engine is not configured on this machine.
+    pub async fn spawn(engine: Engine) -> Option<TestApp> {
+        if let Ok(filter) = std::env::var("CUNJING_TEST_LOG") {
+            cunjing::telemetry::init(&filter);
+        }
+        let db = db::fresh(engine).await?;
+        import_example(&db.store).await;
+        let fake = FakeTelegram::start().await;
+        let settings = test_settings(&fake, &db.url);
+        let mut app = TestApp {
+            fake,
+            db,
+            settings,
+            stop: None,
+            task: None,
+        };
+        app.start();
+        Some(app)
+    }
+
+    fn start(&mut self) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        self.task = Some(tokio::spawn(async move {
+            cunjing::app::run(settings, ChannelChoice::Telegram, async {
+                let _ = rx.await;
+            })
+            .await
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Stops the daemon and waits until it has returned (its result must be `Ok`).
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("daemon task panicked")
+                .expect("daemon returned an error");
+        }
+    }
+
+    /// Stops the daemon and starts a new one on the same database and fake Telegram.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start();
+    }
+
+    /// Issues an enrolment code for `badge` (as `cunjing officer enrol` does) and has
+    /// `user_id` redeem it in a private chat; returns after the bot confirmed.
+    pub async fn enrol(&self, badge: &str, user: &crate::fake_telegram::TgUser) {
+        let code = self
+            .store()
+            .issue_enrolment_code(badge, 3_600_000)
+            .await
+            .unwrap()
+            .expect("badge exists");
+        let chat = self.fake.private_chat(user.clone());
+        self.fake
+            .send_text(chat, user, &format!("/start {}", code.code));
+        self.fake
+            .wait_for_sent(|m| m.chat_id == chat && m.text.contains("登记成功"))
+            .await;
+    }
+}
+
+/// Imports the example registry into `store`, as of today.
+pub async fn import_example(store: &Store) {
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    cunjing::registry::import_dir(store, &example_dir(), today)
+        .await
+        .expect("example registry imports");
+}
+
+/// Runs a daemon scenario on SQLite and on PostgreSQL:
+/// `app_test!(name, |app| { … })` — `app` is a running [`TestApp`], stopped after the body.
+#[macro_export]
+macro_rules! app_test {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn scenario(#[allow(unused_mut)] mut $app: $crate::app::TestApp) {
+                $body
+                $app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                let app = $crate::app::TestApp::spawn($crate::db::Engine::Sqlite).await.expect("SQLite is always there");
+                scenario(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                if let Some(app) = $crate::app::TestApp::spawn($crate::db::Engine::Postgres).await {
+                    scenario(app).await;
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,524 @@
+//! The foundation end to end through the real teloxide client and a fake Telegram: groups,
+//! enrolment, binding, contact cards, re-import, restart, migration, failures.
+
+use std::path::Path;
+
+use crate::app::{TestApp, example_dir};
+use crate::app_test;
+use crate::fake_telegram::{Fault, TgUser};
+
+const HEZHUANG: &str = "410184101201";
+const GROUP: i64 = -1001000000001;
+
+fn resident() -> TgUser {
+    TgUser::new(5001, "李大爷")
+}
+
+fn officer_zhang() -> TgUser {
+    TgUser::new(6001, "张建国")
+}
+
+/// Adds the bot to the test group and waits for its greeting.
+async fn group_with_bot(app: &TestApp) {
+    app.fake.group(GROUP, "和庄村村民群", true);
+    app.fake.add_bot_to_group(GROUP, &resident());
+    app.fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("/bind"))
+        .await;
+}
+
+/// Enrols 张建国 (resident officer of 和庄村) and has him bind the group to 和庄村.
+async fn bound_group(app: &TestApp) {
+    group_with_bot(app).await;
+    app.enrol("041201", &officer_zhang()).await;
+    app.fake
+        .send_text(GROUP, &officer_zhang(), &format!("/bind {HEZHUANG}"));
+    app.fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("已绑定"))
+        .await;
+}
+
+app_test!(
+    bot_added_to_a_group_greets_and_explains_how_to_bind,
+    |app| {
+        group_with_bot(&app).await;
+        let greeting = &app.fake.sent_to(GROUP)[0];
+        assert!(greeting.text.contains("村警助手"), "{}", greeting.text);
+        assert!(
+            greeting.text.contains("110"),
+            "every greeting points to 110: {}",
+            greeting.text
+        );
+        let chat = app
+            .store()
+            .chat("telegram", GROUP)
+            .await
+            .unwrap()
+            .expect("the group is recorded");
+        assert_eq!(chat.active, 1);
+        assert_eq!(chat.village_id, None);
+    }
+);
+
+app_test!(the_dispatcher_asks_telegram_for_membership_changes, |app| {
+    group_with_bot(&app).await;
+    let allowed = app.fake.allowed_updates().expect("allowed_updates is sent");
+    assert!(allowed.iter().any(|u| u == "my_chat_member"), "{allowed:?}");
+    assert!(allowed.iter().any(|u| u == "callback_query"), "{allowed:?}");
+});
+
+app_test!(
+    an_officer_enrols_with_a_one_time_code_that_works_once,
+    |app| {
+        let code = app
+            .store()
+            .issue_enrolment_code("041201", 3_600_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code.code.len(), 32, "128 random bits as hex");
+        let zhang = officer_zhang();
+        let chat = app.fake.private_chat(zhang.clone());
+        app.fake
+            .send_text(chat, &zhang, &format!("/start {}", code.code));
+        let done = app.fake.wait_for_sent(|m| m.chat_id == chat).await;
+        assert!(
+            done.text.contains("登记成功") && done.text.contains("张建国"),
+            "{}",
+            done.text
+        );
+
+        let other = TgUser::new(6999, "冒名者");
+        let other_chat = app.fake.private_chat(other.clone());
+        app.fake
+            .send_text(other_chat, &other, &format!("/start {}", code.code));
+        let refused = app.fake.wait_for_sent(|m| m.chat_id == other_chat).await;
+        assert!(refused.text.contains("无效"), "{}", refused.text);
+        let who = app
+            .store()
+            .officer_by_identity("telegram", 6999)
+            .await
+            .unwrap();
+        assert!(who.is_none(), "a used code enrols nobody");
+        let zhang_row = app
+            .store()
+            .officer_by_identity("telegram", 6001)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(zhang_row.badge, "041201");
+    }
+);
+
+app_test!(
+    the_villages_officer_binds_the_group_and_a_resident_is_refused,
+    |app| {
+        group_with_bot(&app).await;
+        app.fake
+            .send_text(GROUP, &resident(), &format!("/bind {HEZHUANG}"));
+        let refusal = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("抱歉"))
+            .await;
+        assert!(refusal.text.contains("只有"), "{}", refusal.text);
+        assert_eq!(
+            app.store()
+                .chat("telegram", GROUP)
+                .await
+                .unwrap()
+                .unwrap()
+                .village_id,
+            None
+        );
+
+        app.enrol("041201", &officer_zhang()).await;
+        app.fake
+            .send_text(GROUP, &officer_zhang(), &format!("/bind {HEZHUANG}"));
+        let done = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("已绑定"))
+            .await;
+        assert!(done.text.contains("和庄村"), "{}", done.text);
+        let chat = app.store().chat("telegram", GROUP).await.unwrap().unwrap();
+        let village = app
+            .store()
+            .village_by_code(HEZHUANG)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(chat.village_id, Some(village.id));
+        assert!(chat.bound_by.is_some(), "who bound the group is kept");
+    }
+);
+
+app_test!(a_volunteer_of_the_station_cannot_bind_a_group, |app| {
+    group_with_bot(&app).await;
+    let volunteer = TgUser::new(6101, "冯德山");
+    app.enrol("V04101", &volunteer).await;
+    app.fake
+        .send_text(GROUP, &volunteer, &format!("/bind {HEZHUANG}"));
+    app.fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("抱歉"))
+        .await;
+    assert_eq!(
+        app.store()
+            .chat("telegram", GROUP)
+            .await
+            .unwrap()
+            .unwrap()
+            .village_id,
+        None
+    );
+});
+
+app_test!(a_message_sent_as_an_anonymous_admin_cannot_bind, |app| {
+    group_with_bot(&app).await;
+    app.fake
+        .send_as_chat(GROUP, GROUP, &format!("/bind {HEZHUANG}"));
+    let answer = app
+        .fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("匿名"))
+        .await;
+    assert!(answer.text.contains("本人"), "{}", answer.text);
+    assert_eq!(
+        app.store()
+            .chat("telegram", GROUP)
+            .await
+            .unwrap()
+            .unwrap()
+            .village_id,
+        None
+    );
+});
+
+app_test!(
+    a_residents_phone_question_in_a_bound_group_gets_the_village_officers_card,
+    |app| {
+        bound_group(&app).await;
+        app.fake.send_text(GROUP, &resident(), "我们村民警电话多少");
+        let card = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+            .await;
+        for expected in [
+            "和庄村",
+            "驻村民警：张建国",
+            "13903710121",
+            "包村民警：赵明",
+            "辅警：孙磊",
+            "和庄警务室",
+            "0371-62581110",
+            "110",
+        ] {
+            assert!(
+                card.text.contains(expected),
+                "card lacks {expected:?}:\n{}",
+                card.text
+            );
+        }
+        assert!(
+            !card.text.contains("冯德山"),
+            "volunteers are not on the card:\n{}",
+            card.text
+        );
+        let buttons = crate::fake_telegram::buttons(&card);
+        assert!(
+            buttons.iter().any(|(_, target)| target
+                == &format!("https://t.me/cunjing_test_bot?start=v_{HEZHUANG}")),
+            "the card offers the private chat: {buttons:?}"
+        );
+    }
+);
+
+app_test!(
+    the_officer_command_and_the_question_give_the_same_card,
+    |app| {
+        bound_group(&app).await;
+        app.fake.send_text(GROUP, &resident(), "/officer");
+        let by_command = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+            .await;
+        app.fake.send_text(GROUP, &resident(), "警务室在哪");
+        let by_question = app
+            .fake
+            .wait_for_sent(|m| {
+                m.chat_id == GROUP
+                    && m.text.contains("联系卡")
+                    && m.message_id != by_command.message_id
+            })
+            .await;
+        assert_eq!(by_command.text, by_question.text);
+    }
+);
+
+app_test!(chatter_in_a_group_gets_no_answer, |app| {
+    bound_group(&app).await;
+    let before = app.fake.sent_to(GROUP);
+    let last = before.last().unwrap().message_id;
+    app.fake
+        .send_text(GROUP, &resident(), "大家早上好，今天赶集吗");
+    app.fake.send_text(GROUP, &resident(), "/help");
+    // Updates of one chat are handled in order: once /help is answered, the chatter was
+    // handled too.
+    let next = app
+        .fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.message_id > last)
+        .await;
+    assert!(
+        next.text.contains("• "),
+        "the first answer after the chatter is the help: {}",
+        next.text
+    );
+    assert_eq!(
+        app.fake.sent_to(GROUP).len(),
+        before.len() + 1,
+        "only /help was answered"
+    );
+});
+
+app_test!(an_unbound_group_is_told_how_to_bind, |app| {
+    group_with_bot(&app).await;
+    app.fake.send_text(GROUP, &resident(), "民警电话多少");
+    let answer = app
+        .fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("还没有绑定"))
+        .await;
+    assert!(answer.text.contains("/bind"), "{}", answer.text);
+});
+
+app_test!(
+    the_card_changes_after_a_registry_reimport_reassigns_the_village,
+    |app| {
+        bound_group(&app).await;
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "stations.csv",
+            "offices.csv",
+            "villages.csv",
+            "officers.csv",
+            "assignments.csv",
+        ] {
+            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        let path = dir.path().join("assignments.csv");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace(
+            &format!("{HEZHUANG},041201,resident,2024-03-01,"),
+            &format!("{HEZHUANG},041202,resident,2026-11-01,"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .date_naive();
+        cunjing::registry::import_dir(app.store(), Path::new(dir.path()), today)
+            .await
+            .unwrap();
+
+        app.fake.send_text(GROUP, &resident(), "我们村民警是谁");
+        let card = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+            .await;
+        assert!(card.text.contains("驻村民警：李卫东"), "{}", card.text);
+        assert!(
+            !card.text.contains("张建国"),
+            "the ended assignment is gone from the card:\n{}",
+            card.text
+        );
+    }
+);
+
+app_test!(a_restart_keeps_the_groups_binding, |app| {
+    bound_group(&app).await;
+    app.restart().await;
+    app.fake.send_text(GROUP, &resident(), "民警电话多少");
+    let card = app
+        .fake
+        .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+        .await;
+    assert!(card.text.contains("张建国"), "{}", card.text);
+});
+
+app_test!(a_group_migrated_to_a_supergroup_keeps_its_binding, |app| {
+    let basic = -4000001;
+    let supergroup = -1004000001;
+    app.fake.group(basic, "前店村群", false);
+    app.fake.add_bot_to_group(basic, &resident());
+    app.fake.wait_for_sent(|m| m.chat_id == basic).await;
+    app.enrol("041201", &officer_zhang()).await;
+    app.fake
+        .send_text(basic, &officer_zhang(), "/bind 410184101202");
+    app.fake
+        .wait_for_sent(|m| m.chat_id == basic && m.text.contains("已绑定"))
+        .await;
+
+    app.fake.migrate_group(basic, supergroup);
+    app.fake.send_text(supergroup, &resident(), "民警电话多少");
+    let card = app
+        .fake
+        .wait_for_sent(|m| m.chat_id == supergroup && m.text.contains("联系卡"))
+        .await;
+    assert!(card.text.contains("前店村"), "{}", card.text);
+    assert!(
+        app.store().chat("telegram", basic).await.unwrap().is_none(),
+        "the old id is gone"
+    );
+});
+
+app_test!(
+    removing_the_bot_marks_the_group_inactive_and_readding_restores_it,
+    |app| {
+        bound_group(&app).await;
+        app.fake.remove_bot_from_group(GROUP, &resident());
+        app.fake.add_bot_to_group(GROUP, &resident());
+        let greeting = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("本群已绑定"))
+            .await;
+        assert!(
+            greeting.text.contains("和庄村"),
+            "the binding survives: {}",
+            greeting.text
+        );
+        let chat = app.store().chat("telegram", GROUP).await.unwrap().unwrap();
+        assert_eq!(chat.active, 1);
+    }
+);
+
+app_test!(
+    a_send_refused_with_403_is_recorded_and_the_group_marked_lost,
+    |app| {
+        bound_group(&app).await;
+        let last = app.fake.sent_to(GROUP).last().unwrap().message_id;
+        app.fake.fail_next(
+            "sendMessage",
+            Fault::Forbidden("Forbidden: bot was kicked from the supergroup chat"),
+            1,
+        );
+        app.fake.send_text(GROUP, &resident(), "民警电话多少");
+        app.fake.send_text(GROUP, &resident(), "/help");
+        // Handled in order: once /help is answered, the refused card was dealt with.
+        let help = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.message_id > last)
+            .await;
+        assert!(help.text.contains("• "), "{}", help.text);
+        let failures = app.store().send_failures().await.unwrap();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].1, GROUP);
+        assert!(
+            !failures[0].3.contains(crate::fake_telegram::TOKEN),
+            "no token in the record"
+        );
+        assert_eq!(
+            app.store()
+                .chat("telegram", GROUP)
+                .await
+                .unwrap()
+                .unwrap()
+                .active,
+            0
+        );
+    }
+);
+
+app_test!(
+    a_garbled_answer_to_a_send_is_retried_until_it_goes_through,
+    |app| {
+        bound_group(&app).await;
+        // (A 500 would be retried the same way, but teloxide itself pauses 10 s after one.)
+        app.fake.fail_next("sendMessage", Fault::MalformedJson, 2);
+        app.fake.send_text(GROUP, &resident(), "民警电话多少");
+        app.fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+            .await;
+        assert!(app.store().send_failures().await.unwrap().is_empty());
+    }
+);
+
+app_test!(
+    flood_control_is_waited_out_and_the_card_still_arrives,
+    |app| {
+        bound_group(&app).await;
+        app.fake.fail_next("sendMessage", Fault::RetryAfter(1), 1);
+        app.fake.send_text(GROUP, &resident(), "民警电话多少");
+        app.fake
+            .wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("联系卡"))
+            .await;
+        assert!(app.store().send_failures().await.unwrap().is_empty());
+    }
+);
+
+app_test!(
+    a_resident_in_a_private_chat_picks_the_village_by_link_or_by_name,
+    |app| {
+        let r = resident();
+        let chat = app.fake.private_chat(r.clone());
+        app.fake
+            .send_text(chat, &r, &format!("/start v_{HEZHUANG}"));
+        let card = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == chat && m.text.contains("联系卡"))
+            .await;
+        assert!(card.text.contains("和庄村"), "{}", card.text);
+
+        app.fake.send_text(chat, &r, "前店村");
+        let choice = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == chat && m.text.contains("请点"))
+            .await;
+        let buttons = crate::fake_telegram::buttons(&choice);
+        let (_, data) = buttons
+            .iter()
+            .find(|(label, _)| label.contains("前店村"))
+            .expect("a button for 前店村");
+        app.fake.press_button(chat, &r, choice.message_id, data);
+        let card = app
+            .fake
+            .wait_for_sent(|m| m.chat_id == chat && m.text.contains("前店村 警民联系卡"))
+            .await;
+        assert!(card.text.contains("张建国"), "{}", card.text);
+
+        // The choice is remembered: the next question needs none.
+        app.fake.send_text(chat, &r, "民警电话多少");
+        app.fake
+            .wait_for_sent(|m| {
+                m.chat_id == chat
+                    && m.text.contains("前店村 警民联系卡")
+                    && m.message_id != card.message_id
+            })
+            .await;
+    }
+);
+
+app_test!(
+    the_bot_registers_command_menus_for_private_chats_and_groups,
+    |app| {
+        group_with_bot(&app).await;
+        let calls = app.fake.calls("setMyCommands");
+        let scopes: Vec<String> = calls
+            .iter()
+            .map(|c| c["scope"]["type"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(
+            scopes.contains(&"all_private_chats".to_string()),
+            "{scopes:?}"
+        );
+        assert!(
+            scopes.contains(&"all_group_chats".to_string()),
+            "{scopes:?}"
+        );
+        let group_menu = calls
+            .iter()
+            .find(|c| c["scope"]["type"] == "all_group_chats")
+            .unwrap();
+        assert!(
+            group_menu["commands"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["command"] == "bind")
+        );
+    }
+);
