@@ -705,13 +705,19 @@ struct ApiErr {
 
 impl ApiErr {
     fn new(code: u16, description: &str) -> ApiErr {
-        ApiErr { code, description: description.to_string(), parameters: None }
+        ApiErr {
+            code,
+            description: description.to_string(),
+            parameters: None,
+        }
     }
 }
 
 /// The chat of a send request, if the bot may post there, as Telegram would decide.
 fn postable_chat(fake: &FakeTelegram, params: &Value) -> Result<i64, ApiErr> {
-    let chat_id = params["chat_id"].as_i64().ok_or_else(|| ApiErr::new(400, "Bad Request: chat not found"))?;
+    let chat_id = params["chat_id"]
+        .as_i64()
+        .ok_or_else(|| ApiErr::new(400, "Bad Request: chat not found"))?;
     let st = fake.state();
     if let Some(to) = st.migrated.get(&chat_id) {
         return Err(ApiErr {
@@ -720,7 +726,9 @@ fn postable_chat(fake: &FakeTelegram, params: &Value) -> Result<i64, ApiErr> {
             parameters: Some(json!({"migrate_to_chat_id": to})),
         });
     }
-    let Some(chat) = st.chats.get(&chat_id) else { return Err(ApiErr::new(400, "Bad Request: chat not found")) };
+    let Some(chat) = st.chats.get(&chat_id) else {
+        return Err(ApiErr::new(400, "Bad Request: chat not found"));
+    };
     if st.kicked.contains(&chat_id) {
         let d = if chat["type"] == "supergroup" {
             "Forbidden: bot was kicked from the supergroup chat"
