@@ -147,8 +147,19 @@ pub async fn run(
     });
     shutdown.await;
     tracing::info!("shutting down the Telegram channel");
-    if let Ok(done) = stop.shutdown() {
-        done.await;
+    loop {
+        match stop.shutdown() {
+            Ok(done) => {
+                done.await;
+                break;
+            }
+            // A shutdown that arrives while the dispatcher is still starting finds it idle:
+            // wait for it to start (it takes one getMe), then stop it.
+            Err(_idle) if !dispatching.is_finished() => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(_idle) => break,
+        }
     }
     dispatching
         .await

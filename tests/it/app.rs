@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, Engine, TestDb};
-use crate::fake_telegram::{FakeTelegram, TOKEN};
+use crate::fake_telegram::{FakeTelegram, SentMessage, TOKEN, TgUser};
 
 /// The example registry the demo and the tests use.
 pub fn example_dir() -> PathBuf {
@@ -98,9 +98,16 @@ impl TestApp {
         self.start();
     }
 
+    /// `user` writes `text` in `chat`; returns the bot's first answer in that chat after it.
+    pub async fn ask(&self, chat: i64, user: &TgUser, text: &str) -> SentMessage {
+        let mark = self.fake.mark();
+        self.fake.send_text(chat, user, text);
+        self.fake.wait_for_new(mark, |m| m.chat_id == chat).await
+    }
+
     /// Issues an enrolment code for `badge` (as `cunjing officer enrol` does) and has
     /// `user_id` redeem it in a private chat; returns after the bot confirmed.
-    pub async fn enrol(&self, badge: &str, user: &crate::fake_telegram::TgUser) {
+    pub async fn enrol(&self, badge: &str, user: &TgUser) {
         let code = self
             .store()
             .issue_enrolment_code(badge, 3_600_000)
@@ -108,11 +115,8 @@ impl TestApp {
             .unwrap()
             .expect("badge exists");
         let chat = self.fake.private_chat(user.clone());
-        self.fake
-            .send_text(chat, user, &format!("/start {}", code.code));
-        self.fake
-            .wait_for_sent(|m| m.chat_id == chat && m.text.contains("登记成功"))
-            .await;
+        let answer = self.ask(chat, user, &format!("/start {}", code.code)).await;
+        assert!(answer.text.contains("登记成功"), "{}", answer.text);
     }
 }
 
@@ -136,8 +140,14 @@ macro_rules! app_test {
             use super::*;
 
             async fn scenario(#[allow(unused_mut)] mut $app: $crate::app::TestApp) {
-                $body
-                $app.stop().await;
+                // A hang is a failure with a message, not a stuck CI run.
+                let run = async {
+                    $body
+                    $app.stop().await;
+                };
+                tokio::time::timeout(std::time::Duration::from_secs(60), run)
+                    .await
+                    .expect("the scenario finished within 60 s");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

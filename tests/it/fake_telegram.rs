@@ -499,13 +499,28 @@ impl FakeTelegram {
         self.state().updates.len()
     }
 
+    /// How many messages the bot has sent so far: a mark for [`Self::wait_for_new`].
+    pub fn mark(&self) -> usize {
+        self.state().sent.len()
+    }
+
     /// Waits until a sent message matches (already sent ones count); panics after 10 s with
     /// the list of what was sent. For tests in real time (not `tokio::time::pause`).
     pub async fn wait_for_sent(&self, pred: impl Fn(&SentMessage) -> bool) -> SentMessage {
+        self.wait_for_new(0, pred).await
+    }
+
+    /// Like [`Self::wait_for_sent`], but only messages sent after `mark` count, so a test
+    /// cannot mistake an earlier answer with the same words for the one it waits for.
+    pub async fn wait_for_new(
+        &self,
+        mark: usize,
+        pred: impl Fn(&SentMessage) -> bool,
+    ) -> SentMessage {
         let mut rx = self.inner.calls_tx.subscribe();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(m) = self.state().sent.iter().find(|m| pred(m)) {
+            if let Some(m) = self.state().sent.iter().skip(mark).find(|m| pred(m)) {
                 return m.clone();
             }
             if tokio::time::timeout_at(deadline, rx.changed())
