@@ -528,3 +528,35 @@ app_test!(
         assert!(greeting.text.contains("村警助手"), "{}", greeting.text);
     }
 );
+
+app_test!(the_officer_unbinds_the_group_and_a_resident_cannot, |app| {
+    bound_group(&app).await;
+    let refused = app.ask(GROUP, &resident(), "/unbind").await;
+    assert!(refused.text.contains("抱歉"), "{}", refused.text);
+    assert!(
+        app.store()
+            .chat("telegram", GROUP)
+            .await
+            .unwrap()
+            .unwrap()
+            .village_id
+            .is_some()
+    );
+    let done = app.ask(GROUP, &officer_zhang(), "/unbind").await;
+    assert!(
+        done.text.contains("解除") && done.text.contains("和庄村"),
+        "{}",
+        done.text
+    );
+    assert_eq!(
+        app.store()
+            .chat("telegram", GROUP)
+            .await
+            .unwrap()
+            .unwrap()
+            .village_id,
+        None
+    );
+    let answer = app.ask(GROUP, &resident(), "民警电话多少").await;
+    assert!(answer.text.contains("还没有绑定"), "{}", answer.text);
+});

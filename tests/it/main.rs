@@ -8,3 +8,4 @@ mod db;
 mod fake_telegram;
 mod foundation;
 mod registry;
+mod routing;
