@@ -86,8 +86,9 @@ pub async fn run(
         let banner = format!(
             "cunjing DEMO: local console channel, no Telegram (set TELOXIDE_TOKEN to serve Telegram).\n\
              Database: {url}, seeded from the example registry {}.\n\
-             Ask like a villager, e.g.: 我们村民警电话多少\n",
-            settings.resolve(&settings.file.demo.registry_dir).display()
+             Ask like a villager, e.g.: {}\n",
+            settings.resolve(&settings.file.demo.registry_dir).display(),
+            core.triage().first_example().unwrap_or("/officer"),
         );
         out.write_all(banner.as_bytes()).await?;
     }

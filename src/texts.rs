@@ -59,6 +59,8 @@ messages! {
     ChooseVillage = "choose_village",
     /// Private chat: name search found these villages (buttons follow).
     VillageSearchResults = "village_search_results",
+    /// Label of a village's button after a name search.
+    VillageButton = "village_button",
     /// Private chat: name search found nothing.
     VillageSearchNone = "village_search_none",
     /// Enrolment succeeded.

@@ -47,6 +47,8 @@ pub struct Verdict {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
+    #[serde(default)]
+    place_hints: Vec<String>,
     rules: Vec<RuleSpec>,
 }
 
@@ -76,6 +78,10 @@ struct Rule {
 pub struct Triage {
     set: RegexSet,
     rules: Vec<Rule>,
+    /// Words that make a short private message look like a village name.
+    place_hints: Vec<String>,
+    /// The first example of the first rule: what the demo suggests asking.
+    first_example: Option<String>,
 }
 
 impl Triage {
@@ -125,7 +131,13 @@ impl Triage {
             });
         }
         let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
-        let triage = Triage { set, rules };
+        let first_example = file.rules.first().and_then(|r| r.examples.first()).cloned();
+        let triage = Triage {
+            set,
+            rules,
+            place_hints: file.place_hints.clone(),
+            first_example,
+        };
         for spec in &file.rules {
             for ex in &spec.examples {
                 let v = triage.classify(ex);
@@ -141,6 +153,16 @@ impl Triage {
             }
         }
         Ok(triage)
+    }
+
+    /// Whether a short private message looks like the name of a village.
+    pub fn looks_like_a_place(&self, text: &str) -> bool {
+        self.place_hints.iter().any(|h| text.contains(h.as_str()))
+    }
+
+    /// A question the rules recognise, for the demo's banner.
+    pub fn first_example(&self) -> Option<&str> {
+        self.first_example.as_deref()
     }
 
     /// Classifies one message.

@@ -127,6 +127,10 @@ impl Core {
         &self.texts
     }
 
+    pub fn triage(&self) -> &Triage {
+        &self.triage
+    }
+
     /// Tells the core its username on the platform (learnt by the adapter at start).
     pub fn set_bot_username(&mut self, username: Option<String>) {
         self.opts.bot_username = username;
@@ -414,13 +418,8 @@ impl Core {
         query: &str,
     ) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
-        let looks_like_a_place = query.chars().count() <= 16
-            && [
-                "村", "庄", "网格", "社区", "小区", "屯", "寨", "营", "店", "岗", "沟", "湾", "组",
-                "镇",
-            ]
-            .iter()
-            .any(|w| query.contains(w));
+        let looks_like_a_place =
+            query.chars().count() <= 16 && self.triage.looks_like_a_place(query);
         let found = if query.is_empty() || query.chars().count() > 16 {
             vec![]
         } else {
@@ -441,7 +440,10 @@ impl Core {
             .iter()
             .map(|v| {
                 vec![Button::Callback {
-                    label: format!("{}（{}）", v.name, v.office_name),
+                    label: self.texts.render(
+                        Msg::VillageButton,
+                        minijinja::context! { name => &v.name, office => &v.office_name },
+                    ),
                     data: format!("{PICK_VILLAGE}{}", v.code),
                 }]
             })

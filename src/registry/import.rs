@@ -368,6 +368,21 @@ fn date(err: &mut Errors<'_>, line: usize, v: &str, what: &str) -> Option<NaiveD
     }
 }
 
+/// Reports a reference to a code that the referenced file does not have.
+fn check_ref(
+    err: &mut Errors<'_>,
+    line: usize,
+    what: &str,
+    code: &str,
+    known: &HashSet<&str>,
+    file: &str,
+    fix: &str,
+) {
+    if !known.contains(code) {
+        err.at(line, format!("{what} {code:?} is not in {file}; {fix}"));
+    }
+}
+
 /// The first column (code or badge) of each line that has one.
 fn raw_codes(lines: &[Line]) -> impl Iterator<Item = (&str, usize)> {
     lines
@@ -449,15 +464,15 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             let name = required(&mut err, l, 2, "name");
             let kind = parse_with(&mut err, l.number, || OfficeKind::parse(l.get(3)));
             let phone = optional_phone(&mut err, l, 6);
-            if let Some(s) = &station
-                && !station_codes.contains(s.as_str())
-            {
-                err.at(
+            if let Some(s) = &station {
+                check_ref(
+                    &mut err,
                     l.number,
-                    format!(
-                        "station {:?} is not in stations.csv; add it there or correct the code",
-                        s.as_str()
-                    ),
+                    "station",
+                    s.as_str(),
+                    &station_codes,
+                    "stations.csv",
+                    "add it there or correct the code",
                 );
             }
             if let (Some(code), Some(station), Some(name), Some(kind), Some(phone)) =
@@ -491,15 +506,15 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             let office = parse_with(&mut err, l.number, || OfficeCode::parse(l.get(3)));
             let households = optional_count(&mut err, l, 4, "households");
             let population = optional_count(&mut err, l, 5, "population");
-            if let Some(o) = &office
-                && !office_codes.contains(o.as_str())
-            {
-                err.at(
+            if let Some(o) = &office {
+                check_ref(
+                    &mut err,
                     l.number,
-                    format!(
-                        "office {:?} is not in offices.csv; add it there or correct the code",
-                        o.as_str()
-                    ),
+                    "office",
+                    o.as_str(),
+                    &office_codes,
+                    "offices.csv",
+                    "add it there or correct the code",
                 );
             }
             if let (
@@ -536,15 +551,15 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             let kind = parse_with(&mut err, l.number, || OfficerKind::parse(l.get(2)));
             let phone = optional_phone(&mut err, l, 3);
             let station = parse_with(&mut err, l.number, || StationCode::parse(l.get(4)));
-            if let Some(s) = &station
-                && !station_codes.contains(s.as_str())
-            {
-                err.at(
+            if let Some(s) = &station {
+                check_ref(
+                    &mut err,
                     l.number,
-                    format!(
-                        "station {:?} is not in stations.csv; add it there or correct the code",
-                        s.as_str()
-                    ),
+                    "station",
+                    s.as_str(),
+                    &station_codes,
+                    "stations.csv",
+                    "add it there or correct the code",
                 );
             }
             if let (Some(badge), Some(name), Some(kind), Some(phone), Some(station)) =
@@ -591,24 +606,30 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             } else {
                 date(&mut err, l.number, l.get(4), "until").map(Some)
             };
-            if let Some(v) = &village
-                && !village_codes.contains(v.as_str())
-            {
-                err.at(
+            if let Some(v) = &village {
+                check_ref(
+                    &mut err,
                     l.number,
-                    format!(
-                        "village {:?} is not in villages.csv; add it there or correct the code",
-                        v.as_str()
-                    ),
+                    "village",
+                    v.as_str(),
+                    &village_codes,
+                    "villages.csv",
+                    "add it there or correct the code",
                 );
             }
             let officer = badge
                 .as_ref()
                 .and_then(|b| officer_by_badge.get(b.as_str()).copied());
-            if let Some(b) = &badge
-                && !officer_badges.contains(b.as_str())
-            {
-                err.at(l.number, format!("badge {:?} is not in officers.csv; add the officer there or correct the badge", b.as_str()));
+            if let Some(b) = &badge {
+                check_ref(
+                    &mut err,
+                    l.number,
+                    "badge",
+                    b.as_str(),
+                    &officer_badges,
+                    "officers.csv",
+                    "add the officer there or correct the badge",
+                );
             }
             if let (Some(o), Some(r)) = (officer, role) {
                 let fits = match r {

@@ -17,6 +17,22 @@ pub fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/example")
 }
 
+/// The example registry with `edits` (file, from, to) applied, in a temp dir.
+pub fn example_registry_with(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in cunjing::registry::FILES {
+        let mut t = std::fs::read_to_string(example_dir().join(f)).unwrap();
+        for (file, from, to) in edits {
+            if *file == f {
+                assert!(t.contains(from), "{from:?} not in {f}");
+                t = t.replacen(from, to, 1);
+            }
+        }
+        std::fs::write(dir.path().join(f), t).unwrap();
+    }
+    dir
+}
+
 /// Settings from the shipped configuration file, pointed at `fake` and `url`, with flood
 /// limits high enough that tests never wait for them.
 pub fn test_settings(fake: &FakeTelegram, url: &str) -> Settings {

@@ -6,7 +6,7 @@ use std::process::Output;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::app::example_dir;
+use crate::app::{example_dir, example_registry_with};
 
 fn config_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/cunjing.toml")
@@ -85,33 +85,11 @@ async fn the_console_plays_an_officer_and_a_private_chat() {
     );
 }
 
-/// Copies the example registry into a temp dir and applies `edit` to the named file.
-fn broken_registry(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in [
-        "stations.csv",
-        "offices.csv",
-        "villages.csv",
-        "officers.csv",
-        "assignments.csv",
-    ] {
-        let mut t = std::fs::read_to_string(example_dir().join(f)).unwrap();
-        for (file, from, to) in edits {
-            if *file == f {
-                assert!(t.contains(from), "{from:?} not in {f}");
-                t = t.replacen(from, to, 1);
-            }
-        }
-        std::fs::write(dir.path().join(f), t).unwrap();
-    }
-    dir
-}
-
 #[tokio::test]
 async fn a_malformed_registry_is_rejected_with_every_bad_line_and_nothing_imported() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
-    let reg = broken_registry(&[
+    let reg = example_registry_with(&[
         (
             "villages.csv",
             "410184101203,后店村,village,HZ01",

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
 /// The token the fake accepts; any other gets 401.
-pub const TOKEN: &str = "123456789:TEST-token-for-the-fake-bot-api-000000";
+pub const TOKEN: &str = "1:fake-token-of-the-test-bot-api";
 pub const BOT_ID: i64 = 7_000_000_001;
 pub const BOT_USERNAME: &str = "cunjing_test_bot";
 /// Telegram's account that stands for anonymous group admins.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::app::{TestApp, example_dir};
+use crate::app::{TestApp, example_registry_with};
 use crate::app_test;
 use crate::fake_telegram::{Fault, TgUser};
 
@@ -302,23 +302,11 @@ app_test!(
     the_card_changes_after_a_registry_reimport_reassigns_the_village,
     |app| {
         bound_group(&app).await;
-        let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "stations.csv",
-            "offices.csv",
-            "villages.csv",
-            "officers.csv",
+        let dir = example_registry_with(&[(
             "assignments.csv",
-        ] {
-            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
-        }
-        let path = dir.path().join("assignments.csv");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace(
             &format!("{HEZHUANG},041201,resident,2024-03-01,"),
             &format!("{HEZHUANG},041202,resident,2026-11-01,"),
-        );
-        std::fs::write(&path, text).unwrap();
+        )]);
         let today = chrono::Utc::now()
             .with_timezone(&chrono_tz::Asia::Shanghai)
             .date_naive();

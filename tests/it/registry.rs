@@ -3,30 +3,14 @@
 
 use std::path::Path;
 
-use cunjing::registry::{self, FILES, ImportError};
+use cunjing::registry::{self, ImportError};
 use cunjing::store::Store;
 
-use crate::app::example_dir;
+use crate::app::{example_dir, example_registry_with};
 use crate::on_both_engines;
 
 fn today() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
-}
-
-/// The example registry with `edits` (file, from, to) applied, in a temp dir.
-fn example_with(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in FILES {
-        let mut t = std::fs::read_to_string(example_dir().join(f)).unwrap();
-        for (file, from, to) in edits {
-            if *file == f {
-                assert!(t.contains(from), "{from:?} not in {f}");
-                t = t.replacen(from, to, 1);
-            }
-        }
-        std::fs::write(dir.path().join(f), t).unwrap();
-    }
-    dir
 }
 
 /// Every assignment as (village, badge, role, since, until), sorted.
@@ -83,7 +67,7 @@ on_both_engines!(
         registry::import_dir(&db.store, &example_dir(), today())
             .await
             .unwrap();
-        let dir = example_with(&[(
+        let dir = example_registry_with(&[(
             "assignments.csv",
             "410184101201,F04121,auxiliary,2024-03-01,\n",
             "",
@@ -107,7 +91,7 @@ on_both_engines!(
         registry::import_dir(&db.store, &example_dir(), today())
             .await
             .unwrap();
-        let dir = example_with(&[(
+        let dir = example_registry_with(&[(
             "assignments.csv",
             "410184101201,041201,resident,2024-03-01,",
             "410184101201,041202,resident,2026-11-23,",
@@ -151,7 +135,7 @@ on_both_engines!(
             .await
             .unwrap();
         let before = assignments(&db.store).await;
-        let dir = example_with(&[
+        let dir = example_registry_with(&[
             ("stations.csv", "0371-62581110", "call us"),
             (
                 "villages.csv",
