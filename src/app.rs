@@ -11,7 +11,7 @@ use crate::channels;
 use crate::config::Settings;
 use crate::core::{Core, CoreOptions, Platform};
 use crate::store::Store;
-use crate::texts::Texts;
+use crate::texts::{Msg, Texts};
 use crate::triage::Triage;
 
 /// Which channel `cunjing run` serves.
@@ -29,12 +29,16 @@ pub enum ChannelChoice {
 pub fn build_core(settings: &Settings, store: Store) -> anyhow::Result<Core> {
     let texts = Texts::load(&settings.templates_dir(), &settings.file.general.locale)?;
     let triage = Triage::load(&settings.intents_file())?;
-    Ok(Core::new(
-        store,
-        Arc::new(texts),
-        Arc::new(triage),
-        CoreOptions::new(settings.timezone()),
-    ))
+    let tips = &settings.file.tips;
+    for code in &tips.categories {
+        texts.check(Msg::CategoryLabel, minijinja::context! { code }).with_context(|| {
+            format!("tips.categories names {code:?}, which has no label in the template \"category_label\"")
+        })?;
+    }
+    let mut opts = CoreOptions::new(settings.timezone());
+    opts.tip_categories = tips.categories.clone();
+    opts.conversation_ttl_ms = i64::from(tips.conversation_timeout_minutes.max(1)) * 60_000;
+    Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
 }
 
 /// Runs the daemon on the chosen channel until `shutdown`.
@@ -47,10 +51,7 @@ pub async fn run(
     let use_telegram = match channel {
         ChannelChoice::Auto => token.is_some(),
         ChannelChoice::Telegram => {
-            anyhow::ensure!(
-                token.is_some(),
-                "`--channel telegram` needs the bot token in TELOXIDE_TOKEN"
-            );
+            anyhow::ensure!(token.is_some(), "`--channel telegram` needs the bot token in TELOXIDE_TOKEN");
             true
         }
         ChannelChoice::Console => false,
@@ -67,11 +68,7 @@ pub async fn run(
     // The console. Without a token and without an explicit DATABASE_URL this is the demo:
     // its own SQLite file, seeded from the example registry, every group pre-bound.
     let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
-    let url = if demo {
-        settings.file.demo.database_url.clone()
-    } else {
-        settings.file.database.url.clone()
-    };
+    let url = if demo { settings.file.demo.database_url.clone() } else { settings.file.database.url.clone() };
     let store = Store::connect(&settings.store_options(&url)).await?;
     let core = build_core(&settings, store.clone())?;
     let start_village = if demo {
@@ -94,8 +91,7 @@ pub async fn run(
     }
     let interactive = std::io::stdin().is_terminal();
     let input = tokio::io::BufReader::new(tokio::io::stdin());
-    let result =
-        channels::console::run(core, input, out, interactive, start_village, shutdown).await;
+    let result = channels::console::run(core, input, out, interactive, start_village, shutdown).await;
     store.close().await;
     result
 }
@@ -107,11 +103,14 @@ async fn seed_demo(settings: &Settings, core: &Core) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("Failed to seed the demo from {}", dir.display()))?;
+    // Every officer can be reached on the console, so the demo shows where tips go.
+    for o in core.store().all_officers().await? {
+        let user = channels::console::officer_user_id(o.id);
+        core.store().link_identity_directly(o.id, Platform::Console.as_str(), user).await?;
+    }
     for v in core.store().all_villages().await? {
         let chat_id = channels::console::group_chat_id(v.id);
-        core.store()
-            .bind_chat_to_village(Platform::Console.as_str(), chat_id, &v.name, v.id, None)
-            .await?;
+        core.store().bind_chat_to_village(Platform::Console.as_str(), chat_id, &v.name, v.id, None).await?;
     }
     Ok(())
 }

@@ -100,17 +100,13 @@ pub enum ChatCommand {
 /// Runs the parsed command line; the process exit code comes back.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&cli.config)?;
-    match cli.command.unwrap_or(Command::Run {
-        channel: ChannelChoice::Auto,
-    }) {
+    match cli.command.unwrap_or(Command::Run { channel: ChannelChoice::Auto }) {
         Command::Run { channel } => {
             app::run(settings, channel, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Registry(cmd) => registry_command(&settings, cmd).await,
-        Command::Officer(OfficerCommand::Enrol { badge, json }) => {
-            enrol(&settings, &badge, json).await
-        }
+        Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(&settings, &badge, json).await,
         Command::Chat(cmd) => chat_command(&settings, cmd).await,
     }
 }
@@ -120,45 +116,37 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 fn today(settings: &Settings) -> chrono::NaiveDate {
-    chrono::Utc::now()
-        .with_timezone(&settings.timezone())
-        .date_naive()
+    chrono::Utc::now().with_timezone(&settings.timezone()).date_naive()
 }
 
 async fn registry_command(settings: &Settings, cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     match cmd {
-        RegistryCommand::Import { dir } => {
-            match registry::import_dir(&store, &dir, today(settings)).await {
-                Ok(summary) => {
-                    println!("{summary}");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(ImportError::Invalid(errors)) => {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                    eprintln!(
-                        "{} error(s); nothing was imported. Fix the lines above and run the import again.",
-                        errors.len()
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-                Err(e) => Err(e.into()),
+        RegistryCommand::Import { dir } => match registry::import_dir(&store, &dir, today(settings)).await {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(ImportError::Invalid(errors)) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!(
+                    "{} error(s); nothing was imported. Fix the lines above and run the import again.",
+                    errors.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+            Err(e) => Err(e.into()),
+        },
         RegistryCommand::Export { dir } => {
             registry::export_dir(&store, &dir).await?;
             println!("Registry written to {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         RegistryCommand::Check { json } => {
-            let report = registry::check(
-                &store,
-                today(settings),
-                settings.file.registry.max_villages_per_officer,
-            )
-            .await?;
+            let report =
+                registry::check(&store, today(settings), settings.file.registry.max_villages_per_officer).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -173,17 +161,11 @@ async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<E
     let store = open_store(settings).await?;
     let ttl_ms = i64::try_from(settings.file.enrolment.code_ttl_hours).unwrap_or(24) * 3_600_000;
     let Some(code) = store.issue_enrolment_code(badge, ttl_ms).await? else {
-        eprintln!(
-            "No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR)."
-        );
+        eprintln!("No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR).");
         return Ok(ExitCode::FAILURE);
     };
     let username = bot_username(settings).await;
-    let link = format!(
-        "https://t.me/{}?start={}",
-        username.as_deref().unwrap_or("<bot_username>"),
-        code.code
-    );
+    let link = format!("https://t.me/{}?start={}", username.as_deref().unwrap_or("<bot_username>"), code.code);
     let expires = chrono::DateTime::from_timestamp_millis(code.expires_at)
         .map(|t| t.with_timezone(&settings.timezone()).to_rfc3339())
         .unwrap_or_default();
@@ -194,10 +176,7 @@ async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<E
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "Enrolment code for {} ({}): {}",
-            code.name, code.badge, code.code
-        );
+        println!("Enrolment code for {} ({}): {}", code.name, code.badge, code.code);
         println!("Valid once, until {expires}.");
         println!("The officer opens {link}");
         println!("or sends the bot, in a private chat: /start {}", code.code);
@@ -223,30 +202,16 @@ async fn bot_username(settings: &Settings) -> Option<String> {
 async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     match cmd {
-        ChatCommand::Bind {
-            chat_id,
-            village_code,
-            platform,
-        } => {
-            let platform = Platform::parse(&platform).with_context(|| {
-                format!("unknown platform {platform:?}; use telegram or console")
-            })?;
+        ChatCommand::Bind { chat_id, village_code, platform } => {
+            let platform = Platform::parse(&platform)
+                .with_context(|| format!("unknown platform {platform:?}; use telegram or console"))?;
             let Some(village) = store.village_by_code(&village_code).await? else {
                 eprintln!("No village with code {village_code:?} in the registry.");
                 return Ok(ExitCode::FAILURE);
             };
-            let title = store
-                .chat(platform.as_str(), chat_id)
-                .await?
-                .map(|c| c.title)
-                .unwrap_or_default();
-            store
-                .bind_chat_to_village(platform.as_str(), chat_id, &title, village.id, None)
-                .await?;
-            println!(
-                "Chat {chat_id} ({platform}) bound to {} ({})",
-                village.name, village.code
-            );
+            let title = store.chat(platform.as_str(), chat_id).await?.map(|c| c.title).unwrap_or_default();
+            store.bind_chat_to_village(platform.as_str(), chat_id, &title, village.id, None).await?;
+            println!("Chat {chat_id} ({platform}) bound to {} ({})", village.name, village.code);
             Ok(ExitCode::SUCCESS)
         }
         ChatCommand::Unbind { chat_id, platform } => {
@@ -265,10 +230,7 @@ async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<E
             } else {
                 for c in chats {
                     let village = match c.village_id {
-                        Some(id) => store
-                            .village_by_id(id)
-                            .await?
-                            .map(|v| format!("{} ({})", v.name, v.code)),
+                        Some(id) => store.village_by_id(id).await?.map(|v| format!("{} ({})", v.name, v.code)),
                         None => None,
                     };
                     println!(

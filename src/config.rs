@@ -39,6 +39,7 @@ pub struct FileSettings {
     pub telegram: Telegram,
     pub registry: Registry,
     pub enrolment: Enrolment,
+    pub tips: Tips,
     pub paths: Paths,
     pub demo: Demo,
 }
@@ -83,6 +84,13 @@ pub struct Enrolment {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Tips {
+    pub categories: Vec<String>,
+    pub conversation_timeout_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Paths {
     pub templates_dir: PathBuf,
     pub intents_file: PathBuf,
@@ -114,46 +122,31 @@ impl Settings {
     /// Reads the file alone (with `CUNJING__…` overrides when `with_env`); no token. Tests
     /// start from this so that the machine's environment cannot change what they check.
     pub fn from_file(path: &Path, with_env: bool) -> anyhow::Result<Settings> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(path).format(config::FileFormat::Toml));
         if with_env {
             builder = builder.add_source(
-                config::Environment::with_prefix("CUNJING")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                config::Environment::with_prefix("CUNJING").prefix_separator("__").separator("__").try_parsing(true),
             );
         }
         let file: FileSettings = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .with_context(|| format!("Failed to read the configuration {}", path.display()))?;
-        file.general
-            .timezone
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: general.timezone {:?} is not an IANA time zone (e.g. Asia/Shanghai)",
-                    path.display(),
-                    file.general.timezone
-                )
-            })?;
+        file.general.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: general.timezone {:?} is not an IANA time zone (e.g. Asia/Shanghai)",
+                path.display(),
+                file.general.timezone
+            )
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Settings {
-            file,
-            base_dir,
-            telegram_token: None,
-            database_url_from_env: false,
-        })
+        Ok(Settings { file, base_dir, telegram_token: None, database_url_from_env: false })
     }
 
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
     }
 
     pub fn timezone(&self) -> chrono_tz::Tz {
@@ -192,9 +185,7 @@ mod tests {
     #[test]
     fn a_misspelt_key_is_an_error_not_a_silent_default() {
         let dir = tempfile::tempdir().unwrap();
-        let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH)
-            .unwrap()
-            .replace("max_connections", "max_conections");
+        let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH).unwrap().replace("max_connections", "max_conections");
         let path = dir.path().join("c.toml");
         std::fs::write(&path, text).unwrap();
         let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());

@@ -73,10 +73,7 @@ impl Phone {
     /// Accepts spaces and dashes anywhere; stores mobiles as 11 digits and landlines as
     /// `AREA-NUMBER`.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let digits: String = raw
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '\u{3000}'))
-            .collect();
+        let digits: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '\u{3000}')).collect();
         let bad = || {
             InvalidValue(format!(
                 "phone number {:?} is not valid; write an 11-digit mobile (13903710121) or a landline with its area code (0371-62581110)",
@@ -215,18 +212,9 @@ mod tests {
 
     #[test]
     fn mobile_and_landline_numbers_are_normalised() {
-        assert_eq!(
-            Phone::parse("139 0371 0121").unwrap().as_str(),
-            "13903710121"
-        );
-        assert_eq!(
-            Phone::parse("037162581110").unwrap().as_str(),
-            "0371-62581110"
-        );
-        assert_eq!(
-            Phone::parse("010-12345678").unwrap().as_str(),
-            "010-12345678"
-        );
+        assert_eq!(Phone::parse("139 0371 0121").unwrap().as_str(), "13903710121");
+        assert_eq!(Phone::parse("037162581110").unwrap().as_str(), "0371-62581110");
+        assert_eq!(Phone::parse("010-12345678").unwrap().as_str(), "010-12345678");
         assert_eq!(Phone::parse("110").unwrap().as_str(), "110");
     }
 
@@ -234,10 +222,7 @@ mod tests {
     fn a_bad_phone_number_says_what_a_good_one_looks_like() {
         let err = Phone::parse("12345abc").unwrap_err();
         assert!(err.0.contains("11-digit mobile"), "{err}");
-        assert!(
-            Phone::parse("1390371012").is_err(),
-            "10 digits is not a mobile"
-        );
+        assert!(Phone::parse("1390371012").is_err(), "10 digits is not a mobile");
     }
 
     #[test]
@@ -253,9 +238,6 @@ mod tests {
     fn codes_reject_spaces_and_empty_values() {
         assert!(VillageCode::parse("").is_err());
         assert!(VillageCode::parse("41 01").is_err());
-        assert_eq!(
-            VillageCode::parse(" 410184101201 ").unwrap().as_str(),
-            "410184101201"
-        );
+        assert_eq!(VillageCode::parse(" 410184101201 ").unwrap().as_str(), "410184101201");
     }
 }

@@ -10,11 +10,7 @@ async fn main() -> ExitCode {
     // The console demo shares the terminal with the conversation: only warnings by default.
     let quiet = matches!(cli.command, None | Some(cunjing::cli::Command::Run { .. }))
         && std::env::var_os("TELOXIDE_TOKEN").is_none();
-    cunjing::telemetry::init(if quiet {
-        "warn"
-    } else {
-        "info,teloxide=warn,sqlx=warn"
-    });
+    cunjing::telemetry::init(if quiet { "warn" } else { "info,teloxide=warn,sqlx=warn" });
     match cunjing::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

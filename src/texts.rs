@@ -79,6 +79,86 @@ messages! {
     VillageGone = "village_gone",
     /// Something went wrong inside; the resident is pointed to 110 and the duty phone.
     InternalError = "internal_error",
+    /// `/tip` in a group: the group is public; the private button.
+    GroupTipPointer = "group_tip_pointer",
+    /// Button that opens a private chat to write a tip.
+    ButtonPrivateTip = "button_private_tip",
+    /// A photo or location sent in a private chat with no tip in progress.
+    MediaOutsideTip = "media_outside_tip",
+    /// A tip conversation expired.
+    TipTimedOut = "tip_timed_out",
+    /// Tip: which village? (name search follows)
+    TipChooseVillage = "tip_choose_village",
+    /// The label of a tip category (`code`).
+    CategoryLabel = "category_label",
+    /// Tip: choose the category.
+    TipChooseCategory = "tip_choose_category",
+    /// Tip: tell what happened.
+    TipDetailsPrompt = "tip_details_prompt",
+    /// Tip: button when the details are complete.
+    TipButtonDone = "tip_button_done",
+    /// Tip: one part received (`n`).
+    TipItemReceived = "tip_item_received",
+    /// Tip: done pressed with nothing sent.
+    TipNothingYet = "tip_nothing_yet",
+    /// Tip: anonymous or not?
+    TipAnonymityPrompt = "tip_anonymity_prompt",
+    /// Tip: button for anonymous.
+    TipButtonAnonymous = "tip_button_anonymous",
+    /// Tip: button for leaving a phone number.
+    TipButtonNamed = "tip_button_named",
+    /// Tip: ask for the phone number.
+    TipPhonePrompt = "tip_phone_prompt",
+    /// Tip: button to skip the phone number.
+    TipButtonSkip = "tip_button_skip",
+    /// Tip: the phone number is not a mobile number.
+    TipPhoneInvalid = "tip_phone_invalid",
+    /// Tip: the summary to confirm.
+    TipSummary = "tip_summary",
+    /// Tip: confirm button.
+    TipButtonConfirm = "tip_button_confirm",
+    /// Tip: cancel button.
+    TipButtonCancel = "tip_button_cancel",
+    /// Tip: a step that is answered with buttons got text.
+    TipUseButtons = "tip_use_buttons",
+    /// A tip button pressed after the conversation ended.
+    TipNoDraft = "tip_no_draft",
+    /// Tip committed: number and password.
+    TipReceipt = "tip_receipt",
+    /// Tip conversation cancelled.
+    TipCancelled = "tip_cancelled",
+    /// `/cancel` with nothing in progress.
+    NothingToCancel = "nothing_to_cancel",
+    /// The card of a new tip in the officer's private chat.
+    TipOfficerCard = "tip_officer_card",
+    /// Officer's button: acknowledge.
+    TipButtonAck = "tip_button_ack",
+    /// Officer's button: resolve.
+    TipButtonResolve = "tip_button_resolve",
+    /// To the officer: acknowledged.
+    TipAcknowledgedOfficer = "tip_acknowledged_officer",
+    /// To the tipster: an officer acknowledged the tip.
+    TipAcknowledgedTipster = "tip_acknowledged_tipster",
+    /// To the officer: resolved.
+    TipResolvedOfficer = "tip_resolved_officer",
+    /// To the tipster: the tip was resolved.
+    TipResolvedTipster = "tip_resolved_tipster",
+    /// A tip button pressed twice.
+    TipAlreadyHandled = "tip_already_handled",
+    /// A tip button pressed by someone who does not serve the village.
+    TipNotYours = "tip_not_yours",
+    /// `/status`: the tip's status and public note.
+    StatusReply = "status_reply",
+    /// `/status`: unknown number or wrong password.
+    StatusNotFound = "status_not_found",
+    /// `/status` without number and password.
+    StatusUsage = "status_usage",
+    /// Description of /tip in the command menu.
+    CommandTip = "command_tip",
+    /// Description of /status in the command menu.
+    CommandStatus = "command_status",
+    /// Description of /cancel in the command menu.
+    CommandCancel = "command_cancel",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.
@@ -106,8 +186,7 @@ impl Texts {
         let path = dir.join(format!("{locale}.toml"));
         let raw = std::fs::read_to_string(&path)
             .with_context(|| format!("Failed to read the templates {}", path.display()))?;
-        Self::from_toml(&raw, locale)
-            .with_context(|| format!("In the templates {}", path.display()))
+        Self::from_toml(&raw, locale).with_context(|| format!("In the templates {}", path.display()))
     }
 
     fn from_toml(raw: &str, locale: &str) -> anyhow::Result<Texts> {
@@ -123,26 +202,16 @@ impl Texts {
         let known: Vec<&str> = Msg::ALL.iter().map(|m| m.key()).collect();
         for (key, source) in table {
             if !known.contains(&key.as_str()) {
-                return Err(anyhow!(
-                    "unknown template key {key:?}; the keys are: {}",
-                    known.join(", ")
-                ));
+                return Err(anyhow!("unknown template key {key:?}; the keys are: {}", known.join(", ")));
             }
-            env.add_template_owned(key.clone(), source)
-                .map_err(|e| anyhow!("template {key:?} does not parse: {e}"))?;
+            env.add_template_owned(key.clone(), source).map_err(|e| anyhow!("template {key:?} does not parse: {e}"))?;
         }
         for m in Msg::ALL {
             if env.get_template(m.key()).is_err() {
-                return Err(anyhow!(
-                    "template {:?} is missing; add it (see zh-CN.toml for the wording)",
-                    m.key()
-                ));
+                return Err(anyhow!("template {:?} is missing; add it (see zh-CN.toml for the wording)", m.key()));
             }
         }
-        Ok(Texts {
-            env,
-            locale: locale.to_string(),
-        })
+        Ok(Texts { env, locale: locale.to_string() })
     }
 
     pub fn locale(&self) -> &str {
@@ -160,6 +229,12 @@ impl Texts {
                 format!("[{}]", msg.key())
             }
         }
+    }
+
+    /// Renders a template and says why it fails (for checks at start).
+    pub fn check<S: Serialize>(&self, msg: Msg, ctx: S) -> anyhow::Result<()> {
+        let tmpl = self.env.get_template(msg.key()).expect("checked at load");
+        tmpl.render(ctx).map(drop).map_err(|e| anyhow!("template {:?}: {e}", msg.key()))
     }
 
     /// Renders a template that takes no variables.

@@ -30,9 +30,7 @@ impl Intent {
     }
 
     fn parse(s: &str) -> Option<Intent> {
-        [Intent::ContactQuery, Intent::Chatter]
-            .into_iter()
-            .find(|i| i.as_str() == s)
+        [Intent::ContactQuery, Intent::Chatter].into_iter().find(|i| i.as_str() == s)
     }
 }
 
@@ -93,51 +91,31 @@ impl Triage {
     }
 
     pub fn from_toml(raw: &str) -> anyhow::Result<Triage> {
-        let file: RulesFile =
-            toml::from_str(raw).context("the file does not have the expected [[rules]] shape")?;
+        let file: RulesFile = toml::from_str(raw).context("the file does not have the expected [[rules]] shape")?;
         let mut all_patterns = Vec::new();
         let mut rules = Vec::new();
         for spec in &file.rules {
-            let intent = Intent::parse(&spec.intent).ok_or_else(|| {
-                anyhow!(
-                    "rule {:?}: unknown intent {:?}; use contact_query",
-                    spec.name,
-                    spec.intent
-                )
-            })?;
+            let intent = Intent::parse(&spec.intent)
+                .ok_or_else(|| anyhow!("rule {:?}: unknown intent {:?}; use contact_query", spec.name, spec.intent))?;
             if spec.patterns.is_empty() {
                 return Err(anyhow!("rule {:?} has no patterns", spec.name));
             }
             let start = all_patterns.len();
             for (i, p) in spec.patterns.iter().enumerate() {
-                Regex::new(p)
-                    .map_err(|e| anyhow!("rule {:?}, pattern {}: {}", spec.name, i + 1, e))?;
+                Regex::new(p).map_err(|e| anyhow!("rule {:?}, pattern {}: {}", spec.name, i + 1, e))?;
                 all_patterns.push(p.clone());
             }
             let exclude = spec
                 .exclude
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
-                    Regex::new(p)
-                        .map_err(|e| anyhow!("rule {:?}, exclusion {}: {}", spec.name, i + 1, e))
-                })
+                .map(|(i, p)| Regex::new(p).map_err(|e| anyhow!("rule {:?}, exclusion {}: {}", spec.name, i + 1, e)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            rules.push(Rule {
-                name: spec.name.clone(),
-                intent,
-                patterns: start..all_patterns.len(),
-                exclude,
-            });
+            rules.push(Rule { name: spec.name.clone(), intent, patterns: start..all_patterns.len(), exclude });
         }
         let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
         let first_example = file.rules.first().and_then(|r| r.examples.first()).cloned();
-        let triage = Triage {
-            set,
-            rules,
-            place_hints: file.place_hints.clone(),
-            first_example,
-        };
+        let triage = Triage { set, rules, place_hints: file.place_hints.clone(), first_example };
         for spec in &file.rules {
             for ex in &spec.examples {
                 let v = triage.classify(ex);
@@ -171,20 +149,12 @@ impl Triage {
         let hits = self.set.matches(&norm);
         if hits.matched_any() {
             for rule in &self.rules {
-                if rule.patterns.clone().any(|i| hits.matched(i))
-                    && !rule.exclude.iter().any(|x| x.is_match(&norm))
-                {
-                    return Verdict {
-                        intent: rule.intent,
-                        rule: Some(rule.name.clone()),
-                    };
+                if rule.patterns.clone().any(|i| hits.matched(i)) && !rule.exclude.iter().any(|x| x.is_match(&norm)) {
+                    return Verdict { intent: rule.intent, rule: Some(rule.name.clone()) };
                 }
             }
         }
-        Verdict {
-            intent: Intent::Chatter,
-            rule: None,
-        }
+        Verdict { intent: Intent::Chatter, rule: None }
     }
 }
 
@@ -226,14 +196,8 @@ mod tests {
 
     #[test]
     fn a_newcomers_first_question_is_a_contact_query() {
-        assert_eq!(
-            shipped().classify("我们村民警电话多少").intent,
-            Intent::ContactQuery
-        );
-        assert_eq!(
-            shipped().classify("民警 电话 多少？").intent,
-            Intent::ContactQuery
-        );
+        assert_eq!(shipped().classify("我们村民警电话多少").intent, Intent::ContactQuery);
+        assert_eq!(shipped().classify("民警 电话 多少？").intent, Intent::ContactQuery);
     }
 
     #[test]
@@ -245,20 +209,17 @@ mod tests {
 
     #[test]
     fn a_bad_pattern_names_the_rule_and_the_pattern() {
-        let err = Triage::from_toml(
-            "[[rules]]\nname='x'\nintent='contact_query'\npatterns=['ok','(unclosed']\n",
-        )
-        .unwrap_err();
+        let err = Triage::from_toml("[[rules]]\nname='x'\nintent='contact_query'\npatterns=['ok','(unclosed']\n")
+            .unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("rule \"x\", pattern 2"), "{msg}");
     }
 
     #[test]
     fn a_rule_that_misses_its_own_example_is_refused_at_load() {
-        let err = Triage::from_toml(
-            "[[rules]]\nname='x'\nintent='contact_query'\npatterns=['电话']\nexamples=['你好']\n",
-        )
-        .unwrap_err();
+        let err =
+            Triage::from_toml("[[rules]]\nname='x'\nintent='contact_query'\npatterns=['电话']\nexamples=['你好']\n")
+                .unwrap_err();
         assert!(err.to_string().contains("its example"), "{err}");
     }
 

@@ -22,6 +22,11 @@ const OFFICER_BASE: i64 = 2_000_000;
 /// Console group chats are `-(GROUP_BASE + village id)`.
 const GROUP_BASE: i64 = 1_000_000;
 
+/// The console account (and private chat) of an officer.
+pub fn officer_user_id(officer_id: i64) -> i64 {
+    OFFICER_BASE + officer_id
+}
+
 /// The console group chat id of a village.
 pub fn group_chat_id(village_id: i64) -> i64 {
     -(GROUP_BASE + village_id)
@@ -30,11 +35,7 @@ pub fn group_chat_id(village_id: i64) -> i64 {
 #[derive(Debug, Clone)]
 enum Persona {
     Resident,
-    Officer {
-        badge: String,
-        name: String,
-        user_id: i64,
-    },
+    Officer { badge: String, name: String, user_id: i64 },
 }
 
 #[derive(Debug, Clone)]
@@ -72,10 +73,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let place = match &start_village {
-        Some(v) => Place::Group {
-            chat_id: group_chat_id(v.id),
-            title: v.name.clone(),
-        },
+        Some(v) => Place::Group { chat_id: group_chat_id(v.id), title: v.name.clone() },
         None => Place::Private,
     };
     let mut session = Session {
@@ -172,34 +170,19 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     let w = self.whereabouts();
                     self.say(&w).await?;
                 }
-                (Some("officer"), Some(badge)) => match self
-                    .core
-                    .store()
-                    .officer_by_badge(badge)
-                    .await?
-                {
+                (Some("officer"), Some(badge)) => match self.core.store().officer_by_badge(badge).await? {
                     Some(officer) => {
-                        let user_id = OFFICER_BASE + officer.id;
+                        let user_id = officer_user_id(officer.id);
                         self.core
                             .store()
                             .link_identity_directly(officer.id, Platform::Console.as_str(), user_id)
                             .await?;
-                        self.labels.insert(
-                            user_id,
-                            format!("private chat with {} {}", officer.name, officer.badge),
-                        );
-                        self.persona = Persona::Officer {
-                            badge: officer.badge,
-                            name: officer.name,
-                            user_id,
-                        };
+                        self.labels.insert(user_id, format!("private chat with {} {}", officer.name, officer.badge));
+                        self.persona = Persona::Officer { badge: officer.badge, name: officer.name, user_id };
                         let w = self.whereabouts();
                         self.say(&w).await?;
                     }
-                    None => {
-                        self.say(&format!("No officer with badge {badge:?} in the registry."))
-                            .await?
-                    }
+                    None => self.say(&format!("No officer with badge {badge:?} in the registry.")).await?,
                 },
                 _ => self.say("Usage: /as resident | /as officer BADGE").await?,
             },
@@ -211,17 +194,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 }
                 Some(code) => match self.core.store().village_by_code(code).await? {
                     Some(v) => {
-                        self.place = Place::Group {
-                            chat_id: group_chat_id(v.id),
-                            title: v.name.clone(),
-                        };
+                        self.place = Place::Group { chat_id: group_chat_id(v.id), title: v.name.clone() };
                         let w = self.whereabouts();
                         self.say(&w).await?;
                     }
-                    None => {
-                        self.say(&format!("No village with code {code:?} in the registry."))
-                            .await?
-                    }
+                    None => self.say(&format!("No village with code {code:?} in the registry.")).await?,
                 },
                 None => self.say("Usage: /in VILLAGE_CODE | /in private").await?,
             },
@@ -230,11 +207,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 self.press(n).await?;
             }
             _ => {
-                let event = Event::Text {
-                    message_id: self.next_id(),
-                    text: line.to_string(),
-                    forwarded: false,
-                };
+                let event = Event::Text { message_id: self.next_id(), text: line.to_string(), forwarded: false };
                 self.send(event).await?;
             }
         }
@@ -248,34 +221,24 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     fn chat_ref(&self) -> ChatRef {
         match &self.place {
-            Place::Group { chat_id, title } => ChatRef {
-                id: *chat_id,
-                kind: ChatKind::Group,
-                title: title.clone(),
-            },
-            Place::Private => ChatRef {
-                id: self.user_id(),
-                kind: ChatKind::Private,
-                title: String::new(),
-            },
+            Place::Group { chat_id, title } => ChatRef { id: *chat_id, kind: ChatKind::Group, title: title.clone() },
+            Place::Private => ChatRef { id: self.user_id(), kind: ChatKind::Private, title: String::new() },
         }
     }
 
     async fn send(&mut self, event: Event) -> anyhow::Result<()> {
         let chat = self.chat_ref();
-        self.labels
-            .entry(chat.id)
-            .or_insert_with(|| match chat.kind {
-                ChatKind::Group => format!("group {}", chat.title),
-                ChatKind::Private => "private chat".to_string(),
-            });
+        self.labels.entry(chat.id).or_insert_with(|| match chat.kind {
+            ChatKind::Group => format!("group {}", chat.title),
+            ChatKind::Private => match &self.persona {
+                Persona::Resident => "private chat with the resident".to_string(),
+                Persona::Officer { badge, name, .. } => format!("private chat with {name} {badge}"),
+            },
+        });
         let inbound = Inbound {
             platform: Platform::Console,
             chat,
-            sender: Sender::User {
-                id: self.user_id(),
-                is_bot: false,
-            },
+            sender: Sender::User { id: self.user_id(), is_bot: false },
             event,
         };
         let actions = self.core.handle(&inbound).await;
@@ -287,17 +250,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     async fn show(&mut self, action: Outbound) -> anyhow::Result<()> {
         match action {
-            Outbound::Message {
-                chat_id,
-                text,
-                buttons,
-                ..
-            } => {
-                let label = self
-                    .labels
-                    .get(&chat_id)
-                    .cloned()
-                    .unwrap_or_else(|| format!("chat {chat_id}"));
+            Outbound::Message { chat_id, text, buttons, .. } => {
+                let label = self.label(chat_id).await;
                 let mut block = format!("── bot → {label}\n");
                 for line in text.lines() {
                     block.push_str("   ");
@@ -320,41 +274,55 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 }
                 self.say(block.trim_end()).await
             }
-            // The console has no spinner to stop; a notice is shown.
-            Outbound::AnswerButton { text: Some(t), .. } => {
-                self.say(&format!("── bot (notice): {t}")).await
+            Outbound::Media { chat_id, kind, file_id, .. } => {
+                let label = self.label(chat_id).await;
+                self.say(&format!("── bot → {label}\n   [{kind:?}: {file_id}]")).await
             }
+            Outbound::Location { chat_id, latitude, longitude } => {
+                let label = self.label(chat_id).await;
+                self.say(&format!("── bot → {label}\n   [location {latitude}, {longitude}]")).await
+            }
+            // The console has no spinner to stop; a notice is shown.
+            Outbound::AnswerButton { text: Some(t), .. } => self.say(&format!("── bot (notice): {t}")).await,
             Outbound::AnswerButton { text: None, .. } => Ok(()),
         }
     }
 
+    /// How a chat is named in the output: known places, or an officer's private chat.
+    async fn label(&mut self, chat_id: i64) -> String {
+        if let Some(l) = self.labels.get(&chat_id) {
+            return l.clone();
+        }
+        let label = match self.core.store().officer_by_id(chat_id - OFFICER_BASE).await {
+            Ok(Some(o)) if chat_id > OFFICER_BASE => format!("private chat with {} {}", o.name, o.badge),
+            _ => format!("chat {chat_id}"),
+        };
+        self.labels.insert(chat_id, label.clone());
+        label
+    }
+
     async fn press(&mut self, n: usize) -> anyhow::Result<()> {
         let chat_id = self.chat_ref().id;
-        let Some((message_id, button)) = self.buttons.get(&chat_id).and_then(|(id, bs)| {
-            n.checked_sub(1)
-                .and_then(|i| bs.get(i))
-                .map(|b| (*id, b.clone()))
-        }) else {
-            return self.say("No such button here. Buttons are numbered [1], [2] … under the bot's last message.").await;
+        let Some((message_id, button)) = self
+            .buttons
+            .get(&chat_id)
+            .and_then(|(id, bs)| n.checked_sub(1).and_then(|i| bs.get(i)).map(|b| (*id, b.clone())))
+        else {
+            return self
+                .say("No such button here. Buttons are numbered [1], [2] … under the bot's last message.")
+                .await;
         };
         match button {
             Button::Callback { data, .. } => {
-                let event = Event::Button {
-                    callback_id: format!("console-{message_id}-{n}"),
-                    message_id,
-                    data,
-                };
+                let event = Event::Button { callback_id: format!("console-{message_id}-{n}"), message_id, data };
                 self.send(event).await
             }
             Button::StartPrivate { payload, .. } => {
                 self.place = Place::Private;
                 let w = self.whereabouts();
                 self.say(&w).await?;
-                let event = Event::Text {
-                    message_id: self.next_id(),
-                    text: format!("/start {payload}"),
-                    forwarded: false,
-                };
+                let event =
+                    Event::Text { message_id: self.next_id(), text: format!("/start {payload}"), forwarded: false };
                 self.send(event).await
             }
         }

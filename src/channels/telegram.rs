@@ -19,7 +19,7 @@ use teloxide::dispatching::UpdateHandler;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
 use teloxide::types::{
-    BotCommand, BotCommandScope, ChatMemberUpdated, InlineKeyboardButton, InlineKeyboardMarkup,
+    BotCommand, BotCommandScope, ChatMemberUpdated, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
     MessageId, ReplyParameters,
 };
 use teloxide::update_listeners::Polling;
@@ -27,7 +27,7 @@ use teloxide::{ApiError, RequestError};
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, Outbound, Platform, Sender};
+use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::texts::Msg;
 
 /// The bot type every handler takes: teloxide's `Bot` behind the flood-limit adaptor.
@@ -41,18 +41,12 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new(token: SecretString) -> Redactor {
-        Redactor {
-            token: Arc::new(token),
-        }
+        Redactor { token: Arc::new(token) }
     }
 
     pub fn redact(&self, text: &str) -> String {
         let token = self.token.expose_secret();
-        if token.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(token, "<token>")
-        }
+        if token.is_empty() { text.to_string() } else { text.replace(token, "<token>") }
     }
 }
 
@@ -91,8 +85,8 @@ pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<Tg
     let t = &settings.file.telegram;
     let mut bot = Bot::new(token.expose_secret());
     if !t.api_url.is_empty() {
-        let url = url::Url::parse(&t.api_url)
-            .with_context(|| format!("telegram.api_url {:?} is not a URL", t.api_url))?;
+        let url =
+            url::Url::parse(&t.api_url).with_context(|| format!("telegram.api_url {:?} is not a URL", t.api_url))?;
         bot = bot.set_api_url(url);
     }
     let limits = Limits {
@@ -127,9 +121,7 @@ pub async fn run(
         send_retries: settings.file.telegram.send_retries,
     });
     let listener = Polling::builder(bot.clone())
-        .timeout(Duration::from_secs(
-            settings.file.telegram.poll_timeout_secs.into(),
-        ))
+        .timeout(Duration::from_secs(settings.file.telegram.poll_timeout_secs.into()))
         .delete_webhook()
         .await
         .build();
@@ -141,9 +133,7 @@ pub async fn run(
     let stop = dispatcher.shutdown_token();
     let listener_errors = Arc::new(ListenerErrors(redactor));
     let dispatching = tokio::spawn(async move {
-        dispatcher
-            .dispatch_with_listener(listener, listener_errors)
-            .await;
+        dispatcher.dispatch_with_listener(listener, listener_errors).await;
     });
     shutdown.await;
     tracing::info!("shutting down the Telegram channel");
@@ -155,40 +145,28 @@ pub async fn run(
             }
             // A shutdown that arrives while the dispatcher is still starting finds it idle:
             // wait for it to start (it takes one getMe), then stop it.
-            Err(_idle) if !dispatching.is_finished() => {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
+            Err(_idle) if !dispatching.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
             Err(_idle) => break,
         }
     }
-    dispatching
-        .await
-        .context("the Telegram dispatcher panicked")?;
+    dispatching.await.context("the Telegram dispatcher panicked")?;
     Ok(())
 }
 
-async fn get_me_with_retry(
-    bot: &TgBot,
-    redactor: &Redactor,
-) -> anyhow::Result<teloxide::types::Me> {
+async fn get_me_with_retry(bot: &TgBot, redactor: &Redactor) -> anyhow::Result<teloxide::types::Me> {
     let mut delay = Duration::from_millis(500);
     for attempt in 1..=5 {
         match bot.get_me().await {
             Ok(me) => return Ok(me),
             Err(RequestError::Api(ApiError::InvalidToken)) => {
-                anyhow::bail!(
-                    "Telegram refused the bot token (TELOXIDE_TOKEN): check it with @BotFather"
-                )
+                anyhow::bail!("Telegram refused the bot token (TELOXIDE_TOKEN): check it with @BotFather")
             }
             Err(e) if attempt < 5 => {
                 tracing::warn!(error = %redactor.redact(&e.to_string()), attempt, "getMe failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => anyhow::bail!(
-                "Failed to reach Telegram (getMe): {}",
-                redactor.redact(&e.to_string())
-            ),
+            Err(e) => anyhow::bail!("Failed to reach Telegram (getMe): {}", redactor.redact(&e.to_string())),
         }
     }
     unreachable!("the loop returns on its last attempt")
@@ -200,6 +178,9 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
     let t = core.texts();
     let cmd = |name: &str, msg: Msg| BotCommand::new(name, t.plain(msg));
     let private = vec![
+        cmd("tip", Msg::CommandTip),
+        cmd("status", Msg::CommandStatus),
+        cmd("cancel", Msg::CommandCancel),
         cmd("officer", Msg::CommandOfficer),
         cmd("help", Msg::CommandHelp),
         cmd("whoami", Msg::CommandWhoami),
@@ -207,14 +188,12 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
     ];
     let groups = vec![
         cmd("officer", Msg::CommandOfficer),
+        cmd("tip", Msg::CommandTip),
         cmd("help", Msg::CommandHelp),
         cmd("bind", Msg::CommandBind),
         cmd("unbind", Msg::CommandUnbind),
     ];
-    for (commands, scope) in [
-        (private, BotCommandScope::AllPrivateChats),
-        (groups, BotCommandScope::AllGroupChats),
-    ] {
+    for (commands, scope) in [(private, BotCommandScope::AllPrivateChats), (groups, BotCommandScope::AllGroupChats)] {
         if let Err(e) = bot.set_my_commands(commands).scope(scope).await {
             tracing::warn!(error = %redactor.redact(&e.to_string()), "could not register the command menu; commands still work");
         }
@@ -238,11 +217,7 @@ fn chat_ref(chat: &teloxide::types::Chat) -> Option<ChatRef> {
     } else {
         return None; // channels: not served
     };
-    Some(ChatRef {
-        id: chat.id.0,
-        kind,
-        title: chat.title().unwrap_or_default().to_string(),
-    })
+    Some(ChatRef { id: chat.id.0, kind, title: chat.title().unwrap_or_default().to_string() })
 }
 
 /// Turns a Telegram message into an [`Inbound`]; `None` for what the core does not serve
@@ -253,35 +228,34 @@ pub fn message_to_inbound(msg: &Message) -> Option<Inbound> {
         Sender::Chat { id: sc.id.0 }
     } else {
         let u = msg.from.as_ref()?;
-        Sender::User {
-            id: u.id.0 as i64,
-            is_bot: u.is_bot,
-        }
+        Sender::User { id: u.id.0 as i64, is_bot: u.is_bot }
+    };
+    let message_id = i64::from(msg.id.0);
+    let caption = msg.caption().map(str::to_string);
+    let media = |kind, file_id: &FileId| Event::Media {
+        message_id,
+        kind,
+        file_id: file_id.0.clone(),
+        caption: caption.clone(),
     };
     let event = if let Some(to) = msg.migrate_to_chat_id() {
-        Event::Migrated {
-            from_chat_id: chat.id,
-            to_chat_id: to.0,
-        }
+        Event::Migrated { from_chat_id: chat.id, to_chat_id: to.0 }
     } else if let Some(from) = msg.migrate_from_chat_id() {
-        Event::Migrated {
-            from_chat_id: from.0,
-            to_chat_id: chat.id,
-        }
+        Event::Migrated { from_chat_id: from.0, to_chat_id: chat.id }
+    } else if let Some(sizes) = msg.photo() {
+        // Telegram sends several sizes, smallest first: keep the largest.
+        media(MediaKind::Photo, &sizes.last()?.file.id)
+    } else if let Some(voice) = msg.voice() {
+        media(MediaKind::Voice, &voice.file.id)
+    } else if let Some(video) = msg.video() {
+        media(MediaKind::Video, &video.file.id)
+    } else if let Some(loc) = msg.location() {
+        Event::Location { message_id, latitude: loc.latitude, longitude: loc.longitude }
     } else {
         let text = msg.text().or_else(|| msg.caption())?;
-        Event::Text {
-            message_id: msg.id.0.into(),
-            text: text.to_string(),
-            forwarded: msg.forward_origin().is_some(),
-        }
+        Event::Text { message_id, text: text.to_string(), forwarded: msg.forward_origin().is_some() }
     };
-    Some(Inbound {
-        platform: Platform::Telegram,
-        chat,
-        sender,
-        event,
-    })
+    Some(Inbound { platform: Platform::Telegram, chat, sender, event })
 }
 
 /// Turns a change of the bot's own membership into an [`Inbound`].
@@ -294,16 +268,8 @@ pub fn membership_to_inbound(upd: &ChatMemberUpdated) -> Option<Inbound> {
         (true, false) => Event::BotRemoved,
         _ => return None, // promoted or restricted: nothing to say
     };
-    let sender = Sender::User {
-        id: upd.from.id.0 as i64,
-        is_bot: upd.from.is_bot,
-    };
-    Some(Inbound {
-        platform: Platform::Telegram,
-        chat,
-        sender,
-        event,
-    })
+    let sender = Sender::User { id: upd.from.id.0 as i64, is_bot: upd.from.is_bot };
+    Some(Inbound { platform: Platform::Telegram, chat, sender, event })
 }
 
 fn callback_to_inbound(q: &CallbackQuery) -> Option<Inbound> {
@@ -312,10 +278,7 @@ fn callback_to_inbound(q: &CallbackQuery) -> Option<Inbound> {
     Some(Inbound {
         platform: Platform::Telegram,
         chat,
-        sender: Sender::User {
-            id: q.from.id.0 as i64,
-            is_bot: q.from.is_bot,
-        },
+        sender: Sender::User { id: q.from.id.0 as i64, is_bot: q.from.is_bot },
         event: Event::Button {
             callback_id: q.id.0.clone(),
             message_id: msg.id().0.into(),
@@ -324,38 +287,18 @@ fn callback_to_inbound(q: &CallbackQuery) -> Option<Inbound> {
     })
 }
 
-async fn on_message(
-    bot: TgBot,
-    adapter: Arc<Adapter>,
-    upd: Update,
-    msg: Message,
-) -> anyhow::Result<()> {
+async fn on_message(bot: TgBot, adapter: Arc<Adapter>, upd: Update, msg: Message) -> anyhow::Result<()> {
     if let Some(inbound) = message_to_inbound(&msg) {
         adapter.serve(&bot, upd.id.0, inbound).await;
     }
     Ok(())
 }
 
-async fn on_callback(
-    bot: TgBot,
-    adapter: Arc<Adapter>,
-    upd: Update,
-    q: CallbackQuery,
-) -> anyhow::Result<()> {
+async fn on_callback(bot: TgBot, adapter: Arc<Adapter>, upd: Update, q: CallbackQuery) -> anyhow::Result<()> {
     match callback_to_inbound(&q) {
         Some(inbound) => adapter.serve(&bot, upd.id.0, inbound).await,
         // A button on a message too old to see: still stop the spinner.
-        None => {
-            adapter
-                .perform(
-                    &bot,
-                    Outbound::AnswerButton {
-                        callback_id: q.id.0.clone(),
-                        text: None,
-                    },
-                )
-                .await
-        }
+        None => adapter.perform(&bot, Outbound::AnswerButton { callback_id: q.id.0.clone(), text: None }).await,
     }
     Ok(())
 }
@@ -432,12 +375,7 @@ impl Adapter {
 
     async fn perform(&self, bot: &TgBot, out: Outbound) {
         match out {
-            Outbound::Message {
-                chat_id,
-                text,
-                buttons,
-                reply_to,
-            } => {
+            Outbound::Message { chat_id, text, buttons, reply_to } => {
                 let markup = self.keyboard(&buttons);
                 self.send_with_policy(chat_id, |chat| {
                     let mut req = bot.send_message(ChatId(chat), text.clone());
@@ -445,17 +383,53 @@ impl Adapter {
                         req = req.reply_markup(m.clone());
                     }
                     if let Some(id) = reply_to.and_then(|id| i32::try_from(id).ok()) {
-                        req = req.reply_parameters(
-                            ReplyParameters::new(MessageId(id)).allow_sending_without_reply(),
-                        );
+                        req = req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
                     }
                     async move { req.await.map(drop) }
                 })
                 .await;
             }
+            Outbound::Media { chat_id, kind, file_id, caption } => {
+                self.send_with_policy(chat_id, |chat| {
+                    let file = InputFile::file_id(FileId(file_id.clone()));
+                    let caption = caption.clone();
+                    async move {
+                        match kind {
+                            MediaKind::Photo => {
+                                let mut req = bot.send_photo(ChatId(chat), file);
+                                if let Some(c) = caption {
+                                    req = req.caption(c);
+                                }
+                                req.await.map(drop)
+                            }
+                            MediaKind::Voice => {
+                                let mut req = bot.send_voice(ChatId(chat), file);
+                                if let Some(c) = caption {
+                                    req = req.caption(c);
+                                }
+                                req.await.map(drop)
+                            }
+                            MediaKind::Video => {
+                                let mut req = bot.send_video(ChatId(chat), file);
+                                if let Some(c) = caption {
+                                    req = req.caption(c);
+                                }
+                                req.await.map(drop)
+                            }
+                        }
+                    }
+                })
+                .await;
+            }
+            Outbound::Location { chat_id, latitude, longitude } => {
+                self.send_with_policy(chat_id, |chat| {
+                    let req = bot.send_location(ChatId(chat), latitude, longitude);
+                    async move { req.await.map(drop) }
+                })
+                .await;
+            }
             Outbound::AnswerButton { callback_id, text } => {
-                let mut req =
-                    bot.answer_callback_query(teloxide::types::CallbackQueryId(callback_id));
+                let mut req = bot.answer_callback_query(teloxide::types::CallbackQueryId(callback_id));
                 if let Some(t) = text {
                     req = req.text(t);
                 }
@@ -479,9 +453,7 @@ impl Adapter {
                     }
                     Button::StartPrivate { label, payload } => {
                         let link = format!("https://t.me/{}?start={}", self.username, payload);
-                        url::Url::parse(&link)
-                            .ok()
-                            .map(|u| InlineKeyboardButton::url(label.clone(), u))
+                        url::Url::parse(&link).ok().map(|u| InlineKeyboardButton::url(label.clone(), u))
                     }
                 })
                 .collect::<Vec<_>>()
@@ -510,16 +482,9 @@ impl Adapter {
                 && !migrated
             {
                 migrated = true;
-                tracing::info!(
-                    chat_id = chat,
-                    to_chat_id = new_id.0,
-                    "group was migrated; sending to the supergroup"
-                );
+                tracing::info!(chat_id = chat, to_chat_id = new_id.0, "group was migrated; sending to the supergroup");
                 if let Err(e) = store.chat_migrated(platform, chat, new_id.0).await {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "failed to record a group migration"
-                    );
+                    tracing::error!(error = format!("{e:#}"), "failed to record a group migration");
                 }
                 chat = new_id.0;
                 continue;
@@ -543,10 +508,7 @@ impl Adapter {
                 }
                 _ => tracing::error!(chat_id = chat, error = %detail, "send failed for good"),
             }
-            if let Err(e) = store
-                .record_send_failure(platform, chat, kind, &detail)
-                .await
-            {
+            if let Err(e) = store.record_send_failure(platform, chat, kind, &detail).await {
                 tracing::error!(error = format!("{e:#}"), "failed to record a failed send");
             }
             return;

@@ -25,6 +25,10 @@ pub struct CoreOptions {
     /// (`/help@otherbot`) is not ours.
     pub bot_username: Option<String>,
     pub clock: Clock,
+    /// Tip categories offered as buttons, in order (codes; labels are templates).
+    pub tip_categories: Vec<String>,
+    /// How long a guided conversation (a tip being written) waits for the next answer.
+    pub conversation_ttl_ms: i64,
 }
 
 impl CoreOptions {
@@ -33,6 +37,8 @@ impl CoreOptions {
             timezone,
             bot_username: None,
             clock: Arc::new(Utc::now),
+            tip_categories: ["theft", "fraud", "dispute", "hazard", "suspicious", "other"].map(String::from).to_vec(),
+            conversation_ttl_ms: 30 * 60_000,
         }
     }
 }
@@ -50,6 +56,8 @@ pub struct Core {
 const PICK_VILLAGE: &str = "v:";
 /// Prefix of the `/start` payload that opens a private chat for a village.
 const START_VILLAGE: &str = "v_";
+/// Prefix of the `/start` payload that starts a tip for a village (the group's 私信举报 button).
+const START_TIP: &str = "tip_";
 /// Most villages offered as buttons after a name search.
 const SEARCH_LIMIT: i64 = 8;
 
@@ -111,12 +119,7 @@ fn parse_command<'a>(text: &'a str, bot_username: Option<&str>) -> Option<(Strin
 
 impl Core {
     pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {
-        Core {
-            store,
-            texts,
-            triage,
-            opts,
-        }
+        Core { store, texts, triage, opts }
     }
 
     pub fn store(&self) -> &Store {
@@ -131,6 +134,14 @@ impl Core {
         &self.triage
     }
 
+    pub(super) fn tip_categories(&self) -> &[String] {
+        &self.opts.tip_categories
+    }
+
+    pub(super) fn conversation_ttl_ms(&self) -> i64 {
+        self.opts.conversation_ttl_ms
+    }
+
     /// Tells the core its username on the platform (learnt by the adapter at start).
     pub fn set_bot_username(&mut self, username: Option<String>) {
         self.opts.bot_username = username;
@@ -138,9 +149,7 @@ impl Core {
 
     /// Today in the configured time zone.
     pub fn today(&self) -> NaiveDate {
-        (self.opts.clock)()
-            .with_timezone(&self.opts.timezone)
-            .date_naive()
+        (self.opts.clock)().with_timezone(&self.opts.timezone).date_naive()
     }
 
     /// Handles one update. Never fails: an internal error is logged and, where the person
@@ -151,24 +160,16 @@ impl Core {
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "failed to handle an update");
                 let expects_answer = match &inbound.event {
-                    Event::Text { text, .. } => {
-                        inbound.chat.kind == ChatKind::Private || text.starts_with('/')
-                    }
+                    Event::Text { text, .. } => inbound.chat.kind == ChatKind::Private || text.starts_with('/'),
                     Event::Button { .. } => true,
                     _ => false,
                 };
                 let mut out = Vec::new();
                 if let Event::Button { callback_id, .. } = &inbound.event {
-                    out.push(Outbound::AnswerButton {
-                        callback_id: callback_id.clone(),
-                        text: None,
-                    });
+                    out.push(Outbound::AnswerButton { callback_id: callback_id.clone(), text: None });
                 }
                 if expects_answer {
-                    out.push(Outbound::text(
-                        inbound.chat.id,
-                        self.texts.plain(Msg::InternalError),
-                    ));
+                    out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::InternalError)));
                 }
                 out
             }
@@ -182,10 +183,7 @@ impl Core {
                 if inbound.chat.kind != ChatKind::Group {
                     return Ok(vec![]);
                 }
-                let chat = self
-                    .store
-                    .chat_joined(platform, inbound.chat.id, &inbound.chat.title)
-                    .await?;
+                let chat = self.store.chat_joined(platform, inbound.chat.id, &inbound.chat.title).await?;
                 tracing::info!(chat_id = inbound.chat.id, "added to a group");
                 let village = match chat.village_id {
                     Some(id) => self.store.village_by_id(id).await?,
@@ -204,24 +202,24 @@ impl Core {
                 }
                 Ok(vec![])
             }
-            Event::Migrated {
-                from_chat_id,
-                to_chat_id,
-            } => {
-                self.store
-                    .chat_migrated(platform, *from_chat_id, *to_chat_id)
-                    .await?;
+            Event::Migrated { from_chat_id, to_chat_id } => {
+                self.store.chat_migrated(platform, *from_chat_id, *to_chat_id).await?;
                 tracing::info!(from_chat_id, to_chat_id, "group migrated to a supergroup");
                 Ok(vec![])
             }
-            Event::Button {
-                callback_id, data, ..
-            } => self.on_button(inbound, callback_id, data).await,
-            Event::Text {
-                message_id,
-                text,
-                forwarded,
-            } => {
+            Event::Button { callback_id, data, .. } => self.on_button(inbound, callback_id, data).await,
+            Event::Media { .. } | Event::Location { .. } => {
+                if !Self::is_private_person(inbound) {
+                    return Ok(vec![]);
+                }
+                let mut out: Vec<Outbound> = self.expired_conversation_notice(inbound).await?.into_iter().collect();
+                match self.tip_message(inbound).await? {
+                    Some(more) => out.extend(more),
+                    None => out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::MediaOutsideTip))),
+                }
+                Ok(out)
+            }
+            Event::Text { message_id, text, forwarded } => {
                 if let Sender::User { is_bot: true, .. } = inbound.sender {
                     return Ok(vec![]);
                 }
@@ -234,7 +232,15 @@ impl Core {
                 }
                 match inbound.chat.kind {
                     ChatKind::Group => self.on_group_text(inbound, *message_id, text).await,
-                    ChatKind::Private => self.on_private_text(inbound, text).await,
+                    ChatKind::Private => {
+                        let mut out: Vec<Outbound> =
+                            self.expired_conversation_notice(inbound).await?.into_iter().collect();
+                        match self.tip_message(inbound).await? {
+                            Some(more) => out.extend(more),
+                            None => out.extend(self.on_private_text(inbound, text).await?),
+                        }
+                        Ok(out)
+                    }
                 }
             }
         }
@@ -259,63 +265,40 @@ impl Core {
                 }
             }
             "help" => {
-                let msg = if in_group {
-                    Msg::HelpGroup
-                } else {
-                    Msg::HelpPrivate
-                };
+                let msg = if in_group { Msg::HelpGroup } else { Msg::HelpPrivate };
                 Ok(vec![Outbound::text(chat_id, self.texts.plain(msg))])
             }
             "start" if !in_group => self.on_start(inbound, args).await,
+            "tip" if !in_group => self.start_tip(inbound, None).await,
+            "tip" => self.group_tip_pointer(inbound, message_id).await,
+            "status" if !in_group => self.on_status(inbound, args).await,
+            "cancel" if !in_group => self.cancel_conversation(inbound).await,
             "whoami" if !in_group => self.on_whoami(inbound).await,
-            "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::GroupOnly),
-            )]),
+            "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
             "bind" => self.on_bind(inbound, message_id, args).await,
             "unbind" => self.on_unbind(inbound, message_id).await,
             // Unknown commands in a group may belong to another bot: stay quiet.
             _ if in_group => Ok(vec![]),
-            _ => Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::HelpPrivate),
-            )]),
+            _ => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::HelpPrivate))]),
         }
     }
 
-    async fn on_group_text(
-        &self,
-        inbound: &Inbound,
-        message_id: i64,
-        text: &str,
-    ) -> anyhow::Result<Vec<Outbound>> {
+    async fn on_group_text(&self, inbound: &Inbound, message_id: i64, text: &str) -> anyhow::Result<Vec<Outbound>> {
         let verdict = self.triage.classify(text);
-        tracing::info!(
-            intent = verdict.intent.as_str(),
-            len = text.chars().count(),
-            "group message"
-        );
+        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "group message");
         match verdict.intent {
             Intent::ContactQuery => self.group_card(inbound, Some(message_id)).await,
             Intent::Chatter => Ok(vec![]),
         }
     }
 
-    async fn on_private_text(
-        &self,
-        inbound: &Inbound,
-        text: &str,
-    ) -> anyhow::Result<Vec<Outbound>> {
+    async fn on_private_text(&self, inbound: &Inbound, text: &str) -> anyhow::Result<Vec<Outbound>> {
         let trimmed = text.trim();
         if looks_like_enrolment_code(trimmed) {
             return self.enrol(inbound, trimmed).await;
         }
         let verdict = self.triage.classify(text);
-        tracing::info!(
-            intent = verdict.intent.as_str(),
-            len = text.chars().count(),
-            "private message"
-        );
+        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "private message");
         if verdict.intent == Intent::ContactQuery {
             return self.private_card(inbound).await;
         }
@@ -323,11 +306,7 @@ impl Core {
     }
 
     /// The card of the village the group is bound to, or how to bind it.
-    async fn group_card(
-        &self,
-        inbound: &Inbound,
-        reply_to: Option<i64>,
-    ) -> anyhow::Result<Vec<Outbound>> {
+    async fn group_card(&self, inbound: &Inbound, reply_to: Option<i64>) -> anyhow::Result<Vec<Outbound>> {
         let platform = inbound.platform.as_str();
         let chat_id = inbound.chat.id;
         match routing::village_of_chat(&self.store, platform, chat_id).await? {
@@ -337,12 +316,7 @@ impl Core {
                     label: self.texts.plain(Msg::ButtonPrivateChat),
                     payload: format!("{START_VILLAGE}{}", village.code),
                 }]];
-                Ok(vec![Outbound::Message {
-                    chat_id,
-                    text,
-                    buttons,
-                    reply_to,
-                }])
+                Ok(vec![Outbound::Message { chat_id, text, buttons, reply_to }])
             }
             None => Ok(vec![Outbound::Message {
                 chat_id,
@@ -357,11 +331,7 @@ impl Core {
     async fn private_card(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let village = match inbound.sender.person() {
-            Some(user) => match self
-                .store
-                .resident_village(inbound.platform.as_str(), user)
-                .await?
-            {
+            Some(user) => match self.store.resident_village(inbound.platform.as_str(), user).await? {
                 Some(id) => self.store.village_by_id(id).await?,
                 None => None,
             },
@@ -369,18 +339,12 @@ impl Core {
         };
         match village {
             Some(v) => Ok(vec![Outbound::text(chat_id, self.render_card(&v).await?)]),
-            None => Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::ChooseVillage),
-            )]),
+            None => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::ChooseVillage))]),
         }
     }
 
     async fn render_card(&self, village: &VillageRow) -> anyhow::Result<String> {
-        let officers = self
-            .store
-            .assigned_officers(village.id, &self.today().to_string())
-            .await?;
+        let officers = self.store.assigned_officers(village.id, &self.today().to_string()).await?;
         let officers = officers
             .into_iter()
             .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
@@ -393,10 +357,7 @@ impl Core {
             })
             .collect();
         let card = Card {
-            village: CardVillage {
-                name: &village.name,
-                code: &village.code,
-            },
+            village: CardVillage { name: &village.name, code: &village.code },
             officers,
             office: CardOffice {
                 name: &village.office_name,
@@ -404,22 +365,14 @@ impl Core {
                 hours: &village.office_hours,
                 phone: village.office_phone.as_deref(),
             },
-            station: CardStation {
-                name: &village.station_name,
-                duty_phone: &village.station_duty_phone,
-            },
+            station: CardStation { name: &village.station_name, duty_phone: &village.station_duty_phone },
         };
         Ok(self.texts.render(Msg::ContactCard, card))
     }
 
-    async fn village_search(
-        &self,
-        inbound: &Inbound,
-        query: &str,
-    ) -> anyhow::Result<Vec<Outbound>> {
+    async fn village_search(&self, inbound: &Inbound, query: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
-        let looks_like_a_place =
-            query.chars().count() <= 16 && self.triage.looks_like_a_place(query);
+        let looks_like_a_place = query.chars().count() <= 16 && self.triage.looks_like_a_place(query);
         let found = if query.is_empty() || query.chars().count() > 16 {
             vec![]
         } else {
@@ -427,10 +380,7 @@ impl Core {
         };
         if found.is_empty() {
             let text = if looks_like_a_place {
-                self.texts.render(
-                    Msg::VillageSearchNone,
-                    minijinja::context! { query => query },
-                )
+                self.texts.render(Msg::VillageSearchNone, minijinja::context! { query => query })
             } else {
                 self.texts.plain(Msg::HelpPrivate)
             };
@@ -440,10 +390,9 @@ impl Core {
             .iter()
             .map(|v| {
                 vec![Button::Callback {
-                    label: self.texts.render(
-                        Msg::VillageButton,
-                        minijinja::context! { name => &v.name, office => &v.office_name },
-                    ),
+                    label: self
+                        .texts
+                        .render(Msg::VillageButton, minijinja::context! { name => &v.name, office => &v.office_name }),
                     data: format!("{PICK_VILLAGE}{}", v.code),
                 }]
             })
@@ -456,17 +405,11 @@ impl Core {
         }])
     }
 
-    async fn on_button(
-        &self,
-        inbound: &Inbound,
-        callback_id: &str,
-        data: &str,
-    ) -> anyhow::Result<Vec<Outbound>> {
-        let mut out = vec![Outbound::AnswerButton {
-            callback_id: callback_id.to_string(),
-            text: None,
-        }];
-        if let Some(code) = data.strip_prefix(PICK_VILLAGE) {
+    async fn on_button(&self, inbound: &Inbound, callback_id: &str, data: &str) -> anyhow::Result<Vec<Outbound>> {
+        let mut out = vec![Outbound::AnswerButton { callback_id: callback_id.to_string(), text: None }];
+        if let Some(more) = self.tip_button(inbound, data).await? {
+            out.extend(more);
+        } else if let Some(code) = data.strip_prefix(PICK_VILLAGE) {
             out.extend(self.choose_village(inbound, code).await?);
         }
         Ok(out)
@@ -476,62 +419,47 @@ impl Core {
     async fn choose_village(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let Some(village) = self.store.village_by_code(code).await? else {
-            return Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::VillageGone),
-            )]);
+            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::VillageGone))]);
         };
         if let Some(user) = inbound.sender.person() {
-            self.store
-                .set_resident_village(inbound.platform.as_str(), user, village.id)
-                .await?;
+            self.store.set_resident_village(inbound.platform.as_str(), user, village.id).await?;
         }
-        Ok(vec![Outbound::text(
-            chat_id,
-            self.render_card(&village).await?,
-        )])
+        if let Some(out) = self.tip_village_chosen(inbound, &village).await? {
+            return Ok(out);
+        }
+        Ok(vec![Outbound::text(chat_id, self.render_card(&village).await?)])
     }
 
     async fn on_start(&self, inbound: &Inbound, payload: &str) -> anyhow::Result<Vec<Outbound>> {
         if let Some(code) = payload.strip_prefix(START_VILLAGE) {
             return self.choose_village(inbound, code).await;
         }
+        if let Some(code) = payload.strip_prefix(START_TIP) {
+            let village = self.store.village_by_code(code).await?;
+            return self.start_tip(inbound, village).await;
+        }
         if looks_like_enrolment_code(payload) {
             return self.enrol(inbound, payload).await;
         }
-        Ok(vec![Outbound::text(
-            inbound.chat.id,
-            self.texts.plain(Msg::PrivateWelcome),
-        )])
+        Ok(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::PrivateWelcome))])
     }
 
     async fn enrol(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let Some(user) = inbound.sender.person() else {
-            return Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::EnrolFailed),
-            )]);
+            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))]);
         };
-        match self
-            .store
-            .redeem_enrolment_code(code, inbound.platform.as_str(), user)
-            .await?
-        {
+        match self.store.redeem_enrolment_code(code, inbound.platform.as_str(), user).await? {
             Ok(officer) => {
                 tracing::info!(officer_id = officer.id, "officer enrolled");
-                let text = self.texts.render(
-                    Msg::EnrolDone,
-                    minijinja::context! { name => officer.name, badge => officer.badge },
-                );
+                let text = self
+                    .texts
+                    .render(Msg::EnrolDone, minijinja::context! { name => officer.name, badge => officer.badge });
                 Ok(vec![Outbound::text(chat_id, text)])
             }
             Err(why) => {
                 tracing::warn!(reason = ?why, "enrolment code refused");
-                Ok(vec![Outbound::text(
-                    chat_id,
-                    self.texts.plain(Msg::EnrolFailed),
-                )])
+                Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))])
             }
         }
     }
@@ -539,10 +467,7 @@ impl Core {
     async fn on_whoami(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let Some(officer) = self.officer_of(inbound).await? else {
-            return Ok(vec![Outbound::text(
-                chat_id,
-                self.texts.plain(Msg::WhoamiResident),
-            )]);
+            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::WhoamiResident))]);
         };
         let villages: Vec<_> = self
             .store
@@ -551,22 +476,17 @@ impl Core {
             .into_iter()
             .map(|(code, name, role)| minijinja::context! { code, name, role })
             .collect();
-        let text = self.texts.render(
-            Msg::WhoamiOfficer,
-            minijinja::context! { name => officer.name, badge => officer.badge, villages },
-        );
+        let text = self
+            .texts
+            .render(Msg::WhoamiOfficer, minijinja::context! { name => officer.name, badge => officer.badge, villages });
         Ok(vec![Outbound::text(chat_id, text)])
     }
 
     /// The enrolled officer behind the sender, if any. A message sent on behalf of a chat is
     /// never an officer.
-    async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
+    pub(super) async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
         match inbound.sender.person() {
-            Some(user) => {
-                self.store
-                    .officer_by_identity(inbound.platform.as_str(), user)
-                    .await
-            }
+            Some(user) => self.store.officer_by_identity(inbound.platform.as_str(), user).await,
             None => Ok(None),
         }
     }
@@ -577,9 +497,7 @@ impl Core {
         if officer.kind == "police" && officer.station_id == village.station_id {
             return Ok(true);
         }
-        self.store
-            .officer_serves_village(officer.id, village.id, &self.today().to_string())
-            .await
+        self.store.officer_serves_village(officer.id, village.id, &self.today().to_string()).await
     }
 
     fn reply(&self, chat_id: i64, message_id: i64, msg: Msg, ctx: impl Serialize) -> Vec<Outbound> {
@@ -591,12 +509,7 @@ impl Core {
         }]
     }
 
-    async fn on_bind(
-        &self,
-        inbound: &Inbound,
-        message_id: i64,
-        args: &str,
-    ) -> anyhow::Result<Vec<Outbound>> {
+    async fn on_bind(&self, inbound: &Inbound, message_id: i64, args: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         if let Sender::Chat { .. } = inbound.sender {
             return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
@@ -610,28 +523,14 @@ impl Core {
             return Ok(self.reply(chat_id, message_id, Msg::BindUsage, ()));
         }
         let Some(village) = self.store.village_by_code(code).await? else {
-            return Ok(self.reply(
-                chat_id,
-                message_id,
-                Msg::BindUnknownVillage,
-                minijinja::context! { code },
-            ));
+            return Ok(self.reply(chat_id, message_id, Msg::BindUnknownVillage, minijinja::context! { code }));
         };
         if !self.may_bind(&officer, &village).await? {
-            tracing::info!(
-                officer_id = officer.id,
-                "bind refused: officer does not serve the village"
-            );
+            tracing::info!(officer_id = officer.id, "bind refused: officer does not serve the village");
             return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
         }
         self.store
-            .bind_chat_to_village(
-                inbound.platform.as_str(),
-                chat_id,
-                &inbound.chat.title,
-                village.id,
-                Some(officer.id),
-            )
+            .bind_chat_to_village(inbound.platform.as_str(), chat_id, &inbound.chat.title, village.id, Some(officer.id))
             .await?;
         tracing::info!(chat_id, village = %village.code, officer_id = officer.id, "group bound");
         Ok(self.reply(
@@ -660,12 +559,7 @@ impl Core {
         }
         self.store.unbind_chat(platform, chat_id).await?;
         tracing::info!(chat_id, village = %village.code, "group unbound");
-        Ok(self.reply(
-            chat_id,
-            message_id,
-            Msg::UnbindDone,
-            minijinja::context! { village_name => village.name },
-        ))
+        Ok(self.reply(chat_id, message_id, Msg::UnbindDone, minijinja::context! { village_name => village.name }))
     }
 }
 
@@ -675,15 +569,9 @@ mod tests {
 
     #[test]
     fn commands_addressed_to_another_bot_are_not_ours() {
-        assert_eq!(
-            parse_command("/bind@cunjing_bot 4101", Some("cunjing_bot")),
-            Some(("bind".into(), "4101"))
-        );
+        assert_eq!(parse_command("/bind@cunjing_bot 4101", Some("cunjing_bot")), Some(("bind".into(), "4101")));
         assert_eq!(parse_command("/help@other_bot", Some("cunjing_bot")), None);
-        assert_eq!(
-            parse_command("/Officer", None),
-            Some(("officer".into(), ""))
-        );
+        assert_eq!(parse_command("/Officer", None), Some(("officer".into(), "")));
         assert_eq!(parse_command("民警电话", None), None);
     }
 }

@@ -6,6 +6,7 @@
 
 mod handler;
 pub mod routing;
+mod tips;
 
 use std::fmt;
 
@@ -83,17 +84,13 @@ impl Sender {
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A text message (or a media caption).
-    Text {
-        message_id: i64,
-        text: String,
-        forwarded: bool,
-    },
+    Text { message_id: i64, text: String, forwarded: bool },
+    /// A photo, voice message or video (with its caption, if any).
+    Media { message_id: i64, kind: MediaKind, file_id: String, caption: Option<String> },
+    /// A shared location.
+    Location { message_id: i64, latitude: f64, longitude: f64 },
     /// A button under one of the bot's messages was pressed.
-    Button {
-        callback_id: String,
-        message_id: i64,
-        data: String,
-    },
+    Button { callback_id: String, message_id: i64, data: String },
     /// The bot was added to the chat (or its membership was restored).
     BotAdded,
     /// The bot was removed from the chat or left it.
@@ -101,6 +98,14 @@ pub enum Event {
     /// A group became a supergroup with a new id. Telegram says so in both chats (the old
     /// one's `migrate_to_chat_id`, the new one's `migrate_from_chat_id`); either is enough.
     Migrated { from_chat_id: i64, to_chat_id: i64 },
+}
+
+/// The media a tip can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Photo,
+    Voice,
+    Video,
 }
 
 /// One update, as the core sees it.
@@ -123,29 +128,20 @@ pub enum Button {
 }
 
 /// What the core wants done.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// Send a message to a chat of the same platform.
-    Message {
-        chat_id: i64,
-        text: String,
-        buttons: Vec<Vec<Button>>,
-        reply_to: Option<i64>,
-    },
+    Message { chat_id: i64, text: String, buttons: Vec<Vec<Button>>, reply_to: Option<i64> },
+    /// Send a photo, voice message or video by the platform's file id.
+    Media { chat_id: i64, kind: MediaKind, file_id: String, caption: Option<String> },
+    /// Send a location.
+    Location { chat_id: i64, latitude: f64, longitude: f64 },
     /// Acknowledge a button press (stops the spinner), optionally with a short notice.
-    AnswerButton {
-        callback_id: String,
-        text: Option<String>,
-    },
+    AnswerButton { callback_id: String, text: Option<String> },
 }
 
 impl Outbound {
     pub fn text(chat_id: i64, text: impl Into<String>) -> Outbound {
-        Outbound::Message {
-            chat_id,
-            text: text.into(),
-            buttons: Vec::new(),
-            reply_to: None,
-        }
+        Outbound::Message { chat_id, text: text.into(), buttons: Vec::new(), reply_to: None }
     }
 }

@@ -20,32 +20,15 @@ pub struct DutyChain {
 /// The duty chain of a village on `day`. Volunteers are not on it (no police powers);
 /// officers who are not enrolled, or who marked themselves off duty, are skipped because the
 /// bot cannot reach them.
-pub async fn duty_chain(
-    store: &Store,
-    village: VillageRow,
-    day: NaiveDate,
-) -> anyhow::Result<DutyChain> {
-    let officers = store
-        .assigned_officers(village.id, &day.to_string())
-        .await?;
-    let members = officers
-        .into_iter()
-        .filter(|o| o.role != "volunteer" && o.enrolled == 1 && o.on_duty == 1)
-        .collect();
+pub async fn duty_chain(store: &Store, village: VillageRow, day: NaiveDate) -> anyhow::Result<DutyChain> {
+    let officers = store.assigned_officers(village.id, &day.to_string()).await?;
+    let members = officers.into_iter().filter(|o| o.role != "volunteer" && o.enrolled == 1 && o.on_duty == 1).collect();
     let station_duty_phone = village.station_duty_phone.clone();
-    Ok(DutyChain {
-        village,
-        members,
-        station_duty_phone,
-    })
+    Ok(DutyChain { village, members, station_duty_phone })
 }
 
 /// The village a group chat is bound to, if it is bound and active.
-pub async fn village_of_chat(
-    store: &Store,
-    platform: &str,
-    chat_id: i64,
-) -> anyhow::Result<Option<VillageRow>> {
+pub async fn village_of_chat(store: &Store, platform: &str, chat_id: i64) -> anyhow::Result<Option<VillageRow>> {
     let Some(chat) = store.chat(platform, chat_id).await? else {
         return Ok(None);
     };

@@ -42,39 +42,22 @@ pub struct CoverageReport {
 const ACTIVE: &str = "a.since <= $1 AND (a.until IS NULL OR a.until > $1)";
 
 /// Computes the report for `today`.
-pub async fn check(
-    store: &Store,
-    today: NaiveDate,
-    max_villages_per_officer: usize,
-) -> anyhow::Result<CoverageReport> {
+pub async fn check(store: &Store, today: NaiveDate, max_villages_per_officer: usize) -> anyhow::Result<CoverageReport> {
     let pool = store.pool();
     let day = today.to_string();
-    let villages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM villages")
-        .fetch_one(pool)
-        .await?;
-    let to_villages = |rows: Vec<(String, String)>| {
-        rows.into_iter()
-            .map(|(code, name)| VillageItem { code, name })
-            .collect()
-    };
+    let villages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM villages").fetch_one(pool).await?;
+    let to_villages =
+        |rows: Vec<(String, String)>| rows.into_iter().map(|(code, name)| VillageItem { code, name }).collect();
     let to_officers = |rows: Vec<(String, String, i64)>| {
-        rows.into_iter()
-            .map(|(badge, name, villages)| OfficerItem {
-                badge,
-                name,
-                villages,
-            })
-            .collect()
+        rows.into_iter().map(|(badge, name, villages)| OfficerItem { badge, name, villages }).collect()
     };
 
     let sql = format!(
         "SELECT v.code, v.name FROM villages v WHERE NOT EXISTS \
          (SELECT 1 FROM assignments a WHERE a.village_id = v.id AND a.role = 'resident' AND {ACTIVE}) ORDER BY v.code"
     );
-    let no_resident: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(&day)
-        .fetch_all(pool)
-        .await?;
+    let no_resident: Vec<(String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&day).fetch_all(pool).await?;
     let no_group: Vec<(String, String)> = sqlx::query_as(
         "SELECT v.code, v.name FROM villages v WHERE NOT EXISTS \
          (SELECT 1 FROM chats c WHERE c.village_id = v.id AND c.active = 1) ORDER BY v.code",
@@ -126,37 +109,22 @@ impl fmt::Display for CoverageReport {
         };
         section(
             "villages with no resident officer".into(),
-            self.villages_without_resident_officer
-                .iter()
-                .map(|v| format!("{} {}", v.code, v.name))
-                .collect(),
+            self.villages_without_resident_officer.iter().map(|v| format!("{} {}", v.code, v.name)).collect(),
         )?;
         section(
             "villages with no bound group".into(),
-            self.villages_without_group
-                .iter()
-                .map(|v| format!("{} {}", v.code, v.name))
-                .collect(),
+            self.villages_without_group.iter().map(|v| format!("{} {}", v.code, v.name)).collect(),
         )?;
         section(
             "officers with no phone".into(),
-            self.officers_without_phone
-                .iter()
-                .map(|o| format!("{} {}", o.badge, o.name))
-                .collect(),
+            self.officers_without_phone.iter().map(|o| format!("{} {}", o.badge, o.name)).collect(),
         )?;
         section(
             "officers not enrolled (cunjing officer enrol BADGE)".into(),
-            self.officers_not_enrolled
-                .iter()
-                .map(|o| format!("{} {}", o.badge, o.name))
-                .collect(),
+            self.officers_not_enrolled.iter().map(|o| format!("{} {}", o.badge, o.name)).collect(),
         )?;
         section(
-            format!(
-                "officers serving more than {} villages",
-                self.max_villages_per_officer
-            ),
+            format!("officers serving more than {} villages", self.max_villages_per_officer),
             self.officers_over_limit
                 .iter()
                 .map(|o| format!("{} {} ({} villages)", o.badge, o.name, o.villages))

@@ -11,14 +11,9 @@ use crate::store::Store;
 
 /// Each file: its header and the query that yields its columns, all as text, in order.
 const QUERIES: [(&[&str], &str); 5] = [
+    (&["code", "name", "duty_phone", "address"], "SELECT code, name, duty_phone, address FROM stations ORDER BY code"),
     (
-        &["code", "name", "duty_phone", "address"],
-        "SELECT code, name, duty_phone, address FROM stations ORDER BY code",
-    ),
-    (
-        &[
-            "code", "station", "name", "kind", "address", "hours", "phone",
-        ],
+        &["code", "station", "name", "kind", "address", "hours", "phone"],
         "SELECT o.code, s.code, o.name, o.kind, o.address, o.hours, o.phone \
          FROM offices o JOIN stations s ON s.id = o.station_id ORDER BY o.code",
     ),
@@ -48,20 +43,15 @@ pub async fn export_dir(store: &Store, dir: &Path) -> anyhow::Result<()> {
             .fetch_all(store.pool())
             .await
             .with_context(|| format!("Failed to read the rows of {file}"))?;
-        let mut w = csv::Writer::from_path(&path)
-            .with_context(|| format!("Failed to create {}", path.display()))?;
+        let mut w = csv::Writer::from_path(&path).with_context(|| format!("Failed to create {}", path.display()))?;
         w.write_record(header)?;
         for row in rows {
             let fields = (0..header.len())
-                .map(|i| {
-                    row.try_get::<Option<String>, _>(i)
-                        .map(Option::unwrap_or_default)
-                })
+                .map(|i| row.try_get::<Option<String>, _>(i).map(Option::unwrap_or_default))
                 .collect::<Result<Vec<_>, _>>()?;
             w.write_record(fields)?;
         }
-        w.flush()
-            .with_context(|| format!("Failed to write {}", path.display()))?;
+        w.flush().with_context(|| format!("Failed to write {}", path.display()))?;
     }
     Ok(())
 }

@@ -14,8 +14,7 @@ use chrono::NaiveDate;
 
 use super::{ImportError, ImportSummary, LineError};
 use crate::domain::{
-    BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, Role, StationCode, VillageCode,
-    VillageKind,
+    BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, Role, StationCode, VillageCode, VillageKind,
 };
 use crate::store::{Store, now_ms};
 
@@ -27,11 +26,7 @@ struct Col {
 }
 
 const fn col(name: &'static str, aliases: &'static [&'static str], required: bool) -> Col {
-    Col {
-        name,
-        aliases,
-        required,
-    }
+    Col { name, aliases, required }
 }
 
 const STATIONS: &[Col] = &[
@@ -51,11 +46,7 @@ const OFFICES: &[Col] = &[
 ];
 const VILLAGES: &[Col] = &[
     col("code", &["编码", "代码", "村编码", "区划代码"], true),
-    col(
-        "name",
-        &["名称", "村名", "村（格）", "村(格)", "网格"],
-        true,
-    ),
+    col("name", &["名称", "村名", "村（格）", "村(格)", "网格"], true),
     col("kind", &["类型", "类别"], true),
     col("office", &["警务室", "所属警务室", "警务室编码"], true),
     col("households", &["户数"], false),
@@ -69,11 +60,7 @@ const OFFICERS: &[Col] = &[
     col("station", &["派出所", "所属派出所", "派出所编码"], true),
 ];
 const ASSIGNMENTS: &[Col] = &[
-    col(
-        "village",
-        &["村", "村（格）", "村(格)", "网格", "村编码"],
-        true,
-    ),
+    col("village", &["村", "村（格）", "村(格)", "网格", "村编码"], true),
     col("badge", &["警号", "编号"], true),
     col("role", &["角色", "职责"], true),
     col("since", &["开始日期", "起始日期", "起始时间"], true),
@@ -81,13 +68,7 @@ const ASSIGNMENTS: &[Col] = &[
 ];
 
 /// The file names, in the order they are read and written.
-pub const FILES: [&str; 5] = [
-    "stations.csv",
-    "offices.csv",
-    "villages.csv",
-    "officers.csv",
-    "assignments.csv",
-];
+pub const FILES: [&str; 5] = ["stations.csv", "offices.csv", "villages.csv", "officers.csv", "assignments.csv"];
 
 /// One data line: its line number and its values in the column order of the spec (missing
 /// optional columns are empty strings).
@@ -110,30 +91,17 @@ struct Errors<'a> {
 
 impl Errors<'_> {
     fn at(&mut self, line: usize, message: impl Into<String>) {
-        self.list.push(LineError {
-            file: self.file.to_path_buf(),
-            line,
-            message: message.into(),
-        });
+        self.list.push(LineError { file: self.file.to_path_buf(), line, message: message.into() });
     }
 }
 
 /// Reads one file into lines, checking encoding, header and field counts.
 fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line> {
-    let mut err = Errors {
-        file: path,
-        list: errors,
-    };
+    let mut err = Errors { file: path, list: errors };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            err.at(
-                0,
-                format!(
-                    "file not found; the registry directory needs all of {}",
-                    FILES.join(", ")
-                ),
-            );
+            err.at(0, format!("file not found; the registry directory needs all of {}", FILES.join(", ")));
             return vec![];
         }
         Err(e) => {
@@ -144,11 +112,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
         Err(e) => {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
+            let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
             err.at(
                 line,
                 "the file is not UTF-8 text (Excel often saves GBK); in Excel choose Save As → \"CSV UTF-8 (逗号分隔)\"",
@@ -157,10 +121,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
@@ -171,11 +132,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
     let accepted = || {
         spec.iter()
             .map(|c| {
-                if c.aliases.is_empty() {
-                    c.name.to_string()
-                } else {
-                    format!("{} ({})", c.name, c.aliases.join("/"))
-                }
+                if c.aliases.is_empty() { c.name.to_string() } else { format!("{} ({})", c.name, c.aliases.join("/")) }
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -185,9 +142,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
     let mut seen = vec![false; spec.len()];
     let mut header_ok = true;
     for h in headers.iter() {
-        let found = spec
-            .iter()
-            .position(|c| c.name.eq_ignore_ascii_case(h) || c.aliases.contains(&h));
+        let found = spec.iter().position(|c| c.name.eq_ignore_ascii_case(h) || c.aliases.contains(&h));
         match found {
             Some(i) if seen[i] => {
                 err.at(1, format!("column {:?} appears twice", spec[i].name));
@@ -195,13 +150,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
             }
             Some(i) => seen[i] = true,
             None => {
-                err.at(
-                    1,
-                    format!(
-                        "unknown column {h:?}; the columns of this file are: {}",
-                        accepted()
-                    ),
-                );
+                err.at(1, format!("unknown column {h:?}; the columns of this file are: {}", accepted()));
                 header_ok = false;
             }
         }
@@ -211,11 +160,7 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
         if c.required && !seen[i] {
             err.at(
                 1,
-                format!(
-                    "missing column {:?}; add it to the header row (the columns are: {})",
-                    c.name,
-                    accepted()
-                ),
+                format!("missing column {:?}; add it to the header row (the columns are: {})", c.name, accepted()),
             );
             header_ok = false;
         }
@@ -240,7 +185,11 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
         if record.len() != headers.len() {
             err.at(
                 number,
-                format!("has {} fields but the header has {}; put values that contain commas in double quotes", record.len(), headers.len()),
+                format!(
+                    "has {} fields but the header has {}; put values that contain commas in double quotes",
+                    record.len(),
+                    headers.len()
+                ),
             );
             continue;
         }
@@ -334,11 +283,7 @@ fn required(err: &mut Errors<'_>, line: &Line, i: usize, what: &str) -> Option<S
 
 fn optional_phone(err: &mut Errors<'_>, line: &Line, i: usize) -> Option<Option<Phone>> {
     let v = line.get(i);
-    if v.is_empty() {
-        Some(None)
-    } else {
-        parse_with(err, line.number, || Phone::parse(v)).map(Some)
-    }
+    if v.is_empty() { Some(None) } else { parse_with(err, line.number, || Phone::parse(v)).map(Some) }
 }
 
 fn optional_count(err: &mut Errors<'_>, line: &Line, i: usize, what: &str) -> Option<Option<i64>> {
@@ -349,7 +294,10 @@ fn optional_count(err: &mut Errors<'_>, line: &Line, i: usize, what: &str) -> Op
     match v.parse::<i64>() {
         Ok(n) if n >= 0 => Some(Some(n)),
         _ => {
-            err.at(line.number, format!("{what} {v:?} is not a whole number; write digits only (e.g. 612) or leave it empty"));
+            err.at(
+                line.number,
+                format!("{what} {v:?} is not a whole number; write digits only (e.g. 612) or leave it empty"),
+            );
             None
         }
     }
@@ -359,25 +307,14 @@ fn date(err: &mut Errors<'_>, line: usize, v: &str, what: &str) -> Option<NaiveD
     match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
         Ok(d) => Some(d),
         Err(_) => {
-            err.at(
-                line,
-                format!("{what} {v:?} is not a date; write YYYY-MM-DD (e.g. 2024-03-01)"),
-            );
+            err.at(line, format!("{what} {v:?} is not a date; write YYYY-MM-DD (e.g. 2024-03-01)"));
             None
         }
     }
 }
 
 /// Reports a reference to a code that the referenced file does not have.
-fn check_ref(
-    err: &mut Errors<'_>,
-    line: usize,
-    what: &str,
-    code: &str,
-    known: &HashSet<&str>,
-    file: &str,
-    fix: &str,
-) {
+fn check_ref(err: &mut Errors<'_>, line: usize, what: &str, code: &str, known: &HashSet<&str>, file: &str, fix: &str) {
     if !known.contains(code) {
         err.at(line, format!("{what} {code:?} is not in {file}; {fix}"));
     }
@@ -385,10 +322,7 @@ fn check_ref(
 
 /// The first column (code or badge) of each line that has one.
 fn raw_codes(lines: &[Line]) -> impl Iterator<Item = (&str, usize)> {
-    lines
-        .iter()
-        .map(|l| (l.get(0), l.number))
-        .filter(|(c, _)| !c.is_empty())
+    lines.iter().map(|l| (l.get(0), l.number)).filter(|(c, _)| !c.is_empty())
 }
 
 /// Reports codes that appear on two lines.
@@ -396,12 +330,7 @@ fn duplicates<'a>(err: &mut Errors<'_>, what: &str, items: impl Iterator<Item = 
     let mut first: HashMap<&str, usize> = HashMap::new();
     for (code, line) in items {
         if let Some(prev) = first.get(code) {
-            err.at(
-                line,
-                format!(
-                    "duplicate {what} {code:?} (also on line {prev}); each {what} may appear once"
-                ),
-            );
+            err.at(line, format!("duplicate {what} {code:?} (also on line {prev}); each {what} may appear once"));
         } else {
             first.insert(code, line);
         }
@@ -421,29 +350,18 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
 
     let mut stations = Vec::new();
     {
-        let mut err = Errors {
-            file: &paths[0],
-            list: &mut errors,
-        };
+        let mut err = Errors { file: &paths[0], list: &mut errors };
         for l in &station_lines {
             let code = parse_with(&mut err, l.number, || StationCode::parse(l.get(0)));
             let name = required(&mut err, l, 1, "name");
             let phone = if l.get(2).is_empty() {
-                err.at(
-                    l.number,
-                    "duty_phone is empty; every station needs its 24-hour duty phone",
-                );
+                err.at(l.number, "duty_phone is empty; every station needs its 24-hour duty phone");
                 None
             } else {
                 parse_with(&mut err, l.number, || Phone::parse(l.get(2)))
             };
             if let (Some(code), Some(name), Some(duty_phone)) = (code, name, phone) {
-                stations.push(StationRec {
-                    code,
-                    name,
-                    duty_phone,
-                    address: l.get(3).to_string(),
-                });
+                stations.push(StationRec { code, name, duty_phone, address: l.get(3).to_string() });
             }
         }
         duplicates(&mut err, "code", raw_codes(&station_lines));
@@ -454,10 +372,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
 
     let mut offices = Vec::new();
     {
-        let mut err = Errors {
-            file: &paths[1],
-            list: &mut errors,
-        };
+        let mut err = Errors { file: &paths[1], list: &mut errors };
         for l in &office_lines {
             let code = parse_with(&mut err, l.number, || OfficeCode::parse(l.get(0)));
             let station = parse_with(&mut err, l.number, || StationCode::parse(l.get(1)));
@@ -475,8 +390,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
                     "add it there or correct the code",
                 );
             }
-            if let (Some(code), Some(station), Some(name), Some(kind), Some(phone)) =
-                (code, station, name, kind, phone)
+            if let (Some(code), Some(station), Some(name), Some(kind), Some(phone)) = (code, station, name, kind, phone)
             {
                 offices.push(OfficeRec {
                     code,
@@ -495,10 +409,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
 
     let mut villages = Vec::new();
     {
-        let mut err = Errors {
-            file: &paths[2],
-            list: &mut errors,
-        };
+        let mut err = Errors { file: &paths[2], list: &mut errors };
         for l in &village_lines {
             let code = parse_with(&mut err, l.number, || VillageCode::parse(l.get(0)));
             let name = required(&mut err, l, 1, "name");
@@ -517,23 +428,10 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
                     "add it there or correct the code",
                 );
             }
-            if let (
-                Some(code),
-                Some(name),
-                Some(kind),
-                Some(office),
-                Some(households),
-                Some(population),
-            ) = (code, name, kind, office, households, population)
+            if let (Some(code), Some(name), Some(kind), Some(office), Some(households), Some(population)) =
+                (code, name, kind, office, households, population)
             {
-                villages.push(VillageRec {
-                    code,
-                    name,
-                    kind,
-                    office,
-                    households,
-                    population,
-                });
+                villages.push(VillageRec { code, name, kind, office, households, population });
             }
         }
         duplicates(&mut err, "code", raw_codes(&village_lines));
@@ -541,10 +439,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
 
     let mut officers = Vec::new();
     {
-        let mut err = Errors {
-            file: &paths[3],
-            list: &mut errors,
-        };
+        let mut err = Errors { file: &paths[3], list: &mut errors };
         for l in &officer_lines {
             let badge = parse_with(&mut err, l.number, || BadgeNumber::parse(l.get(0)));
             let name = required(&mut err, l, 1, "name");
@@ -565,47 +460,31 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             if let (Some(badge), Some(name), Some(kind), Some(phone), Some(station)) =
                 (badge, name, kind, phone, station)
             {
-                officers.push(OfficerRec {
-                    badge,
-                    name,
-                    kind,
-                    phone,
-                    station,
-                });
+                officers.push(OfficerRec { badge, name, kind, phone, station });
             }
         }
         duplicates(&mut err, "badge", raw_codes(&officer_lines));
     }
     let village_codes: HashSet<&str> = raw_codes(&village_lines).map(|(c, _)| c).collect();
     let officer_badges: HashSet<&str> = raw_codes(&officer_lines).map(|(c, _)| c).collect();
-    let officer_by_badge: HashMap<&str, &OfficerRec> =
-        officers.iter().map(|o| (o.badge.as_str(), o)).collect();
+    let officer_by_badge: HashMap<&str, &OfficerRec> = officers.iter().map(|o| (o.badge.as_str(), o)).collect();
 
     let mut assignments = Vec::new();
     {
-        let mut err = Errors {
-            file: &paths[4],
-            list: &mut errors,
-        };
+        let mut err = Errors { file: &paths[4], list: &mut errors };
         let mut seen: HashMap<(String, String, Role, NaiveDate), usize> = HashMap::new();
         for l in &assignment_lines {
             let village = parse_with(&mut err, l.number, || VillageCode::parse(l.get(0)));
             let badge = parse_with(&mut err, l.number, || BadgeNumber::parse(l.get(1)));
             let role = parse_with(&mut err, l.number, || Role::parse(l.get(2)));
             let since = if l.get(3).is_empty() {
-                err.at(
-                    l.number,
-                    "since is empty; write the first day of the assignment as YYYY-MM-DD",
-                );
+                err.at(l.number, "since is empty; write the first day of the assignment as YYYY-MM-DD");
                 None
             } else {
                 date(&mut err, l.number, l.get(3), "since")
             };
-            let until = if l.get(4).is_empty() {
-                Some(None)
-            } else {
-                date(&mut err, l.number, l.get(4), "until").map(Some)
-            };
+            let until =
+                if l.get(4).is_empty() { Some(None) } else { date(&mut err, l.number, l.get(4), "until").map(Some) };
             if let Some(v) = &village {
                 check_ref(
                     &mut err,
@@ -617,9 +496,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
                     "add it there or correct the code",
                 );
             }
-            let officer = badge
-                .as_ref()
-                .and_then(|b| officer_by_badge.get(b.as_str()).copied());
+            let officer = badge.as_ref().and_then(|b| officer_by_badge.get(b.as_str()).copied());
             if let Some(b) = &badge {
                 check_ref(
                     &mut err,
@@ -633,9 +510,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             }
             if let (Some(o), Some(r)) = (officer, role) {
                 let fits = match r {
-                    Role::Resident | Role::Contact | Role::AreaChief => {
-                        o.kind == OfficerKind::Police
-                    }
+                    Role::Resident | Role::Contact | Role::AreaChief => o.kind == OfficerKind::Police,
                     Role::Auxiliary => o.kind == OfficerKind::Auxiliary,
                     Role::Volunteer => true,
                 };
@@ -655,42 +530,30 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             if let (Some(s), Some(Some(u))) = (since, until)
                 && u <= s
             {
-                err.at(l.number, format!("until {u} is not after since {s}; until is the first day the assignment no longer holds"));
+                err.at(
+                    l.number,
+                    format!("until {u} is not after since {s}; until is the first day the assignment no longer holds"),
+                );
             }
             if let (Some(village), Some(badge), Some(role), Some(since), Some(until)) =
                 (village, badge, role, since, until)
             {
-                let key = (
-                    village.as_str().to_string(),
-                    badge.as_str().to_string(),
-                    role,
-                    since,
-                );
+                let key = (village.as_str().to_string(), badge.as_str().to_string(), role, since);
                 if let Some(prev) = seen.get(&key) {
-                    err.at(l.number, format!("the same assignment (village, badge, role, since) is already on line {prev}"));
+                    err.at(
+                        l.number,
+                        format!("the same assignment (village, badge, role, since) is already on line {prev}"),
+                    );
                     continue;
                 }
                 seen.insert(key, l.number);
-                assignments.push(AssignmentRec {
-                    line: l.number,
-                    village,
-                    badge,
-                    role,
-                    since,
-                    until,
-                });
+                assignments.push(AssignmentRec { line: l.number, village, badge, role, since, until });
             }
         }
     }
 
     if errors.is_empty() {
-        Ok(RegistryFiles {
-            stations,
-            offices,
-            villages,
-            officers,
-            assignments,
-        })
+        Ok(RegistryFiles { stations, offices, villages, officers, assignments })
     } else {
         errors.sort_by(|a, b| {
             let fa = FILES.iter().position(|f| a.file.ends_with(f));
@@ -711,22 +574,12 @@ async fn id_map(
 }
 
 /// Validates the files of `dir` and, if every line is right, writes them in one transaction.
-pub async fn import_dir(
-    store: &Store,
-    dir: &Path,
-    today: NaiveDate,
-) -> Result<ImportSummary, ImportError> {
+pub async fn import_dir(store: &Store, dir: &Path, today: NaiveDate) -> Result<ImportSummary, ImportError> {
     let files = parse_dir(dir).map_err(ImportError::Invalid)?;
-    write(store, &files, today)
-        .await
-        .map_err(ImportError::Unexpected)
+    write(store, &files, today).await.map_err(ImportError::Unexpected)
 }
 
-async fn write(
-    store: &Store,
-    f: &RegistryFiles,
-    today: NaiveDate,
-) -> anyhow::Result<ImportSummary> {
+async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Result<ImportSummary> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     for s in &f.stations {
@@ -835,11 +688,7 @@ async fn write(
         let role = Role::parse(&role).map(Role::as_str).unwrap_or("volunteer");
         if !in_file.contains(&(village_id, officer_id, role, since.clone())) {
             // An assignment that had not started yet simply never held: it ends where it began.
-            let until = if since.as_str() > today_s.as_str() {
-                since.clone()
-            } else {
-                today_s.clone()
-            };
+            let until = if since.as_str() > today_s.as_str() { since.clone() } else { today_s.clone() };
             sqlx::query("UPDATE assignments SET until = $1, updated_at = $2 WHERE id = $3")
                 .bind(until)
                 .bind(now)
@@ -849,9 +698,7 @@ async fn write(
             ended += 1;
         }
     }
-    tx.commit()
-        .await
-        .context("Failed to commit the registry import")?;
+    tx.commit().await.context("Failed to commit the registry import")?;
     Ok(ImportSummary {
         stations: f.stations.len(),
         offices: f.offices.len(),
@@ -902,16 +749,8 @@ mod tests {
     fn every_bad_line_is_reported_with_its_file_and_line() {
         let dir = example_with(&[
             ("offices.csv", "HZ02,HZPCS", "HZ02,NOPE"),
-            (
-                "villages.csv",
-                "410184101202,前店村,village,HZ01,438",
-                "410184101202,前店村,hamlet,HZ01,many",
-            ),
-            (
-                "officers.csv",
-                "041202,李卫东,police,13903710122",
-                "041201,李卫东,police,1234567",
-            ),
+            ("villages.csv", "410184101202,前店村,village,HZ01,438", "410184101202,前店村,hamlet,HZ01,many"),
+            ("officers.csv", "041202,李卫东,police,13903710122", "041201,李卫东,police,1234567"),
             (
                 "assignments.csv",
                 "410184101203,041202,resident,2024-03-01,",
@@ -920,58 +759,25 @@ mod tests {
         ]);
         let m = messages(dir.path());
         let has = |needle: &str| m.iter().any(|e| e.contains(needle));
-        assert!(
-            has("offices.csv:3: station \"NOPE\" is not in stations.csv"),
-            "{m:#?}"
-        );
-        assert!(
-            has("villages.csv:3: unknown village kind \"hamlet\""),
-            "{m:#?}"
-        );
-        assert!(
-            has("villages.csv:3: households \"many\" is not a whole number"),
-            "{m:#?}"
-        );
-        assert!(
-            has("officers.csv:3: phone number \"1234567\" is not valid"),
-            "{m:#?}"
-        );
-        assert!(
-            !has("assignments.csv:7:"),
-            "a bad field of a village does not cascade to its assignments: {m:#?}"
-        );
-        assert!(
-            has("officers.csv:3: duplicate badge \"041201\" (also on line 2)"),
-            "{m:#?}"
-        );
-        assert!(
-            has("assignments.csv:11: 周强 (F04122) is listed as auxiliary"),
-            "{m:#?}"
-        );
-        assert!(
-            has("assignments.csv:11: until 2023-01-01 is not after since 2024-03-01"),
-            "{m:#?}"
-        );
+        assert!(has("offices.csv:3: station \"NOPE\" is not in stations.csv"), "{m:#?}");
+        assert!(has("villages.csv:3: unknown village kind \"hamlet\""), "{m:#?}");
+        assert!(has("villages.csv:3: households \"many\" is not a whole number"), "{m:#?}");
+        assert!(has("officers.csv:3: phone number \"1234567\" is not valid"), "{m:#?}");
+        assert!(!has("assignments.csv:7:"), "a bad field of a village does not cascade to its assignments: {m:#?}");
+        assert!(has("officers.csv:3: duplicate badge \"041201\" (also on line 2)"), "{m:#?}");
+        assert!(has("assignments.csv:11: 周强 (F04122) is listed as auxiliary"), "{m:#?}");
+        assert!(has("assignments.csv:11: until 2023-01-01 is not after since 2024-03-01"), "{m:#?}");
     }
 
     #[test]
     fn unknown_references_name_the_missing_code_and_the_fix() {
-        let dir = example_with(&[(
-            "assignments.csv",
-            "410184101201,041201,resident",
-            "410184109999,999999,resident",
-        )]);
+        let dir = example_with(&[("assignments.csv", "410184101201,041201,resident", "410184109999,999999,resident")]);
         let m = messages(dir.path());
         assert!(
-            m.iter().any(|e| e
-                .contains("assignments.csv:2: village \"410184109999\" is not in villages.csv")),
+            m.iter().any(|e| e.contains("assignments.csv:2: village \"410184109999\" is not in villages.csv")),
             "{m:#?}"
         );
-        assert!(
-            m.iter()
-                .any(|e| e.contains("assignments.csv:2: badge \"999999\" is not in officers.csv")),
-            "{m:#?}"
-        );
+        assert!(m.iter().any(|e| e.contains("assignments.csv:2: badge \"999999\" is not in officers.csv")), "{m:#?}");
     }
 
     #[test]
@@ -998,37 +804,19 @@ mod tests {
         std::fs::write(dir.path().join("stations.csv"), bytes).unwrap();
         let m = messages(dir.path());
         assert!(
-            m.iter()
-                .any(|e| e.contains("stations.csv:2: the file is not UTF-8")
-                    && e.contains("CSV UTF-8")),
+            m.iter().any(|e| e.contains("stations.csv:2: the file is not UTF-8") && e.contains("CSV UTF-8")),
             "{m:#?}"
         );
     }
 
     #[test]
     fn an_unknown_or_missing_column_is_an_error_on_the_header_line() {
-        let dir = example_with(&[(
-            "officers.csv",
-            "badge,name,kind,phone,station",
-            "badge,name,kind,phnoe,station",
-        )]);
+        let dir = example_with(&[("officers.csv", "badge,name,kind,phone,station", "badge,name,kind,phnoe,station")]);
         let m = messages(dir.path());
-        assert!(
-            m.iter()
-                .any(|e| e.contains("officers.csv:1: unknown column \"phnoe\"")),
-            "{m:#?}"
-        );
-        let dir = example_with(&[(
-            "stations.csv",
-            "code,name,duty_phone,address",
-            "code,name,address",
-        )]);
+        assert!(m.iter().any(|e| e.contains("officers.csv:1: unknown column \"phnoe\"")), "{m:#?}");
+        let dir = example_with(&[("stations.csv", "code,name,duty_phone,address", "code,name,address")]);
         let m = messages(dir.path());
-        assert!(
-            m.iter()
-                .any(|e| e.contains("stations.csv:1: missing column \"duty_phone\"")),
-            "{m:#?}"
-        );
+        assert!(m.iter().any(|e| e.contains("stations.csv:1: missing column \"duty_phone\"")), "{m:#?}");
     }
 
     #[test]
@@ -1040,14 +828,7 @@ mod tests {
         )]);
         std::fs::remove_file(dir.path().join("stations.csv")).unwrap();
         let m = messages(dir.path());
-        assert!(
-            m.iter().any(|e| e.contains("stations.csv: file not found")),
-            "{m:#?}"
-        );
-        assert!(
-            m.iter()
-                .any(|e| e.contains("villages.csv:6: has 7 fields but the header has 6")),
-            "{m:#?}"
-        );
+        assert!(m.iter().any(|e| e.contains("stations.csv: file not found")), "{m:#?}");
+        assert!(m.iter().any(|e| e.contains("villages.csv:6: has 7 fields but the header has 6")), "{m:#?}");
     }
 }

@@ -63,12 +63,7 @@ impl fmt::Display for ImportSummary {
         write!(
             f,
             "Imported {} stations, {} offices, {} villages, {} officers, {} assignments; {} assignments ended",
-            self.stations,
-            self.offices,
-            self.villages,
-            self.officers,
-            self.assignments,
-            self.assignments_ended
+            self.stations, self.offices, self.villages, self.officers, self.assignments, self.assignments_ended
         )
     }
 }

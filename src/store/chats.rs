@@ -20,26 +20,16 @@ pub struct ChatRow {
     pub active: i64,
 }
 
-const CHAT_COLUMNS: &str =
-    "id, platform, chat_id, title, village_id, station_id, bound_by, bound_at, active";
+const CHAT_COLUMNS: &str = "id, platform, chat_id, title, village_id, station_id, bound_by, bound_at, active";
 
 impl Store {
     pub async fn chat(&self, platform: &str, chat_id: i64) -> anyhow::Result<Option<ChatRow>> {
         let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE platform = $1 AND chat_id = $2");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(platform)
-            .bind(chat_id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(chat_id).fetch_optional(self.pool()).await?)
     }
 
     /// Records that the bot is (again) in a group, keeping any binding it had.
-    pub async fn chat_joined(
-        &self,
-        platform: &str,
-        chat_id: i64,
-        title: &str,
-    ) -> anyhow::Result<ChatRow> {
+    pub async fn chat_joined(&self, platform: &str, chat_id: i64, title: &str) -> anyhow::Result<ChatRow> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO chats (platform, chat_id, title, active, added_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4) \
@@ -57,14 +47,12 @@ impl Store {
     /// Marks a group the bot left or was removed from; the binding is kept for history and
     /// comes back if the bot is added again.
     pub async fn chat_left(&self, platform: &str, chat_id: i64) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE chats SET active = 0, updated_at = $3 WHERE platform = $1 AND chat_id = $2",
-        )
-        .bind(platform)
-        .bind(chat_id)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
+        sqlx::query("UPDATE chats SET active = 0, updated_at = $3 WHERE platform = $1 AND chat_id = $2")
+            .bind(platform)
+            .bind(chat_id)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -113,32 +101,28 @@ impl Store {
     /// A group became a supergroup with a new id: the binding moves to the new id. If the
     /// bot already met the new id (its own row), the old row's binding wins and the stray
     /// row goes.
-    pub async fn chat_migrated(
-        &self,
-        platform: &str,
-        old_id: i64,
-        new_id: i64,
-    ) -> anyhow::Result<()> {
+    pub async fn chat_migrated(&self, platform: &str, old_id: i64, new_id: i64) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
-        let old: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM chats WHERE platform = $1 AND chat_id = $2")
-                .bind(platform)
-                .bind(old_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let old: Option<(i64,)> = sqlx::query_as("SELECT id FROM chats WHERE platform = $1 AND chat_id = $2")
+            .bind(platform)
+            .bind(old_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if old.is_some() {
             sqlx::query("DELETE FROM chats WHERE platform = $1 AND chat_id = $2")
                 .bind(platform)
                 .bind(new_id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("UPDATE chats SET chat_id = $3, active = 1, updated_at = $4 WHERE platform = $1 AND chat_id = $2")
-                .bind(platform)
-                .bind(old_id)
-                .bind(new_id)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE chats SET chat_id = $3, active = 1, updated_at = $4 WHERE platform = $1 AND chat_id = $2",
+            )
+            .bind(platform)
+            .bind(old_id)
+            .bind(new_id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -150,33 +134,19 @@ impl Store {
             "SELECT {CHAT_COLUMNS} FROM chats WHERE ($1 = '' OR platform = $1) \
              ORDER BY CASE WHEN village_id IS NULL THEN 1 ELSE 0 END, platform, chat_id"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(platform.unwrap_or(""))
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform.unwrap_or("")).fetch_all(self.pool()).await?)
     }
 
     /// The village a resident chose in a private chat.
-    pub async fn resident_village(
-        &self,
-        platform: &str,
-        user_id: i64,
-    ) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT village_id FROM resident_villages WHERE platform = $1 AND user_id = $2",
-        )
-        .bind(platform)
-        .bind(user_id)
-        .fetch_optional(self.pool())
-        .await?)
+    pub async fn resident_village(&self, platform: &str, user_id: i64) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT village_id FROM resident_villages WHERE platform = $1 AND user_id = $2")
+            .bind(platform)
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
-    pub async fn set_resident_village(
-        &self,
-        platform: &str,
-        user_id: i64,
-        village_id: i64,
-    ) -> anyhow::Result<()> {
+    pub async fn set_resident_village(&self, platform: &str, user_id: i64, village_id: i64) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO resident_villages (platform, user_id, village_id, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (platform, user_id) DO UPDATE SET village_id = excluded.village_id, updated_at = excluded.updated_at",
@@ -198,23 +168,23 @@ impl Store {
         kind: &str,
         detail: &str,
     ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO send_failures (platform, chat_id, error_kind, detail, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(platform)
-            .bind(chat_id)
-            .bind(kind)
-            .bind(detail)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO send_failures (platform, chat_id, error_kind, detail, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(kind)
+        .bind(detail)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
     /// Failed sends, newest first (for the CLI and the tests).
     pub async fn send_failures(&self) -> anyhow::Result<Vec<(String, i64, String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT platform, chat_id, error_kind, detail FROM send_failures ORDER BY id DESC",
-        )
-        .fetch_all(self.pool())
-        .await?)
+        Ok(sqlx::query_as("SELECT platform, chat_id, error_kind, detail FROM send_failures ORDER BY id DESC")
+            .fetch_all(self.pool())
+            .await?)
     }
 }

@@ -13,6 +13,7 @@
 pub mod chats;
 pub mod officers;
 pub mod registry;
+pub mod tips;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -75,17 +76,12 @@ impl Store {
         let connect_options = AnyConnectOptions::from_str(&url)
             .with_context(|| format!("Failed to parse database URL {}", redact_url(&opts.url)))?;
         let busy_ms = opts.busy_timeout.as_millis();
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30));
+        let mut pool_options =
+            AnyPoolOptions::new().max_connections(opts.max_connections.max(1)).acquire_timeout(Duration::from_secs(30));
         if backend == Backend::Sqlite {
             if url.contains(":memory:") {
                 // Every connection to `:memory:` is a new database: keep exactly one.
-                pool_options = pool_options
-                    .max_connections(1)
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None);
+                pool_options = pool_options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
             }
             pool_options = pool_options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -100,12 +96,7 @@ impl Store {
         let pool = pool_options
             .connect_with(connect_options)
             .await
-            .with_context(|| {
-                format!(
-                    "Failed to connect to the database at {}",
-                    redact_url(&opts.url)
-                )
-            })?;
+            .with_context(|| format!("Failed to connect to the database at {}", redact_url(&opts.url)))?;
         let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
@@ -116,10 +107,7 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("Failed to apply database migrations")?;
+        migrator.run(&self.pool).await.context("Failed to apply database migrations")?;
         Ok(())
     }
 
@@ -170,13 +158,7 @@ mod tests {
 
     #[test]
     fn passwords_in_database_urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db/cunjing"),
-            "postgres://app:***@db/cunjing"
-        );
-        assert_eq!(
-            redact_url("sqlite://cunjing.sqlite"),
-            "sqlite://cunjing.sqlite"
-        );
+        assert_eq!(redact_url("postgres://app:s3cret@db/cunjing"), "postgres://app:***@db/cunjing");
+        assert_eq!(redact_url("sqlite://cunjing.sqlite"), "sqlite://cunjing.sqlite");
     }
 }

@@ -56,35 +56,31 @@ pub fn looks_like_enrolment_code(s: &str) -> bool {
 impl Store {
     pub async fn officer_by_badge(&self, badge: &str) -> anyhow::Result<Option<OfficerRow>> {
         let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.badge = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(badge)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(badge).fetch_optional(self.pool()).await?)
+    }
+
+    pub async fn officer_by_id(&self, id: i64) -> anyhow::Result<Option<OfficerRow>> {
+        let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+    }
+
+    /// Every officer, by badge.
+    pub async fn all_officers(&self) -> anyhow::Result<Vec<OfficerRow>> {
+        let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f ORDER BY f.badge");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
     }
 
     /// The officer a platform account is enrolled as, if any.
-    pub async fn officer_by_identity(
-        &self,
-        platform: &str,
-        user_id: i64,
-    ) -> anyhow::Result<Option<OfficerRow>> {
+    pub async fn officer_by_identity(&self, platform: &str, user_id: i64) -> anyhow::Result<Option<OfficerRow>> {
         let sql = format!(
             "SELECT {OFFICER_COLUMNS} FROM officer_identities i JOIN officers f ON f.id = i.officer_id \
              WHERE i.platform = $1 AND i.user_id = $2"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(platform)
-            .bind(user_id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(user_id).fetch_optional(self.pool()).await?)
     }
 
     /// Issues a one-time code for the officer with `badge`; only its hash is stored.
-    pub async fn issue_enrolment_code(
-        &self,
-        badge: &str,
-        ttl_ms: i64,
-    ) -> anyhow::Result<Option<EnrolmentCode>> {
+    pub async fn issue_enrolment_code(&self, badge: &str, ttl_ms: i64) -> anyhow::Result<Option<EnrolmentCode>> {
         let Some(officer) = self.officer_by_badge(badge).await? else {
             return Ok(None);
         };
@@ -93,19 +89,16 @@ impl Store {
         let code: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let now = now_ms();
         let expires_at = now + ttl_ms;
-        sqlx::query("INSERT INTO enrolment_codes (officer_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(officer.id)
-            .bind(hash_code(&code))
-            .bind(now)
-            .bind(expires_at)
-            .execute(self.pool())
-            .await?;
-        Ok(Some(EnrolmentCode {
-            badge: officer.badge,
-            name: officer.name,
-            code,
-            expires_at,
-        }))
+        sqlx::query(
+            "INSERT INTO enrolment_codes (officer_id, code_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(officer.id)
+        .bind(hash_code(&code))
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(Some(EnrolmentCode { badge: officer.badge, name: officer.name, code, expires_at }))
     }
 
     /// Redeems a code for a platform account: single use, before expiry. The account then
@@ -119,12 +112,11 @@ impl Store {
     ) -> anyhow::Result<Result<OfficerRow, EnrolFailure>> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let row: Option<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, officer_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = $1",
-        )
-        .bind(hash_code(code))
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row: Option<(i64, i64, i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, officer_id, expires_at, used_at FROM enrolment_codes WHERE code_hash = $1")
+                .bind(hash_code(code))
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((code_id, officer_id, expires_at, used_at)) = row else {
             return Ok(Err(EnrolFailure::Unknown));
         };
@@ -135,14 +127,12 @@ impl Store {
             return Ok(Err(EnrolFailure::Expired));
         }
         // Single use even under a race: only the update that flips used_at wins.
-        let claimed = sqlx::query(
-            "UPDATE enrolment_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(code_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let claimed = sqlx::query("UPDATE enrolment_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(now)
+            .bind(code_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if claimed != 1 {
             return Ok(Err(EnrolFailure::Used));
         }
@@ -152,30 +142,24 @@ impl Store {
             .bind(officer_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)")
-            .bind(officer_id)
-            .bind(platform)
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(officer_id)
+        .bind(platform)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
-        let officer: OfficerRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(officer_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let officer: OfficerRow = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(officer_id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(Ok(officer))
     }
 
     /// Links an account to an officer without a code. Only for the local console, whose user
     /// is the operator at the machine.
-    pub async fn link_identity_directly(
-        &self,
-        officer_id: i64,
-        platform: &str,
-        user_id: i64,
-    ) -> anyhow::Result<()> {
+    pub async fn link_identity_directly(&self, officer_id: i64, platform: &str, user_id: i64) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM officer_identities WHERE platform = $1 AND (user_id = $2 OR officer_id = $3)")
             .bind(platform)
@@ -183,13 +167,15 @@ impl Store {
             .bind(officer_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)")
-            .bind(officer_id)
-            .bind(platform)
-            .bind(user_id)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(officer_id)
+        .bind(platform)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

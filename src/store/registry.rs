@@ -53,26 +53,16 @@ const ROLE_ORDER: &str = "CASE a.role WHEN 'resident' THEN 1 WHEN 'contact' THEN
 impl Store {
     pub async fn village_by_code(&self, code: &str) -> anyhow::Result<Option<VillageRow>> {
         let sql = format!("{VILLAGE_SELECT} WHERE v.code = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(code)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(code).fetch_optional(self.pool()).await?)
     }
 
     pub async fn village_by_id(&self, id: i64) -> anyhow::Result<Option<VillageRow>> {
         let sql = format!("{VILLAGE_SELECT} WHERE v.id = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
     }
 
     /// Villages whose name contains `query` (exact name first), at most `limit`.
-    pub async fn search_villages(
-        &self,
-        query: &str,
-        limit: i64,
-    ) -> anyhow::Result<Vec<VillageRow>> {
+    pub async fn search_villages(&self, query: &str, limit: i64) -> anyhow::Result<Vec<VillageRow>> {
         let pattern = format!("%{}%", query.replace(['%', '_'], ""));
         let sql = format!(
             "{VILLAGE_SELECT} WHERE v.name LIKE $1 OR v.code = $2 \
@@ -87,11 +77,7 @@ impl Store {
     }
 
     /// The officers serving a village on `day` (ISO date), in duty-chain order.
-    pub async fn assigned_officers(
-        &self,
-        village_id: i64,
-        day: &str,
-    ) -> anyhow::Result<Vec<AssignedOfficer>> {
+    pub async fn assigned_officers(&self, village_id: i64, day: &str) -> anyhow::Result<Vec<AssignedOfficer>> {
         let sql = format!(
             "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, f.on_duty, \
              CASE WHEN EXISTS (SELECT 1 FROM officer_identities i WHERE i.officer_id = f.id) THEN 1 ELSE 0 END AS enrolled \
@@ -99,19 +85,11 @@ impl Store {
              WHERE a.village_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
              ORDER BY {ROLE_ORDER}, a.since, f.badge"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(village_id)
-            .bind(day)
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
     }
 
     /// The villages an officer serves on `day`, with the role, ordered by village code.
-    pub async fn officer_villages(
-        &self,
-        officer_id: i64,
-        day: &str,
-    ) -> anyhow::Result<Vec<(String, String, String)>> {
+    pub async fn officer_villages(&self, officer_id: i64, day: &str) -> anyhow::Result<Vec<(String, String, String)>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT v.code, v.name, a.role FROM assignments a JOIN villages v ON v.id = a.village_id \
              WHERE a.officer_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) ORDER BY v.code, a.role",
@@ -124,12 +102,7 @@ impl Store {
     }
 
     /// Whether the officer serves the village on `day` in a role of the duty chain.
-    pub async fn officer_serves_village(
-        &self,
-        officer_id: i64,
-        village_id: i64,
-        day: &str,
-    ) -> anyhow::Result<bool> {
+    pub async fn officer_serves_village(&self, officer_id: i64, village_id: i64, day: &str) -> anyhow::Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM assignments WHERE officer_id = $1 AND village_id = $2 \
              AND role <> 'volunteer' AND since <= $3 AND (until IS NULL OR until > $3)",
@@ -145,16 +118,12 @@ impl Store {
     /// The village that has the smallest code (the demo's default group).
     pub async fn first_village(&self) -> anyhow::Result<Option<VillageRow>> {
         let sql = format!("{VILLAGE_SELECT} ORDER BY v.id LIMIT 1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_optional(self.pool()).await?)
     }
 
     /// All villages, ordered as they were imported.
     pub async fn all_villages(&self) -> anyhow::Result<Vec<VillageRow>> {
         let sql = format!("{VILLAGE_SELECT} ORDER BY v.id");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
     }
 }

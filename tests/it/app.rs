@@ -73,13 +73,7 @@ impl TestApp {
         import_example(&db.store).await;
         let fake = FakeTelegram::start().await;
         let settings = test_settings(&fake, &db.url);
-        let mut app = TestApp {
-            fake,
-            db,
-            settings,
-            stop: None,
-            task: None,
-        };
+        let mut app = TestApp { fake, db, settings, stop: None, task: None };
         app.start();
         Some(app)
     }
@@ -102,9 +96,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("daemon task panicked")
-                .expect("daemon returned an error");
+            task.await.expect("daemon task panicked").expect("daemon returned an error");
         }
     }
 
@@ -124,12 +116,7 @@ impl TestApp {
     /// Issues an enrolment code for `badge` (as `cunjing officer enrol` does) and has
     /// `user_id` redeem it in a private chat; returns after the bot confirmed.
     pub async fn enrol(&self, badge: &str, user: &TgUser) {
-        let code = self
-            .store()
-            .issue_enrolment_code(badge, 3_600_000)
-            .await
-            .unwrap()
-            .expect("badge exists");
+        let code = self.store().issue_enrolment_code(badge, 3_600_000).await.unwrap().expect("badge exists");
         let chat = self.fake.private_chat(user.clone());
         let answer = self.ask(chat, user, &format!("/start {}", code.code)).await;
         assert!(answer.text.contains("登记成功"), "{}", answer.text);
@@ -138,12 +125,8 @@ impl TestApp {
 
 /// Imports the example registry into `store`, as of today.
 pub async fn import_example(store: &Store) {
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .date_naive();
-    cunjing::registry::import_dir(store, &example_dir(), today)
-        .await
-        .expect("example registry imports");
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    cunjing::registry::import_dir(store, &example_dir(), today).await.expect("example registry imports");
 }
 
 /// Runs a daemon scenario on SQLite and on PostgreSQL:

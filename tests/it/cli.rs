@@ -46,21 +46,9 @@ async fn the_console_demo_answers_a_newcomers_contact_question() {
     let dir = tempfile::tempdir().unwrap();
     let out = cunjing(&[], &sqlite_url(dir.path()), "我们村民警电话多少\n").await;
     let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        text(&out.stderr)
-    );
-    assert!(
-        stdout.contains("DEMO"),
-        "the demo announces itself:\n{stdout}"
-    );
-    for expected in [
-        "和庄村 警民联系卡",
-        "张建国",
-        "13903710121",
-        "0371-62581110",
-    ] {
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.contains("DEMO"), "the demo announces itself:\n{stdout}");
+    for expected in ["和庄村 警民联系卡", "张建国", "13903710121", "0371-62581110"] {
         assert!(stdout.contains(expected), "missing {expected:?}:\n{stdout}");
     }
 }
@@ -68,21 +56,14 @@ async fn the_console_demo_answers_a_newcomers_contact_question() {
 #[tokio::test]
 async fn the_console_plays_an_officer_and_a_private_chat() {
     let dir = tempfile::tempdir().unwrap();
-    let script =
-        "/as officer 041201\n/in private\n/whoami\n/as resident\n/in private\n前店\n/press 1\n";
+    let script = "/as officer 041201\n/in private\n/whoami\n/as resident\n/in private\n前店\n/press 1\n";
     let out = cunjing(&[], &sqlite_url(dir.path()), script).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("您已登记为：张建国"), "{stdout}");
     assert!(stdout.contains("和庄村（驻村民警）"), "{stdout}");
-    assert!(
-        stdout.contains("[1] 前店村"),
-        "the name search offers buttons:\n{stdout}"
-    );
-    assert!(
-        stdout.contains("前店村 警民联系卡"),
-        "pressing the button shows the card:\n{stdout}"
-    );
+    assert!(stdout.contains("[1] 前店村"), "the name search offers buttons:\n{stdout}");
+    assert!(stdout.contains("前店村 警民联系卡"), "pressing the button shows the card:\n{stdout}");
 }
 
 #[tokio::test]
@@ -90,28 +71,15 @@ async fn a_malformed_registry_is_rejected_with_every_bad_line_and_nothing_import
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
     let reg = example_registry_with(&[
-        (
-            "villages.csv",
-            "410184101203,后店村,village,HZ01",
-            "410184101203,后店村,village,HZ09",
-        ),
+        ("villages.csv", "410184101203,后店村,village,HZ01", "410184101203,后店村,village,HZ09"),
         ("officers.csv", "13903710122", "1390371"),
-        (
-            "assignments.csv",
-            "410184101204,041202,resident,2024-03-01",
-            "410184101204,041202,boss,2024-13-01",
-        ),
+        ("assignments.csv", "410184101204,041202,resident,2024-03-01", "410184101204,041202,boss,2024-13-01"),
     ]);
     let dir = reg.path().to_str().unwrap();
     let out = cunjing(&["registry", "import", dir], &url, "").await;
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "a bad registry must fail:\n{stderr}");
-    for expected in [
-        "villages.csv:4:",
-        "officers.csv:3:",
-        "assignments.csv:15:",
-        "nothing was imported",
-    ] {
+    for expected in ["villages.csv:4:", "officers.csv:3:", "assignments.csv:15:", "nothing was imported"] {
         assert!(stderr.contains(expected), "missing {expected:?}:\n{stderr}");
     }
     let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
@@ -121,22 +89,14 @@ async fn a_malformed_registry_is_rejected_with_every_bad_line_and_nothing_import
     })
     .await
     .unwrap();
-    assert!(
-        store.all_villages().await.unwrap().is_empty(),
-        "nothing was half-imported"
-    );
+    assert!(store.all_villages().await.unwrap().is_empty(), "nothing was half-imported");
 }
 
 #[tokio::test]
 async fn officer_enrol_prints_a_one_time_code_and_its_deep_link() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
-    let imported = cunjing(
-        &["registry", "import", example_dir().to_str().unwrap()],
-        &url,
-        "",
-    )
-    .await;
+    let imported = cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
     assert!(imported.status.success(), "{}", text(&imported.stderr));
 
     let out = cunjing(&["officer", "enrol", "041201", "--json"], &url, "").await;
@@ -145,33 +105,19 @@ async fn officer_enrol_prints_a_one_time_code_and_its_deep_link() {
     let code = json["code"].as_str().unwrap();
     assert_eq!(code.len(), 32);
     assert!(code.chars().all(|c| c.is_ascii_hexdigit()));
-    assert!(
-        json["deep_link"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("?start={code}"))
-    );
+    assert!(json["deep_link"].as_str().unwrap().ends_with(&format!("?start={code}")));
     assert_eq!(json["name"], "张建国");
 
     let unknown = cunjing(&["officer", "enrol", "999999"], &url, "").await;
     assert!(!unknown.status.success());
-    assert!(
-        text(&unknown.stderr).contains("No officer with badge"),
-        "{}",
-        text(&unknown.stderr)
-    );
+    assert!(text(&unknown.stderr).contains("No officer with badge"), "{}", text(&unknown.stderr));
 }
 
 #[tokio::test]
 async fn chat_bind_from_the_command_line_binds_a_group_to_a_village() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
-    cunjing(
-        &["registry", "import", example_dir().to_str().unwrap()],
-        &url,
-        "",
-    )
-    .await;
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
     let out = cunjing(&["chat", "bind", "-1001234", "410184101205"], &url, "").await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let list = cunjing(&["chat", "list", "--json"], &url, "").await;

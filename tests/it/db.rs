@@ -27,18 +27,12 @@ pub struct TestDb {
 impl TestDb {
     /// A second pool on the same database (as a restarted daemon would open).
     pub async fn reopen(&self) -> Store {
-        Store::connect(&options(&self.url))
-            .await
-            .expect("reopen the test database")
+        Store::connect(&options(&self.url)).await.expect("reopen the test database")
     }
 }
 
 fn options(url: &str) -> StoreOptions {
-    StoreOptions {
-        url: url.to_string(),
-        max_connections: 4,
-        busy_timeout: Duration::from_secs(10),
-    }
+    StoreOptions { url: url.to_string(), max_connections: 4, busy_timeout: Duration::from_secs(10) }
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -53,11 +47,7 @@ pub async fn fresh(engine: Engine) -> Option<TestDb> {
             let dir = tempfile::tempdir().expect("temp dir");
             let url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
             let store = Store::connect(&options(&url)).await.expect("open SQLite");
-            Some(TestDb {
-                store,
-                url,
-                _dir: Some(dir),
-            })
+            Some(TestDb { store, url, _dir: Some(dir) })
         }
         Engine::Postgres => {
             let Ok(admin_url) = std::env::var("CUNJING_TEST_POSTGRES_URL") else {
@@ -65,31 +55,24 @@ pub async fn fresh(engine: Engine) -> Option<TestDb> {
                 return None;
             };
             sqlx::any::install_default_drivers();
-            let mut admin = sqlx::AnyConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}; start it or unset CUNJING_TEST_POSTGRES_URL"));
+            let mut admin = sqlx::AnyConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                panic!("cannot reach PostgreSQL at {admin_url}: {e}; start it or unset CUNJING_TEST_POSTGRES_URL")
+            });
             CLEANED
                 .get_or_init(|| async {
-                    let names: Vec<String> = sqlx::query_scalar(
-                        "SELECT datname::text FROM pg_database WHERE datname LIKE 'cunjing_t_%'",
-                    )
-                    .fetch_all(&mut admin)
-                    .await
-                    .expect("list test databases");
+                    let names: Vec<String> =
+                        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'cunjing_t_%'")
+                            .fetch_all(&mut admin)
+                            .await
+                            .expect("list test databases");
                     let mine = format!("{PREFIX}{}_", std::process::id());
                     for name in names.into_iter().filter(|n| !n.starts_with(&mine)) {
                         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut admin)
-                            .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
                     }
                 })
                 .await;
-            let name = format!(
-                "{PREFIX}{}_{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::SeqCst)
-            );
+            let name = format!("{PREFIX}{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
                 .execute(&mut admin)
                 .await
@@ -97,14 +80,8 @@ pub async fn fresh(engine: Engine) -> Option<TestDb> {
             let mut url = url::Url::parse(&admin_url).expect("CUNJING_TEST_POSTGRES_URL is a URL");
             url.set_path(&name);
             let url = url.to_string();
-            let store = Store::connect(&options(&url))
-                .await
-                .expect("open the PostgreSQL test database");
-            Some(TestDb {
-                store,
-                url,
-                _dir: None,
-            })
+            let store = Store::connect(&options(&url)).await.expect("open the PostgreSQL test database");
+            Some(TestDb { store, url, _dir: None })
         }
     }
 }

@@ -14,9 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
@@ -41,21 +40,11 @@ pub struct TgUser {
 
 impl TgUser {
     pub fn new(id: i64, first_name: &str) -> TgUser {
-        TgUser {
-            id,
-            first_name: first_name.to_string(),
-            username: Some(format!("user{id}")),
-            is_bot: false,
-        }
+        TgUser { id, first_name: first_name.to_string(), username: Some(format!("user{id}")), is_bot: false }
     }
 
     pub fn bot(id: i64, first_name: &str) -> TgUser {
-        TgUser {
-            id,
-            first_name: first_name.to_string(),
-            username: Some(format!("bot{id}_bot")),
-            is_bot: true,
-        }
+        TgUser { id, first_name: first_name.to_string(), username: Some(format!("bot{id}_bot")), is_bot: true }
     }
 
     fn json(&self) -> Value {
@@ -142,6 +131,13 @@ pub struct FakeTelegram {
     inner: Arc<Inner>,
 }
 
+/// A serial number for file ids. Real file ids are opaque; these must not contain the
+/// sender's id either, or a privacy check on stored file ids would find it there.
+fn fake_file_no() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -154,9 +150,7 @@ fn utf16_len(s: &str) -> usize {
 impl FakeTelegram {
     /// Binds 127.0.0.1 on a free port and serves until the last handle is dropped.
     pub async fn start() -> FakeTelegram {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake Bot API");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Bot API");
         let port = listener.local_addr().unwrap().port();
         let (calls_tx, _) = watch::channel(0usize);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
@@ -167,10 +161,7 @@ impl FakeTelegram {
                 let _ = axum::serve(listener, app).await;
             });
             Inner {
-                state: Mutex::new(FakeState {
-                    next_update_id: 1,
-                    ..FakeState::default()
-                }),
+                state: Mutex::new(FakeState { next_update_id: 1, ..FakeState::default() }),
                 updates_arrived: Notify::new(),
                 calls_tx,
                 port,
@@ -194,9 +185,7 @@ impl FakeTelegram {
     /// Makes a group (`supergroup: false` for a basic group) known to Telegram.
     pub fn group(&self, id: i64, title: &str, supergroup: bool) {
         let kind = if supergroup { "supergroup" } else { "group" };
-        self.state()
-            .chats
-            .insert(id, json!({"id": id, "type": kind, "title": title}));
+        self.state().chats.insert(id, json!({"id": id, "type": kind, "title": title}));
     }
 
     /// Makes the private chat between `user` and the bot known; returns its chat id.
@@ -216,9 +205,7 @@ impl FakeTelegram {
 
     /// What `getChatMember` answers for (chat, user); default `member`.
     pub fn set_member_status(&self, chat_id: i64, user_id: i64, status: &str) {
-        self.state()
-            .member_status
-            .insert((chat_id, user_id), status.to_string());
+        self.state().member_status.insert((chat_id, user_id), status.to_string());
     }
 
     fn push_update(&self, mut update: Value) -> i64 {
@@ -281,7 +268,8 @@ impl FakeTelegram {
     /// `user` forwards someone else's text into `chat_id`.
     pub fn send_forwarded_text(&self, chat_id: i64, user: &TgUser, text: &str) -> i32 {
         let mut fields = Self::text_fields(text);
-        fields["forward_origin"] = json!({"type": "user", "date": now() - 3600, "sender_user": TgUser::new(9999, "转发来源").json()});
+        fields["forward_origin"] =
+            json!({"type": "user", "date": now() - 3600, "sender_user": TgUser::new(9999, "转发来源").json()});
         let msg = self.new_message(chat_id, user.json(), fields);
         let id = msg["message_id"].as_i64().unwrap() as i32;
         self.push_update(json!({"message": msg}));
@@ -299,7 +287,8 @@ impl FakeTelegram {
             .cloned()
             .unwrap_or_else(|| json!({"id": sender_chat_id, "type": "channel", "title": "频道"}));
         fields["sender_chat"] = sender_chat;
-        let from = json!({"id": GROUP_ANONYMOUS_BOT, "is_bot": true, "first_name": "Group", "username": "GroupAnonymousBot"});
+        let from =
+            json!({"id": GROUP_ANONYMOUS_BOT, "is_bot": true, "first_name": "Group", "username": "GroupAnonymousBot"});
         let msg = self.new_message(chat_id, from, fields);
         let id = msg["message_id"].as_i64().unwrap() as i32;
         self.push_update(json!({"message": msg}));
@@ -308,16 +297,10 @@ impl FakeTelegram {
 
     /// `user` sends a photo with an optional caption.
     pub fn send_photo(&self, chat_id: i64, user: &TgUser, caption: Option<&str>) -> i32 {
-        let n = self
-            .state()
-            .next_message_id
-            .get(&chat_id)
-            .copied()
-            .unwrap_or(0)
-            + 1;
+        let n = self.state().next_message_id.get(&chat_id).copied().unwrap_or(0) + 1;
         let mut fields = json!({"photo": [
-            {"file_id": format!("photo-{chat_id}-{n}-s"), "file_unique_id": format!("ph{n}s"), "width": 90, "height": 90, "file_size": 1200},
-            {"file_id": format!("photo-{chat_id}-{n}"), "file_unique_id": format!("ph{n}"), "width": 1280, "height": 960, "file_size": 98000}
+            {"file_id": format!("AgACAgIAAx{n:04}s-{}", fake_file_no()), "file_unique_id": format!("ph{n}s"), "width": 90, "height": 90, "file_size": 1200},
+            {"file_id": format!("AgACAgIAAx{n:04}-{}", fake_file_no()), "file_unique_id": format!("ph{n}"), "width": 1280, "height": 960, "file_size": 98000}
         ]});
         if let Some(c) = caption {
             fields["caption"] = json!(c);
@@ -330,14 +313,8 @@ impl FakeTelegram {
 
     /// `user` sends a voice message.
     pub fn send_voice(&self, chat_id: i64, user: &TgUser) -> i32 {
-        let n = self
-            .state()
-            .next_message_id
-            .get(&chat_id)
-            .copied()
-            .unwrap_or(0)
-            + 1;
-        let fields = json!({"voice": {"file_id": format!("voice-{chat_id}-{n}"), "file_unique_id": format!("vo{n}"), "duration": 7, "mime_type": "audio/ogg", "file_size": 14000}});
+        let n = self.state().next_message_id.get(&chat_id).copied().unwrap_or(0) + 1;
+        let fields = json!({"voice": {"file_id": format!("AwACAgIAAx{n:04}-{}", fake_file_no()), "file_unique_id": format!("vo{n}"), "duration": 7, "mime_type": "audio/ogg", "file_size": 14000}});
         let msg = self.new_message(chat_id, user.json(), fields);
         let id = msg["message_id"].as_i64().unwrap() as i32;
         self.push_update(json!({"message": msg}));
@@ -371,11 +348,7 @@ impl FakeTelegram {
             json!({"user": bot_user(), "status": "left"}),
             json!({"user": bot_user(), "status": "member"}),
         );
-        let msg = self.new_message(
-            chat_id,
-            by.json(),
-            json!({"new_chat_members": [bot_user()]}),
-        );
+        let msg = self.new_message(chat_id, by.json(), json!({"new_chat_members": [bot_user()]}));
         self.push_update(json!({"message": msg}));
     }
 
@@ -388,12 +361,7 @@ impl FakeTelegram {
             "can_invite_users": true, "can_post_stories": false, "can_edit_stories": false,
             "can_delete_stories": false, "can_pin_messages": true, "can_manage_topics": false,
         });
-        self.membership(
-            chat_id,
-            by,
-            json!({"user": bot_user(), "status": "member"}),
-            admin,
-        );
+        self.membership(chat_id, by, json!({"user": bot_user(), "status": "member"}), admin);
     }
 
     /// `by` removes the bot; later sends to the group answer 403.
@@ -417,7 +385,11 @@ impl FakeTelegram {
         let admin = TgUser::new(5999, "群主");
         let m1 = self.new_message(old_id, admin.json(), json!({"migrate_to_chat_id": new_id}));
         self.push_update(json!({"message": m1}));
-        let m2 = self.new_message(new_id, json!({"id": GROUP_ANONYMOUS_BOT, "is_bot": true, "first_name": "Group", "username": "GroupAnonymousBot"}), json!({"migrate_from_chat_id": old_id}));
+        let m2 = self.new_message(
+            new_id,
+            json!({"id": GROUP_ANONYMOUS_BOT, "is_bot": true, "first_name": "Group", "username": "GroupAnonymousBot"}),
+            json!({"migrate_from_chat_id": old_id}),
+        );
         self.push_update(json!({"message": m2}));
     }
 
@@ -461,23 +433,13 @@ impl FakeTelegram {
     }
 
     pub fn sent_to(&self, chat_id: i64) -> Vec<SentMessage> {
-        self.state()
-            .sent
-            .iter()
-            .filter(|m| m.chat_id == chat_id)
-            .cloned()
-            .collect()
+        self.state().sent.iter().filter(|m| m.chat_id == chat_id).cloned().collect()
     }
 
     /// Request bodies of every call of `method` (case-insensitive), failed ones included.
     pub fn calls(&self, method: &str) -> Vec<Value> {
         let m = method.to_ascii_lowercase();
-        self.state()
-            .calls
-            .iter()
-            .filter(|(name, _)| *name == m)
-            .map(|(_, b)| b.clone())
-            .collect()
+        self.state().calls.iter().filter(|(name, _)| *name == m).map(|(_, b)| b.clone()).collect()
     }
 
     pub fn call_count(&self, method: &str) -> usize {
@@ -512,30 +474,17 @@ impl FakeTelegram {
 
     /// Like [`Self::wait_for_sent`], but only messages sent after `mark` count, so a test
     /// cannot mistake an earlier answer with the same words for the one it waits for.
-    pub async fn wait_for_new(
-        &self,
-        mark: usize,
-        pred: impl Fn(&SentMessage) -> bool,
-    ) -> SentMessage {
+    pub async fn wait_for_new(&self, mark: usize, pred: impl Fn(&SentMessage) -> bool) -> SentMessage {
         let mut rx = self.inner.calls_tx.subscribe();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(m) = self.state().sent.iter().skip(mark).find(|m| pred(m)) {
                 return m.clone();
             }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                let sent: Vec<String> = self
-                    .sent()
-                    .iter()
-                    .map(|m| format!("{} → {}: {:?}", m.method, m.chat_id, m.text))
-                    .collect();
-                panic!(
-                    "no matching message was sent within {WAIT:?}; sent so far:\n{}",
-                    sent.join("\n")
-                );
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                let sent: Vec<String> =
+                    self.sent().iter().map(|m| format!("{} → {}: {:?}", m.method, m.chat_id, m.text)).collect();
+                panic!("no matching message was sent within {WAIT:?}; sent so far:\n{}", sent.join("\n"));
             }
         }
     }
@@ -549,14 +498,8 @@ impl FakeTelegram {
             if calls.len() >= n {
                 return calls;
             }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                panic!(
-                    "{method} was called {} times within {WAIT:?}, expected {n}",
-                    calls.len()
-                );
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                panic!("{method} was called {} times within {WAIT:?}, expected {n}", calls.len());
             }
         }
     }
@@ -565,31 +508,40 @@ impl FakeTelegram {
 /// The buttons of a sent message as (label, callback data or URL), row by row.
 pub fn buttons(m: &SentMessage) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    if let Some(rows) = m
-        .reply_markup
-        .as_ref()
-        .and_then(|k| k["inline_keyboard"].as_array())
-    {
+    if let Some(rows) = m.reply_markup.as_ref().and_then(|k| k["inline_keyboard"].as_array()) {
         for b in rows.iter().filter_map(|r| r.as_array()).flatten() {
-            let target = b["callback_data"]
-                .as_str()
-                .or_else(|| b["url"].as_str())
-                .unwrap_or("");
-            out.push((
-                b["text"].as_str().unwrap_or("").to_string(),
-                target.to_string(),
-            ));
+            let target = b["callback_data"].as_str().or_else(|| b["url"].as_str()).unwrap_or("");
+            out.push((b["text"].as_str().unwrap_or("").to_string(), target.to_string()));
         }
     }
     out
 }
 
+/// The fields of a multipart request (teloxide sends files this way, even a `file_id`) as a
+/// JSON object: values that parse as JSON (numbers, markup) become JSON, the rest strings;
+/// uploaded files become `"<upload>"`.
+async fn multipart_params(request: axum::extract::Request) -> Result<Value, String> {
+    use axum::extract::FromRequest;
+    let mut form = axum::extract::Multipart::from_request(request, &()).await.map_err(|e| e.to_string())?;
+    let mut out = serde_json::Map::new();
+    while let Some(field) = form.next_field().await.map_err(|e| e.to_string())? {
+        let name = field.name().unwrap_or("").to_string();
+        if field.file_name().is_some() {
+            out.insert(name, json!("<upload>"));
+            continue;
+        }
+        let text = field.text().await.map_err(|e| e.to_string())?;
+        let value = match serde_json::from_str::<Value>(&text) {
+            Ok(v) if !v.is_string() => v,
+            _ => Value::String(text),
+        };
+        out.insert(name, value);
+    }
+    Ok(Value::Object(out))
+}
+
 fn ok(result: Value) -> Response {
-    (
-        StatusCode::OK,
-        axum::Json(json!({"ok": true, "result": result})),
-    )
-        .into_response()
+    (StatusCode::OK, axum::Json(json!({"ok": true, "result": result}))).into_response()
 }
 
 fn error(code: u16, description: &str, parameters: Option<Value>) -> Response {
@@ -602,11 +554,9 @@ fn error(code: u16, description: &str, parameters: Option<Value>) -> Response {
 
 fn fault_response(fault: Fault) -> Response {
     match fault {
-        Fault::RetryAfter(s) => error(
-            429,
-            &format!("Too Many Requests: retry after {s}"),
-            Some(json!({"retry_after": s})),
-        ),
+        Fault::RetryAfter(s) => {
+            error(429, &format!("Too Many Requests: retry after {s}"), Some(json!({"retry_after": s})))
+        }
         Fault::ServerError => error(500, "Internal Server Error", None),
         Fault::Forbidden(d) => error(403, d, None),
         Fault::BadRequest(d) => error(400, &d, None),
@@ -617,33 +567,31 @@ fn fault_response(fault: Fault) -> Response {
 async fn handle(
     State(inner): State<std::sync::Weak<Inner>>,
     Path((bot, method)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
-    let Some(inner) = inner.upgrade() else {
-        return error(503, "Service Unavailable", None);
-    };
+    let Some(inner) = inner.upgrade() else { return error(503, "Service Unavailable", None) };
     let fake = FakeTelegram { inner };
     if bot != format!("bot{TOKEN}") {
         return error(401, "Unauthorized", None);
     }
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("multipart/") {
-        return error(
-            400,
-            "Bad Request: the fake Bot API takes JSON bodies only",
-            None,
-        );
-    }
-    let params: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
+    let content_type = request.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let params = if content_type.starts_with("multipart/") {
+        match multipart_params(request).await {
             Ok(v) => v,
-            Err(_) => return error(400, "Bad Request: can't parse JSON", None),
+            Err(e) => return error(400, &format!("Bad Request: {e}"), None),
+        }
+    } else {
+        let body = match axum::body::to_bytes(request.into_body(), 1 << 20).await {
+            Ok(b) => b,
+            Err(_) => return error(400, "Bad Request: body too large", None),
+        };
+        if body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(_) => return error(400, "Bad Request: can't parse JSON", None),
+            }
         }
     };
     let method = method.to_ascii_lowercase();
@@ -673,12 +621,7 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
     let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
     let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
     if let Some(kinds) = params["allowed_updates"].as_array() {
-        fake.state().allowed_updates = Some(
-            kinds
-                .iter()
-                .filter_map(|k| k.as_str().map(String::from))
-                .collect(),
-        );
+        fake.state().allowed_updates = Some(kinds.iter().filter_map(|k| k.as_str().map(String::from)).collect());
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -694,13 +637,8 @@ async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
                 }
                 st.confirmed_offset = st.confirmed_offset.max(offset);
             }
-            let batch: Vec<Value> = st
-                .updates
-                .iter()
-                .filter(|(id, _)| *id >= offset)
-                .take(limit)
-                .map(|(_, u)| u.clone())
-                .collect();
+            let batch: Vec<Value> =
+                st.updates.iter().filter(|(id, _)| *id >= offset).take(limit).map(|(_, u)| u.clone()).collect();
             if !batch.is_empty() || timeout.is_zero() {
                 return ok(Value::Array(batch));
             }
@@ -720,19 +658,13 @@ struct ApiErr {
 
 impl ApiErr {
     fn new(code: u16, description: &str) -> ApiErr {
-        ApiErr {
-            code,
-            description: description.to_string(),
-            parameters: None,
-        }
+        ApiErr { code, description: description.to_string(), parameters: None }
     }
 }
 
 /// The chat of a send request, if the bot may post there, as Telegram would decide.
 fn postable_chat(fake: &FakeTelegram, params: &Value) -> Result<i64, ApiErr> {
-    let chat_id = params["chat_id"]
-        .as_i64()
-        .ok_or_else(|| ApiErr::new(400, "Bad Request: chat not found"))?;
+    let chat_id = params["chat_id"].as_i64().ok_or_else(|| ApiErr::new(400, "Bad Request: chat not found"))?;
     let st = fake.state();
     if let Some(to) = st.migrated.get(&chat_id) {
         return Err(ApiErr {
@@ -759,28 +691,17 @@ fn postable_chat(fake: &FakeTelegram, params: &Value) -> Result<i64, ApiErr> {
 }
 
 /// Records a message from the bot and returns it whole.
-fn bot_message(
-    fake: &FakeTelegram,
-    method: &str,
-    chat_id: i64,
-    text: &str,
-    params: &Value,
-    fields: Value,
-) -> Value {
+fn bot_message(fake: &FakeTelegram, method: &str, chat_id: i64, text: &str, params: &Value, fields: Value) -> Value {
     let mut st = fake.state();
     let chat = st.chats[&chat_id].clone();
     let id = st.next_message_id.entry(chat_id).or_insert(0);
     *id += 1;
     let message_id = *id;
-    let mut msg =
-        json!({"message_id": message_id, "date": now(), "chat": chat, "from": bot_user()});
+    let mut msg = json!({"message_id": message_id, "date": now(), "chat": chat, "from": bot_user()});
     for (k, v) in fields.as_object().unwrap() {
         msg[k] = v.clone();
     }
-    if params
-        .get("reply_markup")
-        .is_some_and(|m| m.get("inline_keyboard").is_some())
-    {
+    if params.get("reply_markup").is_some_and(|m| m.get("inline_keyboard").is_some()) {
         msg["reply_markup"] = params["reply_markup"].clone();
     }
     st.messages.insert((chat_id, message_id), msg.clone());
@@ -819,9 +740,7 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
         | "leavechat"
         | "setchatmenubutton" => Ok(json!(true)),
         "getmycommands" => Ok(json!([])),
-        "getwebhookinfo" => {
-            Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}))
-        }
+        "getwebhookinfo" => Ok(json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0})),
         "sendmessage" => {
             let chat_id = postable_chat(fake, params)?;
             let text = params["text"].as_str().unwrap_or("");
@@ -831,14 +750,7 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
             if utf16_len(text) > 4096 {
                 return Err(ApiErr::new(400, "Bad Request: message is too long"));
             }
-            Ok(bot_message(
-                fake,
-                "sendMessage",
-                chat_id,
-                text,
-                params,
-                json!({"text": text}),
-            ))
+            Ok(bot_message(fake, "sendMessage", chat_id, text, params, json!({"text": text})))
         }
         "sendphoto" | "sendvoice" | "sendvideo" | "senddocument" => {
             let chat_id = postable_chat(fake, params)?;
@@ -854,49 +766,32 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
             if !caption.is_empty() {
                 fields["caption"] = json!(caption);
             }
-            Ok(bot_message(fake, method, chat_id, &caption, params, fields))
+            let name = match kind {
+                "photo" => "sendPhoto",
+                "voice" => "sendVoice",
+                "video" => "sendVideo",
+                _ => "sendDocument",
+            };
+            Ok(bot_message(fake, name, chat_id, &caption, params, fields))
         }
         "sendlocation" => {
             let chat_id = postable_chat(fake, params)?;
             let loc = json!({"latitude": params["latitude"], "longitude": params["longitude"]});
-            Ok(bot_message(
-                fake,
-                "sendLocation",
-                chat_id,
-                "",
-                params,
-                json!({"location": loc}),
-            ))
+            Ok(bot_message(fake, "sendLocation", chat_id, "", params, json!({"location": loc})))
         }
         "copymessage" => {
             let chat_id = postable_chat(fake, params)?;
-            let from = (
-                params["from_chat_id"].as_i64().unwrap_or(0),
-                params["message_id"].as_i64().unwrap_or(0) as i32,
-            );
+            let from =
+                (params["from_chat_id"].as_i64().unwrap_or(0), params["message_id"].as_i64().unwrap_or(0) as i32);
             let Some(original) = fake.state().messages.get(&from).cloned() else {
                 return Err(ApiErr::new(400, "Bad Request: message to copy not found"));
             };
-            let text = original["text"]
-                .as_str()
-                .or(original["caption"].as_str())
-                .unwrap_or("")
-                .to_string();
-            let msg = bot_message(
-                fake,
-                "copyMessage",
-                chat_id,
-                &text,
-                params,
-                json!({"text": text}),
-            );
+            let text = original["text"].as_str().or(original["caption"].as_str()).unwrap_or("").to_string();
+            let msg = bot_message(fake, "copyMessage", chat_id, &text, params, json!({"text": text}));
             Ok(json!({"message_id": msg["message_id"]}))
         }
         "editmessagetext" | "editmessagereplymarkup" => {
-            let key = (
-                params["chat_id"].as_i64().unwrap_or(0),
-                params["message_id"].as_i64().unwrap_or(0) as i32,
-            );
+            let key = (params["chat_id"].as_i64().unwrap_or(0), params["message_id"].as_i64().unwrap_or(0) as i32);
             let mut st = fake.state();
             let Some(msg) = st.messages.get_mut(&key) else {
                 return Err(ApiErr::new(400, "Bad Request: message to edit not found"));
@@ -910,10 +805,7 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
             Ok(msg.clone())
         }
         "deletemessage" => {
-            let key = (
-                params["chat_id"].as_i64().unwrap_or(0),
-                params["message_id"].as_i64().unwrap_or(0) as i32,
-            );
+            let key = (params["chat_id"].as_i64().unwrap_or(0), params["message_id"].as_i64().unwrap_or(0) as i32);
             match fake.state().messages.remove(&key) {
                 Some(_) => Ok(json!(true)),
                 None => Err(ApiErr::new(400, "Bad Request: message to delete not found")),
@@ -934,12 +826,8 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
         "getchatmember" => {
             let chat_id = params["chat_id"].as_i64().unwrap_or(0);
             let user_id = params["user_id"].as_i64().unwrap_or(0);
-            let status = fake
-                .state()
-                .member_status
-                .get(&(chat_id, user_id))
-                .cloned()
-                .unwrap_or_else(|| "member".into());
+            let status =
+                fake.state().member_status.get(&(chat_id, user_id)).cloned().unwrap_or_else(|| "member".into());
             Ok(json!({"status": status, "user": TgUser::new(user_id, "成员").json()}))
         }
         _ => Err(ApiErr::new(404, "Not Found: method not found")),
@@ -965,25 +853,14 @@ mod self_tests {
         let fake = FakeTelegram::start().await;
         let me = bot(&fake).get_me().await.unwrap();
         assert_eq!(me.username.as_deref(), Some(BOT_USERNAME));
-        assert_eq!(
-            fake.call_count("getMe"),
-            1,
-            "PascalCase GetMe is matched case-insensitively"
-        );
+        assert_eq!(fake.call_count("getMe"), 1, "PascalCase GetMe is matched case-insensitively");
     }
 
     #[tokio::test]
     async fn a_wrong_token_is_unauthorised() {
         let fake = FakeTelegram::start().await;
-        let err = Bot::new("1:wrong")
-            .set_api_url(fake.api_url())
-            .get_me()
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, RequestError::Api(ApiError::InvalidToken)),
-            "{err:?}"
-        );
+        let err = Bot::new("1:wrong").set_api_url(fake.api_url()).get_me().await.unwrap_err();
+        assert!(matches!(err, RequestError::Api(ApiError::InvalidToken)), "{err:?}");
     }
 
     #[tokio::test]
@@ -1026,10 +903,7 @@ mod self_tests {
         let fake = FakeTelegram::start().await;
         fake.group(-100, "群", true);
         fake.fail_next("sendMessage", Fault::RetryAfter(7), 1);
-        let err = bot(&fake)
-            .send_message(ChatId(-100), "x")
-            .await
-            .unwrap_err();
+        let err = bot(&fake).send_message(ChatId(-100), "x").await.unwrap_err();
         match err {
             RequestError::RetryAfter(s) => assert_eq!(s.seconds(), 7),
             other => panic!("{other:?}"),
@@ -1042,22 +916,13 @@ mod self_tests {
         let user = TgUser::new(1, "甲");
         fake.group(-100, "群", true);
         fake.remove_bot_from_group(-100, &user);
-        let err = bot(&fake)
-            .send_message(ChatId(-100), "x")
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, RequestError::Api(ApiError::BotKickedFromSupergroup)),
-            "{err:?}"
-        );
+        let err = bot(&fake).send_message(ChatId(-100), "x").await.unwrap_err();
+        assert!(matches!(err, RequestError::Api(ApiError::BotKickedFromSupergroup)), "{err:?}");
 
         fake.group(-5, "小群", false);
         fake.migrate_group(-5, -1005);
         let err = bot(&fake).send_message(ChatId(-5), "x").await.unwrap_err();
-        assert!(
-            matches!(err, RequestError::MigrateToChatId(ChatId(-1005))),
-            "{err:?}"
-        );
+        assert!(matches!(err, RequestError::MigrateToChatId(ChatId(-1005))), "{err:?}");
     }
 
     #[tokio::test]
@@ -1089,10 +954,7 @@ mod self_tests {
                 UpdateKind::Message(m) if m.sender_chat.is_some() => "sender_chat",
                 UpdateKind::Message(m) if m.text().is_some_and(|t| t.starts_with('/')) => {
                     assert!(
-                        m.entities()
-                            .unwrap()
-                            .iter()
-                            .any(|e| e.kind == teloxide::types::MessageEntityKind::BotCommand)
+                        m.entities().unwrap().iter().any(|e| e.kind == teloxide::types::MessageEntityKind::BotCommand)
                     );
                     "command"
                 }

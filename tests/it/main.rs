@@ -9,3 +9,4 @@ mod fake_telegram;
 mod foundation;
 mod registry;
 mod routing;
+mod tips;

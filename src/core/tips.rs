@@ -1,0 +1,532 @@
+//! Tips (线索): the guided private conversation that writes one, its commit and receipt, the
+//! card that reaches the responsible officer, the officer's buttons, and `/status`.
+//!
+//! The conversation is stored per person (not per chat) in the `conversations` table, so it
+//! survives a restart and expires politely. A tip is committed before anyone is told about it.
+
+use serde::{Deserialize, Serialize};
+
+use super::handler::Core;
+use super::routing;
+use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Sender};
+use crate::domain::Phone;
+use crate::store::registry::VillageRow;
+use crate::store::tips::{NewTip, TipItem, TipRow, summary_of};
+use crate::texts::Msg;
+
+/// Button data of the tip conversation.
+const CATEGORY: &str = "t:cat:";
+const DONE: &str = "t:done";
+const ANONYMOUS: &str = "t:anon";
+const NAMED: &str = "t:named";
+const SKIP_PHONE: &str = "t:skip";
+const CONFIRM: &str = "t:ok";
+const CANCEL: &str = "t:cancel";
+/// Button data of the officer's card: `tip:ack:<id>`, `tip:done:<id>`.
+const OFFICER: &str = "tip:";
+
+/// Where a tip being written stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Step {
+    /// Which village? (answered by picking one after a name search)
+    Village,
+    Category,
+    Details,
+    Anonymity,
+    Phone,
+    Confirm,
+}
+
+/// A tip being written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Draft {
+    step: Step,
+    village_id: Option<i64>,
+    category: Option<String>,
+    items: Vec<TipItem>,
+    anonymous: Option<bool>,
+    phone: Option<String>,
+}
+
+/// A guided conversation in a private chat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "conversation", rename_all = "snake_case")]
+enum Conversation {
+    Tip(Draft),
+}
+
+impl Core {
+    fn platform_user(&self, inbound: &Inbound) -> Option<(&'static str, i64)> {
+        inbound.sender.person().map(|u| (inbound.platform.as_str(), u))
+    }
+
+    async fn load_draft(&self, inbound: &Inbound) -> anyhow::Result<Option<Draft>> {
+        let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
+        match self.store().conversation(platform, user).await? {
+            Some((state, false)) => match serde_json::from_str::<Conversation>(&state) {
+                Ok(Conversation::Tip(d)) => Ok(Some(d)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping an unreadable conversation");
+                    self.store().end_conversation(platform, user).await?;
+                    Ok(None)
+                }
+            },
+            _ => Ok(None),
+        }
+    }
+
+    async fn save_draft(&self, inbound: &Inbound, draft: &Draft) -> anyhow::Result<()> {
+        if let Some((platform, user)) = self.platform_user(inbound) {
+            let state = serde_json::to_string(&Conversation::Tip(draft.clone()))?;
+            self.store().save_conversation(platform, user, &state, self.conversation_ttl_ms()).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_draft(&self, inbound: &Inbound) -> anyhow::Result<()> {
+        if let Some((platform, user)) = self.platform_user(inbound) {
+            self.store().end_conversation(platform, user).await?;
+        }
+        Ok(())
+    }
+
+    /// A conversation that expired is ended with a polite notice (once); `None` otherwise.
+    pub(super) async fn expired_conversation_notice(&self, inbound: &Inbound) -> anyhow::Result<Option<Outbound>> {
+        let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
+        if let Some((_, true)) = self.store().conversation(platform, user).await? {
+            self.store().end_conversation(platform, user).await?;
+            return Ok(Some(Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipTimedOut))));
+        }
+        Ok(None)
+    }
+
+    fn cancel_row(&self) -> Vec<Button> {
+        vec![Button::Callback { label: self.texts().plain(Msg::TipButtonCancel), data: CANCEL.into() }]
+    }
+
+    fn prompt(&self, chat_id: i64, text: String, mut buttons: Vec<Vec<Button>>) -> Outbound {
+        buttons.push(self.cancel_row());
+        Outbound::Message { chat_id, text, buttons, reply_to: None }
+    }
+
+    /// The question of the step the draft is at.
+    async fn step_prompt(&self, chat_id: i64, draft: &Draft) -> anyhow::Result<Outbound> {
+        let t = self.texts();
+        Ok(match draft.step {
+            Step::Village => Outbound::text(chat_id, t.plain(Msg::TipChooseVillage)),
+            Step::Category => {
+                let village = match draft.village_id {
+                    Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
+                    None => None,
+                };
+                let buttons = self
+                    .tip_categories()
+                    .iter()
+                    .map(|c| {
+                        vec![Button::Callback {
+                            label: t.render(Msg::CategoryLabel, minijinja::context! { code => c }),
+                            data: format!("{CATEGORY}{c}"),
+                        }]
+                    })
+                    .collect();
+                self.prompt(chat_id, t.render(Msg::TipChooseCategory, minijinja::context! { village }), buttons)
+            }
+            Step::Details => self.prompt(
+                chat_id,
+                t.plain(Msg::TipDetailsPrompt),
+                vec![vec![Button::Callback { label: t.plain(Msg::TipButtonDone), data: DONE.into() }]],
+            ),
+            Step::Anonymity => self.prompt(
+                chat_id,
+                t.plain(Msg::TipAnonymityPrompt),
+                vec![
+                    vec![Button::Callback { label: t.plain(Msg::TipButtonAnonymous), data: ANONYMOUS.into() }],
+                    vec![Button::Callback { label: t.plain(Msg::TipButtonNamed), data: NAMED.into() }],
+                ],
+            ),
+            Step::Phone => self.prompt(
+                chat_id,
+                t.plain(Msg::TipPhonePrompt),
+                vec![vec![Button::Callback { label: t.plain(Msg::TipButtonSkip), data: SKIP_PHONE.into() }]],
+            ),
+            Step::Confirm => {
+                let village = match draft.village_id {
+                    Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
+                    None => None,
+                };
+                let count = |f: fn(&TipItem) -> bool| draft.items.iter().filter(|i| f(i)).count();
+                let text = t.render(
+                    Msg::TipSummary,
+                    minijinja::context! {
+                        village,
+                        category => draft.category,
+                        text => summary_of(&draft.items),
+                        photos => count(|i| matches!(i, TipItem::Photo { .. })),
+                        voices => count(|i| matches!(i, TipItem::Voice { .. })),
+                        videos => count(|i| matches!(i, TipItem::Video { .. })),
+                        locations => count(|i| matches!(i, TipItem::Location { .. })),
+                        anonymous => draft.anonymous.unwrap_or(true),
+                        phone => draft.phone,
+                    },
+                );
+                self.prompt(
+                    chat_id,
+                    text,
+                    vec![vec![Button::Callback { label: t.plain(Msg::TipButtonConfirm), data: CONFIRM.into() }]],
+                )
+            }
+        })
+    }
+
+    /// `/tip` (or the `tip_<village>` deep link) in a private chat: starts a new draft.
+    pub(super) async fn start_tip(
+        &self,
+        inbound: &Inbound,
+        village: Option<VillageRow>,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        if inbound.sender.person().is_none() {
+            return Ok(vec![]);
+        }
+        let village = match village {
+            Some(v) => Some(v),
+            None => match self.platform_user(inbound) {
+                Some((platform, user)) => match self.store().resident_village(platform, user).await? {
+                    Some(id) => self.store().village_by_id(id).await?,
+                    None => None,
+                },
+                None => None,
+            },
+        };
+        let draft = Draft {
+            step: if village.is_some() { Step::Category } else { Step::Village },
+            village_id: village.map(|v| v.id),
+            category: None,
+            items: vec![],
+            anonymous: None,
+            phone: None,
+        };
+        self.save_draft(inbound, &draft).await?;
+        tracing::info!("tip conversation started");
+        Ok(vec![self.step_prompt(chat_id, &draft).await?])
+    }
+
+    /// A village was picked while a draft waited for one: the draft goes on.
+    pub(super) async fn tip_village_chosen(
+        &self,
+        inbound: &Inbound,
+        village: &VillageRow,
+    ) -> anyhow::Result<Option<Vec<Outbound>>> {
+        let Some(mut draft) = self.load_draft(inbound).await? else { return Ok(None) };
+        if draft.step != Step::Village {
+            return Ok(None);
+        }
+        draft.village_id = Some(village.id);
+        draft.step = Step::Category;
+        self.save_draft(inbound, &draft).await?;
+        Ok(Some(vec![self.step_prompt(inbound.chat.id, &draft).await?]))
+    }
+
+    /// `/cancel`: ends whatever conversation is in progress.
+    pub(super) async fn cancel_conversation(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let had = self.load_draft(inbound).await?.is_some();
+        self.end_draft(inbound).await?;
+        let msg = if had { Msg::TipCancelled } else { Msg::NothingToCancel };
+        Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(msg))])
+    }
+
+    /// A private message (text, media, location) while a draft may be in progress.
+    /// `None`: no draft, or a step that does not take messages (then the message is handled
+    /// as usual).
+    pub(super) async fn tip_message(&self, inbound: &Inbound) -> anyhow::Result<Option<Vec<Outbound>>> {
+        let Some(mut draft) = self.load_draft(inbound).await? else { return Ok(None) };
+        let chat_id = inbound.chat.id;
+        let item = match &inbound.event {
+            Event::Text { text, .. } => Some(TipItem::Text { text: text.trim().to_string() }),
+            Event::Media { kind, file_id, caption, .. } => {
+                let file_id = file_id.clone();
+                let media = match kind {
+                    MediaKind::Photo => TipItem::Photo { file_id },
+                    MediaKind::Voice => TipItem::Voice { file_id },
+                    MediaKind::Video => TipItem::Video { file_id },
+                };
+                if let (Step::Details, Some(c)) = (draft.step, caption.as_ref().filter(|c| !c.trim().is_empty())) {
+                    draft.items.push(TipItem::Text { text: c.trim().to_string() });
+                }
+                Some(media)
+            }
+            Event::Location { latitude, longitude, .. } => {
+                Some(TipItem::Location { latitude: *latitude, longitude: *longitude })
+            }
+            _ => None,
+        };
+        let Some(item) = item else { return Ok(None) };
+        match draft.step {
+            // A name search answers this step (the handler's usual private-text path).
+            Step::Village => Ok(None),
+            Step::Details => {
+                if let TipItem::Text { text } = &item
+                    && text.is_empty()
+                {
+                    return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]));
+                }
+                draft.items.push(item);
+                self.save_draft(inbound, &draft).await?;
+                let n = draft.items.len();
+                let text = self.texts().render(Msg::TipItemReceived, minijinja::context! { n });
+                let done = Button::Callback { label: self.texts().plain(Msg::TipButtonDone), data: DONE.into() };
+                Ok(Some(vec![self.prompt(chat_id, text, vec![vec![done]])]))
+            }
+            Step::Phone => {
+                let TipItem::Text { text } = &item else {
+                    return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]));
+                };
+                match Phone::parse(text) {
+                    Ok(p) if p.as_str().len() == 11 => {
+                        draft.phone = Some(p.as_str().to_string());
+                        draft.step = Step::Confirm;
+                        self.save_draft(inbound, &draft).await?;
+                        Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]))
+                    }
+                    _ => {
+                        let skip =
+                            Button::Callback { label: self.texts().plain(Msg::TipButtonSkip), data: SKIP_PHONE.into() };
+                        Ok(Some(vec![self.prompt(chat_id, self.texts().plain(Msg::TipPhoneInvalid), vec![vec![skip]])]))
+                    }
+                }
+            }
+            // Steps answered with buttons: say so, and show them again.
+            Step::Category | Step::Anonymity | Step::Confirm => {
+                let mut out = vec![Outbound::text(chat_id, self.texts().plain(Msg::TipUseButtons))];
+                out.push(self.step_prompt(chat_id, &draft).await?);
+                Ok(Some(out))
+            }
+        }
+    }
+
+    /// A button of the tip conversation or of an officer's tip card. `None`: not ours.
+    pub(super) async fn tip_button(&self, inbound: &Inbound, data: &str) -> anyhow::Result<Option<Vec<Outbound>>> {
+        if let Some(rest) = data.strip_prefix(OFFICER) {
+            return self.officer_tip_button(inbound, rest).await.map(Some);
+        }
+        if !data.starts_with("t:") {
+            return Ok(None);
+        }
+        let chat_id = inbound.chat.id;
+        if data == CANCEL {
+            return self.cancel_conversation(inbound).await.map(Some);
+        }
+        let Some(mut draft) = self.load_draft(inbound).await? else {
+            // A button of a conversation that ended (committed, cancelled or expired).
+            return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::TipNoDraft))]));
+        };
+        match (draft.step, data) {
+            (Step::Category, d) if d.starts_with(CATEGORY) => {
+                let code = &d[CATEGORY.len()..];
+                if !self.tip_categories().iter().any(|c| c == code) {
+                    return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]));
+                }
+                draft.category = Some(code.to_string());
+                draft.step = Step::Details;
+            }
+            (Step::Details, DONE) => {
+                if draft.items.is_empty() {
+                    return Ok(Some(vec![self.prompt(chat_id, self.texts().plain(Msg::TipNothingYet), vec![])]));
+                }
+                draft.step = Step::Anonymity;
+            }
+            (Step::Anonymity, ANONYMOUS) => {
+                draft.anonymous = Some(true);
+                draft.step = Step::Confirm;
+            }
+            (Step::Anonymity, NAMED) => {
+                draft.anonymous = Some(false);
+                draft.step = Step::Phone;
+            }
+            (Step::Phone, SKIP_PHONE) => draft.step = Step::Confirm,
+            (Step::Confirm, CONFIRM) => return self.commit_tip(inbound, draft).await.map(Some),
+            // A button of an earlier step pressed again: show where the draft is.
+            _ => return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?])),
+        }
+        self.save_draft(inbound, &draft).await?;
+        Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]))
+    }
+
+    /// Commits the tip, ends the conversation, gives the receipt and routes the tip.
+    async fn commit_tip(&self, inbound: &Inbound, draft: Draft) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let (Some(village_id), Some(category)) = (draft.village_id, draft.category.clone()) else {
+            return Ok(vec![self.step_prompt(chat_id, &draft).await?]);
+        };
+        let Some(village) = self.store().village_by_id(village_id).await? else {
+            self.end_draft(inbound).await?;
+            return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::VillageGone))]);
+        };
+        let anonymous = draft.anonymous.unwrap_or(true);
+        let new = NewTip {
+            village_id,
+            category: category.clone(),
+            source: "private",
+            anonymous,
+            contact_phone: if anonymous { None } else { draft.phone.clone() },
+            items: draft.items.clone(),
+            reporter_platform: inbound.platform.as_str().to_string(),
+            reporter_chat_id: chat_id,
+            day: self.today().format("%Y%m%d").to_string(),
+        };
+        let receipt = self.store().create_tip(&new).await?;
+        self.end_draft(inbound).await?;
+        tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
+        let mut out = vec![Outbound::text(
+            chat_id,
+            self.texts().render(
+                Msg::TipReceipt,
+                minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
+            ),
+        )];
+        out.extend(self.route_tip(inbound.platform.as_str(), receipt.id, village).await?);
+        Ok(out)
+    }
+
+    /// Sends a committed tip to the first officer of the village's duty chain who can be
+    /// reached on `platform`: a card with buttons, then the tip's media.
+    async fn route_tip(&self, platform: &str, tip_id: i64, village: VillageRow) -> anyhow::Result<Vec<Outbound>> {
+        let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
+        for member in &chain.members {
+            let Some(account) = self.store().officer_account(member.officer_id, platform).await? else { continue };
+            let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
+            self.store().tip_routed(tip_id, member.officer_id).await?;
+            tracing::info!(tip_id, officer_id = member.officer_id, "tip routed");
+            return self.officer_card(account, &tip, &village.name).await;
+        }
+        tracing::warn!(tip_id, village = %village.code, "no reachable officer for a tip");
+        Ok(vec![])
+    }
+
+    async fn officer_card(&self, chat_id: i64, tip: &TipRow, village_name: &str) -> anyhow::Result<Vec<Outbound>> {
+        let t = self.texts();
+        let alias = self.store().tip_reporter(tip.id).await?.map(|r| r.alias).unwrap_or_default();
+        let text = t.render(
+            Msg::TipOfficerCard,
+            minijinja::context! {
+                number => &tip.number,
+                village => village_name,
+                category => &tip.category,
+                anonymous => tip.anonymous == 1,
+                alias,
+                phone => &tip.contact_phone,
+                summary => &tip.summary,
+            },
+        );
+        let buttons = vec![vec![
+            Button::Callback { label: t.plain(Msg::TipButtonAck), data: format!("{OFFICER}ack:{}", tip.id) },
+            Button::Callback { label: t.plain(Msg::TipButtonResolve), data: format!("{OFFICER}done:{}", tip.id) },
+        ]];
+        let mut out = vec![Outbound::Message { chat_id, text, buttons, reply_to: None }];
+        for item in self.store().tip_items(tip.id).await? {
+            match item {
+                TipItem::Text { .. } => {}
+                TipItem::Photo { file_id } => {
+                    out.push(Outbound::Media { chat_id, kind: MediaKind::Photo, file_id, caption: None })
+                }
+                TipItem::Voice { file_id } => {
+                    out.push(Outbound::Media { chat_id, kind: MediaKind::Voice, file_id, caption: None })
+                }
+                TipItem::Video { file_id } => {
+                    out.push(Outbound::Media { chat_id, kind: MediaKind::Video, file_id, caption: None })
+                }
+                TipItem::Location { latitude, longitude } => {
+                    out.push(Outbound::Location { chat_id, latitude, longitude })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// 受理 / 办结 on an officer's card.
+    async fn officer_tip_button(&self, inbound: &Inbound, rest: &str) -> anyhow::Result<Vec<Outbound>> {
+        let (action, id) = rest.split_once(':').unwrap_or((rest, ""));
+        let tip = match id.parse::<i64>() {
+            Ok(id) => self.store().tip(id).await?,
+            Err(_) => None,
+        };
+        let (Some(tip), Some(officer)) = (tip, self.officer_of(inbound).await?) else {
+            return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
+        };
+        // Only an officer who serves the village today works its tips: one who has left it
+        // (a re-import ended the assignment) is told so, even on a card sent to them before.
+        let serves = self.store().officer_serves_village(officer.id, tip.village_id, &self.today().to_string()).await?;
+        if !serves {
+            return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
+        }
+        let (from, to, tipster_msg, officer_msg): (&[&str], &str, Msg, Msg) = match action {
+            "ack" => (&["new"], "acknowledged", Msg::TipAcknowledgedTipster, Msg::TipAcknowledgedOfficer),
+            "done" => {
+                (&["new", "acknowledged", "in_progress"], "resolved", Msg::TipResolvedTipster, Msg::TipResolvedOfficer)
+            }
+            _ => return Ok(vec![]),
+        };
+        if !self.store().change_tip_status(tip.id, officer.id, from, to, None).await? {
+            return Ok(vec![Outbound::text(
+                inbound.chat.id,
+                self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number }),
+            )]);
+        }
+        tracing::info!(tip_id = tip.id, officer_id = officer.id, status = to, "tip status changed");
+        let mut out = vec![Outbound::text(
+            inbound.chat.id,
+            self.texts().render(officer_msg, minijinja::context! { number => &tip.number }),
+        )];
+        if let Some(reporter) = self.store().tip_reporter(tip.id).await?
+            && reporter.platform == inbound.platform.as_str()
+        {
+            out.push(Outbound::text(
+                reporter.chat_id,
+                self.texts().render(tipster_msg, minijinja::context! { number => &tip.number }),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `/tip` in a group: the group is public, so the tip is written in a private chat; the
+    /// button opens one for this group's village.
+    pub(super) async fn group_tip_pointer(&self, inbound: &Inbound, message_id: i64) -> anyhow::Result<Vec<Outbound>> {
+        let village = routing::village_of_chat(self.store(), inbound.platform.as_str(), inbound.chat.id).await?;
+        let payload = format!("tip_{}", village.map(|v| v.code).unwrap_or_default());
+        let buttons = vec![vec![Button::StartPrivate { label: self.texts().plain(Msg::ButtonPrivateTip), payload }]];
+        Ok(vec![Outbound::Message {
+            chat_id: inbound.chat.id,
+            text: self.texts().plain(Msg::GroupTipPointer),
+            buttons,
+            reply_to: Some(message_id),
+        }])
+    }
+
+    /// `/status T20261123-0007 123456`.
+    pub(super) async fn on_status(&self, inbound: &Inbound, args: &str) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let mut words = args.split_whitespace();
+        let (Some(number), Some(password)) = (words.next(), words.next()) else {
+            return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusUsage))]);
+        };
+        match self.store().tip_for_status(number, password).await? {
+            Some(tip) => Ok(vec![Outbound::text(
+                chat_id,
+                self.texts().render(
+                    Msg::StatusReply,
+                    minijinja::context! { number => &tip.number, status => &tip.status, note => &tip.public_note },
+                ),
+            )]),
+            None => {
+                tracing::info!("status query with an unknown number or a wrong password");
+                Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))])
+            }
+        }
+    }
+
+    /// Whether the tip conversation applies to this update at all.
+    pub(super) fn is_private_person(inbound: &Inbound) -> bool {
+        inbound.chat.kind == ChatKind::Private && matches!(inbound.sender, Sender::User { is_bot: false, .. })
+    }
+}

@@ -1,0 +1,226 @@
+//! Tips end to end: the private conversation with media, the receipt, routing to the
+//! responsible officer, the officer's buttons, status queries, anonymity, restarts.
+
+use crate::app::TestApp;
+use crate::app_test;
+use crate::fake_telegram::{SentMessage, TgUser, buttons};
+
+const QIANDIAN: &str = "410184101202";
+const GROUP: i64 = -1001000000002;
+
+fn tipster() -> TgUser {
+    TgUser::new(5101, "王大娘")
+}
+
+fn zhang() -> TgUser {
+    TgUser::new(6001, "张建国")
+}
+
+/// Presses the button whose label contains `label` under `msg`; returns the next message the
+/// bot sends to `chat`.
+async fn press(app: &TestApp, chat: i64, user: &TgUser, msg: &SentMessage, label: &str) -> SentMessage {
+    let all = buttons(msg);
+    let (_, data) = all.iter().find(|(l, _)| l.contains(label)).unwrap_or_else(|| panic!("no {label:?} in {all:?}"));
+    let mark = app.fake.mark();
+    app.fake.press_button(msg.chat_id, user, msg.message_id, data);
+    app.fake.wait_for_new(mark, |m| m.chat_id == chat).await
+}
+
+/// Starts a tip for 前店村 in the tipster's private chat and picks 盗窃; returns the details prompt.
+async fn start_theft_tip(app: &TestApp) -> (i64, SentMessage) {
+    let t = tipster();
+    let chat = app.fake.private_chat(t.clone());
+    let categories = app.ask(chat, &t, &format!("/start tip_{QIANDIAN}")).await;
+    assert!(categories.text.contains("前店村"), "{}", categories.text);
+    let details = press(app, chat, &t, &categories, "盗窃").await;
+    assert!(details.text.contains("发生了什么"), "{}", details.text);
+    (chat, details)
+}
+
+/// Every value of every column of a table, as text, for privacy checks.
+async fn dump(app: &TestApp, table: &'static str) -> String {
+    use sqlx::{Column, Row};
+    let rows =
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(app.store().pool()).await.unwrap();
+    let mut out = String::new();
+    for row in rows {
+        for (i, col) in row.columns().iter().enumerate() {
+            let v = row
+                .try_get::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .or_else(|| row.try_get::<Option<i64>, _>(i).ok().flatten().map(|n| n.to_string()))
+                .unwrap_or_default();
+            out.push_str(&format!("{}={v};", col.name()));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+app_test!(a_resident_reports_a_theft_privately_and_anonymously_with_photo_voice_and_location, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _details) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "昨晚村东头王家的电动车被偷了").await;
+    assert!(got.text.contains("第1条"), "{}", got.text);
+    let mark = app.fake.mark();
+    app.fake.send_photo(chat, &t, Some("车棚的锁被撬了"));
+    app.fake.send_voice(chat, &t);
+    app.fake.send_location(chat, &t, 34.39, 113.74);
+    let last = app.fake.wait_for_new(mark, |m| m.chat_id == chat && m.text.contains("第5条")).await;
+    let anonymity = press(&app, chat, &t, &last, "说完了").await;
+    assert!(anonymity.text.contains("匿名"), "{}", anonymity.text);
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    for expected in ["前店村", "盗窃", "电动车被偷", "车棚的锁被撬了", "照片1张", "语音1条", "位置1个", "身份：匿名"]
+    {
+        assert!(summary.text.contains(expected), "summary lacks {expected:?}:\n{}", summary.text);
+    }
+    let mark = app.fake.mark();
+    let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).expect("a tip number").to_string();
+    assert!(number.starts_with('T') && number.len() == "T20261123-0001".len(), "{number}");
+    assert!(receipt.text.contains("查询密码："), "{}", receipt.text);
+
+    // The resident officer of 前店村 gets the card, then the media, in his private chat.
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
+    assert!(card.text.contains("匿名（代号") && card.text.contains("电动车被偷"), "{}", card.text);
+    let labels: Vec<String> = buttons(&card).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(labels, ["受理", "办结"]);
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.method == "sendLocation").await;
+    let to_officer: Vec<String> = app.fake.sent_to(zhang().id).iter().skip(1).map(|m| m.method.clone()).collect();
+    assert_eq!(to_officer[1..], ["sendPhoto", "sendVoice", "sendLocation"], "{to_officer:?}");
+    assert!(app.fake.sent_to(zhang().id).iter().all(|m| !m.text.contains("王大娘")));
+
+    // The tipster's account is in no tip row, item or event: only in the separate mapping.
+    let id = t.id.to_string();
+    for table in ["tips", "tip_items", "tip_events"] {
+        assert!(!dump(&app, table).await.contains(&id), "{table} holds the tipster's id");
+    }
+    assert!(dump(&app, "tip_reporters").await.contains(&id));
+    assert!(dump(&app, "tips").await.contains("anonymous=1"));
+});
+
+app_test!(the_officer_acknowledges_and_resolves_and_the_tipster_can_follow_by_status, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "有人在偷电缆").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let mark = app.fake.mark();
+    let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    let password = receipt.text.lines().find_map(|l| l.strip_prefix("查询密码：")).unwrap().to_string();
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
+
+    let waiting = app.ask(chat, &t, &format!("/status {number} {password}")).await;
+    assert!(waiting.text.contains("等待民警受理"), "{}", waiting.text);
+    let wrong = app.ask(chat, &t, &format!("/status {number} 000000")).await;
+    assert!(wrong.text.contains("没有找到"), "a wrong password finds nothing: {}", wrong.text);
+
+    let mark = app.fake.mark();
+    let done = press(&app, zhang().id, &zhang(), &card, "受理").await;
+    assert!(done.text.contains("已受理"), "{}", done.text);
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(told.text.contains(&number) && told.text.contains("受理"), "{}", told.text);
+    let twice = press(&app, zhang().id, &zhang(), &card, "受理").await;
+    assert!(twice.text.contains("已经处理过"), "a second press changes nothing: {}", twice.text);
+
+    let mark = app.fake.mark();
+    press(&app, zhang().id, &zhang(), &card, "办结").await;
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(told.text.contains("已办结"), "{}", told.text);
+    let status = app.ask(chat, &t, &format!("/status {number} {password}")).await;
+    assert!(status.text.contains("已办结"), "{}", status.text);
+
+    let tip = app.store().tip_for_status(&number, &password).await.unwrap().unwrap();
+    let events = app.store().tip_event_kinds(tip.id).await.unwrap();
+    assert_eq!(events, ["created", "routed", "acknowledged", "resolved"]);
+});
+
+app_test!(a_tip_skips_an_off_duty_resident_officer_for_the_contact_officer, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6004, "赵明");
+    app.enrol("041204", &zhao).await;
+    sqlx::query("UPDATE officers SET on_duty = 0 WHERE badge = '041201'").execute(app.store().pool()).await.unwrap();
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "村口小卖部被撬了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let mark = app.fake.mark();
+    press(&app, chat, &t, &summary, "确认提交").await;
+    let card = app.fake.wait_for_new(mark, |m| m.text.contains("新线索")).await;
+    assert_eq!(card.chat_id, zhao.id, "the contact officer gets it");
+    assert!(app.fake.sent_to(zhang().id).iter().all(|m| !m.text.contains("新线索")));
+});
+
+app_test!(a_named_tip_asks_again_for_a_bad_phone_number_and_shows_a_good_one_to_the_officer, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "邻居家的羊丢了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let phone = press(&app, chat, &t, &anonymity, "留电话").await;
+    assert!(phone.text.contains("手机号"), "{}", phone.text);
+    let again = app.ask(chat, &t, "12345").await;
+    assert!(again.text.contains("格式不对"), "{}", again.text);
+    let summary = app.ask(chat, &t, "139 0371 5555").await;
+    assert!(summary.text.contains("实名，电话 13903715555"), "{}", summary.text);
+    let mark = app.fake.mark();
+    press(&app, chat, &t, &summary, "确认提交").await;
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    assert!(card.text.contains("☎ 13903715555") && !card.text.contains("匿名"), "{}", card.text);
+});
+
+app_test!(a_tip_in_progress_survives_a_restart_and_cancel_submits_nothing, |app| {
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    app.restart().await;
+    let got = app.ask(chat, &t, "后院的鸡被偷了两只").await;
+    assert!(got.text.contains("第1条"), "the conversation went on after the restart: {}", got.text);
+    let cancelled = app.ask(chat, &t, "/cancel").await;
+    assert!(cancelled.text.contains("已取消"), "{}", cancelled.text);
+    let stale = press(&app, chat, &t, &got, "说完了").await;
+    assert!(stale.text.contains("已经结束"), "{}", stale.text);
+    assert_eq!(dump(&app, "tips").await, "", "nothing was submitted");
+});
+
+app_test!(tip_in_a_group_points_to_a_private_chat_for_that_village, |app| {
+    app.fake.group(GROUP, "前店村群", true);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(GROUP, &tipster());
+    app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+    app.store().bind_chat_to_village("telegram", GROUP, "前店村群", 2, None).await.unwrap();
+    let pointer = app.ask(GROUP, &tipster(), "/tip").await;
+    assert!(pointer.text.contains("公开"), "{}", pointer.text);
+    let links = buttons(&pointer);
+    assert_eq!(links[0].1, format!("https://t.me/cunjing_test_bot?start=tip_{QIANDIAN}"));
+});
+
+app_test!(an_officer_who_has_left_the_village_cannot_work_its_tip, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "有可疑人员").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let mark = app.fake.mark();
+    press(&app, chat, &t, &summary, "确认提交").await;
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+
+    // The registry moves 前店村 to 李卫东 before 张建国 gets to the card.
+    let dir = crate::app::example_registry_with(&[(
+        "assignments.csv",
+        "410184101202,041201,resident,2024-03-01,",
+        "410184101202,041202,resident,2024-03-01,",
+    )]);
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    cunjing::registry::import_dir(app.store(), dir.path(), today).await.unwrap();
+
+    let refused = press(&app, zhang().id, &zhang(), &card, "受理").await;
+    assert!(refused.text.contains("无法操作"), "{}", refused.text);
+    let tip = app.store().tip(1).await.unwrap().unwrap();
+    assert_eq!(tip.status, "new");
+});
