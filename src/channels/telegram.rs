@@ -339,6 +339,14 @@ fn classify(err: &RequestError) -> Failure {
             | ApiError::UserDeactivated
             | ApiError::GroupDeactivated,
         ) => Failure::ChatLost,
+        // Telegram's current wording for a basic group teloxide does not map to a variant
+        // ("Forbidden: bot was kicked from the group chat", "… is not a member of …").
+        RequestError::Api(ApiError::Unknown(text))
+            if text.starts_with("Forbidden:")
+                && ["kicked", "not a member", "deactivated", "blocked"].iter().any(|w| text.contains(w)) =>
+        {
+            Failure::ChatLost
+        }
         RequestError::Api(ApiError::Unknown(text))
             if text.contains("Internal Server Error") || text.contains("Bad Gateway") =>
         {

@@ -305,3 +305,18 @@ app_test!(the_officer_unbinds_the_group_and_a_resident_cannot, |app| {
     let answer = app.ask(GROUP, &resident(), "民警电话多少").await;
     assert!(answer.text.contains("还没有绑定"), "{}", answer.text);
 });
+
+app_test!(a_basic_group_that_kicked_the_bot_is_marked_lost_too, |app| {
+    let basic = -4000002;
+    app.fake.group(basic, "王庄村群", false);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(basic, &resident());
+    app.fake.wait_for_new(mark, |m| m.chat_id == basic).await;
+    // Telegram words this one differently from supergroups, and teloxide has no variant for it.
+    app.fake.fail_next("sendMessage", Fault::Forbidden("Forbidden: bot was kicked from the group chat"), 1);
+    app.fake.send_text(basic, &resident(), "/officer");
+    let help = app.ask(basic, &resident(), "/help").await;
+    assert!(help.text.contains("• "), "{}", help.text);
+    assert_eq!(app.store().chat("telegram", basic).await.unwrap().unwrap().active, 0);
+    assert_eq!(app.store().send_failures().await.unwrap().len(), 1);
+});
