@@ -159,6 +159,34 @@ messages! {
     CommandStatus = "command_status",
     /// Description of /cancel in the command menu.
     CommandCancel = "command_cancel",
+    /// Officer's button: reply to the tipster.
+    TipButtonReply = "tip_button_reply",
+    /// Tipster's button: answer the officer.
+    TipButtonReplyToOfficer = "tip_button_reply_to_officer",
+    /// To the officer: send what to tell the tipster.
+    ReplyPromptOfficer = "reply_prompt_officer",
+    /// To the tipster: send what to tell the officer.
+    ReplyPromptTipster = "reply_prompt_tipster",
+    /// Header of an officer's message relayed to the tipster.
+    RelayToTipster = "relay_to_tipster",
+    /// Header of a tipster's message relayed to the officer (alias only).
+    RelayToOfficer = "relay_to_officer",
+    /// To the officer: the message was passed on.
+    RelayDoneOfficer = "relay_done_officer",
+    /// To the tipster: the message was passed on.
+    RelayDoneTipster = "relay_done_tipster",
+    /// The other side can no longer be reached about this tip.
+    RelayGone = "relay_gone",
+    /// Label of a rating button (`rating`).
+    RatingLabel = "rating_label",
+    /// Thanks for the rating.
+    RatingThanks = "rating_thanks",
+    /// The tip was already rated.
+    RatingAlready = "rating_already",
+    /// `/stop`: the tipster's contact mapping was deleted.
+    StopDone = "stop_done",
+    /// Description of /stop in the command menu.
+    CommandStop = "command_stop",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

@@ -16,6 +16,7 @@ CREATE TABLE tips (
     password_hash       TEXT    NOT NULL,
     assigned_officer_id BIGINT  REFERENCES officers(id),
     public_note         TEXT,
+    rating              TEXT    CHECK (rating IN ('satisfied', 'fair', 'dissatisfied')),
     created_at          BIGINT  NOT NULL,
     acknowledged_at     BIGINT,
     resolved_at         BIGINT,

@@ -181,6 +181,7 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
         cmd("tip", Msg::CommandTip),
         cmd("status", Msg::CommandStatus),
         cmd("cancel", Msg::CommandCancel),
+        cmd("stop", Msg::CommandStop),
         cmd("officer", Msg::CommandOfficer),
         cmd("help", Msg::CommandHelp),
         cmd("whoami", Msg::CommandWhoami),

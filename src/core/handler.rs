@@ -273,6 +273,7 @@ impl Core {
             "tip" => self.group_tip_pointer(inbound, message_id).await,
             "status" if !in_group => self.on_status(inbound, args).await,
             "cancel" if !in_group => self.cancel_conversation(inbound).await,
+            "stop" if !in_group => self.stop_relays(inbound).await,
             "whoami" if !in_group => self.on_whoami(inbound).await,
             "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
             "bind" => self.on_bind(inbound, message_id, args).await,

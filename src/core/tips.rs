@@ -22,7 +22,11 @@ const NAMED: &str = "t:named";
 const SKIP_PHONE: &str = "t:skip";
 const CONFIRM: &str = "t:ok";
 const CANCEL: &str = "t:cancel";
-/// Button data of the officer's card: `tip:ack:<id>`, `tip:done:<id>`.
+/// The tipster's buttons: rate a resolved tip (`t:rate:<id>:<rating>`), answer the officer.
+const RATE: &str = "t:rate:";
+const TIPSTER_REPLY: &str = "t:reply:";
+const RATINGS: [&str; 3] = ["satisfied", "fair", "dissatisfied"];
+/// Button data of the officer's card: `tip:ack:<id>`, `tip:reply:<id>`, `tip:done:<id>`.
 const OFFICER: &str = "tip:";
 
 /// Where a tip being written stands.
@@ -54,6 +58,12 @@ struct Draft {
 #[serde(tag = "conversation", rename_all = "snake_case")]
 enum Conversation {
     Tip(Draft),
+    /// The next message is relayed about `tip_id`: to the tipster when `officer`, to the
+    /// handling officer otherwise.
+    Reply {
+        tip_id: i64,
+        officer: bool,
+    },
 }
 
 impl Core {
@@ -62,10 +72,17 @@ impl Core {
     }
 
     async fn load_draft(&self, inbound: &Inbound) -> anyhow::Result<Option<Draft>> {
+        match self.load_conversation(inbound).await? {
+            Some(Conversation::Tip(d)) => Ok(Some(d)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn load_conversation(&self, inbound: &Inbound) -> anyhow::Result<Option<Conversation>> {
         let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
         match self.store().conversation(platform, user).await? {
             Some((state, false)) => match serde_json::from_str::<Conversation>(&state) {
-                Ok(Conversation::Tip(d)) => Ok(Some(d)),
+                Ok(c) => Ok(Some(c)),
                 Err(e) => {
                     tracing::warn!(error = %e, "dropping an unreadable conversation");
                     self.store().end_conversation(platform, user).await?;
@@ -77,8 +94,12 @@ impl Core {
     }
 
     async fn save_draft(&self, inbound: &Inbound, draft: &Draft) -> anyhow::Result<()> {
+        self.save_conversation(inbound, &Conversation::Tip(draft.clone())).await
+    }
+
+    async fn save_conversation(&self, inbound: &Inbound, conversation: &Conversation) -> anyhow::Result<()> {
         if let Some((platform, user)) = self.platform_user(inbound) {
-            let state = serde_json::to_string(&Conversation::Tip(draft.clone()))?;
+            let state = serde_json::to_string(conversation)?;
             self.store().save_conversation(platform, user, &state, self.conversation_ttl_ms()).await?;
         }
         Ok(())
@@ -230,7 +251,7 @@ impl Core {
 
     /// `/cancel`: ends whatever conversation is in progress.
     pub(super) async fn cancel_conversation(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
-        let had = self.load_draft(inbound).await?.is_some();
+        let had = self.load_conversation(inbound).await?.is_some();
         self.end_draft(inbound).await?;
         let msg = if had { Msg::TipCancelled } else { Msg::NothingToCancel };
         Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(msg))])
@@ -240,7 +261,11 @@ impl Core {
     /// `None`: no draft, or a step that does not take messages (then the message is handled
     /// as usual).
     pub(super) async fn tip_message(&self, inbound: &Inbound) -> anyhow::Result<Option<Vec<Outbound>>> {
-        let Some(mut draft) = self.load_draft(inbound).await? else { return Ok(None) };
+        let mut draft = match self.load_conversation(inbound).await? {
+            Some(Conversation::Tip(d)) => d,
+            Some(Conversation::Reply { tip_id, officer }) => return self.relay(inbound, tip_id, officer).await,
+            None => return Ok(None),
+        };
         let chat_id = inbound.chat.id;
         let item = match &inbound.event {
             Event::Text { text, .. } => Some(TipItem::Text { text: text.trim().to_string() }),
@@ -316,6 +341,12 @@ impl Core {
         let chat_id = inbound.chat.id;
         if data == CANCEL {
             return self.cancel_conversation(inbound).await.map(Some);
+        }
+        if let Some(rest) = data.strip_prefix(RATE) {
+            return self.rate(inbound, rest).await.map(Some);
+        }
+        if let Some(id) = data.strip_prefix(TIPSTER_REPLY) {
+            return self.start_tipster_reply(inbound, id).await.map(Some);
         }
         let Some(mut draft) = self.load_draft(inbound).await? else {
             // A button of a conversation that ended (committed, cancelled or expired).
@@ -421,6 +452,7 @@ impl Core {
         );
         let buttons = vec![vec![
             Button::Callback { label: t.plain(Msg::TipButtonAck), data: format!("{OFFICER}ack:{}", tip.id) },
+            Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{}", tip.id) },
             Button::Callback { label: t.plain(Msg::TipButtonResolve), data: format!("{OFFICER}done:{}", tip.id) },
         ]];
         let mut out = vec![Outbound::Message { chat_id, text, buttons, reply_to: None }];
@@ -460,6 +492,11 @@ impl Core {
         if !serves {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
         }
+        if action == "reply" {
+            self.save_conversation(inbound, &Conversation::Reply { tip_id: tip.id, officer: true }).await?;
+            let text = self.texts().render(Msg::ReplyPromptOfficer, minijinja::context! { number => &tip.number });
+            return Ok(vec![Outbound::text(inbound.chat.id, text)]);
+        }
         let (from, to, tipster_msg, officer_msg): (&[&str], &str, Msg, Msg) = match action {
             "ack" => (&["new"], "acknowledged", Msg::TipAcknowledgedTipster, Msg::TipAcknowledgedOfficer),
             "done" => {
@@ -481,12 +518,122 @@ impl Core {
         if let Some(reporter) = self.store().tip_reporter(tip.id).await?
             && reporter.platform == inbound.platform.as_str()
         {
-            out.push(Outbound::text(
-                reporter.chat_id,
-                self.texts().render(tipster_msg, minijinja::context! { number => &tip.number }),
-            ));
+            let text = self.texts().render(tipster_msg, minijinja::context! { number => &tip.number });
+            // After resolution the tipster is asked to rate the officer's work.
+            let buttons = if to == "resolved" {
+                vec![
+                    RATINGS
+                        .iter()
+                        .map(|r| Button::Callback {
+                            label: self.texts().render(Msg::RatingLabel, minijinja::context! { rating => r }),
+                            data: format!("{RATE}{}:{r}", tip.id),
+                        })
+                        .collect(),
+                ]
+            } else {
+                vec![]
+            };
+            out.push(Outbound::Message { chat_id: reporter.chat_id, text, buttons, reply_to: None });
         }
         Ok(out)
+    }
+
+    /// Relays the message of a `Reply` conversation: officer → tipster under the tip's number,
+    /// tipster → handling officer under the alias. Text and media alike; never a forward, so
+    /// no sender is revealed.
+    async fn relay(&self, inbound: &Inbound, tip_id: i64, from_officer: bool) -> anyhow::Result<Option<Vec<Outbound>>> {
+        let chat_id = inbound.chat.id;
+        let (text, media) = match &inbound.event {
+            Event::Text { text, .. } => (Some(text.trim().to_string()), None),
+            Event::Media { kind, file_id, caption, .. } => (caption.clone(), Some((*kind, file_id.clone()))),
+            _ => return Ok(None),
+        };
+        self.end_draft(inbound).await?;
+        let (Some(tip), Some(reporter)) = (self.store().tip(tip_id).await?, self.store().tip_reporter(tip_id).await?)
+        else {
+            return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::RelayGone))]));
+        };
+        let t = self.texts();
+        let body = text.clone().unwrap_or_default();
+        let (target, message, buttons, done, actor, officer_id) = if from_officer {
+            let officer = self.officer_of(inbound).await?;
+            let header = t.render(Msg::RelayToTipster, minijinja::context! { number => &tip.number, text => &body });
+            let answer = Button::Callback {
+                label: t.plain(Msg::TipButtonReplyToOfficer),
+                data: format!("{TIPSTER_REPLY}{tip_id}"),
+            };
+            (
+                Some(reporter.chat_id),
+                header,
+                vec![vec![answer]],
+                Msg::RelayDoneOfficer,
+                "officer",
+                officer.map(|o| o.id),
+            )
+        } else {
+            let target = match tip.assigned_officer_id {
+                Some(id) => self.store().officer_account(id, inbound.platform.as_str()).await?,
+                None => None,
+            };
+            let header = t.render(
+                Msg::RelayToOfficer,
+                minijinja::context! { number => &tip.number, alias => &reporter.alias, text => &body },
+            );
+            let answer =
+                Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{tip_id}") };
+            (target, header, vec![vec![answer]], Msg::RelayDoneTipster, "resident", None)
+        };
+        let Some(target) = target.filter(|_| reporter.platform == inbound.platform.as_str()) else {
+            return Ok(Some(vec![Outbound::text(chat_id, t.plain(Msg::RelayGone))]));
+        };
+        let mut out = vec![Outbound::Message { chat_id: target, text: message, buttons, reply_to: None }];
+        if let Some((kind, file_id)) = &media {
+            out.push(Outbound::Media { chat_id: target, kind: *kind, file_id: file_id.clone(), caption: None });
+        }
+        let detail = match (&text, &media) {
+            (Some(t), _) if !t.is_empty() => t.clone(),
+            (_, Some((kind, _))) => format!("[{kind:?}]"),
+            _ => String::new(),
+        };
+        self.store().tip_event(tip_id, actor, officer_id, "message", &detail).await?;
+        tracing::info!(tip_id, from_officer, "message relayed");
+        out.push(Outbound::text(chat_id, t.render(done, minijinja::context! { number => &tip.number })));
+        Ok(Some(out))
+    }
+
+    /// The tipster's 回复民警 button.
+    async fn start_tipster_reply(&self, inbound: &Inbound, id: &str) -> anyhow::Result<Vec<Outbound>> {
+        let reporter = match id.parse::<i64>() {
+            Ok(id) => self.store().tip_reporter(id).await?.map(|r| (id, r)),
+            Err(_) => None,
+        };
+        match reporter {
+            Some((tip_id, r)) if r.chat_id == inbound.chat.id && r.platform == inbound.platform.as_str() => {
+                self.save_conversation(inbound, &Conversation::Reply { tip_id, officer: false }).await?;
+                Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::ReplyPromptTipster))])
+            }
+            _ => Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::RelayGone))]),
+        }
+    }
+
+    /// The tipster rates a resolved tip, once.
+    async fn rate(&self, inbound: &Inbound, rest: &str) -> anyhow::Result<Vec<Outbound>> {
+        let (id, rating) = rest.split_once(':').unwrap_or((rest, ""));
+        let tip_id = id.parse::<i64>().unwrap_or(0);
+        let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == inbound.chat.id);
+        if !mine || !RATINGS.contains(&rating) {
+            return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::RelayGone))]);
+        }
+        let msg = if self.store().rate_tip(tip_id, rating).await? { Msg::RatingThanks } else { Msg::RatingAlready };
+        Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(msg))])
+    }
+
+    /// `/stop`: the tipster's chat is forgotten for every tip it reported; no more relays.
+    pub(super) async fn stop_relays(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let n = self.store().forget_reporter(inbound.platform.as_str(), inbound.chat.id).await?;
+        self.end_draft(inbound).await?;
+        tracing::info!(mappings = n, "tipster asked to be forgotten");
+        Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::StopDone))])
     }
 
     /// `/tip` in a group: the group is public, so the tip is written in a private chat; the

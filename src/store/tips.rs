@@ -60,13 +60,14 @@ pub struct TipRow {
     pub contact_phone: Option<String>,
     pub assigned_officer_id: Option<i64>,
     pub public_note: Option<String>,
+    pub rating: Option<String>,
     pub created_at: i64,
     pub acknowledged_at: Option<i64>,
     pub resolved_at: Option<i64>,
 }
 
 const TIP_COLUMNS: &str = "id, number, village_id, category, source, anonymous, status, summary, contact_phone, \
-     assigned_officer_id, public_note, created_at, acknowledged_at, resolved_at";
+     assigned_officer_id, public_note, rating, created_at, acknowledged_at, resolved_at";
 
 /// The reporting side of a tip.
 #[derive(Debug, Clone, FromRow)]
@@ -294,6 +295,55 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records an event of a tip (a relayed message, …).
+    pub async fn tip_event(
+        &self,
+        tip_id: i64,
+        actor: &str,
+        officer_id: Option<i64>,
+        kind: &str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tip_id)
+        .bind(now_ms())
+        .bind(actor)
+        .bind(officer_id)
+        .bind(kind)
+        .bind(detail)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Stores the tipster's rating once; `false` if the tip was already rated.
+    pub async fn rate_tip(&self, tip_id: i64, rating: &str) -> anyhow::Result<bool> {
+        let n = sqlx::query("UPDATE tips SET rating = $1, updated_at = $2 WHERE id = $3 AND rating IS NULL")
+            .bind(rating)
+            .bind(now_ms())
+            .bind(tip_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 1 {
+            self.tip_event(tip_id, "resident", None, "rated", rating).await?;
+        }
+        Ok(n == 1)
+    }
+
+    /// `/stop`: forgets which chat reported which tip, for every tip of this chat. Returns how
+    /// many mappings were deleted.
+    pub async fn forget_reporter(&self, platform: &str, chat_id: i64) -> anyhow::Result<u64> {
+        Ok(sqlx::query("DELETE FROM tip_reporters WHERE platform = $1 AND chat_id = $2")
+            .bind(platform)
+            .bind(chat_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
     }
 
     /// The kinds of the events of a tip, oldest first.

@@ -86,7 +86,7 @@ app_test!(a_resident_reports_a_theft_privately_and_anonymously_with_photo_voice_
     let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
     assert!(card.text.contains("匿名（代号") && card.text.contains("电动车被偷"), "{}", card.text);
     let labels: Vec<String> = buttons(&card).into_iter().map(|(l, _)| l).collect();
-    assert_eq!(labels, ["受理", "办结"]);
+    assert_eq!(labels, ["受理", "回复", "办结"]);
     app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.method == "sendLocation").await;
     let to_officer: Vec<String> = app.fake.sent_to(zhang().id).iter().skip(1).map(|m| m.method.clone()).collect();
     assert_eq!(to_officer[1..], ["sendPhoto", "sendVoice", "sendLocation"], "{to_officer:?}");
@@ -223,4 +223,81 @@ app_test!(an_officer_who_has_left_the_village_cannot_work_its_tip, |app| {
     assert!(refused.text.contains("无法操作"), "{}", refused.text);
     let tip = app.store().tip(1).await.unwrap().unwrap();
     assert_eq!(tip.status, "new");
+});
+
+/// Submits an anonymous theft tip for 前店村 with `text`; returns the tipster's chat, the
+/// tip number and the officer's card (张建国 must be enrolled).
+async fn submit_anonymous_tip(app: &TestApp, text: &str) -> (i64, String, SentMessage) {
+    let t = tipster();
+    let (chat, _) = start_theft_tip(app).await;
+    let got = app.ask(chat, &t, text).await;
+    let anonymity = press(app, chat, &t, &got, "说完了").await;
+    let summary = press(app, chat, &t, &anonymity, "匿名").await;
+    let mark = app.fake.mark();
+    let receipt = press(app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
+    (chat, number, card)
+}
+
+app_test!(officer_and_anonymous_tipster_talk_through_the_bot_without_the_tipster_being_named, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, number, card) = submit_anonymous_tip(&app, "有人半夜在仓库附近转悠").await;
+
+    let prompt = press(&app, zhang().id, &zhang(), &card, "回复").await;
+    assert!(prompt.text.contains("回复举报人"), "{}", prompt.text);
+    let mark = app.fake.mark();
+    let done = app.ask(zhang().id, &zhang(), "请问大概几点看到的？").await;
+    assert!(done.text.contains("已转告举报人"), "{}", done.text);
+    let relayed = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert_eq!(relayed.text, format!("民警回复（线索 {number}）：请问大概几点看到的？"));
+    assert_eq!(app.fake.call_count("forwardMessage"), 0, "never a forward: no origin can leak");
+
+    let prompt = press(&app, chat, &t, &relayed, "回复民警").await;
+    assert!(prompt.text.contains("告诉民警"), "{}", prompt.text);
+    let mark = app.fake.mark();
+    let thanks = app.ask(chat, &t, "晚上十点左右，穿黑衣服").await;
+    assert!(thanks.text.contains("已转告民警"), "{}", thanks.text);
+    let to_officer = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    assert!(
+        to_officer.text.starts_with("举报人 ")
+            && to_officer.text.ends_with(&format!("（线索 {number}）：晚上十点左右，穿黑衣服")),
+        "{}",
+        to_officer.text
+    );
+    for m in app.fake.sent_to(zhang().id) {
+        assert!(
+            !m.text.contains("王大娘") && !m.text.contains(&t.id.to_string()),
+            "the officer saw the tipster: {}",
+            m.text
+        );
+    }
+
+    let mark = app.fake.mark();
+    press(&app, zhang().id, &zhang(), &card, "办结").await;
+    let resolved = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(resolved.text.contains("已办结"), "{}", resolved.text);
+    let thanks = press(&app, chat, &t, &resolved, "满意").await;
+    assert!(thanks.text.contains("谢谢您的评价"), "{}", thanks.text);
+    let again = press(&app, chat, &t, &resolved, "不满意").await;
+    assert!(again.text.contains("已经评价过"), "{}", again.text);
+    let tip = app.store().tip(1).await.unwrap().unwrap();
+    assert_eq!(tip.rating.as_deref(), Some("satisfied"));
+    let events = app.store().tip_event_kinds(tip.id).await.unwrap();
+    assert_eq!(events, ["created", "routed", "message", "message", "resolved", "rated"]);
+});
+
+app_test!(stop_forgets_the_tipster_and_the_officer_can_no_longer_reach_them, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _number, card) = submit_anonymous_tip(&app, "桥下有人聚众赌博").await;
+    let stopped = app.ask(chat, &t, "/stop").await;
+    assert!(stopped.text.contains("已删除"), "{}", stopped.text);
+    assert_eq!(dump(&app, "tip_reporters").await, "", "the mapping is gone");
+    press(&app, zhang().id, &zhang(), &card, "回复").await;
+    let mark = app.fake.mark();
+    let gone = app.ask(zhang().id, &zhang(), "还在吗？").await;
+    assert!(gone.text.contains("无法"), "{}", gone.text);
+    assert!(app.fake.sent().iter().skip(mark).all(|m| m.chat_id != chat), "nothing reached the tipster");
 });
