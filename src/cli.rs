@@ -45,6 +45,42 @@ pub enum Command {
     /// Group chats and their bindings.
     #[command(subcommand)]
     Chat(ChatCommand),
+    /// Tips residents reported: list, show, export. Tipsters are never shown.
+    #[command(subcommand)]
+    Tips(TipsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TipsCommand {
+    /// List tips, newest first.
+    List {
+        /// Only this station's villages.
+        #[arg(long)]
+        station: Option<String>,
+        /// new, acknowledged, in_progress, resolved, rejected, merged, or open (the first three).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tips from this day on (YYYY-MM-DD, local time zone).
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Show one tip with its timeline.
+    Show { number: String },
+    /// Write tips to a CSV file that Excel opens with Chinese intact (UTF-8 with BOM).
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        station: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => registry_command(&settings, cmd).await,
         Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(&settings, &badge, json).await,
         Command::Chat(cmd) => chat_command(&settings, cmd).await,
+        Command::Tips(cmd) => crate::tips_cli::run(&settings, &open_store(&settings).await?, cmd).await,
     }
 }
 

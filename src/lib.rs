@@ -15,4 +15,5 @@ pub mod registry;
 pub mod store;
 pub mod telemetry;
 pub mod texts;
+pub mod tips_cli;
 pub mod triage;

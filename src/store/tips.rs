@@ -406,3 +406,77 @@ impl Store {
         Ok(())
     }
 }
+
+/// A tip as staff list and export it: no reporter, only the alias-free facts.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct TipListRow {
+    pub number: String,
+    pub created_at: i64,
+    pub station_code: String,
+    pub village_code: String,
+    pub village_name: String,
+    pub category: String,
+    pub source: String,
+    pub anonymous: i64,
+    pub status: String,
+    pub officer_badge: Option<String>,
+    pub officer_name: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub rating: Option<String>,
+    pub summary: String,
+}
+
+/// Which tips to list.
+#[derive(Debug, Clone, Default)]
+pub struct TipFilter {
+    pub station: Option<String>,
+    /// A status, or `open` for new, acknowledged and in progress.
+    pub status: Option<String>,
+    /// Created at or after this instant (UTC ms).
+    pub since_ms: Option<i64>,
+}
+
+impl Store {
+    /// Tips matching `filter`, newest first.
+    pub async fn list_tips(&self, filter: &TipFilter) -> anyhow::Result<Vec<TipListRow>> {
+        let status = filter.status.clone().unwrap_or_default();
+        Ok(sqlx::query_as(
+            "SELECT t.number, t.created_at, s.code AS station_code, v.code AS village_code, v.name AS village_name, \
+             t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, f.name AS officer_name, \
+             t.acknowledged_at, t.resolved_at, t.rating, t.summary \
+             FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
+             JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id \
+             WHERE ($1 = '' OR s.code = $1) \
+             AND ($2 = '' OR t.status = $2 OR ($2 = 'open' AND t.status IN ('new', 'acknowledged', 'in_progress'))) \
+             AND t.created_at >= $3 ORDER BY t.created_at DESC, t.id DESC",
+        )
+        .bind(filter.station.clone().unwrap_or_default())
+        .bind(status)
+        .bind(filter.since_ms.unwrap_or(0))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn tip_by_number(&self, number: &str) -> anyhow::Result<Option<TipRow>> {
+        let sql = format!("SELECT {TIP_COLUMNS} FROM tips WHERE number = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(number.trim().to_ascii_uppercase())
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The timeline of a tip: (at, actor, officer badge, kind, detail), oldest first.
+    pub async fn tip_timeline(
+        &self,
+        tip_id: i64,
+    ) -> anyhow::Result<Vec<(i64, String, Option<String>, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT e.at, e.actor, f.badge, e.kind, e.detail FROM tip_events e LEFT JOIN officers f ON f.id = e.officer_id \
+             WHERE e.tip_id = $1 ORDER BY e.at, e.id",
+        )
+        .bind(tip_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

@@ -125,3 +125,59 @@ async fn chat_bind_from_the_command_line_binds_a_group_to_a_village() {
     assert_eq!(chats[0]["chat_id"], -1001234);
     assert!(chats[0]["village_id"].is_i64());
 }
+
+#[tokio::test]
+async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
+        url: url.clone(),
+        max_connections: 1,
+        busy_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let village = store.village_by_code("410184101202").await.unwrap().unwrap();
+    let receipt = store
+        .create_tip(&cunjing::store::tips::NewTip {
+            village_id: village.id,
+            category: "fraud".into(),
+            source: "private",
+            anonymous: true,
+            contact_phone: None,
+            items: vec![cunjing::store::tips::TipItem::Text { text: "有人冒充客服打电话, 让转账".into() }],
+            reporter_platform: "telegram".into(),
+            reporter_chat_id: 987_654_321,
+            day: "20261123".into(),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+
+    let file = db.path().join("tips.csv");
+    let out = cunjing(&["tips", "export", "--csv", file.to_str().unwrap()], &url, "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with("\u{feff}".as_bytes()), "a BOM, so Excel reads UTF-8");
+    let body = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    assert!(!body.contains("987654321"), "the tipster's chat is not exported:\n{body}");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let field = |name: &str| rows[0][headers.iter().position(|h| h == name).unwrap()].to_string();
+    assert_eq!(field("number"), receipt.number);
+    assert_eq!(field("village"), "前店村");
+    assert_eq!(field("anonymous"), "yes");
+    assert_eq!(field("text"), "有人冒充客服打电话, 让转账", "a comma inside the text stays in one field");
+
+    let shown = cunjing(&["tips", "show", &receipt.number], &url, "").await;
+    let shown = text(&shown.stdout);
+    assert!(shown.contains("created") && shown.contains("anonymous"), "{shown}");
+    let listed = cunjing(&["tips", "list", "--status", "open", "--json"], &url, "").await;
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    let none = cunjing(&["tips", "list", "--status", "resolved", "--json"], &url, "").await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap().as_array().unwrap().len(), 0);
+}
