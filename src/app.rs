@@ -4,12 +4,15 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use anyhow::Context;
 
 use crate::channels;
 use crate::config::Settings;
-use crate::core::{Core, CoreOptions, Platform};
+use crate::core::{Clock, Core, CoreOptions, Platform};
 use crate::store::Store;
 use crate::texts::{Msg, Texts};
 use crate::triage::Triage;
@@ -25,8 +28,29 @@ pub enum ChannelChoice {
     Console,
 }
 
+/// What a test (or an embedding program) can inject into the daemon.
+#[derive(Clone)]
+pub struct Hooks {
+    /// The clock deadlines are set and checked by.
+    pub clock: Clock,
+    /// Notified to make the timer loop look for due work at once.
+    pub wake: Arc<Notify>,
+    /// How often the timer loop looks without being woken.
+    pub timer_interval: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            clock: Arc::new(chrono::Utc::now),
+            wake: Arc::new(Notify::new()),
+            timer_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Loads what every part of the program needs and builds the core over `store`.
-pub fn build_core(settings: &Settings, store: Store) -> anyhow::Result<Core> {
+pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Result<Core> {
     let texts = Texts::load(&settings.templates_dir(), &settings.file.general.locale)?;
     let triage = Triage::load(&settings.intents_file())?;
     let tips = &settings.file.tips;
@@ -36,6 +60,8 @@ pub fn build_core(settings: &Settings, store: Store) -> anyhow::Result<Core> {
         })?;
     }
     let mut opts = CoreOptions::new(settings.timezone());
+    opts.clock = clock;
+    opts.ack_timeout_ms = i64::from(tips.ack_timeout_minutes.max(1)) * 60_000;
     opts.tip_categories = tips.categories.clone();
     opts.conversation_ttl_ms = i64::from(tips.conversation_timeout_minutes.max(1)) * 60_000;
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
@@ -46,6 +72,16 @@ pub async fn run(
     settings: Settings,
     channel: ChannelChoice,
     shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_with(settings, channel, shutdown, Hooks::default()).await
+}
+
+/// [`run`] with injected hooks (clock, timer wake-up).
+pub async fn run_with(
+    settings: Settings,
+    channel: ChannelChoice,
+    shutdown: impl Future<Output = ()> + Send,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     let token = settings.telegram_token.clone();
     let use_telegram = match channel {
@@ -58,9 +94,9 @@ pub async fn run(
     };
     if let (true, Some(token)) = (use_telegram, token) {
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
-        let core = build_core(&settings, store.clone())?;
+        let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
         tracing::info!("serving Telegram");
-        let result = channels::telegram::run(core, &settings, token, shutdown).await;
+        let result = channels::telegram::run(core, &settings, token, shutdown, &hooks).await;
         store.close().await;
         return result;
     }
@@ -70,7 +106,7 @@ pub async fn run(
     let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
     let url = if demo { settings.file.demo.database_url.clone() } else { settings.file.database.url.clone() };
     let store = Store::connect(&settings.store_options(&url)).await?;
-    let core = build_core(&settings, store.clone())?;
+    let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
     let start_village = if demo {
         seed_demo(&settings, &core).await?;
         store.first_village().await?
@@ -91,7 +127,19 @@ pub async fn run(
     }
     let interactive = std::io::stdin().is_terminal();
     let input = tokio::io::BufReader::new(tokio::io::stdin());
-    let result = channels::console::run(core, input, out, interactive, start_village, shutdown).await;
+    let (timer_tx, timer_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
+    let timers = tokio::spawn(crate::core::timers::run(
+        core.clone(),
+        Platform::Console,
+        hooks.wake.clone(),
+        hooks.timer_interval,
+        timer_tx,
+        timers_stopped,
+    ));
+    let result = channels::console::run(core, input, out, interactive, start_village, timer_rx, shutdown).await;
+    let _ = stop_timers.send(true);
+    let _ = timers.await;
     store.close().await;
     result
 }

@@ -87,6 +87,7 @@ pub struct Enrolment {
 pub struct Tips {
     pub categories: Vec<String>,
     pub conversation_timeout_minutes: u32,
+    pub ack_timeout_minutes: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,8 @@ CREATE TABLE tips (
     number              TEXT    NOT NULL UNIQUE,
     village_id          BIGINT  NOT NULL REFERENCES villages(id),
     category            TEXT    NOT NULL,
+    -- The platform the tip came in on: where its officers are reached.
+    platform            TEXT    NOT NULL,
     source              TEXT    NOT NULL CHECK (source IN ('private', 'group')),
     anonymous           BIGINT  NOT NULL,
     status              TEXT    NOT NULL DEFAULT 'new'
@@ -15,6 +17,10 @@ CREATE TABLE tips (
     contact_phone       TEXT,
     password_hash       TEXT    NOT NULL,
     assigned_officer_id BIGINT  REFERENCES officers(id),
+    -- Escalation: the tip goes to the next officer of the duty chain when it is not
+    -- acknowledged by this instant (UTC ms); `escalation_level` is the position reached.
+    ack_deadline        BIGINT,
+    escalation_level    BIGINT  NOT NULL DEFAULT 0,
     public_note         TEXT,
     rating              TEXT    CHECK (rating IN ('satisfied', 'fair', 'dissatisfied')),
     created_at          BIGINT  NOT NULL,
@@ -24,6 +30,7 @@ CREATE TABLE tips (
 );
 CREATE INDEX tips_village ON tips(village_id, created_at);
 CREATE INDEX tips_status ON tips(status, created_at);
+CREATE INDEX tips_deadline ON tips(status, ack_deadline);
 
 -- The numbering of tips per day: T20261123-0007.
 CREATE TABLE tip_counters (

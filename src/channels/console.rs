@@ -66,6 +66,7 @@ pub async fn run<R, W>(
     out: W,
     interactive: bool,
     start_village: Option<VillageRow>,
+    mut timer_actions: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()>
 where
@@ -97,6 +98,10 @@ where
         session.prompt().await?;
         let line = tokio::select! {
             line = lines.next_line() => line?,
+            Some(action) = timer_actions.recv() => {
+                session.show(action).await?;
+                continue;
+            }
             _ = &mut shutdown => None,
         };
         let Some(line) = line else { break };

@@ -26,6 +26,7 @@ use teloxide::update_listeners::Polling;
 use teloxide::{ApiError, RequestError};
 use tracing::Instrument;
 
+use crate::app::Hooks;
 use crate::config::Settings;
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::texts::Msg;
@@ -105,6 +106,7 @@ pub async fn run(
     settings: &Settings,
     token: SecretString,
     shutdown: impl Future<Output = ()> + Send,
+    hooks: &Hooks,
 ) -> anyhow::Result<()> {
     let redactor = Redactor::new(token.clone());
     let bot = build_bot(settings, &token)?;
@@ -119,6 +121,25 @@ pub async fn run(
         redactor: redactor.clone(),
         username,
         send_retries: settings.file.telegram.send_retries,
+    });
+    // Work the timers find due (escalations) is performed like any reply.
+    let (timer_tx, mut timer_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
+    let timers = tokio::spawn(crate::core::timers::run(
+        adapter.core.clone(),
+        Platform::Telegram,
+        hooks.wake.clone(),
+        hooks.timer_interval,
+        timer_tx,
+        timers_stopped,
+    ));
+    let delivery = tokio::spawn({
+        let (adapter, bot) = (adapter.clone(), bot.clone());
+        async move {
+            while let Some(action) = timer_rx.recv().await {
+                adapter.perform(&bot, action).await;
+            }
+        }
     });
     let listener = Polling::builder(bot.clone())
         .timeout(Duration::from_secs(settings.file.telegram.poll_timeout_secs.into()))
@@ -150,6 +171,9 @@ pub async fn run(
         }
     }
     dispatching.await.context("the Telegram dispatcher panicked")?;
+    let _ = stop_timers.send(true);
+    timers.await.context("the timer loop panicked")?;
+    delivery.await.context("the timer delivery panicked")?;
     Ok(())
 }
 

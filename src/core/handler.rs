@@ -29,6 +29,8 @@ pub struct CoreOptions {
     pub tip_categories: Vec<String>,
     /// How long a guided conversation (a tip being written) waits for the next answer.
     pub conversation_ttl_ms: i64,
+    /// How long an officer has to acknowledge a tip before it goes to the next in the chain.
+    pub ack_timeout_ms: i64,
 }
 
 impl CoreOptions {
@@ -39,6 +41,7 @@ impl CoreOptions {
             clock: Arc::new(Utc::now),
             tip_categories: ["theft", "fraud", "dispute", "hazard", "suspicious", "other"].map(String::from).to_vec(),
             conversation_ttl_ms: 30 * 60_000,
+            ack_timeout_ms: 30 * 60_000,
         }
     }
 }
@@ -140,6 +143,15 @@ impl Core {
 
     pub(super) fn conversation_ttl_ms(&self) -> i64 {
         self.opts.conversation_ttl_ms
+    }
+
+    pub(super) fn ack_timeout_ms(&self) -> i64 {
+        self.opts.ack_timeout_ms
+    }
+
+    /// Now, by the injected clock, as UTC milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        (self.opts.clock)().timestamp_millis()
     }
 
     /// Tells the core its username on the platform (learnt by the adapter at start).

@@ -6,11 +6,12 @@
 
 mod handler;
 pub mod routing;
+pub mod timers;
 mod tips;
 
 use std::fmt;
 
-pub use handler::{Core, CoreOptions};
+pub use handler::{Clock, Core, CoreOptions};
 
 /// Which messaging platform an update came from. Stored with chats and identities, so the
 /// same numeric id on two platforms never mixes.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::handler::Core;
 use super::routing;
-use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Sender};
+use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::domain::Phone;
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, TipItem, TipRow, summary_of};
@@ -421,21 +421,83 @@ impl Core {
     }
 
     /// Sends a committed tip to the first officer of the village's duty chain who can be
-    /// reached on `platform`: a card with buttons, then the tip's media.
+    /// reached on `platform`: a card with buttons, then the tip's media. The tip must be
+    /// acknowledged by the deadline or it goes on to the next officer.
     async fn route_tip(&self, platform: &str, tip_id: i64, village: VillageRow) -> anyhow::Result<Vec<Outbound>> {
-        let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
-        for member in &chain.members {
-            let Some(account) = self.store().officer_account(member.officer_id, platform).await? else { continue };
-            let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
-            self.store().tip_routed(tip_id, member.officer_id).await?;
-            tracing::info!(tip_id, officer_id = member.officer_id, "tip routed");
-            return self.officer_card(account, &tip, &village.name).await;
+        match self.next_officer(platform, &village, 0).await? {
+            Some((level, officer_id, account)) => {
+                let deadline = self.now_ms() + self.ack_timeout_ms();
+                self.store().tip_routed(tip_id, officer_id, level, deadline, "routed").await?;
+                tracing::info!(tip_id, officer_id, "tip routed");
+                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
+                self.officer_card(account, &tip, &village.name, false).await
+            }
+            None => {
+                tracing::warn!(tip_id, village = %village.code, "no reachable officer for a tip");
+                Ok(vec![])
+            }
         }
-        tracing::warn!(tip_id, village = %village.code, "no reachable officer for a tip");
-        Ok(vec![])
     }
 
-    async fn officer_card(&self, chat_id: i64, tip: &TipRow, village_name: &str) -> anyhow::Result<Vec<Outbound>> {
+    /// The first officer of the village's duty chain, from position `from` on, who has an
+    /// account on `platform`: (position, officer id, account).
+    async fn next_officer(
+        &self,
+        platform: &str,
+        village: &VillageRow,
+        from: usize,
+    ) -> anyhow::Result<Option<(i64, i64, i64)>> {
+        let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
+        for (level, member) in chain.members.iter().enumerate().skip(from) {
+            if let Some(account) = self.store().officer_account(member.officer_id, platform).await? {
+                return Ok(Some((level as i64, member.officer_id, account)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tips of `platform` not acknowledged by their deadline go to the next officer of the
+    /// chain; when the chain is exhausted, everyone on it is reminded. Each round sets a new
+    /// deadline, so this goes on until someone acknowledges. Deadlines live in the database:
+    /// a restart loses none.
+    pub async fn escalate_overdue(&self, platform: Platform) -> anyhow::Result<Vec<Outbound>> {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        for tip in self.store().overdue_tips(platform.as_str(), now).await? {
+            let Some(village) = self.store().village_by_id(tip.village_id).await? else { continue };
+            let deadline = now + self.ack_timeout_ms();
+            let from = usize::try_from(tip.escalation_level + 1).unwrap_or(0);
+            match self.next_officer(platform.as_str(), &village, from).await? {
+                Some((level, officer_id, account)) => {
+                    self.store().tip_routed(tip.id, officer_id, level, deadline, "escalated").await?;
+                    tracing::info!(tip_id = tip.id, officer_id, level, "tip escalated");
+                    out.extend(self.officer_card(account, &tip, &village.name, true).await?);
+                }
+                None => {
+                    self.store().set_ack_deadline(tip.id, deadline).await?;
+                    self.store().tip_event(tip.id, "system", None, "reminded", "").await?;
+                    tracing::warn!(tip_id = tip.id, "tip still unacknowledged at the end of the chain; reminding");
+                    let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
+                    for member in &chain.members {
+                        if let Some(account) =
+                            self.store().officer_account(member.officer_id, platform.as_str()).await?
+                        {
+                            out.extend(self.officer_card(account, &tip, &village.name, true).await?);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn officer_card(
+        &self,
+        chat_id: i64,
+        tip: &TipRow,
+        village_name: &str,
+        overdue: bool,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let t = self.texts();
         let alias = self.store().tip_reporter(tip.id).await?.map(|r| r.alias).unwrap_or_default();
         let text = t.render(
@@ -448,6 +510,7 @@ impl Core {
                 alias,
                 phone => &tip.contact_phone,
                 summary => &tip.summary,
+                overdue,
             },
         );
         let buttons = vec![vec![

@@ -59,6 +59,9 @@ pub struct TipRow {
     pub summary: String,
     pub contact_phone: Option<String>,
     pub assigned_officer_id: Option<i64>,
+    pub platform: String,
+    pub ack_deadline: Option<i64>,
+    pub escalation_level: i64,
     pub public_note: Option<String>,
     pub rating: Option<String>,
     pub created_at: i64,
@@ -67,7 +70,8 @@ pub struct TipRow {
 }
 
 const TIP_COLUMNS: &str = "id, number, village_id, category, source, anonymous, status, summary, contact_phone, \
-     assigned_officer_id, public_note, rating, created_at, acknowledged_at, resolved_at";
+     assigned_officer_id, platform, ack_deadline, escalation_level, public_note, rating, created_at, acknowledged_at, \
+     resolved_at";
 
 /// The reporting side of a tip.
 #[derive(Debug, Clone, FromRow)]
@@ -128,8 +132,8 @@ impl Store {
         .await?;
         let number = format!("T{}-{:04}", tip.day, seq);
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tips (number, village_id, category, source, anonymous, status, summary, contact_phone, \
-             password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'new', $6, $7, $8, $9, $9) RETURNING id",
+            "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
+             password_hash, created_at, updated_at) VALUES ($1, $2, $3, $10, $4, $5, 'new', $6, $7, $8, $9, $9) RETURNING id",
         )
         .bind(&number)
         .bind(tip.village_id)
@@ -140,6 +144,7 @@ impl Store {
         .bind(tip.contact_phone.clone())
         .bind(password_hash(&number, &password))
         .bind(now)
+        .bind(&tip.reporter_platform)
         .fetch_one(&mut *tx)
         .await?;
         for (position, item) in tip.items.iter().enumerate() {
@@ -229,26 +234,56 @@ impl Store {
             .await?)
     }
 
-    /// Records that the tip was sent to `officer_id`.
-    pub async fn tip_routed(&self, tip_id: i64, officer_id: i64) -> anyhow::Result<()> {
+    /// Records that the tip was sent to `officer_id`, at position `level` of the duty chain,
+    /// to be acknowledged by `deadline` (UTC ms); `kind` is `routed` or `escalated`.
+    pub async fn tip_routed(
+        &self,
+        tip_id: i64,
+        officer_id: i64,
+        level: i64,
+        deadline: i64,
+        kind: &str,
+    ) -> anyhow::Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE tips SET assigned_officer_id = $1, updated_at = $2 WHERE id = $3")
-            .bind(officer_id)
-            .bind(now)
-            .bind(tip_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
-            "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind) VALUES ($1, $2, 'system', $3, 'routed')",
+            "UPDATE tips SET assigned_officer_id = $1, escalation_level = $2, ack_deadline = $3, updated_at = $4 WHERE id = $5",
         )
-        .bind(tip_id)
-        .bind(now)
         .bind(officer_id)
+        .bind(level)
+        .bind(deadline)
+        .bind(now)
+        .bind(tip_id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO tip_events (tip_id, at, actor, officer_id, kind) VALUES ($1, $2, 'system', $3, $4)")
+            .bind(tip_id)
+            .bind(now)
+            .bind(officer_id)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Moves a tip's acknowledgement deadline (a reminder round that found nobody new).
+    pub async fn set_ack_deadline(&self, tip_id: i64, deadline: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE tips SET ack_deadline = $1 WHERE id = $2")
+            .bind(deadline)
+            .bind(tip_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Tips of `platform` still waiting for acknowledgement whose deadline has passed.
+    pub async fn overdue_tips(&self, platform: &str, now: i64) -> anyhow::Result<Vec<TipRow>> {
+        let sql = format!(
+            "SELECT {TIP_COLUMNS} FROM tips WHERE status = 'new' AND platform = $1 AND ack_deadline IS NOT NULL \
+             AND ack_deadline <= $2 ORDER BY ack_deadline, id"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(now).fetch_all(self.pool()).await?)
     }
 
     /// Moves a tip from one of the `from` statuses to `to` on behalf of `officer_id`, with an

@@ -3,9 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use cunjing::app::ChannelChoice;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use cunjing::app::{ChannelChoice, Hooks};
 use cunjing::config::Settings;
 use cunjing::store::Store;
+use tokio::sync::Notify;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -56,6 +61,9 @@ pub struct TestApp {
     pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// How far the daemon's clock is ahead of the real one (ms): tests move time by hand.
+    clock_offset: Arc<AtomicI64>,
+    wake: Arc<Notify>,
 }
 
 impl TestApp {
@@ -73,7 +81,15 @@ impl TestApp {
         import_example(&db.store).await;
         let fake = FakeTelegram::start().await;
         let settings = test_settings(&fake, &db.url);
-        let mut app = TestApp { fake, db, settings, stop: None, task: None };
+        let mut app = TestApp {
+            fake,
+            db,
+            settings,
+            stop: None,
+            task: None,
+            clock_offset: Arc::new(AtomicI64::new(0)),
+            wake: Arc::new(Notify::new()),
+        };
         app.start();
         Some(app)
     }
@@ -81,13 +97,31 @@ impl TestApp {
     fn start(&mut self) {
         let (tx, rx) = oneshot::channel::<()>();
         let settings = self.settings.clone();
+        let offset = self.clock_offset.clone();
+        let hooks = Hooks {
+            clock: Arc::new(move || chrono::Utc::now() + chrono::Duration::milliseconds(offset.load(Ordering::SeqCst))),
+            wake: self.wake.clone(),
+            // Timers run when a test wakes them, never on their own during a test.
+            timer_interval: Duration::from_secs(3600),
+        };
         self.task = Some(tokio::spawn(async move {
-            cunjing::app::run(settings, ChannelChoice::Telegram, async {
-                let _ = rx.await;
-            })
+            cunjing::app::run_with(
+                settings,
+                ChannelChoice::Telegram,
+                async {
+                    let _ = rx.await;
+                },
+                hooks,
+            )
             .await
         }));
         self.stop = Some(tx);
+    }
+
+    /// Moves the daemon's clock forward and lets its timers look for due work.
+    pub fn advance(&self, by: Duration) {
+        self.clock_offset.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.wake.notify_one();
     }
 
     /// Stops the daemon and waits until it has returned (its result must be `Ok`).

@@ -301,3 +301,45 @@ app_test!(stop_forgets_the_tipster_and_the_officer_can_no_longer_reach_them, |ap
     assert!(gone.text.contains("无法"), "{}", gone.text);
     assert!(app.fake.sent().iter().skip(mark).all(|m| m.chat_id != chat), "nothing reached the tipster");
 });
+
+const HALF_AN_HOUR_AND_A_BIT: std::time::Duration = std::time::Duration::from_secs(31 * 60);
+
+app_test!(an_unacknowledged_tip_goes_to_the_contact_officer_after_the_deadline, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6004, "赵明");
+    app.enrol("041204", &zhao).await;
+    let (_chat, number, _card) = submit_anonymous_tip(&app, "村委会门口的监控坏了").await;
+    let mark = app.fake.mark();
+    app.advance(HALF_AN_HOUR_AND_A_BIT);
+    let escalated = app.fake.wait_for_new(mark, |m| m.chat_id == zhao.id && m.text.contains(&number)).await;
+    assert!(escalated.text.contains("超时未受理"), "{}", escalated.text);
+    let done = press(&app, zhao.id, &zhao, &escalated, "受理").await;
+    assert!(done.text.contains("已受理"), "{}", done.text);
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!(tip.status, "acknowledged");
+    assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "escalated", "acknowledged"]);
+});
+
+app_test!(an_escalation_deadline_survives_a_restart, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6004, "赵明");
+    app.enrol("041204", &zhao).await;
+    let (_chat, number, _card) = submit_anonymous_tip(&app, "路边有个井盖丢了，很危险").await;
+    app.restart().await;
+    let mark = app.fake.mark();
+    app.advance(HALF_AN_HOUR_AND_A_BIT);
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhao.id && m.text.contains(&number)).await;
+});
+
+app_test!(at_the_end_of_the_chain_everyone_is_reminded_until_someone_acknowledges, |app| {
+    app.enrol("041201", &zhang()).await;
+    let (_chat, number, _card) = submit_anonymous_tip(&app, "有陌生人挨家挨户推销保健品").await;
+    for round in 1..=2 {
+        let mark = app.fake.mark();
+        app.advance(HALF_AN_HOUR_AND_A_BIT);
+        let reminder = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
+        assert!(reminder.text.contains("超时未受理"), "round {round}: {}", reminder.text);
+    }
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "reminded", "reminded"]);
+});
