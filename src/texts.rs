@@ -187,6 +187,34 @@ messages! {
     StopDone = "stop_done",
     /// Description of /stop in the command menu.
     CommandStop = "command_stop",
+    /// `/bindstation` done.
+    BindStationDone = "bindstation_done",
+    /// `/bindstation` refused (unknown station, or not a police officer of it).
+    BindStationRefused = "bindstation_refused",
+    /// A staff command from someone who is not an enrolled officer of the station.
+    StaffRefused = "staff_refused",
+    /// A staff command naming a tip this station does not have.
+    StaffTipNotFound = "staff_tip_not_found",
+    /// `/tips`: the list (`tips`, `total`).
+    StaffTips = "staff_tips",
+    /// `/tips`: nothing matches.
+    StaffTipsNone = "staff_tips_none",
+    /// `/tip NUMBER`: the tip and its timeline (never the tipster).
+    StaffTipDetail = "staff_tip_detail",
+    /// `/assign` with an unknown badge.
+    StaffUnknownBadge = "staff_unknown_badge",
+    /// `/assign` done (`reachable`: whether the officer was notified).
+    StaffAssigned = "staff_assigned",
+    /// `/reject` done.
+    StaffRejected = "staff_rejected",
+    /// To the tipster: the tip was not taken up (`note`).
+    TipRejectedTipster = "tip_rejected_tipster",
+    /// To the staff group: a new tip.
+    StaffNewTipNotice = "staff_new_tip_notice",
+    /// To the staff group: a tip was not acknowledged in time.
+    StaffEscalatedNotice = "staff_escalated_notice",
+    /// Description of /bindstation in the command menu.
+    CommandBindStation = "command_bindstation",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

@@ -217,6 +217,7 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
         cmd("help", Msg::CommandHelp),
         cmd("bind", Msg::CommandBind),
         cmd("unbind", Msg::CommandUnbind),
+        cmd("bindstation", Msg::CommandBindStation),
     ];
     for (commands, scope) in [(private, BotCommandScope::AllPrivateChats), (groups, BotCommandScope::AllGroupChats)] {
         if let Err(e) = bot.set_my_commands(commands).scope(scope).await {

@@ -149,6 +149,10 @@ impl Core {
         self.opts.ack_timeout_ms
     }
 
+    pub(super) fn timezone(&self) -> chrono_tz::Tz {
+        self.opts.timezone
+    }
+
     /// Now, by the injected clock, as UTC milliseconds.
     pub fn now_ms(&self) -> i64 {
         (self.opts.clock)().timestamp_millis()
@@ -268,6 +272,9 @@ impl Core {
         let chat_id = inbound.chat.id;
         let in_group = inbound.chat.kind == ChatKind::Group;
         tracing::info!(command = cmd, "command");
+        if in_group && let Some(out) = self.on_staff_command(inbound, message_id, cmd, args).await? {
+            return Ok(out);
+        }
         match cmd {
             "officer" | "police" | "card" => {
                 if in_group {
@@ -289,6 +296,7 @@ impl Core {
             "whoami" if !in_group => self.on_whoami(inbound).await,
             "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
             "bind" => self.on_bind(inbound, message_id, args).await,
+            "bindstation" => self.on_bind_station(inbound, message_id, args).await,
             "unbind" => self.on_unbind(inbound, message_id).await,
             // Unknown commands in a group may belong to another bot: stay quiet.
             _ if in_group => Ok(vec![]),

@@ -6,6 +6,7 @@
 
 mod handler;
 pub mod routing;
+mod staff;
 pub mod timers;
 mod tips;
 

@@ -430,11 +430,16 @@ impl Core {
                 self.store().tip_routed(tip_id, officer_id, level, deadline, "routed").await?;
                 tracing::info!(tip_id, officer_id, "tip routed");
                 let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
-                self.officer_card(account, &tip, &village.name, false).await
+                let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
+                let mut out = self.officer_card(account, &tip, &village.name, false).await?;
+                out.extend(self.staff_notices(platform, &village, &tip, officer.as_deref(), false).await?);
+                Ok(out)
             }
             None => {
                 tracing::warn!(tip_id, village = %village.code, "no reachable officer for a tip");
-                Ok(vec![])
+                // Nobody to route to: the station's staff group is the only one who can act.
+                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
+                self.staff_notices(platform, &village, &tip, None, false).await
             }
         }
     }
@@ -472,11 +477,14 @@ impl Core {
                     self.store().tip_routed(tip.id, officer_id, level, deadline, "escalated").await?;
                     tracing::info!(tip_id = tip.id, officer_id, level, "tip escalated");
                     out.extend(self.officer_card(account, &tip, &village.name, true).await?);
+                    let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
+                    out.extend(self.staff_notices(platform.as_str(), &village, &tip, officer.as_deref(), true).await?);
                 }
                 None => {
                     self.store().set_ack_deadline(tip.id, deadline).await?;
                     self.store().tip_event(tip.id, "system", None, "reminded", "").await?;
                     tracing::warn!(tip_id = tip.id, "tip still unacknowledged at the end of the chain; reminding");
+                    out.extend(self.staff_notices(platform.as_str(), &village, &tip, None, true).await?);
                     let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
                     for member in &chain.members {
                         if let Some(account) =
@@ -491,7 +499,7 @@ impl Core {
         Ok(out)
     }
 
-    async fn officer_card(
+    pub(super) async fn officer_card(
         &self,
         chat_id: i64,
         tip: &TipRow,
@@ -578,27 +586,37 @@ impl Core {
             inbound.chat.id,
             self.texts().render(officer_msg, minijinja::context! { number => &tip.number }),
         )];
-        if let Some(reporter) = self.store().tip_reporter(tip.id).await?
-            && reporter.platform == inbound.platform.as_str()
-        {
-            let text = self.texts().render(tipster_msg, minijinja::context! { number => &tip.number });
-            // After resolution the tipster is asked to rate the officer's work.
-            let buttons = if to == "resolved" {
-                vec![
-                    RATINGS
-                        .iter()
-                        .map(|r| Button::Callback {
-                            label: self.texts().render(Msg::RatingLabel, minijinja::context! { rating => r }),
-                            data: format!("{RATE}{}:{r}", tip.id),
-                        })
-                        .collect(),
-                ]
-            } else {
-                vec![]
-            };
-            out.push(Outbound::Message { chat_id: reporter.chat_id, text, buttons, reply_to: None });
-        }
+        out.extend(self.tipster_notice(&tip, tipster_msg, to == "resolved").await?);
         Ok(out)
+    }
+
+    /// Tells the tipster (if still reachable) that their tip moved; after resolution the
+    /// tipster is asked to rate the officers' work.
+    pub(super) async fn tipster_notice(
+        &self,
+        tip: &TipRow,
+        msg: Msg,
+        ask_rating: bool,
+    ) -> anyhow::Result<Option<Outbound>> {
+        let Some(reporter) = self.store().tip_reporter(tip.id).await? else { return Ok(None) };
+        if reporter.platform != tip.platform {
+            return Ok(None);
+        }
+        let text = self.texts().render(msg, minijinja::context! { number => &tip.number, note => &tip.public_note });
+        let buttons = if ask_rating {
+            vec![
+                RATINGS
+                    .iter()
+                    .map(|r| Button::Callback {
+                        label: self.texts().render(Msg::RatingLabel, minijinja::context! { rating => r }),
+                        data: format!("{RATE}{}:{r}", tip.id),
+                    })
+                    .collect(),
+            ]
+        } else {
+            vec![]
+        };
+        Ok(Some(Outbound::Message { chat_id: reporter.chat_id, text, buttons, reply_to: None }))
     }
 
     /// Relays the message of a `Reply` conversation: officer → tipster under the tip's number,

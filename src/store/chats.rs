@@ -84,6 +84,55 @@ impl Store {
         Ok(())
     }
 
+    /// Binds a group as the staff group of a station (new-tip and escalation notices, staff
+    /// commands).
+    pub async fn bind_chat_to_station(
+        &self,
+        platform: &str,
+        chat_id: i64,
+        title: &str,
+        station_id: i64,
+        officer_id: Option<i64>,
+    ) -> anyhow::Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO chats (platform, chat_id, title, village_id, station_id, bound_by, bound_at, active, added_at, updated_at) \
+             VALUES ($1, $2, $3, NULL, $4, $5, $6, 1, $6, $6) \
+             ON CONFLICT (platform, chat_id) DO UPDATE SET village_id = NULL, station_id = excluded.station_id, \
+             bound_by = excluded.bound_by, bound_at = excluded.bound_at, active = 1, updated_at = excluded.updated_at",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(title)
+        .bind(station_id)
+        .bind(officer_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The active staff groups of a station on a platform.
+    pub async fn station_chats(&self, station_id: i64, platform: &str) -> anyhow::Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT chat_id FROM chats WHERE station_id = $1 AND platform = $2 AND active = 1 ORDER BY chat_id",
+        )
+        .bind(station_id)
+        .bind(platform)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The code of the station with `id`.
+    pub async fn station_code(&self, id: i64) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT code FROM stations WHERE id = $1").bind(id).fetch_one(self.pool()).await?)
+    }
+
+    /// The id of the station with `code`.
+    pub async fn station_id(&self, code: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM stations WHERE code = $1").bind(code).fetch_optional(self.pool()).await?)
+    }
+
     pub async fn unbind_chat(&self, platform: &str, chat_id: i64) -> anyhow::Result<bool> {
         let n = sqlx::query(
             "UPDATE chats SET village_id = NULL, station_id = NULL, bound_by = NULL, bound_at = NULL, updated_at = $3 \

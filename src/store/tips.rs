@@ -470,6 +470,8 @@ pub struct TipFilter {
     pub status: Option<String>,
     /// Created at or after this instant (UTC ms).
     pub since_ms: Option<i64>,
+    /// Only this village (code).
+    pub village: Option<String>,
 }
 
 impl Store {
@@ -484,11 +486,12 @@ impl Store {
              JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id \
              WHERE ($1 = '' OR s.code = $1) \
              AND ($2 = '' OR t.status = $2 OR ($2 = 'open' AND t.status IN ('new', 'acknowledged', 'in_progress'))) \
-             AND t.created_at >= $3 ORDER BY t.created_at DESC, t.id DESC",
+             AND t.created_at >= $3 AND ($4 = '' OR v.code = $4) ORDER BY t.created_at DESC, t.id DESC",
         )
         .bind(filter.station.clone().unwrap_or_default())
         .bind(status)
         .bind(filter.since_ms.unwrap_or(0))
+        .bind(filter.village.clone().unwrap_or_default())
         .fetch_all(self.pool())
         .await?)
     }

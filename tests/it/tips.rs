@@ -343,3 +343,64 @@ app_test!(at_the_end_of_the_chain_everyone_is_reminded_until_someone_acknowledge
     let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
     assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "reminded", "reminded"]);
 });
+
+const STAFF: i64 = -1009000000001;
+
+/// Makes the test group the staff group of 和庄派出所, bound by 张建国.
+async fn staff_group(app: &TestApp) {
+    app.fake.group(STAFF, "和庄派出所内勤", true);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(STAFF, &zhang());
+    app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
+    let refused = app.ask(STAFF, &tipster(), "/bindstation HZPCS").await;
+    assert!(refused.text.contains("抱歉"), "{}", refused.text);
+    let done = app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
+    assert!(done.text.contains("内勤群"), "{}", done.text);
+}
+
+app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_them, |app| {
+    app.enrol("041201", &zhang()).await;
+    let li = TgUser::new(6002, "李卫东");
+    app.enrol("041202", &li).await;
+    staff_group(&app).await;
+    let t = tipster();
+    let mark = app.fake.mark();
+    let (chat, number, _card) = submit_anonymous_tip(&app, "两家因为宅基地吵起来了，快动手了").await;
+    let notice = app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
+    assert!(notice.text.contains(&number) && notice.text.contains("已派给 张建国"), "{}", notice.text);
+
+    let list = app.ask(STAFF, &zhang(), "/tips").await;
+    assert!(list.text.contains(&number) && list.text.contains("前店村"), "{}", list.text);
+    let detail = app.ask(STAFF, &zhang(), &format!("/tip {number}")).await;
+    assert!(detail.text.contains("宅基地") && detail.text.contains("routed"), "{}", detail.text);
+    assert!(!detail.text.contains("王大娘") && !detail.text.contains(&t.id.to_string()), "{}", detail.text);
+
+    let mark = app.fake.mark();
+    let assigned = app.ask(STAFF, &zhang(), &format!("/assign {number} 041202")).await;
+    assert!(assigned.text.contains("李卫东"), "{}", assigned.text);
+    app.fake.wait_for_new(mark, |m| m.chat_id == li.id && m.text.contains(&number)).await;
+
+    let mark = app.fake.mark();
+    let resolved = app.ask(STAFF, &zhang(), &format!("/resolve {number} 已当面调解，双方和好")).await;
+    assert!(resolved.text.contains("已办结"), "{}", resolved.text);
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(told.text.contains("已办结") && !buttons(&told).is_empty(), "the tipster is asked to rate: {}", told.text);
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!((tip.status.as_str(), tip.public_note.as_deref()), ("resolved", Some("已当面调解，双方和好")));
+    assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "assigned", "resolved"]);
+
+    let refused = app.ask(STAFF, &t, "/tips").await;
+    assert!(refused.text.contains("抱歉"), "a resident in the staff group is refused: {}", refused.text);
+    let none = app.ask(STAFF, &zhang(), "/tip T19990101-0001").await;
+    assert!(none.text.contains("没有找到"), "{}", none.text);
+});
+
+app_test!(the_staff_group_hears_when_a_tip_is_not_acknowledged_in_time, |app| {
+    app.enrol("041201", &zhang()).await;
+    staff_group(&app).await;
+    let (_chat, number, _card) = submit_anonymous_tip(&app, "河边护栏断了，小孩容易掉下去").await;
+    let mark = app.fake.mark();
+    app.advance(HALF_AN_HOUR_AND_A_BIT);
+    let notice = app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
+    assert!(notice.text.contains(&number) && notice.text.contains("超时未受理"), "{}", notice.text);
+});

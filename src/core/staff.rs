@@ -1,0 +1,260 @@
+//! The station staff group (派出所内勤群): bound with `/bindstation`, it receives a notice of
+//! every new and every escalated tip of the station's villages, and takes the staff commands
+//! `/tips [open|today|village CODE]`, `/tip NUMBER`, `/assign NUMBER BADGE`,
+//! `/resolve NUMBER note`, `/reject NUMBER note`. Only enrolled officers of that station may
+//! use them. Nothing here shows who reported a tip.
+
+use chrono::TimeZone;
+
+use super::handler::Core;
+use super::{Inbound, Outbound, Sender};
+use crate::store::chats::ChatRow;
+use crate::store::registry::VillageRow;
+use crate::store::tips::{TipFilter, TipRow};
+use crate::texts::Msg;
+
+/// Most tips `/tips` lists.
+const LIST_LIMIT: usize = 20;
+
+impl Core {
+    fn reply_text(&self, inbound: &Inbound, message_id: i64, text: String) -> Vec<Outbound> {
+        vec![Outbound::Message { chat_id: inbound.chat.id, text, buttons: vec![], reply_to: Some(message_id) }]
+    }
+
+    /// `/bindstation STATION_CODE` in a group, by a police officer of that station.
+    pub(super) async fn on_bind_station(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        args: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        if let Sender::Chat { .. } = inbound.sender {
+            return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::AnonymousAdminRefused)));
+        }
+        let code = args.split_whitespace().next().unwrap_or("");
+        let station = self.store().station_id(code).await?;
+        let officer = self.officer_of(inbound).await?;
+        let (Some(station_id), Some(officer)) = (station, officer) else {
+            return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::BindStationRefused)));
+        };
+        if officer.kind != "police" || officer.station_id != station_id {
+            return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::BindStationRefused)));
+        }
+        self.store()
+            .bind_chat_to_station(
+                inbound.platform.as_str(),
+                inbound.chat.id,
+                &inbound.chat.title,
+                station_id,
+                Some(officer.id),
+            )
+            .await?;
+        tracing::info!(chat_id = inbound.chat.id, station_id, "staff group bound");
+        Ok(self.reply_text(
+            inbound,
+            message_id,
+            self.texts().render(Msg::BindStationDone, minijinja::context! { code }),
+        ))
+    }
+
+    /// The staff group this chat is, if it is one.
+    async fn staff_group(&self, inbound: &Inbound) -> anyhow::Result<Option<ChatRow>> {
+        let chat = self.store().chat(inbound.platform.as_str(), inbound.chat.id).await?;
+        Ok(chat.filter(|c| c.station_id.is_some() && c.active == 1))
+    }
+
+    /// A command in a station staff group; `None` when the chat is not one (or the command
+    /// is not a staff command).
+    pub(super) async fn on_staff_command(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        cmd: &str,
+        args: &str,
+    ) -> anyhow::Result<Option<Vec<Outbound>>> {
+        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject") {
+            return Ok(None);
+        }
+        let Some(group) = self.staff_group(inbound).await? else { return Ok(None) };
+        let station_id = group.station_id.unwrap_or_default();
+        let officer = self.officer_of(inbound).await?;
+        let Some(officer) = officer.filter(|o| o.station_id == station_id) else {
+            return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))));
+        };
+        let mut words = args.split_whitespace();
+        let out = match cmd {
+            "tips" => self.staff_list(inbound, message_id, station_id, args).await?,
+            _ => {
+                let Some(tip) = self.staff_tip(words.next().unwrap_or(""), station_id).await? else {
+                    return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffTipNotFound))));
+                };
+                let rest: Vec<&str> = words.collect();
+                match cmd {
+                    "tip" => self.staff_show(inbound, message_id, &tip).await?,
+                    "assign" => {
+                        self.staff_assign(inbound, message_id, &tip, rest.first().copied().unwrap_or("")).await?
+                    }
+                    "resolve" => {
+                        self.staff_close(inbound, message_id, &tip, officer.id, "resolved", &rest.join(" ")).await?
+                    }
+                    _ => self.staff_close(inbound, message_id, &tip, officer.id, "rejected", &rest.join(" ")).await?,
+                }
+            }
+        };
+        Ok(Some(out))
+    }
+
+    /// A tip of this station by number.
+    async fn staff_tip(&self, number: &str, station_id: i64) -> anyhow::Result<Option<TipRow>> {
+        let Some(tip) = self.store().tip_by_number(number).await? else { return Ok(None) };
+        let village = self.store().village_by_id(tip.village_id).await?;
+        Ok(village.filter(|v| v.station_id == station_id).map(|_| tip))
+    }
+
+    async fn staff_list(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        station_id: i64,
+        args: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let station = self.store().station_code(station_id).await?;
+        let mut words = args.split_whitespace();
+        let mut filter = TipFilter { station: Some(station), status: Some("open".into()), ..TipFilter::default() };
+        match words.next() {
+            Some("today") => {
+                let midnight = self.today().and_hms_opt(0, 0, 0).expect("midnight exists");
+                filter.status = None;
+                filter.since_ms =
+                    self.timezone().from_local_datetime(&midnight).earliest().map(|t| t.timestamp_millis());
+            }
+            Some("village") => {
+                filter.status = None;
+                filter.village = words.next().map(str::to_string);
+            }
+            Some("all") => filter.status = None,
+            _ => {}
+        }
+        let rows = self.store().list_tips(&filter).await?;
+        if rows.is_empty() {
+            return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffTipsNone)));
+        }
+        let lines: Vec<_> = rows
+            .iter()
+            .take(LIST_LIMIT)
+            .map(|r| {
+                minijinja::context! {
+                    number => &r.number, village => &r.village_name, category => &r.category,
+                    status => &r.status, officer => &r.officer_name,
+                }
+            })
+            .collect();
+        let text = self.texts().render(Msg::StaffTips, minijinja::context! { tips => lines, total => rows.len() });
+        Ok(self.reply_text(inbound, message_id, text))
+    }
+
+    async fn staff_show(&self, inbound: &Inbound, message_id: i64, tip: &TipRow) -> anyhow::Result<Vec<Outbound>> {
+        let village = self.store().village_by_id(tip.village_id).await?.map(|v| v.name).unwrap_or_default();
+        let events: Vec<_> = self
+            .store()
+            .tip_timeline(tip.id)
+            .await?
+            .into_iter()
+            .map(|(at, actor, badge, kind, detail)| {
+                let at = chrono::DateTime::from_timestamp_millis(at)
+                    .map(|t| t.with_timezone(&self.timezone()).format("%m-%d %H:%M").to_string());
+                minijinja::context! { at, actor, badge, kind, detail }
+            })
+            .collect();
+        let text = self.texts().render(
+            Msg::StaffTipDetail,
+            minijinja::context! {
+                number => &tip.number, village, category => &tip.category, status => &tip.status,
+                anonymous => tip.anonymous == 1, phone => &tip.contact_phone, summary => &tip.summary, events,
+            },
+        );
+        Ok(self.reply_text(inbound, message_id, text))
+    }
+
+    async fn staff_assign(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        tip: &TipRow,
+        badge: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let Some(officer) = self.store().officer_by_badge(badge).await? else {
+            return Ok(self.reply_text(
+                inbound,
+                message_id,
+                self.texts().render(Msg::StaffUnknownBadge, minijinja::context! { badge }),
+            ));
+        };
+        let deadline = self.now_ms() + self.ack_timeout_ms();
+        self.store().tip_routed(tip.id, officer.id, tip.escalation_level, deadline, "assigned").await?;
+        tracing::info!(tip_id = tip.id, officer_id = officer.id, "tip assigned by staff");
+        let reachable = self.store().officer_account(officer.id, &tip.platform).await?;
+        let ctx =
+            minijinja::context! { number => &tip.number, name => &officer.name, reachable => reachable.is_some() };
+        let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffAssigned, ctx));
+        if let (Some(account), Some(tip), Some(village)) =
+            (reachable, self.store().tip(tip.id).await?, self.store().village_by_id(tip.village_id).await?)
+        {
+            out.extend(self.officer_card(account, &tip, &village.name, false).await?);
+        }
+        Ok(out)
+    }
+
+    async fn staff_close(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        tip: &TipRow,
+        officer_id: i64,
+        to: &str,
+        note: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let note = Some(note.trim()).filter(|n| !n.is_empty());
+        let open = ["new", "acknowledged", "in_progress"];
+        if !self.store().change_tip_status(tip.id, officer_id, &open, to, note).await? {
+            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
+            return Ok(self.reply_text(inbound, message_id, text));
+        }
+        let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
+        let (staff_msg, tipster_msg) = if to == "resolved" {
+            (Msg::TipResolvedOfficer, Msg::TipResolvedTipster)
+        } else {
+            (Msg::StaffRejected, Msg::TipRejectedTipster)
+        };
+        let mut out = self.reply_text(
+            inbound,
+            message_id,
+            self.texts().render(staff_msg, minijinja::context! { number => &tip.number }),
+        );
+        out.extend(self.tipster_notice(&updated, tipster_msg, to == "resolved").await?);
+        Ok(out)
+    }
+
+    /// Notices to the staff groups of the village's station on `platform`.
+    pub(super) async fn staff_notices(
+        &self,
+        platform: &str,
+        village: &VillageRow,
+        tip: &TipRow,
+        officer: Option<&str>,
+        escalated: bool,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let msg = if escalated { Msg::StaffEscalatedNotice } else { Msg::StaffNewTipNotice };
+        let text = self.texts().render(
+            msg,
+            minijinja::context! { number => &tip.number, village => &village.name, category => &tip.category, officer },
+        );
+        Ok(self
+            .store()
+            .station_chats(village.station_id, platform)
+            .await?
+            .into_iter()
+            .map(|chat_id| Outbound::text(chat_id, text.clone()))
+            .collect())
+    }
+}
