@@ -88,6 +88,7 @@ pub struct Tips {
     pub categories: Vec<String>,
     pub conversation_timeout_minutes: u32,
     pub ack_timeout_minutes: u32,
+    pub max_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -215,6 +215,10 @@ messages! {
     StaffEscalatedNotice = "staff_escalated_notice",
     /// Description of /bindstation in the command menu.
     CommandBindStation = "command_bindstation",
+    /// A sticker, file … sent while writing a tip.
+    TipUnsupported = "tip_unsupported",
+    /// Too many tips in an hour (`n`).
+    TipLimit = "tip_limit",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

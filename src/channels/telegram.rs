@@ -277,9 +277,18 @@ pub fn message_to_inbound(msg: &Message) -> Option<Inbound> {
         media(MediaKind::Video, &video.file.id)
     } else if let Some(loc) = msg.location() {
         Event::Location { message_id, latitude: loc.latitude, longitude: loc.longitude }
-    } else {
-        let text = msg.text().or_else(|| msg.caption())?;
+    } else if let Some(text) = msg.text().or_else(|| msg.caption()) {
         Event::Text { message_id, text: text.to_string(), forwarded: msg.forward_origin().is_some() }
+    } else if msg.sticker().is_some()
+        || msg.document().is_some()
+        || msg.audio().is_some()
+        || msg.video_note().is_some()
+        || msg.animation().is_some()
+        || msg.contact().is_some()
+    {
+        Event::Unsupported { message_id }
+    } else {
+        return None; // service messages and the like
     };
     Some(Inbound { platform: Platform::Telegram, chat, sender, event })
 }
@@ -339,6 +348,40 @@ async fn on_my_chat_member(
         adapter.serve(&bot, upd.id.0, inbound).await;
     }
     Ok(())
+}
+
+/// Telegram's limit on a message's text, in UTF-16 code units.
+const TELEGRAM_TEXT_LIMIT: usize = 4096;
+
+/// Splits `text` into parts of at most `limit` UTF-16 code units, at line ends where it can.
+pub fn split_text(text: &str, limit: usize) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let units = |s: &str| s.encode_utf16().count();
+    for line in text.split_inclusive('\n') {
+        let current = parts.last_mut().expect("never empty");
+        if units(current) + units(line) <= limit {
+            current.push_str(line);
+            continue;
+        }
+        // The line does not fit: start a new part, cutting the line itself if it is too long.
+        let mut piece = String::new();
+        for c in line.chars() {
+            if units(&piece) + c.len_utf16() > limit {
+                parts.push(std::mem::take(&mut piece));
+            }
+            piece.push(c);
+        }
+        if parts.last().is_some_and(|p| p.is_empty()) {
+            *parts.last_mut().expect("never empty") = piece;
+        } else {
+            parts.push(piece);
+        }
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    if parts.is_empty() {
+        parts.push(text.to_string());
+    }
+    parts
 }
 
 /// How a failed send is treated.
@@ -411,17 +454,26 @@ impl Adapter {
         match out {
             Outbound::Message { chat_id, text, buttons, reply_to } => {
                 let markup = self.keyboard(&buttons);
-                self.send_with_policy(chat_id, |chat| {
-                    let mut req = bot.send_message(ChatId(chat), text.clone());
-                    if let Some(m) = &markup {
-                        req = req.reply_markup(m.clone());
-                    }
-                    if let Some(id) = reply_to.and_then(|id| i32::try_from(id).ok()) {
-                        req = req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
-                    }
-                    async move { req.await.map(drop) }
-                })
-                .await;
+                // Telegram takes at most 4096 characters a message: longer text goes out in
+                // parts, the buttons under the last.
+                let parts = split_text(&text, TELEGRAM_TEXT_LIMIT);
+                let last = parts.len() - 1;
+                for (n, part) in parts.into_iter().enumerate() {
+                    let markup = if n == last { markup.clone() } else { None };
+                    let reply_to = if n == 0 { reply_to } else { None };
+                    self.send_with_policy(chat_id, |chat| {
+                        let mut req = bot.send_message(ChatId(chat), part.clone());
+                        if let Some(m) = &markup {
+                            req = req.reply_markup(m.clone());
+                        }
+                        if let Some(id) = reply_to.and_then(|id| i32::try_from(id).ok()) {
+                            req =
+                                req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
+                        }
+                        async move { req.await.map(drop) }
+                    })
+                    .await;
+                }
             }
             Outbound::Media { chat_id, kind, file_id, caption } => {
                 self.send_with_policy(chat_id, |chat| {
@@ -547,5 +599,28 @@ impl Adapter {
             }
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_text;
+
+    #[test]
+    fn a_long_text_is_split_at_line_ends_within_the_limit() {
+        let line = format!("{}\n", "民".repeat(30));
+        let text = line.repeat(10);
+        let parts = split_text(&text, 100);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 100), "{parts:?}");
+        assert_eq!(parts.concat(), text, "nothing is lost");
+        assert!(parts.iter().all(|p| p.ends_with('\n')), "cuts fall on line ends");
+    }
+
+    #[test]
+    fn a_single_overlong_line_is_cut_and_a_short_text_is_left_alone() {
+        let text = "a".repeat(250);
+        let parts = split_text(&text, 100);
+        assert_eq!(parts.iter().map(String::len).collect::<Vec<_>>(), [100, 100, 50]);
+        assert_eq!(split_text("你好", 4096), ["你好"]);
     }
 }

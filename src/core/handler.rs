@@ -31,6 +31,8 @@ pub struct CoreOptions {
     pub conversation_ttl_ms: i64,
     /// How long an officer has to acknowledge a tip before it goes to the next in the chain.
     pub ack_timeout_ms: i64,
+    /// Most tips one chat may submit in an hour.
+    pub max_tips_per_hour: i64,
 }
 
 impl CoreOptions {
@@ -42,6 +44,7 @@ impl CoreOptions {
             tip_categories: ["theft", "fraud", "dispute", "hazard", "suspicious", "other"].map(String::from).to_vec(),
             conversation_ttl_ms: 30 * 60_000,
             ack_timeout_ms: 30 * 60_000,
+            max_tips_per_hour: 5,
         }
     }
 }
@@ -149,6 +152,10 @@ impl Core {
         self.opts.ack_timeout_ms
     }
 
+    pub(super) fn max_tips_per_hour(&self) -> i64 {
+        self.opts.max_tips_per_hour
+    }
+
     pub(super) fn timezone(&self) -> chrono_tz::Tz {
         self.opts.timezone
     }
@@ -224,6 +231,13 @@ impl Core {
                 Ok(vec![])
             }
             Event::Button { callback_id, data, .. } => self.on_button(inbound, callback_id, data).await,
+            Event::Unsupported { .. } => {
+                // Only a person writing a tip is waiting for an answer.
+                if Self::is_private_person(inbound) && self.tip_in_progress(inbound).await? {
+                    return Ok(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::TipUnsupported))]);
+                }
+                Ok(vec![])
+            }
             Event::Media { .. } | Event::Location { .. } => {
                 if !Self::is_private_person(inbound) {
                     return Ok(vec![]);
@@ -289,7 +303,7 @@ impl Core {
             }
             "start" if !in_group => self.on_start(inbound, args).await,
             "tip" if !in_group => self.start_tip(inbound, None).await,
-            "tip" => self.group_tip_pointer(inbound, message_id).await,
+            "tip" => self.group_tip(inbound, message_id, args).await,
             "status" if !in_group => self.on_status(inbound, args).await,
             "cancel" if !in_group => self.cancel_conversation(inbound).await,
             "stop" if !in_group => self.stop_relays(inbound).await,

@@ -89,6 +89,8 @@ pub enum Event {
     Text { message_id: i64, text: String, forwarded: bool },
     /// A photo, voice message or video (with its caption, if any).
     Media { message_id: i64, kind: MediaKind, file_id: String, caption: Option<String> },
+    /// Something the bot cannot take (a sticker, a document, a video note …).
+    Unsupported { message_id: i64 },
     /// A shared location.
     Location { message_id: i64, latitude: f64, longitude: f64 },
     /// A button under one of the bot's messages was pressed.

@@ -112,6 +112,22 @@ impl Core {
         Ok(())
     }
 
+    /// A polite refusal when this chat already reported the most tips allowed in an hour.
+    async fn over_tip_limit(&self, platform: &str, chat_id: i64) -> anyhow::Result<Option<Outbound>> {
+        let hour_ago = self.now_ms() - 3_600_000;
+        let n = self.store().tips_reported_since(platform, chat_id, hour_ago).await?;
+        if n < self.max_tips_per_hour() {
+            return Ok(None);
+        }
+        tracing::info!(tips_last_hour = n, "tip limit reached");
+        Ok(Some(Outbound::text(chat_id, self.texts().render(Msg::TipLimit, minijinja::context! { n }))))
+    }
+
+    /// Whether a tip is being written by this person.
+    pub(super) async fn tip_in_progress(&self, inbound: &Inbound) -> anyhow::Result<bool> {
+        Ok(self.load_draft(inbound).await?.is_some())
+    }
+
     /// A conversation that expired is ended with a polite notice (once); `None` otherwise.
     pub(super) async fn expired_conversation_notice(&self, inbound: &Inbound) -> anyhow::Result<Option<Outbound>> {
         let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
@@ -209,6 +225,9 @@ impl Core {
         let chat_id = inbound.chat.id;
         if inbound.sender.person().is_none() {
             return Ok(vec![]);
+        }
+        if let Some(refusal) = self.over_tip_limit(inbound.platform.as_str(), chat_id).await? {
+            return Ok(vec![refusal]);
         }
         let village = match village {
             Some(v) => Some(v),
@@ -394,6 +413,9 @@ impl Core {
             self.end_draft(inbound).await?;
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::VillageGone))]);
         };
+        if let Some(refusal) = self.over_tip_limit(inbound.platform.as_str(), chat_id).await? {
+            return Ok(vec![refusal]);
+        }
         let anonymous = draft.anonymous.unwrap_or(true);
         let new = NewTip {
             village_id,
@@ -717,18 +739,52 @@ impl Core {
         Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::StopDone))])
     }
 
-    /// `/tip` in a group: the group is public, so the tip is written in a private chat; the
-    /// button opens one for this group's village.
-    pub(super) async fn group_tip_pointer(&self, inbound: &Inbound, message_id: i64) -> anyhow::Result<Vec<Outbound>> {
-        let village = routing::village_of_chat(self.store(), inbound.platform.as_str(), inbound.chat.id).await?;
-        let payload = format!("tip_{}", village.map(|v| v.code).unwrap_or_default());
+    /// `/tip [text]` in a group. The group is public: the bot says so and offers a private
+    /// chat for this village. Text given with the command is recorded at once as a named
+    /// (not anonymous) tip and routed; its receipt, with the password, goes to the sender's
+    /// private chat, never to the group.
+    pub(super) async fn group_tip(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        text: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let platform = inbound.platform.as_str();
+        let village = routing::village_of_chat(self.store(), platform, inbound.chat.id).await?;
+        let payload = format!("tip_{}", village.as_ref().map(|v| v.code.as_str()).unwrap_or_default());
         let buttons = vec![vec![Button::StartPrivate { label: self.texts().plain(Msg::ButtonPrivateTip), payload }]];
-        Ok(vec![Outbound::Message {
-            chat_id: inbound.chat.id,
-            text: self.texts().plain(Msg::GroupTipPointer),
-            buttons,
-            reply_to: Some(message_id),
-        }])
+        let mut out = Vec::new();
+        let mut number = None;
+        if let (Some(village), Some(user), false) = (village, inbound.sender.person(), text.trim().is_empty()) {
+            if let Some(refusal) = self.over_tip_limit(platform, user).await? {
+                return Ok(vec![refusal]);
+            }
+            let new = NewTip {
+                village_id: village.id,
+                category: "other".into(),
+                source: "group",
+                anonymous: false,
+                contact_phone: None,
+                items: vec![TipItem::Text { text: text.trim().to_string() }],
+                reporter_platform: platform.to_string(),
+                reporter_chat_id: user,
+                day: self.today().format("%Y%m%d").to_string(),
+            };
+            let receipt = self.store().create_tip(&new).await?;
+            tracing::info!(tip_id = receipt.id, "group tip committed");
+            out.push(Outbound::text(
+                user,
+                self.texts().render(
+                    Msg::TipReceipt,
+                    minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
+                ),
+            ));
+            number = Some(receipt.number.clone());
+            out.extend(self.route_tip(platform, receipt.id, village).await?);
+        }
+        let text = self.texts().render(Msg::GroupTipPointer, minijinja::context! { number });
+        out.insert(0, Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: Some(message_id) });
+        Ok(out)
     }
 
     /// `/status T20261123-0007 123456`.

@@ -370,6 +370,19 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// How many tips this chat reported since `since` (UTC ms).
+    pub async fn tips_reported_since(&self, platform: &str, chat_id: i64, since: i64) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
+             WHERE r.platform = $1 AND r.chat_id = $2 AND t.created_at >= $3",
+        )
+        .bind(platform)
+        .bind(chat_id)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// `/stop`: forgets which chat reported which tip, for every tip of this chat. Returns how
     /// many mappings were deleted.
     pub async fn forget_reporter(&self, platform: &str, chat_id: i64) -> anyhow::Result<u64> {

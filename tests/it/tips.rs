@@ -399,8 +399,82 @@ app_test!(the_staff_group_hears_when_a_tip_is_not_acknowledged_in_time, |app| {
     app.enrol("041201", &zhang()).await;
     staff_group(&app).await;
     let (_chat, number, _card) = submit_anonymous_tip(&app, "河边护栏断了，小孩容易掉下去").await;
+    // The new-tip notice follows the officer's card; let it arrive before time moves.
+    app.fake.wait_for_sent(|m| m.chat_id == STAFF && m.text.contains("新线索")).await;
     let mark = app.fake.mark();
     app.advance(HALF_AN_HOUR_AND_A_BIT);
     let notice = app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
     assert!(notice.text.contains(&number) && notice.text.contains("超时未受理"), "{}", notice.text);
+});
+
+app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, |app| {
+    app.enrol("041201", &zhang()).await;
+    app.fake.group(GROUP, "前店村群", true);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(GROUP, &tipster());
+    app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+    let village = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", GROUP, "前店村群", village.id, None).await.unwrap();
+    app.fake.private_chat(tipster());
+    let mark = app.fake.mark();
+    let public = app.ask(GROUP, &tipster(), "/tip 村口那辆白色面包车天天晚上来，很可疑").await;
+    assert!(public.text.contains("已记录为线索") && public.text.contains("公开"), "{}", public.text);
+    assert!(!public.text.contains("查询密码："), "no password in a public group: {}", public.text);
+    let receipt = app.fake.wait_for_new(mark, |m| m.chat_id == tipster().id).await;
+    assert!(receipt.text.contains("查询密码："), "{}", receipt.text);
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    assert!(card.text.contains("白色面包车") && !card.text.contains("匿名"), "{}", card.text);
+    let tip = app.store().tip(1).await.unwrap().unwrap();
+    assert_eq!((tip.source.as_str(), tip.anonymous), ("group", 0));
+});
+
+app_test!(a_sticker_while_writing_a_tip_gets_a_clear_answer, |app| {
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let mark = app.fake.mark();
+    app.fake.push_raw_update(serde_json::json!({"message": {
+        "message_id": 900, "date": 1_763_856_000, "chat": {"id": chat, "type": "private", "first_name": "王大娘"},
+        "from": {"id": t.id, "is_bot": false, "first_name": "王大娘"},
+        "sticker": {"file_id": "CAACAgIAAxk", "file_unique_id": "st1", "type": "regular", "width": 512, "height": 512, "is_animated": false, "is_video": false}
+    }}));
+    let answer = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(answer.text.contains("收不了这种文件"), "{}", answer.text);
+    let got = app.ask(chat, &t, "还是用文字说吧").await;
+    assert!(got.text.contains("第1条"), "the draft is intact: {}", got.text);
+});
+
+app_test!(a_tipster_over_the_hourly_limit_is_asked_to_wait, |app| {
+    app.enrol("041201", &zhang()).await;
+    for n in 0..5 {
+        submit_anonymous_tip(&app, &format!("第{n}件事")).await;
+    }
+    let t = tipster();
+    let chat = t.id;
+    let refused = app.ask(chat, &t, &format!("/start tip_{QIANDIAN}")).await;
+    assert!(refused.text.contains("一小时内已提交5条"), "{}", refused.text);
+    assert!(refused.text.contains("110"), "{}", refused.text);
+});
+
+app_test!(a_card_longer_than_telegram_allows_arrives_in_parts_with_the_buttons_last, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let mut last = None;
+    for n in 0..3 {
+        last = Some(app.ask(chat, &t, &format!("{n}{}", "详细情况".repeat(400))).await);
+    }
+    let anonymity = press(&app, chat, &t, &last.unwrap(), "说完了").await;
+    let summary_mark = app.fake.mark();
+    app.fake.press_button(chat, &t, anonymity.message_id, "t:anon");
+    let summary = app.fake.wait_for_new(summary_mark, |m| m.chat_id == chat && !buttons(m).is_empty()).await;
+    let mark = app.fake.mark();
+    press(&app, chat, &t, &summary, "确认提交").await;
+    let card_end = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && !buttons(m).is_empty()).await;
+    let to_officer: Vec<SentMessage> =
+        app.fake.sent().into_iter().skip(mark).filter(|m| m.chat_id == zhang().id).collect();
+    assert!(to_officer.len() >= 2, "the card came in parts: {}", to_officer.len());
+    assert!(to_officer.iter().all(|m| m.text.encode_utf16().count() <= 4096));
+    assert_eq!(to_officer.iter().filter(|m| !buttons(m).is_empty()).count(), 1, "buttons only once");
+    assert_eq!(card_end.message_id, to_officer.last().unwrap().message_id, "under the last part");
+    assert!(app.store().send_failures().await.unwrap().is_empty());
 });
