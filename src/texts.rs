@@ -219,6 +219,30 @@ messages! {
     TipUnsupported = "tip_unsupported",
     /// Too many tips in an hour (`n`).
     TipLimit = "tip_limit",
+    /// `/duty on`.
+    DutyOn = "duty_on",
+    /// `/duty off`.
+    DutyOff = "duty_off",
+    /// `/duty off DATE` (`until`).
+    DutyLeave = "duty_leave",
+    /// `/duty` usage.
+    DutyUsage = "duty_usage",
+    /// Description of /duty in the command menu.
+    CommandDuty = "command_duty",
+    /// Officer's button: hand the tip to another officer.
+    TipButtonReassign = "tip_button_reassign",
+    /// 转派: choose the officer (buttons follow).
+    ReassignChoose = "reassign_choose",
+    /// 转派: nobody else of the village can be reached.
+    ReassignNobody = "reassign_nobody",
+    /// Label of an officer to hand a tip to (`name`, `role`).
+    ReassignButton = "reassign_button",
+    /// 转派 done.
+    ReassignDone = "reassign_done",
+    /// `/merge` done (`number`, `into`).
+    StaffMerged = "staff_merged",
+    /// To the tipster: the tip is handled together with another.
+    TipMergedTipster = "tip_merged_tipster",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

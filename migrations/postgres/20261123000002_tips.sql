@@ -22,6 +22,7 @@ CREATE TABLE tips (
     ack_deadline        BIGINT,
     escalation_level    BIGINT  NOT NULL DEFAULT 0,
     public_note         TEXT,
+    merged_into         BIGINT  REFERENCES tips(id),
     rating              TEXT    CHECK (rating IN ('satisfied', 'fair', 'dissatisfied')),
     created_at          BIGINT  NOT NULL,
     acknowledged_at     BIGINT,
@@ -84,3 +85,6 @@ CREATE TABLE conversations (
     expires_at  BIGINT  NOT NULL,
     PRIMARY KEY (platform, user_id)
 );
+
+-- An officer's leave: off duty until this day (exclusive), on top of the on_duty switch.
+ALTER TABLE officers ADD COLUMN off_until TEXT;

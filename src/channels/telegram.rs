@@ -209,6 +209,7 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
         cmd("officer", Msg::CommandOfficer),
         cmd("help", Msg::CommandHelp),
         cmd("whoami", Msg::CommandWhoami),
+        cmd("duty", Msg::CommandDuty),
         cmd("start", Msg::CommandStart),
     ];
     let groups = vec![

@@ -307,6 +307,7 @@ impl Core {
             "status" if !in_group => self.on_status(inbound, args).await,
             "cancel" if !in_group => self.cancel_conversation(inbound).await,
             "stop" if !in_group => self.stop_relays(inbound).await,
+            "duty" if !in_group => self.on_duty(inbound, args).await,
             "whoami" if !in_group => self.on_whoami(inbound).await,
             "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
             "bind" => self.on_bind(inbound, message_id, args).await,
@@ -497,6 +498,36 @@ impl Core {
                 Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))])
             }
         }
+    }
+
+    /// `/duty on`, `/duty off`, `/duty off YYYY-MM-DD` (on leave until that day): while off
+    /// duty an officer is skipped when tips are routed.
+    async fn on_duty(&self, inbound: &Inbound, args: &str) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let Some(officer) = self.officer_of(inbound).await? else {
+            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::WhoamiResident))]);
+        };
+        let mut words = args.split_whitespace();
+        let (msg, ctx) = match (words.next(), words.next()) {
+            (Some("on"), _) => {
+                self.store.set_duty(officer.id, true, None).await?;
+                (Msg::DutyOn, minijinja::context! {})
+            }
+            (Some("off"), None) => {
+                self.store.set_duty(officer.id, false, None).await?;
+                (Msg::DutyOff, minijinja::context! {})
+            }
+            (Some("off"), Some(day)) => match chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") {
+                Ok(until) if until > self.today() => {
+                    self.store.set_duty(officer.id, true, Some(&until.to_string())).await?;
+                    (Msg::DutyLeave, minijinja::context! { until => until.to_string() })
+                }
+                _ => (Msg::DutyUsage, minijinja::context! {}),
+            },
+            _ => (Msg::DutyUsage, minijinja::context! {}),
+        };
+        tracing::info!(officer_id = officer.id, "duty changed");
+        Ok(vec![Outbound::text(chat_id, self.texts.render(msg, ctx))])
     }
 
     async fn on_whoami(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {

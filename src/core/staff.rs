@@ -72,7 +72,7 @@ impl Core {
         cmd: &str,
         args: &str,
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
-        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject") {
+        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject" | "merge") {
             return Ok(None);
         }
         let Some(group) = self.staff_group(inbound).await? else { return Ok(None) };
@@ -96,6 +96,10 @@ impl Core {
                     }
                     "resolve" => {
                         self.staff_close(inbound, message_id, &tip, officer.id, "resolved", &rest.join(" ")).await?
+                    }
+                    "merge" => {
+                        let into = rest.first().copied().unwrap_or("");
+                        self.staff_merge(inbound, message_id, &tip, officer.id, into, station_id).await?
                     }
                     _ => self.staff_close(inbound, message_id, &tip, officer.id, "rejected", &rest.join(" ")).await?,
                 }
@@ -202,6 +206,30 @@ impl Core {
         {
             out.extend(self.officer_card(account, &tip, &village.name, false).await?);
         }
+        Ok(out)
+    }
+
+    /// `/merge NUMBER INTO`: NUMBER is a duplicate of INTO and is handled with it.
+    async fn staff_merge(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        tip: &TipRow,
+        officer_id: i64,
+        into: &str,
+        station_id: i64,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let Some(target) = self.staff_tip(into, station_id).await?.filter(|t| t.id != tip.id) else {
+            return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffTipNotFound)));
+        };
+        if !self.store().merge_tip(tip.id, target.id, officer_id).await? {
+            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
+            return Ok(self.reply_text(inbound, message_id, text));
+        }
+        let ctx = minijinja::context! { number => &tip.number, into => &target.number };
+        let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffMerged, ctx));
+        let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
+        out.extend(self.tipster_notice(&updated, Msg::TipMergedTipster, false).await?);
         Ok(out)
     }
 

@@ -80,7 +80,7 @@ impl Core {
 
     async fn load_conversation(&self, inbound: &Inbound) -> anyhow::Result<Option<Conversation>> {
         let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
-        match self.store().conversation(platform, user).await? {
+        match self.store().conversation(platform, user, self.now_ms()).await? {
             Some((state, false)) => match serde_json::from_str::<Conversation>(&state) {
                 Ok(c) => Ok(Some(c)),
                 Err(e) => {
@@ -100,7 +100,7 @@ impl Core {
     async fn save_conversation(&self, inbound: &Inbound, conversation: &Conversation) -> anyhow::Result<()> {
         if let Some((platform, user)) = self.platform_user(inbound) {
             let state = serde_json::to_string(conversation)?;
-            self.store().save_conversation(platform, user, &state, self.conversation_ttl_ms()).await?;
+            self.store().save_conversation(platform, user, &state, self.now_ms(), self.conversation_ttl_ms()).await?;
         }
         Ok(())
     }
@@ -131,7 +131,7 @@ impl Core {
     /// A conversation that expired is ended with a polite notice (once); `None` otherwise.
     pub(super) async fn expired_conversation_notice(&self, inbound: &Inbound) -> anyhow::Result<Option<Outbound>> {
         let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
-        if let Some((_, true)) = self.store().conversation(platform, user).await? {
+        if let Some((_, true)) = self.store().conversation(platform, user, self.now_ms()).await? {
             self.store().end_conversation(platform, user).await?;
             return Ok(Some(Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipTimedOut))));
         }
@@ -546,6 +546,7 @@ impl Core {
         let buttons = vec![vec![
             Button::Callback { label: t.plain(Msg::TipButtonAck), data: format!("{OFFICER}ack:{}", tip.id) },
             Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{}", tip.id) },
+            Button::Callback { label: t.plain(Msg::TipButtonReassign), data: format!("{OFFICER}move:{}", tip.id) },
             Button::Callback { label: t.plain(Msg::TipButtonResolve), data: format!("{OFFICER}done:{}", tip.id) },
         ]];
         let mut out = vec![Outbound::Message { chat_id, text, buttons, reply_to: None }];
@@ -571,7 +572,9 @@ impl Core {
 
     /// 受理 / 办结 on an officer's card.
     async fn officer_tip_button(&self, inbound: &Inbound, rest: &str) -> anyhow::Result<Vec<Outbound>> {
+        // `ack:<id>`, `reply:<id>`, `move:<id>`, `done:<id>`, or `to:<id>:<officer id>`.
         let (action, id) = rest.split_once(':').unwrap_or((rest, ""));
+        let (id, target) = id.split_once(':').map(|(a, b)| (a, b.parse::<i64>().ok())).unwrap_or((id, None));
         let tip = match id.parse::<i64>() {
             Ok(id) => self.store().tip(id).await?,
             Err(_) => None,
@@ -584,6 +587,12 @@ impl Core {
         let serves = self.store().officer_serves_village(officer.id, tip.village_id, &self.today().to_string()).await?;
         if !serves {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
+        }
+        if action == "move" {
+            return self.reassign_choices(inbound, &tip, officer.id).await;
+        }
+        if action == "to" {
+            return self.reassign(inbound, &tip, target).await;
         }
         if action == "reply" {
             self.save_conversation(inbound, &Conversation::Reply { tip_id: tip.id, officer: true }).await?;
@@ -609,6 +618,58 @@ impl Core {
             self.texts().render(officer_msg, minijinja::context! { number => &tip.number }),
         )];
         out.extend(self.tipster_notice(&tip, tipster_msg, to == "resolved").await?);
+        Ok(out)
+    }
+
+    /// 转派: the other officers of the village's duty chain, as buttons.
+    async fn reassign_choices(&self, inbound: &Inbound, tip: &TipRow, me: i64) -> anyhow::Result<Vec<Outbound>> {
+        let Some(village) = self.store().village_by_id(tip.village_id).await? else { return Ok(vec![]) };
+        let chain = routing::duty_chain(self.store(), village, self.today()).await?;
+        let buttons: Vec<Vec<Button>> = chain
+            .members
+            .iter()
+            .filter(|m| m.officer_id != me)
+            .map(|m| {
+                vec![Button::Callback {
+                    label: self
+                        .texts()
+                        .render(Msg::ReassignButton, minijinja::context! { name => &m.name, role => &m.role }),
+                    data: format!("{OFFICER}to:{}:{}", tip.id, m.officer_id),
+                }]
+            })
+            .collect();
+        let msg = if buttons.is_empty() { Msg::ReassignNobody } else { Msg::ReassignChoose };
+        let text = self.texts().render(msg, minijinja::context! { number => &tip.number });
+        Ok(vec![Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: None }])
+    }
+
+    /// Hands a tip to another officer of the village: the card goes to them with a new
+    /// acknowledgement deadline.
+    async fn reassign(&self, inbound: &Inbound, tip: &TipRow, target: Option<i64>) -> anyhow::Result<Vec<Outbound>> {
+        let officer = match target {
+            Some(id) => self.store().officer_by_id(id).await?,
+            None => None,
+        };
+        let village = self.store().village_by_id(tip.village_id).await?;
+        let (Some(officer), Some(village)) = (officer, village) else { return Ok(vec![]) };
+        if !self.store().officer_serves_village(officer.id, village.id, &self.today().to_string()).await?
+            || tip.status != "new" && tip.status != "acknowledged"
+        {
+            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
+            return Ok(vec![Outbound::text(inbound.chat.id, text)]);
+        }
+        let deadline = self.now_ms() + self.ack_timeout_ms();
+        self.store().tip_routed(tip.id, officer.id, tip.escalation_level, deadline, "reassigned").await?;
+        tracing::info!(tip_id = tip.id, officer_id = officer.id, "tip reassigned");
+        let text = self
+            .texts()
+            .render(Msg::ReassignDone, minijinja::context! { number => &tip.number, name => &officer.name });
+        let mut out = vec![Outbound::text(inbound.chat.id, text)];
+        if let (Some(account), Some(tip)) =
+            (self.store().officer_account(officer.id, &tip.platform).await?, self.store().tip(tip.id).await?)
+        {
+            out.extend(self.officer_card(account, &tip, &village.name, false).await?);
+        }
         Ok(out)
     }
 
@@ -699,6 +760,10 @@ impl Core {
             _ => String::new(),
         };
         self.store().tip_event(tip_id, actor, officer_id, "message", &detail).await?;
+        // An officer talking with the tipster about an acknowledged tip is working on it.
+        if let (true, Some(officer_id)) = (from_officer, officer_id) {
+            self.store().change_tip_status(tip_id, officer_id, &["acknowledged"], "in_progress", None).await?;
+        }
         tracing::info!(tip_id, from_officer, "message relayed");
         out.push(Outbound::text(chat_id, t.render(done, minijinja::context! { number => &tip.number })));
         Ok(Some(out))

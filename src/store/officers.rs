@@ -157,6 +157,19 @@ impl Store {
         Ok(Ok(officer))
     }
 
+    /// `/duty`: switches an officer on or off duty; `off_until` (exclusive day) makes it a
+    /// leave that ends by itself.
+    pub async fn set_duty(&self, officer_id: i64, on: bool, off_until: Option<&str>) -> anyhow::Result<()> {
+        sqlx::query("UPDATE officers SET on_duty = $1, off_until = $2, updated_at = $3 WHERE id = $4")
+            .bind(i64::from(on || off_until.is_some()))
+            .bind(off_until)
+            .bind(now_ms())
+            .bind(officer_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Links an account to an officer without a code. Only for the local console, whose user
     /// is the operator at the machine.
     pub async fn link_identity_directly(&self, officer_id: i64, platform: &str, user_id: i64) -> anyhow::Result<()> {

@@ -42,6 +42,7 @@ pub struct AssignedOfficer {
     pub name: String,
     pub kind: String,
     pub phone: Option<String>,
+    /// 1 unless the officer switched duty off or is on leave on the day asked about.
     pub on_duty: i64,
     pub enrolled: i64,
 }
@@ -79,7 +80,8 @@ impl Store {
     /// The officers serving a village on `day` (ISO date), in duty-chain order.
     pub async fn assigned_officers(&self, village_id: i64, day: &str) -> anyhow::Result<Vec<AssignedOfficer>> {
         let sql = format!(
-            "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, f.on_duty, \
+            "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, \
+             CASE WHEN f.on_duty = 1 AND (f.off_until IS NULL OR f.off_until <= $2) THEN 1 ELSE 0 END AS on_duty, \
              CASE WHEN EXISTS (SELECT 1 FROM officer_identities i WHERE i.officer_id = f.id) THEN 1 ELSE 0 END AS enrolled \
              FROM assignments a JOIN officers f ON f.id = a.officer_id \
              WHERE a.village_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \

@@ -332,6 +332,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Marks `tip_id` as a duplicate of `into_id` (staff `/merge`), if it is still open.
+    pub async fn merge_tip(&self, tip_id: i64, into_id: i64, officer_id: i64) -> anyhow::Result<bool> {
+        let merged =
+            self.change_tip_status(tip_id, officer_id, &["new", "acknowledged", "in_progress"], "merged", None).await?;
+        if merged {
+            sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")
+                .bind(into_id)
+                .bind(tip_id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(merged)
+    }
+
     /// Records an event of a tip (a relayed message, …).
     pub async fn tip_event(
         &self,
@@ -412,24 +426,26 @@ impl Store {
     }
 
     /// The conversation in progress with a person, unless it has expired.
-    pub async fn conversation(&self, platform: &str, user_id: i64) -> anyhow::Result<Option<(String, bool)>> {
+    /// The conversation with a person and whether it had expired by `now` (UTC ms).
+    pub async fn conversation(&self, platform: &str, user_id: i64, now: i64) -> anyhow::Result<Option<(String, bool)>> {
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT state, expires_at FROM conversations WHERE platform = $1 AND user_id = $2")
                 .bind(platform)
                 .bind(user_id)
                 .fetch_optional(self.pool())
                 .await?;
-        Ok(row.map(|(state, expires_at)| (state, expires_at <= now_ms())))
+        Ok(row.map(|(state, expires_at)| (state, expires_at <= now)))
     }
 
+    /// Stores a conversation's state, to expire `ttl_ms` after `now` (UTC ms, the core's clock).
     pub async fn save_conversation(
         &self,
         platform: &str,
         user_id: i64,
         state: &str,
+        now: i64,
         ttl_ms: i64,
     ) -> anyhow::Result<()> {
-        let now = now_ms();
         sqlx::query(
             "INSERT INTO conversations (platform, user_id, state, updated_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (platform, user_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \

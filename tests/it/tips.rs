@@ -86,7 +86,7 @@ app_test!(a_resident_reports_a_theft_privately_and_anonymously_with_photo_voice_
     let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.text.contains(&number)).await;
     assert!(card.text.contains("匿名（代号") && card.text.contains("电动车被偷"), "{}", card.text);
     let labels: Vec<String> = buttons(&card).into_iter().map(|(l, _)| l).collect();
-    assert_eq!(labels, ["受理", "回复", "办结"]);
+    assert_eq!(labels, ["受理", "回复", "转派", "办结"]);
     app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id && m.method == "sendLocation").await;
     let to_officer: Vec<String> = app.fake.sent_to(zhang().id).iter().skip(1).map(|m| m.method.clone()).collect();
     assert_eq!(to_officer[1..], ["sendPhoto", "sendVoice", "sendLocation"], "{to_officer:?}");
@@ -400,7 +400,7 @@ app_test!(the_staff_group_hears_when_a_tip_is_not_acknowledged_in_time, |app| {
     staff_group(&app).await;
     let (_chat, number, _card) = submit_anonymous_tip(&app, "河边护栏断了，小孩容易掉下去").await;
     // The new-tip notice follows the officer's card; let it arrive before time moves.
-    app.fake.wait_for_sent(|m| m.chat_id == STAFF && m.text.contains("新线索")).await;
+    app.fake.wait_for_sent(|m| m.chat_id == STAFF && m.text.contains(&number)).await;
     let mark = app.fake.mark();
     app.advance(HALF_AN_HOUR_AND_A_BIT);
     let notice = app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
@@ -477,4 +477,73 @@ app_test!(a_card_longer_than_telegram_allows_arrives_in_parts_with_the_buttons_l
     assert_eq!(to_officer.iter().filter(|m| !buttons(m).is_empty()).count(), 1, "buttons only once");
     assert_eq!(card_end.message_id, to_officer.last().unwrap().message_id, "under the last part");
     assert!(app.store().send_failures().await.unwrap().is_empty());
+});
+
+app_test!(an_officer_on_leave_is_skipped_until_the_leave_ends, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6004, "赵明");
+    app.enrol("041204", &zhao).await;
+    let leave = app.ask(zhang().id, &zhang(), "/duty off 2099-01-01").await;
+    assert!(leave.text.contains("请假到 2099-01-01"), "{}", leave.text);
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "晒的玉米被人拉走了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let mark = app.fake.mark();
+    press(&app, chat, &t, &summary, "确认提交").await;
+    let card = app.fake.wait_for_new(mark, |m| m.text.contains("新线索")).await;
+    assert_eq!(card.chat_id, zhao.id, "the contact officer stands in");
+    let back = app.ask(zhang().id, &zhang(), "/duty on").await;
+    assert!(back.text.contains("恢复在岗"), "{}", back.text);
+    let usage = app.ask(zhang().id, &zhang(), "/duty off yesterday").await;
+    assert!(usage.text.contains("用法"), "{}", usage.text);
+});
+
+app_test!(an_officer_hands_a_tip_over_and_talking_with_the_tipster_marks_it_in_progress, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6004, "赵明");
+    app.enrol("041204", &zhao).await;
+    let (_chat, number, card) = submit_anonymous_tip(&app, "小卖部门口有人卖假烟").await;
+    let choices = press(&app, zhang().id, &zhang(), &card, "转派").await;
+    let mark = app.fake.mark();
+    let done = press(&app, zhang().id, &zhang(), &choices, "赵明").await;
+    assert!(done.text.contains("转派给 赵明"), "{}", done.text);
+    let new_card = app.fake.wait_for_new(mark, |m| m.chat_id == zhao.id && m.text.contains(&number)).await;
+    press(&app, zhao.id, &zhao, &new_card, "受理").await;
+    press(&app, zhao.id, &zhao, &new_card, "回复").await;
+    app.ask(zhao.id, &zhao, "收到，我们今晚去看看").await;
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!(tip.status, "in_progress");
+    assert_eq!(
+        app.store().tip_event_kinds(tip.id).await.unwrap(),
+        ["created", "routed", "reassigned", "acknowledged", "message", "in_progress"]
+    );
+});
+
+app_test!(staff_merge_a_duplicate_tip_into_another, |app| {
+    app.enrol("041201", &zhang()).await;
+    staff_group(&app).await;
+    let (_c1, first, _) = submit_anonymous_tip(&app, "水库边有人电鱼").await;
+    let (chat, second, _) = submit_anonymous_tip(&app, "又看到有人在水库电鱼").await;
+    // The staff group's notice of the second tip follows the officer's card.
+    app.fake.wait_for_sent(|m| m.chat_id == STAFF && m.text.contains(&second)).await;
+    let mark = app.fake.mark();
+    let merged = app.ask(STAFF, &zhang(), &format!("/merge {second} {first}")).await;
+    assert!(merged.text.contains(&format!("并入 {first}")), "{}", merged.text);
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(told.text.contains("合并办理"), "{}", told.text);
+    let tip = app.store().tip_by_number(&second).await.unwrap().unwrap();
+    assert_eq!(tip.status, "merged");
+});
+
+app_test!(a_tip_left_unfinished_times_out_politely, |app| {
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    app.advance(HALF_AN_HOUR_AND_A_BIT);
+    let mark = app.fake.mark();
+    app.fake.send_text(chat, &t, "前店村");
+    let notice = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(notice.text.contains("超过30分钟没有完成"), "{}", notice.text);
+    assert_eq!(dump(&app, "tips").await, "", "nothing was submitted");
 });
