@@ -441,7 +441,7 @@ impl Adapter {
     /// Runs one update through the core and performs what it returns, inside a span that
     /// names the update and the chat (never the text or the sender).
     async fn serve(&self, bot: &TgBot, update_id: u32, inbound: Inbound) {
-        let span = tracing::info_span!("update", update_id, chat_id = inbound.chat.id);
+        let span = tracing::info_span!("update", update_id, chat = %crate::telemetry::chat_label(inbound.chat.id));
         async {
             for out in self.core.handle(&inbound).await {
                 self.perform(bot, out).await;
@@ -569,7 +569,7 @@ impl Adapter {
                 && !migrated
             {
                 migrated = true;
-                tracing::info!(chat_id = chat, to_chat_id = new_id.0, "group was migrated; sending to the supergroup");
+                tracing::info!(chat = %crate::telemetry::chat_label(chat), to_chat_id = new_id.0, "group was migrated; sending to the supergroup");
                 if let Err(e) = store.chat_migrated(platform, chat, new_id.0).await {
                     tracing::error!(error = format!("{e:#}"), "failed to record a group migration");
                 }
@@ -581,19 +581,21 @@ impl Adapter {
             match classify(&err) {
                 Failure::Transient(pause) if attempt < self.send_retries => {
                     attempt += 1;
-                    tracing::warn!(chat_id = chat, attempt, error = %detail, "send failed; retrying");
+                    tracing::warn!(chat = %crate::telemetry::chat_label(chat), attempt, error = %detail, "send failed; retrying");
                     tokio::time::sleep(pause * attempt).await;
                     continue;
                 }
                 Failure::ChatLost => {
-                    tracing::warn!(chat_id = chat, error = %detail, "chat is lost for the bot");
+                    tracing::warn!(chat = %crate::telemetry::chat_label(chat), error = %detail, "chat is lost for the bot");
                     if chat < 0
                         && let Err(e) = store.chat_left(platform, chat).await
                     {
                         tracing::error!(error = format!("{e:#}"), "failed to mark a chat inactive");
                     }
                 }
-                _ => tracing::error!(chat_id = chat, error = %detail, "send failed for good"),
+                _ => {
+                    tracing::error!(chat = %crate::telemetry::chat_label(chat), error = %detail, "send failed for good")
+                }
             }
             if let Err(e) = store.record_send_failure(platform, chat, kind, &detail).await {
                 tracing::error!(error = format!("{e:#}"), "failed to record a failed send");

@@ -181,3 +181,79 @@ async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
     let none = cunjing(&["tips", "list", "--status", "resolved", "--json"], &url, "").await;
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap().as_array().unwrap().len(), 0);
 }
+
+/// The whole daemon as a process against the fake Telegram: a tipster reports anonymously,
+/// the officer replies; then the logs are searched for what must never be in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
+    use crate::fake_telegram::{FakeTelegram, TOKEN, TgUser, buttons};
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let fake = FakeTelegram::start().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
+        .env_clear()
+        .env("CUNJING_CONFIG", config_path())
+        .env("DATABASE_URL", &url)
+        .env("TELOXIDE_TOKEN", TOKEN)
+        .env("TELOXIDE_API_URL", fake.api_url().as_str())
+        .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100")
+        .env("RUST_LOG", "debug")
+        .args(["run"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    let officer = TgUser::new(6001, "张建国");
+    let ochat = fake.private_chat(officer.clone());
+    let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
+        url: url.clone(),
+        max_connections: 1,
+        busy_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let code = store.issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
+    fake.send_text(ochat, &officer, &format!("/start {}", code.code));
+    fake.wait_for_sent(|m| m.chat_id == ochat && m.text.contains("登记成功")).await;
+
+    let secret_text = "隔壁老李家后院藏着偷来的电动车";
+    let tipster = TgUser::new(5_123_456_789, "王秘密");
+    let chat = fake.private_chat(tipster.clone());
+    let step = |pred: &'static str| {
+        let fake = fake.clone();
+        async move {
+            let m = fake.wait_for_sent(|m| m.chat_id == 5_123_456_789 && m.text.contains(pred)).await;
+            m
+        }
+    };
+    fake.send_text(chat, &tipster, "/start tip_410184101202");
+    let cats = step("请选择").await;
+    fake.press_button(chat, &tipster, cats.message_id, "t:cat:theft");
+    step("发生了什么").await;
+    fake.send_text(chat, &tipster, secret_text);
+    let got = step("第1条").await;
+    fake.press_button(chat, &tipster, got.message_id, "t:done");
+    let anon = step("是否匿名").await;
+    fake.press_button(chat, &tipster, anon.message_id, "t:anon");
+    let summary = step("请确认").await;
+    let (_, confirm) = buttons(&summary).into_iter().find(|(l, _)| l.contains("确认")).unwrap();
+    fake.press_button(chat, &tipster, summary.message_id, &confirm);
+    step("已提交").await;
+    fake.wait_for_sent(|m| m.chat_id == ochat && m.text.contains(secret_text)).await;
+
+    let pid = child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "SIGTERM ends the daemon cleanly: {:?}", out.status);
+    let logs = text(&out.stderr);
+    assert!(logs.contains("tip committed"), "the logs were captured:\n{logs}");
+    for secret in [TOKEN, "5123456789", secret_text, "王秘密"] {
+        let hits: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).take(5).collect();
+        assert!(hits.is_empty(), "the logs contain {secret:?}:\n{}", hits.join("\n"));
+    }
+}
