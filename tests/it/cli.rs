@@ -191,7 +191,7 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
     let url = sqlite_url(db.path());
     cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
     let fake = FakeTelegram::start().await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
         .env_clear()
         .env("CUNJING_CONFIG", config_path())
         .env("DATABASE_URL", &url)
@@ -225,10 +225,7 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
     let chat = fake.private_chat(tipster.clone());
     let step = |pred: &'static str| {
         let fake = fake.clone();
-        async move {
-            let m = fake.wait_for_sent(|m| m.chat_id == 5_123_456_789 && m.text.contains(pred)).await;
-            m
-        }
+        async move { fake.wait_for_sent(|m| m.chat_id == 5_123_456_789 && m.text.contains(pred)).await }
     };
     fake.send_text(chat, &tipster, "/start tip_410184101202");
     let cats = step("请选择").await;
