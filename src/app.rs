@@ -63,6 +63,7 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     opts.clock = clock;
     opts.ack_timeout_ms = i64::from(tips.ack_timeout_minutes.max(1)) * 60_000;
     opts.max_tips_per_hour = i64::from(tips.max_per_hour.max(1));
+    opts.delete_group_tips = tips.delete_group_tips;
     opts.tip_categories = tips.categories.clone();
     opts.conversation_ttl_ms = i64::from(tips.conversation_timeout_minutes.max(1)) * 60_000;
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))

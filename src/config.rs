@@ -89,6 +89,7 @@ pub struct Tips {
     pub conversation_timeout_minutes: u32,
     pub ack_timeout_minutes: u32,
     pub max_per_hour: u32,
+    pub delete_group_tips: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -243,6 +243,8 @@ messages! {
     StaffMerged = "staff_merged",
     /// To the tipster: the tip is handled together with another.
     TipMergedTipster = "tip_merged_tipster",
+    /// The receipt's button to see how the tip is going.
+    TipButtonStatus = "tip_button_status",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

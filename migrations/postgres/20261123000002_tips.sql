@@ -88,3 +88,6 @@ CREATE TABLE conversations (
 
 -- An officer's leave: off duty until this day (exclusive), on top of the on_duty switch.
 ALTER TABLE officers ADD COLUMN off_until TEXT;
+
+-- Whether the bot is an admin of the group (it may then delete a tip posted in public).
+ALTER TABLE chats ADD COLUMN bot_admin BIGINT NOT NULL DEFAULT 0;

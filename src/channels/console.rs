@@ -287,6 +287,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 let label = self.label(chat_id).await;
                 self.say(&format!("── bot → {label}\n   [location {latitude}, {longitude}]")).await
             }
+            Outbound::DeleteMessage { chat_id, message_id } => {
+                let label = self.label(chat_id).await;
+                self.say(&format!("── bot → {label}\n   [deleted message {message_id}]")).await
+            }
             // The console has no spinner to stop; a notice is shown.
             Outbound::AnswerButton { text: Some(t), .. } => self.say(&format!("── bot (notice): {t}")).await,
             Outbound::AnswerButton { text: None, .. } => Ok(()),

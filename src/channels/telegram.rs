@@ -302,7 +302,8 @@ pub fn membership_to_inbound(upd: &ChatMemberUpdated) -> Option<Inbound> {
     let event = match (was, is) {
         (false, true) => Event::BotAdded,
         (true, false) => Event::BotRemoved,
-        _ => return None, // promoted or restricted: nothing to say
+        (true, true) => Event::BotAdmin { admin: upd.new_chat_member.is_privileged() },
+        (false, false) => return None,
     };
     let sender = Sender::User { id: upd.from.id.0 as i64, is_bot: upd.from.is_bot };
     Some(Inbound { platform: Platform::Telegram, chat, sender, event })
@@ -514,6 +515,17 @@ impl Adapter {
                     async move { req.await.map(drop) }
                 })
                 .await;
+            }
+            Outbound::DeleteMessage { chat_id, message_id } => {
+                let Ok(id) = i32::try_from(message_id) else { return };
+                if let Err(e) = bot.delete_message(ChatId(chat_id), MessageId(id)).await {
+                    let detail = self.redactor.redact(&e.to_string());
+                    tracing::warn!(chat = %crate::telemetry::chat_label(chat_id), error = %detail, "could not delete a message");
+                    if let Err(e) = self.core.store().record_send_failure("telegram", chat_id, "delete", &detail).await
+                    {
+                        tracing::error!(error = format!("{e:#}"), "failed to record a failed delete");
+                    }
+                }
             }
             Outbound::AnswerButton { callback_id, text } => {
                 let mut req = bot.answer_callback_query(teloxide::types::CallbackQueryId(callback_id));

@@ -33,6 +33,8 @@ pub struct CoreOptions {
     pub ack_timeout_ms: i64,
     /// Most tips one chat may submit in an hour.
     pub max_tips_per_hour: i64,
+    /// Delete a tip posted in a group (where the bot is admin) once it is recorded.
+    pub delete_group_tips: bool,
 }
 
 impl CoreOptions {
@@ -45,6 +47,7 @@ impl CoreOptions {
             conversation_ttl_ms: 30 * 60_000,
             ack_timeout_ms: 30 * 60_000,
             max_tips_per_hour: 5,
+            delete_group_tips: false,
         }
     }
 }
@@ -152,6 +155,10 @@ impl Core {
         self.opts.ack_timeout_ms
     }
 
+    pub(super) fn delete_group_tips(&self) -> bool {
+        self.opts.delete_group_tips
+    }
+
     pub(super) fn max_tips_per_hour(&self) -> i64 {
         self.opts.max_tips_per_hour
     }
@@ -217,6 +224,14 @@ impl Core {
                     minijinja::context! { bound => village.is_some(), village_name => village.as_ref().map(|v| v.name.clone()) },
                 );
                 Ok(vec![Outbound::text(inbound.chat.id, text)])
+            }
+            Event::BotAdmin { admin } => {
+                if inbound.chat.kind == ChatKind::Group {
+                    self.store.chat_joined(platform, inbound.chat.id, &inbound.chat.title).await?;
+                    self.store.set_bot_admin(platform, inbound.chat.id, *admin).await?;
+                    tracing::info!(chat_id = inbound.chat.id, admin, "bot's admin rights changed");
+                }
+                Ok(vec![])
             }
             Event::BotRemoved => {
                 if inbound.chat.kind == ChatKind::Group {

@@ -99,6 +99,8 @@ pub enum Event {
     BotAdded,
     /// The bot was removed from the chat or left it.
     BotRemoved,
+    /// The bot was made an admin of the group, or is no longer one.
+    BotAdmin { admin: bool },
     /// A group became a supergroup with a new id. Telegram says so in both chats (the old
     /// one's `migrate_to_chat_id`, the new one's `migrate_from_chat_id`); either is enough.
     Migrated { from_chat_id: i64, to_chat_id: i64 },
@@ -140,6 +142,8 @@ pub enum Outbound {
     Media { chat_id: i64, kind: MediaKind, file_id: String, caption: Option<String> },
     /// Send a location.
     Location { chat_id: i64, latitude: f64, longitude: f64 },
+    /// Delete a message from a group (the bot must be an admin there).
+    DeleteMessage { chat_id: i64, message_id: i64 },
     /// Acknowledge a button press (stops the spinner), optionally with a short notice.
     AnswerButton { callback_id: String, text: Option<String> },
 }

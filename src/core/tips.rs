@@ -25,6 +25,8 @@ const CANCEL: &str = "t:cancel";
 /// The tipster's buttons: rate a resolved tip (`t:rate:<id>:<rating>`), answer the officer.
 const RATE: &str = "t:rate:";
 const TIPSTER_REPLY: &str = "t:reply:";
+/// The receipt's 查询进展 button: only the chat that reported the tip may use it.
+const STATUS: &str = "t:status:";
 const RATINGS: [&str; 3] = ["satisfied", "fair", "dissatisfied"];
 /// Button data of the officer's card: `tip:ack:<id>`, `tip:reply:<id>`, `tip:done:<id>`.
 const OFFICER: &str = "tip:";
@@ -364,6 +366,14 @@ impl Core {
         if let Some(rest) = data.strip_prefix(RATE) {
             return self.rate(inbound, rest).await.map(Some);
         }
+        if let Some(id) = data.strip_prefix(STATUS) {
+            let tip_id = id.parse::<i64>().unwrap_or(0);
+            let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == chat_id);
+            return match (mine, self.store().tip(tip_id).await?) {
+                (true, Some(tip)) => Ok(Some(vec![self.status_reply(chat_id, &tip)])),
+                _ => Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))])),
+            };
+        }
         if let Some(id) = data.strip_prefix(TIPSTER_REPLY) {
             return self.start_tipster_reply(inbound, id).await.map(Some);
         }
@@ -431,13 +441,15 @@ impl Core {
         let receipt = self.store().create_tip(&new).await?;
         self.end_draft(inbound).await?;
         tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
-        let mut out = vec![Outbound::text(
-            chat_id,
-            self.texts().render(
-                Msg::TipReceipt,
-                minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
-            ),
-        )];
+        let text = self.texts().render(
+            Msg::TipReceipt,
+            minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
+        );
+        let status = Button::Callback {
+            label: self.texts().plain(Msg::TipButtonStatus),
+            data: format!("{STATUS}{}", receipt.id),
+        };
+        let mut out = vec![Outbound::Message { chat_id, text, buttons: vec![vec![status]], reply_to: None }];
         out.extend(self.route_tip(inbound.platform.as_str(), receipt.id, village).await?);
         Ok(out)
     }
@@ -845,11 +857,20 @@ impl Core {
                 ),
             ));
             number = Some(receipt.number.clone());
+            let bot_admin = self.store().chat(platform, inbound.chat.id).await?.is_some_and(|c| c.bot_admin == 1);
+            if self.delete_group_tips() && bot_admin {
+                out.push(Outbound::DeleteMessage { chat_id: inbound.chat.id, message_id });
+            }
             out.extend(self.route_tip(platform, receipt.id, village).await?);
         }
         let text = self.texts().render(Msg::GroupTipPointer, minijinja::context! { number });
         out.insert(0, Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: Some(message_id) });
         Ok(out)
+    }
+
+    fn status_reply(&self, chat_id: i64, tip: &TipRow) -> Outbound {
+        let ctx = minijinja::context! { number => &tip.number, status => &tip.status, note => &tip.public_note };
+        Outbound::text(chat_id, self.texts().render(Msg::StatusReply, ctx))
     }
 
     /// `/status T20261123-0007 123456`.
@@ -860,13 +881,7 @@ impl Core {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusUsage))]);
         };
         match self.store().tip_for_status(number, password).await? {
-            Some(tip) => Ok(vec![Outbound::text(
-                chat_id,
-                self.texts().render(
-                    Msg::StatusReply,
-                    minijinja::context! { number => &tip.number, status => &tip.status, note => &tip.public_note },
-                ),
-            )]),
+            Some(tip) => Ok(vec![self.status_reply(chat_id, &tip)]),
             None => {
                 tracing::info!("status query with an unknown number or a wrong password");
                 Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))])

@@ -18,9 +18,11 @@ pub struct ChatRow {
     pub bound_by: Option<i64>,
     pub bound_at: Option<i64>,
     pub active: i64,
+    pub bot_admin: i64,
 }
 
-const CHAT_COLUMNS: &str = "id, platform, chat_id, title, village_id, station_id, bound_by, bound_at, active";
+const CHAT_COLUMNS: &str =
+    "id, platform, chat_id, title, village_id, station_id, bound_by, bound_at, active, bot_admin";
 
 impl Store {
     pub async fn chat(&self, platform: &str, chat_id: i64) -> anyhow::Result<Option<ChatRow>> {
@@ -42,6 +44,18 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(self.chat(platform, chat_id).await?.expect("just upserted"))
+    }
+
+    /// Records whether the bot is an admin of a group.
+    pub async fn set_bot_admin(&self, platform: &str, chat_id: i64, admin: bool) -> anyhow::Result<()> {
+        sqlx::query("UPDATE chats SET bot_admin = $3, updated_at = $4 WHERE platform = $1 AND chat_id = $2")
+            .bind(platform)
+            .bind(chat_id)
+            .bind(i64::from(admin))
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     /// Marks a group the bot left or was removed from; the binding is kept for history and

@@ -116,6 +116,8 @@ app_test!(the_officer_acknowledges_and_resolves_and_the_tipster_can_follow_by_st
 
     let waiting = app.ask(chat, &t, &format!("/status {number} {password}")).await;
     assert!(waiting.text.contains("等待民警受理"), "{}", waiting.text);
+    let by_button = press(&app, chat, &t, &receipt, "查询进展").await;
+    assert_eq!(by_button.text, waiting.text, "the receipt's button answers like /status");
     let wrong = app.ask(chat, &t, &format!("/status {number} 000000")).await;
     assert!(wrong.text.contains("没有找到"), "a wrong password finds nothing: {}", wrong.text);
 
@@ -546,4 +548,25 @@ app_test!(a_tip_left_unfinished_times_out_politely, |app| {
     let notice = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
     assert!(notice.text.contains("超过30分钟没有完成"), "{}", notice.text);
     assert_eq!(dump(&app, "tips").await, "", "nothing was submitted");
+});
+
+app_test!(a_group_tip_is_deleted_from_the_group_where_the_bot_is_admin_and_configured_to, |app| {
+    app.stop().await;
+    app.settings.file.tips.delete_group_tips = true;
+    app.restart().await;
+    app.enrol("041201", &zhang()).await;
+    app.fake.group(GROUP, "前店村群", true);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(GROUP, &tipster());
+    app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+    app.fake.promote_bot(GROUP, &tipster());
+    let village = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", GROUP, "前店村群", village.id, None).await.unwrap();
+    let mark = app.fake.mark();
+    let posted = app.fake.send_text(GROUP, &tipster(), "/tip 李四家的狗咬了人，他还不认账");
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    let deletes = app.fake.wait_for_calls("deleteMessage", 1).await;
+    assert_eq!(deletes[0]["chat_id"], GROUP);
+    assert_eq!(deletes[0]["message_id"], posted);
+    assert_eq!(app.store().chat("telegram", GROUP).await.unwrap().unwrap().bot_admin, 1);
 });
