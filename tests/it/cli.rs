@@ -37,6 +37,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A second connection to the database the binary uses, for setting up and checking.
+async fn open_store(url: &str) -> cunjing::store::Store {
+    let options = cunjing::store::StoreOptions {
+        url: url.to_string(),
+        max_connections: 1,
+        busy_timeout: std::time::Duration::from_secs(5),
+    };
+    cunjing::store::Store::connect(&options).await.unwrap()
+}
+
 fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("cunjing.sqlite").display())
 }
@@ -82,13 +92,7 @@ async fn a_malformed_registry_is_rejected_with_every_bad_line_and_nothing_import
     for expected in ["villages.csv:4:", "officers.csv:3:", "assignments.csv:15:", "nothing was imported"] {
         assert!(stderr.contains(expected), "missing {expected:?}:\n{stderr}");
     }
-    let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
-        url,
-        max_connections: 1,
-        busy_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let store = open_store(&url).await;
     assert!(store.all_villages().await.unwrap().is_empty(), "nothing was half-imported");
 }
 
@@ -131,13 +135,7 @@ async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
     cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
-    let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
-        url: url.clone(),
-        max_connections: 1,
-        busy_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let store = open_store(&url).await;
     let village = store.village_by_code("410184101202").await.unwrap().unwrap();
     let receipt = store
         .create_tip(&cunjing::store::tips::NewTip {
@@ -209,13 +207,7 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
 
     let officer = TgUser::new(6001, "张建国");
     let ochat = fake.private_chat(officer.clone());
-    let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
-        url: url.clone(),
-        max_connections: 1,
-        busy_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let store = open_store(&url).await;
     let code = store.issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
     fake.send_text(ochat, &officer, &format!("/start {}", code.code));
     fake.wait_for_sent(|m| m.chat_id == ochat && m.text.contains("登记成功")).await;
