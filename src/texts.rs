@@ -245,6 +245,10 @@ messages! {
     TipMergedTipster = "tip_merged_tipster",
     /// The receipt's button to see how the tip is going.
     TipButtonStatus = "tip_button_status",
+    /// An emergency: whom to call, now (`kind`: police, fire, medical, traffic).
+    EmergencyReply = "emergency_reply",
+    /// To the village's officers and the staff group: an emergency was reported.
+    EmergencyAlert = "emergency_alert",
     /// Description of /officer in the command menu.
     CommandOfficer = "command_officer",
     /// Description of /help in the command menu.

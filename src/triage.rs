@@ -15,22 +15,60 @@ use serde::Deserialize;
 /// What a message asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Intent {
+    /// Something is happening now: the person is told at once whom to call.
+    Emergency(EmergencyKind),
     /// "Who is our officer, what is the number": answered with the contact card.
     ContactQuery,
     /// Everything no rule takes: silence in groups.
     Chatter,
 }
 
+/// Which emergency number to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmergencyKind {
+    /// 110
+    Police,
+    /// 119
+    Fire,
+    /// 120
+    Medical,
+    /// 122
+    Traffic,
+}
+
+impl EmergencyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmergencyKind::Police => "police",
+            EmergencyKind::Fire => "fire",
+            EmergencyKind::Medical => "medical",
+            EmergencyKind::Traffic => "traffic",
+        }
+    }
+
+    fn parse(s: &str) -> Option<EmergencyKind> {
+        [EmergencyKind::Police, EmergencyKind::Fire, EmergencyKind::Medical, EmergencyKind::Traffic]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 impl Intent {
     pub fn as_str(self) -> &'static str {
         match self {
+            Intent::Emergency(_) => "emergency",
             Intent::ContactQuery => "contact_query",
             Intent::Chatter => "chatter",
         }
     }
 
-    fn parse(s: &str) -> Option<Intent> {
-        [Intent::ContactQuery, Intent::Chatter].into_iter().find(|i| i.as_str() == s)
+    /// The intent a rule names: `emergency` needs its `kind`.
+    fn parse(s: &str, kind: Option<&str>) -> Option<Intent> {
+        match s {
+            "emergency" => kind.and_then(EmergencyKind::parse).map(Intent::Emergency),
+            "contact_query" => Some(Intent::ContactQuery),
+            _ => None,
+        }
     }
 }
 
@@ -55,6 +93,9 @@ struct RulesFile {
 struct RuleSpec {
     name: String,
     intent: String,
+    /// For `emergency`: police, fire, medical or traffic.
+    #[serde(default)]
+    kind: Option<String>,
     patterns: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
@@ -78,7 +119,7 @@ pub struct Triage {
     rules: Vec<Rule>,
     /// Words that make a short private message look like a village name.
     place_hints: Vec<String>,
-    /// The first example of the first rule: what the demo suggests asking.
+    /// The first example of the first contact rule: what the demo suggests asking.
     first_example: Option<String>,
 }
 
@@ -95,8 +136,14 @@ impl Triage {
         let mut all_patterns = Vec::new();
         let mut rules = Vec::new();
         for spec in &file.rules {
-            let intent = Intent::parse(&spec.intent)
-                .ok_or_else(|| anyhow!("rule {:?}: unknown intent {:?}; use contact_query", spec.name, spec.intent))?;
+            let intent = Intent::parse(&spec.intent, spec.kind.as_deref()).ok_or_else(|| {
+                anyhow!(
+                    "rule {:?}: intent {:?} (kind {:?}) is not known; use contact_query, or emergency with kind = police, fire, medical or traffic",
+                    spec.name,
+                    spec.intent,
+                    spec.kind.as_deref().unwrap_or("")
+                )
+            })?;
             if spec.patterns.is_empty() {
                 return Err(anyhow!("rule {:?} has no patterns", spec.name));
             }
@@ -114,7 +161,8 @@ impl Triage {
             rules.push(Rule { name: spec.name.clone(), intent, patterns: start..all_patterns.len(), exclude });
         }
         let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
-        let first_example = file.rules.first().and_then(|r| r.examples.first()).cloned();
+        let first_example =
+            file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
         let triage = Triage { set, rules, place_hints: file.place_hints.clone(), first_example };
         for spec in &file.rules {
             for ex in &spec.examples {

@@ -11,7 +11,7 @@ use crate::store::Store;
 use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
 use crate::store::registry::VillageRow;
 use crate::texts::{Msg, Texts};
-use crate::triage::{Intent, Triage};
+use crate::triage::{EmergencyKind, Intent, Triage};
 
 /// A source of the current time, injected so that tests can fix "today".
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -185,8 +185,23 @@ impl Core {
     /// Handles one update. Never fails: an internal error is logged and, where the person
     /// expects an answer, answered with an apology that points to 110.
     pub async fn handle(&self, inbound: &Inbound) -> Vec<Outbound> {
+        // An emergency is answered first, from the rules and templates alone, so the answer
+        // goes out even when the database is down; alerting the officers comes after.
+        let mut out = Vec::new();
+        if let Some((kind, text)) = self.emergency(inbound) {
+            out.push(self.emergency_reply(inbound, kind));
+            match self.emergency_alerts(inbound, kind, text).await {
+                Ok(alerts) => out.extend(alerts),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "could not alert the officers of an emergency"),
+            }
+        }
+        let urgent = !out.is_empty();
         match self.dispatch(inbound).await {
-            Ok(out) => out,
+            Ok(more) => {
+                out.extend(more);
+                out
+            }
+            Err(_) if urgent => out,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "failed to handle an update");
                 let expects_answer = match &inbound.event {
@@ -204,6 +219,64 @@ impl Core {
                 out
             }
         }
+    }
+
+    /// The emergency a person's own (not forwarded, not a command) message reports, if any.
+    fn emergency<'a>(&self, inbound: &'a Inbound) -> Option<(EmergencyKind, &'a str)> {
+        let Event::Text { text, forwarded: false, .. } = &inbound.event else { return None };
+        if inbound.sender.person().is_none() || text.trim_start().starts_with('/') {
+            return None;
+        }
+        match self.triage.classify(text).intent {
+            Intent::Emergency(kind) => Some((kind, text.as_str())),
+            _ => None,
+        }
+    }
+
+    fn emergency_reply(&self, inbound: &Inbound, kind: EmergencyKind) -> Outbound {
+        tracing::warn!(kind = kind.as_str(), "emergency reported");
+        let text = self.texts.render(Msg::EmergencyReply, minijinja::context! { kind => kind.as_str() });
+        let reply_to = match &inbound.event {
+            Event::Text { message_id, .. } if inbound.chat.kind == ChatKind::Group => Some(*message_id),
+            _ => None,
+        };
+        Outbound::Message { chat_id: inbound.chat.id, text, buttons: vec![], reply_to }
+    }
+
+    /// Tells the village's reachable officers and the station's staff groups, at once.
+    async fn emergency_alerts(
+        &self,
+        inbound: &Inbound,
+        kind: EmergencyKind,
+        text: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let platform = inbound.platform.as_str();
+        let village = match inbound.chat.kind {
+            ChatKind::Group => routing::village_of_chat(&self.store, platform, inbound.chat.id).await?,
+            ChatKind::Private => match inbound.sender.person() {
+                Some(user) => match self.store.resident_village(platform, user).await? {
+                    Some(id) => self.store.village_by_id(id).await?,
+                    None => None,
+                },
+                None => None,
+            },
+        };
+        let Some(village) = village else { return Ok(vec![]) };
+        let alert = self.texts.render(
+            Msg::EmergencyAlert,
+            minijinja::context! { kind => kind.as_str(), village => &village.name, text, in_group => inbound.chat.kind == ChatKind::Group },
+        );
+        let mut out = Vec::new();
+        let chain = routing::duty_chain(&self.store, village.clone(), self.today()).await?;
+        for member in &chain.members {
+            if let Some(account) = self.store.officer_account(member.officer_id, platform).await? {
+                out.push(Outbound::text(account, alert.clone()));
+            }
+        }
+        for chat in self.store.station_chats(village.station_id, platform).await? {
+            out.push(Outbound::text(chat, alert.clone()));
+        }
+        Ok(out)
     }
 
     async fn dispatch(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
@@ -339,7 +412,8 @@ impl Core {
         tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "group message");
         match verdict.intent {
             Intent::ContactQuery => self.group_card(inbound, Some(message_id)).await,
-            Intent::Chatter => Ok(vec![]),
+            // Answered in `handle`, before anything that needs the database.
+            Intent::Emergency(_) | Intent::Chatter => Ok(vec![]),
         }
     }
 
@@ -350,6 +424,9 @@ impl Core {
         }
         let verdict = self.triage.classify(text);
         tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "private message");
+        if let Intent::Emergency(_) = verdict.intent {
+            return Ok(vec![]); // answered in `handle`
+        }
         if verdict.intent == Intent::ContactQuery {
             return self.private_card(inbound).await;
         }

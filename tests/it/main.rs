@@ -4,6 +4,7 @@ mod app;
 mod cli;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod db;
+mod emergency;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod fake_telegram;
 mod foundation;

@@ -367,7 +367,7 @@ app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_t
     staff_group(&app).await;
     let t = tipster();
     let mark = app.fake.mark();
-    let (chat, number, _card) = submit_anonymous_tip(&app, "两家因为宅基地吵起来了，快动手了").await;
+    let (chat, number, _card) = submit_anonymous_tip(&app, "两家因为宅基地吵了好几天了").await;
     let notice = app.fake.wait_for_new(mark, |m| m.chat_id == STAFF).await;
     assert!(notice.text.contains(&number) && notice.text.contains("已派给 张建国"), "{}", notice.text);
 
