@@ -53,6 +53,31 @@ pub fn looks_like_enrolment_code(s: &str) -> bool {
     s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// Makes `user_id` on `platform` the officer's one account there: the account's earlier link
+/// and the officer's earlier account on the platform go.
+async fn link_identity(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    officer_id: i64,
+    platform: &str,
+    user_id: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM officer_identities WHERE platform = $1 AND (user_id = $2 OR officer_id = $3)")
+        .bind(platform)
+        .bind(user_id)
+        .bind(officer_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)")
+        .bind(officer_id)
+        .bind(platform)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     pub async fn officer_by_badge(&self, badge: &str) -> anyhow::Result<Option<OfficerRow>> {
         let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.badge = $1");
@@ -136,21 +161,7 @@ impl Store {
         if claimed != 1 {
             return Ok(Err(EnrolFailure::Used));
         }
-        sqlx::query("DELETE FROM officer_identities WHERE (platform = $1 AND user_id = $2) OR (platform = $1 AND officer_id = $3)")
-            .bind(platform)
-            .bind(user_id)
-            .bind(officer_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(officer_id)
-        .bind(platform)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        link_identity(&mut tx, officer_id, platform, user_id, now).await?;
         let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
         let officer: OfficerRow = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(officer_id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
@@ -174,21 +185,7 @@ impl Store {
     /// is the operator at the machine.
     pub async fn link_identity_directly(&self, officer_id: i64, platform: &str, user_id: i64) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM officer_identities WHERE platform = $1 AND (user_id = $2 OR officer_id = $3)")
-            .bind(platform)
-            .bind(user_id)
-            .bind(officer_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO officer_identities (officer_id, platform, user_id, enrolled_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(officer_id)
-        .bind(platform)
-        .bind(user_id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        link_identity(&mut tx, officer_id, platform, user_id, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
