@@ -194,18 +194,11 @@ impl Core {
                 self.texts().render(Msg::StaffUnknownBadge, minijinja::context! { badge }),
             ));
         };
-        let deadline = self.now_ms() + self.ack_timeout_ms();
-        self.store().tip_routed(tip.id, officer.id, tip.escalation_level, deadline, "assigned").await?;
-        tracing::info!(tip_id = tip.id, officer_id = officer.id, "tip assigned by staff");
-        let reachable = self.store().officer_account(officer.id, &tip.platform).await?;
-        let ctx =
-            minijinja::context! { number => &tip.number, name => &officer.name, reachable => reachable.is_some() };
+        let village = self.store().village_by_id(tip.village_id).await?.map(|v| v.name).unwrap_or_default();
+        let (reachable, card) = self.hand_over(tip.id, officer.id, tip.escalation_level, "assigned", &village).await?;
+        let ctx = minijinja::context! { number => &tip.number, name => &officer.name, reachable };
         let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffAssigned, ctx));
-        if let (Some(account), Some(tip), Some(village)) =
-            (reachable, self.store().tip(tip.id).await?, self.store().village_by_id(tip.village_id).await?)
-        {
-            out.extend(self.officer_card(account, &tip, &village.name, false).await?);
-        }
+        out.extend(card);
         Ok(out)
     }
 

@@ -459,13 +459,10 @@ impl Core {
     /// acknowledged by the deadline or it goes on to the next officer.
     async fn route_tip(&self, platform: &str, tip_id: i64, village: VillageRow) -> anyhow::Result<Vec<Outbound>> {
         match self.next_officer(platform, &village, 0).await? {
-            Some((level, officer_id, account)) => {
-                let deadline = self.now_ms() + self.ack_timeout_ms();
-                self.store().tip_routed(tip_id, officer_id, level, deadline, "routed").await?;
-                tracing::info!(tip_id, officer_id, "tip routed");
-                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
+            Some((level, officer_id, _)) => {
+                let (_, mut out) = self.hand_over(tip_id, officer_id, level, "routed", &village.name).await?;
+                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(out) };
                 let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
-                let mut out = self.officer_card(account, &tip, &village.name, false).await?;
                 out.extend(self.staff_notices(platform, &village, &tip, officer.as_deref(), false).await?);
                 Ok(out)
             }
@@ -507,10 +504,8 @@ impl Core {
             let deadline = now + self.ack_timeout_ms();
             let from = usize::try_from(tip.escalation_level + 1).unwrap_or(0);
             match self.next_officer(platform.as_str(), &village, from).await? {
-                Some((level, officer_id, account)) => {
-                    self.store().tip_routed(tip.id, officer_id, level, deadline, "escalated").await?;
-                    tracing::info!(tip_id = tip.id, officer_id, level, "tip escalated");
-                    out.extend(self.officer_card(account, &tip, &village.name, true).await?);
+                Some((level, officer_id, _)) => {
+                    out.extend(self.hand_over(tip.id, officer_id, level, "escalated", &village.name).await?.1);
                     let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
                     out.extend(self.staff_notices(platform.as_str(), &village, &tip, officer.as_deref(), true).await?);
                 }
@@ -670,19 +665,34 @@ impl Core {
             let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
             return Ok(vec![Outbound::text(inbound.chat.id, text)]);
         }
-        let deadline = self.now_ms() + self.ack_timeout_ms();
-        self.store().tip_routed(tip.id, officer.id, tip.escalation_level, deadline, "reassigned").await?;
-        tracing::info!(tip_id = tip.id, officer_id = officer.id, "tip reassigned");
         let text = self
             .texts()
             .render(Msg::ReassignDone, minijinja::context! { number => &tip.number, name => &officer.name });
         let mut out = vec![Outbound::text(inbound.chat.id, text)];
-        if let (Some(account), Some(tip)) =
-            (self.store().officer_account(officer.id, &tip.platform).await?, self.store().tip(tip.id).await?)
-        {
-            out.extend(self.officer_card(account, &tip, &village.name, false).await?);
-        }
+        out.extend(self.hand_over(tip.id, officer.id, tip.escalation_level, "reassigned", &village.name).await?.1);
         Ok(out)
+    }
+
+    /// Gives a tip to an officer (`kind`: routed, escalated, reassigned, assigned) at position
+    /// `level` of the duty chain, with a new acknowledgement deadline, and sends them the card
+    /// (marked overdue after an escalation) if they can be reached on the tip's platform.
+    /// Returns whether they could, and the card.
+    pub(super) async fn hand_over(
+        &self,
+        tip_id: i64,
+        officer_id: i64,
+        level: i64,
+        kind: &str,
+        village_name: &str,
+    ) -> anyhow::Result<(bool, Vec<Outbound>)> {
+        let deadline = self.now_ms() + self.ack_timeout_ms();
+        self.store().tip_routed(tip_id, officer_id, level, deadline, kind).await?;
+        tracing::info!(tip_id, officer_id, level, kind, "tip handed over");
+        let Some(tip) = self.store().tip(tip_id).await? else { return Ok((false, vec![])) };
+        match self.store().officer_account(officer_id, &tip.platform).await? {
+            Some(account) => Ok((true, self.officer_card(account, &tip, village_name, kind == "escalated").await?)),
+            None => Ok((false, vec![])),
+        }
     }
 
     /// Tells the tipster (if still reachable) that their tip moved; after resolution the
