@@ -187,8 +187,12 @@ impl Core {
     pub async fn handle(&self, inbound: &Inbound) -> Vec<Outbound> {
         // An emergency is answered first, from the rules and templates alone, so the answer
         // goes out even when the database is down; alerting the officers comes after.
+        // Triage runs once per message, here; the handlers below get its verdict.
+        let intent = self.text_intent(inbound);
         let mut out = Vec::new();
-        if let Some((kind, text)) = self.emergency(inbound) {
+        if let (Some(Intent::Emergency(kind)), Event::Text { text, .. }, Some(_)) =
+            (intent, &inbound.event, inbound.sender.person())
+        {
             out.push(self.emergency_reply(inbound, kind));
             match self.emergency_alerts(inbound, kind, text).await {
                 Ok(alerts) => out.extend(alerts),
@@ -196,7 +200,7 @@ impl Core {
             }
         }
         let urgent = !out.is_empty();
-        match self.dispatch(inbound).await {
+        match self.dispatch(inbound, intent).await {
             Ok(more) => {
                 out.extend(more);
                 out
@@ -221,16 +225,18 @@ impl Core {
         }
     }
 
-    /// The emergency a person's own (not forwarded, not a command) message reports, if any.
-    fn emergency<'a>(&self, inbound: &'a Inbound) -> Option<(EmergencyKind, &'a str)> {
+    /// What a message asks for, for the messages triage applies to: text that is not a
+    /// command, not forwarded (an article is not the sender's own report), not from a bot.
+    fn text_intent(&self, inbound: &Inbound) -> Option<Intent> {
         let Event::Text { text, forwarded: false, .. } = &inbound.event else { return None };
-        if inbound.sender.person().is_none() || text.trim_start().starts_with('/') {
+        if matches!(inbound.sender, Sender::User { is_bot: true, .. })
+            || parse_command(text, self.opts.bot_username.as_deref()).is_some()
+        {
             return None;
         }
-        match self.triage.classify(text).intent {
-            Intent::Emergency(kind) => Some((kind, text.as_str())),
-            _ => None,
-        }
+        let verdict = self.triage.classify(text);
+        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "message triaged");
+        Some(verdict.intent)
     }
 
     fn emergency_reply(&self, inbound: &Inbound, kind: EmergencyKind) -> Outbound {
@@ -279,7 +285,8 @@ impl Core {
         Ok(out)
     }
 
-    async fn dispatch(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+    async fn dispatch(&self, inbound: &Inbound, intent: Option<Intent>) -> anyhow::Result<Vec<Outbound>> {
+        let intent = intent.unwrap_or(Intent::Chatter);
         let platform = inbound.platform.as_str();
         match &inbound.event {
             Event::BotAdded => {
@@ -349,13 +356,13 @@ impl Core {
                     return Ok(vec![]);
                 }
                 match inbound.chat.kind {
-                    ChatKind::Group => self.on_group_text(inbound, *message_id, text).await,
+                    ChatKind::Group => self.on_group_text(inbound, *message_id, intent).await,
                     ChatKind::Private => {
                         let mut out: Vec<Outbound> =
                             self.expired_conversation_notice(inbound).await?.into_iter().collect();
                         match self.tip_message(inbound).await? {
                             Some(more) => out.extend(more),
-                            None => out.extend(self.on_private_text(inbound, text).await?),
+                            None => out.extend(self.on_private_text(inbound, text, intent).await?),
                         }
                         Ok(out)
                     }
@@ -407,27 +414,23 @@ impl Core {
         }
     }
 
-    async fn on_group_text(&self, inbound: &Inbound, message_id: i64, text: &str) -> anyhow::Result<Vec<Outbound>> {
-        let verdict = self.triage.classify(text);
-        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "group message");
-        match verdict.intent {
+    async fn on_group_text(&self, inbound: &Inbound, message_id: i64, intent: Intent) -> anyhow::Result<Vec<Outbound>> {
+        match intent {
             Intent::ContactQuery => self.group_card(inbound, Some(message_id)).await,
             // Answered in `handle`, before anything that needs the database.
             Intent::Emergency(_) | Intent::Chatter => Ok(vec![]),
         }
     }
 
-    async fn on_private_text(&self, inbound: &Inbound, text: &str) -> anyhow::Result<Vec<Outbound>> {
+    async fn on_private_text(&self, inbound: &Inbound, text: &str, intent: Intent) -> anyhow::Result<Vec<Outbound>> {
         let trimmed = text.trim();
         if looks_like_enrolment_code(trimmed) {
             return self.enrol(inbound, trimmed).await;
         }
-        let verdict = self.triage.classify(text);
-        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "private message");
-        if let Intent::Emergency(_) = verdict.intent {
+        if let Intent::Emergency(_) = intent {
             return Ok(vec![]); // answered in `handle`
         }
-        if verdict.intent == Intent::ContactQuery {
+        if intent == Intent::ContactQuery {
             return self.private_card(inbound).await;
         }
         self.village_search(inbound, trimmed).await
