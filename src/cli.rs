@@ -48,6 +48,30 @@ pub enum Command {
     /// Tips residents reported: list, show, export. Tipsters are never shown.
     #[command(subcommand)]
     Tips(TipsCommand),
+    /// Classify messages with the triage rules: one message per line on stdin, one JSON
+    /// object per line on stdout ({"intent", "kind"|"category"|"topic", "rule"}). With
+    /// --evaluate, measure the rules against a labelled corpus instead.
+    Triage {
+        /// Rules file [default: paths.intents_file of the configuration].
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// Take every message as forwarded.
+        #[arg(long)]
+        forwarded: bool,
+        /// Take every message as written by an officer.
+        #[arg(long)]
+        officer: bool,
+        /// Take every message as written in a private chat (long texts are not articles).
+        #[arg(long)]
+        private: bool,
+        /// A corpus of `label<TAB>flags<TAB>text` lines: print accuracy, emergency recall
+        /// and the confusion matrix (Markdown).
+        #[arg(long, value_name = "FILE")]
+        evaluate: Option<PathBuf>,
+        /// With --evaluate: list every message the rules got wrong.
+        #[arg(long, requires = "evaluate")]
+        misses: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,7 +169,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(&settings, &badge, json).await,
         Command::Chat(cmd) => chat_command(&settings, cmd).await,
         Command::Tips(cmd) => crate::tips_cli::run(&settings, &open_store(&settings).await?, cmd).await,
+        Command::Triage { rules, forwarded, officer, private, evaluate, misses } => {
+            let rules = crate::triage::Triage::load(&rules.unwrap_or_else(|| settings.intents_file()))?;
+            match evaluate {
+                Some(corpus) => evaluate_corpus(&rules, &corpus, misses),
+                None => triage_stdin(&rules, crate::triage::Context { forwarded, from_officer: officer, private }),
+            }
+        }
     }
+}
+
+/// `cunjing triage`: stdin lines → JSON lines.
+fn triage_stdin(rules: &crate::triage::Triage, context: crate::triage::Context) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("Failed to read stdin (is it UTF-8 text?)")?;
+        writeln!(out, "{}", rules.classify_in(&line, context).to_json())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cunjing triage --evaluate FILE`.
+fn evaluate_corpus(rules: &crate::triage::Triage, corpus: &std::path::Path, misses: bool) -> anyhow::Result<ExitCode> {
+    use crate::triage::corpus;
+    let raw = std::fs::read_to_string(corpus).with_context(|| format!("Failed to read {}", corpus.display()))?;
+    let samples = corpus::parse(&raw, &corpus.display().to_string())?;
+    let e = corpus::evaluate(rules, &samples);
+    print!("{}", e.markdown());
+    if misses {
+        println!();
+        for m in &e.misses {
+            println!(
+                "{}:{}: expected {}, got {} (rule {}): {}",
+                corpus.display(),
+                m.line,
+                m.expected,
+                m.got,
+                m.rule.as_deref().unwrap_or("-"),
+                m.text
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Store> {

@@ -1,25 +1,46 @@
-//! Triage: what a plain-language message is (a contact question, …), decided by the ordered
-//! regex rules in `bot-config/intents.toml` so that a city can tune them without a build.
+//! Triage: what a plain-language message is — an emergency, a contact question, a tip, a
+//! matter for the government hotline 12345, a question about an earlier report, or chatter —
+//! decided by the ordered regex rules in `bot-config/intents.toml`, so that a city can tune
+//! them without a new build.
 //!
-//! All patterns are compiled once into one [`regex::RegexSet`]; a message is normalised
-//! (full-width → half-width, ASCII lower case, white space removed) and matched in a single
-//! pass. Loading checks every pattern (a bad one names the file, the rule and the position)
-//! and every rule's examples.
+//! A message is first normalised (full-width → half-width, traditional → simplified, ASCII
+//! lower case, everything but letters and digits dropped, long runs of one character cut to
+//! two), then matched against every pattern of every rule in one pass of a single
+//! [`regex::RegexSet`] compiled at load. The first rule (in file order) with a matching
+//! pattern and no matching exclusion decides. Before the rules, the message's context
+//! decides a few cases: forwarded messages, officers' own messages and long article-like
+//! texts are not reports.
+//!
+//! Loading checks everything a city could get wrong: a bad regex is reported with the file,
+//! the line, the rule and the position in the pattern; every rule's `examples` must be
+//! classified by that rule and none of its `counter_examples` may be.
 
+pub mod corpus;
+
+use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context as _, anyhow};
 use regex::{Regex, RegexSet};
 use serde::Deserialize;
+use toml::Spanned;
 
 /// What a message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Intent {
     /// Something is happening now: the person is told at once whom to call.
     Emergency(EmergencyKind),
     /// "Who is our officer, what is the number": answered with the contact card.
     ContactQuery,
-    /// Everything no rule takes: silence in groups.
+    /// A report for the police that is not an emergency: the tip flow.
+    Tip(TipCategory),
+    /// A matter for the government service hotline 12345 (street lights, rubbish, pensions …),
+    /// with the rule's topic code.
+    NonPolice(Arc<str>),
+    /// "How is my report going": the status flow.
+    StatusQuery,
+    /// Everything else: silence in groups, a short menu in private chats.
     Chatter,
 }
 
@@ -37,6 +58,9 @@ pub enum EmergencyKind {
 }
 
 impl EmergencyKind {
+    pub const ALL: [EmergencyKind; 4] =
+        [EmergencyKind::Police, EmergencyKind::Fire, EmergencyKind::Medical, EmergencyKind::Traffic];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EmergencyKind::Police => "police",
@@ -46,38 +70,130 @@ impl EmergencyKind {
         }
     }
 
-    fn parse(s: &str) -> Option<EmergencyKind> {
-        [EmergencyKind::Police, EmergencyKind::Fire, EmergencyKind::Medical, EmergencyKind::Traffic]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+    pub fn parse(s: &str) -> Option<EmergencyKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What a tip is about. The codes are the ones `tips.categories` and the templates use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TipCategory {
+    Theft,
+    Fraud,
+    Dispute,
+    Hazard,
+    Suspicious,
+    Drugs,
+    Gambling,
+    Other,
+}
+
+impl TipCategory {
+    pub const ALL: [TipCategory; 8] = [
+        TipCategory::Theft,
+        TipCategory::Fraud,
+        TipCategory::Dispute,
+        TipCategory::Hazard,
+        TipCategory::Suspicious,
+        TipCategory::Drugs,
+        TipCategory::Gambling,
+        TipCategory::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TipCategory::Theft => "theft",
+            TipCategory::Fraud => "fraud",
+            TipCategory::Dispute => "dispute",
+            TipCategory::Hazard => "hazard",
+            TipCategory::Suspicious => "suspicious",
+            TipCategory::Drugs => "drugs",
+            TipCategory::Gambling => "gambling",
+            TipCategory::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TipCategory> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
 impl Intent {
-    pub fn as_str(self) -> &'static str {
+    /// The intent's name: emergency, contact_query, tip, non_police, status_query, chatter.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Intent::Emergency(_) => "emergency",
             Intent::ContactQuery => "contact_query",
+            Intent::Tip(_) => "tip",
+            Intent::NonPolice(_) => "non_police",
+            Intent::StatusQuery => "status_query",
             Intent::Chatter => "chatter",
         }
     }
 
-    /// The intent a rule names: `emergency` needs its `kind`.
-    fn parse(s: &str, kind: Option<&str>) -> Option<Intent> {
-        match s {
-            "emergency" => kind.and_then(EmergencyKind::parse).map(Intent::Emergency),
-            "contact_query" => Some(Intent::ContactQuery),
+    /// The emergency kind, tip category or non-police topic, if the intent has one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Intent::Emergency(k) => Some(k.as_str()),
+            Intent::Tip(c) => Some(c.as_str()),
+            Intent::NonPolice(t) => Some(t),
             _ => None,
         }
     }
+
+    /// `intent` or `intent/detail`: the labels of the corpus and of `cunjing triage`.
+    pub fn label(&self) -> String {
+        match self.detail() {
+            Some(d) => format!("{}/{d}", self.as_str()),
+            None => self.as_str().to_string(),
+        }
+    }
 }
+
+impl fmt::Display for Intent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// What is known about a message besides its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Forwarded from another chat or a public account: an article, not the sender's report.
+    pub forwarded: bool,
+    /// Written by an enrolled officer: a notice, not a report.
+    pub from_officer: bool,
+    /// Written in a private chat with the bot (not in a group): a long text there is the
+    /// person's own account, not an article.
+    pub private: bool,
+}
+
+/// Why a message was taken as chatter before any rule was tried.
+pub const RULE_FORWARDED: &str = "context.forwarded";
+pub const RULE_OFFICER: &str = "context.officer";
+pub const RULE_LONG_TEXT: &str = "context.long_text";
 
 /// The outcome of triage: the intent and the name of the rule that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub intent: Intent,
-    /// `None` for chatter (no rule matched).
+    /// `None` for chatter that no rule took.
     pub rule: Option<String>,
+}
+
+impl Verdict {
+    /// One JSON object: `{"intent": …, "kind"|"category"|"topic": …, "rule": …}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "intent": self.intent.as_str(), "rule": self.rule });
+        let key = match self.intent {
+            Intent::Emergency(_) => "kind",
+            Intent::Tip(_) => "category",
+            Intent::NonPolice(_) => "topic",
+            _ => return v,
+        };
+        v[key] = serde_json::Value::from(self.intent.detail());
+        v
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,22 +201,43 @@ pub struct Verdict {
 struct RulesFile {
     #[serde(default)]
     place_hints: Vec<String>,
+    /// Named fragments that patterns use as `{{name}}`.
+    #[serde(default)]
+    defs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    long_text: Option<LongTextSpec>,
     rules: Vec<RuleSpec>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct LongTextSpec {
+    min_chars: usize,
+    #[serde(default)]
+    urgent: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RuleSpec {
-    name: String,
+    name: Spanned<String>,
     intent: String,
     /// For `emergency`: police, fire, medical or traffic.
     #[serde(default)]
     kind: Option<String>,
-    patterns: Vec<String>,
+    /// For `tip`: theft, fraud, dispute, hazard, suspicious, drugs, gambling or other.
     #[serde(default)]
-    exclude: Vec<String>,
+    category: Option<String>,
+    /// For `non_police`: a topic code the templates know (streetlight, rubbish …).
+    #[serde(default)]
+    topic: Option<String>,
+    patterns: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
     #[serde(default)]
     examples: Vec<String>,
+    #[serde(default)]
+    counter_examples: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -112,73 +249,130 @@ struct Rule {
     exclude: Vec<Regex>,
 }
 
+#[derive(Debug)]
+struct LongText {
+    min_chars: usize,
+    urgent: Option<Regex>,
+}
+
 /// The compiled rules.
 #[derive(Debug)]
 pub struct Triage {
     set: RegexSet,
     rules: Vec<Rule>,
+    long_text: Option<LongText>,
     /// Words that make a short private message look like a village name.
     place_hints: Vec<String>,
     /// The first example of the first contact rule: what the demo suggests asking.
     first_example: Option<String>,
 }
 
+/// 1-based line of a byte offset.
+fn line_of(raw: &str, offset: usize) -> usize {
+    raw[..offset.min(raw.len())].matches('\n').count() + 1
+}
+
 impl Triage {
-    /// Reads and checks the rules file.
+    /// Reads and checks the rules file. Errors start with `FILE:LINE:`.
     pub fn load(path: &Path) -> anyhow::Result<Triage> {
         let raw = std::fs::read_to_string(path)
             .with_context(|| format!("Failed to read the triage rules {}", path.display()))?;
-        Self::from_toml(&raw).with_context(|| format!("In the triage rules {}", path.display()))
+        Self::parse(&raw, &path.display().to_string())
     }
 
-    pub fn from_toml(raw: &str) -> anyhow::Result<Triage> {
-        let file: RulesFile = toml::from_str(raw).context("the file does not have the expected [[rules]] shape")?;
-        let mut all_patterns = Vec::new();
-        let mut rules = Vec::new();
-        for spec in &file.rules {
-            let intent = Intent::parse(&spec.intent, spec.kind.as_deref()).ok_or_else(|| {
-                anyhow!(
-                    "rule {:?}: intent {:?} (kind {:?}) is not known; use contact_query, or emergency with kind = police, fire, medical or traffic",
-                    spec.name,
-                    spec.intent,
-                    spec.kind.as_deref().unwrap_or("")
-                )
+    /// Parses rules given as text; `source` names them in errors.
+    pub fn parse(raw: &str, source: &str) -> anyhow::Result<Triage> {
+        let file: RulesFile = toml::from_str(raw).map_err(|e| {
+            let line = e.span().map(|s| line_of(raw, s.start)).unwrap_or(1);
+            anyhow!("{source}:{line}: {}", e.message())
+        })?;
+        // A pattern with its `{{name}}` fragments expanded, compiled alone to report errors.
+        let compile = |what: &str, rule: &str, p: &Spanned<String>| -> anyhow::Result<(String, Regex)> {
+            let line = line_of(raw, p.span().start);
+            let expanded = expand(p.get_ref(), &file.defs)
+                .map_err(|why| anyhow!("{source}:{line}: rule {rule:?}, {what}: {why}"))?;
+            let regex = Regex::new(&expanded).map_err(|e| {
+                anyhow!("{source}:{line}: rule {rule:?}, {what}: the regex does not compile, fix it or escape the character:\n{e}")
             })?;
+            Ok((expanded, regex))
+        };
+        for (name, def) in &file.defs {
+            Regex::new(def).map_err(|e| anyhow!("{source}: [defs] {name}: the regex does not compile:\n{e}"))?;
+        }
+        let mut all_patterns = Vec::new();
+        let mut rules: Vec<Rule> = Vec::new();
+        for spec in &file.rules {
+            let name = spec.name.get_ref();
+            let at = line_of(raw, spec.name.span().start);
+            if rules.iter().any(|r| &r.name == name) {
+                return Err(anyhow!("{source}:{at}: rule {name:?} is defined twice; give each rule its own name"));
+            }
+            let intent = parse_intent(spec).map_err(|why| anyhow!("{source}:{at}: rule {name:?}: {why}"))?;
             if spec.patterns.is_empty() {
-                return Err(anyhow!("rule {:?} has no patterns", spec.name));
+                return Err(anyhow!("{source}:{at}: rule {name:?} has no patterns; add at least one"));
             }
             let start = all_patterns.len();
             for (i, p) in spec.patterns.iter().enumerate() {
-                Regex::new(p).map_err(|e| anyhow!("rule {:?}, pattern {}: {}", spec.name, i + 1, e))?;
-                all_patterns.push(p.clone());
+                all_patterns.push(compile(&format!("pattern {}", i + 1), name, p)?.0);
             }
             let exclude = spec
                 .exclude
                 .iter()
                 .enumerate()
-                .map(|(i, p)| Regex::new(p).map_err(|e| anyhow!("rule {:?}, exclusion {}: {}", spec.name, i + 1, e)))
+                .map(|(i, p)| compile(&format!("exclusion {}", i + 1), name, p).map(|(_, r)| r))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            rules.push(Rule { name: spec.name.clone(), intent, patterns: start..all_patterns.len(), exclude });
+            rules.push(Rule { name: name.clone(), intent, patterns: start..all_patterns.len(), exclude });
         }
         let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
+        let long_text = match &file.long_text {
+            Some(spec) => {
+                let urgent = match spec.urgent.as_slice() {
+                    [] => None,
+                    many => {
+                        let mut joined = Vec::new();
+                        for (i, p) in many.iter().enumerate() {
+                            joined.push(format!(
+                                "(?:{})",
+                                compile(&format!("urgent pattern {}", i + 1), "long_text", p)?.0
+                            ));
+                        }
+                        Some(Regex::new(&joined.join("|"))?)
+                    }
+                };
+                Some(LongText { min_chars: spec.min_chars, urgent })
+            }
+            None => None,
+        };
         let first_example =
             file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
-        let triage = Triage { set, rules, place_hints: file.place_hints.clone(), first_example };
+        let triage = Triage { set, rules, long_text, place_hints: file.place_hints.clone(), first_example };
         for spec in &file.rules {
+            let name = spec.name.get_ref();
+            let at = line_of(raw, spec.name.span().start);
             for ex in &spec.examples {
                 let v = triage.classify(ex);
-                if v.rule.as_deref() != Some(spec.name.as_str()) {
+                if v.rule.as_deref() != Some(name.as_str()) {
                     return Err(anyhow!(
-                        "rule {:?}: its example {:?} is classified as {} by rule {:?}; fix the patterns or the example",
-                        spec.name,
-                        ex,
-                        v.intent.as_str(),
+                        "{source}:{at}: rule {name:?}: its example {ex:?} is classified as {} by rule {:?}; fix the patterns or the example",
+                        v.intent,
                         v.rule.as_deref().unwrap_or("(none)")
+                    ));
+                }
+            }
+            for ex in &spec.counter_examples {
+                if triage.classify(ex).rule.as_deref() == Some(name.as_str()) {
+                    return Err(anyhow!(
+                        "{source}:{at}: rule {name:?}: its counter-example {ex:?} is taken by the rule; add an exclusion or fix the counter-example"
                     ));
                 }
             }
         }
         Ok(triage)
+    }
+
+    /// How many rules there are.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
     }
 
     /// Whether a short private message looks like the name of a village.
@@ -191,47 +385,145 @@ impl Triage {
         self.first_example.as_deref()
     }
 
-    /// Classifies one message.
+    /// Classifies one message with no context (as if a resident wrote it).
     pub fn classify(&self, text: &str) -> Verdict {
-        let norm = normalise(text);
-        let hits = self.set.matches(&norm);
-        if hits.matched_any() {
-            for rule in &self.rules {
-                if rule.patterns.clone().any(|i| hits.matched(i)) && !rule.exclude.iter().any(|x| x.is_match(&norm)) {
-                    return Verdict { intent: rule.intent, rule: Some(rule.name.clone()) };
-                }
-            }
+        self.classify_in(text, Context::default())
+    }
+
+    /// Classifies one message.
+    pub fn classify_in(&self, text: &str, context: Context) -> Verdict {
+        let decided = |intent: Intent, rule: &str| Verdict { intent, rule: Some(rule.to_string()) };
+        if context.forwarded {
+            return decided(Intent::Chatter, RULE_FORWARDED);
         }
-        Verdict { intent: Intent::Chatter, rule: None }
+        let norm = normalise(text);
+        if let Some(long) = &self.long_text
+            && !context.private
+            && norm.chars().count() >= long.min_chars
+            && !long.urgent.as_ref().is_some_and(|u| u.is_match(&norm))
+        {
+            return decided(Intent::Chatter, RULE_LONG_TEXT);
+        }
+        let hits = self.set.matches(&norm);
+        let verdict = hits
+            .matched_any()
+            .then(|| {
+                self.rules.iter().find(|rule| {
+                    rule.patterns.clone().any(|i| hits.matched(i)) && !rule.exclude.iter().any(|x| x.is_match(&norm))
+                })
+            })
+            .flatten()
+            .map(|rule| decided(rule.intent.clone(), &rule.name))
+            .unwrap_or(Verdict { intent: Intent::Chatter, rule: None });
+        // An officer's notice may quote anything; only their questions are answered.
+        if context.from_officer
+            && !matches!(verdict.intent, Intent::ContactQuery | Intent::StatusQuery | Intent::Chatter)
+        {
+            return decided(Intent::Chatter, RULE_OFFICER);
+        }
+        verdict
     }
 }
 
-/// Full-width forms made half-width, ASCII lower-cased, white space removed, and the
-/// traditional characters of the contact vocabulary made simplified.
+/// Replaces each `{{name}}` with the fragment `(?:…)` of `[defs]`.
+fn expand(pattern: &str, defs: &std::collections::BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after.find("}}").ok_or("an opening {{ has no closing }}")?;
+        let name = after[..j].trim();
+        let def = defs
+            .get(name)
+            .ok_or_else(|| format!("{{{{{name}}}}} is not defined in [defs]; define it or fix the name"))?;
+        out.push_str("(?:");
+        out.push_str(def);
+        out.push(')');
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_intent(spec: &RuleSpec) -> Result<Intent, String> {
+    let extra = |field: &str, value: &Option<String>| match value {
+        Some(_) => Err(format!("intent {:?} takes no {field}; remove it", spec.intent)),
+        None => Ok(()),
+    };
+    let only = |allowed: &str| -> Result<(), String> {
+        for (field, value) in [("kind", &spec.kind), ("category", &spec.category), ("topic", &spec.topic)] {
+            if field != allowed {
+                extra(field, value)?;
+            }
+        }
+        Ok(())
+    };
+    match spec.intent.as_str() {
+        "emergency" => {
+            only("kind")?;
+            spec.kind
+                .as_deref()
+                .and_then(EmergencyKind::parse)
+                .map(Intent::Emergency)
+                .ok_or_else(|| "intent \"emergency\" needs kind = police, fire, medical or traffic".to_string())
+        }
+        "tip" => {
+            only("category")?;
+            spec.category.as_deref().and_then(TipCategory::parse).map(Intent::Tip).ok_or_else(|| {
+                "intent \"tip\" needs category = theft, fraud, dispute, hazard, suspicious, drugs, gambling or other"
+                    .to_string()
+            })
+        }
+        "non_police" => {
+            only("topic")?;
+            match spec.topic.as_deref() {
+                Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+                    Ok(Intent::NonPolice(Arc::from(t)))
+                }
+                _ => {
+                    Err("intent \"non_police\" needs a topic code in lower-case letters (e.g. topic = \"streetlight\")"
+                        .to_string())
+                }
+            }
+        }
+        "contact_query" | "status_query" | "chatter" => {
+            only("")?;
+            Ok(match spec.intent.as_str() {
+                "contact_query" => Intent::ContactQuery,
+                "status_query" => Intent::StatusQuery,
+                _ => Intent::Chatter,
+            })
+        }
+        other => Err(format!(
+            "intent {other:?} is not known; use emergency, contact_query, tip, non_police, status_query or chatter"
+        )),
+    }
+}
+
+/// The text the patterns see: full-width forms made half-width, traditional characters made
+/// simplified (OpenCC's dictionaries), ASCII lower-cased, everything that is not a letter or
+/// a digit dropped (spaces, punctuation and emoji, also inside words: "诈 骗", "打-架"), and
+/// runs of one character cut to two ("快快快来人啊啊啊" → "快快来人啊啊"; digits are kept).
 pub fn normalise(text: &str) -> String {
-    text.chars()
-        .filter_map(|c| {
-            let c = match c {
-                '\u{3000}' => ' ',
-                '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-                '電' => '电',
-                '話' => '话',
-                '碼' => '码',
-                '問' => '问',
-                '誰' => '谁',
-                '聯' => '联',
-                '係' | '繫' => '系',
-                '務' => '务',
-                '這' => '这',
-                '們' => '们',
-                '裡' | '裏' => '里',
-                '處' => '处',
-                '號' => '号',
-                _ => c,
-            };
-            (!c.is_whitespace()).then(|| c.to_ascii_lowercase())
+    let half: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
         })
-        .collect()
+        .collect();
+    let simplified = hanconv::t2s(&half);
+    let mut out = String::with_capacity(simplified.len());
+    let (mut last, mut run) = ('\0', 0);
+    for c in simplified.chars().filter(|c| c.is_alphanumeric()).map(|c| c.to_ascii_lowercase()) {
+        run = if c == last { run + 1 } else { 1 };
+        last = c;
+        if run <= 2 || c.is_ascii_digit() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -256,23 +548,68 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_pattern_names_the_rule_and_the_pattern() {
-        let err = Triage::from_toml("[[rules]]\nname='x'\nintent='contact_query'\npatterns=['ok','(unclosed']\n")
-            .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(msg.contains("rule \"x\", pattern 2"), "{msg}");
+    fn a_bad_pattern_names_the_file_the_line_and_the_rule() {
+        let raw = "[[rules]]\nname='x'\nintent='contact_query'\npatterns=[\n 'ok',\n '(unclosed',\n]\n";
+        let msg = format!("{:#}", Triage::parse(raw, "intents.toml").unwrap_err());
+        assert!(msg.starts_with("intents.toml:6: rule \"x\", pattern 2"), "{msg}");
+        assert!(msg.contains("unclosed group"), "{msg}");
+    }
+
+    #[test]
+    fn named_fragments_are_expanded_and_an_unknown_one_is_named() {
+        let raw = "[defs]\nneg='(不是|没有)'\n[[rules]]\nname='x'\nintent='emergency'\nkind='fire'\npatterns=['着火']\nexclude=['{{neg}}着火']\nexamples=['着火了']\ncounter_examples=['没有着火']\n";
+        assert!(Triage::parse(raw, "f").is_ok());
+        let err = Triage::parse(&raw.replace("{{neg}}", "{{nope}}"), "f").unwrap_err();
+        assert!(err.to_string().contains("{{nope}} is not defined"), "{err}");
     }
 
     #[test]
     fn a_rule_that_misses_its_own_example_is_refused_at_load() {
-        let err =
-            Triage::from_toml("[[rules]]\nname='x'\nintent='contact_query'\npatterns=['电话']\nexamples=['你好']\n")
-                .unwrap_err();
-        assert!(err.to_string().contains("its example"), "{err}");
+        let raw = "[[rules]]\nname='x'\nintent='contact_query'\npatterns=['电话']\nexamples=['你好']\n";
+        let err = Triage::parse(raw, "f").unwrap_err();
+        assert!(err.to_string().contains("its example \"你好\""), "{err}");
     }
 
     #[test]
-    fn full_width_and_traditional_text_is_normalised() {
+    fn a_rule_that_takes_its_counter_example_is_refused_at_load() {
+        let raw = "[[rules]]\nname='x'\nintent='contact_query'\npatterns=['电话']\ncounter_examples=['电话费多少']\n";
+        let err = Triage::parse(raw, "f").unwrap_err();
+        assert!(err.to_string().contains("counter-example"), "{err}");
+    }
+
+    #[test]
+    fn a_tip_rule_without_a_known_category_is_refused() {
+        let raw = "[[rules]]\nname='t'\nintent='tip'\ncategory='arson'\npatterns=['x']\n";
+        let err = Triage::parse(raw, "f").unwrap_err();
+        assert!(err.to_string().contains("needs category"), "{err}");
+    }
+
+    #[test]
+    fn full_width_traditional_spaced_and_repeated_text_is_normalised() {
         assert_eq!(normalise("ＡＢＣ　民警電話"), "abc民警电话");
+        assert_eq!(normalise("诈 骗!! 打-架🔥"), "诈骗打架");
+        assert_eq!(normalise("快快快来人啊啊啊啊 110"), "快快来人啊啊110");
+        assert_eq!(normalise("有人在打架快報警"), "有人在打架快报警");
+    }
+
+    #[test]
+    fn forwarded_and_officers_messages_are_not_reports() {
+        let t = shipped();
+        let fire = "村东头麦秸垛着火了";
+        assert!(matches!(t.classify(fire).intent, Intent::Emergency(EmergencyKind::Fire)));
+        let fwd = t.classify_in(fire, Context { forwarded: true, ..Context::default() });
+        assert_eq!((fwd.intent, fwd.rule.as_deref()), (Intent::Chatter, Some(RULE_FORWARDED)));
+        let officer = t.classify_in(fire, Context { from_officer: true, ..Context::default() });
+        assert_eq!((officer.intent, officer.rule.as_deref()), (Intent::Chatter, Some(RULE_OFFICER)));
+        let question = t.classify_in("民警电话多少", Context { from_officer: true, ..Context::default() });
+        assert_eq!(question.intent, Intent::ContactQuery);
+    }
+
+    #[test]
+    fn the_verdict_as_json_names_the_detail_by_its_kind() {
+        let v = Verdict { intent: Intent::Tip(TipCategory::Theft), rule: Some("tip.theft".into()) };
+        assert_eq!(v.to_json().to_string(), r#"{"category":"theft","intent":"tip","rule":"tip.theft"}"#);
+        let c = Verdict { intent: Intent::Chatter, rule: None };
+        assert_eq!(c.to_json().to_string(), r#"{"intent":"chatter","rule":null}"#);
     }
 }
