@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use crate::channels;
 use crate::config::Settings;
+use crate::core::flood::FloodLimits;
 use crate::core::{Clock, Core, CoreOptions, Platform};
 use crate::store::Store;
 use crate::texts::{Msg, Texts};
@@ -66,6 +67,13 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     opts.delete_group_tips = tips.delete_group_tips;
     opts.tip_categories = tips.categories.clone();
     opts.conversation_ttl_ms = i64::from(tips.conversation_timeout_minutes.max(1)) * 60_000;
+    let flood = &settings.file.triage;
+    opts.flood = FloodLimits {
+        answers_per_group_per_minute: flood.max_answers_per_group_per_minute.max(1) as usize,
+        repeat_window_ms: i64::from(flood.repeat_window_minutes) * 60_000,
+        non_police_repeat_ms: i64::from(flood.non_police_repeat_hours) * 3_600_000,
+    };
+    opts.triage_path = Some(settings.intents_file());
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
 }
 
@@ -97,8 +105,10 @@ pub async fn run_with(
     if let (true, Some(token)) = (use_telegram, token) {
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
         let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
+        let reloader = reload_on_hangup(core.clone())?;
         tracing::info!("serving Telegram");
         let result = channels::telegram::run(core, &settings, token, shutdown, &hooks).await;
+        reloader.abort();
         store.close().await;
         return result;
     }
@@ -109,6 +119,7 @@ pub async fn run_with(
     let url = if demo { settings.file.demo.database_url.clone() } else { settings.file.database.url.clone() };
     let store = Store::connect(&settings.store_options(&url)).await?;
     let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
+    let reloader = reload_on_hangup(core.clone())?;
     let start_village = if demo {
         seed_demo(&settings, &core).await?;
         store.first_village().await?
@@ -142,8 +153,22 @@ pub async fn run_with(
     let result = channels::console::run(core, input, out, interactive, start_village, timer_rx, shutdown).await;
     let _ = stop_timers.send(true);
     let _ = timers.await;
+    reloader.abort();
     store.close().await;
     result
+}
+
+/// Reloads the triage rules on SIGHUP (a bad file is logged and changes nothing).
+fn reload_on_hangup(core: Core) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("Failed to listen for SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if let Err(e) = core.reload_triage() {
+                tracing::error!(error = format!("{e:#}"), "triage rules not reloaded; the old rules stay in force");
+            }
+        }
+    }))
 }
 
 /// Imports the example registry and binds a console group to every village.

@@ -40,6 +40,7 @@ pub struct FileSettings {
     pub registry: Registry,
     pub enrolment: Enrolment,
     pub tips: Tips,
+    pub triage: TriageSettings,
     pub paths: Paths,
     pub demo: Demo,
 }
@@ -90,6 +91,14 @@ pub struct Tips {
     pub ack_timeout_minutes: u32,
     pub max_per_hour: u32,
     pub delete_group_tips: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageSettings {
+    pub max_answers_per_group_per_minute: u32,
+    pub repeat_window_minutes: u32,
+    pub non_police_repeat_hours: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

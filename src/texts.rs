@@ -153,6 +153,28 @@ messages! {
     StatusNotFound = "status_not_found",
     /// `/status` without number and password.
     StatusUsage = "status_usage",
+    /// A group message triage took for a tip: the group is public, here is a private button.
+    GroupTipNoticed = "group_tip_noticed",
+    /// A matter for the 12345 hotline (`topic`: the rule's topic code).
+    NonPoliceHint = "non_police_hint",
+    /// "How is my report going" asked in a group: ask privately.
+    StatusInGroup = "status_in_group",
+    /// Button under it: opens the private chat at the person's own reports.
+    ButtonPrivateStatus = "button_private_status",
+    /// A person's own latest tips (`tips`: number, status, category).
+    StatusMine = "status_mine",
+    /// Button of one tip in that list.
+    StatusButton = "status_button",
+    /// Buttons of the private menu.
+    MenuButtonCard = "menu_button_card",
+    MenuButtonTip = "menu_button_tip",
+    MenuButtonStatus = "menu_button_status",
+    /// A tip started from the person's own words: what was understood, and what next.
+    TipPrefilled = "tip_prefilled",
+    /// `/reload` in the staff group: the rules in force now.
+    ReloadDone = "reload_done",
+    /// `/reload` with a bad rules file: nothing changed, and why.
+    ReloadFailed = "reload_failed",
     /// Description of /tip in the command menu.
     CommandTip = "command_tip",
     /// Description of /status in the command menu.

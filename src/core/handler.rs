@@ -1,17 +1,20 @@
 //! [`Core::handle`]: one inbound update in, the actions to take out.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::flood::{FloodGuard, FloodLimits};
 use super::routing;
 use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
 use crate::store::Store;
 use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
 use crate::store::registry::VillageRow;
 use crate::texts::{Msg, Texts};
-use crate::triage::{EmergencyKind, Intent, Triage};
+use crate::triage::{self, EmergencyKind, Intent, Triage};
 
 /// A source of the current time, injected so that tests can fix "today".
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -35,6 +38,10 @@ pub struct CoreOptions {
     pub max_tips_per_hour: i64,
     /// Delete a tip posted in a group (where the bot is admin) once it is recorded.
     pub delete_group_tips: bool,
+    /// Limits on the answers triage gives in groups.
+    pub flood: FloodLimits,
+    /// Where the triage rules came from, for SIGHUP and `/reload`.
+    pub triage_path: Option<PathBuf>,
 }
 
 impl CoreOptions {
@@ -43,11 +50,13 @@ impl CoreOptions {
             timezone,
             bot_username: None,
             clock: Arc::new(Utc::now),
-            tip_categories: ["theft", "fraud", "dispute", "hazard", "suspicious", "other"].map(String::from).to_vec(),
+            tip_categories: triage::TipCategory::ALL.map(|c| c.as_str().to_string()).to_vec(),
             conversation_ttl_ms: 30 * 60_000,
             ack_timeout_ms: 30 * 60_000,
             max_tips_per_hour: 5,
             delete_group_tips: false,
+            flood: FloodLimits::default(),
+            triage_path: None,
         }
     }
 }
@@ -57,7 +66,9 @@ impl CoreOptions {
 pub struct Core {
     store: Store,
     texts: Arc<Texts>,
-    triage: Arc<Triage>,
+    /// Swapped whole by [`Core::reload_triage`]; readers take a cheap clone of the `Arc`.
+    triage: Arc<RwLock<Arc<Triage>>>,
+    flood: Arc<FloodGuard>,
     opts: CoreOptions,
 }
 
@@ -65,8 +76,18 @@ pub struct Core {
 const PICK_VILLAGE: &str = "v:";
 /// Prefix of the `/start` payload that opens a private chat for a village.
 const START_VILLAGE: &str = "v_";
-/// Prefix of the `/start` payload that starts a tip for a village (the group's 私信举报 button).
+/// Prefix of the `/start` payload that starts a tip for a village (the group's 私信举报 button),
+/// `tip_<village>` or `tip_<village>_<category>`.
 const START_TIP: &str = "tip_";
+/// The `/start` payload of the group's 查询进展 button.
+const START_STATUS: &str = "status";
+/// Button data of the private menu.
+const MENU_CARD: &str = "m:card";
+const MENU_TIP: &str = "m:tip";
+const MENU_STATUS: &str = "m:status";
+/// How long the emergency path waits for the database to say whether the sender is an
+/// officer before answering anyway.
+const OFFICER_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Most villages offered as buttons after a name search.
 const SEARCH_LIMIT: i64 = 8;
 
@@ -128,7 +149,8 @@ fn parse_command<'a>(text: &'a str, bot_username: Option<&str>) -> Option<(Strin
 
 impl Core {
     pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {
-        Core { store, texts, triage, opts }
+        let flood = Arc::new(FloodGuard::new(opts.flood));
+        Core { store, texts, triage: Arc::new(RwLock::new(triage)), flood, opts }
     }
 
     pub fn store(&self) -> &Store {
@@ -139,8 +161,28 @@ impl Core {
         &self.texts
     }
 
-    pub fn triage(&self) -> &Triage {
-        &self.triage
+    /// The rules in force.
+    pub fn triage(&self) -> Arc<Triage> {
+        self.triage.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the rules file again and, if it is good, puts it in force for the next message.
+    /// A bad file changes nothing; the error says what is wrong where. Returns the number of
+    /// rules.
+    pub fn reload_triage(&self) -> anyhow::Result<usize> {
+        let path =
+            self.opts.triage_path.as_ref().ok_or_else(|| anyhow::anyhow!("the rules were not loaded from a file"))?;
+        let fresh = Triage::load(path)?;
+        let n = fresh.rule_count();
+        *self.triage.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        tracing::info!(rules = n, path = %path.display(), "triage rules reloaded");
+        Ok(n)
+    }
+
+    /// Takes one answer from a group's per-minute budget (private chats have none).
+    pub(super) fn group_may_answer(&self, inbound: &Inbound) -> bool {
+        inbound.chat.kind != ChatKind::Group
+            || self.flood.take_answer(inbound.platform.as_str(), inbound.chat.id, self.now_ms())
     }
 
     pub(super) fn tip_categories(&self) -> &[String] {
@@ -188,18 +230,23 @@ impl Core {
         // An emergency is answered first, from the rules and templates alone, so the answer
         // goes out even when the database is down; alerting the officers comes after.
         // Triage runs once per message, here; the handlers below get its verdict.
-        let intent = self.text_intent(inbound);
+        let intent = self.text_intent(inbound).await;
         let mut out = Vec::new();
         if let (Some(Intent::Emergency(kind)), Event::Text { text, .. }, Some(_)) =
-            (intent, &inbound.event, inbound.sender.person())
+            (&intent, &inbound.event, inbound.sender.person())
         {
-            out.push(self.emergency_reply(inbound, kind));
+            let kind = *kind;
+            if self.group_may_answer(inbound) {
+                out.push(self.emergency_reply(inbound, kind));
+            } else {
+                tracing::warn!(kind = kind.as_str(), "emergency answer held back by the group's flood limit");
+            }
             match self.emergency_alerts(inbound, kind, text).await {
                 Ok(alerts) => out.extend(alerts),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "could not alert the officers of an emergency"),
             }
         }
-        let urgent = !out.is_empty();
+        let urgent = matches!(intent, Some(Intent::Emergency(_)));
         match self.dispatch(inbound, intent).await {
             Ok(more) => {
                 out.extend(more);
@@ -226,16 +273,45 @@ impl Core {
     }
 
     /// What a message asks for, for the messages triage applies to: text that is not a
-    /// command, not forwarded (an article is not the sender's own report), not from a bot.
-    fn text_intent(&self, inbound: &Inbound) -> Option<Intent> {
-        let Event::Text { text, forwarded: false, .. } = &inbound.event else { return None };
+    /// command and not from a bot. A forwarded message, an officer's message in a group and
+    /// a message repeated in the same group are not acted on.
+    async fn text_intent(&self, inbound: &Inbound) -> Option<Intent> {
+        let Event::Text { text, forwarded, .. } = &inbound.event else { return None };
         if matches!(inbound.sender, Sender::User { is_bot: true, .. })
             || parse_command(text, self.opts.bot_username.as_deref()).is_some()
         {
             return None;
         }
-        let verdict = self.triage.classify(text);
-        tracing::info!(intent = verdict.intent.as_str(), len = text.chars().count(), "message triaged");
+        let rules = self.triage();
+        let mut context = triage::Context {
+            forwarded: *forwarded,
+            from_officer: false,
+            private: inbound.chat.kind == ChatKind::Private,
+        };
+        let mut verdict = rules.classify_in(text, context);
+        let in_group = inbound.chat.kind == ChatKind::Group;
+        let reportish = matches!(verdict.intent, Intent::Emergency(_) | Intent::Tip(_) | Intent::NonPolice(_));
+        if in_group && reportish {
+            // An officer's notice quotes 诈骗 and 110; but an emergency is not held up by a
+            // slow or broken database: without an answer in time, the sender is a resident.
+            if let Ok(Ok(Some(_))) = tokio::time::timeout(OFFICER_CHECK_TIMEOUT, self.officer_of(inbound)).await {
+                context.from_officer = true;
+                verdict = rules.classify_in(text, context);
+            }
+        }
+        if in_group
+            && verdict.intent != Intent::Chatter
+            && self.flood.is_repeat(inbound.platform.as_str(), inbound.chat.id, &triage::normalise(text), self.now_ms())
+        {
+            tracing::info!(intent = verdict.intent.as_str(), "repeated message in the group not answered again");
+            return Some(Intent::Chatter);
+        }
+        tracing::info!(
+            intent = verdict.intent.as_str(),
+            rule = verdict.rule.as_deref().unwrap_or("-"),
+            len = text.chars().count(),
+            "message triaged"
+        );
         Some(verdict.intent)
     }
 
@@ -414,10 +490,38 @@ impl Core {
         }
     }
 
+    /// Plain text in a group: answered only when triage recognises it, within the group's
+    /// flood limit.
     async fn on_group_text(&self, inbound: &Inbound, message_id: i64, intent: Intent) -> anyhow::Result<Vec<Outbound>> {
+        // Emergencies are answered in `handle`, before anything that needs the database.
+        if matches!(intent, Intent::Emergency(_) | Intent::Chatter) {
+            return Ok(vec![]);
+        }
+        if let Intent::NonPolice(topic) = &intent {
+            let Some(user) = inbound.sender.person() else { return Ok(vec![]) };
+            if !self.flood.first_pointer(inbound.platform.as_str(), user, topic, self.now_ms()) {
+                return Ok(vec![]);
+            }
+        }
+        if !self.group_may_answer(inbound) {
+            tracing::info!(intent = intent.as_str(), "answer held back by the group's flood limit");
+            return Ok(vec![]);
+        }
         match intent {
             Intent::ContactQuery => self.group_card(inbound, Some(message_id)).await,
-            // Answered in `handle`, before anything that needs the database.
+            Intent::Tip(category) => self.group_tip_noticed(inbound, message_id, category).await,
+            Intent::NonPolice(topic) => {
+                Ok(self.reply(inbound.chat.id, message_id, Msg::NonPoliceHint, minijinja::context! { topic }))
+            }
+            Intent::StatusQuery => Ok(vec![Outbound::Message {
+                chat_id: inbound.chat.id,
+                text: self.texts.plain(Msg::StatusInGroup),
+                buttons: vec![vec![Button::StartPrivate {
+                    label: self.texts.plain(Msg::ButtonPrivateStatus),
+                    payload: START_STATUS.into(),
+                }]],
+                reply_to: Some(message_id),
+            }]),
             Intent::Emergency(_) | Intent::Chatter => Ok(vec![]),
         }
     }
@@ -427,13 +531,38 @@ impl Core {
         if looks_like_enrolment_code(trimmed) {
             return self.enrol(inbound, trimmed).await;
         }
-        if let Intent::Emergency(_) = intent {
-            return Ok(vec![]); // answered in `handle`
+        match intent {
+            Intent::Emergency(_) => Ok(vec![]), // answered in `handle`
+            Intent::ContactQuery => self.private_card(inbound).await,
+            Intent::Tip(category) => self.start_tip_from_text(inbound, category, trimmed).await,
+            Intent::StatusQuery => self.my_tips(inbound).await,
+            Intent::NonPolice(topic)
+                if inbound.sender.person().is_some_and(|user| {
+                    self.flood.first_pointer(inbound.platform.as_str(), user, &topic, self.now_ms())
+                }) =>
+            {
+                Ok(vec![Outbound::text(
+                    inbound.chat.id,
+                    self.texts.render(Msg::NonPoliceHint, minijinja::context! { topic }),
+                )])
+            }
+            Intent::NonPolice(_) | Intent::Chatter => self.village_search(inbound, trimmed).await,
         }
-        if intent == Intent::ContactQuery {
-            return self.private_card(inbound).await;
+    }
+
+    /// The short menu a private chat gets for anything the bot does not recognise.
+    fn private_menu(&self, chat_id: i64) -> Outbound {
+        let button = |msg: Msg, data: &str| vec![Button::Callback { label: self.texts.plain(msg), data: data.into() }];
+        Outbound::Message {
+            chat_id,
+            text: self.texts.plain(Msg::HelpPrivate),
+            buttons: vec![
+                button(Msg::MenuButtonCard, MENU_CARD),
+                button(Msg::MenuButtonTip, MENU_TIP),
+                button(Msg::MenuButtonStatus, MENU_STATUS),
+            ],
+            reply_to: None,
         }
-        self.village_search(inbound, trimmed).await
     }
 
     /// The card of the village the group is bound to, or how to bind it.
@@ -503,19 +632,18 @@ impl Core {
 
     async fn village_search(&self, inbound: &Inbound, query: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
-        let looks_like_a_place = query.chars().count() <= 16 && self.triage.looks_like_a_place(query);
+        let looks_like_a_place = query.chars().count() <= 16 && self.triage().looks_like_a_place(query);
         let found = if query.is_empty() || query.chars().count() > 16 {
             vec![]
         } else {
             self.store.search_villages(query, SEARCH_LIMIT).await?
         };
         if found.is_empty() {
-            let text = if looks_like_a_place {
-                self.texts.render(Msg::VillageSearchNone, minijinja::context! { query => query })
-            } else {
-                self.texts.plain(Msg::HelpPrivate)
-            };
-            return Ok(vec![Outbound::text(chat_id, text)]);
+            if looks_like_a_place {
+                let text = self.texts.render(Msg::VillageSearchNone, minijinja::context! { query => query });
+                return Ok(vec![Outbound::text(chat_id, text)]);
+            }
+            return Ok(vec![self.private_menu(chat_id)]);
         }
         let buttons = found
             .iter()
@@ -542,6 +670,13 @@ impl Core {
             out.extend(more);
         } else if let Some(code) = data.strip_prefix(PICK_VILLAGE) {
             out.extend(self.choose_village(inbound, code).await?);
+        } else if Self::is_private_person(inbound) {
+            match data {
+                MENU_CARD => out.extend(self.private_card(inbound).await?),
+                MENU_TIP => out.extend(self.start_tip(inbound, None).await?),
+                MENU_STATUS => out.extend(self.my_tips(inbound).await?),
+                _ => {}
+            }
         }
         Ok(out)
     }
@@ -565,9 +700,20 @@ impl Core {
         if let Some(code) = payload.strip_prefix(START_VILLAGE) {
             return self.choose_village(inbound, code).await;
         }
-        if let Some(code) = payload.strip_prefix(START_TIP) {
+        if let Some(rest) = payload.strip_prefix(START_TIP) {
+            // `tip_<village>_<category>` from a group where triage recognised a tip.
+            let (code, category) = match rest.rsplit_once('_') {
+                Some((code, c)) if triage::TipCategory::parse(c).is_some() => (code, triage::TipCategory::parse(c)),
+                _ => (rest, None),
+            };
             let village = self.store.village_by_code(code).await?;
-            return self.start_tip(inbound, village).await;
+            return match category {
+                Some(c) => self.start_tip_in_category(inbound, village, c).await,
+                None => self.start_tip(inbound, village).await,
+            };
+        }
+        if payload == START_STATUS {
+            return self.my_tips(inbound).await;
         }
         if looks_like_enrolment_code(payload) {
             return self.enrol(inbound, payload).await;

@@ -4,6 +4,7 @@
 //! [`Inbound`], calls [`Core::handle`], and performs the [`Outbound`] actions it gets back.
 //! The tests and the console drive exactly the code the Telegram adapter drives.
 
+pub mod flood;
 mod handler;
 pub mod routing;
 mod staff;

@@ -1,8 +1,9 @@
 //! The station staff group (派出所内勤群): bound with `/bindstation`, it receives a notice of
 //! every new and every escalated tip of the station's villages, and takes the staff commands
 //! `/tips [open|today|village CODE]`, `/tip NUMBER`, `/assign NUMBER BADGE`,
-//! `/resolve NUMBER note`, `/reject NUMBER note`. Only enrolled officers of that station may
-//! use them. Nothing here shows who reported a tip.
+//! `/resolve NUMBER note`, `/reject NUMBER note`, `/merge NUMBER INTO`, and `/reload` (the
+//! triage rules, police only). Only enrolled officers of that station may use them. Nothing
+//! here shows who reported a tip.
 
 use chrono::TimeZone;
 
@@ -72,7 +73,7 @@ impl Core {
         cmd: &str,
         args: &str,
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
-        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject" | "merge") {
+        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject" | "merge" | "reload") {
             return Ok(None);
         }
         let Some(group) = self.staff_group(inbound).await? else { return Ok(None) };
@@ -83,6 +84,22 @@ impl Core {
         };
         let mut words = args.split_whitespace();
         let out = match cmd {
+            "reload" if officer.kind != "police" => {
+                self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))
+            }
+            "reload" => {
+                let text = match self.reload_triage() {
+                    Ok(rules) => self.texts().render(Msg::ReloadDone, minijinja::context! { rules }),
+                    Err(e) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "triage rules not reloaded; the old rules stay in force"
+                        );
+                        self.texts().render(Msg::ReloadFailed, minijinja::context! { error => format!("{e:#}") })
+                    }
+                };
+                self.reply_text(inbound, message_id, text)
+            }
             "tips" => self.staff_list(inbound, message_id, station_id, args).await?,
             _ => {
                 let Some(tip) = self.staff_tip(words.next().unwrap_or(""), station_id).await? else {

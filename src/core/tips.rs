@@ -13,6 +13,7 @@ use crate::domain::Phone;
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, TipItem, TipRow, summary_of};
 use crate::texts::Msg;
+use crate::triage::TipCategory;
 
 /// Button data of the tip conversation.
 const CATEGORY: &str = "t:cat:";
@@ -27,6 +28,8 @@ const RATE: &str = "t:rate:";
 const TIPSTER_REPLY: &str = "t:reply:";
 /// The receipt's 查询进展 button: only the chat that reported the tip may use it.
 const STATUS: &str = "t:status:";
+/// Most of a person's own tips listed when they ask how their reports are going.
+const MY_TIPS_LIMIT: i64 = 5;
 const RATINGS: [&str; 3] = ["satisfied", "fair", "dissatisfied"];
 /// Button data of the officer's card: `tip:ack:<id>`, `tip:reply:<id>`, `tip:done:<id>`.
 const OFFICER: &str = "tip:";
@@ -171,11 +174,18 @@ impl Core {
                     .collect();
                 self.prompt(chat_id, t.render(Msg::TipChooseCategory, minijinja::context! { village }), buttons)
             }
-            Step::Details => self.prompt(
-                chat_id,
-                t.plain(Msg::TipDetailsPrompt),
-                vec![vec![Button::Callback { label: t.plain(Msg::TipButtonDone), data: DONE.into() }]],
-            ),
+            Step::Details => {
+                let done = vec![vec![Button::Callback { label: t.plain(Msg::TipButtonDone), data: DONE.into() }]];
+                match (&draft.category, draft.items.is_empty()) {
+                    // Started from the person's own words: say what was understood.
+                    (Some(category), false) => {
+                        let text =
+                            t.render(Msg::TipPrefilled, minijinja::context! { category, n => draft.items.len() });
+                        self.prompt(chat_id, text, done)
+                    }
+                    _ => self.prompt(chat_id, t.plain(Msg::TipDetailsPrompt), done),
+                }
+            }
             Step::Anonymity => self.prompt(
                 chat_id,
                 t.plain(Msg::TipAnonymityPrompt),
@@ -224,6 +234,46 @@ impl Core {
         inbound: &Inbound,
         village: Option<VillageRow>,
     ) -> anyhow::Result<Vec<Outbound>> {
+        self.begin_draft(inbound, village, None, vec![]).await
+    }
+
+    /// The `tip_<village>_<category>` deep link of a group where triage recognised a tip.
+    pub(super) async fn start_tip_in_category(
+        &self,
+        inbound: &Inbound,
+        village: Option<VillageRow>,
+        category: TipCategory,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        self.begin_draft(inbound, village, Some(category), vec![]).await
+    }
+
+    /// A private message that triage recognised as a tip ("俺家电动车被偷了"): the
+    /// conversation starts with the category filled in and the message as its first detail.
+    pub(super) async fn start_tip_from_text(
+        &self,
+        inbound: &Inbound,
+        category: TipCategory,
+        text: &str,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        self.begin_draft(inbound, None, Some(category), vec![TipItem::Text { text: text.to_string() }]).await
+    }
+
+    /// A triage category as one of the configured ones: itself, else `other`, else none (the
+    /// resident is asked).
+    fn configured_category(&self, category: TipCategory) -> Option<String> {
+        [category.as_str(), TipCategory::Other.as_str()]
+            .into_iter()
+            .find(|c| self.tip_categories().iter().any(|k| k == c))
+            .map(str::to_string)
+    }
+
+    async fn begin_draft(
+        &self,
+        inbound: &Inbound,
+        village: Option<VillageRow>,
+        category: Option<TipCategory>,
+        items: Vec<TipItem>,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         if inbound.sender.person().is_none() {
             return Ok(vec![]);
@@ -241,14 +291,13 @@ impl Core {
                 None => None,
             },
         };
-        let draft = Draft {
-            step: if village.is_some() { Step::Category } else { Step::Village },
-            village_id: village.map(|v| v.id),
-            category: None,
-            items: vec![],
-            anonymous: None,
-            phone: None,
+        let category = category.and_then(|c| self.configured_category(c));
+        let step = match (&village, &category) {
+            (None, _) => Step::Village,
+            (Some(_), None) => Step::Category,
+            (Some(_), Some(_)) => Step::Details,
         };
+        let draft = Draft { step, village_id: village.map(|v| v.id), category, items, anonymous: None, phone: None };
         self.save_draft(inbound, &draft).await?;
         tracing::info!("tip conversation started");
         Ok(vec![self.step_prompt(chat_id, &draft).await?])
@@ -265,7 +314,7 @@ impl Core {
             return Ok(None);
         }
         draft.village_id = Some(village.id);
-        draft.step = Step::Category;
+        draft.step = if draft.category.is_some() { Step::Details } else { Step::Category };
         self.save_draft(inbound, &draft).await?;
         Ok(Some(vec![self.step_prompt(inbound.chat.id, &draft).await?]))
     }
@@ -876,6 +925,56 @@ impl Core {
         let text = self.texts().render(Msg::GroupTipPointer, minijinja::context! { number });
         out.insert(0, Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: Some(message_id) });
         Ok(out)
+    }
+
+    /// A group message that triage recognised as a tip: the group is public, so the bot says
+    /// so and offers a private chat that starts the tip in this village and category. Nothing
+    /// is recorded from the group message.
+    pub(super) async fn group_tip_noticed(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        category: TipCategory,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let village = routing::village_of_chat(self.store(), inbound.platform.as_str(), inbound.chat.id).await?;
+        let payload = match &village {
+            Some(v) => format!("tip_{}_{}", v.code, category.as_str()),
+            None => "tip_".to_string(),
+        };
+        let label = self.texts().plain(Msg::ButtonPrivateTip);
+        let text = self.texts().render(Msg::GroupTipNoticed, minijinja::context! { category => category.as_str() });
+        Ok(vec![Outbound::Message {
+            chat_id: inbound.chat.id,
+            text,
+            buttons: vec![vec![Button::StartPrivate { label, payload }]],
+            reply_to: Some(message_id),
+        }])
+    }
+
+    /// "How is my report going" in a private chat: the person's latest tips, each with its
+    /// status button, or how to ask with a number and password.
+    pub(super) async fn my_tips(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let Some(user) = inbound.sender.person() else { return Ok(vec![]) };
+        let tips = self.store().tips_of_reporter(inbound.platform.as_str(), user, MY_TIPS_LIMIT).await?;
+        if tips.is_empty() {
+            return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusUsage))]);
+        }
+        let listed: Vec<_> = tips
+            .iter()
+            .map(|t| minijinja::context! { number => &t.number, status => &t.status, category => &t.category })
+            .collect();
+        let buttons = tips
+            .iter()
+            .map(|t| {
+                vec![Button::Callback {
+                    label: self.texts().render(Msg::StatusButton, minijinja::context! { number => &t.number }),
+                    data: format!("{STATUS}{}", t.id),
+                }]
+            })
+            .collect();
+        let text = self.texts().render(Msg::StatusMine, minijinja::context! { tips => listed });
+        Ok(vec![Outbound::Message { chat_id, text, buttons, reply_to: None }])
     }
 
     fn status_reply(&self, chat_id: i64, tip: &TipRow) -> Outbound {

@@ -384,6 +384,21 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// The latest tips this chat reported (while it has not asked to be forgotten).
+    pub async fn tips_of_reporter(&self, platform: &str, chat_id: i64, limit: i64) -> anyhow::Result<Vec<TipRow>> {
+        let columns = TIP_COLUMNS.split(", ").map(|c| format!("t.{}", c.trim())).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
+             WHERE r.platform = $1 AND r.chat_id = $2 ORDER BY t.id DESC LIMIT $3"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(platform)
+            .bind(chat_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
     /// How many tips this chat reported since `since` (UTC ms).
     pub async fn tips_reported_since(&self, platform: &str, chat_id: i64, since: i64) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::{self, Engine, TestDb};
-use crate::fake_telegram::{FakeTelegram, SentMessage, TOKEN, TgUser};
+use crate::fake_telegram::{FakeTelegram, SentMessage, TOKEN, TgUser, buttons};
 
 /// The example registry the demo and the tests use.
 pub fn example_dir() -> PathBuf {
@@ -39,7 +39,7 @@ pub fn example_registry_with(edits: &[(&str, &str, &str)]) -> tempfile::TempDir 
 }
 
 /// Settings from the shipped configuration file, pointed at `fake` and `url`, with flood
-/// limits high enough that tests never wait for them.
+/// limits (Telegram's and triage's) high enough that tests never meet them.
 pub fn test_settings(fake: &FakeTelegram, url: &str) -> Settings {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/cunjing.toml");
     let mut s = Settings::from_file(&path, false).expect("shipped configuration loads");
@@ -50,6 +50,9 @@ pub fn test_settings(fake: &FakeTelegram, url: &str) -> Settings {
     s.file.telegram.messages_per_sec_chat = 1000;
     s.file.telegram.messages_per_min_group = 60_000;
     s.file.telegram.messages_per_sec_overall = 1000;
+    // Triage's own flood control has its own tests; the others ask freely.
+    s.file.triage.max_answers_per_group_per_minute = 10_000;
+    s.file.triage.repeat_window_minutes = 0;
     s.telegram_token = Some(TOKEN.to_string().into());
     s
 }
@@ -155,6 +158,16 @@ impl TestApp {
         let answer = self.ask(chat, user, &format!("/start {}", code.code)).await;
         assert!(answer.text.contains("登记成功"), "{}", answer.text);
     }
+}
+
+/// Presses the button whose label contains `label` under `msg`; returns the next message the
+/// bot sends to `chat`.
+pub async fn press(app: &TestApp, chat: i64, user: &TgUser, msg: &SentMessage, label: &str) -> SentMessage {
+    let all = buttons(msg);
+    let (_, data) = all.iter().find(|(l, _)| l.contains(label)).unwrap_or_else(|| panic!("no {label:?} in {all:?}"));
+    let mark = app.fake.mark();
+    app.fake.press_button(msg.chat_id, user, msg.message_id, data);
+    app.fake.wait_for_new(mark, |m| m.chat_id == chat).await
 }
 
 /// Imports the example registry into `store`, as of today.

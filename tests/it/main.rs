@@ -11,3 +11,4 @@ mod foundation;
 mod registry;
 mod routing;
 mod tips;
+mod triage;

@@ -1,7 +1,7 @@
 //! Tips end to end: the private conversation with media, the receipt, routing to the
 //! responsible officer, the officer's buttons, status queries, anonymity, restarts.
 
-use crate::app::TestApp;
+use crate::app::{TestApp, press};
 use crate::app_test;
 use crate::fake_telegram::{SentMessage, TgUser, buttons};
 
@@ -14,16 +14,6 @@ fn tipster() -> TgUser {
 
 fn zhang() -> TgUser {
     TgUser::new(6001, "张建国")
-}
-
-/// Presses the button whose label contains `label` under `msg`; returns the next message the
-/// bot sends to `chat`.
-async fn press(app: &TestApp, chat: i64, user: &TgUser, msg: &SentMessage, label: &str) -> SentMessage {
-    let all = buttons(msg);
-    let (_, data) = all.iter().find(|(l, _)| l.contains(label)).unwrap_or_else(|| panic!("no {label:?} in {all:?}"));
-    let mark = app.fake.mark();
-    app.fake.press_button(msg.chat_id, user, msg.message_id, data);
-    app.fake.wait_for_new(mark, |m| m.chat_id == chat).await
 }
 
 /// Starts a tip for 前店村 in the tipster's private chat and picks 盗窃; returns the details prompt.
@@ -105,7 +95,7 @@ app_test!(the_officer_acknowledges_and_resolves_and_the_tipster_can_follow_by_st
     app.enrol("041201", &zhang()).await;
     let t = tipster();
     let (chat, _) = start_theft_tip(&app).await;
-    let got = app.ask(chat, &t, "有人在偷电缆").await;
+    let got = app.ask(chat, &t, "仓库的电缆昨晚被人偷了").await;
     let anonymity = press(&app, chat, &t, &got, "说完了").await;
     let summary = press(&app, chat, &t, &anonymity, "匿名").await;
     let mark = app.fake.mark();

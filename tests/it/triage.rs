@@ -1,0 +1,212 @@
+//! Triage in plain Chinese: the labelled corpus that measures the shipped rules, and what
+//! residents see when the bot recognises a tip, a matter for 12345 or a question about an
+//! earlier report; officers' notices, forwarded articles and floods left alone; rules
+//! reloaded by the staff group without a restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cunjing::triage::{Triage, corpus};
+
+use crate::app::{TestApp, press};
+use crate::app_test;
+use crate::fake_telegram::{SentMessage, TgUser, buttons};
+
+const HEZHUANG: &str = "410184101201";
+const GROUP: i64 = -1001000000031;
+const STAFF: i64 = -1001000000032;
+
+fn resident(n: i64) -> TgUser {
+    TgUser::new(5300 + n, "村民")
+}
+
+fn zhang() -> TgUser {
+    TgUser::new(6001, "张建国")
+}
+
+#[test]
+fn the_shipped_rules_recognise_every_emergency_and_95_percent_of_the_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = Triage::load(&root.join("bot-config/intents.toml")).unwrap();
+    // Every corpus file in the fixtures: triage-corpus*.tsv.
+    let mut samples = Vec::new();
+    for entry in std::fs::read_dir(root.join("tests/fixtures")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("triage-corpus") && name.ends_with(".tsv") {
+            samples.extend(corpus::parse(&std::fs::read_to_string(&path).unwrap(), &name).unwrap());
+        }
+    }
+    assert!(samples.len() >= 400, "the corpus has {} messages", samples.len());
+    for intent in corpus::INTENTS {
+        assert!(samples.iter().filter(|s| s.intent == intent).count() >= 20, "too few {intent} samples");
+    }
+    let e = corpus::evaluate(&rules, &samples);
+    let misses: Vec<String> = e
+        .misses
+        .iter()
+        .map(|m| format!("line {}: expected {}, got {} ({:?}): {}", m.line, m.expected, m.got, m.rule, m.text))
+        .collect();
+    let report = format!("{}\n{}", e.markdown(), misses.join("\n"));
+    assert_eq!(e.emergencies_found, e.emergencies, "every emergency is recognised:\n{report}");
+    assert!(e.accuracy() >= 0.95, "intent accuracy below 95 %:\n{report}");
+}
+
+/// Binds the test group to 和庄村.
+async fn bound_group(app: &TestApp) {
+    app.fake.group(GROUP, "和庄村村民群", true);
+    let village = app.store().village_by_code(HEZHUANG).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", GROUP, "和庄村村民群", village.id, None).await.unwrap();
+}
+
+/// Sends `text` to the group, then `/help` as a sentinel: returns what the bot sent to the
+/// group in between (nothing, when it stayed quiet).
+async fn answers_to(app: &TestApp, user: &TgUser, text: &str) -> Vec<SentMessage> {
+    let mark = app.fake.mark();
+    app.fake.send_text(GROUP, user, text);
+    let help = help_after(app, mark).await;
+    app.fake.sent()[mark..help].iter().filter(|m| m.chat_id == GROUP).cloned().collect()
+}
+
+/// Sends `/help` to the group and waits for its answer; returns its position in the sent
+/// log. Updates of one chat are handled in order, so whatever the bot answers to earlier
+/// messages is before it.
+async fn help_after(app: &TestApp, mark: usize) -> usize {
+    app.fake.send_text(GROUP, &resident(99), "/help");
+    let help = app.fake.wait_for_new(mark, |m| m.chat_id == GROUP && m.text.contains("村警助手")).await;
+    app.fake.sent().iter().position(|m| m.chat_id == GROUP && m.message_id == help.message_id).unwrap()
+}
+
+app_test!(a_theft_told_in_the_group_gets_a_private_button_that_starts_the_tip_in_its_category, |app| {
+    bound_group(&app).await;
+    let villager = resident(1);
+    let reply = app.ask(GROUP, &villager, "俺家电动车昨晚在院里被偷了").await;
+    assert!(reply.text.contains("盗窃") && reply.text.contains("私信"), "{}", reply.text);
+    let all = buttons(&reply);
+    let payload = format!("tip_{HEZHUANG}_theft");
+    assert!(all.iter().any(|(_, url)| url.ends_with(&format!("start={payload}"))), "{all:?}");
+    assert!(app.store().list_tips(&Default::default()).await.unwrap().is_empty(), "nothing recorded from the group");
+
+    // The button opens the private chat at the details: village and category are known.
+    let chat = app.fake.private_chat(villager.clone());
+    let details = app.ask(chat, &villager, &format!("/start {payload}")).await;
+    assert!(details.text.contains("发生了什么"), "{}", details.text);
+    app.fake.send_text(chat, &villager, "昨晚十点左右，院门没锁");
+    let got = app.fake.wait_for_sent(|m| m.chat_id == chat && m.text.contains("第1条")).await;
+    let anon = press(&app, chat, &villager, &got, "说完了").await;
+    let summary = press(&app, chat, &villager, &anon, "匿名").await;
+    assert!(summary.text.contains("盗窃") && summary.text.contains("和庄村"), "{}", summary.text);
+});
+
+app_test!(a_theft_told_privately_starts_the_tip_with_its_words_and_the_status_question_lists_it, |app| {
+    let villager = resident(2);
+    let chat = app.fake.private_chat(villager.clone());
+    app.ask(chat, &villager, &format!("/start v_{HEZHUANG}")).await;
+    let noted = app.ask(chat, &villager, "俺家电动车昨晚被偷了").await;
+    assert!(noted.text.contains("已记下") && noted.text.contains("盗窃"), "{}", noted.text);
+    let anon = press(&app, chat, &villager, &noted, "说完了").await;
+    let summary = press(&app, chat, &villager, &anon, "匿名").await;
+    assert!(summary.text.contains("电动车昨晚被偷了"), "the words are the tip's text: {}", summary.text);
+    let receipt = press(&app, chat, &villager, &summary, "确认").await;
+    assert!(receipt.text.contains("已提交"), "{}", receipt.text);
+    let tips = app.store().list_tips(&Default::default()).await.unwrap();
+    assert_eq!(tips.len(), 1);
+    assert_eq!(tips[0].category, "theft");
+
+    let status = app.ask(chat, &villager, "俺前天报的那个事咋样了").await;
+    assert!(status.text.contains(&tips[0].number) && status.text.contains("待受理"), "{}", status.text);
+    let detail = press(&app, chat, &villager, &status, &tips[0].number).await;
+    assert!(detail.text.contains(&tips[0].number), "{}", detail.text);
+
+    // Someone with no reports gets the way to ask with a number and password.
+    let other = resident(3);
+    let ochat = app.fake.private_chat(other.clone());
+    let usage = app.ask(ochat, &other, "我举报的线索有结果了吗").await;
+    assert!(usage.text.contains("/status"), "{}", usage.text);
+});
+
+app_test!(a_street_light_gets_the_12345_pointer_once_per_person_and_a_status_question_goes_private, |app| {
+    bound_group(&app).await;
+    let first = answers_to(&app, &resident(4), "村口路灯坏了好几天了").await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].text.contains("12345"), "{}", first[0].text);
+    assert!(answers_to(&app, &resident(4), "路灯还是不亮").await.is_empty(), "the same person is not told twice");
+    assert_eq!(answers_to(&app, &resident(5), "俺家门口路灯也不亮").await.len(), 1, "another person is told");
+    assert_eq!(answers_to(&app, &resident(4), "垃圾好几天没人拉了").await.len(), 1, "another topic is told");
+
+    let status = app.ask(GROUP, &resident(4), "我上回举报的事咋样了").await;
+    assert!(status.text.contains("私信"), "{}", status.text);
+    assert!(buttons(&status).iter().any(|(_, url)| url.ends_with("start=status")), "{:?}", buttons(&status));
+    // Chatter gets nothing.
+    assert!(answers_to(&app, &resident(4), "今天赶集的人真多").await.is_empty());
+});
+
+app_test!(officers_notices_forwarded_articles_and_bots_get_no_answer, |app| {
+    bound_group(&app).await;
+    app.enrol("041201", &zhang()).await;
+    let notice = "各位村民：近期电信诈骗高发，有人打架斗殴请拨打110，家里着火了打119";
+    assert!(answers_to(&app, &zhang(), notice).await.is_empty(), "an officer's notice");
+    let mark = app.fake.mark();
+    app.fake.send_forwarded_text(GROUP, &resident(6), "村东头着火了快来人");
+    let help = help_after(&app, mark).await;
+    let between: Vec<_> = app.fake.sent()[mark..help].iter().filter(|m| m.chat_id == GROUP).cloned().collect();
+    assert!(between.is_empty(), "a forwarded message: {between:?}");
+    let other_bot = TgUser::bot(7_000_000_099, "天气机器人");
+    assert!(answers_to(&app, &other_bot, "大风预警：村东头着火风险高，快来人").await.is_empty(), "another bot");
+    // The same words from a resident are an emergency.
+    let reply = app.ask(GROUP, &resident(6), "村东头着火了快来人").await;
+    assert!(reply.text.contains("119"), "{}", reply.text);
+});
+
+app_test!(a_busy_group_gets_at_most_its_answers_per_minute_and_a_repeat_is_answered_once, |app| {
+    app.settings.file.triage.max_answers_per_group_per_minute = 2;
+    app.settings.file.triage.repeat_window_minutes = 10;
+    app.restart().await;
+    bound_group(&app).await;
+    app.enrol("041201", &zhang()).await;
+    let fire = answers_to(&app, &resident(7), "村东头着火了").await;
+    assert!(fire.len() == 1 && fire[0].text.contains("119"), "{fire:?}");
+    assert!(answers_to(&app, &resident(8), "村东头着火了").await.is_empty(), "the same message again");
+    assert_eq!(answers_to(&app, &resident(9), "民警电话多少").await.len(), 1);
+    // The minute's budget (2) is spent: a contact question waits …
+    assert!(answers_to(&app, &resident(10), "俺村片警是谁啊").await.is_empty());
+    // … and an emergency answer is held back, but the officer is still alerted.
+    let mark = app.fake.mark();
+    assert!(answers_to(&app, &resident(11), "西头有人打架了").await.is_empty());
+    let alert = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    assert!(alert.text.contains("西头有人打架"), "{}", alert.text);
+    // A minute later the group is answered again; commands were never limited.
+    app.advance(Duration::from_secs(61));
+    assert_eq!(answers_to(&app, &resident(10), "咱村民警电话多少").await.len(), 1);
+});
+
+app_test!(staff_reload_puts_new_rules_in_force_and_a_broken_file_changes_nothing, |app| {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("intents.toml");
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/intents.toml")).unwrap();
+    std::fs::write(&rules, &shipped).unwrap();
+    app.settings.file.paths.intents_file = rules.clone();
+    app.restart().await;
+    bound_group(&app).await;
+    app.enrol("041201", &zhang()).await;
+    app.fake.group(STAFF, "派出所内勤群", true);
+    app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
+
+    let question = "村里的老槐树让雷劈倒了";
+    assert!(answers_to(&app, &resident(12), question).await.is_empty(), "not a rule yet");
+    let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
+    std::fs::write(&rules, format!("{shipped}{tree_rule}")).unwrap();
+    let refused = app.ask(STAFF, &resident(12), "/reload").await;
+    assert!(!refused.text.contains("重新加载"), "only officers reload: {}", refused.text);
+    let done = app.ask(STAFF, &zhang(), "/reload").await;
+    assert!(done.text.contains("重新加载"), "{}", done.text);
+    let now = answers_to(&app, &resident(13), question).await;
+    assert!(now.len() == 1 && now[0].text.contains("12345"), "{now:?}");
+
+    std::fs::write(&rules, format!("{shipped}{}", tree_rule.replace("(槐树|大树)", "(槐树|大树"))).unwrap();
+    let failed = app.ask(STAFF, &zhang(), "/reload").await;
+    assert!(failed.text.contains("intents.toml:") && failed.text.contains("non_police.trees"), "{}", failed.text);
+    let still = answers_to(&app, &resident(14), question).await;
+    assert_eq!(still.len(), 1, "the rules in force stay: {still:?}");
+});
