@@ -166,12 +166,17 @@ impl Store {
     /// row goes.
     pub async fn chat_migrated(&self, platform: &str, old_id: i64, new_id: i64) -> anyhow::Result<()> {
         let mut tx = self.begin_write().await?;
-        let old: Option<(i64,)> = sqlx::query_as("SELECT id FROM chats WHERE platform = $1 AND chat_id = $2")
+        // Telegram tells both chats, so two handlers may run this at once. Touching the old
+        // row first locks it (PostgreSQL; SQLite writers are serial anyway): the second
+        // waits, then finds no old row and leaves the migrated one alone.
+        let old = sqlx::query("UPDATE chats SET updated_at = $3 WHERE platform = $1 AND chat_id = $2")
             .bind(platform)
             .bind(old_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if old.is_some() {
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if old > 0 {
             sqlx::query("DELETE FROM chats WHERE platform = $1 AND chat_id = $2")
                 .bind(platform)
                 .bind(new_id)

@@ -320,3 +320,20 @@ app_test!(a_basic_group_that_kicked_the_bot_is_marked_lost_too, |app| {
     assert_eq!(app.store().chat("telegram", basic).await.unwrap().unwrap().active, 0);
     assert_eq!(app.store().send_failures().await.unwrap().len(), 1);
 });
+
+// Telegram announces a migration in both chats; the two handlers may record it at once.
+crate::on_both_engines!(a_migration_recorded_twice_at_once_keeps_the_binding, |db| {
+    crate::app::import_example(&db.store).await;
+    let village = db.store.village_by_code(HEZHUANG).await.unwrap().unwrap();
+    for round in 0..20_i64 {
+        let (old, new) = (-5_000_000 - round, -1_005_000_000 - round);
+        db.store.bind_chat_to_village("telegram", old, "和庄村群", village.id, None).await.unwrap();
+        let (a, b) =
+            tokio::join!(db.store.chat_migrated("telegram", old, new), db.store.chat_migrated("telegram", old, new));
+        a.unwrap();
+        b.unwrap();
+        let chat = db.store.chat("telegram", new).await.unwrap();
+        assert_eq!(chat.and_then(|c| c.village_id), Some(village.id), "round {round}: the binding moved to the new id");
+        assert!(db.store.chat("telegram", old).await.unwrap().is_none());
+    }
+});
