@@ -313,7 +313,8 @@ impl Texts {
         });
         let known: Vec<&str> = Msg::ALL.iter().map(|m| m.key()).collect();
         for (key, source) in table {
-            if !known.contains(&key.as_str()) {
+            // `_name` templates hold what the others share (labels, macros) through `import`.
+            if !known.contains(&key.as_str()) && !key.starts_with('_') {
                 return Err(anyhow!("unknown template key {key:?}; the keys are: {}", known.join(", ")));
             }
             env.add_template_owned(key.clone(), source).map_err(|e| anyhow!("template {key:?} does not parse: {e}"))?;
