@@ -1,0 +1,1 @@
+//! CAP 1.2 (OASIS Common Alerting Protocol): being written.
