@@ -74,6 +74,9 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
         non_police_repeat_ms: i64::from(flood.non_police_repeat_hours) * 3_600_000,
     };
     opts.triage_path = Some(settings.intents_file());
+    opts.pin_severities = settings.file.broadcast.pin_severities.clone();
+    opts.schedule =
+        Some(Arc::new(crate::core::schedule::Schedule::load(&settings.schedule_file(), &texts, settings.timezone())?));
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
 }
 
@@ -106,8 +109,10 @@ pub async fn run_with(
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
         let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
         let reloader = reload_on_hangup(core.clone())?;
+        let wecom = spawn_wecom(&settings, &core)?;
         tracing::info!("serving Telegram");
         let result = channels::telegram::run(core, &settings, token, shutdown, &hooks).await;
+        wecom.stop().await;
         reloader.abort();
         store.close().await;
         return result;
@@ -147,15 +152,56 @@ pub async fn run_with(
         Platform::Console,
         hooks.wake.clone(),
         hooks.timer_interval,
-        timer_tx,
+        timer_tx.clone(),
         timers_stopped,
     ));
+    let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
+        core.clone(),
+        Arc::new(channels::console::ConsoleDeliverer::new(timer_tx.clone())),
+        settings.worker_options(),
+        timer_tx,
+        stop_timers.subscribe(),
+    ));
+    let wecom = spawn_wecom(&settings, &core)?;
     let result = channels::console::run(core, input, out, interactive, start_village, timer_rx, shutdown).await;
     let _ = stop_timers.send(true);
     let _ = timers.await;
+    let _ = broadcasts.await;
+    wecom.stop().await;
     reloader.abort();
     store.close().await;
     result
+}
+
+/// A background worker and the switch that stops it.
+struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "a background worker panicked");
+        }
+    }
+}
+
+/// The WeCom robots' delivery worker (runs beside any channel; it has nothing to do when no
+/// village or office has a robot).
+fn spawn_wecom(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
+    let w = &settings.file.wecom;
+    let deliverer =
+        channels::wecom::WecomDeliverer::new(w.messages_per_min_per_robot, Duration::from_secs(w.timeout_secs.max(1)))?;
+    let mut opts = settings.worker_options();
+    opts.per_second = 0; // each robot has its own limit
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Robots report to nobody: the channel's worker tells the sender.
+    let (reports, _) = tokio::sync::mpsc::unbounded_channel();
+    let task =
+        tokio::spawn(crate::core::broadcast::run_deliveries(core.clone(), Arc::new(deliverer), opts, reports, stopped));
+    Ok(Worker { stop, task })
 }
 
 /// Reloads the triage rules on SIGHUP (a bad file is logged and changes nothing).

@@ -48,6 +48,12 @@ pub enum Command {
     /// Tips residents reported: list, show, export. Tipsters are never shown.
     #[command(subcommand)]
     Tips(TipsCommand),
+    /// Security warnings and notices to village groups: send, follow, cancel, CAP 1.2.
+    #[command(subcommand)]
+    Broadcast(BroadcastCommand),
+    /// Monthly figures per officer.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Classify messages with the triage rules: one message per line on stdin, one JSON
     /// object per line on stdout ({"intent", "kind"|"category"|"topic", "rule"}). With
     /// --evaluate, measure the rules against a labelled corpus instead.
@@ -71,6 +77,82 @@ pub enum Command {
         /// With --evaluate: list every message the rules got wrong.
         #[arg(long, requires = "evaluate")]
         misses: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BroadcastCommand {
+    /// Queue a broadcast; the running daemon delivers it (and records each group's outcome).
+    Send {
+        /// village:CODE, office:CODE, station:CODE or all; repeat or separate by commas.
+        #[arg(long, required = true, value_delimiter = ',')]
+        to: Vec<String>,
+        /// warning (治安预警) or notice.
+        #[arg(long, default_value = "notice")]
+        kind: String,
+        /// urgent, important or normal.
+        #[arg(long, default_value = "normal")]
+        severity: String,
+        #[arg(long)]
+        text: String,
+        /// The headline residents see above the text [default: by kind, from the templates].
+        #[arg(long)]
+        event: Option<String>,
+        /// Send at this local time (YYYY-MM-DD HH:MM or RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Do not send to groups not reached by this local time.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Progress of a broadcast: totals by state (they add up to the targets) and, with
+    /// --ledger, every target.
+    Status {
+        id: i64,
+        #[arg(long)]
+        ledger: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a broadcast: pending targets are not sent; sent messages are deleted (within
+    /// Telegram's 48 hours) or followed by a correction.
+    Cancel { id: i64 },
+    /// Send a correction: a new text to every group that got broadcast ID, as a reply to it.
+    Correct {
+        id: i64,
+        #[arg(long)]
+        text: String,
+    },
+    /// Write broadcast ID as a CAP 1.2 alert (stdout, or --out FILE).
+    ExportCap {
+        id: i64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Turn a CAP 1.2 alert into a broadcast. Only status=Actual reaches real groups; an
+    /// Update or Cancel of an alert imported earlier corrects or cancels that broadcast.
+    ImportCap {
+        file: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per officer: warnings published, tips received / acknowledged / resolved, median
+    /// time to acknowledge, ratings.
+    Monthly {
+        /// YYYY-MM [default: last month].
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this station.
+        #[arg(long)]
+        station: Option<String>,
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -113,6 +195,14 @@ pub enum RegistryCommand {
     Import { dir: PathBuf },
     /// Write the registry to DIR in the import format.
     Export { dir: PathBuf },
+    /// Set (or with no URL, remove) the WeCom group robot of a village or office:
+    /// broadcasts to it are posted there too.
+    Wecom {
+        /// village:CODE or office:CODE.
+        target: String,
+        /// The robot's webhook URL (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…).
+        url: Option<String>,
+    },
     /// Print coverage gaps: villages without a resident officer or a group, officers
     /// without a phone or not enrolled, officers with too many villages.
     Check {
@@ -169,6 +259,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(&settings, &badge, json).await,
         Command::Chat(cmd) => chat_command(&settings, cmd).await,
         Command::Tips(cmd) => crate::tips_cli::run(&settings, &open_store(&settings).await?, cmd).await,
+        Command::Broadcast(cmd) => crate::broadcast_cli::run(&settings, open_store(&settings).await?, cmd).await,
+        Command::Report(cmd) => crate::broadcast_cli::report(&settings, open_store(&settings).await?, cmd).await,
         Command::Triage { rules, forwarded, officer, private, evaluate, misses } => {
             let rules = crate::triage::Triage::load(&rules.unwrap_or_else(|| settings.intents_file()))?;
             match evaluate {
@@ -247,6 +339,27 @@ async fn registry_command(settings: &Settings, cmd: RegistryCommand) -> anyhow::
         RegistryCommand::Export { dir } => {
             registry::export_dir(&store, &dir).await?;
             println!("Registry written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RegistryCommand::Wecom { target, url } => {
+            let url = url.filter(|u| !u.is_empty());
+            if let Some(u) = &url {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| anyhow::anyhow!("{u:?} is not a URL ({e}): give the robot's webhook address"))?;
+                anyhow::ensure!(
+                    matches!(parsed.scheme(), "https" | "http"),
+                    "the webhook URL must start with https://"
+                );
+            }
+            let found = match crate::store::broadcasts::Target::parse(&target).map_err(anyhow::Error::msg)? {
+                crate::store::broadcasts::Target::Village(code) => {
+                    store.set_village_wecom(&code, url.as_deref()).await?
+                }
+                crate::store::broadcasts::Target::Office(code) => store.set_office_wecom(&code, url.as_deref()).await?,
+                _ => anyhow::bail!("a robot belongs to a village or an office: write village:CODE or office:CODE"),
+            };
+            anyhow::ensure!(found, "{target} is not in the registry");
+            println!("{} {target}", if url.is_some() { "WeCom robot set for" } else { "WeCom robot removed from" });
             Ok(ExitCode::SUCCESS)
         }
         RegistryCommand::Check { json } => {

@@ -41,6 +41,8 @@ pub struct FileSettings {
     pub enrolment: Enrolment,
     pub tips: Tips,
     pub triage: TriageSettings,
+    pub broadcast: BroadcastSettings,
+    pub wecom: Wecom,
     pub paths: Paths,
     pub demo: Demo,
 }
@@ -103,9 +105,28 @@ pub struct TriageSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct BroadcastSettings {
+    pub messages_per_sec: u32,
+    pub concurrency: usize,
+    pub max_attempts: i64,
+    pub retry_base_ms: u64,
+    pub pin_severities: Vec<String>,
+    pub progress_every_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wecom {
+    pub messages_per_min_per_robot: u32,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Paths {
     pub templates_dir: PathBuf,
     pub intents_file: PathBuf,
+    pub schedule_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +180,24 @@ impl Settings {
     /// A path from the file, resolved against the file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+    }
+
+    pub fn schedule_file(&self) -> PathBuf {
+        self.resolve(&self.file.paths.schedule_file)
+    }
+
+    /// How the broadcast delivery workers pace themselves.
+    pub fn worker_options(&self) -> crate::core::broadcast::WorkerOptions {
+        let b = &self.file.broadcast;
+        crate::core::broadcast::WorkerOptions {
+            per_second: b.messages_per_sec,
+            concurrency: b.concurrency.max(1),
+            max_attempts: b.max_attempts.max(1),
+            retry_base: Duration::from_millis(b.retry_base_ms),
+            // Retries are looked for at least as often as the first backoff.
+            idle: Duration::from_millis(b.retry_base_ms.clamp(10, 2000)),
+            progress_every: Duration::from_secs(b.progress_every_secs.max(1)),
+        }
     }
 
     pub fn timezone(&self) -> chrono_tz::Tz {

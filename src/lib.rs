@@ -6,6 +6,7 @@
 //! - [`domain`]: validated registry values (codes, badge numbers, phones, roles).
 //! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
 pub mod app;
+pub mod broadcast_cli;
 pub mod cap;
 pub mod channels;
 pub mod cli;

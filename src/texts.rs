@@ -29,6 +29,63 @@ macro_rules! messages {
 }
 
 messages! {
+    /// A command that only works in a private chat, sent in a group.
+    PrivateOnly = "private_only",
+    /// `/alert` or `/notice` by someone who may not broadcast (or to a target they do not serve).
+    BroadcastRefused = "broadcast_refused",
+    /// Compose: which villages? (`kind`; buttons follow)
+    BroadcastChooseTargets = "broadcast_choose_targets",
+    /// Compose: the "all my villages" button.
+    BroadcastAllMyVillages = "broadcast_all_my_villages",
+    /// Compose: how the chosen target is described (`villages`, `all_mine`, `label`).
+    BroadcastTargetLabel = "broadcast_target_label",
+    /// Compose: how urgent? (`target`; buttons follow)
+    BroadcastChooseSeverity = "broadcast_choose_severity",
+    /// The label of a severity (`severity`: urgent, important, normal).
+    SeverityLabel = "severity_label",
+    /// Compose: send the text (and a photo).
+    BroadcastAskText = "broadcast_ask_text",
+    /// Compose: a message while a button was expected.
+    BroadcastUseButtons = "broadcast_use_buttons",
+    /// Compose: the preview (`message`, `target`, `groups`, `photo`) with confirm/cancel.
+    BroadcastPreview = "broadcast_preview",
+    /// Compose: the confirm button.
+    BroadcastConfirmButton = "broadcast_confirm_button",
+    /// A cancel button.
+    ButtonCancel = "button_cancel",
+    /// Compose: the buttons of an earlier step were pressed after the conversation ended.
+    ConversationExpired = "conversation_expired",
+    /// Compose: queued for sending (`id`, `targets`).
+    BroadcastQueued = "broadcast_queued",
+    /// The CAP event name of a broadcast made without one (`kind`).
+    BroadcastEvent = "broadcast_event",
+    /// The message groups get (`kind`, `severity`, `event`, `text`, `sender`, `correction`, `test`).
+    BroadcastMessage = "broadcast_message",
+    /// The same for WeCom group robots, in WeCom markdown.
+    BroadcastWecom = "broadcast_wecom",
+    /// The "收到" button under a warning.
+    BroadcastAckButton = "broadcast_ack_button",
+    /// Answer to a first "收到" press.
+    BroadcastAcked = "broadcast_acked",
+    /// Answer to a second press by the same person.
+    BroadcastAckedAgain = "broadcast_acked_again",
+    /// The sender's progress and final report (`id`, `done`, `status`, `kind`, `event`,
+    /// `counts`: targets pending sending sent failed lost expired cancelled acks).
+    BroadcastProgress = "broadcast_progress",
+    /// Button under the report: the ledger by group.
+    BroadcastLedgerButton = "broadcast_ledger_button",
+    /// Button under the report: cancel the broadcast.
+    BroadcastCancelButton = "broadcast_cancel_button",
+    /// The ledger by group (`id`, `rows`, `counts`).
+    BroadcastLedger = "broadcast_ledger",
+    /// A broadcast was cancelled (`id`, `cancelled`: false when it already was).
+    BroadcastCancelled = "broadcast_cancelled",
+    /// Posted as a reply to a cancelled broadcast that can no longer be deleted.
+    BroadcastRetracted = "broadcast_retracted",
+    /// The private reminder on the reminder day (`name`, `villages`, `month`).
+    DutyReminder = "duty_reminder",
+    /// The monthly summary to a station's staff group (`station`, `month`, `rows`).
+    MonthlySummary = "monthly_summary",
     /// The village's contact card (警民联系卡).
     ContactCard = "contact_card",
     /// Button under the card in a group: opens a private chat with the bot for that village.
@@ -311,10 +368,12 @@ impl Texts {
         env.add_filter("phone_or", |v: Option<String>, fallback: String| {
             v.filter(|s| !s.is_empty()).unwrap_or(fallback)
         });
+        env.add_filter("thousands", |n: i64| thousands(n));
         let known: Vec<&str> = Msg::ALL.iter().map(|m| m.key()).collect();
         for (key, source) in table {
             // `_name` templates hold what the others share (labels, macros) through `import`.
-            if !known.contains(&key.as_str()) && !key.starts_with('_') {
+            // `schedule_name` templates are the texts of scheduled notices (`schedule.toml`).
+            if !known.contains(&key.as_str()) && !key.starts_with('_') && !key.starts_with("schedule_") {
                 return Err(anyhow!("unknown template key {key:?}; the keys are: {}", known.join(", ")));
             }
             env.add_template_owned(key.clone(), source).map_err(|e| anyhow!("template {key:?} does not parse: {e}"))?;
@@ -350,15 +409,43 @@ impl Texts {
         tmpl.render(ctx).map(drop).map_err(|e| anyhow!("template {:?}: {e}", msg.key()))
     }
 
+    /// Renders a template named in configuration (a scheduled notice's), or says why not.
+    pub fn render_named<S: Serialize>(&self, key: &str, ctx: S) -> anyhow::Result<String> {
+        let tmpl =
+            self.env.get_template(key).map_err(|_| anyhow!("there is no template {key:?} in {}.toml", self.locale))?;
+        Ok(tmpl.render(ctx).map_err(|e| anyhow!("template {key:?}: {e}"))?.trim().to_string())
+    }
+
     /// Renders a template that takes no variables.
     pub fn plain(&self, msg: Msg) -> String {
         self.render(msg, ())
     }
 }
 
+/// 4987 → "4,987": long counts the way residents and staff read them.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_written_with_thousands_separators() {
+        assert_eq!(thousands(4987), "4,987");
+        assert_eq!(thousands(46000), "46,000");
+        assert_eq!(thousands(13), "13");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+    }
 
     #[test]
     fn every_shipped_locale_has_every_template() {

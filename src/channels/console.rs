@@ -337,3 +337,36 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
     }
 }
+
+/// Broadcasts on the console: each group's message is printed like any other bot message.
+pub struct ConsoleDeliverer {
+    out: tokio::sync::mpsc::UnboundedSender<Outbound>,
+    next_id: std::sync::atomic::AtomicI64,
+}
+
+impl ConsoleDeliverer {
+    pub fn new(out: tokio::sync::mpsc::UnboundedSender<Outbound>) -> ConsoleDeliverer {
+        ConsoleDeliverer { out, next_id: std::sync::atomic::AtomicI64::new(1_000_000) }
+    }
+}
+
+impl crate::core::broadcast::Deliverer for ConsoleDeliverer {
+    fn channel(&self) -> &'static str {
+        Platform::Console.as_str()
+    }
+
+    async fn send(&self, d: crate::core::broadcast::Delivery) -> crate::core::broadcast::SendOutcome {
+        use crate::core::broadcast::SendOutcome;
+        let text = if d.photo.is_some() { format!("[photo]\n{}", d.text) } else { d.text };
+        let message = Outbound::Message { chat_id: d.chat_id, text, buttons: d.buttons, reply_to: d.reply_to };
+        if self.out.send(message).is_err() {
+            return SendOutcome::Retry { after: std::time::Duration::from_secs(1), detail: "console closed".into() };
+        }
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SendOutcome::Sent { message_id: Some(id), pinned: d.pin, note: None, migrated_to: None }
+    }
+
+    async fn delete(&self, chat_id: i64, message_id: i64) -> bool {
+        self.out.send(Outbound::DeleteMessage { chat_id, message_id }).is_ok()
+    }
+}

@@ -130,8 +130,15 @@ pub async fn run(
         Platform::Telegram,
         hooks.wake.clone(),
         hooks.timer_interval,
-        timer_tx,
+        timer_tx.clone(),
         timers_stopped,
+    ));
+    let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
+        adapter.core.clone(),
+        Arc::new(TelegramDeliverer { adapter: adapter.clone(), bot: bot.clone() }),
+        settings.worker_options(),
+        timer_tx,
+        stop_timers.subscribe(),
     ));
     let delivery = tokio::spawn({
         let (adapter, bot) = (adapter.clone(), bot.clone());
@@ -173,6 +180,7 @@ pub async fn run(
     dispatching.await.context("the Telegram dispatcher panicked")?;
     let _ = stop_timers.send(true);
     timers.await.context("the timer loop panicked")?;
+    broadcasts.await.context("the broadcast worker panicked")?;
     delivery.await.context("the timer delivery panicked")?;
     Ok(())
 }
@@ -613,6 +621,87 @@ impl Adapter {
                 tracing::error!(error = format!("{e:#}"), "failed to record a failed send");
             }
             return;
+        }
+    }
+}
+
+/// Broadcast messages to Telegram groups, through the same throttled bot as the replies
+/// (so together they stay within Telegram's limits; `Throttle` waits out 429s itself).
+pub struct TelegramDeliverer {
+    adapter: Arc<Adapter>,
+    bot: TgBot,
+}
+
+impl TelegramDeliverer {
+    async fn send_once(&self, d: &crate::core::broadcast::Delivery, chat: i64) -> Result<i64, RequestError> {
+        if let Some(photo) = &d.photo {
+            self.bot.send_photo(ChatId(chat), InputFile::file_id(FileId(photo.clone()))).await?;
+        }
+        let mut req = self.bot.send_message(ChatId(chat), d.text.clone());
+        if let Some(m) = self.adapter.keyboard(&d.buttons) {
+            req = req.reply_markup(m);
+        }
+        if let Some(id) = d.reply_to.and_then(|id| i32::try_from(id).ok()) {
+            req = req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
+        }
+        Ok(i64::from(req.await?.id.0))
+    }
+}
+
+impl crate::core::broadcast::Deliverer for TelegramDeliverer {
+    fn channel(&self) -> &'static str {
+        Platform::Telegram.as_str()
+    }
+
+    async fn send(&self, d: crate::core::broadcast::Delivery) -> crate::core::broadcast::SendOutcome {
+        use crate::core::broadcast::SendOutcome;
+        let mut chat = d.chat_id;
+        let mut migrated_to = None;
+        let result = match self.send_once(&d, chat).await {
+            Err(RequestError::MigrateToChatId(new_id)) => {
+                // The group became a supergroup: move the binding and send there, once.
+                if let Err(e) = self.adapter.core.store().chat_migrated("telegram", chat, new_id.0).await {
+                    tracing::error!(error = format!("{e:#}"), "failed to record a group migration");
+                }
+                chat = new_id.0;
+                migrated_to = Some(chat);
+                self.send_once(&d, chat).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(message_id) => {
+                let mut pinned = false;
+                let mut note = None;
+                if d.pin
+                    && let Ok(id) = i32::try_from(message_id)
+                {
+                    match self.bot.pin_chat_message(ChatId(chat), MessageId(id)).await {
+                        Ok(_) => pinned = true,
+                        Err(e) => note = Some(format!("not pinned: {}", self.adapter.redactor.redact(&e.to_string()))),
+                    }
+                }
+                SendOutcome::Sent { message_id: Some(message_id), pinned, note, migrated_to }
+            }
+            Err(err) => {
+                let detail = self.adapter.redactor.redact(&err.to_string());
+                match classify(&err) {
+                    Failure::Transient(after) => SendOutcome::Retry { after, detail },
+                    Failure::ChatLost => SendOutcome::Lost(detail),
+                    Failure::Permanent => SendOutcome::Failed(detail),
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, chat_id: i64, message_id: i64) -> bool {
+        let Ok(id) = i32::try_from(message_id) else { return false };
+        match self.bot.delete_message(ChatId(chat_id), MessageId(id)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %self.adapter.redactor.redact(&e.to_string()), "could not delete a broadcast message");
+                false
+            }
         }
     }
 }

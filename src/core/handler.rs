@@ -42,6 +42,12 @@ pub struct CoreOptions {
     pub flood: FloodLimits,
     /// Where the triage rules came from, for SIGHUP and `/reload`.
     pub triage_path: Option<PathBuf>,
+    /// Warnings of these severities are pinned in groups where the bot is an admin.
+    pub pin_severities: Vec<String>,
+    /// Recurring notices and monthly jobs (`None`: no scheduler, as in the CLI).
+    pub schedule: Option<Arc<super::schedule::Schedule>>,
+    /// Notified when a broadcast is created or cancelled, so the delivery workers start at once.
+    pub broadcast_wake: Arc<tokio::sync::Notify>,
 }
 
 impl CoreOptions {
@@ -57,6 +63,9 @@ impl CoreOptions {
             delete_group_tips: false,
             flood: FloodLimits::default(),
             triage_path: None,
+            pin_severities: vec!["urgent".to_string()],
+            schedule: None,
+            broadcast_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -69,7 +78,7 @@ pub struct Core {
     /// Swapped whole by [`Core::reload_triage`]; readers take a cheap clone of the `Arc`.
     triage: Arc<RwLock<Arc<Triage>>>,
     flood: Arc<FloodGuard>,
-    opts: CoreOptions,
+    pub(super) opts: CoreOptions,
 }
 
 /// Prefix of the button data that picks a village in a private chat.
@@ -480,6 +489,8 @@ impl Core {
             "stop" if !in_group => self.stop_relays(inbound).await,
             "duty" if !in_group => self.on_duty(inbound, args).await,
             "whoami" if !in_group => self.on_whoami(inbound).await,
+            "alert" => self.start_compose(inbound, "warning").await,
+            "notice" => self.start_compose(inbound, "notice").await,
             "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
             "bind" => self.on_bind(inbound, message_id, args).await,
             "bindstation" => self.on_bind_station(inbound, message_id, args).await,
@@ -665,6 +676,9 @@ impl Core {
     }
 
     async fn on_button(&self, inbound: &Inbound, callback_id: &str, data: &str) -> anyhow::Result<Vec<Outbound>> {
+        if let Some(out) = self.broadcast_button(inbound, callback_id, data).await? {
+            return Ok(out);
+        }
         let mut out = vec![Outbound::AnswerButton { callback_id: callback_id.to_string(), text: None }];
         if let Some(more) = self.tip_button(inbound, data).await? {
             out.extend(more);

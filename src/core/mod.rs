@@ -4,9 +4,11 @@
 //! [`Inbound`], calls [`Core::handle`], and performs the [`Outbound`] actions it gets back.
 //! The tests and the console drive exactly the code the Telegram adapter drives.
 
+pub mod broadcast;
 pub mod flood;
 mod handler;
 pub mod routing;
+pub mod schedule;
 mod staff;
 pub mod timers;
 mod tips;

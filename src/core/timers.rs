@@ -1,5 +1,6 @@
-//! The timer loop of a channel: whatever is due by the core's (injected) clock — today, tips
-//! not acknowledged in time — is turned into [`Outbound`] actions and handed to the channel.
+//! The timer loop of a channel: whatever is due by the core's (injected) clock — tips not
+//! acknowledged in time, scheduled notices and the monthly jobs — is turned into
+//! [`Outbound`] actions and handed to the channel.
 //!
 //! Deadlines live in the database, so the loop holds no state: after a restart it finds the
 //! same overdue tips. It wakes every `interval`, and at once when `wake` is notified (tests
@@ -31,6 +32,16 @@ pub async fn run(
                 }
             }
             Err(e) => tracing::error!(error = format!("{e:#}"), "timer round failed; retrying at the next"),
+        }
+        match core.run_schedule(platform).await {
+            Ok(actions) => {
+                for action in actions {
+                    if tx.send(action).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled jobs failed; retrying at the next round"),
         }
         if *stop.borrow() {
             return;

@@ -49,7 +49,7 @@ enum Step {
 
 /// A tip being written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Draft {
+pub(super) struct Draft {
     step: Step,
     village_id: Option<i64>,
     category: Option<String>,
@@ -61,8 +61,10 @@ struct Draft {
 /// A guided conversation in a private chat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "conversation", rename_all = "snake_case")]
-enum Conversation {
+pub(super) enum Conversation {
     Tip(Draft),
+    /// An officer composing a warning or notice (`/alert`, `/notice`).
+    Broadcast(super::broadcast::Compose),
     /// The next message is relayed about `tip_id`: to the tipster when `officer`, to the
     /// handling officer otherwise.
     Reply {
@@ -83,7 +85,7 @@ impl Core {
         }
     }
 
-    async fn load_conversation(&self, inbound: &Inbound) -> anyhow::Result<Option<Conversation>> {
+    pub(super) async fn load_conversation(&self, inbound: &Inbound) -> anyhow::Result<Option<Conversation>> {
         let Some((platform, user)) = self.platform_user(inbound) else { return Ok(None) };
         match self.store().conversation(platform, user, self.now_ms()).await? {
             Some((state, false)) => match serde_json::from_str::<Conversation>(&state) {
@@ -102,7 +104,7 @@ impl Core {
         self.save_conversation(inbound, &Conversation::Tip(draft.clone())).await
     }
 
-    async fn save_conversation(&self, inbound: &Inbound, conversation: &Conversation) -> anyhow::Result<()> {
+    pub(super) async fn save_conversation(&self, inbound: &Inbound, conversation: &Conversation) -> anyhow::Result<()> {
         if let Some((platform, user)) = self.platform_user(inbound) {
             let state = serde_json::to_string(conversation)?;
             self.store().save_conversation(platform, user, &state, self.now_ms(), self.conversation_ttl_ms()).await?;
@@ -110,7 +112,7 @@ impl Core {
         Ok(())
     }
 
-    async fn end_draft(&self, inbound: &Inbound) -> anyhow::Result<()> {
+    pub(super) async fn end_draft(&self, inbound: &Inbound) -> anyhow::Result<()> {
         if let Some((platform, user)) = self.platform_user(inbound) {
             self.store().end_conversation(platform, user).await?;
         }
@@ -334,6 +336,7 @@ impl Core {
         let mut draft = match self.load_conversation(inbound).await? {
             Some(Conversation::Tip(d)) => d,
             Some(Conversation::Reply { tip_id, officer }) => return self.relay(inbound, tip_id, officer).await,
+            Some(Conversation::Broadcast(c)) => return self.compose_message(inbound, c).await,
             None => return Ok(None),
         };
         let chat_id = inbound.chat.id;

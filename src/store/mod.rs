@@ -10,6 +10,7 @@
 //! Sub-modules hold the queries of one area each; they take `&Store` (or a transaction) and
 //! return domain rows.
 
+pub mod broadcasts;
 pub mod chats;
 pub mod officers;
 pub mod registry;

@@ -53,6 +53,9 @@ pub fn test_settings(fake: &FakeTelegram, url: &str) -> Settings {
     // Triage's own flood control has its own tests; the others ask freely.
     s.file.triage.max_answers_per_group_per_minute = 10_000;
     s.file.triage.repeat_window_minutes = 0;
+    // Broadcast pacing has its own tests; retries come quickly.
+    s.file.broadcast.messages_per_sec = 0;
+    s.file.broadcast.retry_base_ms = 20;
     s.telegram_token = Some(TOKEN.to_string().into());
     s
 }

@@ -393,6 +393,25 @@ impl FakeTelegram {
         self.push_update(json!({"message": m2}));
     }
 
+    /// The bot was removed from the group while the daemon did not see it (no update):
+    /// sends to the group answer 403.
+    pub fn kick_silently(&self, chat_id: i64) {
+        self.state().kicked.insert(chat_id);
+    }
+
+    /// The group became a supergroup while the daemon did not see it (no update): sends to
+    /// the old id answer 400 with `migrate_to_chat_id`.
+    pub fn migrate_silently(&self, old_id: i64, new_id: i64) {
+        let title = self.chat_json(old_id)["title"].as_str().unwrap_or("").to_string();
+        self.group(new_id, &title, true);
+        self.state().migrated.insert(old_id, new_id);
+    }
+
+    /// Whether a message the bot sent is still there (not deleted).
+    pub fn message_exists(&self, chat_id: i64, message_id: i32) -> bool {
+        self.state().messages.contains_key(&(chat_id, message_id))
+    }
+
     /// `user` presses a button with `data` under the bot's message; returns the query id.
     pub fn press_button(&self, chat_id: i64, user: &TgUser, message_id: i32, data: &str) -> String {
         let (id, message) = {

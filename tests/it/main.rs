@@ -1,6 +1,7 @@
 //! The integration tests: one binary (link time on 2 cores), one module per area.
 
 mod app;
+mod broadcasts;
 mod cli;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod db;

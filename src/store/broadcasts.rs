@@ -1,0 +1,849 @@
+//! Broadcasts and their delivery ledger: one row per target chat or WeCom robot, written in
+//! the same transaction as the broadcast, claimed by the delivery worker, settled once.
+//! Also the "收到" acknowledgements and the runs of scheduled jobs.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Backend, Store};
+
+/// Whom a broadcast goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Target {
+    Village(String),
+    Office(String),
+    Station(String),
+    All,
+}
+
+impl Target {
+    /// Parses `village:CODE`, `office:CODE`, `station:CODE` or `all`.
+    pub fn parse(s: &str) -> Result<Target, String> {
+        let s = s.trim();
+        if s == "all" {
+            return Ok(Target::All);
+        }
+        let (kind, code) = s
+            .split_once(':')
+            .ok_or_else(|| format!("target {s:?}: write village:CODE, office:CODE, station:CODE or all"))?;
+        let code = code.trim().to_string();
+        if code.is_empty() {
+            return Err(format!("target {s:?} has no code after the colon"));
+        }
+        match kind {
+            "village" | "grid" => Ok(Target::Village(code)),
+            "office" => Ok(Target::Office(code)),
+            "station" => Ok(Target::Station(code)),
+            _ => Err(format!("target {s:?}: the kind must be village, office or station (or the word all)")),
+        }
+    }
+
+    pub fn to_spec(&self) -> String {
+        match self {
+            Target::Village(c) => format!("village:{c}"),
+            Target::Office(c) => format!("office:{c}"),
+            Target::Station(c) => format!("station:{c}"),
+            Target::All => "all".to_string(),
+        }
+    }
+}
+
+/// Parses a space-separated target spec as stored in `broadcasts.target_spec`.
+pub fn parse_targets(spec: &str) -> Result<Vec<Target>, String> {
+    let targets = spec.split([' ', ',']).filter(|s| !s.is_empty()).map(Target::parse).collect::<Result<Vec<_>, _>>()?;
+    if targets.is_empty() {
+        return Err("no target given: write village:CODE, office:CODE, station:CODE or all".into());
+    }
+    Ok(targets)
+}
+
+/// A broadcast to create.
+#[derive(Debug, Clone)]
+pub struct NewBroadcast {
+    pub kind: String,
+    pub severity: String,
+    pub cap_status: String,
+    pub cap_identifier: String,
+    pub cap_references: Option<String>,
+    pub references_id: Option<i64>,
+    pub event: String,
+    pub text: String,
+    pub photo_file_id: Option<String>,
+    pub targets: Vec<Target>,
+    pub sender_officer_id: Option<i64>,
+    pub sender_label: String,
+    pub report: Option<(String, i64)>,
+    pub schedule_job: Option<String>,
+    pub send_at: i64,
+    pub expires_at: Option<i64>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct BroadcastRow {
+    pub id: i64,
+    pub kind: String,
+    pub severity: String,
+    pub status: String,
+    pub cap_status: String,
+    pub cap_identifier: String,
+    pub cap_references: Option<String>,
+    pub references_id: Option<i64>,
+    pub event: String,
+    pub text: String,
+    pub photo_file_id: Option<String>,
+    pub target_spec: String,
+    pub sender_officer_id: Option<i64>,
+    pub sender_label: String,
+    pub report_platform: Option<String>,
+    pub report_chat_id: Option<i64>,
+    pub last_report_at: Option<i64>,
+    pub send_at: i64,
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const BROADCAST_COLUMNS: &str = "id, kind, severity, status, cap_status, cap_identifier, cap_references, references_id, \
+     event, text, photo_file_id, target_spec, sender_officer_id, sender_label, report_platform, report_chat_id, \
+     last_report_at, send_at, expires_at, created_at, finished_at";
+
+/// A claimed delivery, with what the channel needs to send it.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub broadcast_id: i64,
+    pub channel: String,
+    pub chat_id: i64,
+    pub address: Option<String>,
+    pub reply_to: Option<i64>,
+    pub attempts: i64,
+    pub bot_admin: i64,
+}
+
+/// A sent message to take back after a cancel.
+#[derive(Debug, Clone, FromRow)]
+pub struct Retraction {
+    pub id: i64,
+    pub broadcast_id: i64,
+    pub chat_id: i64,
+    pub address: Option<String>,
+    pub message_id: Option<i64>,
+    pub sent_at: Option<i64>,
+}
+
+/// How many targets are in each state; the states always add up to the targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub targets: i64,
+    pub pending: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub lost: i64,
+    pub expired: i64,
+    pub cancelled: i64,
+    pub acks: i64,
+}
+
+/// One line of the ledger.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct LedgerRow {
+    pub id: i64,
+    pub channel: String,
+    pub chat_id: i64,
+    pub title: Option<String>,
+    pub village_code: Option<String>,
+    pub village_name: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub message_id: Option<i64>,
+    pub pinned: i64,
+    pub retract: Option<String>,
+    pub detail: Option<String>,
+    pub acks: i64,
+}
+
+/// The final state of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    Sent { message_id: Option<i64>, pinned: bool, detail: Option<String> },
+    Retry { at: i64, detail: String },
+    Failed(String),
+    Lost(String),
+}
+
+/// The columns that select villages for a target, over `villages v JOIN offices o JOIN
+/// stations s`; the codes are bound from `$first`.
+fn target_filter(targets: &[Target], first: usize) -> (String, Vec<String>) {
+    let mut parts = Vec::new();
+    let mut binds = Vec::new();
+    for t in targets {
+        let n = first + binds.len();
+        match t {
+            Target::All => parts.push("1 = 1".to_string()),
+            Target::Village(c) => {
+                parts.push(format!("v.code = ${n}"));
+                binds.push(c.clone());
+            }
+            Target::Office(c) => {
+                parts.push(format!("o.code = ${n}"));
+                binds.push(c.clone());
+            }
+            Target::Station(c) => {
+                parts.push(format!("s.code = ${n}"));
+                binds.push(c.clone());
+            }
+        }
+    }
+    (format!("({})", parts.join(" OR ")), binds)
+}
+
+/// The offices whose own robot a target reaches (office, station or all; not a village).
+fn office_filter(targets: &[Target], first: usize) -> Option<(String, Vec<String>)> {
+    let wide: Vec<Target> = targets.iter().filter(|t| !matches!(t, Target::Village(_))).cloned().collect();
+    if wide.is_empty() { None } else { Some(target_filter(&wide, first)) }
+}
+
+const VILLAGE_JOIN: &str = "villages v JOIN offices o ON o.id = v.office_id JOIN stations s ON s.id = o.station_id";
+/// Active groups with their village, office and station.
+const CHAT_JOIN: &str = "chats c JOIN villages v ON v.id = c.village_id JOIN offices o ON o.id = v.office_id \
+     JOIN stations s ON s.id = o.station_id";
+
+impl Store {
+    /// The codes among `targets` that name nothing in the registry.
+    pub async fn unknown_targets(&self, targets: &[Target]) -> anyhow::Result<Vec<String>> {
+        let mut unknown = Vec::new();
+        for t in targets {
+            let (sql, code) = match t {
+                Target::All => continue,
+                Target::Village(c) => ("SELECT COUNT(*) FROM villages WHERE code = $1", c),
+                Target::Office(c) => ("SELECT COUNT(*) FROM offices WHERE code = $1", c),
+                Target::Station(c) => ("SELECT COUNT(*) FROM stations WHERE code = $1", c),
+            };
+            let n: i64 = sqlx::query_scalar(sql).bind(code).fetch_one(self.pool()).await?;
+            if n == 0 {
+                unknown.push(t.to_spec());
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// The villages `targets` reach: (id, station id).
+    pub async fn target_villages(&self, targets: &[Target]) -> anyhow::Result<Vec<(i64, i64)>> {
+        let (filter, binds) = target_filter(targets, 1);
+        let sql = format!("SELECT v.id, s.id FROM {VILLAGE_JOIN} WHERE {filter} ORDER BY v.id");
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
+    }
+
+    /// Creates a broadcast and, in the same transaction, one pending delivery per active
+    /// group bound to a targeted village and per WeCom robot of the targets. A correction
+    /// (`references_id`) goes to the chats the original reached, as a reply to it.
+    /// Returns the id and the number of targets.
+    pub async fn create_broadcast(&self, b: &NewBroadcast) -> anyhow::Result<(i64, i64)> {
+        let spec = b.targets.iter().map(Target::to_spec).collect::<Vec<_>>().join(" ");
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO broadcasts (kind, severity, status, cap_status, cap_identifier, cap_references, references_id, \
+             event, text, photo_file_id, target_spec, sender_officer_id, sender_label, report_platform, report_chat_id, \
+             schedule_job, send_at, expires_at, created_at, updated_at) \
+             VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id",
+        )
+        .bind(&b.kind)
+        .bind(&b.severity)
+        .bind(&b.cap_status)
+        .bind(&b.cap_identifier)
+        .bind(&b.cap_references)
+        .bind(b.references_id)
+        .bind(&b.event)
+        .bind(&b.text)
+        .bind(&b.photo_file_id)
+        .bind(&spec)
+        .bind(b.sender_officer_id)
+        .bind(&b.sender_label)
+        .bind(b.report.as_ref().map(|r| r.0.clone()))
+        .bind(b.report.as_ref().map(|r| r.1))
+        .bind(&b.schedule_job)
+        .bind(b.send_at)
+        .bind(b.expires_at)
+        .bind(b.now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (filter, binds) = target_filter(&b.targets, 2);
+        if let Some(original) = b.references_id {
+            sqlx::query(
+                "INSERT INTO broadcast_villages (broadcast_id, village_id) SELECT $1, village_id FROM broadcast_villages \
+                 WHERE broadcast_id = $2",
+            )
+            .bind(id)
+            .bind(original)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE broadcasts SET target_spec = (SELECT target_spec FROM broadcasts WHERE id = $2) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(original)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            let sql = format!(
+                "INSERT INTO broadcast_villages (broadcast_id, village_id) SELECT $1, v.id FROM {VILLAGE_JOIN} WHERE {filter}"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+            for c in &binds {
+                q = q.bind(c);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        if let Some(original) = b.references_id {
+            sqlx::query(
+                "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, address, village_id, state, reply_to, updated_at) \
+                 SELECT $1, channel, chat_id, address, village_id, 'pending', message_id, $3 FROM broadcast_deliveries \
+                 WHERE broadcast_id = $2 AND state = 'sent' ORDER BY id",
+            )
+            .bind(id)
+            .bind(original)
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            let sql = format!(
+                "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, village_id, state, updated_at) \
+                 SELECT $1, c.platform, c.chat_id, c.village_id, 'pending', $2 FROM {CHAT_JOIN} \
+                 WHERE c.active = 1 AND {filter} ORDER BY c.id",
+                filter = target_filter(&b.targets, 3).0
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
+            for c in &binds {
+                q = q.bind(c);
+            }
+            q.execute(&mut *tx).await?;
+            let sql = format!(
+                "INSERT INTO broadcast_deliveries (broadcast_id, channel, address, village_id, state, updated_at) \
+                 SELECT $1, 'wecom', v.wecom_webhook, v.id, 'pending', $2 FROM {VILLAGE_JOIN} \
+                 WHERE v.wecom_webhook IS NOT NULL AND v.wecom_webhook <> '' AND {filter} ORDER BY v.id",
+                filter = target_filter(&b.targets, 3).0
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
+            for c in &binds {
+                q = q.bind(c);
+            }
+            q.execute(&mut *tx).await?;
+            if let Some((filter, binds)) = office_filter(&b.targets, 3) {
+                let sql = format!(
+                    "INSERT INTO broadcast_deliveries (broadcast_id, channel, address, state, updated_at) \
+                     SELECT $1, 'wecom', o.wecom_webhook, 'pending', $2 FROM offices o JOIN stations s ON s.id = o.station_id \
+                     WHERE o.wecom_webhook IS NOT NULL AND o.wecom_webhook <> '' AND {} ORDER BY o.id",
+                    filter
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
+                for c in &binds {
+                    q = q.bind(c);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        let targets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broadcast_deliveries WHERE broadcast_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((id, targets))
+    }
+
+    pub async fn broadcast(&self, id: i64) -> anyhow::Result<Option<BroadcastRow>> {
+        let sql = format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE id = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+    }
+
+    /// The broadcasts (newest first) a sender made, or all when `sender` is `None`.
+    pub async fn recent_broadcasts(&self, sender: Option<i64>, limit: i64) -> anyhow::Result<Vec<BroadcastRow>> {
+        let sql = match sender {
+            Some(_) => format!(
+                "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE sender_officer_id = $1 ORDER BY id DESC LIMIT $2"
+            ),
+            None => format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE $1 = 0 ORDER BY id DESC LIMIT $2"),
+        };
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(sender.unwrap_or(0))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// After a restart: deliveries of `channel` that were being sent when the daemon stopped
+    /// are pending again (a target whose send was in flight may get it twice; none is missed).
+    pub async fn requeue_in_flight(&self, channel: &str) -> anyhow::Result<u64> {
+        Ok(sqlx::query("UPDATE broadcast_deliveries SET state = 'pending', claimed_at = NULL WHERE channel = $1 AND state = 'sending'")
+            .bind(channel)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    /// Pending deliveries of broadcasts past their expiry are not sent any more.
+    pub async fn expire_deliveries(&self, now: i64) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE broadcast_deliveries SET state = 'expired', updated_at = $1 WHERE state = 'pending' AND broadcast_id IN \
+             (SELECT id FROM broadcasts WHERE status = 'scheduled' AND expires_at IS NOT NULL AND expires_at <= $1)",
+        )
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Claims up to `limit` due deliveries of `channel`: urgent broadcasts first, then in
+    /// order. On PostgreSQL several daemons claim disjoint rows (`SKIP LOCKED`).
+    pub async fn claim_deliveries(&self, channel: &str, now: i64, limit: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
+        let lock = if self.backend() == Backend::Postgres { "FOR UPDATE OF d SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE broadcast_deliveries SET state = 'sending', claimed_at = $2, attempts = attempts + 1, updated_at = $2 \
+             WHERE id IN (SELECT d.id FROM broadcast_deliveries d JOIN broadcasts b ON b.id = d.broadcast_id \
+             WHERE d.channel = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 AND b.status = 'scheduled' \
+             AND b.send_at <= $2 ORDER BY CASE b.severity WHEN 'urgent' THEN 0 WHEN 'important' THEN 1 ELSE 2 END, d.id \
+             LIMIT $3 {lock}) RETURNING id"
+        );
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(channel)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "SELECT d.id, d.broadcast_id, d.channel, d.chat_id, d.address, d.reply_to, d.attempts, \
+             COALESCE(c.bot_admin, 0) AS bot_admin FROM broadcast_deliveries d \
+             LEFT JOIN chats c ON c.platform = d.channel AND c.chat_id = d.chat_id WHERE d.id IN ({list}) ORDER BY d.id"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
+    }
+
+    /// Records the outcome of one attempt.
+    pub async fn settle_delivery(&self, id: i64, settle: &Settle, now: i64) -> anyhow::Result<()> {
+        let q = match settle {
+            Settle::Sent { message_id, pinned, detail } => sqlx::query(
+                "UPDATE broadcast_deliveries SET state = 'sent', message_id = $2, pinned = $3, detail = $4, sent_at = $5, \
+                 claimed_at = NULL, updated_at = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(*message_id)
+            .bind(i64::from(*pinned))
+            .bind(detail.clone())
+            .bind(now),
+            Settle::Retry { at, detail } => sqlx::query(
+                "UPDATE broadcast_deliveries SET state = 'pending', next_attempt_at = $2, detail = $3, claimed_at = NULL, \
+                 updated_at = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(*at)
+            .bind(detail.clone())
+            .bind(now),
+            Settle::Failed(detail) | Settle::Lost(detail) => sqlx::query(
+                "UPDATE broadcast_deliveries SET state = $2, detail = $3, claimed_at = NULL, updated_at = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(if matches!(settle, Settle::Lost(_)) { "lost" } else { "failed" })
+            .bind(detail.clone())
+            .bind(now),
+        };
+        q.execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// A delivery whose group became a supergroup now goes to the new chat.
+    pub async fn delivery_migrated(&self, id: i64, to_chat_id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE broadcast_deliveries SET chat_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(to_chat_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn broadcast_counts(&self, id: i64) -> anyhow::Result<Counts> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM broadcast_deliveries WHERE broadcast_id = $1 GROUP BY state")
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?;
+        let mut c = Counts::default();
+        for (state, n) in rows {
+            c.targets += n;
+            match state.as_str() {
+                "pending" => c.pending = n,
+                "sending" => c.sending = n,
+                "sent" => c.sent = n,
+                "failed" => c.failed = n,
+                "lost" => c.lost = n,
+                "expired" => c.expired = n,
+                "cancelled" => c.cancelled = n,
+                _ => {}
+            }
+        }
+        c.acks = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM broadcast_acks a JOIN broadcast_deliveries d ON d.id = a.delivery_id WHERE d.broadcast_id = $1",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(c)
+    }
+
+    pub async fn broadcast_ledger(&self, id: i64) -> anyhow::Result<Vec<LedgerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT d.id, d.channel, d.chat_id, c.title, v.code AS village_code, v.name AS village_name, d.state, d.attempts, \
+             d.message_id, d.pinned, d.retract, d.detail, \
+             (SELECT COUNT(*) FROM broadcast_acks a WHERE a.delivery_id = d.id) AS acks \
+             FROM broadcast_deliveries d LEFT JOIN chats c ON c.platform = d.channel AND c.chat_id = d.chat_id \
+             LEFT JOIN villages v ON v.id = d.village_id WHERE d.broadcast_id = $1 ORDER BY d.id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Broadcasts whose every target is settled, marked done; returned so their senders can
+    /// be told.
+    pub async fn finish_broadcasts(&self, now: i64) -> anyhow::Result<Vec<BroadcastRow>> {
+        let sql = format!(
+            "UPDATE broadcasts SET status = 'done', finished_at = $1, updated_at = $1 WHERE status = 'scheduled' \
+             AND send_at <= $1 AND NOT EXISTS (SELECT 1 FROM broadcast_deliveries d WHERE d.broadcast_id = broadcasts.id \
+             AND d.state IN ('pending', 'sending')) RETURNING {BROADCAST_COLUMNS}"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(self.pool()).await?)
+    }
+
+    /// Broadcasts being sent whose sender was last told of the progress before `before`.
+    pub async fn broadcasts_due_progress(&self, platform: &str, before: i64) -> anyhow::Result<Vec<BroadcastRow>> {
+        let sql = format!(
+            "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE status = 'scheduled' AND report_platform = $1 \
+             AND send_at <= $2 AND COALESCE(last_report_at, created_at) <= $2 ORDER BY id"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(before).fetch_all(self.pool()).await?)
+    }
+
+    pub async fn broadcast_reported(&self, id: i64, now: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE broadcasts SET last_report_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels a broadcast: pending targets are not sent; sent messages are queued to be
+    /// taken back. Returns false when it was already cancelled.
+    pub async fn cancel_broadcast(&self, id: i64, now: i64) -> anyhow::Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE broadcasts SET status = 'cancelled', finished_at = $2, updated_at = $2 WHERE id = $1 AND status <> 'cancelled'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE broadcast_deliveries SET retract = 'pending', updated_at = $2 WHERE broadcast_id = $1 AND state = 'sent' \
+             AND retract IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims sent messages of `channel` to take back after a cancel.
+    pub async fn claim_retractions(&self, channel: &str, limit: i64) -> anyhow::Result<Vec<Retraction>> {
+        let rows: Vec<Retraction> = sqlx::query_as(
+            "SELECT id, broadcast_id, chat_id, address, message_id, sent_at FROM broadcast_deliveries \
+             WHERE channel = $1 AND retract = 'pending' ORDER BY id LIMIT $2",
+        )
+        .bind(channel)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn settle_retraction(&self, id: i64, outcome: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE broadcast_deliveries SET retract = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(outcome)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A "收到" press. Returns false for a second press by the same person (or an unknown
+    /// delivery).
+    pub async fn acknowledge_delivery(&self, delivery_id: i64, user_id: i64, now: i64) -> anyhow::Result<bool> {
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM broadcast_deliveries WHERE id = $1")
+            .bind(delivery_id)
+            .fetch_one(self.pool())
+            .await?;
+        if known == 0 {
+            return Ok(false);
+        }
+        let n = sqlx::query(
+            "INSERT INTO broadcast_acks (delivery_id, user_id, at) VALUES ($1, $2, $3) ON CONFLICT (delivery_id, user_id) DO NOTHING",
+        )
+        .bind(delivery_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Claims one run of a scheduled job; false when that run was already done (by this or
+    /// another daemon).
+    pub async fn claim_schedule_run(&self, job: &str, due_at: i64, now: i64) -> anyhow::Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO schedule_runs (job, due_at, ran_at) VALUES ($1, $2, $3) ON CONFLICT (job, due_at) DO NOTHING",
+        )
+        .bind(job)
+        .bind(due_at)
+        .bind(now)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn schedule_runs(&self, job: &str) -> anyhow::Result<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT due_at FROM schedule_runs WHERE job = $1 ORDER BY due_at")
+            .bind(job)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Villages an officer serves (any role but volunteer) that got no warning from that
+    /// officer between `from` and `to`: (code, name).
+    pub async fn villages_without_warning(
+        &self,
+        officer_id: i64,
+        day: &str,
+        from: i64,
+        to: i64,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT v.code, v.name FROM assignments a JOIN villages v ON v.id = a.village_id \
+             WHERE a.officer_id = $1 AND a.role <> 'volunteer' AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
+             AND NOT EXISTS (SELECT 1 FROM broadcast_villages bv JOIN broadcasts b ON b.id = bv.broadcast_id \
+             WHERE bv.village_id = v.id AND b.sender_officer_id = $1 AND b.kind = 'warning' AND b.status <> 'cancelled' \
+             AND b.cap_status = 'Actual' AND b.created_at >= $3 AND b.created_at < $4) ORDER BY v.code",
+        )
+        .bind(officer_id)
+        .bind(day)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn set_village_wecom(&self, code: &str, url: Option<&str>) -> anyhow::Result<bool> {
+        let n = sqlx::query("UPDATE villages SET wecom_webhook = $2 WHERE code = $1")
+            .bind(code)
+            .bind(url)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn set_office_wecom(&self, code: &str, url: Option<&str>) -> anyhow::Result<bool> {
+        let n = sqlx::query("UPDATE offices SET wecom_webhook = $2 WHERE code = $1")
+            .bind(code)
+            .bind(url)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// A station's code and name.
+    pub async fn station_of(&self, station_id: i64) -> anyhow::Result<(String, String)> {
+        Ok(sqlx::query_as("SELECT code, name FROM stations WHERE id = $1")
+            .bind(station_id)
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// A station's offices: (code, name).
+    pub async fn offices_of_station(&self, station_id: i64) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT code, name FROM offices WHERE station_id = $1 ORDER BY code")
+            .bind(station_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn office_station(&self, code: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT station_id FROM offices WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn office_name(&self, code: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM offices WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// How many active groups on `platform` a broadcast to `targets` would reach.
+    pub async fn count_target_chats(&self, targets: &[Target], platform: &str) -> anyhow::Result<i64> {
+        let (filter, binds) = target_filter(targets, 2);
+        let sql = format!("SELECT COUNT(*) FROM {CHAT_JOIN} WHERE c.active = 1 AND c.platform = $1 AND {filter}");
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(platform);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_one(self.pool()).await?)
+    }
+}
+
+/// One officer's figures for a period (`cunjing report monthly`, the staff groups' summary).
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficerFigures {
+    pub badge: String,
+    pub name: String,
+    pub station_code: String,
+    pub warnings: i64,
+    pub notices: i64,
+    pub tips_received: i64,
+    pub tips_acknowledged: i64,
+    pub tips_resolved: i64,
+    pub median_ack_minutes: Option<i64>,
+    pub rated_satisfied: i64,
+    pub rated_fair: i64,
+    pub rated_dissatisfied: i64,
+}
+
+impl Store {
+    pub async fn broadcast_by_cap_identifier(&self, identifier: &str) -> anyhow::Result<Option<BroadcastRow>> {
+        let sql = format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE cap_identifier = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(identifier).fetch_optional(self.pool()).await?)
+    }
+
+    /// Per officer (of one station, or all), between `from` and `to` (UTC ms).
+    pub async fn officer_figures(
+        &self,
+        from: i64,
+        to: i64,
+        station_id: Option<i64>,
+    ) -> anyhow::Result<Vec<OfficerFigures>> {
+        type Row = (i64, String, String, String);
+        let officers: Vec<Row> = sqlx::query_as(
+            "SELECT f.id, f.badge, f.name, s.code FROM officers f JOIN stations s ON s.id = f.station_id \
+             WHERE $1 = 0 OR f.station_id = $1 ORDER BY s.code, f.badge",
+        )
+        .bind(station_id.unwrap_or(0))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(officers.len());
+        for (id, badge, name, station_code) in officers {
+            let count = |sql: &'static str| {
+                sqlx::query_scalar::<_, i64>(sql).bind(id).bind(from).bind(to).fetch_one(self.pool())
+            };
+            let warnings = count(
+                "SELECT COUNT(*) FROM broadcasts WHERE sender_officer_id = $1 AND kind = 'warning' AND status <> 'cancelled' \
+                 AND cap_status = 'Actual' AND created_at >= $2 AND created_at < $3",
+            )
+            .await?;
+            let notices = count(
+                "SELECT COUNT(*) FROM broadcasts WHERE sender_officer_id = $1 AND kind = 'notice' AND status <> 'cancelled' \
+                 AND cap_status = 'Actual' AND created_at >= $2 AND created_at < $3",
+            )
+            .await?;
+            let tips_received = count(
+                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 \
+                 AND kind IN ('routed', 'escalated', 'assigned', 'reassigned')",
+            )
+            .await?;
+            let tips_acknowledged = count(
+                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 AND kind = 'acknowledged'",
+            )
+            .await?;
+            let tips_resolved = count(
+                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 AND kind = 'resolved'",
+            )
+            .await?;
+            let mut waits: Vec<i64> = sqlx::query_scalar(
+                "SELECT t.acknowledged_at - t.created_at FROM tips t WHERE t.acknowledged_at IS NOT NULL \
+                 AND t.id IN (SELECT tip_id FROM tip_events WHERE officer_id = $1 AND kind = 'acknowledged' AND at >= $2 AND at < $3)",
+            )
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self.pool())
+            .await?;
+            waits.sort_unstable();
+            let median_ack_minutes = if waits.is_empty() {
+                None
+            } else {
+                let mid = waits.len() / 2;
+                let ms = if waits.len().is_multiple_of(2) { (waits[mid - 1] + waits[mid]) / 2 } else { waits[mid] };
+                Some((ms + 30_000) / 60_000)
+            };
+            let ratings: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT rating, COUNT(*) FROM tips WHERE assigned_officer_id = $1 AND rating IS NOT NULL \
+                 AND resolved_at >= $2 AND resolved_at < $3 GROUP BY rating",
+            )
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self.pool())
+            .await?;
+            let rated = |r: &str| ratings.iter().find(|(k, _)| k == r).map_or(0, |(_, n)| *n);
+            out.push(OfficerFigures {
+                badge,
+                name,
+                station_code,
+                warnings,
+                notices,
+                tips_received,
+                tips_acknowledged,
+                tips_resolved,
+                median_ack_minutes,
+                rated_satisfied: rated("satisfied"),
+                rated_fair: rated("fair"),
+                rated_dissatisfied: rated("dissatisfied"),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Every station: (id, name).
+    pub async fn stations(&self) -> anyhow::Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as("SELECT id, name FROM stations ORDER BY code").fetch_all(self.pool()).await?)
+    }
+}

@@ -1,0 +1,278 @@
+//! Broadcasts: officers compose warnings with buttons; every bound group gets them once,
+//! through Telegram's failures; the ledger adds up; cancel takes messages back; the
+//! scheduler runs its notices once; CAP 1.2 in and out; WeCom robots.
+
+use std::time::Duration;
+
+use cunjing::core::broadcast::Request;
+use cunjing::store::broadcasts::Target;
+
+use crate::app::{TestApp, press};
+use crate::app_test;
+use crate::fake_telegram::{Fault, TgUser, buttons};
+
+const HEZHUANG: &str = "410184101201";
+const QIANDIAN: &str = "410184101202";
+const HOUDIAN: &str = "410184101203";
+
+/// Binds a (fake) supergroup to a village, as `/bind` would.
+async fn bind(app: &TestApp, chat_id: i64, village: &str) {
+    let title = format!("群{chat_id}");
+    app.fake.group(chat_id, &title, true);
+    let v = app.store().village_by_code(village).await.unwrap().expect("example village");
+    app.store().bind_chat_to_village("telegram", chat_id, &title, v.id, None).await.unwrap();
+}
+
+/// Waits until broadcast `id` has no pending or in-flight target; returns its counts.
+async fn settled(app: &TestApp, id: i64) -> cunjing::store::broadcasts::Counts {
+    loop {
+        let c = app.store().broadcast_counts(id).await.unwrap();
+        if c.pending == 0 && c.sending == 0 {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn core(app: &TestApp) -> cunjing::core::Core {
+    cunjing::app::build_core(&app.settings, app.store().clone(), std::sync::Arc::new(chrono::Utc::now)).unwrap()
+}
+
+app_test!(an_officer_composes_a_warning_with_buttons_and_each_of_their_groups_gets_it_once, |app| {
+    let officer = TgUser::new(7001, "张建国");
+    app.enrol("041201", &officer).await;
+    bind(&app, -100_101, HEZHUANG).await;
+    bind(&app, -100_102, QIANDIAN).await;
+    bind(&app, -100_103, HOUDIAN).await; // not one of 张建国's villages
+    app.store().set_bot_admin("telegram", -100_101, true).await.unwrap();
+    let dm = app.fake.private_chat(officer.clone());
+
+    let targets = app.ask(dm, &officer, "/alert").await;
+    assert!(targets.text.contains("治安预警"), "{}", targets.text);
+    let severity = press(&app, dm, &officer, &targets, "我负责的全部村").await;
+    assert!(severity.text.contains("全部村（2 个）"), "{}", severity.text);
+    let ask_text = press(&app, dm, &officer, &severity, "紧急").await;
+    assert!(ask_text.text.contains("预警内容"), "{}", ask_text.text);
+    let preview = app.ask(dm, &officer, "近期有人冒充快递客服让退款，千万不要点陌生链接。").await;
+    assert!(preview.text.contains("共 2 个群") && preview.text.contains("冒充快递客服"), "{}", preview.text);
+    let queued = press(&app, dm, &officer, &preview, "确认发送").await;
+    assert!(queued.text.contains("已开始发送"), "{}", queued.text);
+
+    let report = app.fake.wait_for_sent(|m| m.chat_id == dm && m.text.contains("发送完毕")).await;
+    assert!(report.text.contains("已送达 2 / 2，失败 0"), "{}", report.text);
+    let in_group = app.fake.sent_to(-100_101);
+    assert_eq!(in_group.len(), 1, "one message per group");
+    assert!(in_group[0].text.contains("🔴 治安预警") && in_group[0].text.contains("张建国"), "{}", in_group[0].text);
+    assert_eq!(app.fake.sent_to(-100_102).len(), 1);
+    assert!(app.fake.sent_to(-100_103).is_empty(), "a village the officer does not serve gets nothing");
+    let pins = app.fake.calls("pinChatMessage");
+    assert_eq!(pins.len(), 1, "pinned only where the bot is admin: {pins:?}");
+    assert_eq!(pins[0]["chat_id"], -100_101);
+
+    // Residents press 收到; a second press by the same person is not counted.
+    let warning = &in_group[0];
+    let (_, ack) = buttons(warning).into_iter().find(|(l, _)| l.contains("收到")).expect("收到 button");
+    let resident = TgUser::new(8101, "村民甲");
+    for _ in 0..2 {
+        let n = app.fake.call_count("answerCallbackQuery");
+        app.fake.press_button(-100_101, &resident, warning.message_id, &ack);
+        app.fake.wait_for_calls("answerCallbackQuery", n + 1).await;
+    }
+    let answers: Vec<String> =
+        app.fake.calls("answerCallbackQuery").iter().filter_map(|c| c["text"].as_str().map(str::to_string)).collect();
+    assert_eq!(answers, ["已收到，谢谢！", "您已经点过收到了。"]);
+    let ledger = press(&app, dm, &officer, &report, "各群情况").await;
+    assert!(ledger.text.contains("和庄村：已送达，1 人收到"), "{}", ledger.text);
+    assert!(ledger.text.contains("前店村：已送达") && !ledger.text.contains("前店村：已送达，"), "{}", ledger.text);
+});
+
+app_test!(a_resident_may_not_publish_a_warning, |app| {
+    let resident = TgUser::new(8201, "村民乙");
+    let dm = app.fake.private_chat(resident.clone());
+    let answer = app.ask(dm, &resident, "/alert").await;
+    assert!(answer.text.contains("只有负责本村"), "{}", answer.text);
+    assert!(buttons(&answer).is_empty());
+});
+
+app_test!(a_broadcast_reaches_every_group_through_flood_control_errors_kicks_and_migrations, |app| {
+    let groups: Vec<i64> = (1..=8).map(|n| -100_200 - n).collect();
+    for g in &groups {
+        bind(&app, *g, HEZHUANG).await;
+    }
+    // Stale state the daemon never heard about: one group kicked the bot, one became a
+    // supergroup under a new id.
+    app.fake.kick_silently(groups[0]);
+    app.fake.migrate_silently(groups[1], -100_299);
+    // And Telegram has a bad moment: flood control, then a server error.
+    app.fake.fail_next("sendMessage", Fault::RetryAfter(1), 1);
+    app.fake.fail_next("sendMessage", Fault::ServerError, 2);
+
+    let mut req = Request::new("notice", "normal", "今晚八点停水检修。", vec![Target::Village(HEZHUANG.into())], "CLI");
+    req.event = Some("警务通知".into());
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    assert_eq!(created.targets, 8);
+    let c = settled(&app, created.id).await;
+    assert_eq!((c.sent, c.lost, c.failed), (7, 1, 0), "{c:?}");
+    assert_eq!(c.targets, c.sent + c.lost + c.failed + c.expired + c.cancelled, "totals equal targets");
+    assert!(app.fake.faults_served() >= 3, "the faults were met and got over");
+    for g in &groups[2..] {
+        assert_eq!(app.fake.sent_to(*g).len(), 1, "group {g} got it exactly once");
+    }
+    assert_eq!(app.fake.sent_to(-100_299).len(), 1, "the migrated group got it at its new id");
+    let chat = app.store().chat("telegram", -100_299).await.unwrap().expect("binding moved");
+    assert!(chat.village_id.is_some());
+    let kicked = app.store().chat("telegram", groups[0]).await.unwrap().unwrap();
+    assert_eq!(kicked.active, 0, "a kicked group is marked lost");
+    let ledger = app.store().broadcast_ledger(created.id).await.unwrap();
+    let lost = ledger.iter().find(|r| r.state == "lost").unwrap();
+    assert!(lost.detail.as_deref().unwrap_or("").contains("kicked"), "{lost:?}");
+    assert!(!lost.detail.as_deref().unwrap_or("").contains(crate::fake_telegram::TOKEN));
+});
+
+app_test!(a_send_that_keeps_failing_is_recorded_as_failed_after_the_last_attempt, |app| {
+    bind(&app, -100_301, HEZHUANG).await;
+    app.fake.fail_next("sendMessage", Fault::ServerError, 50);
+    let req = Request::new("notice", "normal", "测试", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    let c = settled(&app, created.id).await;
+    assert_eq!((c.sent, c.failed), (0, 1));
+    let row = &app.store().broadcast_ledger(created.id).await.unwrap()[0];
+    assert_eq!(row.attempts, app.settings.file.broadcast.max_attempts);
+});
+
+app_test!(cancelling_a_broadcast_deletes_what_was_sent_and_sends_nothing_more, |app| {
+    bind(&app, -100_401, HEZHUANG).await;
+    bind(&app, -100_402, QIANDIAN).await;
+    let core = core(&app);
+    let req = Request::new("warning", "important", "有人冒充民警上门", vec![Target::Office("HZ01".into())], "CLI");
+    let created = core.create_broadcast(req).await.unwrap();
+    settled(&app, created.id).await;
+    let sent: Vec<_> = [-100_401, -100_402].iter().map(|g| app.fake.sent_to(*g)[0].clone()).collect();
+    assert!(core.cancel_broadcast(created.id).await.unwrap());
+    assert!(!core.cancel_broadcast(created.id).await.unwrap(), "a second cancel changes nothing");
+    app.fake.wait_for_calls("deleteMessage", 2).await;
+    for m in &sent {
+        assert!(!app.fake.message_exists(m.chat_id, m.message_id), "message in {} deleted", m.chat_id);
+    }
+    // A scheduled broadcast cancelled before its time never goes out.
+    let mut later = Request::new("notice", "normal", "明天开会", vec![Target::Village(HEZHUANG.into())], "CLI");
+    later.send_at = Some(chrono::Utc::now().timestamp_millis() + 3_600_000);
+    let later = core.create_broadcast(later).await.unwrap();
+    core.cancel_broadcast(later.id).await.unwrap();
+    let c = app.store().broadcast_counts(later.id).await.unwrap();
+    assert_eq!((c.targets, c.cancelled), (1, 1));
+    assert_eq!(app.fake.sent_to(-100_401).len(), 1);
+});
+
+app_test!(a_correction_replies_to_the_original_in_every_group_it_reached, |app| {
+    bind(&app, -100_501, HEZHUANG).await;
+    let core = core(&app);
+    let req = Request::new("warning", "normal", "周六停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let first = core.create_broadcast(req).await.unwrap();
+    settled(&app, first.id).await;
+    let original = app.fake.sent_to(-100_501)[0].clone();
+    let mut fix = Request::new("warning", "normal", "更正：周日停电", vec![], "CLI");
+    fix.references_id = Some(first.id);
+    let second = core.create_broadcast(fix).await.unwrap();
+    assert_eq!(second.targets, 1);
+    settled(&app, second.id).await;
+    let correction = app.fake.sent_to(-100_501)[1].clone();
+    assert!(correction.text.contains("【更正】"), "{}", correction.text);
+    assert_eq!(correction.body["reply_parameters"]["message_id"], original.message_id);
+});
+
+app_test!(an_expired_broadcast_is_not_sent_and_says_so_in_the_ledger, |app| {
+    bind(&app, -100_601, HEZHUANG).await;
+    let mut req = Request::new("notice", "normal", "过期的通知", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let now = chrono::Utc::now().timestamp_millis();
+    req.send_at = Some(now + 1_000);
+    req.expires_at = Some(now + 2_000);
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    app.advance(Duration::from_secs(3)); // the daemon's clock is past the expiry
+    let c = settled(&app, created.id).await;
+    assert_eq!((c.expired, c.sent), (1, 0));
+    assert!(app.fake.sent_to(-100_601).is_empty());
+});
+
+app_test!(a_scheduled_notice_runs_once_at_its_time_even_across_a_restart, |app| {
+    bind(&app, -100_701, HEZHUANG).await;
+    // Move the daemon's clock to 09:00:30 Shanghai time on the next 1st of a month.
+    use chrono::{Datelike, TimeZone};
+    let tz = chrono_tz::Asia::Shanghai;
+    let now = chrono::Utc::now().with_timezone(&tz);
+    let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
+    let target = tz.with_ymd_and_hms(y, m, 1, 9, 0, 30).unwrap();
+    let ahead = (target.timestamp_millis() - chrono::Utc::now().timestamp_millis()) as u64;
+    app.advance(Duration::from_millis(ahead));
+    let notice = app.fake.wait_for_sent(|m| m.chat_id == -100_701 && m.text.contains("防骗")).await;
+    assert!(notice.text.contains("96110"), "{}", notice.text);
+    app.advance(Duration::from_secs(60));
+    app.restart().await;
+    app.advance(Duration::from_secs(60));
+    // The summary job runs at the same time: wait for its run record, then check no second notice.
+    loop {
+        if app.store().schedule_runs("builtin.monthly_summary").await.unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let runs = app.store().schedule_runs("anti-fraud-monthly").await.unwrap();
+    assert_eq!(runs, [target.timestamp_millis() - 30_000], "one run, at 09:00 Shanghai");
+    let all = app.store().recent_broadcasts(None, 10).await.unwrap();
+    assert_eq!(all.iter().filter(|b| b.text.contains("防骗")).count(), 1);
+    assert_eq!(app.fake.sent_to(-100_701).iter().filter(|m| m.text.contains("防骗")).count(), 1);
+});
+
+/// The next 25th at `hour`:00:`sec` Shanghai time that is still ahead.
+fn next_25th(hour: u32, sec: u32) -> chrono::DateTime<chrono_tz::Tz> {
+    use chrono::{Datelike, TimeZone};
+    let tz = chrono_tz::Asia::Shanghai;
+    let now = chrono::Utc::now().with_timezone(&tz);
+    let (y, m) = if now.day() >= 24 {
+        if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) }
+    } else {
+        (now.year(), now.month())
+    };
+    tz.with_ymd_and_hms(y, m, 25, hour, 0, sec).unwrap()
+}
+
+app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| {
+    let zhang = TgUser::new(7101, "张建国");
+    app.enrol("041201", &zhang).await;
+    let li = TgUser::new(7102, "李卫东");
+    app.enrol("041202", &li).await;
+    let li_dm = app.fake.private_chat(li.clone());
+    let zhang_dm = app.fake.private_chat(zhang.clone());
+    // 09:00 on the 25th: 张建国 publishes a warning to each of his villages.
+    let morning = next_25th(9, 0);
+    let zhang_row = app.store().officer_by_badge("041201").await.unwrap().unwrap();
+    let day = morning.date_naive().to_string();
+    let villages: Vec<Target> = app
+        .store()
+        .officer_villages(zhang_row.id, &day)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, _, role)| role != "volunteer")
+        .map(|(code, _, _)| Target::Village(code))
+        .collect();
+    assert!(!villages.is_empty());
+    let mut req = Request::new("warning", "normal", "注意防盗", villages, "");
+    req.sender = Some(zhang_row);
+    let at_morning = std::sync::Arc::new(move || morning.with_timezone(&chrono::Utc));
+    let core = cunjing::app::build_core(&app.settings, app.store().clone(), at_morning).unwrap();
+    core.create_broadcast(req).await.unwrap();
+    // 10:00:05: the reminder job has run.
+    let reminder_time = next_25th(10, 5);
+    app.advance(Duration::from_millis(
+        (reminder_time.timestamp_millis() - chrono::Utc::now().timestamp_millis()) as u64,
+    ));
+    let reminder = app.fake.wait_for_sent(|m| m.chat_id == li_dm && m.text.contains("还没有发布治安预警")).await;
+    assert!(reminder.text.contains("后店村") && reminder.text.contains("王庄村"), "{}", reminder.text);
+    assert!(reminder.text.contains("/alert"), "{}", reminder.text);
+    // Reminders go out in badge order, so 张建国's (041201) would have come before 李卫东's.
+    assert!(
+        !app.fake.sent_to(zhang_dm).iter().any(|m| m.text.contains("还没有发布治安预警")),
+        "an officer who published to every village is not reminded"
+    );
+});
