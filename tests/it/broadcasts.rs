@@ -276,3 +276,52 @@ app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| 
         "an officer who published to every village is not reminded"
     );
 });
+
+/// A fake WeCom robot endpoint: records posted bodies; the key `gone` answers 93000.
+async fn fake_wecom() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+    use axum::extract::{Query, State};
+    type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+    let posts: Posts = Default::default();
+    async fn send(
+        State(posts): State<Posts>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> axum::Json<serde_json::Value> {
+        let key = q.get("key").cloned().unwrap_or_default();
+        posts.lock().unwrap().push((key.clone(), body));
+        if key == "gone" {
+            axum::Json(serde_json::json!({"errcode": 93000, "errmsg": "invalid webhook url"}))
+        } else {
+            axum::Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+        }
+    }
+    let app = axum::Router::new().route("/cgi-bin/webhook/send", axum::routing::post(send)).with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/cgi-bin/webhook/send"), posts)
+}
+
+app_test!(warnings_are_also_posted_to_the_wecom_robots_of_villages_and_offices, |app| {
+    let (url, posts) = fake_wecom().await;
+    bind(&app, -100_801, HEZHUANG).await;
+    app.store().set_village_wecom(HEZHUANG, Some(&format!("{url}?key=village"))).await.unwrap();
+    app.store().set_office_wecom("HZ01", Some(&format!("{url}?key=office"))).await.unwrap();
+    app.store().set_village_wecom(QIANDIAN, Some(&format!("{url}?key=gone"))).await.unwrap();
+    let req = Request::new("warning", "urgent", "暴雨天注意防汛", vec![Target::Office("HZ01".into())], "CLI");
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    assert_eq!(created.targets, 4, "one group and three robots");
+    let c = settled(&app, created.id).await;
+    assert_eq!((c.sent, c.lost), (3, 1), "{c:?}");
+    let posts = posts.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<&str> = posts.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["gone", "office", "village"].into_iter().collect());
+    let (_, body) = posts.iter().find(|(k, _)| k == "village").unwrap();
+    assert_eq!(body["msgtype"], "markdown");
+    let content = body["markdown"]["content"].as_str().unwrap();
+    assert!(content.contains("**治安预警**") && content.contains("暴雨天注意防汛"), "{content}");
+    let ledger = app.store().broadcast_ledger(created.id).await.unwrap();
+    let lost = ledger.iter().find(|r| r.state == "lost").unwrap();
+    assert!(lost.detail.as_deref().unwrap().contains("93000"), "{lost:?}");
+    assert_eq!(app.fake.sent_to(-100_801).len(), 1, "the Telegram group got it too");
+});

@@ -346,3 +346,201 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     assert!(logs.contains("triage rules reloaded"), "{logs}");
     assert!(logs.contains("triage rules not reloaded") && logs.contains("intents.toml:4"), "{logs}");
 }
+
+/// Runs `xmllint --schema` on `file`; CI installs libxml2-utils, so a missing xmllint fails.
+fn validates_against_cap_schema(file: &Path) -> (bool, String) {
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cap/CAP-v1.2.xsd");
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(file)
+        .output()
+        .expect("xmllint runs (apt-get install libxml2-utils; .ci/run installs it)");
+    (out.status.success(), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn broadcasts_are_queued_followed_cancelled_and_exchanged_as_valid_cap_from_the_command_line() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    cunjing(&["chat", "bind", "-1001", "410184101201"], &url, "").await;
+    cunjing(&["chat", "bind", "-1002", "410184101202"], &url, "").await;
+
+    let bad = cunjing(&["broadcast", "send", "--to", "village:NOPE", "--text", "x"], &url, "").await;
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("not in the registry: village:NOPE"), "{}", text(&bad.stderr));
+
+    let sent = cunjing(
+        &[
+            "broadcast",
+            "send",
+            "--to",
+            "office:HZ01",
+            "--kind",
+            "warning",
+            "--severity",
+            "urgent",
+            "--text",
+            "谨防冒充公检法诈骗 & 转账",
+            "--json",
+        ],
+        &url,
+        "",
+    )
+    .await;
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(created["targets"], 2, "both bound groups of the office");
+    let id = created["id"].to_string();
+
+    let status = cunjing(&["broadcast", "status", &id, "--json"], &url, "").await;
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!((s["counts"]["targets"].as_i64(), s["counts"]["pending"].as_i64()), (Some(2), Some(2)));
+
+    let cap_file = db.path().join("alert.xml");
+    let export = cunjing(&["broadcast", "export-cap", &id, "--out", cap_file.to_str().unwrap()], &url, "").await;
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let (valid, why) = validates_against_cap_schema(&cap_file);
+    assert!(valid, "{why}");
+    let xml = std::fs::read_to_string(&cap_file).unwrap();
+    assert!(xml.contains("<msgType>Alert</msgType>") && xml.contains("<severity>Severe</severity>"), "{xml}");
+    assert!(xml.contains("+08:00</sent>") && xml.contains("<areaDesc>和庄警务室</areaDesc>"), "{xml}");
+    assert!(xml.contains("&amp; 转账"), "text is escaped: {xml}");
+
+    let cancel = cunjing(&["broadcast", "cancel", &id], &url, "").await;
+    assert!(text(&cancel.stdout).contains("cancelled"), "{}", text(&cancel.stdout));
+    let status = cunjing(&["broadcast", "status", &id, "--json"], &url, "").await;
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["counts"]["cancelled"], 2);
+    let cancel_file = db.path().join("cancel.xml");
+    cunjing(&["broadcast", "export-cap", &id, "--out", cancel_file.to_str().unwrap()], &url, "").await;
+    let (valid, why) = validates_against_cap_schema(&cancel_file);
+    assert!(valid, "{why}");
+    let xml = std::fs::read_to_string(&cancel_file).unwrap();
+    assert!(xml.contains("<msgType>Cancel</msgType>") && xml.contains("<references>"), "{xml}");
+
+    // The specification's examples: an Alert becomes a broadcast; its Update a correction.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cap");
+    let alert = fixtures.join("cap12-appendix-a1-alert.xml");
+    let imported =
+        cunjing(&["broadcast", "import-cap", alert.to_str().unwrap(), "--to", "village:410184101201"], &url, "").await;
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(text(&imported.stdout).contains("queued as broadcast"), "{}", text(&imported.stdout));
+    let again = cunjing(&["broadcast", "import-cap", alert.to_str().unwrap(), "--to", "all"], &url, "").await;
+    assert!(text(&again.stdout).contains("already imported"), "{}", text(&again.stdout));
+    let store = open_store(&url).await;
+    let b = store.broadcast_by_cap_identifier("43b080713727").await.unwrap().expect("imported");
+    assert_eq!((b.severity.as_str(), b.event.as_str()), ("urgent", "Homeland Security Advisory System Update"));
+    assert!(b.text.contains("Homeland Security Sets Code ORANGE"));
+    // The update refers to an alert never imported here: it needs targets, and gets them.
+    let update = fixtures.join("cap12-appendix-a3-update.xml");
+    let out =
+        cunjing(&["broadcast", "import-cap", update.to_str().unwrap(), "--to", "village:410184101202"], &url, "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let u = store.broadcast_by_cap_identifier("TRI13970876.2").await.unwrap().expect("imported");
+    assert!(u.cap_references.as_deref().unwrap_or("").contains("TRI13970876.2"));
+    // Only Actual alerts reach groups.
+    let exercise = db.path().join("exercise.xml");
+    std::fs::write(
+        &exercise,
+        std::fs::read_to_string(&alert)
+            .unwrap()
+            .replace("43b080713727", "ex1")
+            .replace("<status>Actual</status>", "<status>Exercise</status>"),
+    )
+    .unwrap();
+    let out = cunjing(&["broadcast", "import-cap", exercise.to_str().unwrap(), "--to", "all"], &url, "").await;
+    assert!(text(&out.stdout).contains("only Actual alerts reach real groups"), "{}", text(&out.stdout));
+    assert!(store.broadcast_by_cap_identifier("ex1").await.unwrap().is_none());
+
+    let report = cunjing(&["report", "monthly", "--month", "2026-10", "--csv"], &url, "").await;
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    let csv = text(&report.stdout);
+    assert!(csv.starts_with('\u{feff}') && csv.contains("badge,name,station,warnings"), "{csv}");
+    assert!(csv.contains("041201,张建国,HZPCS,0,0,0,0,0,,0,0,0"), "{csv}");
+}
+
+/// A daemon killed with SIGKILL in the middle of a broadcast to thousands of groups finishes
+/// it after a restart: every group gets the message; only sends in flight at the kill can
+/// arrive twice. The fake also counts the sends per second against the configured rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_no_group() {
+    use crate::fake_telegram::{FakeTelegram, TOKEN};
+    const GROUPS: i64 = 2000;
+    const RATE: i64 = 60;
+    const CONCURRENCY: i64 = 16;
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let fake = FakeTelegram::start().await;
+    let store = open_store(&url).await;
+    let village = store.village_by_code("410184101201").await.unwrap().unwrap();
+    for n in 0..GROUPS {
+        let id = -1_000_000 - n;
+        fake.group(id, &format!("群{n}"), true);
+        store.bind_chat_to_village("telegram", id, &format!("群{n}"), village.id, None).await.unwrap();
+    }
+    let daemon = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
+            .env_clear()
+            .env("CUNJING_CONFIG", config_path())
+            .env("DATABASE_URL", &url)
+            .env("TELOXIDE_TOKEN", TOKEN)
+            .env("TELOXIDE_API_URL", fake.api_url().as_str())
+            .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "10000")
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "10000")
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_MIN_GROUP", "10000")
+            .env("CUNJING__BROADCAST__MESSAGES_PER_SEC", RATE.to_string())
+            .env("CUNJING__BROADCAST__CONCURRENCY", CONCURRENCY.to_string())
+            .args(["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = daemon();
+    let sent =
+        cunjing(&["broadcast", "send", "--to", "village:410184101201", "--text", "夜间巡逻通知", "--json"], &url, "")
+            .await;
+    assert!(sent.status.success(), "{}", text(&sent.stderr));
+    let id: i64 = serde_json::from_slice::<serde_json::Value>(&sent.stdout).unwrap()["id"].as_i64().unwrap();
+    // Kill it about a quarter of the way through.
+    while (fake.sent().len() as i64) < GROUPS / 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    first.kill().await.unwrap(); // SIGKILL
+    let at_kill = fake.sent().len() as i64;
+    assert!(at_kill < GROUPS, "killed mid-broadcast");
+    let _second = daemon();
+    loop {
+        let c = store.broadcast_counts(id).await.unwrap();
+        if c.pending == 0 && c.sending == 0 {
+            assert_eq!((c.sent, c.targets), (GROUPS, GROUPS), "{c:?}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sent = fake.sent();
+    let mut per_group = std::collections::HashMap::<i64, i64>::new();
+    for m in &sent {
+        *per_group.entry(m.chat_id).or_default() += 1;
+    }
+    assert_eq!(per_group.len() as i64, GROUPS, "no group missed");
+    let duplicates: i64 = per_group.values().map(|n| n - 1).sum();
+    assert!(duplicates <= CONCURRENCY, "only sends in flight at the kill repeat: {duplicates}");
+    // The configured rate: no one-second window holds more than RATE sends (plus the
+    // limiter's burst of one).
+    let times: Vec<std::time::Instant> = sent.iter().map(|m| m.at).collect();
+    let mut worst = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]) >= std::time::Duration::from_secs(1) {
+            start += 1;
+        }
+        worst = worst.max(end - start + 1);
+    }
+    assert!(worst as i64 <= RATE + 1, "{worst} sends in one second at {RATE}/s");
+}

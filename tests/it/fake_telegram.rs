@@ -70,6 +70,8 @@ pub struct SentMessage {
     pub reply_markup: Option<Value>,
     /// The whole request body.
     pub body: Value,
+    /// When the fake accepted it.
+    pub at: std::time::Instant,
 }
 
 /// A failure the fake serves instead of the next call(s) of a method.
@@ -731,6 +733,7 @@ fn bot_message(fake: &FakeTelegram, method: &str, chat_id: i64, text: &str, para
         text: text.to_string(),
         reply_markup: params.get("reply_markup").cloned(),
         body: params.clone(),
+        at: std::time::Instant::now(),
     });
     msg
 }
