@@ -531,9 +531,10 @@ async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_
     assert_eq!(per_group.len() as i64, GROUPS, "no group missed");
     let duplicates: i64 = per_group.values().map(|n| n - 1).sum();
     assert!(duplicates <= CONCURRENCY, "only sends in flight at the kill repeat: {duplicates}");
-    // The configured rate: no one-second window holds more than RATE sends (plus the
-    // limiter's burst of one).
-    let times: Vec<std::time::Instant> = sent.iter().map(|m| m.at).collect();
+    // The configured rate, over the restarted daemon's sends (the killed one's last sends
+    // were already on the wire): no one-second window, timed at the fake, holds more than
+    // RATE sends, allowing the limiter's burst of one and 5 % for arrival jitter.
+    let times: Vec<std::time::Instant> = sent[(at_kill + CONCURRENCY) as usize..].iter().map(|m| m.at).collect();
     let mut worst = 0;
     let mut start = 0;
     for end in 0..times.len() {
@@ -542,5 +543,5 @@ async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_
         }
         worst = worst.max(end - start + 1);
     }
-    assert!(worst as i64 <= RATE + 1, "{worst} sends in one second at {RATE}/s");
+    assert!(worst as i64 <= RATE + RATE / 20 + 1, "{worst} sends in one second at {RATE}/s");
 }
