@@ -114,7 +114,7 @@ pub async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand) -> an
         }
         BroadcastCommand::ExportCap { id, out } => {
             let b = store.broadcast(id).await?.with_context(|| format!("there is no broadcast {id}"))?;
-            let alert = to_cap(settings, &store, &b).await?;
+            let alert = to_cap(settings, &core, &b).await?;
             let xml = alert.to_xml();
             match out {
                 Some(path) => {
@@ -162,7 +162,8 @@ fn cap_levels(severity: &str) -> (&'static str, &'static str) {
     }
 }
 
-async fn to_cap(settings: &Settings, store: &Store, b: &BroadcastRow) -> anyhow::Result<cap::Alert> {
+async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::Result<cap::Alert> {
+    let store = core.store();
     let tz = settings.timezone();
     let at = |ms: i64| -> DateTime<FixedOffset> {
         DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).fixed_offset()
@@ -177,7 +178,7 @@ async fn to_cap(settings: &Settings, store: &Store, b: &BroadcastRow) -> anyhow:
                 Some(id) => store.station_of(id).await?.1,
                 None => code.clone(),
             },
-            Target::All => "全部村（格）".to_string(),
+            Target::All => core.texts().plain(crate::texts::Msg::CapAreaAll),
         });
     }
     if areas.is_empty() {

@@ -82,6 +82,8 @@ messages! {
     BroadcastCancelled = "broadcast_cancelled",
     /// Posted as a reply to a cancelled broadcast that can no longer be deleted.
     BroadcastRetracted = "broadcast_retracted",
+    /// The CAP `areaDesc` of a broadcast to every village.
+    CapAreaAll = "cap_area_all",
     /// The private reminder on the reminder day (`name`, `villages`, `month`).
     DutyReminder = "duty_reminder",
     /// The monthly summary to a station's staff group (`station`, `month`, `rows`).
