@@ -292,16 +292,7 @@ impl Core {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastRefused))]);
         };
         let mut rows: Vec<Vec<Button>> = Vec::new();
-        let villages: Vec<(String, String)> = self
-            .store()
-            .officer_villages(officer.id, &self.today().to_string())
-            .await?
-            .into_iter()
-            .filter(|(_, _, role)| role != "volunteer")
-            .map(|(code, name, _)| (code, name))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
+        let villages = self.served_villages(officer.id).await?;
         let cb = |label: String, data: String| Button::Callback { label, data: format!("{COMPOSE_PREFIX}{data}") };
         if villages.len() > 1 {
             rows.push(vec![cb(self.texts().plain(Msg::BroadcastAllMyVillages), "t:mine".into())]);
@@ -333,15 +324,23 @@ impl Core {
         Ok(vec![Outbound::Message { chat_id, text, buttons: rows, reply_to: None }])
     }
 
+    /// The villages an officer serves today in any role but volunteer: (code, name), each once.
+    async fn served_villages(&self, officer_id: i64) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = self.store().officer_villages(officer_id, &self.today().to_string()).await?;
+        let served: std::collections::BTreeMap<String, String> =
+            rows.into_iter().filter(|(_, _, role)| role != "volunteer").map(|(code, name, _)| (code, name)).collect();
+        Ok(served.into_iter().collect())
+    }
+
     /// Whether `officer` may send to `target`: their own villages; police officers also any
     /// village, office of their station or the whole station.
     async fn may_broadcast_to(&self, officer: &OfficerRow, target: &Target) -> anyhow::Result<bool> {
         let police = officer.kind == "police";
-        let own = self.store().officer_villages(officer.id, &self.today().to_string()).await?;
+        let own = self.served_villages(officer.id).await?;
         Ok(match target {
             Target::All => false,
             Target::Village(code) => {
-                own.iter().any(|(c, _, role)| c == code && role != "volunteer")
+                own.iter().any(|(c, _)| c == code)
                     || (police
                         && self
                             .store()
@@ -411,13 +410,7 @@ impl Core {
         }
         if let Some(t) = rest.strip_prefix("t:") {
             let targets: Vec<Target> = if t == "mine" {
-                self.store()
-                    .officer_villages(officer.id, &self.today().to_string())
-                    .await?
-                    .into_iter()
-                    .filter(|(_, _, role)| role != "volunteer")
-                    .map(|(code, _, _)| Target::Village(code))
-                    .collect()
+                self.served_villages(officer.id).await?.into_iter().map(|(code, _)| Target::Village(code)).collect()
             } else {
                 let (kind, code) = t.split_once(':').unwrap_or(("", ""));
                 vec![match kind {
