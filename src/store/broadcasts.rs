@@ -746,98 +746,101 @@ pub struct OfficerFigures {
     pub rated_dissatisfied: i64,
 }
 
+/// The median of waits in milliseconds, in whole minutes (rounded).
+fn median_minutes(mut waits: Vec<i64>) -> i64 {
+    waits.sort_unstable();
+    let mid = waits.len() / 2;
+    let ms = if waits.len().is_multiple_of(2) { (waits[mid - 1] + waits[mid]) / 2 } else { waits[mid] };
+    (ms + 30_000) / 60_000
+}
+
 impl Store {
     pub async fn broadcast_by_cap_identifier(&self, identifier: &str) -> anyhow::Result<Option<BroadcastRow>> {
         let sql = format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE cap_identifier = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(identifier).fetch_optional(self.pool()).await?)
     }
 
-    /// Per officer (of one station, or all), between `from` and `to` (UTC ms).
+    /// Per officer (of one station, or all), between `from` and `to` (UTC ms): one grouped
+    /// query per measure, whatever the number of officers.
     pub async fn officer_figures(
         &self,
         from: i64,
         to: i64,
         station_id: Option<i64>,
     ) -> anyhow::Result<Vec<OfficerFigures>> {
-        type Row = (i64, String, String, String);
-        let officers: Vec<Row> = sqlx::query_as(
+        use std::collections::HashMap;
+        let officers: Vec<(i64, String, String, String)> = sqlx::query_as(
             "SELECT f.id, f.badge, f.name, s.code FROM officers f JOIN stations s ON s.id = f.station_id \
              WHERE $1 = 0 OR f.station_id = $1 ORDER BY s.code, f.badge",
         )
         .bind(station_id.unwrap_or(0))
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(officers.len());
-        for (id, badge, name, station_code) in officers {
-            let count = |sql: &'static str| {
-                sqlx::query_scalar::<_, i64>(sql).bind(id).bind(from).bind(to).fetch_one(self.pool())
-            };
-            let warnings = count(
-                "SELECT COUNT(*) FROM broadcasts WHERE sender_officer_id = $1 AND kind = 'warning' AND status <> 'cancelled' \
-                 AND cap_status = 'Actual' AND created_at >= $2 AND created_at < $3",
-            )
-            .await?;
-            let notices = count(
-                "SELECT COUNT(*) FROM broadcasts WHERE sender_officer_id = $1 AND kind = 'notice' AND status <> 'cancelled' \
-                 AND cap_status = 'Actual' AND created_at >= $2 AND created_at < $3",
-            )
-            .await?;
-            let tips_received = count(
-                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 \
-                 AND kind IN ('routed', 'escalated', 'assigned', 'reassigned')",
-            )
-            .await?;
-            let tips_acknowledged = count(
-                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 AND kind = 'acknowledged'",
-            )
-            .await?;
-            let tips_resolved = count(
-                "SELECT COUNT(DISTINCT tip_id) FROM tip_events WHERE officer_id = $1 AND at >= $2 AND at < $3 AND kind = 'resolved'",
-            )
-            .await?;
-            let mut waits: Vec<i64> = sqlx::query_scalar(
-                "SELECT t.acknowledged_at - t.created_at FROM tips t WHERE t.acknowledged_at IS NOT NULL \
-                 AND t.id IN (SELECT tip_id FROM tip_events WHERE officer_id = $1 AND kind = 'acknowledged' AND at >= $2 AND at < $3)",
-            )
-            .bind(id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.pool())
-            .await?;
-            waits.sort_unstable();
-            let median_ack_minutes = if waits.is_empty() {
-                None
-            } else {
-                let mid = waits.len() / 2;
-                let ms = if waits.len().is_multiple_of(2) { (waits[mid - 1] + waits[mid]) / 2 } else { waits[mid] };
-                Some((ms + 30_000) / 60_000)
-            };
-            let ratings: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT rating, COUNT(*) FROM tips WHERE assigned_officer_id = $1 AND rating IS NOT NULL \
-                 AND resolved_at >= $2 AND resolved_at < $3 GROUP BY rating",
-            )
-            .bind(id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self.pool())
-            .await?;
-            let rated = |r: &str| ratings.iter().find(|(k, _)| k == r).map_or(0, |(_, n)| *n);
-            out.push(OfficerFigures {
-                badge,
-                name,
-                station_code,
-                warnings,
-                notices,
-                tips_received,
-                tips_acknowledged,
-                tips_resolved,
-                median_ack_minutes,
-                rated_satisfied: rated("satisfied"),
-                rated_fair: rated("fair"),
-                rated_dissatisfied: rated("dissatisfied"),
-            });
+        let published: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT sender_officer_id, kind, COUNT(*) FROM broadcasts WHERE sender_officer_id IS NOT NULL \
+             AND status <> 'cancelled' AND cap_status = 'Actual' AND created_at >= $1 AND created_at < $2 \
+             GROUP BY sender_officer_id, kind",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let tips: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT officer_id, \
+             COUNT(DISTINCT CASE WHEN kind IN ('routed', 'escalated', 'assigned', 'reassigned') THEN tip_id END), \
+             COUNT(DISTINCT CASE WHEN kind = 'acknowledged' THEN tip_id END), \
+             COUNT(DISTINCT CASE WHEN kind = 'resolved' THEN tip_id END) \
+             FROM tip_events WHERE officer_id IS NOT NULL AND at >= $1 AND at < $2 GROUP BY officer_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let acknowledged: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT DISTINCT e.officer_id, t.id, t.acknowledged_at - t.created_at FROM tip_events e \
+             JOIN tips t ON t.id = e.tip_id WHERE e.kind = 'acknowledged' AND e.officer_id IS NOT NULL \
+             AND e.at >= $1 AND e.at < $2 AND t.acknowledged_at IS NOT NULL",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let ratings: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT assigned_officer_id, rating, COUNT(*) FROM tips WHERE assigned_officer_id IS NOT NULL \
+             AND rating IS NOT NULL AND resolved_at >= $1 AND resolved_at < $2 GROUP BY assigned_officer_id, rating",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let tips: HashMap<i64, (i64, i64, i64)> = tips.into_iter().map(|(o, r, a, d)| (o, (r, a, d))).collect();
+        let mut waits: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (officer, _, wait) in acknowledged {
+            waits.entry(officer).or_default().push(wait);
         }
-        Ok(out)
+        let count = |rows: &[(i64, String, i64)], officer: i64, what: &str| {
+            rows.iter().filter(|(o, k, _)| *o == officer && k == what).map(|(_, _, n)| *n).sum::<i64>()
+        };
+        Ok(officers
+            .into_iter()
+            .map(|(id, badge, name, station_code)| {
+                let (tips_received, tips_acknowledged, tips_resolved) = tips.get(&id).copied().unwrap_or_default();
+                OfficerFigures {
+                    badge,
+                    name,
+                    station_code,
+                    warnings: count(&published, id, "warning"),
+                    notices: count(&published, id, "notice"),
+                    tips_received,
+                    tips_acknowledged,
+                    tips_resolved,
+                    median_ack_minutes: waits.remove(&id).map(median_minutes),
+                    rated_satisfied: count(&ratings, id, "satisfied"),
+                    rated_fair: count(&ratings, id, "fair"),
+                    rated_dissatisfied: count(&ratings, id, "dissatisfied"),
+                }
+            })
+            .collect())
     }
 }
 
@@ -845,5 +848,24 @@ impl Store {
     /// Every station: (id, name).
     pub async fn stations(&self) -> anyhow::Result<Vec<(i64, String)>> {
         Ok(sqlx::query_as("SELECT id, name FROM stations ORDER BY code").fetch_all(self.pool()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_wait_is_in_rounded_minutes_for_odd_and_even_counts() {
+        assert_eq!(median_minutes(vec![600_000, 60_000, 180_000]), 3);
+        assert_eq!(median_minutes(vec![60_000, 120_000]), 2, "(1 + 2) / 2 = 1.5 min rounds to 2");
+        assert_eq!(median_minutes(vec![29_000]), 0);
+    }
+
+    #[test]
+    fn targets_parse_and_a_bad_one_says_how_to_write_it() {
+        assert_eq!(parse_targets("village:V1, office:O1 all").unwrap().len(), 3);
+        assert!(Target::parse("county:X").unwrap_err().contains("village, office or station"));
+        assert!(parse_targets(" ").unwrap_err().contains("no target"));
     }
 }

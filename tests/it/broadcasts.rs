@@ -279,6 +279,12 @@ app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| 
     let reminder = app.fake.wait_for_sent(|m| m.chat_id == li_dm && m.text.contains("还没有发布治安预警")).await;
     assert!(reminder.text.contains("后店村") && reminder.text.contains("王庄村"), "{}", reminder.text);
     assert!(reminder.text.contains("/alert"), "{}", reminder.text);
+    // The month's figures count 张建国's warning and none for 李卫东.
+    let month = morning.format("%Y-%m").to_string();
+    let (from, to) = cunjing::broadcast_cli::month_bounds(chrono_tz::Asia::Shanghai, &month).unwrap();
+    let figures = app.store().officer_figures(from, to, None).await.unwrap();
+    let warnings = |badge: &str| figures.iter().find(|f| f.badge == badge).unwrap().warnings;
+    assert_eq!((warnings("041201"), warnings("041202")), (1, 0));
     // Reminders go out in badge order, so 张建国's (041201) would have come before 李卫东's.
     assert!(
         !app.fake.sent_to(zhang_dm).iter().any(|m| m.text.contains("还没有发布治安预警")),
