@@ -33,6 +33,21 @@ async fn cunjing(args: &[&str], db_url: &str, stdin: &str) -> Output {
     child.wait_with_output().await.unwrap()
 }
 
+/// The daemon binary on `url`, serving `fake` (stdin closed; output to the caller to choose).
+fn daemon_command(url: &str, fake: &crate::fake_telegram::FakeTelegram) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"));
+    cmd.env_clear()
+        .env("CUNJING_CONFIG", config_path())
+        .env("DATABASE_URL", url)
+        .env("TELOXIDE_TOKEN", crate::fake_telegram::TOKEN)
+        .env("TELOXIDE_API_URL", fake.api_url().as_str())
+        .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        .args(["run"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -189,19 +204,11 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
     let url = sqlite_url(db.path());
     cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
     let fake = FakeTelegram::start().await;
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
-        .env_clear()
-        .env("CUNJING_CONFIG", config_path())
-        .env("DATABASE_URL", &url)
-        .env("TELOXIDE_TOKEN", TOKEN)
-        .env("TELOXIDE_API_URL", fake.api_url().as_str())
-        .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+    let child = daemon_command(&url, &fake)
         .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "100")
         .env("RUST_LOG", "debug")
-        .args(["run"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
 
@@ -285,25 +292,17 @@ async fn triage_prints_one_json_verdict_per_line_of_stdin_and_evaluates_a_corpus
 /// in force stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_triage_rules_without_a_restart() {
-    use crate::fake_telegram::{FakeTelegram, TOKEN, TgUser};
+    use crate::fake_telegram::{FakeTelegram, TgUser};
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
     let rules = db.path().join("intents.toml");
     let shipped = std::fs::read_to_string(config_path().with_file_name("intents.toml")).unwrap();
     std::fs::write(&rules, &shipped).unwrap();
     let fake = FakeTelegram::start().await;
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
-        .env_clear()
-        .env("CUNJING_CONFIG", config_path())
+    let child = daemon_command(&url, &fake)
         .env("CUNJING__PATHS__INTENTS_FILE", &rules)
-        .env("DATABASE_URL", &url)
-        .env("TELOXIDE_TOKEN", TOKEN)
-        .env("TELOXIDE_API_URL", fake.api_url().as_str())
-        .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
-        .args(["run"])
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     // The 12345 pointer goes once per person and topic: each question from someone new.
@@ -466,7 +465,7 @@ async fn broadcasts_are_queued_followed_cancelled_and_exchanged_as_valid_cap_fro
 /// arrive twice. The fake also counts the sends per second against the configured rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_no_group() {
-    use crate::fake_telegram::{FakeTelegram, TOKEN};
+    use crate::fake_telegram::FakeTelegram;
     const GROUPS: i64 = 2000;
     const RATE: i64 = 60;
     const CONCURRENCY: i64 = 16;
@@ -482,22 +481,14 @@ async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_
         store.bind_chat_to_village("telegram", id, &format!("群{n}"), village.id, None).await.unwrap();
     }
     let daemon = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"))
-            .env_clear()
-            .env("CUNJING_CONFIG", config_path())
-            .env("DATABASE_URL", &url)
-            .env("TELOXIDE_TOKEN", TOKEN)
-            .env("TELOXIDE_API_URL", fake.api_url().as_str())
-            .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        daemon_command(&url, &fake)
             .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "10000")
             .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "10000")
             .env("CUNJING__TELEGRAM__MESSAGES_PER_MIN_GROUP", "10000")
             .env("CUNJING__BROADCAST__MESSAGES_PER_SEC", RATE.to_string())
             .env("CUNJING__BROADCAST__CONCURRENCY", CONCURRENCY.to_string())
-            .args(["run"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .unwrap()
     };
