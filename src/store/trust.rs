@@ -1,0 +1,229 @@
+//! Trust data: station grants and the actor they make, the append-only audit log, the updates
+//! already handled, the daemons' heartbeats, and the retention purges.
+//!
+//! The audit log has an insert and a purge of rows past the retention period, nothing else;
+//! the database refuses updates and early deletes by trigger as well.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::Store;
+use crate::authz::{Actor, Role};
+
+/// One audit record.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub detail: String,
+}
+
+/// What a retention run removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    /// Tipster mappings (`tip_reporters`) of closed tips.
+    pub relays: u64,
+    /// Tips (with their items and events).
+    pub tips: u64,
+    pub audit: u64,
+    pub handled_updates: u64,
+}
+
+/// Tip states after which nobody works the tip any more.
+const CLOSED: &str = "('resolved', 'rejected', 'merged')";
+
+impl Store {
+    /// The actor an officer is: role from their kind and grant, station, villages served on
+    /// `day`.
+    pub async fn actor_of_officer(&self, officer_id: i64, day: &str) -> anyhow::Result<Actor> {
+        type Row = (String, String, i64, Option<String>, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT f.badge, f.kind, f.station_id, g.role, g.station_id FROM officers f \
+             LEFT JOIN staff_grants g ON g.officer_id = f.id WHERE f.id = $1",
+        )
+        .bind(officer_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((badge, kind, station_id, grant, grant_station)) = row else { return Ok(Actor::resident()) };
+        let villages: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT village_id FROM assignments WHERE officer_id = $1 AND role <> 'volunteer' \
+             AND since <= $2 AND (until IS NULL OR until > $2)",
+        )
+        .bind(officer_id)
+        .bind(day)
+        .fetch_all(self.pool())
+        .await?;
+        let role = Role::of_officer(&kind, grant.as_deref());
+        Ok(Actor {
+            officer_id: Some(officer_id),
+            badge: Some(badge),
+            account: None,
+            role,
+            station_id: Some(grant_station.unwrap_or(station_id)),
+            villages,
+        })
+    }
+
+    /// Gives the officer with `badge` a station role (`staff`, `admin` of their own station,
+    /// or `system`); `None` removes it. False when there is no such officer.
+    pub async fn set_grant(&self, badge: &str, role: Option<&str>, now: i64) -> anyhow::Result<bool> {
+        let Some(officer) = self.officer_by_badge(badge).await? else { return Ok(false) };
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM staff_grants WHERE officer_id = $1").bind(officer.id).execute(&mut *tx).await?;
+        if let Some(role) = role {
+            let station = (role != "system").then_some(officer.station_id);
+            sqlx::query("INSERT INTO staff_grants (officer_id, role, station_id, granted_at) VALUES ($1, $2, $3, $4)")
+                .bind(officer.id)
+                .bind(role)
+                .bind(station)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Appends one record to the audit log.
+    pub async fn audit(
+        &self,
+        at: i64,
+        actor: &str,
+        action: &str,
+        target: &str,
+        result: &str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, target, result, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(result)
+        .bind(detail)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Audit records at or after `since` (UTC ms), oldest first.
+    pub async fn audit_since(&self, since: i64) -> anyhow::Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, action, target, result, detail FROM audit_log WHERE at >= $1 ORDER BY at, id",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// How many times `actor` was refused `action` since `since`.
+    pub async fn audit_denials(&self, actor: &str, action: &str, since: i64) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE actor = $1 AND action = $2 AND result = 'denied' AND at >= $3",
+        )
+        .bind(actor)
+        .bind(action)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Records that this daemon takes update `update_id`; false when another (or an earlier
+    /// run) already did.
+    pub async fn claim_update(&self, platform: &str, update_id: i64, now: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO handled_updates (platform, update_id, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (platform, update_id) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(update_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// This daemon's sign of life.
+    pub async fn heartbeat(&self, daemon: &str, host: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO daemons (id, host, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(daemon)
+        .bind(host)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes this daemon from the table at a clean stop.
+    pub async fn sign_off(&self, daemon: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM daemons WHERE id = $1").bind(daemon).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// The retention purges, each in its own transaction:
+    /// - the tipster mapping of a tip closed more than `relay_ms` ago (nobody can be answered
+    ///   or asked to rate it after that);
+    /// - tips closed more than `tips_ms` ago, with their items and events;
+    /// - audit records older than `audit_ms`;
+    /// - handled-update records older than a week.
+    pub async fn purge_expired(&self, now: i64, relay_ms: i64, tips_ms: i64, audit_ms: i64) -> anyhow::Result<Purged> {
+        let mut purged = Purged::default();
+        let closed_before = |ms: i64| now - ms;
+
+        let mut tx = self.begin_write().await?;
+        purged.relays = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM tip_reporters WHERE tip_id IN (SELECT id FROM tips WHERE status IN {CLOSED} \
+             AND COALESCE(resolved_at, updated_at) < $1)"
+        )))
+        .bind(closed_before(relay_ms))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+
+        let mut tx = self.begin_write().await?;
+        let old: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM tips WHERE status IN {CLOSED} AND COALESCE(resolved_at, updated_at) < $1"
+        )))
+        .bind(closed_before(tips_ms))
+        .fetch_all(&mut *tx)
+        .await?;
+        for chunk in old.chunks(500) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            for sql in [
+                format!("UPDATE tips SET merged_into = NULL WHERE merged_into IN ({list})"),
+                format!("DELETE FROM tip_items WHERE tip_id IN ({list})"),
+                format!("DELETE FROM tip_events WHERE tip_id IN ({list})"),
+                format!("DELETE FROM tip_reporters WHERE tip_id IN ({list})"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            }
+            purged.tips += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM tips WHERE id IN ({list})")))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+
+        purged.audit = sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(now - audit_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        purged.handled_updates = sqlx::query("DELETE FROM handled_updates WHERE at < $1")
+            .bind(now - 7 * 86_400_000)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(purged)
+    }
+}
