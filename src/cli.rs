@@ -34,6 +34,10 @@ pub enum Command {
         /// Which channel to serve.
         #[arg(long, value_enum, default_value = "auto")]
         channel: ChannelChoice,
+        /// Take Telegram's updates by webhook at this public HTTPS URL (served on
+        /// `[http] listen`, behind a TLS reverse proxy) instead of long polling.
+        #[arg(long, value_name = "URL")]
+        webhook: Option<url::Url>,
     },
     /// Import, export and check the registry (stations, offices, villages, officers,
     /// assignments).
@@ -54,6 +58,16 @@ pub enum Command {
     /// Monthly figures per officer.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The audit log: every privileged action (by the bot's users and at this command line)
+    /// and every showing of a tipster's contact details.
+    Audit {
+        /// From this day (YYYY-MM-DD, in general.timezone) or instant (RFC 3339).
+        #[arg(long)]
+        since: String,
+        /// CSV (UTF-8 with BOM, for Excel) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Classify messages with the triage rules: one message per line on stdin, one JSON
     /// object per line on stdout ({"intent", "kind"|"category"|"topic", "rule"}). With
     /// --evaluate, measure the rules against a labelled corpus instead.
@@ -220,6 +234,15 @@ pub enum OfficerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give the officer with BADGE a station role on top of their kind: `staff` (内勤) or
+    /// `admin` of their station, or `system` (every station). See README "Who may do what".
+    Grant {
+        badge: String,
+        #[arg(long, value_parser = ["staff", "admin", "system"])]
+        role: String,
+    },
+    /// Take the station role away from the officer with BADGE.
+    Revoke { badge: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,18 +272,66 @@ pub enum ChatCommand {
 
 /// Runs the parsed command line; the process exit code comes back.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(&cli.config)?;
-    match cli.command.unwrap_or(Command::Run { channel: ChannelChoice::Auto }) {
-        Command::Run { channel } => {
-            app::run(settings, channel, shutdown_signal()).await?;
-            Ok(ExitCode::SUCCESS)
+    let mut settings = Settings::load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Run { channel: ChannelChoice::Auto, webhook: None }) {
+        Command::Run { channel, webhook } => {
+            if let Some(url) = webhook {
+                anyhow::ensure!(
+                    url.scheme() == "https",
+                    "--webhook {url} must be an https:// URL (Telegram calls only HTTPS)"
+                );
+                settings.webhook = Some(url);
+            }
+            run_until_stopped(settings, channel).await
         }
-        Command::Registry(cmd) => registry_command(&settings, cmd).await,
-        Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(&settings, &badge, json).await,
-        Command::Chat(cmd) => chat_command(&settings, cmd).await,
-        Command::Tips(cmd) => crate::tips_cli::run(&settings, &open_store(&settings).await?, cmd).await,
-        Command::Broadcast(cmd) => crate::broadcast_cli::run(&settings, open_store(&settings).await?, cmd).await,
-        Command::Report(cmd) => crate::broadcast_cli::report(&settings, open_store(&settings).await?, cmd).await,
+        command => run_privileged(&settings, command).await,
+    }
+}
+
+/// What a command does, for the audit log (`None`: it changes and reveals nothing).
+fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
+    Some(match command {
+        Command::Registry(RegistryCommand::Import { dir }) => ("registry_import", dir.display().to_string()),
+        Command::Registry(RegistryCommand::Wecom { target, .. }) => ("bind", format!("wecom {target}")),
+        Command::Registry(_) | Command::Run { .. } | Command::Triage { .. } => return None,
+        Command::Officer(OfficerCommand::Enrol { badge, .. }) => ("enrol", format!("officer:{badge}")),
+        Command::Officer(OfficerCommand::Grant { badge, role }) => ("enrol", format!("officer:{badge} grant {role}")),
+        Command::Officer(OfficerCommand::Revoke { badge }) => ("enrol", format!("officer:{badge} revoke")),
+        Command::Chat(ChatCommand::Bind { chat_id, village_code, .. }) => {
+            ("bind", format!("chat:{chat_id} village:{village_code}"))
+        }
+        Command::Chat(ChatCommand::Unbind { chat_id, .. }) => ("bind", format!("chat:{chat_id} unbind")),
+        Command::Chat(ChatCommand::List { .. }) => return None,
+        Command::Tips(TipsCommand::Show { number }) => ("view_contact", format!("tip:{number}")),
+        Command::Tips(_) => ("export", "tips".to_string()),
+        Command::Broadcast(BroadcastCommand::Status { .. } | BroadcastCommand::ExportCap { .. }) => return None,
+        Command::Broadcast(cmd) => ("broadcast", format!("{cmd:?}").split_whitespace().next().unwrap_or("").into()),
+        Command::Report(_) => ("export", "report".to_string()),
+        Command::Audit { since, .. } => ("audit_read", format!("since {since}")),
+    })
+}
+
+/// The commands that use the database, each written to the audit log first (the operator
+/// at the command line is a system admin).
+async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
+    if let Some((action, target)) = audit_entry(&command) {
+        let store = open_store(settings).await?;
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+        let actor = if user.is_empty() { "cli".to_string() } else { format!("cli:{user}") };
+        store.audit(crate::store::now_ms(), &actor, action, &target, "allowed", "").await?;
+        store.close().await;
+    }
+    match command {
+        Command::Run { .. } => unreachable!("handled by run"),
+        Command::Registry(cmd) => registry_command(settings, cmd).await,
+        Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(settings, &badge, json).await,
+        Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
+        Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
+        Command::Audit { since, csv } => audit(settings, &since, csv).await,
+        Command::Chat(cmd) => chat_command(settings, cmd).await,
+        Command::Tips(cmd) => crate::tips_cli::run(settings, &open_store(settings).await?, cmd).await,
+        Command::Broadcast(cmd) => crate::broadcast_cli::run(settings, open_store(settings).await?, cmd).await,
+        Command::Report(cmd) => crate::broadcast_cli::report(settings, open_store(settings).await?, cmd).await,
         Command::Triage { rules, forwarded, officer, private, evaluate, misses } => {
             let rules = crate::triage::Triage::load(&rules.unwrap_or_else(|| settings.intents_file()))?;
             match evaluate {
@@ -402,6 +473,65 @@ async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cunjing officer grant|revoke`.
+async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    if !store.set_grant(badge, role, crate::store::now_ms()).await? {
+        eprintln!("No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR).");
+        return Ok(ExitCode::FAILURE);
+    }
+    match role {
+        Some(role) => println!("Officer {badge} is now {role}"),
+        None => println!("Officer {badge} has no station role any more"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cunjing audit --since … [--csv]`.
+async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let since = crate::broadcast_cli::parse_time(settings, since)?;
+    let rows = store.audit_since(since).await?;
+    let tz = settings.timezone();
+    let when = |at: i64| {
+        chrono::DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&tz).to_rfc3339()).unwrap_or_default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if csv {
+        use std::io::Write;
+        out.write_all("\u{feff}".as_bytes())?;
+        let mut w = ::csv::Writer::from_writer(out);
+        w.write_record(["at", "actor", "action", "target", "result", "detail"])?;
+        for r in &rows {
+            w.write_record([
+                when(r.at),
+                r.actor.clone(),
+                r.action.clone(),
+                r.target.clone(),
+                r.result.clone(),
+                r.detail.clone(),
+            ])?;
+        }
+        w.flush()?;
+    } else {
+        use std::io::Write;
+        for r in &rows {
+            writeln!(
+                out,
+                "{}  {:<24} {:<14} {:<8} {} {}",
+                when(r.at),
+                r.actor,
+                r.action,
+                r.result,
+                r.target,
+                r.detail
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The bot's username from Telegram when a token is configured (for the deep link).
 async fn bot_username(settings: &Settings) -> Option<String> {
     use teloxide::prelude::Requester;
@@ -462,6 +592,30 @@ async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<E
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs the daemon until Ctrl-C or SIGTERM, then gives it `general.shutdown_timeout_secs` to
+/// finish what it has in hand. Exit code 0 for a clean stop, 1 when the time ran out.
+async fn run_until_stopped(settings: Settings, channel: ChannelChoice) -> anyhow::Result<ExitCode> {
+    let timeout = std::time::Duration::from_secs(settings.file.general.shutdown_timeout_secs.max(1));
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let daemon = app::run(settings, channel, async move {
+        shutdown_signal().await;
+        notify.notify_one();
+    });
+    tokio::pin!(daemon);
+    tokio::select! {
+        result = &mut daemon => {
+            result?;
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = async { signalled.notified().await; tokio::time::sleep(timeout).await } => {
+            tracing::error!(timeout_secs = timeout.as_secs(), "shutdown did not finish in time; work in flight is abandoned");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

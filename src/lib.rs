@@ -6,6 +6,7 @@
 //! - [`domain`]: validated registry values (codes, badge numbers, phones, roles).
 //! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
 pub mod app;
+pub mod authz;
 pub mod broadcast_cli;
 pub mod cap;
 pub mod channels;
@@ -13,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod registry;
 pub mod store;
 pub mod telemetry;

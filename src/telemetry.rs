@@ -9,8 +9,26 @@ pub fn chat_label(chat_id: i64) -> String {
     if chat_id < 0 { chat_id.to_string() } else { "private".to_string() }
 }
 
+/// `s` on one line: CR, LF and other control characters become spaces, so text that came
+/// from outside (an error's description, a user-supplied value) cannot forge log lines.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init(default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_cannot_start_a_new_log_line() {
+        assert_eq!(one_line("ok\r\nERROR forged line\tx"), "ok  ERROR forged line x");
+        assert_eq!(chat_label(5_123_456_789), "private");
+        assert_eq!(chat_label(-100_123), "-100123");
+    }
 }

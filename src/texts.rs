@@ -126,6 +126,7 @@ messages! {
     EnrolDone = "enrol_done",
     /// Enrolment code unknown, used or expired.
     EnrolFailed = "enrol_failed",
+    EnrolTooMany = "enrol_too_many",
     /// `/whoami` for an enrolled officer.
     WhoamiOfficer = "whoami_officer",
     /// `/whoami` for anyone else.

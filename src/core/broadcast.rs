@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::{Button, ChatKind, Core, Inbound, Outbound};
+use crate::authz::{Action, Actor, Subject};
 use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Settle, Target};
 use crate::store::officers::OfficerRow;
 use crate::texts::Msg;
@@ -289,6 +290,8 @@ impl Core {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::PrivateOnly))]);
         }
         let Some(officer) = self.officer_of(inbound).await? else {
+            let actor = self.actor_of(inbound).await?;
+            self.store().audit(self.now_ms(), &actor.label(), "broadcast", kind, "denied", "not enrolled").await?;
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastRefused))]);
         };
         let mut rows: Vec<Vec<Button>> = Vec::new();
@@ -300,7 +303,8 @@ impl Core {
         for (code, name) in &villages {
             rows.push(vec![cb(name.clone(), format!("t:v:{code}"))]);
         }
-        if officer.kind == "police" {
+        let actor = self.actor_of(inbound).await?;
+        if crate::authz::permits(actor.role, Action::Broadcast, crate::authz::Scope::OwnStation) {
             let (station_code, station_name) = self.store().station_of(officer.station_id).await?;
             rows.push(vec![cb(station_name, format!("t:s:{station_code}"))]);
             for (code, name) in self.store().offices_of_station(officer.station_id).await? {
@@ -332,25 +336,25 @@ impl Core {
         Ok(served.into_iter().collect())
     }
 
-    /// Whether `officer` may send to `target`: their own villages; police officers also any
-    /// village, office of their station or the whole station.
-    async fn may_broadcast_to(&self, officer: &OfficerRow, target: &Target) -> anyhow::Result<bool> {
-        let police = officer.kind == "police";
-        let own = self.served_villages(officer.id).await?;
-        Ok(match target {
-            Target::All => false,
-            Target::Village(code) => {
-                own.iter().any(|(c, _)| c == code)
-                    || (police
-                        && self
-                            .store()
-                            .village_by_code(code)
-                            .await?
-                            .is_some_and(|v| v.station_id == officer.station_id))
+    /// Whether the sender may send to `target` (asked of the authorisation module, and
+    /// written to the audit log).
+    async fn may_broadcast_to(&self, inbound: &Inbound, actor: &Actor, target: &Target) -> anyhow::Result<bool> {
+        let subject = match target {
+            Target::All => Some(Subject::Everything),
+            Target::Village(code) => self
+                .store()
+                .village_by_code(code)
+                .await?
+                .map(|v| Subject::Village { village_id: v.id, station_id: v.station_id }),
+            Target::Office(code) => {
+                self.store().office_station(code).await?.map(|station_id| Subject::Station { station_id })
             }
-            Target::Office(code) => police && self.store().office_station(code).await? == Some(officer.station_id),
-            Target::Station(code) => police && self.store().station_id(code).await? == Some(officer.station_id),
-        })
+            Target::Station(code) => {
+                self.store().station_id(code).await?.map(|station_id| Subject::Station { station_id })
+            }
+        };
+        let Some(subject) = subject else { return Ok(false) };
+        self.authorize(inbound, actor, Action::Broadcast, subject, &target.to_spec()).await
     }
 
     async fn save_compose(&self, inbound: &Inbound, compose: &Compose) -> anyhow::Result<()> {
@@ -387,14 +391,15 @@ impl Core {
         let Some(officer) = self.officer_of(inbound).await? else {
             return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
         };
+        let actor = self.actor_of(inbound).await?;
         if let Some(id) = rest.strip_prefix("r:").and_then(|s| s.parse::<i64>().ok()) {
-            if !self.may_manage(&officer, id).await? {
+            if !self.may_manage(inbound, &actor, id).await? {
                 return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
             }
             return Ok(Some(vec![Outbound::text(chat_id, self.broadcast_ledger_text(id).await?)]));
         }
         if let Some(id) = rest.strip_prefix("x:").and_then(|s| s.parse::<i64>().ok()) {
-            if !self.may_manage(&officer, id).await? {
+            if !self.may_manage(inbound, &actor, id).await? {
                 return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
             }
             let cancelled = self.cancel_broadcast(id).await?;
@@ -420,7 +425,7 @@ impl Core {
                 }]
             };
             for target in &targets {
-                if !self.may_broadcast_to(&officer, target).await? {
+                if !self.may_broadcast_to(inbound, &actor, target).await? {
                     return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
                 }
             }
@@ -456,6 +461,11 @@ impl Core {
             let Ok(targets) = targets else {
                 return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]));
             };
+            for target in &targets {
+                if !self.may_broadcast_to(inbound, &actor, target).await? {
+                    return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+                }
+            }
             let mut req = Request::new(
                 &compose.kind,
                 compose.severity.as_deref().unwrap_or("normal"),
@@ -486,17 +496,26 @@ impl Core {
         })
     }
 
-    /// The sender of a broadcast, or a police officer of the station it went to.
-    async fn may_manage(&self, officer: &OfficerRow, id: i64) -> anyhow::Result<bool> {
+    /// Whether the sender may see the ledger of, cancel or correct broadcast `id`: its sender,
+    /// or whoever may broadcast to all its targets.
+    async fn may_manage(&self, inbound: &Inbound, actor: &Actor, id: i64) -> anyhow::Result<bool> {
         let Some(b) = self.store().broadcast(id).await? else { return Ok(false) };
-        if b.sender_officer_id == Some(officer.id) {
+        let target = format!("broadcast:{id}");
+        if b.sender_officer_id.is_some() && b.sender_officer_id == actor.officer_id {
+            self.store().audit(self.now_ms(), &actor.label(), "broadcast", &target, "allowed", "own").await?;
             return Ok(true);
         }
         let villages = self
             .store()
             .target_villages(&crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default())
             .await?;
-        Ok(officer.kind == "police" && !villages.is_empty() && villages.iter().all(|(_, s)| *s == officer.station_id))
+        let subject = match villages.first() {
+            Some((_, station_id)) if villages.iter().all(|(_, s)| s == station_id) => {
+                Subject::Station { station_id: *station_id }
+            }
+            _ => Subject::Everything,
+        };
+        self.authorize(inbound, actor, Action::Broadcast, subject, &target).await
     }
 
     /// A private message while a broadcast is being composed: its text (and photo).
@@ -599,11 +618,6 @@ pub async fn run_deliveries<D: Deliverer>(
 ) {
     let channel = deliverer.channel();
     let wake = core.opts.broadcast_wake.clone();
-    match core.store().requeue_in_flight(channel).await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(channel, deliveries = n, "deliveries in flight at the last stop are sent again"),
-        Err(e) => tracing::error!(error = format!("{e:#}"), "could not requeue deliveries in flight"),
-    }
     let limiter = NonZeroU32::new(opts.per_second)
         .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n).allow_burst(NonZeroU32::MIN)));
     let limiter = Arc::new(limiter);
@@ -676,7 +690,7 @@ async fn round<D: Deliverer>(
         store.settle_retraction(r.id, outcome, core.now_ms()).await?;
     }
     let batch_size = (opts.concurrency * 4).max(16) as i64;
-    let batch = store.claim_deliveries(channel, now, batch_size).await?;
+    let batch = store.claim_deliveries(channel, core.daemon_id(), now, batch_size).await?;
     let full = batch.len() as i64 == batch_size;
     if !batch.is_empty() {
         let mut broadcasts: HashMap<i64, Arc<BroadcastRow>> = HashMap::new();

@@ -1,5 +1,6 @@
 //! [`Core::handle`]: one inbound update in, the actions to take out.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use super::flood::{FloodGuard, FloodLimits};
 use super::routing;
 use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
+use crate::authz::{Action, Actor, Subject};
 use crate::store::Store;
 use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
 use crate::store::registry::VillageRow;
@@ -48,6 +50,34 @@ pub struct CoreOptions {
     pub schedule: Option<Arc<super::schedule::Schedule>>,
     /// Notified when a broadcast is created or cancelled, so the delivery workers start at once.
     pub broadcast_wake: Arc<tokio::sync::Notify>,
+    /// This daemon's name in the `daemons` table and on the delivery rows it claims.
+    pub daemon_id: String,
+    /// How each channel answers "is this person still in the group?" (set by the channel).
+    pub members: Arc<RwLock<HashMap<super::Platform, Arc<dyn super::MemberCheck>>>>,
+    /// Wrong enrolment codes one account may try in an hour before it has to wait.
+    pub max_wrong_codes_per_hour: i64,
+    /// How long closed tips, their tipsters' mappings and audit records are kept.
+    pub retention: Retention,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Retention periods, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A closed tip's mapping to its tipster's chat.
+    pub relay_ms: i64,
+    /// A closed tip itself.
+    pub tips_ms: i64,
+    /// An audit record.
+    pub audit_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        const DAY: i64 = 86_400_000;
+        Retention { relay_ms: 30 * DAY, tips_ms: 1095 * DAY, audit_ms: 365 * DAY }
+    }
 }
 
 impl CoreOptions {
@@ -66,6 +96,11 @@ impl CoreOptions {
             pin_severities: vec!["urgent".to_string()],
             schedule: None,
             broadcast_wake: Arc::new(tokio::sync::Notify::new()),
+            daemon_id: new_daemon_id(),
+            members: Arc::default(),
+            max_wrong_codes_per_hour: 5,
+            retention: Retention::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -156,7 +191,47 @@ fn parse_command<'a>(text: &'a str, bot_username: Option<&str>) -> Option<(Strin
     Some((name.to_ascii_lowercase(), args.trim()))
 }
 
+/// What an update is counted as in `/metrics`: the intent of a text, or the kind of event.
+fn update_label(intent: Option<&Intent>, event: &Event) -> &'static str {
+    match (intent, event) {
+        (Some(Intent::Emergency(_)), _) => "emergency",
+        (Some(i), _) => i.as_str(),
+        (None, Event::Text { .. }) => "command",
+        (None, Event::Media { .. }) => "media",
+        (None, Event::Location { .. }) => "location",
+        (None, Event::Button { .. }) => "button",
+        (None, Event::Unsupported { .. }) => "unsupported",
+        (None, _) => "membership",
+    }
+}
+
+/// A random name for this run of the daemon: host-independent, unique enough for heartbeats.
+fn new_daemon_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Core {
+    /// The channel's way of checking group membership, if it has one.
+    pub(super) fn members(&self, platform: super::Platform) -> Option<Arc<dyn super::MemberCheck>> {
+        self.opts.members.read().expect("members lock").get(&platform).cloned()
+    }
+
+    /// Installs how `platform` checks group membership (privileged actions in groups ask it).
+    pub fn set_member_check(&self, platform: super::Platform, check: Arc<dyn super::MemberCheck>) {
+        self.opts.members.write().expect("members lock").insert(platform, check);
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.opts.metrics
+    }
+
+    pub fn daemon_id(&self) -> &str {
+        &self.opts.daemon_id
+    }
+
     pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {
         let flood = Arc::new(FloodGuard::new(opts.flood));
         Core { store, texts, triage: Arc::new(RwLock::new(triage)), flood, opts }
@@ -236,32 +311,48 @@ impl Core {
     /// Handles one update. Never fails: an internal error is logged and, where the person
     /// expects an answer, answered with an apology that points to 110.
     pub async fn handle(&self, inbound: &Inbound) -> Vec<Outbound> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.handle_into(inbound, &tx).await;
+        drop(tx);
+        let mut out = Vec::new();
+        while let Ok(action) = rx.try_recv() {
+            out.push(action);
+        }
+        out
+    }
+
+    /// [`Core::handle`], handing each action to `tx` as soon as it is decided: the channel
+    /// sends the emergency answer while the officers are still being looked up (or while the
+    /// database does not answer at all).
+    pub async fn handle_into(&self, inbound: &Inbound, tx: &tokio::sync::mpsc::UnboundedSender<Outbound>) {
+        let emit = |actions: Vec<Outbound>| {
+            for action in actions {
+                let _ = tx.send(action);
+            }
+        };
         // An emergency is answered first, from the rules and templates alone, so the answer
         // goes out even when the database is down; alerting the officers comes after.
         // Triage runs once per message, here; the handlers below get its verdict.
         let intent = self.text_intent(inbound).await;
-        let mut out = Vec::new();
+        self.metrics().update(update_label(intent.as_ref(), &inbound.event));
         if let (Some(Intent::Emergency(kind)), Event::Text { text, .. }, Some(_)) =
             (&intent, &inbound.event, inbound.sender.person())
         {
             let kind = *kind;
             if self.group_may_answer(inbound) {
-                out.push(self.emergency_reply(inbound, kind));
+                emit(vec![self.emergency_reply(inbound, kind)]);
             } else {
                 tracing::warn!(kind = kind.as_str(), "emergency answer held back by the group's flood limit");
             }
             match self.emergency_alerts(inbound, kind, text).await {
-                Ok(alerts) => out.extend(alerts),
+                Ok(alerts) => emit(alerts),
                 Err(e) => tracing::error!(error = format!("{e:#}"), "could not alert the officers of an emergency"),
             }
         }
         let urgent = matches!(intent, Some(Intent::Emergency(_)));
         match self.dispatch(inbound, intent).await {
-            Ok(more) => {
-                out.extend(more);
-                out
-            }
-            Err(_) if urgent => out,
+            Ok(more) => emit(more),
+            Err(_) if urgent => {}
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "failed to handle an update");
                 let expects_answer = match &inbound.event {
@@ -269,14 +360,12 @@ impl Core {
                     Event::Button { .. } => true,
                     _ => false,
                 };
-                let mut out = Vec::new();
                 if let Event::Button { callback_id, .. } = &inbound.event {
-                    out.push(Outbound::AnswerButton { callback_id: callback_id.clone(), text: None });
+                    emit(vec![Outbound::AnswerButton { callback_id: callback_id.clone(), text: None }]);
                 }
                 if expects_answer {
-                    out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::InternalError)));
+                    emit(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::InternalError))]);
                 }
-                out
             }
         }
     }
@@ -735,13 +824,25 @@ impl Core {
         Ok(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::PrivateWelcome))])
     }
 
+    /// Redeems an enrolment code. Every attempt is in the audit log; an account that sent
+    /// more wrong codes in the last hour than allowed is refused without the code being
+    /// looked at.
     async fn enrol(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let Some(user) = inbound.sender.person() else {
             return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))]);
         };
+        let account = format!("{}:{user}", inbound.platform.as_str());
+        let now = self.now_ms();
+        let wrong = self.store.audit_denials(&account, "enrol", now - 3_600_000).await?;
+        if wrong >= self.opts.max_wrong_codes_per_hour {
+            self.store.audit(now, &account, "enrol", "code", "denied", "too many wrong codes").await?;
+            tracing::warn!("enrolment refused: too many wrong codes from one account");
+            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolTooMany))]);
+        }
         match self.store.redeem_enrolment_code(code, inbound.platform.as_str(), user).await? {
             Ok(officer) => {
+                self.store.audit(now, &account, "enrol", &format!("officer:{}", officer.badge), "allowed", "").await?;
                 tracing::info!(officer_id = officer.id, "officer enrolled");
                 let text = self
                     .texts
@@ -749,6 +850,8 @@ impl Core {
                 Ok(vec![Outbound::text(chat_id, text)])
             }
             Err(why) => {
+                let detail = format!("{why:?}").to_lowercase();
+                self.store.audit(now, &account, "enrol", "code", "denied", &detail).await?;
                 tracing::warn!(reason = ?why, "enrolment code refused");
                 Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))])
             }
@@ -812,13 +915,68 @@ impl Core {
         }
     }
 
-    /// Whether `officer` may bind or unbind a group of `village`: an officer serving the
-    /// village today (any role but volunteer), or a police officer of the village's station.
-    async fn may_bind(&self, officer: &OfficerRow, village: &VillageRow) -> anyhow::Result<bool> {
-        if officer.kind == "police" && officer.station_id == village.station_id {
-            return Ok(true);
+    /// Who the sender is for authorisation: their officer's role, grant and villages, or a
+    /// resident (also anyone speaking on behalf of a chat). Accounts are named for the audit
+    /// log only.
+    pub(super) async fn actor_of(&self, inbound: &Inbound) -> anyhow::Result<Actor> {
+        let mut actor = match self.officer_of(inbound).await? {
+            Some(officer) => self.store.actor_of_officer(officer.id, &self.today().to_string()).await?,
+            None => Actor::resident(),
+        };
+        if let Some(user) = inbound.sender.person() {
+            actor.account = Some(format!("{}:{user}", inbound.platform.as_str()));
         }
-        self.store.officer_serves_village(officer.id, village.id, &self.today().to_string()).await
+        Ok(actor)
+    }
+
+    /// Asks the authorisation module and writes the answer to the audit log. In a group, a
+    /// privileged action also needs the sender to be a member of it still (a button on an
+    /// old message may be pressed by someone who has left).
+    pub(super) async fn authorize(
+        &self,
+        inbound: &Inbound,
+        actor: &Actor,
+        action: Action,
+        subject: Subject,
+        target: &str,
+    ) -> anyhow::Result<bool> {
+        let decision = actor.decide(action, subject);
+        let mut allowed = decision.allowed;
+        let mut detail = String::new();
+        if allowed
+            && inbound.chat.kind != ChatKind::Private
+            && actor.role != crate::authz::Role::SystemAdmin
+            && let (Some(user), Some(members)) = (inbound.sender.person(), self.members(inbound.platform))
+        {
+            match members.is_member(inbound.chat.id, user).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    allowed = false;
+                    detail = "not a member of the group".into();
+                }
+                Err(e) => {
+                    allowed = false;
+                    detail = "membership could not be checked".into();
+                    tracing::warn!(error = format!("{e:#}"), "membership check failed; action refused");
+                }
+            }
+        }
+        let result = if allowed { "allowed" } else { "denied" };
+        self.store.audit(self.now_ms(), &actor.label(), action.as_str(), target, result, &detail).await?;
+        tracing::info!(role = %actor.role, action = %action, scope = ?decision.scope, allowed, "authorisation");
+        Ok(allowed)
+    }
+
+    /// `authorize` for an action on one village.
+    pub(super) async fn authorize_village(
+        &self,
+        inbound: &Inbound,
+        actor: &Actor,
+        action: Action,
+        village: &VillageRow,
+    ) -> anyhow::Result<bool> {
+        let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
+        self.authorize(inbound, actor, action, subject, &format!("village:{}", village.code)).await
     }
 
     fn reply(&self, chat_id: i64, message_id: i64, msg: Msg, ctx: impl Serialize) -> Vec<Outbound> {
@@ -835,25 +993,30 @@ impl Core {
         if let Sender::Chat { .. } = inbound.sender {
             return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
         }
-        let Some(officer) = self.officer_of(inbound).await? else {
+        let actor = self.actor_of(inbound).await?;
+        let code = args.split_whitespace().next().unwrap_or("");
+        if actor.officer_id.is_none() {
+            // Refused before anything is looked up; the attempt is on record.
+            let target = format!("village:{code}");
+            self.store
+                .audit(self.now_ms(), &actor.label(), Action::Bind.as_str(), &target, "denied", "not enrolled")
+                .await?;
             tracing::info!("bind refused: sender is not an enrolled officer");
             return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
-        };
-        let code = args.split_whitespace().next().unwrap_or("");
+        }
         if code.is_empty() {
             return Ok(self.reply(chat_id, message_id, Msg::BindUsage, ()));
         }
         let Some(village) = self.store.village_by_code(code).await? else {
             return Ok(self.reply(chat_id, message_id, Msg::BindUnknownVillage, minijinja::context! { code }));
         };
-        if !self.may_bind(&officer, &village).await? {
-            tracing::info!(officer_id = officer.id, "bind refused: officer does not serve the village");
+        if !self.authorize_village(inbound, &actor, Action::Bind, &village).await? {
             return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
         }
         self.store
-            .bind_chat_to_village(inbound.platform.as_str(), chat_id, &inbound.chat.title, village.id, Some(officer.id))
+            .bind_chat_to_village(inbound.platform.as_str(), chat_id, &inbound.chat.title, village.id, actor.officer_id)
             .await?;
-        tracing::info!(chat_id, village = %village.code, officer_id = officer.id, "group bound");
+        tracing::info!(chat_id, village = %village.code, "group bound");
         Ok(self.reply(
             chat_id,
             message_id,
@@ -871,11 +1034,8 @@ impl Core {
         let Some(village) = routing::village_of_chat(&self.store, platform, chat_id).await? else {
             return Ok(self.reply(chat_id, message_id, Msg::GroupNotBound, ()));
         };
-        let allowed = match self.officer_of(inbound).await? {
-            Some(officer) => self.may_bind(&officer, &village).await?,
-            None => false,
-        };
-        if !allowed {
+        let actor = self.actor_of(inbound).await?;
+        if !self.authorize_village(inbound, &actor, Action::Bind, &village).await? {
             return Ok(self.reply(chat_id, message_id, Msg::UnbindRefused, ()));
         }
         self.store.unbind_chat(platform, chat_id).await?;

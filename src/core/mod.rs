@@ -15,7 +15,13 @@ mod tips;
 
 use std::fmt;
 
-pub use handler::{Clock, Core, CoreOptions};
+pub use handler::{Clock, Core, CoreOptions, Retention};
+
+/// A channel's answer to "is this person still a member of this group?", asked before a
+/// privileged action in a group.
+pub trait MemberCheck: Send + Sync {
+    fn is_member(&self, chat_id: i64, user_id: i64) -> futures::future::BoxFuture<'_, anyhow::Result<bool>>;
+}
 
 /// Which messaging platform an update came from. Stored with chats and identities, so the
 /// same numeric id on two platforms never mixes.

@@ -38,6 +38,12 @@ fn default_grace() -> u32 {
 struct Builtin {
     duty_reminder: String,
     monthly_summary: String,
+    #[serde(default = "default_retention")]
+    retention: String,
+}
+
+fn default_retention() -> String {
+    "0 30 3 * * *".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,9 +70,16 @@ fn default_severity() -> String {
 /// What a job does.
 #[derive(Debug, Clone)]
 pub enum Action {
-    Notice { to: String, kind: String, severity: String, template: String },
+    Notice {
+        to: String,
+        kind: String,
+        severity: String,
+        template: String,
+    },
     DutyReminder,
     MonthlySummary,
+    /// The nightly purge of personal data past its retention period.
+    Retention,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +129,11 @@ impl Schedule {
                 name: "builtin.monthly_summary".into(),
                 cron: parse_cron(&file.builtin.monthly_summary, "builtin.monthly_summary")?,
                 action: Action::MonthlySummary,
+            },
+            Job {
+                name: "builtin.retention".into(),
+                cron: parse_cron(&file.builtin.retention, "builtin.retention")?,
+                action: Action::Retention,
             },
         ];
         for n in file.notice {
@@ -175,6 +193,17 @@ impl Core {
                 }
                 Action::DutyReminder => out.extend(self.duty_reminders(platform, schedule.timezone).await?),
                 Action::MonthlySummary => out.extend(self.monthly_summaries(platform, schedule.timezone).await?),
+                Action::Retention => {
+                    let r = self.opts.retention;
+                    let purged = self.store().purge_expired(now, r.relay_ms, r.tips_ms, r.audit_ms).await?;
+                    tracing::info!(
+                        relays = purged.relays,
+                        tips = purged.tips,
+                        audit = purged.audit,
+                        handled_updates = purged.handled_updates,
+                        "retention purge done"
+                    );
+                }
             }
         }
         Ok(out)

@@ -9,6 +9,7 @@ use chrono::TimeZone;
 
 use super::handler::Core;
 use super::{Inbound, Outbound, Sender};
+use crate::authz::{Action, Actor, Subject};
 use crate::store::chats::ChatRow;
 use crate::store::registry::VillageRow;
 use crate::store::tips::{TipFilter, TipRow};
@@ -34,11 +35,12 @@ impl Core {
         }
         let code = args.split_whitespace().next().unwrap_or("");
         let station = self.store().station_id(code).await?;
-        let officer = self.officer_of(inbound).await?;
-        let (Some(station_id), Some(officer)) = (station, officer) else {
+        let actor = self.actor_of(inbound).await?;
+        let Some(station_id) = station else {
             return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::BindStationRefused)));
         };
-        if officer.kind != "police" || officer.station_id != station_id {
+        let subject = Subject::Station { station_id };
+        if !self.authorize(inbound, &actor, Action::Bind, subject, &format!("station:{code}")).await? {
             return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::BindStationRefused)));
         }
         self.store()
@@ -47,7 +49,7 @@ impl Core {
                 inbound.chat.id,
                 &inbound.chat.title,
                 station_id,
-                Some(officer.id),
+                actor.officer_id,
             )
             .await?;
         tracing::info!(chat_id = inbound.chat.id, station_id, "staff group bound");
@@ -78,15 +80,19 @@ impl Core {
         }
         let Some(group) = self.staff_group(inbound).await? else { return Ok(None) };
         let station_id = group.station_id.unwrap_or_default();
-        let officer = self.officer_of(inbound).await?;
-        let Some(officer) = officer.filter(|o| o.station_id == station_id) else {
-            return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))));
+        let actor = self.actor_of(inbound).await?;
+        let (action, subject) = match cmd {
+            "reload" => (Action::ReloadRules, Subject::Everything),
+            "resolve" | "reject" | "merge" => (Action::Resolve, Subject::Station { station_id }),
+            _ => (Action::Assign, Subject::Station { station_id }),
         };
+        let target = format!("{cmd} {}", args.split_whitespace().next().unwrap_or("")).trim_end().to_string();
+        let officer_id = actor.officer_id.unwrap_or_default();
+        if !self.authorize(inbound, &actor, action, subject, &target).await? || actor.officer_id.is_none() {
+            return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))));
+        }
         let mut words = args.split_whitespace();
         let out = match cmd {
-            "reload" if officer.kind != "police" => {
-                self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))
-            }
             "reload" => {
                 let text = match self.reload_triage() {
                     Ok(rules) => self.texts().render(Msg::ReloadDone, minijinja::context! { rules }),
@@ -107,18 +113,18 @@ impl Core {
                 };
                 let rest: Vec<&str> = words.collect();
                 match cmd {
-                    "tip" => self.staff_show(inbound, message_id, &tip).await?,
+                    "tip" => self.staff_show(inbound, message_id, &tip, &actor).await?,
                     "assign" => {
                         self.staff_assign(inbound, message_id, &tip, rest.first().copied().unwrap_or("")).await?
                     }
                     "resolve" => {
-                        self.staff_close(inbound, message_id, &tip, officer.id, "resolved", &rest.join(" ")).await?
+                        self.staff_close(inbound, message_id, &tip, officer_id, "resolved", &rest.join(" ")).await?
                     }
                     "merge" => {
                         let into = rest.first().copied().unwrap_or("");
-                        self.staff_merge(inbound, message_id, &tip, officer.id, into, station_id).await?
+                        self.staff_merge(inbound, message_id, &tip, officer_id, into, station_id).await?
                     }
-                    _ => self.staff_close(inbound, message_id, &tip, officer.id, "rejected", &rest.join(" ")).await?,
+                    _ => self.staff_close(inbound, message_id, &tip, officer_id, "rejected", &rest.join(" ")).await?,
                 }
             }
         };
@@ -174,8 +180,25 @@ impl Core {
         Ok(self.reply_text(inbound, message_id, text))
     }
 
-    async fn staff_show(&self, inbound: &Inbound, message_id: i64, tip: &TipRow) -> anyhow::Result<Vec<Outbound>> {
-        let village = self.store().village_by_id(tip.village_id).await?.map(|v| v.name).unwrap_or_default();
+    async fn staff_show(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        tip: &TipRow,
+        actor: &Actor,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let village_row = self.store().village_by_id(tip.village_id).await?;
+        // The phone a tipster left is shown only to whoever may see it, and each showing is
+        // in the audit log.
+        let phone = match (&tip.contact_phone, &village_row) {
+            (Some(phone), Some(v)) if tip.anonymous == 0 => {
+                let subject = Subject::Village { village_id: v.id, station_id: v.station_id };
+                let target = format!("tip:{}", tip.number);
+                self.authorize(inbound, actor, Action::ViewContact, subject, &target).await?.then(|| phone.clone())
+            }
+            _ => None,
+        };
+        let village = village_row.map(|v| v.name).unwrap_or_default();
         let events: Vec<_> = self
             .store()
             .tip_timeline(tip.id)
@@ -191,7 +214,7 @@ impl Core {
             Msg::StaffTipDetail,
             minijinja::context! {
                 number => &tip.number, village, category => &tip.category, status => &tip.status,
-                anonymous => tip.anonymous == 1, phone => &tip.contact_phone, summary => &tip.summary, events,
+                anonymous => tip.anonymous == 1, phone, summary => &tip.summary, events,
             },
         );
         Ok(self.reply_text(inbound, message_id, text))

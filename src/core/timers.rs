@@ -53,3 +53,40 @@ pub async fn run(
         }
     }
 }
+
+/// A daemon silent for this many heartbeats is taken for stopped.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+/// Records that this daemon is alive and takes over the broadcast sends of daemons that are
+/// not (including this daemon's own earlier run). Done once before the workers start.
+pub async fn announce(core: &Core, heartbeat: Duration) -> anyhow::Result<()> {
+    let now = core.now_ms();
+    let store = core.store();
+    store.heartbeat(core.daemon_id(), &host_name(), now).await?;
+    let lease = i64::try_from((heartbeat * MISSED_HEARTBEATS).as_millis()).unwrap_or(i64::MAX);
+    let n = store.requeue_orphans(now - lease).await?;
+    if n > 0 {
+        tracing::warn!(deliveries = n, "broadcast sends left in flight by a stopped daemon are sent again");
+    }
+    Ok(())
+}
+
+/// [`announce`] every `heartbeat` until `stop` turns true; then signs this daemon off.
+pub async fn presence(core: Core, heartbeat: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(heartbeat) => {}
+        }
+        if let Err(e) = announce(&core, heartbeat).await {
+            tracing::error!(error = format!("{e:#}"), "heartbeat failed; retrying");
+        }
+    }
+    if let Err(e) = core.store().sign_off(core.daemon_id()).await {
+        tracing::warn!(error = format!("{e:#}"), "could not sign off");
+    }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_string())
+}

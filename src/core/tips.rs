@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::handler::Core;
 use super::routing;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
+use crate::authz::{Action, Subject};
 use crate::domain::Phone;
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, TipItem, TipRow, summary_of};
@@ -571,7 +572,7 @@ impl Core {
                         if let Some(account) =
                             self.store().officer_account(member.officer_id, platform.as_str()).await?
                         {
-                            out.extend(self.officer_card(account, &tip, &village.name, true).await?);
+                            out.extend(self.officer_card(account, member.officer_id, &tip, &village.name, true).await?);
                         }
                     }
                 }
@@ -580,14 +581,24 @@ impl Core {
         Ok(out)
     }
 
+    /// The card of a tip for the officer `officer_id` (at account `chat_id`). A phone number
+    /// the tipster left is on it; that showing is written to the audit log.
     pub(super) async fn officer_card(
         &self,
         chat_id: i64,
+        officer_id: i64,
         tip: &TipRow,
         village_name: &str,
         overdue: bool,
     ) -> anyhow::Result<Vec<Outbound>> {
         let t = self.texts();
+        if tip.contact_phone.is_some() && tip.anonymous == 0 {
+            let badge = self.store().officer_by_id(officer_id).await?.map(|o| o.badge).unwrap_or_default();
+            let target = format!("tip:{}", tip.number);
+            self.store()
+                .audit(self.now_ms(), &format!("officer:{badge}"), "view_contact", &target, "allowed", "card")
+                .await?;
+        }
         let alias = self.store().tip_reporter(tip.id).await?.map(|r| r.alias).unwrap_or_default();
         let text = t.render(
             Msg::TipOfficerCard,
@@ -641,12 +652,22 @@ impl Core {
         let (Some(tip), Some(officer)) = (tip, self.officer_of(inbound).await?) else {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
         };
-        // Only an officer who serves the village today works its tips: one who has left it
+        // Whoever works a tip must be allowed to today: an auxiliary who has left the village
         // (a re-import ended the assignment) is told so, even on a card sent to them before.
-        let serves = self.store().officer_serves_village(officer.id, tip.village_id, &self.today().to_string()).await?;
-        if !serves {
+        let actor = self.actor_of(inbound).await?;
+        let village = self.store().village_by_id(tip.village_id).await?;
+        let action = if matches!(action, "move" | "to") { Action::Assign } else { Action::Resolve };
+        let allowed = match &village {
+            Some(v) => {
+                let subject = Subject::Village { village_id: v.id, station_id: v.station_id };
+                self.authorize(inbound, &actor, action, subject, &format!("tip:{}", tip.number)).await?
+            }
+            None => false,
+        };
+        if !allowed {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
         }
+        let action = rest.split_once(':').map_or(rest, |(a, _)| a);
         if action == "move" {
             return self.reassign_choices(inbound, &tip, officer.id).await;
         }
@@ -740,9 +761,14 @@ impl Core {
         let deadline = self.now_ms() + self.ack_timeout_ms();
         self.store().tip_routed(tip_id, officer_id, level, deadline, kind).await?;
         tracing::info!(tip_id, officer_id, level, kind, "tip handed over");
+        if kind == "escalated" {
+            self.metrics().escalations.inc();
+        }
         let Some(tip) = self.store().tip(tip_id).await? else { return Ok((false, vec![])) };
         match self.store().officer_account(officer_id, &tip.platform).await? {
-            Some(account) => Ok((true, self.officer_card(account, &tip, village_name, kind == "escalated").await?)),
+            Some(account) => {
+                Ok((true, self.officer_card(account, officer_id, &tip, village_name, kind == "escalated").await?))
+            }
             None => Ok((false, vec![])),
         }
     }

@@ -376,14 +376,27 @@ impl Store {
             .await?)
     }
 
-    /// After a restart: deliveries of `channel` that were being sent when the daemon stopped
-    /// are pending again (a target whose send was in flight may get it twice; none is missed).
-    pub async fn requeue_in_flight(&self, channel: &str) -> anyhow::Result<u64> {
-        Ok(sqlx::query("UPDATE broadcast_deliveries SET state = 'pending', claimed_at = NULL WHERE channel = $1 AND state = 'sending'")
-            .bind(channel)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+    /// Deliveries left in flight by a daemon that stopped (killed, or silent since
+    /// `alive_since`) are pending again, whatever the channel: another daemon, or this one
+    /// after a restart, sends them (a target whose send was in flight may get it twice; none
+    /// is missed). Rows claimed by a live daemon are left to it.
+    pub async fn requeue_orphans(&self, alive_since: i64) -> anyhow::Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE broadcast_deliveries SET state = 'pending', claimed_at = NULL, claimed_by = NULL \
+             WHERE state = 'sending' AND (claimed_by IS NULL OR claimed_by NOT IN \
+             (SELECT id FROM daemons WHERE heartbeat_at >= $1))",
+        )
+        .bind(alive_since)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// How many delivery rows are in each state (for `/metrics` and `/healthz`).
+    pub async fn delivery_states(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT state, COUNT(*) FROM broadcast_deliveries GROUP BY state")
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Pending deliveries of broadcasts past their expiry are not sent any more.
@@ -400,11 +413,17 @@ impl Store {
 
     /// Claims up to `limit` due deliveries of `channel`: urgent broadcasts first, then in
     /// order. On PostgreSQL several daemons claim disjoint rows (`SKIP LOCKED`).
-    pub async fn claim_deliveries(&self, channel: &str, now: i64, limit: i64) -> anyhow::Result<Vec<ClaimedDelivery>> {
+    pub async fn claim_deliveries(
+        &self,
+        channel: &str,
+        daemon: &str,
+        now: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<ClaimedDelivery>> {
         let lock = if self.backend() == Backend::Postgres { "FOR UPDATE OF d SKIP LOCKED" } else { "" };
         let sql = format!(
-            "UPDATE broadcast_deliveries SET state = 'sending', claimed_at = $2, attempts = attempts + 1, updated_at = $2 \
-             WHERE id IN (SELECT d.id FROM broadcast_deliveries d JOIN broadcasts b ON b.id = d.broadcast_id \
+            "UPDATE broadcast_deliveries SET state = 'sending', claimed_at = $2, claimed_by = $4, \
+             attempts = attempts + 1, updated_at = $2 WHERE id IN (SELECT d.id FROM broadcast_deliveries d JOIN broadcasts b ON b.id = d.broadcast_id \
              WHERE d.channel = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 AND b.status = 'scheduled' \
              AND b.send_at <= $2 ORDER BY CASE b.severity WHEN 'urgent' THEN 0 WHEN 'important' THEN 1 ELSE 2 END, d.id \
              LIMIT $3 {lock}) RETURNING id"
@@ -413,6 +432,7 @@ impl Store {
             .bind(channel)
             .bind(now)
             .bind(limit)
+            .bind(daemon)
             .fetch_all(self.pool())
             .await?;
         if ids.is_empty() {

@@ -15,6 +15,7 @@ pub mod chats;
 pub mod officers;
 pub mod registry;
 pub mod tips;
+pub mod trust;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -5,19 +5,19 @@ use crate::app::{TestApp, press};
 use crate::app_test;
 use crate::fake_telegram::{SentMessage, TgUser, buttons};
 
-const QIANDIAN: &str = "410184101202";
-const GROUP: i64 = -1001000000002;
+pub const QIANDIAN: &str = "410184101202";
+pub const GROUP: i64 = -1001000000002;
 
-fn tipster() -> TgUser {
+pub fn tipster() -> TgUser {
     TgUser::new(5101, "王大娘")
 }
 
-fn zhang() -> TgUser {
+pub fn zhang() -> TgUser {
     TgUser::new(6001, "张建国")
 }
 
 /// Starts a tip for 前店村 in the tipster's private chat and picks 盗窃; returns the details prompt.
-async fn start_theft_tip(app: &TestApp) -> (i64, SentMessage) {
+pub async fn start_theft_tip(app: &TestApp) -> (i64, SentMessage) {
     let t = tipster();
     let chat = app.fake.private_chat(t.clone());
     let categories = app.ask(chat, &t, &format!("/start tip_{QIANDIAN}")).await;
@@ -219,7 +219,7 @@ app_test!(an_officer_who_has_left_the_village_cannot_work_its_tip, |app| {
 
 /// Submits an anonymous theft tip for 前店村 with `text`; returns the tipster's chat, the
 /// tip number and the officer's card (张建国 must be enrolled).
-async fn submit_anonymous_tip(app: &TestApp, text: &str) -> (i64, String, SentMessage) {
+pub async fn submit_anonymous_tip(app: &TestApp, text: &str) -> (i64, String, SentMessage) {
     let t = tipster();
     let (chat, _) = start_theft_tip(app).await;
     let got = app.ask(chat, &t, text).await;
@@ -348,6 +348,8 @@ async fn staff_group(app: &TestApp) {
     assert!(refused.text.contains("抱歉"), "{}", refused.text);
     let done = app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
     assert!(done.text.contains("内勤群"), "{}", done.text);
+    // Reviewing the station's tips is the staff's job: 张建国 is granted the role.
+    assert!(app.store().set_grant("041201", Some("staff"), 0).await.unwrap());
 }
 
 app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_them, |app| {
@@ -383,6 +385,8 @@ app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_t
 
     let refused = app.ask(STAFF, &t, "/tips").await;
     assert!(refused.text.contains("抱歉"), "a resident in the staff group is refused: {}", refused.text);
+    let refused = app.ask(STAFF, &li, "/tips").await;
+    assert!(refused.text.contains("内勤"), "an officer without the staff role is refused: {}", refused.text);
     let none = app.ask(STAFF, &zhang(), "/tip T19990101-0001").await;
     assert!(none.text.contains("没有找到"), "{}", none.text);
 });

@@ -192,13 +192,14 @@ app_test!(staff_reload_puts_new_rules_in_force_and_a_broken_file_changes_nothing
     app.enrol("041201", &zhang()).await;
     app.fake.group(STAFF, "派出所内勤群", true);
     app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
+    assert!(app.store().set_grant("041201", Some("admin"), 0).await.unwrap());
 
     let question = "村里的老槐树让雷劈倒了";
     assert!(answers_to(&app, &resident(12), question).await.is_empty(), "not a rule yet");
     let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
     std::fs::write(&rules, format!("{shipped}{tree_rule}")).unwrap();
     let refused = app.ask(STAFF, &resident(12), "/reload").await;
-    assert!(!refused.text.contains("重新加载"), "only officers reload: {}", refused.text);
+    assert!(!refused.text.contains("重新加载"), "only station admins reload: {}", refused.text);
     let done = app.ask(STAFF, &zhang(), "/reload").await;
     assert!(done.text.contains("重新加载"), "{}", done.text);
     let now = answers_to(&app, &resident(13), question).await;
