@@ -75,6 +75,8 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     };
     opts.triage_path = Some(settings.intents_file());
     opts.pin_severities = settings.file.broadcast.pin_severities.clone();
+    opts.max_wrong_codes_per_hour = i64::from(settings.file.enrolment.max_wrong_codes_per_hour.max(1));
+    opts.retention = settings.retention();
     opts.schedule =
         Some(Arc::new(crate::core::schedule::Schedule::load(&settings.schedule_file(), &texts, settings.timezone())?));
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
@@ -109,15 +111,18 @@ pub async fn run_with(
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
         let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
         let reloader = reload_on_hangup(core.clone())?;
+        let presence = start_presence(&settings, &core).await?;
         let wecom = spawn_wecom(&settings, &core)?;
         tracing::info!("serving Telegram");
         let result = channels::telegram::run(core, &settings, token, shutdown, &hooks).await;
         wecom.stop().await;
+        presence.stop().await;
         reloader.abort();
         store.close().await;
         return result;
     }
 
+    anyhow::ensure!(settings.webhook.is_none(), "--webhook serves Telegram: set TELOXIDE_TOKEN");
     // The console. Without a token and without an explicit DATABASE_URL this is the demo:
     // its own SQLite file, seeded from the example registry, every group pre-bound.
     let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
@@ -143,6 +148,18 @@ pub async fn run_with(
         );
         out.write_all(banner.as_bytes()).await?;
     }
+    let presence = start_presence(&settings, &core).await?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match settings.file.http.listen.trim() {
+        "" => None,
+        listen => {
+            let listener = crate::http::bind(listen).await?;
+            let router = crate::http::health_router(crate::http::HealthState { core: core.clone(), telegram: None });
+            Some(tokio::spawn(crate::http::serve(listener, router, async move {
+                let _ = http_stopped.await;
+            })))
+        }
+    };
     let interactive = std::io::stdin().is_terminal();
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     let (timer_tx, timer_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -168,6 +185,11 @@ pub async fn run_with(
     let _ = timers.await;
     let _ = broadcasts.await;
     wecom.stop().await;
+    presence.stop().await;
+    let _ = stop_http.send(());
+    if let Some(http) = http {
+        http.await.context("the HTTP server panicked")??;
+    }
     reloader.abort();
     store.close().await;
     result
@@ -186,6 +208,16 @@ impl Worker {
             tracing::error!(error = %e, "a background worker panicked");
         }
     }
+}
+
+/// Announces this daemon (taking over sends a stopped daemon left in flight) before any
+/// worker starts, then keeps its heartbeat.
+async fn start_presence(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
+    let heartbeat = Duration::from_secs(settings.file.general.heartbeat_secs.max(1));
+    crate::core::timers::announce(core, heartbeat).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(crate::core::timers::presence(core.clone(), heartbeat, stopped));
+    Ok(Worker { stop, task })
 }
 
 /// The WeCom robots' delivery worker (runs beside any channel; it has nothing to do when no

@@ -29,6 +29,11 @@ pub struct Settings {
     pub telegram_token: Option<SecretString>,
     /// Whether `DATABASE_URL` named the database explicitly (the demo then uses it as is).
     pub database_url_from_env: bool,
+    /// `cunjing run --webhook URL`: take Telegram's updates by webhook at this URL.
+    pub webhook: Option<url::Url>,
+    /// The webhook's secret token, from `CUNJING_WEBHOOK_SECRET` (when unset, one is derived
+    /// from the bot token, so every daemon of a deployment agrees without more setup).
+    pub webhook_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +48,8 @@ pub struct FileSettings {
     pub triage: TriageSettings,
     pub broadcast: BroadcastSettings,
     pub wecom: Wecom,
+    pub http: Http,
+    pub retention: RetentionSettings,
     pub paths: Paths,
     pub demo: Demo,
 }
@@ -52,6 +59,8 @@ pub struct FileSettings {
 pub struct General {
     pub locale: String,
     pub timezone: String,
+    pub shutdown_timeout_secs: u64,
+    pub heartbeat_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,7 +92,27 @@ pub struct Registry {
 #[serde(deny_unknown_fields)]
 pub struct Enrolment {
     pub code_ttl_hours: u64,
+    pub max_wrong_codes_per_hour: u32,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub listen: String,
+    pub webhook_path: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub relay_days: u32,
+    pub tips_days: u32,
+    pub audit_days: u32,
+}
+
+/// Audit records are kept at least this long (the database refuses earlier deletes too).
+pub const MIN_AUDIT_DAYS: u32 = 183;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +178,7 @@ impl Settings {
             s.file.telegram.api_url = url;
         }
         s.telegram_token = env("TELOXIDE_TOKEN").map(SecretString::from);
+        s.webhook_secret = env("CUNJING_WEBHOOK_SECRET").map(SecretString::from);
         Ok(s)
     }
 
@@ -173,8 +203,28 @@ impl Settings {
                 file.general.timezone
             )
         })?;
+        anyhow::ensure!(
+            file.retention.audit_days >= MIN_AUDIT_DAYS,
+            "{}: retention.audit_days is {}; audit records must be kept at least {MIN_AUDIT_DAYS} days (6 months)",
+            path.display(),
+            file.retention.audit_days
+        );
+        anyhow::ensure!(
+            file.retention.relay_days <= file.retention.tips_days,
+            "{}: retention.relay_days ({}) is longer than retention.tips_days ({}); a tipster's mapping cannot outlive the tip",
+            path.display(),
+            file.retention.relay_days,
+            file.retention.tips_days
+        );
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Settings { file, base_dir, telegram_token: None, database_url_from_env: false })
+        Ok(Settings {
+            file,
+            base_dir,
+            telegram_token: None,
+            database_url_from_env: false,
+            webhook: None,
+            webhook_secret: None,
+        })
     }
 
     /// A path from the file, resolved against the file's directory.
@@ -197,6 +247,17 @@ impl Settings {
             // Retries are looked for at least as often as the first backoff.
             idle: Duration::from_millis(b.retry_base_ms.clamp(10, 2000)),
             progress_every: Duration::from_secs(b.progress_every_secs.max(1)),
+        }
+    }
+
+    /// Retention periods as the core uses them.
+    pub fn retention(&self) -> crate::core::Retention {
+        const DAY: i64 = 86_400_000;
+        let r = &self.file.retention;
+        crate::core::Retention {
+            relay_ms: i64::from(r.relay_days) * DAY,
+            tips_ms: i64::from(r.tips_days) * DAY,
+            audit_ms: i64::from(r.audit_days) * DAY,
         }
     }
 
@@ -241,5 +302,15 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());
         assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn an_audit_retention_under_six_months_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH).unwrap().replace("audit_days = 365", "audit_days = 90");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());
+        assert!(err.contains("at least 183 days"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ use teloxide::adaptors::throttle::Limits;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
+use teloxide::types::UpdateKind;
 use teloxide::types::{
     BotCommand, BotCommandScope, ChatMemberUpdated, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
     MessageId, ReplyParameters,
@@ -45,9 +46,12 @@ impl Redactor {
         Redactor { token: Arc::new(token) }
     }
 
+    /// `text` without the token (reqwest's errors carry the request URL, token included),
+    /// on one line.
     pub fn redact(&self, text: &str) -> String {
         let token = self.token.expose_secret();
-        if token.is_empty() { text.to_string() } else { text.replace(token, "<token>") }
+        let text = if token.is_empty() { text.to_string() } else { text.replace(token, "<token>") };
+        crate::telemetry::one_line(&text)
     }
 }
 
@@ -61,11 +65,12 @@ struct Adapter {
     send_retries: u32,
 }
 
-/// Logs update-listener errors (failed `getUpdates`) without the token.
-struct ListenerErrors(Redactor);
+/// Logs update-listener errors (failed `getUpdates`) without the token, and counts them.
+struct ListenerErrors(Redactor, Core);
 
 impl ErrorHandler<RequestError> for ListenerErrors {
     fn handle_error(self: Arc<Self>, error: RequestError) -> BoxFuture<'static, ()> {
+        self.1.metrics().telegram_error(error_kind(&error));
         let text = self.0.redact(&error.to_string());
         Box::pin(async move { tracing::warn!(error = %text, "getUpdates failed; polling goes on") })
     }
@@ -114,6 +119,7 @@ pub async fn run(
     let username = me.username.clone().unwrap_or_default();
     tracing::info!(username = %username, "connected to Telegram");
     core.set_bot_username(Some(username.clone()));
+    core.set_member_check(Platform::Telegram, Arc::new(Members { bot: bot.clone(), redactor: redactor.clone() }));
     register_commands(&bot, &core, &redactor).await;
 
     let adapter = Arc::new(Adapter {
@@ -148,36 +154,99 @@ pub async fn run(
             }
         }
     });
-    let listener = Polling::builder(bot.clone())
-        .timeout(Duration::from_secs(settings.file.telegram.poll_timeout_secs.into()))
-        .delete_webhook()
-        .await
-        .build();
-    let mut dispatcher = Dispatcher::builder(bot, schema())
-        .dependencies(dptree::deps![adapter])
-        .default_handler(|_upd| async {})
-        .error_handler(Arc::new(HandlerErrors(redactor.clone())))
-        .build();
-    let stop = dispatcher.shutdown_token();
-    let listener_errors = Arc::new(ListenerErrors(redactor));
-    let dispatching = tokio::spawn(async move {
-        dispatcher.dispatch_with_listener(listener, listener_errors).await;
-    });
-    shutdown.await;
-    tracing::info!("shutting down the Telegram channel");
-    loop {
-        match stop.shutdown() {
-            Ok(done) => {
-                done.await;
-                break;
+    let http = match settings.file.http.listen.trim() {
+        "" => None,
+        listen => Some(crate::http::bind(listen).await?),
+    };
+    let probe: crate::http::Probe = {
+        let bot = bot.clone();
+        Arc::new(move || {
+            let bot = bot.clone();
+            Box::pin(async move { bot.inner().get_me().await.is_ok() })
+        })
+    };
+    let health =
+        crate::http::health_router(crate::http::HealthState { core: adapter.core.clone(), telegram: Some(probe) });
+    if let Some(url) = settings.webhook.clone() {
+        let Some(listener) = http else {
+            anyhow::bail!("--webhook needs [http] listen (CUNJING__HTTP__LISTEN) for Telegram to reach the daemon");
+        };
+        let secret = webhook_secret(settings, &token);
+        let path = match url.path() {
+            "" | "/" => settings.file.http.webhook_path.clone(),
+            p => p.to_string(),
+        };
+        bot.set_webhook(url.clone())
+            .secret_token(secret.clone())
+            .allowed_updates(ALLOWED_UPDATES.to_vec())
+            .max_connections(40)
+            .await
+            .map_err(|e| anyhow::anyhow!("setWebhook failed: {}", redactor.redact(&e.to_string())))?;
+        tracing::info!(path = %path, "webhook registered with Telegram");
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let route = axum::Router::new().route(&path, axum::routing::post(on_webhook)).with_state(WebhookState {
+            adapter: adapter.clone(),
+            bot: bot.clone(),
+            stopping: stopping.clone(),
+        });
+        let router = health.merge(crate::http::guard_webhook(route, &secret, settings.file.http.max_body_bytes));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::http::serve(listener, router, async move {
+            let _ = stop_rx.await;
+        }));
+        shutdown.await;
+        tracing::info!("shutting down the Telegram webhook");
+        // New deliveries are refused (Telegram sends them again, to another daemon or to this
+        // one after the restart); those being handled finish before the server stops.
+        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = stop_tx.send(());
+        server.await.context("the HTTP server panicked")??;
+    } else {
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = http.map(|listener| {
+            tokio::spawn(crate::http::serve(listener, health, async move {
+                let _ = http_stopped.await;
+            }))
+        });
+        let listener = Polling::builder(bot.clone())
+            .timeout(Duration::from_secs(settings.file.telegram.poll_timeout_secs.into()))
+            .delete_webhook()
+            .await
+            .build();
+        let unknown = adapter.clone();
+        let mut dispatcher = Dispatcher::builder(bot, schema())
+            .dependencies(dptree::deps![adapter.clone()])
+            .default_handler(move |_upd| {
+                let adapter = unknown.clone();
+                async move { adapter.core.metrics().update("unknown") }
+            })
+            .error_handler(Arc::new(HandlerErrors(redactor.clone())))
+            .build();
+        let stop = dispatcher.shutdown_token();
+        let listener_errors = Arc::new(ListenerErrors(redactor, adapter.core.clone()));
+        let dispatching = tokio::spawn(async move {
+            dispatcher.dispatch_with_listener(listener, listener_errors).await;
+        });
+        shutdown.await;
+        tracing::info!("shutting down the Telegram channel");
+        loop {
+            match stop.shutdown() {
+                Ok(done) => {
+                    done.await;
+                    break;
+                }
+                // A shutdown that arrives while the dispatcher is still starting finds it idle:
+                // wait for it to start (it takes one getMe), then stop it.
+                Err(_idle) if !dispatching.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(_idle) => break,
             }
-            // A shutdown that arrives while the dispatcher is still starting finds it idle:
-            // wait for it to start (it takes one getMe), then stop it.
-            Err(_idle) if !dispatching.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
-            Err(_idle) => break,
+        }
+        dispatching.await.context("the Telegram dispatcher panicked")?;
+        let _ = stop_http.send(());
+        if let Some(server) = server {
+            server.await.context("the HTTP server panicked")??;
         }
     }
-    dispatching.await.context("the Telegram dispatcher panicked")?;
     let _ = stop_timers.send(true);
     timers.await.context("the timer loop panicked")?;
     broadcasts.await.context("the broadcast worker panicked")?;
@@ -360,6 +429,63 @@ async fn on_my_chat_member(
     Ok(())
 }
 
+/// How long recording an update may take before it is handled anyway.
+const CLAIM_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The update kinds the daemon takes, asked for explicitly in webhook mode (the polling
+/// dispatcher asks for what its handler tree uses: the same three).
+const ALLOWED_UPDATES: [teloxide::types::AllowedUpdate; 3] = [
+    teloxide::types::AllowedUpdate::Message,
+    teloxide::types::AllowedUpdate::CallbackQuery,
+    teloxide::types::AllowedUpdate::MyChatMember,
+];
+
+/// The webhook's secret token: `CUNJING_WEBHOOK_SECRET`, or one derived from the bot token
+/// (64 hex digits, as Telegram allows), the same on every daemon of the deployment.
+fn webhook_secret(settings: &Settings, token: &SecretString) -> String {
+    use sha2::Digest;
+    match &settings.webhook_secret {
+        Some(secret) => secret.expose_secret().to_string(),
+        None => {
+            let digest = sha2::Sha256::digest(format!("cunjing-webhook:{}", token.expose_secret()).as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+#[derive(Clone)]
+struct WebhookState {
+    adapter: Arc<Adapter>,
+    bot: TgBot,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One update posted by Telegram (the secret and the size were checked before). Answered
+/// after it was handled; while stopping, refused so that Telegram delivers it again.
+async fn on_webhook(
+    axum::extract::State(w): axum::extract::State<WebhookState>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    if w.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    match serde_json::from_slice::<Update>(&body) {
+        Ok(update) => w.adapter.serve_update(&w.bot, update).await,
+        Err(e) => {
+            // Never the body: it holds people's messages. Telegram would only send it again.
+            w.adapter.core.metrics().telegram_error("bad_update");
+            tracing::warn!(
+                bytes = body.len(),
+                line = e.line(),
+                column = e.column(),
+                "webhook body is not an update; dropped"
+            );
+        }
+    }
+    StatusCode::OK
+}
+
 /// Telegram's limit on a message's text, in UTF-16 code units.
 const TELEGRAM_TEXT_LIMIT: usize = 4096;
 
@@ -447,14 +573,65 @@ fn error_kind(err: &RequestError) -> &'static str {
 }
 
 impl Adapter {
+    /// An update from the webhook, routed as the polling dispatcher's handler tree does.
+    async fn serve_update(&self, bot: &TgBot, update: Update) {
+        let id = update.id.0;
+        match update.kind {
+            UpdateKind::Message(msg) => {
+                if let Some(inbound) = message_to_inbound(&msg) {
+                    self.serve(bot, id, inbound).await;
+                }
+            }
+            UpdateKind::CallbackQuery(q) => match callback_to_inbound(&q) {
+                Some(inbound) => self.serve(bot, id, inbound).await,
+                None => self.perform(bot, Outbound::AnswerButton { callback_id: q.id.0.clone(), text: None }).await,
+            },
+            UpdateKind::MyChatMember(member) => {
+                if let Some(inbound) = membership_to_inbound(&member) {
+                    self.serve(bot, id, inbound).await;
+                }
+            }
+            _ => self.core.metrics().update("unknown"),
+        }
+    }
+
     /// Runs one update through the core and performs what it returns, inside a span that
     /// names the update and the chat (never the text or the sender).
+    ///
+    /// With several daemons (or an update Telegram sends again) the update is handled once:
+    /// the first daemon to record its id takes it. If the database cannot say, the update is
+    /// handled anyway — an answer twice is better than none (the emergency answer needs no
+    /// database at all).
     async fn serve(&self, bot: &TgBot, update_id: u32, inbound: Inbound) {
         let span = tracing::info_span!("update", update_id, chat = %crate::telemetry::chat_label(inbound.chat.id));
         async {
-            for out in self.core.handle(&inbound).await {
-                self.perform(bot, out).await;
+            let started = std::time::Instant::now();
+            let metrics = self.core.metrics();
+            let claim =
+                self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms());
+            match tokio::time::timeout(CLAIM_TIMEOUT, claim).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    metrics.duplicate_updates.inc();
+                    tracing::info!("update already handled by another daemon; skipped");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = format!("{e:#}"), "could not record the update; handling it anyway")
+                }
+                Err(_) => tracing::warn!("the database did not record the update in time; handling it anyway"),
             }
+            // Actions are performed as the core decides them: the emergency answer does not
+            // wait for the officers' alerts (or for a database that is down).
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let handling = async move { self.core.handle_into(&inbound, &tx).await };
+            let performing = async {
+                while let Some(out) = rx.recv().await {
+                    self.perform(bot, out).await;
+                }
+            };
+            tokio::join!(handling, performing);
+            metrics.handle_seconds.observe(started.elapsed().as_secs_f64());
         }
         .instrument(span)
         .await
@@ -582,9 +759,13 @@ impl Adapter {
         let mut attempt = 0;
         loop {
             let err = match send(chat).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.core.metrics().replies.inc();
+                    return;
+                }
                 Err(e) => e,
             };
+            self.core.metrics().telegram_error(error_kind(&err));
             if let RequestError::MigrateToChatId(new_id) = &err
                 && !migrated
             {
@@ -622,6 +803,25 @@ impl Adapter {
             }
             return;
         }
+    }
+}
+
+/// Group membership by `getChatMember`: privileged actions in a group need the sender to be
+/// in it still.
+struct Members {
+    bot: TgBot,
+    redactor: Redactor,
+}
+
+impl crate::core::MemberCheck for Members {
+    fn is_member(&self, chat_id: i64, user_id: i64) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let user = teloxide::types::UserId(u64::try_from(user_id).context("not a user id")?);
+            match self.bot.get_chat_member(ChatId(chat_id), user).await {
+                Ok(member) => Ok(member.is_present()),
+                Err(e) => Err(anyhow::anyhow!("getChatMember failed: {}", self.redactor.redact(&e.to_string()))),
+            }
+        })
     }
 }
 
