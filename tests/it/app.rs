@@ -100,16 +100,25 @@ impl TestApp {
         Some(app)
     }
 
-    fn start(&mut self) {
-        let (tx, rx) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
+    fn hooks(&self) -> Hooks {
         let offset = self.clock_offset.clone();
-        let hooks = Hooks {
+        Hooks {
             clock: Arc::new(move || chrono::Utc::now() + chrono::Duration::milliseconds(offset.load(Ordering::SeqCst))),
             wake: self.wake.clone(),
             // Timers run when a test wakes them, never on their own during a test.
             timer_interval: Duration::from_secs(3600),
-        };
+        }
+    }
+
+    /// The daemon's clock (moved by [`TestApp::advance`]), as UTC milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.clock_offset.load(Ordering::SeqCst)
+    }
+
+    fn start(&mut self) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let hooks = self.hooks();
         self.task = Some(tokio::spawn(async move {
             cunjing::app::run_with(
                 settings,
@@ -160,6 +169,24 @@ impl TestApp {
         let chat = self.fake.private_chat(user.clone());
         let answer = self.ask(chat, user, &format!("/start {}", code.code)).await;
         assert!(answer.text.contains("登记成功"), "{}", answer.text);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 for a daemon's HTTP server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it is true (at most 20 s).
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

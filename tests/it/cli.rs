@@ -14,7 +14,7 @@ fn config_path() -> PathBuf {
 
 /// Runs `cunjing ARGS` with a clean environment (no token, the given database), feeding
 /// `stdin`.
-async fn cunjing(args: &[&str], db_url: &str, stdin: &str) -> Output {
+pub async fn cunjing(args: &[&str], db_url: &str, stdin: &str) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"));
     cmd.env_clear()
         .env("CUNJING_CONFIG", config_path())
@@ -34,7 +34,7 @@ async fn cunjing(args: &[&str], db_url: &str, stdin: &str) -> Output {
 }
 
 /// The daemon binary on `url`, serving `fake` (stdin closed; output to the caller to choose).
-fn daemon_command(url: &str, fake: &crate::fake_telegram::FakeTelegram) -> tokio::process::Command {
+pub fn daemon_command(url: &str, fake: &crate::fake_telegram::FakeTelegram) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"));
     cmd.env_clear()
         .env("CUNJING_CONFIG", config_path())
@@ -42,18 +42,20 @@ fn daemon_command(url: &str, fake: &crate::fake_telegram::FakeTelegram) -> tokio
         .env("TELOXIDE_TOKEN", crate::fake_telegram::TOKEN)
         .env("TELOXIDE_API_URL", fake.api_url().as_str())
         .env("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "1")
+        // A killed daemon's sends are taken over 3 heartbeats after its last.
+        .env("CUNJING__GENERAL__HEARTBEAT_SECS", "1")
         .args(["run"])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     cmd
 }
 
-fn text(bytes: &[u8]) -> String {
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A second connection to the database the binary uses, for setting up and checking.
-async fn open_store(url: &str) -> cunjing::store::Store {
+pub async fn open_store(url: &str) -> cunjing::store::Store {
     let options = cunjing::store::StoreOptions {
         url: url.to_string(),
         max_connections: 1,
@@ -226,6 +228,10 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
         let fake = fake.clone();
         async move { fake.wait_for_sent(|m| m.chat_id == 5_123_456_789 && m.text.contains(pred)).await }
     };
+    // Telegram drops connections now and then: the errors are logged (reqwest's carry the
+    // request URL, token included) and retried.
+    fake.fail_next("getUpdates", crate::fake_telegram::Fault::Disconnect, 1);
+    fake.fail_next("sendMessage", crate::fake_telegram::Fault::Disconnect, 1);
     fake.send_text(chat, &tipster, "/start tip_410184101202");
     let cats = step("请选择").await;
     fake.press_button(chat, &tipster, cats.message_id, "t:cat:theft");
@@ -247,7 +253,10 @@ async fn the_daemons_logs_hold_no_token_no_tipster_id_and_no_tip_text() {
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "SIGTERM ends the daemon cleanly: {:?}", out.status);
     let logs = text(&out.stderr);
-    assert!(logs.contains("tip committed"), "the logs were captured:\n{logs}");
+    assert!(logs.contains("tip committed") && logs.contains("stopped cleanly"), "the logs were captured:\n{logs}");
+    assert!(logs.contains("<token>"), "a network error was logged, redacted:\n{logs}");
+    // Before exiting, the daemon confirmed every update it took: none comes again.
+    assert_eq!(fake.pending_updates(), 0, "the polling offset was confirmed at the stop");
     for secret in [TOKEN, "5123456789", secret_text, "王秘密"] {
         let hits: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).take(5).collect();
         assert!(hits.is_empty(), "the logs contain {secret:?}:\n{}", hits.join("\n"));

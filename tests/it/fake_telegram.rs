@@ -87,6 +87,11 @@ pub enum Fault {
     BadRequest(String),
     /// 200 with a body that is not JSON.
     MalformedJson,
+    /// The connection breaks before any answer; the request has no effect.
+    Disconnect,
+    /// The request takes effect (a message is sent) but the connection breaks before the
+    /// answer arrives, as when a client times out after its request went through.
+    LostAnswer,
 }
 
 #[derive(Default)]
@@ -265,6 +270,16 @@ impl FakeTelegram {
         let id = msg["message_id"].as_i64().unwrap() as i32;
         self.push_update(json!({"message": msg}));
         id
+    }
+
+    /// The update of `user` writing `text` in `chat_id`, with a fresh update id, as Telegram
+    /// would post it to a webhook (not queued for `getUpdates`).
+    pub fn text_update(&self, chat_id: i64, user: &TgUser, text: &str) -> Value {
+        let msg = self.new_message(chat_id, user.json(), Self::text_fields(text));
+        let mut st = self.state();
+        let id = st.next_update_id;
+        st.next_update_id += 1;
+        json!({"update_id": id, "message": msg})
     }
 
     /// `user` forwards someone else's text into `chat_id`.
@@ -582,7 +597,20 @@ fn fault_response(fault: Fault) -> Response {
         Fault::Forbidden(d) => error(403, d, None),
         Fault::BadRequest(d) => error(400, &d, None),
         Fault::MalformedJson => (StatusCode::OK, "<html>502 Bad Gateway</html>").into_response(),
+        Fault::Disconnect | Fault::LostAnswer => broken_response(),
     }
+}
+
+/// Headers, then a body that fails: the server drops the connection mid-answer.
+fn broken_response() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
 }
 
 async fn handle(
@@ -628,6 +656,10 @@ async fn handle(
     // Waiters see the call as soon as it arrives (a long poll may take a while to answer)…
     fake.inner.calls_tx.send_modify(|n| *n += 1);
     let response = match fault {
+        Some(Fault::LostAnswer) => {
+            let _ = answer(&fake, &method, &params);
+            broken_response()
+        }
         Some(f) => fault_response(f),
         None if method == "getupdates" => get_updates(&fake, &params).await,
         None => answer(&fake, &method, &params),

@@ -13,3 +13,4 @@ mod registry;
 mod routing;
 mod tips;
 mod triage;
+mod trust;
