@@ -9,6 +9,7 @@ mod emergency;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod fake_telegram;
 mod foundation;
+mod fuzz;
 mod registry;
 mod routing;
 mod tips;

@@ -378,6 +378,9 @@ async fn two_daemons_on_one_postgres_answer_each_update_once_and_one_finishes_wh
             .env("CUNJING__BROADCAST__MESSAGES_PER_SEC", "40")
             .env("CUNJING__BROADCAST__CONCURRENCY", "4")
             .env("CUNJING__BROADCAST__RETRY_BASE_MS", "100")
+            // Ten residents ask the same question: triage's flood control would answer one.
+            .env("CUNJING__TRIAGE__REPEAT_WINDOW_MINUTES", "0")
+            .env("CUNJING__TRIAGE__MAX_ANSWERS_PER_GROUP_PER_MINUTE", "10000")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
