@@ -490,9 +490,16 @@ async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::
 /// `cunjing audit --since … [--csv]`.
 async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
-    let since = crate::broadcast_cli::parse_time(settings, since)?;
-    let rows = store.audit_since(since).await?;
     let tz = settings.timezone();
+    let since = match chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d") {
+        Ok(day) => {
+            use chrono::TimeZone;
+            let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+            tz.from_local_datetime(&midnight).earliest().map_or(0, |t| t.timestamp_millis())
+        }
+        Err(_) => crate::broadcast_cli::parse_time(settings, since)?,
+    };
+    let rows = store.audit_since(since).await?;
     let when = |at: i64| {
         chrono::DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&tz).to_rfc3339()).unwrap_or_default()
     };

@@ -338,6 +338,8 @@ pg_test!(postgres_connections_dropped_mid_run_are_replaced_and_nothing_is_lost, 
 
 pg_test!(the_emergency_answer_goes_out_while_the_database_is_unreachable, |app, admin| {
     bound_group(&app).await;
+    // The daemon is up and serving before the database goes away.
+    app.ask(GROUP, &TgUser::new(5904, "村民"), "俺村片警是谁啊").await;
     let db = database_name(&app);
     sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{db}\" WITH ALLOW_CONNECTIONS false")))
         .execute(&mut admin)
