@@ -163,6 +163,9 @@ pub async fn run_with(
     let interactive = std::io::stdin().is_terminal();
     let input = tokio::io::BufReader::new(tokio::io::stdin());
     let (timer_tx, timer_rx) = tokio::sync::mpsc::unbounded_channel();
+    let web =
+        crate::web::start(&settings, &core, std::collections::HashMap::from([(Platform::Console, timer_tx.clone())]))
+            .await?;
     let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
     let timers = tokio::spawn(crate::core::timers::run(
         core.clone(),
@@ -181,6 +184,9 @@ pub async fn run_with(
     ));
     let wecom = spawn_wecom(&settings, &core)?;
     let result = channels::console::run(core, input, out, interactive, start_village, timer_rx, shutdown).await;
+    if let Some(web) = web {
+        web.stop().await?;
+    }
     let _ = stop_timers.send(true);
     let _ = timers.await;
     let _ = broadcasts.await;

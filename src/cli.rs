@@ -58,6 +58,9 @@ pub enum Command {
     /// Monthly figures per officer.
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Accounts of the station console (the web page of `[web]`).
+    #[command(subcommand)]
+    Staff(StaffCommand),
     /// The audit log: every privileged action (by the bot's users and at this command line)
     /// and every showing of a tipster's contact details.
     Audit {
@@ -246,6 +249,24 @@ pub enum OfficerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Create (or reset) a console account; the password is read from stdin (one line, at
+    /// least 10 characters). Admins always get a TOTP second factor: its secret is printed
+    /// once, to add to an authenticator app.
+    Add {
+        username: String,
+        /// The account's station (not for `--role system`).
+        #[arg(long)]
+        station: Option<String>,
+        #[arg(long, value_parser = ["staff", "admin", "system"])]
+        role: String,
+        /// Give a staff account a TOTP second factor too.
+        #[arg(long)]
+        totp: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ChatCommand {
     /// Bind a group chat to a village.
     Bind {
@@ -308,6 +329,7 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
         Command::Broadcast(cmd) => ("broadcast", format!("{cmd:?}").split_whitespace().next().unwrap_or("").into()),
         Command::Report(_) => ("export", "report".to_string()),
         Command::Audit { since, .. } => ("audit_read", format!("since {since}")),
+        Command::Staff(StaffCommand::Add { username, role, .. }) => ("enrol", format!("web:{username} {role}")),
     })
 }
 
@@ -328,6 +350,9 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
         Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
         Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
         Command::Audit { since, csv } => audit(settings, &since, csv).await,
+        Command::Staff(StaffCommand::Add { username, station, role, totp }) => {
+            staff_add(settings, &username, station.as_deref(), &role, totp).await
+        }
         Command::Chat(cmd) => chat_command(settings, cmd).await,
         Command::Tips(cmd) => crate::tips_cli::run(settings, &open_store(settings).await?, cmd).await,
         Command::Broadcast(cmd) => crate::broadcast_cli::run(settings, open_store(settings).await?, cmd).await,
@@ -469,6 +494,50 @@ async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<E
         println!("Valid once, until {expires}.");
         println!("The officer opens {link}");
         println!("or sends the bot, in a private chat: /start {}", code.code);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cunjing staff add`.
+async fn staff_add(
+    settings: &Settings,
+    username: &str,
+    station: Option<&str>,
+    role: &str,
+    totp: bool,
+) -> anyhow::Result<ExitCode> {
+    let username = username.trim();
+    anyhow::ensure!(
+        !username.is_empty() && username.len() <= 64 && !username.chars().any(char::is_whitespace),
+        "the user name must be 1–64 characters without spaces"
+    );
+    let store = open_store(settings).await?;
+    let station_id = match (role, station) {
+        ("system", None) => None,
+        ("system", Some(_)) => anyhow::bail!("a system account is not tied to a station: leave out --station"),
+        (_, None) => anyhow::bail!("--station CODE is required for a staff or admin account"),
+        (_, Some(code)) => match store.station_id(code).await? {
+            Some(id) => Some(id),
+            None => anyhow::bail!("no station with code {code:?} in the registry"),
+        },
+    };
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password).context("Failed to read the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(password.chars().count() >= 10, "the password must have at least 10 characters");
+    let hash = crate::web::hash_password(password)?;
+    let secret = (totp || role != "staff").then(|| {
+        use rand::RngCore;
+        let mut bytes = [0u8; 20];
+        rand::rng().fill_bytes(&mut bytes);
+        totp_rs::Secret::Raw(bytes.to_vec()).to_encoded().to_string()
+    });
+    store.upsert_web_user(username, station_id, role, &hash, secret.as_deref(), crate::store::now_ms()).await?;
+    println!("Console account {username} ({role}) is ready.");
+    if let Some(secret) = secret {
+        println!("Second factor (TOTP, shown once): add this secret to an authenticator app:");
+        println!("  {secret}");
+        println!("  otpauth://totp/cunjing:{username}?secret={secret}&issuer=cunjing");
     }
     Ok(ExitCode::SUCCESS)
 }

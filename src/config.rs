@@ -49,6 +49,7 @@ pub struct FileSettings {
     pub broadcast: BroadcastSettings,
     pub wecom: Wecom,
     pub http: Http,
+    pub web: Web,
     pub retention: RetentionSettings,
     pub paths: Paths,
     pub demo: Demo,
@@ -105,6 +106,18 @@ pub struct Http {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Web {
+    pub enabled: bool,
+    pub listen: String,
+    pub secure_cookies: bool,
+    pub session_idle_minutes: u32,
+    pub session_max_hours: u32,
+    pub max_failed_logins: u32,
+    pub lockout_minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
     pub relay_days: u32,
     pub tips_days: u32,
@@ -156,6 +169,7 @@ pub struct Paths {
     pub templates_dir: PathBuf,
     pub intents_file: PathBuf,
     pub schedule_file: PathBuf,
+    pub web_templates_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +261,18 @@ impl Settings {
             // Retries are looked for at least as often as the first backoff.
             idle: Duration::from_millis(b.retry_base_ms.clamp(10, 2000)),
             progress_every: Duration::from_secs(b.progress_every_secs.max(1)),
+        }
+    }
+
+    /// How the station console behaves.
+    pub fn web_options(&self) -> crate::web::WebOptions {
+        let w = &self.file.web;
+        crate::web::WebOptions {
+            secure_cookies: w.secure_cookies,
+            session_idle_ms: i64::from(w.session_idle_minutes.max(1)) * 60_000,
+            session_max_ms: i64::from(w.session_max_hours.max(1)) * 3_600_000,
+            max_failed_logins: i64::from(w.max_failed_logins.max(1)),
+            lockout_ms: i64::from(w.lockout_minutes.max(1)) * 60_000,
         }
     }
 

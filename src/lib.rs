@@ -22,3 +22,4 @@ pub mod telemetry;
 pub mod texts;
 pub mod tips_cli;
 pub mod triage;
+pub mod web;

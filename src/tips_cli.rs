@@ -67,7 +67,7 @@ fn filter(
     let since_ms = since.and_then(|d| {
         settings.timezone().from_local_datetime(&d.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.timestamp_millis())
     });
-    TipFilter { station, status, since_ms, village: None }
+    TipFilter { station, status, since_ms, ..TipFilter::default() }
 }
 
 fn write_csv(settings: &Settings, rows: &[TipListRow], out: impl Write) -> anyhow::Result<()> {

@@ -130,6 +130,13 @@ pub async fn run(
     });
     // Work the timers find due (escalations) is performed like any reply.
     let (timer_tx, mut timer_rx) = tokio::sync::mpsc::unbounded_channel();
+    // The station console's replies to tipsters and officers' cards go out like the timers'.
+    let web = crate::web::start(
+        settings,
+        &adapter.core,
+        std::collections::HashMap::from([(Platform::Telegram, timer_tx.clone())]),
+    )
+    .await?;
     let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
     let timers = tokio::spawn(crate::core::timers::run(
         adapter.core.clone(),
@@ -246,6 +253,9 @@ pub async fn run(
         if let Some(server) = server {
             server.await.context("the HTTP server panicked")??;
         }
+    }
+    if let Some(web) = web {
+        web.stop().await?;
     }
     let _ = stop_timers.send(true);
     timers.await.context("the timer loop panicked")?;

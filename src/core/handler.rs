@@ -269,8 +269,19 @@ impl Core {
             || self.flood.take_answer(inbound.platform.as_str(), inbound.chat.id, self.now_ms())
     }
 
-    pub(super) fn tip_categories(&self) -> &[String] {
+    /// The tip categories offered, in order (codes).
+    pub fn tip_categories(&self) -> &[String] {
         &self.opts.tip_categories
+    }
+
+    /// The label residents see for a tip category.
+    pub fn category_label(&self, code: &str) -> String {
+        self.texts.render(Msg::CategoryLabel, minijinja::context! { code })
+    }
+
+    /// The bot's username on Telegram, once connected.
+    pub fn bot_username(&self) -> Option<String> {
+        self.opts.bot_username.clone()
     }
 
     pub(super) fn conversation_ttl_ms(&self) -> i64 {

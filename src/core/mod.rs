@@ -5,6 +5,7 @@
 //! The tests and the console drive exactly the code the Telegram adapter drives.
 
 pub mod broadcast;
+mod desk;
 pub mod flood;
 mod handler;
 pub mod routing;
@@ -15,6 +16,7 @@ mod tips;
 
 use std::fmt;
 
+pub use desk::{DeskError, DeskResult};
 pub use handler::{Clock, Core, CoreOptions, Retention};
 
 /// A channel's answer to "is this person still a member of this group?", asked before a

@@ -26,7 +26,7 @@ const CONFIRM: &str = "t:ok";
 const CANCEL: &str = "t:cancel";
 /// The tipster's buttons: rate a resolved tip (`t:rate:<id>:<rating>`), answer the officer.
 const RATE: &str = "t:rate:";
-const TIPSTER_REPLY: &str = "t:reply:";
+pub(super) const TIPSTER_REPLY: &str = "t:reply:";
 /// The receipt's 查询进展 button: only the chat that reported the tip may use it.
 const STATUS: &str = "t:status:";
 /// Most of a person's own tips listed when they ask how their reports are going.

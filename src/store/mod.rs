@@ -16,6 +16,7 @@ pub mod officers;
 pub mod registry;
 pub mod tips;
 pub mod trust;
+pub mod web;
 
 use std::str::FromStr;
 use std::time::Duration;

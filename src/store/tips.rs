@@ -296,6 +296,20 @@ impl Store {
         to: &str,
         note: Option<&str>,
     ) -> anyhow::Result<bool> {
+        self.change_tip_status_by(tip_id, Some(officer_id), "officer", from, to, note).await
+    }
+
+    /// [`Store::change_tip_status`] by anyone: `actor` names them in the timeline
+    /// (`officer`, `staff:NAME` …), `officer_id` when they are an officer.
+    pub async fn change_tip_status_by(
+        &self,
+        tip_id: i64,
+        officer_id: Option<i64>,
+        actor: &str,
+        from: &[&str],
+        to: &str,
+        note: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let current: Option<String> =
@@ -320,22 +334,36 @@ impl Store {
             .bind(tip_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO tip_events (tip_id, at, actor, officer_id, kind, detail) VALUES ($1, $2, 'officer', $3, $4, $5)")
-            .bind(tip_id)
-            .bind(now)
-            .bind(officer_id)
-            .bind(to)
-            .bind(note.unwrap_or(""))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind, detail) VALUES ($1, $2, $6, $3, $4, $5)",
+        )
+        .bind(tip_id)
+        .bind(now)
+        .bind(officer_id)
+        .bind(to)
+        .bind(note.unwrap_or(""))
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Marks `tip_id` as a duplicate of `into_id` (staff `/merge`), if it is still open.
     pub async fn merge_tip(&self, tip_id: i64, into_id: i64, officer_id: i64) -> anyhow::Result<bool> {
-        let merged =
-            self.change_tip_status(tip_id, officer_id, &["new", "acknowledged", "in_progress"], "merged", None).await?;
+        self.merge_tip_by(tip_id, into_id, Some(officer_id), "officer").await
+    }
+
+    /// [`Store::merge_tip`] by anyone (see [`Store::change_tip_status_by`]).
+    pub async fn merge_tip_by(
+        &self,
+        tip_id: i64,
+        into_id: i64,
+        officer_id: Option<i64>,
+        actor: &str,
+    ) -> anyhow::Result<bool> {
+        let open = ["new", "acknowledged", "in_progress"];
+        let merged = self.change_tip_status_by(tip_id, officer_id, actor, &open, "merged", None).await?;
         if merged {
             sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")
                 .bind(into_id)
@@ -504,6 +532,8 @@ pub struct TipListRow {
     pub resolved_at: Option<i64>,
     pub rating: Option<String>,
     pub summary: String,
+    /// Still new past its acknowledgement deadline.
+    pub overdue: i64,
 }
 
 /// Which tips to list.
@@ -516,6 +546,14 @@ pub struct TipFilter {
     pub since_ms: Option<i64>,
     /// Only this village (code).
     pub village: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only tips assigned to this officer (badge).
+    pub officer: Option<String>,
+    /// Created before this instant (UTC ms).
+    pub until_ms: Option<i64>,
+    /// Only tips not acknowledged by their deadline (as of this instant, UTC ms).
+    pub overdue_at: Option<i64>,
 }
 
 impl Store {
@@ -525,17 +563,26 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT t.number, t.created_at, s.code AS station_code, v.code AS village_code, v.name AS village_name, \
              t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, f.name AS officer_name, \
-             t.acknowledged_at, t.resolved_at, t.rating, t.summary \
+             t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
+             CASE WHEN t.status = 'new' AND t.ack_deadline IS NOT NULL AND t.ack_deadline < $9 THEN 1 ELSE 0 END AS overdue \
              FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
              JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id \
              WHERE ($1 = '' OR s.code = $1) \
              AND ($2 = '' OR t.status = $2 OR ($2 = 'open' AND t.status IN ('new', 'acknowledged', 'in_progress'))) \
-             AND t.created_at >= $3 AND ($4 = '' OR v.code = $4) ORDER BY t.created_at DESC, t.id DESC",
+             AND t.created_at >= $3 AND ($4 = '' OR v.code = $4) AND ($5 = '' OR t.category = $5) \
+             AND ($6 = '' OR f.badge = $6) AND t.created_at < $7 \
+             AND ($8 = 0 OR (t.status = 'new' AND t.ack_deadline IS NOT NULL AND t.ack_deadline < $9)) \
+             ORDER BY t.created_at DESC, t.id DESC",
         )
         .bind(filter.station.clone().unwrap_or_default())
         .bind(status)
         .bind(filter.since_ms.unwrap_or(0))
         .bind(filter.village.clone().unwrap_or_default())
+        .bind(filter.category.clone().unwrap_or_default())
+        .bind(filter.officer.clone().unwrap_or_default())
+        .bind(filter.until_ms.unwrap_or(i64::MAX))
+        .bind(i64::from(filter.overdue_at.is_some()))
+        .bind(filter.overdue_at.unwrap_or_else(now_ms))
         .fetch_all(self.pool())
         .await?)
     }

@@ -15,3 +15,4 @@ mod routing;
 mod tips;
 mod triage;
 mod trust;
+mod web;

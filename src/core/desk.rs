@@ -1,0 +1,185 @@
+//! The station desk: what the web console does to tips, through the same rules and the same
+//! workflow as the bot. Every action is authorised by `authz` for the console account and
+//! written to the audit log; what must reach people (the officer's card, the reply to the
+//! tipster, the tipster's notice) comes back as [`Outbound`] for the tip's channel.
+
+use super::handler::Core;
+use super::{Button, Outbound};
+use crate::authz::{Action, Actor, Subject};
+use crate::store::tips::TipRow;
+use crate::texts::Msg;
+
+/// Why a desk action did not happen (shown next to the form).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeskError {
+    #[error("not allowed")]
+    Refused,
+    #[error("no such tip")]
+    NoTip,
+    #[error("the tip is no longer open")]
+    NotOpen,
+    #[error("no such officer, or not serving the tip's village")]
+    NoOfficer,
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+/// What an action produced: messages for the tip's platform.
+pub type DeskResult = Result<(String, Vec<Outbound>), DeskError>;
+
+const OPEN: [&str; 3] = ["new", "acknowledged", "in_progress"];
+
+impl Core {
+    /// Decides `action` on `subject` for `actor` (no group, so no membership check) and
+    /// writes it to the audit log.
+    pub async fn authorize_desk(
+        &self,
+        actor: &Actor,
+        action: Action,
+        subject: Subject,
+        target: &str,
+    ) -> anyhow::Result<bool> {
+        let allowed = actor.decide(action, subject).allowed;
+        let result = if allowed { "allowed" } else { "denied" };
+        self.store().audit(self.now_ms(), &actor.label(), action.as_str(), target, result, "").await?;
+        Ok(allowed)
+    }
+
+    /// The tip `number` and whether `actor` may do `action` to it.
+    pub async fn desk_tip(
+        &self,
+        actor: &Actor,
+        action: Action,
+        number: &str,
+    ) -> anyhow::Result<Result<TipRow, DeskError>> {
+        let Some(tip) = self.store().tip_by_number(number).await? else { return Ok(Err(DeskError::NoTip)) };
+        let Some(village) = self.store().village_by_id(tip.village_id).await? else { return Ok(Err(DeskError::NoTip)) };
+        let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
+        if !self.authorize_desk(actor, action, subject, &format!("tip:{}", tip.number)).await? {
+            return Ok(Err(DeskError::Refused));
+        }
+        Ok(Ok(tip))
+    }
+
+    /// Gives the tip to the officer with `badge` (who must serve its village): the card goes
+    /// to them with a new deadline.
+    pub async fn desk_assign(&self, actor: &Actor, number: &str, badge: &str) -> anyhow::Result<DeskResult> {
+        let tip = match self.desk_tip(actor, Action::Assign, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !OPEN.contains(&tip.status.as_str()) {
+            return Ok(Err(DeskError::NotOpen));
+        }
+        let officer = self.store().officer_by_badge(badge.trim()).await?;
+        let village = self.store().village_by_id(tip.village_id).await?;
+        let (Some(officer), Some(village)) = (officer, village) else { return Ok(Err(DeskError::NoOfficer)) };
+        if !self.store().officer_serves_village(officer.id, village.id, &self.today().to_string()).await? {
+            return Ok(Err(DeskError::NoOfficer));
+        }
+        let (reachable, card) =
+            self.hand_over(tip.id, officer.id, tip.escalation_level, "assigned", &village.name).await?;
+        self.store().tip_event(tip.id, &actor.label(), None, "note", &format!("assigned to {}", officer.badge)).await?;
+        let text = self.texts().render(
+            Msg::StaffAssigned,
+            minijinja::context! { number => &tip.number, name => &officer.name, reachable },
+        );
+        Ok(Ok((text, card)))
+    }
+
+    /// Sets the status: acknowledged, in progress, resolved or rejected (the last two with a
+    /// note the tipster sees). The tipster hears of it as from the bot.
+    pub async fn desk_status(&self, actor: &Actor, number: &str, to: &str, note: &str) -> anyhow::Result<DeskResult> {
+        if !["acknowledged", "in_progress", "resolved", "rejected"].contains(&to) {
+            return Ok(Err(DeskError::Invalid("status")));
+        }
+        let note = Some(note.trim()).filter(|n| !n.is_empty());
+        if matches!(to, "resolved" | "rejected") && note.is_none() {
+            return Ok(Err(DeskError::Invalid("note")));
+        }
+        let tip = match self.desk_tip(actor, Action::Resolve, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        let changed = self.store().change_tip_status_by(tip.id, None, &actor.label(), &OPEN, to, note).await?;
+        if !changed {
+            return Ok(Err(DeskError::NotOpen));
+        }
+        let updated = self.store().tip(tip.id).await?.unwrap_or(tip);
+        let tipster = match to {
+            "acknowledged" => Some((Msg::TipAcknowledgedTipster, false)),
+            "resolved" => Some((Msg::TipResolvedTipster, true)),
+            "rejected" => Some((Msg::TipRejectedTipster, false)),
+            _ => None,
+        };
+        let out = match tipster {
+            Some((msg, rate)) => self.tipster_notice(&updated, msg, rate).await?.into_iter().collect(),
+            None => vec![],
+        };
+        Ok(Ok((updated.status, out)))
+    }
+
+    /// Marks tip `number` as a duplicate of `into` (both of stations the actor may work).
+    pub async fn desk_merge(&self, actor: &Actor, number: &str, into: &str) -> anyhow::Result<DeskResult> {
+        let tip = match self.desk_tip(actor, Action::Resolve, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        let target = match self.desk_tip(actor, Action::Resolve, into).await? {
+            Ok(t) if t.id != tip.id => t,
+            Ok(_) => return Ok(Err(DeskError::Invalid("into"))),
+            Err(e) => return Ok(Err(e)),
+        };
+        if !self.store().merge_tip_by(tip.id, target.id, None, &actor.label()).await? {
+            return Ok(Err(DeskError::NotOpen));
+        }
+        let updated = self.store().tip(tip.id).await?.unwrap_or(tip);
+        let out = self.tipster_notice(&updated, Msg::TipMergedTipster, false).await?;
+        Ok(Ok((target.number, out.into_iter().collect())))
+    }
+
+    /// A reply to the tipster, relayed by the bot without naming anyone; the tipster can
+    /// answer with the button under it.
+    pub async fn desk_reply(&self, actor: &Actor, number: &str, text: &str) -> anyhow::Result<DeskResult> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Err(DeskError::Invalid("text")));
+        }
+        let tip = match self.desk_tip(actor, Action::Resolve, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(reporter) = self.store().tip_reporter(tip.id).await? else {
+            return Ok(Err(DeskError::Invalid("gone")));
+        };
+        let t = self.texts();
+        let message = t.render(Msg::RelayToTipster, minijinja::context! { number => &tip.number, text });
+        let answer = Button::Callback {
+            label: t.plain(Msg::TipButtonReplyToOfficer),
+            data: format!("{}{}", super::tips::TIPSTER_REPLY, tip.id),
+        };
+        self.store().tip_event(tip.id, &actor.label(), None, "message", text).await?;
+        tracing::info!(tip_id = tip.id, "desk reply relayed");
+        let out = vec![Outbound::Message {
+            chat_id: reporter.chat_id,
+            text: message,
+            buttons: vec![vec![answer]],
+            reply_to: None,
+        }];
+        Ok(Ok((reporter.platform, out)))
+    }
+
+    /// An internal note on the tip's timeline (never sent to anyone).
+    pub async fn desk_note(&self, actor: &Actor, number: &str, text: &str) -> anyhow::Result<DeskResult> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Err(DeskError::Invalid("text")));
+        }
+        let tip = match self.desk_tip(actor, Action::Assign, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.store().tip_event(tip.id, &actor.label(), None, "note", text).await?;
+        Ok(Ok((tip.number, vec![])))
+    }
+}

@@ -1,0 +1,407 @@
+//! The station console: a web page served by the daemon where station staff review, assign
+//! and answer tips, send warnings, look after the registry and see each officer's figures.
+//!
+//! Server-rendered HTML from the minijinja templates in `bot-config/web/` (Simplified
+//! Chinese), plain forms, no front-end build. Every action goes through the same core as the
+//! bot ([`crate::core::desk`], broadcasts, enrolment) and the same authorisation module, and
+//! is written to the audit log; what must reach people goes out through the tip's channel.
+//!
+//! Accounts: `cunjing staff add` (argon2 passwords, TOTP required for admins), lockout after
+//! repeated failures, idle and absolute session timeouts, a CSRF token per session checked on
+//! every POST, cookies `HttpOnly; SameSite=Strict` (and `Secure` unless turned off for a
+//! plain-HTTP test). A station's accounts see only their station.
+
+mod figures;
+mod pages;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use rand::RngCore;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::authz::{Actor, Role};
+use crate::core::{Core, Outbound, Platform};
+use crate::store::web::WebUser;
+
+/// How the console behaves, from `[web]`.
+#[derive(Debug, Clone)]
+pub struct WebOptions {
+    pub secure_cookies: bool,
+    pub session_idle_ms: i64,
+    pub session_max_ms: i64,
+    pub max_failed_logins: i64,
+    pub lockout_ms: i64,
+}
+
+impl Default for WebOptions {
+    fn default() -> WebOptions {
+        WebOptions {
+            secure_cookies: true,
+            session_idle_ms: 30 * 60_000,
+            session_max_ms: 12 * 3_600_000,
+            max_failed_logins: 5,
+            lockout_ms: 15 * 60_000,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct WebState {
+    pub core: Core,
+    env: Arc<minijinja::Environment<'static>>,
+    opts: Arc<WebOptions>,
+    /// Where messages for each platform go (the channel performs them).
+    outbound: Arc<HashMap<Platform, UnboundedSender<Outbound>>>,
+}
+
+const SESSION_COOKIE: &str = "cunjing_session";
+const LOGIN_COOKIE: &str = "cunjing_login";
+
+/// 32 random bytes as hex.
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads the page templates (`*.html`) of `dir`.
+pub fn load_templates(dir: &Path) -> anyhow::Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("Failed to read the web templates {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "html") {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let source =
+                std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+            env.add_template_owned(name.clone(), source).with_context(|| format!("In the web template {name}"))?;
+        }
+    }
+    env.add_filter("datetime", figures::datetime_filter);
+    env.add_filter("excerpt", |s: String, n: usize| -> String {
+        if s.chars().count() <= n { s } else { s.chars().take(n).collect::<String>() + "…" }
+    });
+    Ok(env)
+}
+
+impl WebState {
+    pub fn new(
+        core: Core,
+        templates: minijinja::Environment<'static>,
+        opts: WebOptions,
+        outbound: HashMap<Platform, UnboundedSender<Outbound>>,
+    ) -> WebState {
+        WebState { core, env: Arc::new(templates), opts: Arc::new(opts), outbound: Arc::new(outbound) }
+    }
+
+    /// Renders `template` with `ctx`; a template error is a 500 with a plain message.
+    fn render(&self, status: StatusCode, template: &str, ctx: minijinja::Value) -> Response {
+        match self.env.get_template(template).and_then(|t| t.render(ctx)) {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(template, error = %e, "web template failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
+            }
+        }
+    }
+
+    /// Hands messages to the channel of `platform` (dropped with an error log when the daemon
+    /// does not serve it).
+    fn send(&self, platform: &str, actions: Vec<Outbound>) {
+        if actions.is_empty() {
+            return;
+        }
+        let sender = Platform::parse(platform).and_then(|p| self.outbound.get(&p));
+        match sender {
+            Some(tx) => {
+                for action in actions {
+                    let _ = tx.send(action);
+                }
+            }
+            None => tracing::error!(platform, "the console cannot reach this platform; messages not sent"),
+        }
+    }
+
+    fn cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+        let secure = if self.opts.secure_cookies { "; Secure" } else { "" };
+        let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
+        HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"))
+            .expect("cookie values are hex")
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The logged-in account of a request, its CSRF token and its authorisation actor.
+pub struct Session {
+    pub user: WebUser,
+    pub csrf: String,
+    pub actor: Actor,
+    token: String,
+}
+
+impl Session {
+    /// Whether `given` is this session's CSRF token (constant time).
+    pub fn csrf_ok(&self, given: &str) -> bool {
+        bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+
+    /// The station code the account is limited to (`None`: every station).
+    pub async fn station_code(&self, core: &Core) -> anyhow::Result<Option<String>> {
+        match self.user.station_id {
+            Some(id) => Ok(Some(core.store().station_code(id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What every page shows about who is logged in.
+    pub fn page(&self) -> minijinja::Value {
+        minijinja::context! {
+            username => &self.user.username,
+            role => &self.user.role,
+            csrf => &self.csrf,
+            admin => self.actor.role >= Role::StationAdmin,
+        }
+    }
+}
+
+/// The console account as an authorisation actor: its role, its station, no villages.
+pub fn actor_of(user: &WebUser) -> Actor {
+    let role = match user.role.as_str() {
+        "system" => Role::SystemAdmin,
+        "admin" => Role::StationAdmin,
+        _ => Role::StationStaff,
+    };
+    Actor {
+        officer_id: None,
+        badge: None,
+        account: Some(format!("web:{}", user.username)),
+        role,
+        station_id: user.station_id,
+        villages: vec![],
+    }
+}
+
+impl FromRequestParts<WebState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Session, Response> {
+        let to_login = || Redirect::to("/login").into_response();
+        let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) else {
+            return Err(to_login());
+        };
+        let now = state.core.now_ms();
+        let store = state.core.store();
+        let session = store
+            .web_session(&token, state.opts.session_idle_ms, state.opts.session_max_ms, now)
+            .await
+            .map_err(internal)?;
+        let Some(session) = session else { return Err(to_login()) };
+        let Some(user) = store.web_user(session.user_id).await.map_err(internal)? else { return Err(to_login()) };
+        let actor = actor_of(&user);
+        Ok(Session { user, csrf: session.csrf, actor, token })
+    }
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    tracing::error!(error = format!("{e:#}"), "web request failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误，请稍后再试。").into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    totp: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Serialize, Default)]
+struct LoginErrors {
+    form: Option<String>,
+    totp: Option<String>,
+}
+
+async fn login_page(State(state): State<WebState>) -> Response {
+    login_form(&state, LoginErrors::default(), "", StatusCode::OK)
+}
+
+/// The login form with a fresh pre-session CSRF token (double-submitted: cookie and field).
+fn login_form(state: &WebState, errors: LoginErrors, username: &str, status: StatusCode) -> Response {
+    let token = random_token();
+    let mut response = state.render(status, "login.html", minijinja::context! { errors, username, csrf => &token });
+    response.headers_mut().append(header::SET_COOKIE, state.cookie(LOGIN_COOKIE, &token, Some(600)));
+    response
+}
+
+async fn login(State(state): State<WebState>, headers: HeaderMap, axum::Form(form): axum::Form<LoginForm>) -> Response {
+    let cookie = cookie_value(&headers, LOGIN_COOKIE).unwrap_or("");
+    if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        return (StatusCode::FORBIDDEN, "表单已过期，请刷新页面后重新登录。").into_response();
+    }
+    match try_login(&state, &form).await {
+        Ok(Ok(token)) => {
+            let mut response = Redirect::to("/tips").into_response();
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, state.cookie(SESSION_COOKIE, &token, None));
+            headers.append(header::SET_COOKIE, state.cookie(LOGIN_COOKIE, "", Some(0)));
+            response
+        }
+        Ok(Err(errors)) => login_form(&state, errors, &form.username, StatusCode::UNAUTHORIZED),
+        Err(e) => internal(e),
+    }
+}
+
+/// Checks the account, password, lock and second factor; a session token on success.
+async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<String, LoginErrors>> {
+    let store = state.core.store();
+    let now = state.core.now_ms();
+    let username = form.username.trim();
+    let actor = format!("web:{username}");
+    let refused = |msg: &str| LoginErrors { form: Some(msg.to_string()), totp: None };
+    let Some(user) = store.web_user_by_name(username).await? else {
+        // The same work as for a real account, so timing does not tell which names exist.
+        let _ = verify_password(
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5y0z5lNqvO1H/2M0ds2R8U/xaxmJrPzJ2SmgSyMNvKQ",
+            &form.password,
+        );
+        store.audit(now, &actor, "web_login", "console", "denied", "unknown account").await?;
+        return Ok(Err(refused("用户名或密码不对。")));
+    };
+    if user.locked_until.is_some_and(|t| t > now) {
+        store.audit(now, &actor, "web_login", "console", "denied", "locked").await?;
+        return Ok(Err(refused("登录失败次数太多，账户已暂时锁定，请稍后再试。")));
+    }
+    let password_ok = verify_password(&user.password_hash, &form.password);
+    let totp_ok = match &user.totp_secret {
+        Some(secret) => figures::totp_matches(secret, form.totp.trim(), now),
+        None => true,
+    };
+    if !password_ok || !totp_ok {
+        let locked = store.web_login_failed(user.id, state.opts.max_failed_logins, state.opts.lockout_ms, now).await?;
+        let detail = if locked { "wrong credentials; locked" } else { "wrong credentials" };
+        store.audit(now, &actor, "web_login", "console", "denied", detail).await?;
+        if password_ok && !totp_ok {
+            return Ok(Err(LoginErrors { form: None, totp: Some("动态验证码不对或已过期。".into()) }));
+        }
+        return Ok(Err(refused("用户名或密码不对。")));
+    }
+    let token = random_token();
+    store.web_login(user.id, &token, &random_token(), now).await?;
+    store.audit(now, &actor, "web_login", "console", "allowed", "").await?;
+    Ok(Ok(token))
+}
+
+/// Verifies an argon2 password hash (PHC string).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::PasswordHash::new(hash)
+        .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// Hashes a password with argon2id and a random salt.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::SaltString;
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let hash = argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?;
+    Ok(hash.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(state): State<WebState>, session: Session, axum::Form(form): axum::Form<CsrfForm>) -> Response {
+    if !session.csrf_ok(&form.csrf) {
+        return csrf_refused();
+    }
+    if let Err(e) = state.core.store().web_logout(&session.token).await {
+        return internal(e);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(header::SET_COOKIE, state.cookie(SESSION_COOKIE, "", Some(0)));
+    response
+}
+
+/// The answer to a POST without the session's CSRF token.
+pub fn csrf_refused() -> Response {
+    (StatusCode::FORBIDDEN, "请求无效（表单已过期或来自其他网站），请刷新页面后重试。").into_response()
+}
+
+/// The console's routes.
+pub fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/tips") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .merge(pages::routes())
+        .with_state(state)
+}
+
+/// A running console server and the switch that stops it.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops taking requests, lets those in flight finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the station console panicked")?
+    }
+}
+
+/// Starts the console when `[web] enabled`: binds `[web] listen` (an error at start when it
+/// cannot) and serves until stopped. `outbound` carries messages to each platform's channel.
+pub async fn start(
+    settings: &crate::config::Settings,
+    core: &Core,
+    outbound: HashMap<Platform, UnboundedSender<Outbound>>,
+) -> anyhow::Result<Option<Running>> {
+    if !settings.file.web.enabled {
+        return Ok(None);
+    }
+    let templates = load_templates(&settings.resolve(&settings.file.paths.web_templates_dir))?;
+    let state = WebState::new(core.clone(), templates, settings.web_options(), outbound);
+    let listener = crate::http::bind(&settings.file.web.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "station console listening");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(crate::http::serve(listener, router(state), async move {
+        let _ = stopped.await;
+    }));
+    Ok(Some(Running { stop, task }))
+}

@@ -1,0 +1,790 @@
+//! The console's pages: tips (list, filters, export, detail and actions), warnings and
+//! notices (compose with preview, ledger, cancel), the registry (coverage gaps, enrolment
+//! codes) and the monthly figures.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::figures::bar_chart;
+use super::{Session, WebState, csrf_refused, internal};
+use crate::authz::{Action, Subject};
+use crate::core::DeskError;
+use crate::core::broadcast::Request;
+use crate::store::broadcasts::Target;
+use crate::store::tips::{TipFilter, TipListRow};
+
+pub fn routes() -> Router<WebState> {
+    Router::new()
+        .route("/tips", get(tips))
+        .route("/tips/export.csv", get(export_csv))
+        .route("/tips/export.xlsx", get(export_xlsx))
+        .route("/tips/{number}", get(tip))
+        .route("/tips/{number}/{action}", post(tip_action))
+        .route("/broadcasts", get(broadcasts).post(broadcast_create))
+        .route("/broadcasts/new", get(broadcast_new))
+        .route("/broadcasts/{id}", get(broadcast))
+        .route("/broadcasts/{id}/cancel", post(broadcast_cancel))
+        .route("/registry", get(registry))
+        .route("/registry/enrol/{badge}", post(enrol))
+        .route("/figures", get(figures))
+}
+
+type Page = Result<Response, Response>;
+
+fn fail(e: anyhow::Error) -> Response {
+    internal(e)
+}
+
+/// 403 with the page layout: the account may not do this.
+fn refused(state: &WebState, session: &Session) -> Response {
+    state.render(StatusCode::FORBIDDEN, "refused.html", minijinja::context! { page => session.page() })
+}
+
+// ----- tips -----
+
+/// The list's filters, as the query string carries them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+struct Filters {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    village: String,
+    #[serde(default)]
+    officer: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    overdue: String,
+}
+
+impl Filters {
+    /// The store's filter for `station` (a station account always sees only its own), or the
+    /// field that is wrong.
+    fn to_filter(&self, station: Option<String>, now: i64) -> Result<TipFilter, (&'static str, String)> {
+        let day = |s: &str, field: &'static str| -> Result<Option<i64>, (&'static str, String)> {
+            if s.trim().is_empty() {
+                return Ok(None);
+            }
+            let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .map_err(|_| (field, "日期格式应为 2026-11-01".to_string()))?;
+            use chrono::TimeZone;
+            Ok(chrono_tz::Asia::Shanghai
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+                .earliest()
+                .map(|t| t.timestamp_millis()))
+        };
+        let since_ms = day(&self.from, "from")?;
+        // "to" is inclusive: the day after it, at midnight.
+        let until_ms = day(&self.to, "to")?.map(|t| t + 86_400_000);
+        let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(TipFilter {
+            station,
+            status: some(&self.status),
+            since_ms,
+            village: some(&self.village),
+            category: some(&self.category),
+            officer: some(&self.officer),
+            until_ms,
+            overdue_at: (!self.overdue.is_empty()).then_some(now),
+        })
+    }
+
+    fn query(&self) -> String {
+        serde_urlencoded_pairs(&[
+            ("status", &self.status),
+            ("category", &self.category),
+            ("village", &self.village),
+            ("officer", &self.officer),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("overdue", &self.overdue),
+        ])
+    }
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &String)]) -> String {
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            url.append_pair(k, v);
+        }
+    }
+    url.finish()
+}
+
+/// The rows of the current filter, after authorising the listing (audited as an export).
+async fn listed(
+    state: &WebState,
+    session: &Session,
+    filters: &Filters,
+    what: &str,
+) -> Result<Result<Vec<TipListRow>, (&'static str, String)>, Response> {
+    let core = &state.core;
+    let station = session.station_code(core).await.map_err(fail)?;
+    let subject = match session.user.station_id {
+        Some(station_id) => Subject::Station { station_id },
+        None => Subject::Everything,
+    };
+    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
+        return Err(refused(state, session));
+    }
+    let filter = match filters.to_filter(station, core.now_ms()) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(core.store().list_tips(&filter).await.map_err(fail)?))
+}
+
+/// Villages and officers the account may filter by.
+async fn choices(
+    state: &WebState,
+    session: &Session,
+) -> anyhow::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
+    let store = state.core.store();
+    let villages = store
+        .all_villages()
+        .await?
+        .into_iter()
+        .filter(|v| session.user.station_id.is_none_or(|s| s == v.station_id))
+        .map(|v| (v.code, v.name))
+        .collect();
+    let officers = store
+        .all_officers()
+        .await?
+        .into_iter()
+        .filter(|o| session.user.station_id.is_none_or(|s| s == o.station_id) && o.kind != "volunteer")
+        .map(|o| (o.badge, o.name))
+        .collect();
+    Ok((villages, officers))
+}
+
+async fn tips(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
+    let rows = listed(&state, &session, &filters, "tips").await?;
+    let (villages, officers) = choices(&state, &session).await.map_err(fail)?;
+    let (rows, errors) = match rows {
+        Ok(rows) => (rows, BTreeMap::new()),
+        Err((field, msg)) => (vec![], BTreeMap::from([(field, msg)])),
+    };
+    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &rows {
+        *counters.entry(status_group(&r.status)).or_default() += 1;
+    }
+    let overdue = rows.iter().filter(|r| r.overdue == 1).count();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let ctx = minijinja::context! {
+        page => session.page(), tips => &rows, total => rows.len(), counters, overdue, filters => &filters,
+        query => filters.query(), errors, villages, officers, categories => state.core.tip_categories(),
+    };
+    Ok(state.render(status, "tips.html", ctx))
+}
+
+fn status_group(status: &str) -> &'static str {
+    match status {
+        "new" => "new",
+        "acknowledged" | "in_progress" => "working",
+        "resolved" => "resolved",
+        _ => "closed",
+    }
+}
+
+const EXPORT_COLUMNS: [&str; 14] = [
+    "编号",
+    "时间",
+    "派出所",
+    "村（格）代码",
+    "村（格）",
+    "类别",
+    "来源",
+    "匿名",
+    "状态",
+    "民警警号",
+    "民警",
+    "受理时间",
+    "办结时间",
+    "评价",
+];
+
+fn export_row(r: &TipListRow) -> [String; 14] {
+    let t = |ms: Option<i64>| super::figures::datetime_filter(ms);
+    [
+        r.number.clone(),
+        t(Some(r.created_at)),
+        r.station_code.clone(),
+        r.village_code.clone(),
+        r.village_name.clone(),
+        r.category.clone(),
+        r.source.clone(),
+        if r.anonymous == 1 { "是" } else { "否" }.to_string(),
+        r.status.clone(),
+        r.officer_badge.clone().unwrap_or_default(),
+        r.officer_name.clone().unwrap_or_default(),
+        t(r.acknowledged_at),
+        t(r.resolved_at),
+        r.rating.clone().unwrap_or_default(),
+    ]
+}
+
+async fn export_csv(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
+    let Ok(rows) = listed(&state, &session, &filters, "tips csv").await? else {
+        return Err((StatusCode::UNPROCESSABLE_ENTITY, "筛选条件有误").into_response());
+    };
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        w.write_record(EXPORT_COLUMNS).map_err(|e| fail(e.into()))?;
+        for r in &rows {
+            w.write_record(export_row(r)).map_err(|e| fail(e.into()))?;
+        }
+        w.flush().map_err(|e| fail(e.into()))?;
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"tips.csv\""),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+async fn export_xlsx(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
+    let Ok(rows) = listed(&state, &session, &filters, "tips xlsx").await? else {
+        return Err((StatusCode::UNPROCESSABLE_ENTITY, "筛选条件有误").into_response());
+    };
+    let xlsx = (|| -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.set_name("线索")?;
+        let bold = rust_xlsxwriter::Format::new().set_bold();
+        for (c, name) in EXPORT_COLUMNS.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, *name, &bold)?;
+        }
+        for (r, row) in rows.iter().enumerate() {
+            for (c, value) in export_row(row).iter().enumerate() {
+                sheet.write_string(r as u32 + 1, c as u16, value)?;
+            }
+        }
+        book.save_to_buffer()
+    })()
+    .map_err(|e| fail(anyhow::anyhow!("xlsx: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"tips.xlsx\""),
+        ],
+        xlsx,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct Notice {
+    #[serde(default)]
+    ok: String,
+}
+
+/// The detail page (also re-rendered with an error next to a form's field).
+async fn tip_page(
+    state: &WebState,
+    session: &Session,
+    number: &str,
+    errors: BTreeMap<&'static str, String>,
+    ok: &str,
+) -> Page {
+    let core = &state.core;
+    let tip = match core.desk_tip(&session.actor, Action::Assign, number).await.map_err(fail)? {
+        Ok(tip) => tip,
+        Err(DeskError::Refused) => return Err(refused(state, session)),
+        Err(_) => return Err((StatusCode::NOT_FOUND, "没有这条线索").into_response()),
+    };
+    let store = core.store();
+    let village =
+        store.village_by_id(tip.village_id).await.map_err(fail)?.ok_or_else(|| fail(anyhow::anyhow!("village")))?;
+    // A phone the tipster left is shown only to who may see it, and each showing is audited.
+    let phone = match (&tip.contact_phone, tip.anonymous) {
+        (Some(p), 0) => {
+            let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
+            let target = format!("tip:{}", tip.number);
+            core.authorize_desk(&session.actor, Action::ViewContact, subject, &target)
+                .await
+                .map_err(fail)?
+                .then(|| p.clone())
+        }
+        _ => None,
+    };
+    let timeline: Vec<_> = store
+        .tip_timeline(tip.id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|(at, actor, badge, kind, detail)| minijinja::context! { at, actor, badge, kind, detail })
+        .collect();
+    let items: Vec<_> = store
+        .tip_items(tip.id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|item| match item {
+            crate::store::tips::TipItem::Text { text } => minijinja::context! { kind => "text", text },
+            crate::store::tips::TipItem::Photo { .. } => minijinja::context! { kind => "photo" },
+            crate::store::tips::TipItem::Voice { .. } => minijinja::context! { kind => "voice" },
+            crate::store::tips::TipItem::Video { .. } => minijinja::context! { kind => "video" },
+            crate::store::tips::TipItem::Location { latitude, longitude } => {
+                minijinja::context! { kind => "location", latitude, longitude }
+            }
+        })
+        .collect();
+    let officers: Vec<_> = store
+        .assigned_officers(village.id, &core.today().to_string())
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|o| o.role != "volunteer")
+        .map(|o| minijinja::context! { badge => o.badge, name => o.name, role => o.role })
+        .collect();
+    let assigned = match tip.assigned_officer_id {
+        Some(id) => store.officer_by_id(id).await.map_err(fail)?.map(|o| format!("{}（{}）", o.name, o.badge)),
+        None => None,
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let overdue = tip.status == "new" && tip.ack_deadline.is_some_and(|d| d < core.now_ms());
+    let ctx = minijinja::context! {
+        page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
+        errors, ok, overdue, open => ["new", "acknowledged", "in_progress"].contains(&tip.status.as_str()),
+    };
+    Ok(state.render(status, "tip.html", ctx))
+}
+
+async fn tip(
+    State(state): State<WebState>,
+    session: Session,
+    Path(number): Path<String>,
+    Query(n): Query<Notice>,
+) -> Page {
+    tip_page(&state, &session, &number, BTreeMap::new(), &n.ok).await
+}
+
+#[derive(Deserialize, Default)]
+struct TipForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    badge: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    into: String,
+    #[serde(default)]
+    text: String,
+}
+
+async fn tip_action(
+    State(state): State<WebState>,
+    session: Session,
+    Path((number, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<TipForm>,
+) -> Page {
+    if !session.csrf_ok(&form.csrf) {
+        return Err(csrf_refused());
+    }
+    let core = &state.core;
+    let actor = &session.actor;
+    let (result, field) = match action.as_str() {
+        "assign" => (core.desk_assign(actor, &number, &form.badge).await, "badge"),
+        "status" => (core.desk_status(actor, &number, &form.status, &form.note).await, "status"),
+        "merge" => (core.desk_merge(actor, &number, &form.into).await, "into"),
+        "reply" => (core.desk_reply(actor, &number, &form.text).await, "reply"),
+        "note" => (core.desk_note(actor, &number, &form.text).await, "memo"),
+        _ => return Err(StatusCode::NOT_FOUND.into_response()),
+    };
+    match result.map_err(fail)? {
+        Ok((_, outbound)) => {
+            let tip = core.store().tip_by_number(&number).await.map_err(fail)?;
+            let platform = tip.map(|t| t.platform).unwrap_or_default();
+            state.send(&platform, outbound);
+            Ok(Redirect::to(&format!("/tips/{}?ok={action}", url_segment(&number))).into_response())
+        }
+        Err(DeskError::Refused) => Err(refused(&state, &session)),
+        Err(e) => {
+            let message = match &e {
+                DeskError::NoTip => "没有这条线索".to_string(),
+                DeskError::NotOpen => "这条线索已经办结或合并，不能再操作。".to_string(),
+                DeskError::NoOfficer => "请选择负责本村（格）的民警。".to_string(),
+                DeskError::Invalid("note") => "办结或不予受理时请写明处理结果（举报人会看到）。".to_string(),
+                DeskError::Invalid("into") => "请填写另一条线索的编号。".to_string(),
+                DeskError::Invalid("gone") => "举报人已无法联系（已退出或记录已按规定删除）。".to_string(),
+                DeskError::Invalid(_) => "请填写内容。".to_string(),
+                DeskError::Refused => unreachable!(),
+            };
+            let field = if action == "status" && matches!(e, DeskError::Invalid("note")) { "note" } else { field };
+            tip_page(&state, &session, &number, BTreeMap::from([(field, message)]), "").await
+        }
+    }
+}
+
+fn url_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+// ----- broadcasts -----
+
+async fn broadcasts(State(state): State<WebState>, session: Session) -> Page {
+    let rows = state.core.store().station_broadcasts(session.user.station_id, 50).await.map_err(fail)?;
+    Ok(state.render(
+        StatusCode::OK,
+        "broadcasts.html",
+        minijinja::context! { page => session.page(), broadcasts => rows },
+    ))
+}
+
+/// The targets an account may choose: the station itself, its offices, its villages.
+async fn target_choices(state: &WebState, session: &Session) -> anyhow::Result<Vec<(String, String)>> {
+    let store = state.core.store();
+    let mut out = Vec::new();
+    let stations: Vec<i64> = match session.user.station_id {
+        Some(s) => vec![s],
+        None => store.stations().await?.into_iter().map(|(id, _)| id).collect(),
+    };
+    for station_id in stations {
+        let (code, name) = store.station_of(station_id).await?;
+        out.push((format!("station:{code}"), format!("{name}（全所）")));
+        for (code, name) in store.offices_of_station(station_id).await? {
+            out.push((format!("office:{code}"), name));
+        }
+        for v in store.all_villages().await?.into_iter().filter(|v| v.station_id == station_id) {
+            out.push((format!("village:{}", v.code), v.name));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize, Default, Serialize, Clone)]
+struct BroadcastForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    target: Vec<String>,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    send_at: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn broadcast_form(
+    state: &WebState,
+    session: &Session,
+    form: &BroadcastForm,
+    errors: BTreeMap<&str, String>,
+    preview: Option<i64>,
+) -> Page {
+    let targets = target_choices(state, session).await.map_err(fail)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let ctx = minijinja::context! { page => session.page(), form, targets, errors, preview };
+    Ok(state.render(status, "broadcast_new.html", ctx))
+}
+
+async fn broadcast_new(State(state): State<WebState>, session: Session) -> Page {
+    let form = BroadcastForm { kind: "warning".into(), severity: "important".into(), ..BroadcastForm::default() };
+    broadcast_form(&state, &session, &form, BTreeMap::new(), None).await
+}
+
+/// POST /broadcasts: without `confirm`, the preview (how many groups); with it, the send.
+async fn broadcast_create(State(state): State<WebState>, session: Session, body: axum::body::Bytes) -> Page {
+    // Repeated `target` fields: parsed by hand (axum's Form takes one value per name).
+    let mut form = BroadcastForm::default();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        let v = v.into_owned();
+        match k.as_ref() {
+            "csrf" => form.csrf = v,
+            "kind" => form.kind = v,
+            "severity" => form.severity = v,
+            "target" => form.target.push(v),
+            "text" => form.text = v,
+            "send_at" => form.send_at = v,
+            "confirm" => form.confirm = v,
+            _ => {}
+        }
+    }
+    if !session.csrf_ok(&form.csrf) {
+        return Err(csrf_refused());
+    }
+    let core = &state.core;
+    let mut errors = BTreeMap::new();
+    if !["warning", "notice"].contains(&form.kind.as_str()) {
+        errors.insert("kind", "请选择预警或通知。".to_string());
+    }
+    if !["urgent", "important", "normal"].contains(&form.severity.as_str()) {
+        errors.insert("severity", "请选择紧急程度。".to_string());
+    }
+    if form.text.trim().is_empty() {
+        errors.insert("text", "请填写内容。".to_string());
+    } else if form.text.chars().count() > 3000 {
+        errors.insert("text", "内容太长（最多 3000 字）。".to_string());
+    }
+    let targets: Vec<Target> = form.target.iter().filter_map(|t| Target::parse(t).ok()).collect();
+    if targets.is_empty() {
+        errors.insert("target", "请至少选择一个发送范围。".to_string());
+    }
+    let send_at = match form.send_at.trim() {
+        "" => None,
+        s => match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M") {
+            Ok(t) => {
+                use chrono::TimeZone;
+                chrono_tz::Asia::Shanghai.from_local_datetime(&t).earliest().map(|t| t.timestamp_millis())
+            }
+            Err(_) => {
+                errors.insert("send_at", "时间格式不对。".to_string());
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return broadcast_form(&state, &session, &form, errors, None).await;
+    }
+    // Each target must be one the account may warn.
+    for target in &targets {
+        let subject = match target {
+            Target::All => Some(Subject::Everything),
+            Target::Village(code) => core
+                .store()
+                .village_by_code(code)
+                .await
+                .map_err(fail)?
+                .map(|v| Subject::Village { village_id: v.id, station_id: v.station_id }),
+            Target::Office(code) => {
+                core.store().office_station(code).await.map_err(fail)?.map(|s| Subject::Station { station_id: s })
+            }
+            Target::Station(code) => {
+                core.store().station_id(code).await.map_err(fail)?.map(|s| Subject::Station { station_id: s })
+            }
+        };
+        let allowed = match subject {
+            Some(subject) => core
+                .authorize_desk(&session.actor, Action::Broadcast, subject, &target.to_spec())
+                .await
+                .map_err(fail)?,
+            None => false,
+        };
+        if !allowed {
+            return Err(refused(&state, &session));
+        }
+    }
+    if form.confirm.is_empty() {
+        let groups = core.store().count_target_chats(&targets, "telegram").await.map_err(fail)?;
+        return broadcast_form(&state, &session, &form, BTreeMap::new(), Some(groups)).await;
+    }
+    let label = format!("web:{}", session.user.username);
+    let mut req = Request::new(&form.kind, &form.severity, form.text.trim(), targets, &label);
+    req.send_at = send_at;
+    let created = core.create_broadcast(req).await.map_err(fail)?;
+    Ok(Redirect::to(&format!("/broadcasts/{}", created.id)).into_response())
+}
+
+/// Whether the account may manage broadcast `id` (see and cancel it): all its villages are
+/// in the account's station.
+async fn may_manage(
+    state: &WebState,
+    session: &Session,
+    id: i64,
+) -> Result<crate::store::broadcasts::BroadcastRow, Response> {
+    let core = &state.core;
+    let Some(b) = core.store().broadcast(id).await.map_err(fail)? else {
+        return Err((StatusCode::NOT_FOUND, "没有这条预警").into_response());
+    };
+    let targets = crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default();
+    let villages = core.store().target_villages(&targets).await.map_err(fail)?;
+    let subject = match villages.first() {
+        Some((_, s)) if villages.iter().all(|(_, x)| x == s) => Subject::Station { station_id: *s },
+        _ => Subject::Everything,
+    };
+    if !core
+        .authorize_desk(&session.actor, Action::Broadcast, subject, &format!("broadcast:{id}"))
+        .await
+        .map_err(fail)?
+    {
+        return Err(refused(state, session));
+    }
+    Ok(b)
+}
+
+async fn broadcast(State(state): State<WebState>, session: Session, Path(id): Path<i64>) -> Page {
+    let b = may_manage(&state, &session, id).await?;
+    let store = state.core.store();
+    let counts = store.broadcast_counts(id).await.map_err(fail)?;
+    let ledger = store.broadcast_ledger(id).await.map_err(fail)?;
+    let done = counts.pending == 0 && counts.sending == 0;
+    let ctx = minijinja::context! { page => session.page(), b, counts, ledger, done };
+    Ok(state.render(StatusCode::OK, "broadcast.html", ctx))
+}
+
+#[derive(Deserialize, Default)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn broadcast_cancel(
+    State(state): State<WebState>,
+    session: Session,
+    Path(id): Path<i64>,
+    axum::Form(form): axum::Form<CsrfOnly>,
+) -> Page {
+    if !session.csrf_ok(&form.csrf) {
+        return Err(csrf_refused());
+    }
+    may_manage(&state, &session, id).await?;
+    state.core.cancel_broadcast(id).await.map_err(fail)?;
+    Ok(Redirect::to(&format!("/broadcasts/{id}")).into_response())
+}
+
+// ----- registry -----
+
+async fn registry(State(state): State<WebState>, session: Session) -> Page {
+    let core = &state.core;
+    let store = core.store();
+    let day = core.today().to_string();
+    let chats = store.list_chats(None).await.map_err(fail)?;
+    let mut groups: HashMap<i64, usize> = HashMap::new();
+    for c in chats.iter().filter(|c| c.active == 1) {
+        if let Some(v) = c.village_id {
+            *groups.entry(v).or_default() += 1;
+        }
+    }
+    let mut villages = Vec::new();
+    let mut gaps = 0;
+    for v in store
+        .all_villages()
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|v| session.user.station_id.is_none_or(|s| s == v.station_id))
+    {
+        let officers = store.assigned_officers(v.id, &day).await.map_err(fail)?;
+        let no_resident = !officers.iter().any(|o| o.role == "resident");
+        let group_count = groups.get(&v.id).copied().unwrap_or(0);
+        let not_enrolled: Vec<String> =
+            officers.iter().filter(|o| o.enrolled == 0 && o.role != "volunteer").map(|o| o.name.clone()).collect();
+        if no_resident || group_count == 0 || !not_enrolled.is_empty() {
+            gaps += 1;
+        }
+        let officers: Vec<_> = officers
+            .iter()
+            .map(|o| minijinja::context! { name => &o.name, badge => &o.badge, role => &o.role, enrolled => o.enrolled == 1 })
+            .collect();
+        villages.push(minijinja::context! {
+            code => v.code, name => v.name, office => v.office_name, officers, groups => group_count,
+            no_resident, no_group => group_count == 0, not_enrolled,
+        });
+    }
+    let officers: Vec<_> = store
+        .all_officers()
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .filter(|o| session.user.station_id.is_none_or(|s| s == o.station_id))
+        .map(|o| minijinja::context! { badge => o.badge, name => o.name, kind => o.kind })
+        .collect();
+    let ctx = minijinja::context! { page => session.page(), villages, gaps, officers };
+    Ok(state.render(StatusCode::OK, "registry.html", ctx))
+}
+
+async fn enrol(
+    State(state): State<WebState>,
+    session: Session,
+    Path(badge): Path<String>,
+    axum::Form(form): axum::Form<CsrfOnly>,
+) -> Page {
+    if !session.csrf_ok(&form.csrf) {
+        return Err(csrf_refused());
+    }
+    let core = &state.core;
+    let Some(officer) = core.store().officer_by_badge(&badge).await.map_err(fail)? else {
+        return Err((StatusCode::NOT_FOUND, "没有这个警号").into_response());
+    };
+    let subject = Subject::Station { station_id: officer.station_id };
+    if !core.authorize_desk(&session.actor, Action::Enrol, subject, &format!("officer:{badge}")).await.map_err(fail)? {
+        return Err(refused(&state, &session));
+    }
+    let code = core
+        .store()
+        .issue_enrolment_code(&badge, 24 * 3_600_000)
+        .await
+        .map_err(fail)?
+        .ok_or_else(|| fail(anyhow::anyhow!("officer vanished")))?;
+    let username = core.bot_username().unwrap_or_default();
+    let ctx = minijinja::context! { page => session.page(), code, username };
+    // Shown once: never cached.
+    let mut response = state.render(StatusCode::OK, "enrolled.html", ctx);
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+// ----- figures -----
+
+#[derive(Deserialize, Default)]
+struct MonthQuery {
+    #[serde(default)]
+    month: String,
+}
+
+async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
+    let core = &state.core;
+    let tz = chrono_tz::Asia::Shanghai;
+    let subject = match session.user.station_id {
+        Some(station_id) => Subject::Station { station_id },
+        None => Subject::Everything,
+    };
+    if !core.authorize_desk(&session.actor, Action::Export, subject, "figures").await.map_err(fail)? {
+        return Err(refused(&state, &session));
+    }
+    let month = if q.month.trim().is_empty() {
+        crate::broadcast_cli::previous_month(tz, core.now_ms())
+    } else {
+        q.month.trim().to_string()
+    };
+    let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else {
+        let month = crate::broadcast_cli::previous_month(tz, core.now_ms());
+        let ctx = minijinja::context! { page => session.page(), month, error => "月份格式应为 2026-10", officers => Vec::<()>::new() };
+        return Ok(state.render(StatusCode::UNPROCESSABLE_ENTITY, "figures.html", ctx));
+    };
+    let officers = core.store().officer_figures(from, to, session.user.station_id).await.map_err(fail)?;
+    let warnings_chart =
+        bar_chart("本月发布的治安预警", &officers.iter().map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>());
+    let tips_chart =
+        bar_chart("本月收到的线索", &officers.iter().map(|o| (o.name.clone(), o.tips_received)).collect::<Vec<_>>());
+    let year_ago = core.now_ms() - 365 * 86_400_000;
+    let counts = core.store().village_category_counts(session.user.station_id, year_ago).await.map_err(fail)?;
+    let mut per_village: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (village, category, n) in counts {
+        per_village.entry(village).or_default().insert(category, n);
+    }
+    let villages: Vec<_> = per_village
+        .into_iter()
+        .map(|(name, cats)| {
+            let rows: Vec<(String, i64)> = cats.iter().map(|(c, n)| (core.category_label(c), *n)).collect();
+            minijinja::context! { name => &name, chart => bar_chart(&name, &rows), total => cats.values().sum::<i64>() }
+        })
+        .collect();
+    let ctx = minijinja::context! {
+        page => session.page(), month, officers, minimum => 1, warnings_chart, tips_chart, villages,
+    };
+    Ok(state.render(StatusCode::OK, "figures.html", ctx))
+}

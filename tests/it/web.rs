@@ -1,0 +1,406 @@
+//! The station console over HTTP: logins (lockout, second factor, session timeout), CSRF,
+//! station isolation, validation errors next to the field, every page and action — and what
+//! the actions do in Telegram.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::app::{TestApp, eventually, free_port};
+use crate::app_test;
+use crate::fake_telegram::TgUser;
+use crate::tips::{QIANDIAN, submit_anonymous_tip, tipster, zhang};
+
+pub const PASSWORD: &str = "correct horse battery";
+pub const ADMIN_TOTP: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+/// A browser-like HTTP client: keeps cookies, does not follow redirects.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    cookies: Mutex<HashMap<String, String>>,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub location: String,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Page {
+    /// The CSRF token of the first form on the page.
+    pub fn csrf(&self) -> String {
+        let at = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        self.body[at..at + 64].to_string()
+    }
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            cookies: Mutex::default(),
+        }
+    }
+
+    async fn finish(&self, req: reqwest::RequestBuilder) -> Page {
+        let cookie =
+            self.cookies.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let resp = req.header("cookie", cookie).send().await.unwrap();
+        for c in resp.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+            let (kv, _) = c.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            let mut jar = self.cookies.lock().unwrap();
+            if v.is_empty() {
+                jar.remove(k)
+            } else {
+                jar.insert(k.into(), v.into())
+            };
+        }
+        let status = resp.status();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.unwrap();
+        Page { status, location, body, headers }
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        self.finish(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let cookie =
+            self.cookies.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", cookie).send().await.unwrap();
+        (resp.status(), resp.headers().clone(), resp.bytes().await.unwrap().to_vec())
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.finish(self.http.post(format!("{}{path}", self.base)).form(form)).await
+    }
+
+    /// Logs in; returns the answer to the POST.
+    pub async fn login(&self, username: &str, password: &str, totp: &str) -> Page {
+        let form = self.get("/login").await;
+        let csrf = form.csrf();
+        self.post("/login", &[("csrf", &csrf), ("username", username), ("password", password), ("totp", totp)]).await
+    }
+
+    pub async fn logged_in(port: u16, username: &str) -> Client {
+        let client = Client::new(port);
+        let totp = if username.contains("admin") { totp_now() } else { String::new() };
+        let done = client.login(username, PASSWORD, &totp).await;
+        assert_eq!((done.status, done.location.as_str()), (StatusCode::SEE_OTHER, "/tips"), "{}", done.body);
+        client
+    }
+}
+
+fn totp_now() -> String {
+    let secret = totp_rs::Secret::Encoded(ADMIN_TOTP.into()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret).unwrap();
+    totp.generate(chrono::Utc::now().timestamp() as u64)
+}
+
+/// Turns the console on (plain HTTP for the test) and creates the accounts: `neiqin` (staff
+/// of 和庄派出所), `suozhang-admin` (its admin, with TOTP), `waisuo` (staff of another
+/// station). Returns the port.
+pub async fn console(app: &mut TestApp) -> u16 {
+    let port = free_port();
+    app.settings.file.web.enabled = true;
+    app.settings.file.web.listen = format!("127.0.0.1:{port}");
+    app.settings.file.web.secure_cookies = false;
+    app.restart().await;
+    let store = app.store();
+    sqlx::query("INSERT INTO stations (code, name, duty_phone, address, updated_at) VALUES ('XZPCS', '新庄派出所', '0371-62580000', '', 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let hz = store.station_id("HZPCS").await.unwrap();
+    let xz = store.station_id("XZPCS").await.unwrap();
+    let hash = cunjing::web::hash_password(PASSWORD).unwrap();
+    store.upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    store.upsert_web_user("suozhang-admin", hz, "admin", &hash, Some(ADMIN_TOTP), 0).await.unwrap();
+    store.upsert_web_user("waisuo", xz, "staff", &hash, None, 0).await.unwrap();
+    eventually("the console answers", || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/login")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    port
+}
+
+async fn audit(app: &TestApp) -> Vec<String> {
+    app.store()
+        .audit_since(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {} {} {}", r.actor, r.action, r.target, r.result))
+        .collect()
+}
+
+app_test!(the_console_needs_a_login_refuses_wrong_passwords_and_locks_the_account, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let first = c.get("/tips").await;
+    assert_eq!((first.status, first.location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    let page = c.get("/login").await;
+    assert!(page.body.contains("村警工作台") && page.body.contains("用户名"), "{}", page.body);
+    // The login form's own CSRF token must come back.
+    let forged = c.post("/login", &[("csrf", "x"), ("username", "neiqin"), ("password", PASSWORD)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    for _ in 0..4 {
+        let wrong = c.login("neiqin", "wrong password", "").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(wrong.body.contains("id=\"login-error\">用户名或密码不对"), "{}", wrong.body);
+    }
+    let unknown = c.login("nobody", PASSWORD, "").await;
+    assert!(unknown.body.contains("用户名或密码不对"), "an unknown name is told the same");
+    // The fifth wrong password locks it: even the right one is refused now.
+    c.login("neiqin", "wrong password", "").await;
+    let locked = c.login("neiqin", PASSWORD, "").await;
+    assert!(locked.body.contains("已暂时锁定"), "{}", locked.body);
+    app.advance(Duration::from_secs(16 * 60));
+    let ok = c.login("neiqin", PASSWORD, "").await;
+    assert_eq!((ok.status, ok.location.as_str()), (StatusCode::SEE_OTHER, "/tips"), "{}", ok.body);
+    assert_eq!(c.get("/tips").await.status, StatusCode::OK);
+    // Idle for longer than the session timeout: back to the login.
+    app.advance(Duration::from_secs(31 * 60));
+    assert_eq!(c.get("/tips").await.location, "/login");
+    let lines = audit(&app).await;
+    assert!(lines.contains(&"web:neiqin web_login console denied".to_string()), "{lines:#?}");
+    assert!(lines.contains(&"web:neiqin web_login console allowed".to_string()), "{lines:#?}");
+});
+
+app_test!(an_admin_needs_the_second_factor_and_logging_out_ends_the_session, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let without = c.login("suozhang-admin", PASSWORD, "").await;
+    assert!(without.body.contains("id=\"totp-error\""), "the error is next to the code field: {}", without.body);
+    let wrong = c.login("suozhang-admin", PASSWORD, "123456").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let ok = c.login("suozhang-admin", PASSWORD, &totp_now()).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let tips = c.get("/tips").await;
+    let no_token = c.post("/logout", &[]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN, "logout needs the CSRF token too");
+    let out = c.post("/logout", &[("csrf", &tips.csrf())]).await;
+    assert_eq!(out.location, "/login");
+    assert_eq!(c.get("/tips").await.location, "/login");
+});
+
+app_test!(staff_filter_open_and_work_a_tip_and_the_tipster_hears_it_in_telegram, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (chat, number, _card) = submit_anonymous_tip(&app, "村西头小卖部门口有人卖假药").await;
+    let (_c2, second, _) = submit_anonymous_tip(&app, "小卖部门口又有人在卖假药").await;
+    let c = Client::logged_in(port, "neiqin").await;
+
+    let list = c.get("/tips").await;
+    assert!(list.body.contains(&number) && list.body.contains(&second), "{}", list.body);
+    assert!(list.body.contains("id=\"total\">2<"), "{}", list.body);
+    let filtered = c.get("/tips?village=410184101205").await;
+    assert!(filtered.body.contains("id=\"total\">0<"), "another village has none");
+    let bad = c.get("/tips?from=11/01").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"from-error\">日期格式"), "the error is next to the field: {}", bad.body);
+
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert!(detail.body.contains("卖假药") && detail.body.contains("匿名"), "{}", detail.body);
+    assert!(!detail.body.contains("王大娘") && !detail.body.contains("5101"), "the tipster is never named");
+    let csrf = detail.csrf();
+    let path = |a: &str| format!("/tips/{number}/{a}");
+
+    // A reply typed here reaches the tipster in Telegram, from the bot, naming nobody.
+    let mark = app.fake.mark();
+    let replied = c.post(&path("reply"), &[("csrf", &csrf), ("text", "您好，我们已派人去核实，谢谢。")]).await;
+    assert_eq!(replied.location, format!("/tips/{number}?ok=reply"));
+    let relayed = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(relayed.text.contains("已派人去核实") && relayed.text.contains(&number), "{}", relayed.text);
+    assert!(!relayed.text.contains("neiqin"), "{}", relayed.text);
+
+    // Validation errors stand next to their field; nothing changes.
+    let empty = c.post(&path("reply"), &[("csrf", &csrf), ("text", "  ")]).await;
+    assert!(empty.body.contains("id=\"reply-error\""), "{}", empty.body);
+    let no_note = c.post(&path("status"), &[("csrf", &csrf), ("status", "resolved"), ("note", "")]).await;
+    assert_eq!(no_note.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(no_note.body.contains("id=\"note-error\""), "{}", no_note.body);
+    let not_serving = c.post(&path("assign"), &[("csrf", &csrf), ("badge", "041206")]).await;
+    assert!(not_serving.body.contains("id=\"badge-error\""), "041206 does not serve 前店村: {}", not_serving.body);
+    // Without the session's token nothing happens at all.
+    let forged = c.post(&path("status"), &[("csrf", "0000"), ("status", "acknowledged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.store().tip_by_number(&number).await.unwrap().unwrap().status, "new");
+
+    // Assign to the contact officer: his card arrives.
+    let li = TgUser::new(6004, "赵明");
+    app.enrol("041204", &li).await;
+    let mark = app.fake.mark();
+    let assigned = c.post(&path("assign"), &[("csrf", &csrf), ("badge", "041204")]).await;
+    assert_eq!(assigned.status, StatusCode::SEE_OTHER, "{}", assigned.body);
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == li.id).await;
+    assert!(card.text.contains(&number), "{}", card.text);
+    c.post(&path("note"), &[("csrf", &csrf), ("text", "已电话联系村委")]).await;
+    let merged = c.post(&format!("/tips/{second}/merge"), &[("csrf", &csrf), ("into", &number)]).await;
+    assert_eq!(merged.status, StatusCode::SEE_OTHER, "{}", merged.body);
+    let mark = app.fake.mark();
+    let resolved =
+        c.post(&path("status"), &[("csrf", &csrf), ("status", "resolved"), ("note", "已查处，药品已收缴")]).await;
+    assert_eq!(resolved.status, StatusCode::SEE_OTHER, "{}", resolved.body);
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat && m.text.contains(&number)).await;
+    assert!(told.text.contains("已办结"), "the tipster hears it is done: {}", told.text);
+
+    let done = c.get(&format!("/tips/{number}")).await;
+    assert!(done.body.contains("已查处，药品已收缴") && done.body.contains("已电话联系村委"), "{}", done.body);
+    assert!(done.body.contains("web:neiqin"), "the timeline names the console account: {}", done.body);
+    assert_eq!(app.store().tip_by_number(&second).await.unwrap().unwrap().status, "merged");
+    let lines = audit(&app).await;
+    for action in ["assign", "resolve"] {
+        assert!(lines.iter().any(|l| l.starts_with(&format!("web:neiqin {action} tip:"))), "{action}: {lines:#?}");
+    }
+    let _ = tipster();
+});
+
+app_test!(exports_of_the_current_filter_open_in_excel, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人冒充客服打电话").await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let (status, headers, csv) = c.get_bytes(&format!("/tips/export.csv?village={QIANDIAN}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-disposition"].to_str().unwrap().contains("tips.csv"));
+    let text = String::from_utf8(csv).unwrap();
+    assert!(text.starts_with("\u{feff}编号,时间,派出所"), "{text}");
+    assert!(text.contains(&number) && !text.contains("冒充客服"), "the list, not the tip's words: {text}");
+    let (status, _, xlsx) = c.get_bytes("/tips/export.xlsx").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&xlsx[..4], b"PK\x03\x04", "an XLSX is a zip");
+    let lines = audit(&app).await;
+    assert!(lines.contains(&"web:neiqin export tips csv allowed".to_string()), "{lines:#?}");
+    assert!(lines.contains(&"web:neiqin export tips xlsx allowed".to_string()), "{lines:#?}");
+});
+
+app_test!(an_account_of_another_station_sees_and_does_nothing_here, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人偷电动车").await;
+    let c = Client::logged_in(port, "waisuo").await;
+    let list = c.get("/tips").await;
+    assert!(list.body.contains("id=\"total\">0<") && !list.body.contains(&number), "{}", list.body);
+    assert_eq!(c.get(&format!("/tips/{number}")).await.status, StatusCode::FORBIDDEN);
+    let csrf = list.csrf();
+    let reply = c.post(&format!("/tips/{number}/reply"), &[("csrf", &csrf), ("text", "你好")]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let warn = c
+        .post(
+            "/broadcasts",
+            &[
+                ("csrf", &csrf),
+                ("kind", "warning"),
+                ("severity", "urgent"),
+                ("target", "village:410184101201"),
+                ("text", "注意"),
+            ],
+        )
+        .await;
+    assert_eq!(warn.status, StatusCode::FORBIDDEN);
+    let registry = c.get("/registry").await;
+    assert!(!registry.body.contains("和庄村"), "{}", registry.body);
+    let lines = audit(&app).await;
+    assert!(lines.contains(&format!("web:waisuo resolve tip:{number} denied")), "{lines:#?}");
+});
+
+app_test!(a_warning_is_previewed_sent_and_its_ledger_fills_then_it_is_taken_back, |app| {
+    let port = console(&mut app).await;
+    for (chat, village) in [(-100_501, "410184101201"), (-100_502, QIANDIAN)] {
+        app.fake.group(chat, "群", true);
+        let v = app.store().village_by_code(village).await.unwrap().unwrap();
+        app.store().bind_chat_to_village("telegram", chat, "群", v.id, None).await.unwrap();
+    }
+    let c = Client::logged_in(port, "neiqin").await;
+    let form = c.get("/broadcasts/new").await;
+    assert!(form.body.contains("和庄派出所（全所）") && form.body.contains("前店村"), "{}", form.body);
+    let csrf = form.csrf();
+    let nothing =
+        c.post("/broadcasts", &[("csrf", &csrf), ("kind", "warning"), ("severity", "urgent"), ("text", "")]).await;
+    assert_eq!(nothing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        nothing.body.contains("id=\"target-error\"") && nothing.body.contains("id=\"text-error\""),
+        "{}",
+        nothing.body
+    );
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "warning"),
+        ("severity", "urgent"),
+        ("target", "village:410184101201"),
+        ("target", "village:410184101202"),
+        ("text", "近期有人冒充电力公司上门收费，请勿相信。"),
+    ];
+    let preview = c.post("/broadcasts", &fields).await;
+    assert!(preview.body.contains("id=\"preview\">预览：将发送到 <strong>2</strong> 个群"), "{}", preview.body);
+    assert!(app.fake.sent_to(-100_501).is_empty(), "a preview sends nothing");
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "1"));
+    let sent = c.post("/broadcasts", &confirmed).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let ledger_path = sent.location.clone();
+    eventually("both groups have it", || async {
+        !app.fake.sent_to(-100_501).is_empty() && !app.fake.sent_to(-100_502).is_empty()
+    })
+    .await;
+    eventually("the ledger shows it", || async { c.get(&ledger_path).await.body.contains("id=\"sent\">2<") }).await;
+    let ledger = c.get(&ledger_path).await;
+    assert!(ledger.body.contains("已送达") && ledger.body.contains("冒充电力公司"), "{}", ledger.body);
+    let list = c.get("/broadcasts").await;
+    assert!(list.body.contains(ledger_path.as_str()), "{}", list.body);
+    let cancelled = c.post(&format!("{ledger_path}/cancel"), &[("csrf", &csrf)]).await;
+    assert_eq!(cancelled.status, StatusCode::SEE_OTHER);
+    eventually("the messages are taken back", || async { app.fake.call_count("deleteMessage") >= 2 }).await;
+});
+
+app_test!(the_registry_shows_gaps_and_only_an_admin_issues_an_enrolment_code, |app| {
+    let port = console(&mut app).await;
+    let staff = Client::logged_in(port, "neiqin").await;
+    let page = staff.get("/registry").await;
+    assert!(page.body.contains("无群") && page.body.contains("未登记"), "{}", page.body);
+    assert!(!page.body.contains("id=\"enrol-041201\""), "staff get no enrol button");
+    let refused = staff.post("/registry/enrol/041201", &[("csrf", &page.csrf())]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let admin = Client::logged_in(port, "suozhang-admin").await;
+    let page = admin.get("/registry").await;
+    assert!(page.body.contains("id=\"enrol-041201\""), "{}", page.body);
+    let issued = admin.post("/registry/enrol/041201", &[("csrf", &page.csrf())]).await;
+    assert_eq!(issued.status, StatusCode::OK);
+    assert_eq!(issued.headers["cache-control"], "no-store");
+    let at = issued.body.find("id=\"code\">").unwrap() + 10;
+    let code = &issued.body[at..at + 32];
+    assert!(code.chars().all(|c| c.is_ascii_hexdigit()), "{code}");
+    // The officer redeems it in Telegram.
+    let officer = TgUser::new(6001, "张建国");
+    let dm = app.fake.private_chat(officer.clone());
+    let done = app.ask(dm, &officer, &format!("/start {code}")).await;
+    assert!(done.text.contains("登记成功"), "{}", done.text);
+});
+
+app_test!(the_figures_page_shows_the_month_in_tables_and_charts, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    submit_anonymous_tip(&app, "有人偷井盖").await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let bad = c.get("/figures?month=2026-13").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"month-error\""), "{}", bad.body);
+    let month = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m").to_string();
+    let page = c.get(&format!("/figures?month={month}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("张建国（041201）") && page.body.contains("<svg"), "{}", page.body);
+    assert!(page.body.contains("前店村</strong>（1 条）"), "this year's tips per village: {}", page.body);
+});
