@@ -2,6 +2,7 @@
 
 mod app;
 mod broadcasts;
+mod browser;
 mod cli;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod db;

@@ -1,0 +1,194 @@
+//! The station console in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver, fantoccini). A member of staff logs in, filters the tips, opens one,
+//! replies (and the fake Telegram receives it), sends a warning and watches its ledger fill,
+//! downloads the CSV; the pages fit a 1366×768 office screen and a phone. Screenshots of the
+//! main pages are saved in `target/screenshots/` to look at.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::app::{TestApp, eventually, free_port};
+use crate::tips::{QIANDIAN, submit_anonymous_tip, zhang};
+use crate::web::{PASSWORD, console};
+
+/// chromedriver on a free port, stopped with the test.
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_driver() -> Driver {
+    let port = free_port();
+    let child = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (Debian package chromium-driver; .ci/run installs it)");
+    Driver { child, port }
+}
+
+async fn browser(driver: &Driver, downloads: &std::path::Path) -> Client {
+    // fantoccini's HTTP client wants a TLS provider even for http:// (chromedriver is local).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,768", "--lang=zh-CN"],
+            "prefs": {"download.default_directory": downloads, "download.prompt_for_download": false},
+        }),
+    );
+    let url = format!("http://127.0.0.1:{}", driver.port);
+    let mut last = None;
+    for _ in 0..100 {
+        match ClientBuilder::rustls().expect("rustls").capabilities(caps.clone()).connect(&url).await {
+            Ok(c) => return c,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no WebDriver session: {last:?}");
+}
+
+fn screenshots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// The text of the element `css`; empty while the page is still loading.
+async fn text_of(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Whether the page needs no horizontal scrolling at the current window size.
+async fn fits(c: &Client) -> bool {
+    c.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![])
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
+    let mut app = TestApp::spawn(crate::db::Engine::Sqlite).await.unwrap();
+    let run = async {
+        app.enrol("041201", &zhang()).await;
+        let port = console(&mut app).await;
+        let (chat, number, _) = submit_anonymous_tip(&app, "村口桥下有人电鱼，天天晚上来").await;
+        submit_anonymous_tip(&app, "有人在村委会门口吵架").await;
+        let group = -100_601;
+        app.fake.group(group, "前店村村民群", true);
+        let v = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
+        app.store().bind_chat_to_village("telegram", group, "前店村村民群", v.id, None).await.unwrap();
+
+        let driver = start_driver();
+        let downloads = tempfile::tempdir().unwrap();
+        let c = browser(&driver, downloads.path()).await;
+        let base = format!("http://127.0.0.1:{port}");
+
+        // Log in.
+        c.goto(&format!("{base}/tips")).await.unwrap();
+        assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+        shot(&c, "login").await;
+        c.find(Locator::Id("username")).await.unwrap().send_keys("neiqin").await.unwrap();
+        c.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("tips")).await.unwrap();
+        assert_eq!(text_of(&c, "#total").await, "2");
+        assert!(fits(&c).await, "the tips page fits 1366×768");
+        shot(&c, "tips").await;
+
+        // Filter: only the tips of this morning's category.
+        c.find(Locator::Id("f-category")).await.unwrap().select_by_value("theft").await.unwrap();
+        c.find(Locator::Id("apply")).await.unwrap().click().await.unwrap();
+        let filtered = |query: &'static str, total: &'static str| {
+            let c = &c;
+            async move {
+                c.current_url().await.is_ok_and(|u| u.query().unwrap_or("").contains(query))
+                    && text_of(c, "#total").await == total
+            }
+        };
+        eventually("the category filter applied", || filtered("category=theft", "2")).await;
+        let village = c.wait().for_element(Locator::Id("f-village")).await.unwrap();
+        village.select_by_value("410184101205").await.unwrap();
+        c.find(Locator::Id("apply")).await.unwrap().click().await.unwrap();
+        eventually("another village has none", || filtered("village=410184101205", "0")).await;
+        c.goto(&format!("{base}/tips")).await.unwrap();
+
+        // Open the tip and reply.
+        c.find(Locator::LinkText(&number)).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("timeline")).await.unwrap();
+        assert!(text_of(&c, "#summary").await.contains("电鱼"));
+        shot(&c, "tip").await;
+        c.find(Locator::Id("reply-text")).await.unwrap().send_keys("收到，今晚派人蹲守。").await.unwrap();
+        let mark = app.fake.mark();
+        c.find(Locator::Id("reply")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("ok")).await.unwrap();
+        let relayed = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+        assert!(relayed.text.contains("今晚派人蹲守"), "{}", relayed.text);
+
+        // A warning to 前店村, previewed, sent, its ledger filling.
+        c.goto(&format!("{base}/broadcasts/new")).await.unwrap();
+        c.find(Locator::Css(&format!("input[value='village:{QIANDIAN}']"))).await.unwrap().click().await.unwrap();
+        c.find(Locator::Id("text")).await.unwrap().send_keys("近期夜间有人电鱼，发现请及时报告。").await.unwrap();
+        c.find(Locator::Id("preview-button")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("preview")).await.unwrap();
+        assert!(text_of(&c, "#preview").await.contains("1 个群"));
+        shot(&c, "broadcast-preview").await;
+        c.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("ledger")).await.unwrap();
+        eventually("the group got it", || async { !app.fake.sent_to(group).is_empty() }).await;
+        eventually("the ledger shows it", || async {
+            c.refresh().await.unwrap();
+            text_of(&c, "#sent").await == "1"
+        })
+        .await;
+        shot(&c, "broadcast-ledger").await;
+
+        // Download the list as CSV.
+        c.goto(&format!("{base}/tips")).await.unwrap();
+        c.find(Locator::Id("export-csv")).await.unwrap().click().await.unwrap();
+        let file = downloads.path().join("tips.csv");
+        eventually("the CSV is downloaded", || async { std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) }).await;
+        let csv = std::fs::read_to_string(&file).unwrap();
+        assert!(csv.starts_with('\u{feff}') && csv.contains(&number), "{csv}");
+
+        c.goto(&format!("{base}/registry")).await.unwrap();
+        shot(&c, "registry").await;
+        c.goto(&format!("{base}/figures")).await.unwrap();
+        shot(&c, "figures").await;
+
+        // On a phone the list needs no sideways scrolling either.
+        c.set_window_size(390, 844).await.unwrap();
+        c.goto(&format!("{base}/tips")).await.unwrap();
+        assert!(fits(&c).await, "the tips page fits a phone");
+        shot(&c, "tips-phone").await;
+        c.close().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("the browser scenario finished within 120 s");
+    app.stop().await;
+}
