@@ -120,6 +120,7 @@ pub async fn run(
     tracing::info!(username = %username, "connected to Telegram");
     core.set_bot_username(Some(username.clone()));
     core.set_member_check(Platform::Telegram, Arc::new(Members { bot: bot.clone(), redactor: redactor.clone() }));
+    core.set_media_source(Platform::Telegram, Arc::new(Files { bot: bot.clone(), redactor: redactor.clone() }));
     register_commands(&bot, &core, &redactor).await;
 
     let adapter = Arc::new(Adapter {
@@ -831,6 +832,27 @@ impl crate::core::MemberCheck for Members {
                 Ok(member) => Ok(member.is_present()),
                 Err(e) => Err(anyhow::anyhow!("getChatMember failed: {}", self.redactor.redact(&e.to_string()))),
             }
+        })
+    }
+}
+
+/// Files people sent, fetched by id (`getFile`, then the download), for the station console.
+/// Telegram lets bots download files up to 20 MB.
+struct Files {
+    bot: TgBot,
+    redactor: Redactor,
+}
+
+impl crate::core::MediaSource for Files {
+    fn fetch(&self, file_id: &str) -> BoxFuture<'_, anyhow::Result<Vec<u8>>> {
+        let file_id = file_id.to_string();
+        Box::pin(async move {
+            use teloxide::net::Download;
+            let redact = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}", self.redactor.redact(&e.to_string()));
+            let file = self.bot.get_file(FileId(file_id)).await.map_err(|e| redact(&e))?;
+            let mut bytes = Vec::new();
+            self.bot.inner().download_file(&file.path, &mut bytes).await.map_err(|e| redact(&e))?;
+            Ok(bytes)
         })
     }
 }

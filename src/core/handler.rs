@@ -54,6 +54,8 @@ pub struct CoreOptions {
     pub daemon_id: String,
     /// How each channel answers "is this person still in the group?" (set by the channel).
     pub members: Arc<RwLock<HashMap<super::Platform, Arc<dyn super::MemberCheck>>>>,
+    /// How each channel fetches a file by id (set by the channel).
+    pub media: Arc<RwLock<HashMap<super::Platform, Arc<dyn super::MediaSource>>>>,
     /// Wrong enrolment codes one account may try in an hour before it has to wait.
     pub max_wrong_codes_per_hour: i64,
     /// How long closed tips, their tipsters' mappings and audit records are kept.
@@ -98,6 +100,7 @@ impl CoreOptions {
             broadcast_wake: Arc::new(tokio::sync::Notify::new()),
             daemon_id: new_daemon_id(),
             members: Arc::default(),
+            media: Arc::default(),
             max_wrong_codes_per_hour: 5,
             retention: Retention::default(),
             metrics: Arc::default(),
@@ -222,6 +225,16 @@ impl Core {
     /// Installs how `platform` checks group membership (privileged actions in groups ask it).
     pub fn set_member_check(&self, platform: super::Platform, check: Arc<dyn super::MemberCheck>) {
         self.opts.members.write().expect("members lock").insert(platform, check);
+    }
+
+    /// Installs how `platform` fetches files (the console shows tips' photos with it).
+    pub fn set_media_source(&self, platform: super::Platform, source: Arc<dyn super::MediaSource>) {
+        self.opts.media.write().expect("media lock").insert(platform, source);
+    }
+
+    /// The channel's file fetcher, if it has one.
+    pub fn media_source(&self, platform: super::Platform) -> Option<Arc<dyn super::MediaSource>> {
+        self.opts.media.read().expect("media lock").get(&platform).cloned()
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {

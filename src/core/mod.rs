@@ -19,6 +19,12 @@ use std::fmt;
 pub use desk::{DeskError, DeskResult};
 pub use handler::{Clock, Core, CoreOptions, Retention};
 
+/// A channel's way to fetch a file people sent (a tip's photo or voice message) by its
+/// platform file id, for the station console.
+pub trait MediaSource: Send + Sync {
+    fn fetch(&self, file_id: &str) -> futures::future::BoxFuture<'_, anyhow::Result<Vec<u8>>>;
+}
+
 /// A channel's answer to "is this person still a member of this group?", asked before a
 /// privileged action in a group.
 pub trait MemberCheck: Send + Sync {

@@ -26,6 +26,7 @@ pub fn routes() -> Router<WebState> {
         .route("/tips/export.xlsx", get(export_xlsx))
         .route("/tips/{number}", get(tip))
         .route("/tips/{number}/{action}", post(tip_action))
+        .route("/tips/{number}/media/{index}", get(tip_media))
         .route("/broadcasts", get(broadcasts).post(broadcast_create))
         .route("/broadcasts/new", get(broadcast_new))
         .route("/broadcasts/{id}", get(broadcast))
@@ -302,7 +303,8 @@ async fn tip_page(
     ok: &str,
 ) -> Page {
     let core = &state.core;
-    let tip = match core.desk_tip(&session.actor, Action::Assign, number).await.map_err(fail)? {
+    // Reading a tip is recorded like an export of it.
+    let tip = match core.desk_tip(&session.actor, Action::Export, number).await.map_err(fail)? {
         Ok(tip) => tip,
         Err(DeskError::Refused) => return Err(refused(state, session)),
         Err(_) => return Err((StatusCode::NOT_FOUND, "没有这条线索").into_response()),
@@ -363,6 +365,39 @@ async fn tip_page(
         errors, ok, overdue, open => ["new", "acknowledged", "in_progress"].contains(&tip.status.as_str()),
     };
     Ok(state.render(status, "tip.html", ctx))
+}
+
+/// A photo, voice message or video of a tip, fetched from the channel it came in on.
+async fn tip_media(
+    State(state): State<WebState>,
+    session: Session,
+    Path((number, index)): Path<(String, usize)>,
+) -> Page {
+    let core = &state.core;
+    let tip = match core.desk_tip(&session.actor, Action::Export, &number).await.map_err(fail)? {
+        Ok(tip) => tip,
+        Err(DeskError::Refused) => return Err(refused(&state, &session)),
+        Err(_) => return Err(StatusCode::NOT_FOUND.into_response()),
+    };
+    let items = core.store().tip_items(tip.id).await.map_err(fail)?;
+    let (file_id, mime) = match items.into_iter().nth(index) {
+        Some(crate::store::tips::TipItem::Photo { file_id }) => (file_id, "image/jpeg"),
+        Some(crate::store::tips::TipItem::Voice { file_id }) => (file_id, "audio/ogg"),
+        Some(crate::store::tips::TipItem::Video { file_id }) => (file_id, "video/mp4"),
+        _ => return Err(StatusCode::NOT_FOUND.into_response()),
+    };
+    let Some(source) = crate::core::Platform::parse(&tip.platform).and_then(|p| core.media_source(p)) else {
+        return Err((StatusCode::NOT_FOUND, "无法从这个渠道取回文件").into_response());
+    };
+    match source.fetch(&file_id).await {
+        Ok(bytes) => {
+            Ok(([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "private, no-store")], bytes).into_response())
+        }
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "a tip's file could not be fetched");
+            Err((StatusCode::BAD_GATEWAY, "暂时无法取回这个文件，请稍后再试。").into_response())
+        }
+    }
 }
 
 async fn tip(

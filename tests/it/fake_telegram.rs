@@ -163,6 +163,7 @@ impl FakeTelegram {
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let app = Router::new()
                 .route("/{bot}/{method}", axum::routing::post(handle).get(handle))
+                .route("/file/{bot}/{*path}", axum::routing::get(download))
                 .with_state(weak.clone());
             let server = tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
@@ -613,6 +614,15 @@ fn broken_response() -> Response {
         .unwrap()
 }
 
+/// A file's bytes, as `https://api.telegram.org/file/bot<token>/<file_path>` serves them: here
+/// the text `FILE:<file_path>`, so a test can tell which file it got.
+async fn download(Path((bot, path)): Path<(String, String)>) -> Response {
+    if bot != format!("bot{TOKEN}") {
+        return error(401, "Unauthorized", None);
+    }
+    (StatusCode::OK, format!("FILE:{path}")).into_response()
+}
+
 async fn handle(
     State(inner): State<std::sync::Weak<Inner>>,
     Path((bot, method)): Path<(String, String)>,
@@ -876,6 +886,12 @@ fn answer_json(fake: &FakeTelegram, method: &str, params: &Value) -> Result<Valu
                 }
                 None => Err(ApiErr::new(400, "Bad Request: chat not found")),
             }
+        }
+        "getfile" => {
+            let id = params["file_id"].as_str().unwrap_or_default();
+            Ok(
+                json!({"file_id": id, "file_unique_id": format!("u{id}"), "file_size": 64, "file_path": format!("photos/{id}.jpg")}),
+            )
         }
         "getchatmember" => {
             let chat_id = params["chat_id"].as_i64().unwrap_or(0);

@@ -404,3 +404,39 @@ app_test!(the_figures_page_shows_the_month_in_tables_and_charts, |app| {
     assert!(page.body.contains("张建国（041201）") && page.body.contains("<svg"), "{}", page.body);
     assert!(page.body.contains("前店村</strong>（1 条）"), "this year's tips per village: {}", page.body);
 });
+
+app_test!(a_tips_photo_and_voice_message_are_shown_in_the_console, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let t = tipster();
+    let (chat, _) = crate::tips::start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "车棚的锁被撬了").await;
+    let mark = app.fake.mark();
+    app.fake.send_photo(chat, &t, None);
+    app.fake.send_voice(chat, &t);
+    let last = app.fake.wait_for_new(mark, |m| m.chat_id == chat && m.text.contains("第3条")).await;
+    let _ = got;
+    let anonymity = crate::app::press(&app, chat, &t, &last, "说完了").await;
+    let summary = crate::app::press(&app, chat, &t, &anonymity, "匿名").await;
+    let receipt = crate::app::press(&app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    let c = Client::logged_in(port, "neiqin").await;
+    let page = c.get(&format!("/tips/{number}")).await;
+    let photo = format!("/tips/{number}/media/1");
+    assert!(page.body.contains(&format!("<img src=\"{photo}\"")), "{}", page.body);
+    assert!(
+        page.body.contains(&format!("<audio controls preload=\"none\" src=\"/tips/{number}/media/2\"")),
+        "{}",
+        page.body
+    );
+    let (status, headers, bytes) = c.get_bytes(&photo).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    // The fake serves `FILE:<path>`: the bytes are the photo's own file, fetched by its id.
+    let items = app.store().tip_items(app.store().tip_by_number(&number).await.unwrap().unwrap().id).await.unwrap();
+    let cunjing::store::tips::TipItem::Photo { file_id } = &items[1] else { panic!("{items:?}") };
+    assert_eq!(String::from_utf8(bytes).unwrap(), format!("FILE:photos/{file_id}.jpg"));
+    assert_eq!(c.get(&format!("/tips/{number}/media/0")).await.status, StatusCode::NOT_FOUND, "the text is no file");
+    let outsider = Client::logged_in(port, "waisuo").await;
+    assert_eq!(outsider.get(&photo).await.status, StatusCode::FORBIDDEN);
+});
