@@ -419,6 +419,11 @@ impl Texts {
         Ok(tmpl.render(ctx).map_err(|e| anyhow!("template {key:?}: {e}"))?.trim().to_string())
     }
 
+    /// The source of template `key` (other template sets share `_labels` through it).
+    pub fn source(&self, key: &str) -> Option<String> {
+        self.env.get_template(key).ok().map(|t| t.source().to_string())
+    }
+
     /// Renders a template that takes no variables.
     pub fn plain(&self, msg: Msg) -> String {
         self.render(msg, ())

@@ -13,8 +13,9 @@ use crate::config::Settings;
 use crate::store::Store;
 use crate::store::tips::{TipFilter, TipListRow};
 
-/// The CSV columns of a tip list and export.
-const HEADER: [&str; 15] = [
+/// The CSV columns of a tip list and export (the station console exports the same, but for
+/// the text, under the names of its templates).
+pub const EXPORT_COLUMNS: [&str; 15] = [
     "number",
     "created_at",
     "station",
@@ -33,15 +34,22 @@ const HEADER: [&str; 15] = [
 ];
 
 fn local(settings: &Settings, ms: Option<i64>) -> String {
+    local_time(settings.timezone(), ms)
+}
+
+/// An instant (UTC ms) as `YYYY-MM-DD HH:MM` in `tz`; empty for none.
+pub fn local_time(tz: chrono_tz::Tz, ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&settings.timezone()).format("%Y-%m-%d %H:%M").to_string())
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
 }
 
-fn record(settings: &Settings, r: &TipListRow) -> Vec<String> {
+/// One tip as a row of [`EXPORT_COLUMNS`], times in `tz`.
+pub fn export_record(tz: chrono_tz::Tz, r: &TipListRow) -> Vec<String> {
+    let local = |ms| local_time(tz, ms);
     vec![
         r.number.clone(),
-        local(settings, Some(r.created_at)),
+        local(Some(r.created_at)),
         r.station_code.clone(),
         r.village_code.clone(),
         r.village_name.clone(),
@@ -51,8 +59,8 @@ fn record(settings: &Settings, r: &TipListRow) -> Vec<String> {
         r.status.clone(),
         r.officer_badge.clone().unwrap_or_default(),
         r.officer_name.clone().unwrap_or_default(),
-        local(settings, r.acknowledged_at),
-        local(settings, r.resolved_at),
+        local(r.acknowledged_at),
+        local(r.resolved_at),
         r.rating.clone().unwrap_or_default(),
         r.summary.clone(),
     ]
@@ -72,9 +80,9 @@ fn filter(
 
 fn write_csv(settings: &Settings, rows: &[TipListRow], out: impl Write) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(HEADER)?;
+    w.write_record(EXPORT_COLUMNS)?;
     for r in rows {
-        w.write_record(record(settings, r))?;
+        w.write_record(export_record(settings.timezone(), r))?;
     }
     w.flush()?;
     Ok(())

@@ -339,22 +339,36 @@ impl Core {
     /// Whether the sender may send to `target` (asked of the authorisation module, and
     /// written to the audit log).
     async fn may_broadcast_to(&self, inbound: &Inbound, actor: &Actor, target: &Target) -> anyhow::Result<bool> {
-        let subject = match target {
+        let Some(subject) = self.target_subject(target).await? else { return Ok(false) };
+        self.authorize(inbound, actor, Action::Broadcast, subject, &target.to_spec()).await
+    }
+
+    /// What a broadcast target is to the authorisation module: a village, a station (an
+    /// office's, or the station itself) or everything; `None` for an unknown code.
+    pub async fn target_subject(&self, target: &Target) -> anyhow::Result<Option<Subject>> {
+        let store = self.store();
+        Ok(match target {
             Target::All => Some(Subject::Everything),
-            Target::Village(code) => self
-                .store()
+            Target::Village(code) => store
                 .village_by_code(code)
                 .await?
                 .map(|v| Subject::Village { village_id: v.id, station_id: v.station_id }),
-            Target::Office(code) => {
-                self.store().office_station(code).await?.map(|station_id| Subject::Station { station_id })
+            Target::Office(code) => store.office_station(code).await?.map(|station_id| Subject::Station { station_id }),
+            Target::Station(code) => store.station_id(code).await?.map(|station_id| Subject::Station { station_id }),
+        })
+    }
+
+    /// A sent broadcast as a whole, to the authorisation module: the station all its villages
+    /// belong to, or everything when they span stations.
+    pub async fn broadcast_subject(&self, b: &BroadcastRow) -> anyhow::Result<Subject> {
+        let targets = crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default();
+        let villages = self.store().target_villages(&targets).await?;
+        Ok(match villages.first() {
+            Some((_, station_id)) if villages.iter().all(|(_, s)| s == station_id) => {
+                Subject::Station { station_id: *station_id }
             }
-            Target::Station(code) => {
-                self.store().station_id(code).await?.map(|station_id| Subject::Station { station_id })
-            }
-        };
-        let Some(subject) = subject else { return Ok(false) };
-        self.authorize(inbound, actor, Action::Broadcast, subject, &target.to_spec()).await
+            _ => Subject::Everything,
+        })
     }
 
     async fn save_compose(&self, inbound: &Inbound, compose: &Compose) -> anyhow::Result<()> {
@@ -505,16 +519,7 @@ impl Core {
             self.store().audit(self.now_ms(), &actor.label(), "broadcast", &target, "allowed", "own").await?;
             return Ok(true);
         }
-        let villages = self
-            .store()
-            .target_villages(&crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default())
-            .await?;
-        let subject = match villages.first() {
-            Some((_, station_id)) if villages.iter().all(|(_, s)| s == station_id) => {
-                Subject::Station { station_id: *station_id }
-            }
-            _ => Subject::Everything,
-        };
+        let subject = self.broadcast_subject(&b).await?;
         self.authorize(inbound, actor, Action::Broadcast, subject, &target).await
     }
 

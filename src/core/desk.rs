@@ -40,8 +40,7 @@ impl Core {
         target: &str,
     ) -> anyhow::Result<bool> {
         let allowed = actor.decide(action, subject).allowed;
-        let result = if allowed { "allowed" } else { "denied" };
-        self.store().audit(self.now_ms(), &actor.label(), action.as_str(), target, result, "").await?;
+        self.record_decision(actor, action, target, allowed, "").await?;
         Ok(allowed)
     }
 

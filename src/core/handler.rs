@@ -313,7 +313,8 @@ impl Core {
         self.opts.max_tips_per_hour
     }
 
-    pub(super) fn timezone(&self) -> chrono_tz::Tz {
+    /// The configured time zone ("today", schedules, the console's times).
+    pub fn timezone(&self) -> chrono_tz::Tz {
         self.opts.timezone
     }
 
@@ -985,10 +986,22 @@ impl Core {
                 }
             }
         }
-        let result = if allowed { "allowed" } else { "denied" };
-        self.store.audit(self.now_ms(), &actor.label(), action.as_str(), target, result, &detail).await?;
+        self.record_decision(actor, action, target, allowed, &detail).await?;
         tracing::info!(role = %actor.role, action = %action, scope = ?decision.scope, allowed, "authorisation");
         Ok(allowed)
+    }
+
+    /// Writes an authorisation decision to the audit log.
+    pub(super) async fn record_decision(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: &str,
+        allowed: bool,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let result = if allowed { "allowed" } else { "denied" };
+        self.store.audit(self.now_ms(), &actor.label(), action.as_str(), target, result, detail).await
     }
 
     /// `authorize` for an action on one village.

@@ -1,5 +1,4 @@
-//! Small pieces the pages share: server-side SVG bar charts, the time filter of the
-//! templates, and the TOTP check of the login.
+//! Small pieces the pages share: server-side SVG bar charts and the TOTP check of the login.
 
 use std::fmt::Write;
 
@@ -30,13 +29,6 @@ pub fn bar_chart(title: &str, rows: &[(String, i64)]) -> String {
     }
     svg.push_str("</svg>");
     svg
-}
-
-/// `{{ ms | datetime }}`: UTC milliseconds as `YYYY-MM-DD HH:MM` in Asia/Shanghai.
-pub fn datetime_filter(ms: Option<i64>) -> String {
-    ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
 }
 
 /// A TOTP generator (RFC 6238: SHA-1, 6 digits, 30 s) for the base32 `secret`.

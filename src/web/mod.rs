@@ -56,10 +56,102 @@ impl Default for WebOptions {
     }
 }
 
+/// The texts the program puts into pages (`bot-config/web/texts.toml`), every key checked at
+/// load.
+#[derive(Debug, serde::Deserialize)]
+pub struct WebTexts {
+    #[serde(flatten)]
+    texts: HashMap<String, String>,
+    /// Export column names by column code ([`crate::tips_cli::EXPORT_COLUMNS`]).
+    columns: HashMap<String, String>,
+}
+
+/// Every key of `texts.toml` the code asks for.
+const TEXT_KEYS: &[&str] = &[
+    "internal_error",
+    "login_form_expired",
+    "login_wrong",
+    "login_locked",
+    "login_totp_wrong",
+    "csrf_refused",
+    "not_found",
+    "filter_invalid",
+    "date_format",
+    "month_format",
+    "no_tip",
+    "no_broadcast",
+    "no_badge",
+    "no_media_source",
+    "media_unavailable",
+    "tip_not_open",
+    "officer_not_serving",
+    "note_required",
+    "into_required",
+    "tipster_gone",
+    "text_required",
+    "text_too_long",
+    "kind_required",
+    "severity_required",
+    "target_required",
+    "time_invalid",
+    "whole_station",
+    "chart_warnings",
+    "chart_tips",
+    "sheet_name",
+    "yes",
+    "no",
+];
+
+impl WebTexts {
+    pub fn load(path: &Path) -> anyhow::Result<WebTexts> {
+        let raw = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
+        let texts: WebTexts = toml::from_str(&raw).with_context(|| format!("In {}", path.display()))?;
+        for key in TEXT_KEYS {
+            anyhow::ensure!(texts.texts.contains_key(*key), "{}: the text {key:?} is missing", path.display());
+        }
+        for column in crate::tips_cli::EXPORT_COLUMNS {
+            anyhow::ensure!(texts.columns.contains_key(column), "{}: [columns] lacks {column:?}", path.display());
+        }
+        Ok(texts)
+    }
+
+    /// The text of `key` (checked at load; a key the code forgot to list shows as itself).
+    pub fn get<'a>(&'a self, key: &'a str) -> &'a str {
+        self.texts.get(key).map_or(key, String::as_str)
+    }
+
+    pub fn column<'a>(&'a self, code: &'a str) -> &'a str {
+        self.columns.get(code).map_or(code, String::as_str)
+    }
+}
+
+/// Marks an error response whose page is rendered from the text `key` (see [`error_page`]).
+#[derive(Debug, Clone, Copy)]
+struct ErrorKey(&'static str);
+
+/// An error answer: the status, and a page saying the text of `key`.
+pub fn error_page(status: StatusCode, key: &'static str) -> Response {
+    let mut response = status.into_response();
+    response.extensions_mut().insert(ErrorKey(key));
+    response
+}
+
+/// Renders the pages of error answers made by [`error_page`].
+async fn render_errors(State(state): State<WebState>, response: Response) -> Response {
+    match response.extensions().get::<ErrorKey>().copied() {
+        Some(ErrorKey(key)) => {
+            let message = state.texts.get(key);
+            state.render(response.status(), "error.html", minijinja::context! { message })
+        }
+        None => response,
+    }
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct WebState {
     pub core: Core,
+    pub texts: Arc<WebTexts>,
     env: Arc<minijinja::Environment<'static>>,
     opts: Arc<WebOptions>,
     /// Where messages for each platform go (the channel performs them).
@@ -76,9 +168,13 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Loads the page templates (`*.html`) of `dir`.
-pub fn load_templates(dir: &Path) -> anyhow::Result<minijinja::Environment<'static>> {
+/// Loads the page templates (`*.html`) of `dir`. The bot's shared labels (tip categories,
+/// officer roles) come in as the template `_bot_labels`, so the console names things as the
+/// bot does.
+pub fn load_templates(dir: &Path, core: &Core) -> anyhow::Result<minijinja::Environment<'static>> {
     let mut env = minijinja::Environment::new();
+    let labels = core.texts().source("_labels").context("the locale's templates have no _labels")?;
+    env.add_template_owned("_bot_labels", labels)?;
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("Failed to read the web templates {}", dir.display()))?;
     for entry in entries {
@@ -90,7 +186,8 @@ pub fn load_templates(dir: &Path) -> anyhow::Result<minijinja::Environment<'stat
             env.add_template_owned(name.clone(), source).with_context(|| format!("In the web template {name}"))?;
         }
     }
-    env.add_filter("datetime", figures::datetime_filter);
+    let tz = core.timezone();
+    env.add_filter("datetime", move |ms: Option<i64>| crate::tips_cli::local_time(tz, ms));
     env.add_filter("excerpt", |s: String, n: usize| -> String {
         if s.chars().count() <= n { s } else { s.chars().take(n).collect::<String>() + "…" }
     });
@@ -101,10 +198,22 @@ impl WebState {
     pub fn new(
         core: Core,
         templates: minijinja::Environment<'static>,
+        texts: WebTexts,
         opts: WebOptions,
         outbound: HashMap<Platform, UnboundedSender<Outbound>>,
     ) -> WebState {
-        WebState { core, env: Arc::new(templates), opts: Arc::new(opts), outbound: Arc::new(outbound) }
+        WebState {
+            core,
+            texts: Arc::new(texts),
+            env: Arc::new(templates),
+            opts: Arc::new(opts),
+            outbound: Arc::new(outbound),
+        }
+    }
+
+    /// The text of `key` from `texts.toml`, owned (for error maps).
+    fn t(&self, key: &str) -> String {
+        self.texts.get(key).to_string()
     }
 
     /// Renders `template` with `ctx`; a template error is a 500 with a plain message.
@@ -168,6 +277,11 @@ impl Session {
         bool::from(given.as_bytes().ct_eq(self.csrf.as_bytes()))
     }
 
+    /// Whether the account works for `station_id` (its own station; every one for system).
+    pub fn covers(&self, station_id: i64) -> bool {
+        self.user.station_id.is_none_or(|s| s == station_id)
+    }
+
     /// The station code the account is limited to (`None`: every station).
     pub async fn station_code(&self, core: &Core) -> anyhow::Result<Option<String>> {
         match self.user.station_id {
@@ -227,7 +341,7 @@ impl FromRequestParts<WebState> for Session {
 
 fn internal(e: anyhow::Error) -> Response {
     tracing::error!(error = format!("{e:#}"), "web request failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "服务器内部错误，请稍后再试。").into_response()
+    error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
 }
 
 #[derive(serde::Deserialize)]
@@ -263,7 +377,7 @@ fn login_form(state: &WebState, errors: LoginErrors, username: &str, status: Sta
 async fn login(State(state): State<WebState>, headers: HeaderMap, axum::Form(form): axum::Form<LoginForm>) -> Response {
     let cookie = cookie_value(&headers, LOGIN_COOKIE).unwrap_or("");
     if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        return (StatusCode::FORBIDDEN, "表单已过期，请刷新页面后重新登录。").into_response();
+        return error_page(StatusCode::FORBIDDEN, "login_form_expired");
     }
     match try_login(&state, &form).await {
         Ok(Ok(token)) => {
@@ -284,7 +398,7 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
     let now = state.core.now_ms();
     let username = form.username.trim();
     let actor = format!("web:{username}");
-    let refused = |msg: &str| LoginErrors { form: Some(msg.to_string()), totp: None };
+    let refused = |key: &str| LoginErrors { form: Some(state.t(key)), totp: None };
     let Some(user) = store.web_user_by_name(username).await? else {
         // The same work as for a real account, so timing does not tell which names exist.
         let _ = verify_password(
@@ -292,11 +406,11 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
             &form.password,
         );
         store.audit(now, &actor, "web_login", "console", "denied", "unknown account").await?;
-        return Ok(Err(refused("用户名或密码不对。")));
+        return Ok(Err(refused("login_wrong")));
     };
     if user.locked_until.is_some_and(|t| t > now) {
         store.audit(now, &actor, "web_login", "console", "denied", "locked").await?;
-        return Ok(Err(refused("登录失败次数太多，账户已暂时锁定，请稍后再试。")));
+        return Ok(Err(refused("login_locked")));
     }
     let password_ok = verify_password(&user.password_hash, &form.password);
     let totp_ok = match &user.totp_secret {
@@ -308,9 +422,9 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
         let detail = if locked { "wrong credentials; locked" } else { "wrong credentials" };
         store.audit(now, &actor, "web_login", "console", "denied", detail).await?;
         if password_ok && !totp_ok {
-            return Ok(Err(LoginErrors { form: None, totp: Some("动态验证码不对或已过期。".into()) }));
+            return Ok(Err(LoginErrors { form: None, totp: Some(state.t("login_totp_wrong")) }));
         }
-        return Ok(Err(refused("用户名或密码不对。")));
+        return Ok(Err(refused("login_wrong")));
     }
     let token = random_token();
     store.web_login(user.id, &token, &random_token(), now).await?;
@@ -358,7 +472,7 @@ async fn logout(State(state): State<WebState>, session: Session, axum::Form(form
 
 /// The answer to a POST without the session's CSRF token.
 pub fn csrf_refused() -> Response {
-    (StatusCode::FORBIDDEN, "请求无效（表单已过期或来自其他网站），请刷新页面后重试。").into_response()
+    error_page(StatusCode::FORBIDDEN, "csrf_refused")
 }
 
 /// The console's routes.
@@ -368,6 +482,7 @@ pub fn router(state: WebState) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .merge(pages::routes())
+        .layer(axum::middleware::map_response_with_state(state.clone(), render_errors))
         .with_state(state)
 }
 
@@ -395,8 +510,10 @@ pub async fn start(
     if !settings.file.web.enabled {
         return Ok(None);
     }
-    let templates = load_templates(&settings.resolve(&settings.file.paths.web_templates_dir))?;
-    let state = WebState::new(core.clone(), templates, settings.web_options(), outbound);
+    let dir = settings.resolve(&settings.file.paths.web_templates_dir);
+    let templates = load_templates(&dir, core)?;
+    let texts = WebTexts::load(&dir.join("texts.toml"))?;
+    let state = WebState::new(core.clone(), templates, texts, settings.web_options(), outbound);
     let listener = crate::http::bind(&settings.file.web.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "station console listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::figures::bar_chart;
-use super::{Session, WebState, csrf_refused, internal};
+use super::{Session, WebState, csrf_refused, error_page, internal};
 use crate::authz::{Action, Subject};
 use crate::core::DeskError;
 use crate::core::broadcast::Request;
@@ -70,16 +70,20 @@ struct Filters {
 
 impl Filters {
     /// The store's filter for `station` (a station account always sees only its own), or the
-    /// field that is wrong.
-    fn to_filter(&self, station: Option<String>, now: i64) -> Result<TipFilter, (&'static str, String)> {
-        let day = |s: &str, field: &'static str| -> Result<Option<i64>, (&'static str, String)> {
+    /// field that is wrong and the text that says why.
+    fn to_filter(
+        &self,
+        station: Option<String>,
+        now: i64,
+        tz: chrono_tz::Tz,
+    ) -> Result<TipFilter, (&'static str, &'static str)> {
+        let day = |s: &str, field: &'static str| -> Result<Option<i64>, (&'static str, &'static str)> {
             if s.trim().is_empty() {
                 return Ok(None);
             }
-            let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-                .map_err(|_| (field, "日期格式应为 2026-11-01".to_string()))?;
+            let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| (field, "date_format"))?;
             use chrono::TimeZone;
-            Ok(chrono_tz::Asia::Shanghai
+            Ok(tz
                 .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
                 .earliest()
                 .map(|t| t.timestamp_millis()))
@@ -129,7 +133,7 @@ async fn listed(
     session: &Session,
     filters: &Filters,
     what: &str,
-) -> Result<Result<Vec<TipListRow>, (&'static str, String)>, Response> {
+) -> Result<Result<Vec<TipListRow>, (&'static str, &'static str)>, Response> {
     let core = &state.core;
     let station = session.station_code(core).await.map_err(fail)?;
     let subject = match session.user.station_id {
@@ -139,7 +143,7 @@ async fn listed(
     if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
         return Err(refused(state, session));
     }
-    let filter = match filters.to_filter(station, core.now_ms()) {
+    let filter = match filters.to_filter(station, core.now_ms(), core.timezone()) {
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
@@ -156,14 +160,14 @@ async fn choices(
         .all_villages()
         .await?
         .into_iter()
-        .filter(|v| session.user.station_id.is_none_or(|s| s == v.station_id))
+        .filter(|v| session.covers(v.station_id))
         .map(|v| (v.code, v.name))
         .collect();
     let officers = store
         .all_officers()
         .await?
         .into_iter()
-        .filter(|o| session.user.station_id.is_none_or(|s| s == o.station_id) && o.kind != "volunteer")
+        .filter(|o| session.covers(o.station_id) && o.kind != "volunteer")
         .map(|o| (o.badge, o.name))
         .collect();
     Ok((villages, officers))
@@ -174,7 +178,7 @@ async fn tips(State(state): State<WebState>, session: Session, Query(filters): Q
     let (villages, officers) = choices(&state, &session).await.map_err(fail)?;
     let (rows, errors) = match rows {
         Ok(rows) => (rows, BTreeMap::new()),
-        Err((field, msg)) => (vec![], BTreeMap::from([(field, msg)])),
+        Err((field, key)) => (vec![], BTreeMap::from([(field, state.t(key))])),
     };
     let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &rows {
@@ -198,53 +202,39 @@ fn status_group(status: &str) -> &'static str {
     }
 }
 
-const EXPORT_COLUMNS: [&str; 14] = [
-    "编号",
-    "时间",
-    "派出所",
-    "村（格）代码",
-    "村（格）",
-    "类别",
-    "来源",
-    "匿名",
-    "状态",
-    "民警警号",
-    "民警",
-    "受理时间",
-    "办结时间",
-    "评价",
-];
-
-fn export_row(r: &TipListRow) -> [String; 14] {
-    let t = |ms: Option<i64>| super::figures::datetime_filter(ms);
-    [
-        r.number.clone(),
-        t(Some(r.created_at)),
-        r.station_code.clone(),
-        r.village_code.clone(),
-        r.village_name.clone(),
-        r.category.clone(),
-        r.source.clone(),
-        if r.anonymous == 1 { "是" } else { "否" }.to_string(),
-        r.status.clone(),
-        r.officer_badge.clone().unwrap_or_default(),
-        r.officer_name.clone().unwrap_or_default(),
-        t(r.acknowledged_at),
-        t(r.resolved_at),
-        r.rating.clone().unwrap_or_default(),
-    ]
+/// The export's header and rows: the columns of `cunjing tips export` but the tip's text (the
+/// desk's list; the text is one click away), named by the console's texts.
+fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<String>>) {
+    use crate::tips_cli::{EXPORT_COLUMNS, export_record};
+    let columns = &EXPORT_COLUMNS[..EXPORT_COLUMNS.len() - 1];
+    let anonymous = columns.iter().position(|c| *c == "anonymous");
+    let header = columns.iter().map(|c| state.texts.column(c).to_string()).collect();
+    let tz = state.core.timezone();
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let mut record = export_record(tz, r);
+            record.truncate(columns.len());
+            if let Some(i) = anonymous {
+                record[i] = state.t(if r.anonymous == 1 { "yes" } else { "no" });
+            }
+            record
+        })
+        .collect();
+    (header, rows)
 }
 
 async fn export_csv(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
     let Ok(rows) = listed(&state, &session, &filters, "tips csv").await? else {
-        return Err((StatusCode::UNPROCESSABLE_ENTITY, "筛选条件有误").into_response());
+        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "filter_invalid"));
     };
+    let (header, rows) = export_table(&state, &rows);
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(EXPORT_COLUMNS).map_err(|e| fail(e.into()))?;
+        w.write_record(&header).map_err(|e| fail(e.into()))?;
         for r in &rows {
-            w.write_record(export_row(r)).map_err(|e| fail(e.into()))?;
+            w.write_record(r).map_err(|e| fail(e.into()))?;
         }
         w.flush().map_err(|e| fail(e.into()))?;
     }
@@ -260,18 +250,19 @@ async fn export_csv(State(state): State<WebState>, session: Session, Query(filte
 
 async fn export_xlsx(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
     let Ok(rows) = listed(&state, &session, &filters, "tips xlsx").await? else {
-        return Err((StatusCode::UNPROCESSABLE_ENTITY, "筛选条件有误").into_response());
+        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "filter_invalid"));
     };
+    let (header, rows) = export_table(&state, &rows);
     let xlsx = (|| -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
         let mut book = rust_xlsxwriter::Workbook::new();
         let sheet = book.add_worksheet();
-        sheet.set_name("线索")?;
+        sheet.set_name(state.texts.get("sheet_name"))?;
         let bold = rust_xlsxwriter::Format::new().set_bold();
-        for (c, name) in EXPORT_COLUMNS.iter().enumerate() {
-            sheet.write_string_with_format(0, c as u16, *name, &bold)?;
+        for (c, name) in header.iter().enumerate() {
+            sheet.write_string_with_format(0, c as u16, name, &bold)?;
         }
         for (r, row) in rows.iter().enumerate() {
-            for (c, value) in export_row(row).iter().enumerate() {
+            for (c, value) in row.iter().enumerate() {
                 sheet.write_string(r as u32 + 1, c as u16, value)?;
             }
         }
@@ -307,7 +298,7 @@ async fn tip_page(
     let tip = match core.desk_tip(&session.actor, Action::Export, number).await.map_err(fail)? {
         Ok(tip) => tip,
         Err(DeskError::Refused) => return Err(refused(state, session)),
-        Err(_) => return Err((StatusCode::NOT_FOUND, "没有这条线索").into_response()),
+        Err(_) => return Err(error_page(StatusCode::NOT_FOUND, "no_tip")),
     };
     let store = core.store();
     let village =
@@ -387,7 +378,7 @@ async fn tip_media(
         _ => return Err(StatusCode::NOT_FOUND.into_response()),
     };
     let Some(source) = crate::core::Platform::parse(&tip.platform).and_then(|p| core.media_source(p)) else {
-        return Err((StatusCode::NOT_FOUND, "无法从这个渠道取回文件").into_response());
+        return Err(error_page(StatusCode::NOT_FOUND, "no_media_source"));
     };
     match source.fetch(&file_id).await {
         Ok(bytes) => {
@@ -395,7 +386,7 @@ async fn tip_media(
         }
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "a tip's file could not be fetched");
-            Err((StatusCode::BAD_GATEWAY, "暂时无法取回这个文件，请稍后再试。").into_response())
+            Err(error_page(StatusCode::BAD_GATEWAY, "media_unavailable"))
         }
     }
 }
@@ -453,16 +444,16 @@ async fn tip_action(
         }
         Err(DeskError::Refused) => Err(refused(&state, &session)),
         Err(e) => {
-            let message = match &e {
-                DeskError::NoTip => "没有这条线索".to_string(),
-                DeskError::NotOpen => "这条线索已经办结或合并，不能再操作。".to_string(),
-                DeskError::NoOfficer => "请选择负责本村（格）的民警。".to_string(),
-                DeskError::Invalid("note") => "办结或不予受理时请写明处理结果（举报人会看到）。".to_string(),
-                DeskError::Invalid("into") => "请填写另一条线索的编号。".to_string(),
-                DeskError::Invalid("gone") => "举报人已无法联系（已退出或记录已按规定删除）。".to_string(),
-                DeskError::Invalid(_) => "请填写内容。".to_string(),
+            let message = state.t(match &e {
+                DeskError::NoTip => "no_tip",
+                DeskError::NotOpen => "tip_not_open",
+                DeskError::NoOfficer => "officer_not_serving",
+                DeskError::Invalid("note") => "note_required",
+                DeskError::Invalid("into") => "into_required",
+                DeskError::Invalid("gone") => "tipster_gone",
+                DeskError::Invalid(_) => "text_required",
                 DeskError::Refused => unreachable!(),
-            };
+            });
             let field = if action == "status" && matches!(e, DeskError::Invalid("note")) { "note" } else { field };
             tip_page(&state, &session, &number, BTreeMap::from([(field, message)]), "").await
         }
@@ -494,7 +485,7 @@ async fn target_choices(state: &WebState, session: &Session) -> anyhow::Result<V
     };
     for station_id in stations {
         let (code, name) = store.station_of(station_id).await?;
-        out.push((format!("station:{code}"), format!("{name}（全所）")));
+        out.push((format!("station:{code}"), format!("{name}{}", state.texts.get("whole_station"))));
         for (code, name) in store.offices_of_station(station_id).await? {
             out.push((format!("office:{code}"), name));
         }
@@ -564,29 +555,29 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     let core = &state.core;
     let mut errors = BTreeMap::new();
     if !["warning", "notice"].contains(&form.kind.as_str()) {
-        errors.insert("kind", "请选择预警或通知。".to_string());
+        errors.insert("kind", state.t("kind_required"));
     }
     if !["urgent", "important", "normal"].contains(&form.severity.as_str()) {
-        errors.insert("severity", "请选择紧急程度。".to_string());
+        errors.insert("severity", state.t("severity_required"));
     }
     if form.text.trim().is_empty() {
-        errors.insert("text", "请填写内容。".to_string());
+        errors.insert("text", state.t("text_required"));
     } else if form.text.chars().count() > 3000 {
-        errors.insert("text", "内容太长（最多 3000 字）。".to_string());
+        errors.insert("text", state.t("text_too_long"));
     }
     let targets: Vec<Target> = form.target.iter().filter_map(|t| Target::parse(t).ok()).collect();
     if targets.is_empty() {
-        errors.insert("target", "请至少选择一个发送范围。".to_string());
+        errors.insert("target", state.t("target_required"));
     }
     let send_at = match form.send_at.trim() {
         "" => None,
         s => match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M") {
             Ok(t) => {
                 use chrono::TimeZone;
-                chrono_tz::Asia::Shanghai.from_local_datetime(&t).earliest().map(|t| t.timestamp_millis())
+                core.timezone().from_local_datetime(&t).earliest().map(|t| t.timestamp_millis())
             }
             Err(_) => {
-                errors.insert("send_at", "时间格式不对。".to_string());
+                errors.insert("send_at", state.t("time_invalid"));
                 None
             }
         },
@@ -596,21 +587,7 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     }
     // Each target must be one the account may warn.
     for target in &targets {
-        let subject = match target {
-            Target::All => Some(Subject::Everything),
-            Target::Village(code) => core
-                .store()
-                .village_by_code(code)
-                .await
-                .map_err(fail)?
-                .map(|v| Subject::Village { village_id: v.id, station_id: v.station_id }),
-            Target::Office(code) => {
-                core.store().office_station(code).await.map_err(fail)?.map(|s| Subject::Station { station_id: s })
-            }
-            Target::Station(code) => {
-                core.store().station_id(code).await.map_err(fail)?.map(|s| Subject::Station { station_id: s })
-            }
-        };
+        let subject = core.target_subject(target).await.map_err(fail)?;
         let allowed = match subject {
             Some(subject) => core
                 .authorize_desk(&session.actor, Action::Broadcast, subject, &target.to_spec())
@@ -642,14 +619,9 @@ async fn may_manage(
 ) -> Result<crate::store::broadcasts::BroadcastRow, Response> {
     let core = &state.core;
     let Some(b) = core.store().broadcast(id).await.map_err(fail)? else {
-        return Err((StatusCode::NOT_FOUND, "没有这条预警").into_response());
+        return Err(error_page(StatusCode::NOT_FOUND, "no_broadcast"));
     };
-    let targets = crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default();
-    let villages = core.store().target_villages(&targets).await.map_err(fail)?;
-    let subject = match villages.first() {
-        Some((_, s)) if villages.iter().all(|(_, x)| x == s) => Subject::Station { station_id: *s },
-        _ => Subject::Everything,
-    };
+    let subject = core.broadcast_subject(&b).await.map_err(fail)?;
     if !core
         .authorize_desk(&session.actor, Action::Broadcast, subject, &format!("broadcast:{id}"))
         .await
@@ -705,13 +677,7 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     }
     let mut villages = Vec::new();
     let mut gaps = 0;
-    for v in store
-        .all_villages()
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .filter(|v| session.user.station_id.is_none_or(|s| s == v.station_id))
-    {
+    for v in store.all_villages().await.map_err(fail)?.into_iter().filter(|v| session.covers(v.station_id)) {
         let officers = store.assigned_officers(v.id, &day).await.map_err(fail)?;
         let no_resident = !officers.iter().any(|o| o.role == "resident");
         let group_count = groups.get(&v.id).copied().unwrap_or(0);
@@ -734,7 +700,7 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
         .await
         .map_err(fail)?
         .into_iter()
-        .filter(|o| session.user.station_id.is_none_or(|s| s == o.station_id))
+        .filter(|o| session.covers(o.station_id))
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, kind => o.kind })
         .collect();
     let ctx = minijinja::context! { page => session.page(), villages, gaps, officers };
@@ -752,7 +718,7 @@ async fn enrol(
     }
     let core = &state.core;
     let Some(officer) = core.store().officer_by_badge(&badge).await.map_err(fail)? else {
-        return Err((StatusCode::NOT_FOUND, "没有这个警号").into_response());
+        return Err(error_page(StatusCode::NOT_FOUND, "no_badge"));
     };
     let subject = Subject::Station { station_id: officer.station_id };
     if !core.authorize_desk(&session.actor, Action::Enrol, subject, &format!("officer:{badge}")).await.map_err(fail)? {
@@ -782,7 +748,7 @@ struct MonthQuery {
 
 async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
     let core = &state.core;
-    let tz = chrono_tz::Asia::Shanghai;
+    let tz = core.timezone();
     let subject = match session.user.station_id {
         Some(station_id) => Subject::Station { station_id },
         None => Subject::Everything,
@@ -797,14 +763,18 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
     };
     let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else {
         let month = crate::broadcast_cli::previous_month(tz, core.now_ms());
-        let ctx = minijinja::context! { page => session.page(), month, error => "月份格式应为 2026-10", officers => Vec::<()>::new() };
+        let ctx = minijinja::context! { page => session.page(), month, error => state.t("month_format"), officers => Vec::<()>::new() };
         return Ok(state.render(StatusCode::UNPROCESSABLE_ENTITY, "figures.html", ctx));
     };
     let officers = core.store().officer_figures(from, to, session.user.station_id).await.map_err(fail)?;
-    let warnings_chart =
-        bar_chart("本月发布的治安预警", &officers.iter().map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>());
-    let tips_chart =
-        bar_chart("本月收到的线索", &officers.iter().map(|o| (o.name.clone(), o.tips_received)).collect::<Vec<_>>());
+    let warnings_chart = bar_chart(
+        state.texts.get("chart_warnings"),
+        &officers.iter().map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>(),
+    );
+    let tips_chart = bar_chart(
+        state.texts.get("chart_tips"),
+        &officers.iter().map(|o| (o.name.clone(), o.tips_received)).collect::<Vec<_>>(),
+    );
     let year_ago = core.now_ms() - 365 * 86_400_000;
     let counts = core.store().village_category_counts(session.user.station_id, year_ago).await.map_err(fail)?;
     let mut per_village: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
