@@ -63,6 +63,11 @@ struct Adapter {
     username: String,
     /// Attempts for a send that failed for a passing reason (network, 5xx).
     send_retries: u32,
+    /// Whether an update can reach this daemon twice — several daemons share the database
+    /// (PostgreSQL), or Telegram redelivers a webhook — so each is recorded before handling.
+    /// One polling daemon on SQLite is given each update once by the offsets, and skips the
+    /// write.
+    dedupe: bool,
 }
 
 /// Logs update-listener errors (failed `getUpdates`) without the token, and counts them.
@@ -123,11 +128,13 @@ pub async fn run(
     core.set_media_source(Platform::Telegram, Arc::new(Files { bot: bot.clone(), redactor: redactor.clone() }));
     register_commands(&bot, &core, &redactor).await;
 
+    let core_backend = core.store().backend();
     let adapter = Arc::new(Adapter {
         core,
         redactor: redactor.clone(),
         username,
         send_retries: settings.file.telegram.send_retries,
+        dedupe: settings.webhook.is_some() || core_backend == crate::store::Backend::Postgres,
     });
     // Work the timers find due (escalations) is performed like any reply.
     let (timer_tx, mut timer_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -618,8 +625,12 @@ impl Adapter {
         async {
             let started = std::time::Instant::now();
             let metrics = self.core.metrics();
-            let claim =
-                self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms());
+            let claim = async {
+                if !self.dedupe {
+                    return Ok(true);
+                }
+                self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms()).await
+            };
             match tokio::time::timeout(CLAIM_TIMEOUT, claim).await {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {
