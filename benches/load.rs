@@ -294,29 +294,22 @@ async fn main() {
     .collect();
     println!("workload (a) contact questions: {updates} updates over {groups} groups, {runs} alternating runs");
     let (mut e, mut c) = (Vec::new(), Vec::new());
+    let no_env: Vec<(String, String)> = Vec::new();
+    let bots = [("echo", &echo, &no_env), ("cunjing", &daemon, &cunjing_env)];
     for i in 0..runs {
-        let r = run(&echo, &[], updates, groups).await;
-        println!(
-            "  run {} echo    {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB",
-            i + 1,
-            r.per_sec,
-            r.p50_ms,
-            r.p99_ms,
-            r.cpu_s,
-            r.rss_mib
-        );
-        e.push(r);
-        let r = run(&daemon, &cunjing_env, updates, groups).await;
-        println!(
-            "  run {} cunjing {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB",
-            i + 1,
-            r.per_sec,
-            r.p50_ms,
-            r.p99_ms,
-            r.cpu_s,
-            r.rss_mib
-        );
-        c.push(r);
+        for (name, bot, env) in &bots {
+            let r = run(bot, env, updates, groups).await;
+            println!(
+                "  run {} {name:<7} {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB",
+                i + 1,
+                r.per_sec,
+                r.p50_ms,
+                r.p99_ms,
+                r.cpu_s,
+                r.rss_mib
+            );
+            if *name == "echo" { e.push(r) } else { c.push(r) }
+        }
     }
     let summary = |name: &str, rs: &[RunResult]| {
         let per_sec = median(rs.iter().map(|r| r.per_sec).collect());
