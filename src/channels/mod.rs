@@ -3,5 +3,6 @@
 //! decides anything.
 
 pub mod console;
+pub mod pace;
 pub mod telegram;
 pub mod wecom;

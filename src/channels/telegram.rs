@@ -1,6 +1,6 @@
-//! The Telegram channel, through teloxide: long polling, Telegram's flood limits (the
-//! `Throttle` adaptor, with the per-group limit set), command menus, and sends that are
-//! retried or recorded, never silently dropped.
+//! The Telegram channel, through teloxide: long polling or a webhook, Telegram's flood
+//! limits (kept by [`super::pace::Pace`] for every message sent), command menus, and sends
+//! that are retried or recorded, never silently dropped.
 //!
 //! The bot token only ever lives inside teloxide's `Bot` and in [`Redactor`], which scrubs it
 //! from every error before the error is logged or stored (reqwest errors carry the URL,
@@ -13,8 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use teloxide::adaptors::Throttle;
-use teloxide::adaptors::throttle::Limits;
 use teloxide::dispatching::UpdateHandler;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
@@ -32,8 +30,12 @@ use crate::config::Settings;
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::texts::Msg;
 
-/// The bot type every handler takes: teloxide's `Bot` behind the flood-limit adaptor.
-pub type TgBot = Throttle<Bot>;
+use super::pace::{Pace, PaceLimits};
+
+/// The bot type every handler takes. Flood limits are kept by the adapter's
+/// [`super::pace::Pace`], not by an adaptor, so that a reply waits only as long as a limit
+/// requires.
+pub type TgBot = Bot;
 
 /// Scrubs the bot token out of text that may contain a Telegram URL.
 #[derive(Clone)]
@@ -68,6 +70,8 @@ struct Adapter {
     /// One polling daemon on SQLite is given each update once by the offsets, and skips the
     /// write.
     dedupe: bool,
+    /// Telegram's sending limits, shared by replies, alerts and broadcasts.
+    pace: Pace,
 }
 
 /// Logs update-listener errors (failed `getUpdates`) without the token, and counts them.
@@ -100,13 +104,17 @@ pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<Tg
             url::Url::parse(&t.api_url).with_context(|| format!("telegram.api_url {:?} is not a URL", t.api_url))?;
         bot = bot.set_api_url(url);
     }
-    let limits = Limits {
-        messages_per_sec_chat: t.messages_per_sec_chat.max(1),
-        messages_per_min_chat: t.messages_per_min_group.max(1),
-        messages_per_min_channel_or_supergroup: t.messages_per_min_group.max(1),
-        messages_per_sec_overall: t.messages_per_sec_overall.max(1),
-    };
-    Ok(bot.throttle(limits))
+    Ok(bot)
+}
+
+/// The sending limits of the `[telegram]` section.
+fn pace(settings: &Settings) -> Pace {
+    let t = &settings.file.telegram;
+    Pace::new(PaceLimits {
+        per_sec_chat: t.messages_per_sec_chat,
+        per_min_group: t.messages_per_min_group,
+        per_sec_overall: t.messages_per_sec_overall,
+    })
 }
 
 /// Runs the Telegram channel until `shutdown` resolves, then stops taking updates, lets the
@@ -135,6 +143,18 @@ pub async fn run(
         username,
         send_retries: settings.file.telegram.send_retries,
         dedupe: settings.webhook.is_some() || core_backend == crate::store::Backend::Postgres,
+        pace: pace(settings),
+    });
+    // The limiters keep a little state per chat written to; forget the chats that are idle.
+    let shrinking = tokio::spawn({
+        let adapter = adapter.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                adapter.pace.shrink();
+            }
+        }
     });
     // Work the timers find due (escalations) is performed like any reply.
     let (timer_tx, mut timer_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -177,7 +197,7 @@ pub async fn run(
         let bot = bot.clone();
         Arc::new(move || {
             let bot = bot.clone();
-            Box::pin(async move { bot.inner().get_me().await.is_ok() })
+            Box::pin(async move { bot.get_me().await.is_ok() })
         })
     };
     let health =
@@ -269,6 +289,7 @@ pub async fn run(
     timers.await.context("the timer loop panicked")?;
     broadcasts.await.context("the broadcast worker panicked")?;
     delivery.await.context("the timer delivery panicked")?;
+    shrinking.abort();
     Ok(())
 }
 
@@ -780,6 +801,7 @@ impl Adapter {
         let mut migrated = false;
         let mut attempt = 0;
         loop {
+            self.pace.ready(chat).await;
             let err = match send(chat).await {
                 Ok(()) => {
                     self.core.metrics().replies.inc();
@@ -788,6 +810,9 @@ impl Adapter {
                 Err(e) => e,
             };
             self.core.metrics().telegram_error(error_kind(&err));
+            if let RequestError::RetryAfter(secs) = &err {
+                self.pace.freeze(secs.duration());
+            }
             if let RequestError::MigrateToChatId(new_id) = &err
                 && !migrated
             {
@@ -862,14 +887,14 @@ impl crate::core::MediaSource for Files {
             let redact = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}", self.redactor.redact(&e.to_string()));
             let file = self.bot.get_file(FileId(file_id)).await.map_err(|e| redact(&e))?;
             let mut bytes = Vec::new();
-            self.bot.inner().download_file(&file.path, &mut bytes).await.map_err(|e| redact(&e))?;
+            self.bot.download_file(&file.path, &mut bytes).await.map_err(|e| redact(&e))?;
             Ok(bytes)
         })
     }
 }
 
-/// Broadcast messages to Telegram groups, through the same throttled bot as the replies
-/// (so together they stay within Telegram's limits; `Throttle` waits out 429s itself).
+/// Broadcast messages to Telegram groups, paced with the replies by the adapter's [`Pace`]
+/// (so together they stay within Telegram's limits; a 429 pauses both).
 pub struct TelegramDeliverer {
     adapter: Arc<Adapter>,
     bot: TgBot,
@@ -877,9 +902,12 @@ pub struct TelegramDeliverer {
 
 impl TelegramDeliverer {
     async fn send_once(&self, d: &crate::core::broadcast::Delivery, chat: i64) -> Result<i64, RequestError> {
+        let pace = &self.adapter.pace;
         if let Some(photo) = &d.photo {
+            pace.ready(chat).await;
             self.bot.send_photo(ChatId(chat), InputFile::file_id(FileId(photo.clone()))).await?;
         }
+        pace.ready(chat).await;
         let mut req = self.bot.send_message(ChatId(chat), d.text.clone());
         if let Some(m) = self.adapter.keyboard(&d.buttons) {
             req = req.reply_markup(m);
@@ -928,6 +956,9 @@ impl crate::core::broadcast::Deliverer for TelegramDeliverer {
             }
             Err(err) => {
                 let detail = self.adapter.redactor.redact(&err.to_string());
+                if let RequestError::RetryAfter(secs) = &err {
+                    self.adapter.pace.freeze(secs.duration());
+                }
                 match classify(&err) {
                     Failure::Transient(after) => SendOutcome::Retry { after, detail },
                     Failure::ChatLost => SendOutcome::Lost(detail),
