@@ -699,6 +699,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         }
     }
     tx.commit().await.context("Failed to commit the registry import")?;
+    store.registry_changed();
     Ok(ImportSummary {
         stations: f.stations.len(),
         offices: f.offices.len(),

@@ -26,8 +26,15 @@ const CHAT_COLUMNS: &str =
 
 impl Store {
     pub async fn chat(&self, platform: &str, chat_id: i64) -> anyhow::Result<Option<ChatRow>> {
-        let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE platform = $1 AND chat_id = $2");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(chat_id).fetch_optional(self.pool()).await?)
+        let load = async {
+            let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE platform = $1 AND chat_id = $2");
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(platform)
+                .bind(chat_id)
+                .fetch_optional(self.pool())
+                .await?)
+        };
+        self.cache.get(&self.cache.chats, (platform.to_string(), chat_id), load).await
     }
 
     /// Records that the bot is (again) in a group, keeping any binding it had.
@@ -43,6 +50,7 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await?;
+        self.registry_changed();
         Ok(self.chat(platform, chat_id).await?.expect("just upserted"))
     }
 
@@ -55,6 +63,7 @@ impl Store {
             .bind(now_ms())
             .execute(self.pool())
             .await?;
+        self.registry_changed();
         Ok(())
     }
 
@@ -67,6 +76,7 @@ impl Store {
             .bind(now_ms())
             .execute(self.pool())
             .await?;
+        self.registry_changed();
         Ok(())
     }
 
@@ -95,6 +105,7 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await?;
+        self.registry_changed();
         Ok(())
     }
 
@@ -123,18 +134,22 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await?;
+        self.registry_changed();
         Ok(())
     }
 
     /// The active staff groups of a station on a platform.
     pub async fn station_chats(&self, station_id: i64, platform: &str) -> anyhow::Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT chat_id FROM chats WHERE station_id = $1 AND platform = $2 AND active = 1 ORDER BY chat_id",
-        )
-        .bind(station_id)
-        .bind(platform)
-        .fetch_all(self.pool())
-        .await?)
+        let load = async {
+            Ok(sqlx::query_scalar(
+                "SELECT chat_id FROM chats WHERE station_id = $1 AND platform = $2 AND active = 1 ORDER BY chat_id",
+            )
+            .bind(station_id)
+            .bind(platform)
+            .fetch_all(self.pool())
+            .await?)
+        };
+        self.cache.get(&self.cache.station_chats, (station_id, platform.to_string()), load).await
     }
 
     /// The code of the station with `id`.
@@ -158,6 +173,7 @@ impl Store {
         .execute(self.pool())
         .await?
         .rows_affected();
+        self.registry_changed();
         Ok(n > 0)
     }
 
@@ -193,6 +209,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        self.registry_changed();
         Ok(())
     }
 

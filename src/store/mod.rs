@@ -11,6 +11,7 @@
 //! return domain rows.
 
 pub mod broadcasts;
+mod cache;
 pub mod chats;
 pub mod officers;
 pub mod registry;
@@ -38,7 +39,12 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Registry lookups, shared by every handle to this database in the process.
+    cache: std::sync::Arc<cache::RegistryCache>,
 }
+
+/// How often a daemon looks whether another process changed the registry (`registry_version`).
+pub const REGISTRY_POLL: Duration = Duration::from_secs(1);
 
 /// Settings of the pool, from the `[database]` section of the configuration.
 #[derive(Debug, Clone)]
@@ -100,8 +106,12 @@ impl Store {
             .connect_with(connect_options)
             .await
             .with_context(|| format!("Failed to connect to the database at {}", redact_url(&opts.url)))?;
-        let store = Store { pool, backend };
+        let (cache, watch) = cache::for_url(&opts.url);
+        let store = Store { pool, backend, cache };
         store.migrate().await?;
+        if watch {
+            tokio::spawn(cache::watch(std::sync::Arc::downgrade(&store.cache), store.pool.clone(), REGISTRY_POLL));
+        }
         Ok(store)
     }
 
@@ -120,6 +130,19 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Call after committing a change to a registry table (stations, offices, villages,
+    /// officers, assignments, identities, chats): this process's lookups see it at once.
+    /// (Other processes see it through `registry_version` within [`REGISTRY_POLL`].)
+    pub fn registry_changed(&self) {
+        self.cache.clear();
+    }
+
+    /// Looks at `registry_version` now, as the watcher does every [`REGISTRY_POLL`]: if another
+    /// process changed the registry since the last look, this process's lookups are cleared.
+    pub async fn sync_registry(&self) -> anyhow::Result<()> {
+        cache::sync(&self.cache, &self.pool).await.context("Failed to read the registry version")
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once

@@ -85,8 +85,11 @@ impl Store {
     }
 
     pub async fn officer_by_id(&self, id: i64) -> anyhow::Result<Option<OfficerRow>> {
-        let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+        let load = async {
+            let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+        };
+        self.cache.get(&self.cache.officers, id, load).await
     }
 
     /// Every officer, by badge.
@@ -97,11 +100,18 @@ impl Store {
 
     /// The officer a platform account is enrolled as, if any.
     pub async fn officer_by_identity(&self, platform: &str, user_id: i64) -> anyhow::Result<Option<OfficerRow>> {
-        let sql = format!(
-            "SELECT {OFFICER_COLUMNS} FROM officer_identities i JOIN officers f ON f.id = i.officer_id \
-             WHERE i.platform = $1 AND i.user_id = $2"
-        );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(user_id).fetch_optional(self.pool()).await?)
+        let load = async {
+            let sql = format!(
+                "SELECT {OFFICER_COLUMNS} FROM officer_identities i JOIN officers f ON f.id = i.officer_id \
+                 WHERE i.platform = $1 AND i.user_id = $2"
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(platform)
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await?)
+        };
+        self.cache.get(&self.cache.identities, (platform.to_string(), user_id), load).await
     }
 
     /// Issues a one-time code for the officer with `badge`; only its hash is stored.
@@ -165,6 +175,7 @@ impl Store {
         let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
         let officer: OfficerRow = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(officer_id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
+        self.registry_changed();
         Ok(Ok(officer))
     }
 
@@ -178,6 +189,7 @@ impl Store {
             .bind(officer_id)
             .execute(self.pool())
             .await?;
+        self.registry_changed();
         Ok(())
     }
 
@@ -187,6 +199,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         link_identity(&mut tx, officer_id, platform, user_id, now_ms()).await?;
         tx.commit().await?;
+        self.registry_changed();
         Ok(())
     }
 }

@@ -58,8 +58,11 @@ impl Store {
     }
 
     pub async fn village_by_id(&self, id: i64) -> anyhow::Result<Option<VillageRow>> {
-        let sql = format!("{VILLAGE_SELECT} WHERE v.id = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+        let load = async {
+            let sql = format!("{VILLAGE_SELECT} WHERE v.id = $1");
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+        };
+        self.cache.get(&self.cache.villages, id, load).await
     }
 
     /// Villages whose name contains `query` (exact name first), at most `limit`.
@@ -79,15 +82,18 @@ impl Store {
 
     /// The officers serving a village on `day` (ISO date), in duty-chain order.
     pub async fn assigned_officers(&self, village_id: i64, day: &str) -> anyhow::Result<Vec<AssignedOfficer>> {
-        let sql = format!(
-            "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, \
+        let load = async {
+            let sql = format!(
+                "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, \
              CASE WHEN f.on_duty = 1 AND (f.off_until IS NULL OR f.off_until <= $2) THEN 1 ELSE 0 END AS on_duty, \
              CASE WHEN EXISTS (SELECT 1 FROM officer_identities i WHERE i.officer_id = f.id) THEN 1 ELSE 0 END AS enrolled \
              FROM assignments a JOIN officers f ON f.id = a.officer_id \
              WHERE a.village_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
              ORDER BY {ROLE_ORDER}, a.since, f.badge"
-        );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
+            );
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
+        };
+        self.cache.get(&self.cache.assigned, (village_id, day.to_string()), load).await
     }
 
     /// The villages an officer serves on `day`, with the role, ordered by village code.

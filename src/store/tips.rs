@@ -461,11 +461,14 @@ impl Store {
 
     /// The account of `officer_id` on `platform`, if enrolled there.
     pub async fn officer_account(&self, officer_id: i64, platform: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT user_id FROM officer_identities WHERE officer_id = $1 AND platform = $2")
-            .bind(officer_id)
-            .bind(platform)
-            .fetch_optional(self.pool())
-            .await?)
+        let load = async {
+            Ok(sqlx::query_scalar("SELECT user_id FROM officer_identities WHERE officer_id = $1 AND platform = $2")
+                .bind(officer_id)
+                .bind(platform)
+                .fetch_optional(self.pool())
+                .await?)
+        };
+        self.cache.get(&self.cache.accounts, (officer_id, platform.to_string()), load).await
     }
 
     /// The conversation in progress with a person, unless it has expired.

@@ -136,6 +136,7 @@ app_test!(a_tip_skips_an_off_duty_resident_officer_for_the_contact_officer, |app
     let zhao = TgUser::new(6004, "赵明");
     app.enrol("041204", &zhao).await;
     sqlx::query("UPDATE officers SET on_duty = 0 WHERE badge = '041201'").execute(app.store().pool()).await.unwrap();
+    app.store().registry_changed();
     let t = tipster();
     let (chat, _) = start_theft_tip(&app).await;
     let got = app.ask(chat, &t, "村口小卖部被撬了").await;
