@@ -75,6 +75,7 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     };
     opts.triage_path = Some(settings.intents_file());
     opts.pin_severities = settings.file.broadcast.pin_severities.clone();
+    opts.broadcast_per_second = settings.file.broadcast.messages_per_sec;
     opts.max_wrong_codes_per_hour = i64::from(settings.file.enrolment.max_wrong_codes_per_hour.max(1));
     opts.retention = settings.retention();
     opts.schedule =

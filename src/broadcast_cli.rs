@@ -48,12 +48,16 @@ pub async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand) -> an
             req.send_at = at.as_deref().map(|s| parse_time(settings, s)).transpose()?;
             req.expires_at = expires.as_deref().map(|s| parse_time(settings, s)).transpose()?;
             let created = core.create_broadcast(req).await?;
+            let eta = core.broadcast_eta(created.targets).as_secs_f64();
             if json {
-                println!("{}", serde_json::json!({ "id": created.id, "targets": created.targets }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": created.id, "targets": created.targets, "eta_secs": eta.round() })
+                );
             } else {
                 println!(
-                    "Broadcast {} queued for {} target(s); the running daemon sends it. Follow it with `cunjing broadcast status {}`.",
-                    created.id, created.targets, created.id
+                    "Broadcast {} queued for {} target(s), about {:.0} s to send them all; the running daemon sends it. Follow it with `cunjing broadcast status {}`.",
+                    created.id, created.targets, eta, created.id
                 );
             }
             Ok(ExitCode::SUCCESS)

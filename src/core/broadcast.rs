@@ -577,7 +577,13 @@ impl Core {
         };
         let text = self.texts().render(
             Msg::BroadcastPreview,
-            minijinja::context! { message => self.broadcast_text(&preview, false), target => &compose.target_label, groups, photo => compose.photo.is_some() },
+            minijinja::context! {
+                message => self.broadcast_text(&preview, false),
+                target => &compose.target_label,
+                groups,
+                photo => compose.photo.is_some(),
+                eta_minutes => self.broadcast_eta(groups).as_secs().div_ceil(60),
+            },
         );
         let buttons = vec![vec![
             Button::Callback {
@@ -587,6 +593,14 @@ impl Core {
             Button::Callback { label: self.texts().plain(Msg::ButtonCancel), data: format!("{COMPOSE_PREFIX}no") },
         ]];
         Ok(Some(vec![Outbound::Message { chat_id, text, buttons, reply_to: None }]))
+    }
+
+    /// How long sending to `groups` groups takes at the configured broadcast rate.
+    pub fn broadcast_eta(&self, groups: i64) -> Duration {
+        match self.opts.broadcast_per_second {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(groups.max(0) as f64 / f64::from(rate)),
+        }
     }
 
     /// "收到" under a warning: counted once per person.
@@ -652,6 +666,9 @@ pub async fn run_deliveries<D: Deliverer>(
 
 type Limiter = Option<governor::DefaultDirectRateLimiter>;
 
+/// Most outcomes written in one transaction.
+const SETTLE_CHUNK: usize = 64;
+
 /// One round: expiries, retractions, a batch of sends, reports. True when more work is
 /// waiting.
 async fn round<D: Deliverer>(
@@ -709,23 +726,47 @@ async fn round<D: Deliverer>(
         let markdown = channel == "wecom";
         let texts: HashMap<i64, String> =
             broadcasts.iter().map(|(id, b)| (*id, core.broadcast_text(b, markdown))).collect();
-        futures::stream::iter(batch)
-            .map(|d| {
+        // Outcomes are written in chunks, one transaction each, as sends complete: a commit per
+        // send would cap a 46,000-group warning at the database's commit rate. The writer runs
+        // beside the sends (not between them), so a send waiting for a connection never waits
+        // on a writer that waits for it.
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i64, Settle)>();
+        let (broadcasts, texts) = (&broadcasts, &texts);
+        let sending = futures::stream::iter(batch)
+            .map(move |d| {
                 let b = broadcasts.get(&d.broadcast_id).cloned();
                 let text = texts.get(&d.broadcast_id).cloned().unwrap_or_default();
+                let done_tx = done_tx.clone();
                 async move {
                     let Some(b) = b else { return Ok(()) };
                     if let Some(l) = limiter.as_ref() {
                         l.until_ready().await;
                     }
-                    deliver_one(core, deliverer.as_ref(), opts, &b, d, text).await
+                    let outcome = deliver_one(core, deliverer.as_ref(), opts, &b, d, text).await?;
+                    let _ = done_tx.send(outcome);
+                    Ok::<(), anyhow::Error>(())
                 }
             })
             .buffer_unordered(opts.concurrency.max(1))
-            .collect::<Vec<anyhow::Result<()>>>()
-            .await
-            .into_iter()
-            .collect::<anyhow::Result<()>>()?;
+            .collect::<Vec<anyhow::Result<()>>>();
+        let settling = async {
+            let mut chunk = Vec::with_capacity(SETTLE_CHUNK);
+            while let Some(first) = done_rx.recv().await {
+                chunk.push(first);
+                while chunk.len() < SETTLE_CHUNK {
+                    match done_rx.try_recv() {
+                        Ok(next) => chunk.push(next),
+                        Err(_) => break,
+                    }
+                }
+                store.settle_deliveries(&chunk, core.now_ms()).await?;
+                chunk.clear();
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        let (sent, settled) = tokio::join!(sending, settling);
+        settled?;
+        sent.into_iter().collect::<anyhow::Result<()>>()?;
     }
     if deliverer.reports() {
         let now = core.now_ms();
@@ -755,7 +796,7 @@ async fn deliver_one<D: Deliverer>(
     b: &BroadcastRow,
     d: ClaimedDelivery,
     text: String,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(i64, Settle)> {
     let store = core.store();
     // Only an Actual alert reaches real groups; exercises and tests stop here, recorded.
     let settle = if b.cap_status != "Actual" {
@@ -801,5 +842,5 @@ async fn deliver_one<D: Deliverer>(
             }
         }
     };
-    store.settle_delivery(d.id, &settle, core.now_ms()).await
+    Ok((d.id, settle))
 }

@@ -62,6 +62,9 @@ pub struct CoreOptions {
     pub retention: Retention,
     /// Counters and histograms for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Broadcast messages sent a second (`[broadcast] messages_per_sec`; 0: no limit), for the
+    /// time a broadcast will take.
+    pub broadcast_per_second: u32,
 }
 
 /// Retention periods, in milliseconds.
@@ -104,6 +107,7 @@ impl CoreOptions {
             max_wrong_codes_per_hour: 5,
             retention: Retention::default(),
             metrics: Arc::default(),
+            broadcast_per_second: 25,
         }
     }
 }

@@ -173,6 +173,36 @@ pub enum Settle {
     Lost(String),
 }
 
+/// The statement that records one attempt's outcome.
+fn settle_query(id: i64, settle: &Settle, now: i64) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    match settle {
+        Settle::Sent { message_id, pinned, detail } => sqlx::query(
+            "UPDATE broadcast_deliveries SET state = 'sent', message_id = $2, pinned = $3, detail = $4, sent_at = $5, \
+             claimed_at = NULL, updated_at = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(*message_id)
+        .bind(i64::from(*pinned))
+        .bind(detail.clone())
+        .bind(now),
+        Settle::Retry { at, detail } => sqlx::query(
+            "UPDATE broadcast_deliveries SET state = 'pending', next_attempt_at = $2, detail = $3, claimed_at = NULL, \
+             updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(*at)
+        .bind(detail.clone())
+        .bind(now),
+        Settle::Failed(detail) | Settle::Lost(detail) => sqlx::query(
+            "UPDATE broadcast_deliveries SET state = $2, detail = $3, claimed_at = NULL, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(if matches!(settle, Settle::Lost(_)) { "lost" } else { "failed" })
+        .bind(detail.clone())
+        .bind(now),
+    }
+}
+
 /// The columns that select villages for a target, over `villages v JOIN offices o JOIN
 /// stations s`; the codes are bound from `$first`.
 fn target_filter(targets: &[Target], first: usize) -> (String, Vec<String>) {
@@ -447,35 +477,17 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
     }
 
-    /// Records the outcome of one attempt.
-    pub async fn settle_delivery(&self, id: i64, settle: &Settle, now: i64) -> anyhow::Result<()> {
-        let q = match settle {
-            Settle::Sent { message_id, pinned, detail } => sqlx::query(
-                "UPDATE broadcast_deliveries SET state = 'sent', message_id = $2, pinned = $3, detail = $4, sent_at = $5, \
-                 claimed_at = NULL, updated_at = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(*message_id)
-            .bind(i64::from(*pinned))
-            .bind(detail.clone())
-            .bind(now),
-            Settle::Retry { at, detail } => sqlx::query(
-                "UPDATE broadcast_deliveries SET state = 'pending', next_attempt_at = $2, detail = $3, claimed_at = NULL, \
-                 updated_at = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(*at)
-            .bind(detail.clone())
-            .bind(now),
-            Settle::Failed(detail) | Settle::Lost(detail) => sqlx::query(
-                "UPDATE broadcast_deliveries SET state = $2, detail = $3, claimed_at = NULL, updated_at = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(if matches!(settle, Settle::Lost(_)) { "lost" } else { "failed" })
-            .bind(detail.clone())
-            .bind(now),
-        };
-        q.execute(self.pool()).await?;
+    /// Records the outcomes of attempts, in one transaction (one commit for a whole batch of
+    /// sends, not one each).
+    pub async fn settle_deliveries(&self, settled: &[(i64, Settle)], now: i64) -> anyhow::Result<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id, settle) in settled {
+            settle_query(*id, settle, now).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
