@@ -3,21 +3,35 @@
 //! ceiling), in alternating runs on the same machine.
 //!
 //! The fake holds N pre-serialised updates over G village supergroups and releases them all
-//! at once; it honours offsets and long polling, answers `sendMessage` with a full `Message`,
-//! logs nothing, and records when each update was served and when each reply arrived. For each
-//! bot it prints updates/s (median of the runs), p50/p99 from an update being served to its
-//! reply arriving, CPU seconds and peak RSS, and the ratio cunjing / echo.
+//! at once (or, with `--rate R`, R a second); it honours offsets and long polling, answers
+//! `sendMessage` with a full `Message`, logs nothing, and records when each update was served
+//! and when the reply to it (by `reply_parameters`) arrived. For each bot it prints updates/s
+//! (median of the runs), p50/p99 from an update being served to its reply arriving, CPU
+//! seconds and peak RSS, and the ratio cunjing / echo. With `--half` it then runs both bots
+//! at half cunjing's measured rate and prints the latencies there.
 //!
 //! ```sh
 //! cargo build --release --bin cunjing --example echo
-//! cargo bench --bench load -- [--updates 20000] [--groups 1000] [--runs 3]
+//! cargo bench --bench load -- [--workload a|b|c|all] [--updates 20000] [--groups 1000] [--runs 3] [--half]
+//! cargo bench --bench load -- --broadcast 46000 [--sample 600]
 //! ```
 //!
-//! Workload (a) for now: every message is a contact question ("俺村片警是谁啊"), so each needs
-//! a registry lookup and a reply (the contact card).
+//! `--broadcast N` measures a warning to N bound groups instead: queued with
+//! `cunjing broadcast send` (which states the plan's time), delivered by the running daemon,
+//! first with no rate limit (the internal speed, sends/s from the first send to the last),
+//! then to a sample of groups at Telegram's 30 messages/s (the time taken against the plan's).
+//!
+//! Workloads: (a) contact questions in the groups, each needing a registry lookup and the
+//! contact card; (b) tips sent in the groups with `/tip …`, each committed and answered with
+//! a pointer in the group, a receipt to the tipster and the card to the village's officer;
+//! (c) a group mix: 80 % chatter that needs no answer, 10 % contact questions, 8 % tips told
+//! in passing (answered with the private-report button), 2 % emergencies (answered with
+//! 110, the officer alerted). In (c) each group's last message is a contact question, so the
+//! run ends when every group's last answer is in. The echo bot answers every message in
+//! every workload.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,46 +43,156 @@ use tokio::sync::Notify;
 
 const TOKEN: &str = "4242:bench-token";
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Chatter,
+    Contact,
+    /// Told in passing in the group: answered with the private-report button.
+    TipInPassing,
+    /// `/tip …` in the group: recorded, receipt and officer's card.
+    TipCommand,
+    Emergency,
+}
+
+impl Kind {
+    fn text(self) -> &'static str {
+        match self {
+            Kind::Chatter => "今天集上的白菜真便宜，大家去看看",
+            Kind::Contact => "俺村片警是谁啊",
+            Kind::TipInPassing => "俺家电动车昨晚被偷了",
+            Kind::TipCommand => "/tip 村口小卖部门口有人卖假药",
+            Kind::Emergency => "有人在村口打架了，快来人",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    A,
+    B,
+    C,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::A => "(a) contact questions",
+            Workload::B => "(b) tips",
+            Workload::C => "(c) group mix",
+        }
+    }
+
+    /// The kind of each update, in order; update i goes to group i % groups.
+    fn kinds(self, updates: usize, groups: usize) -> Vec<Kind> {
+        (0..updates)
+            .map(|i| match self {
+                Workload::A => Kind::Contact,
+                Workload::B => Kind::TipCommand,
+                Workload::C if i + groups >= updates => Kind::Contact,
+                Workload::C => match splitmix(i as u64) % 100 {
+                    0..80 => Kind::Chatter,
+                    80..90 => Kind::Contact,
+                    90..98 => Kind::TipInPassing,
+                    _ => Kind::Emergency,
+                },
+            })
+            .collect()
+    }
+}
+
+/// A fixed pseudo-random sequence, so every run and both bots get the same mix.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// What a bot is expected to send for a run to be complete: replies in the groups and
+/// messages to private chats (receipts, officers' cards and alerts).
+fn expected(echo: bool, kinds: &[Kind]) -> (usize, usize) {
+    if echo {
+        return (kinds.len(), 0);
+    }
+    let count = |k: Kind| kinds.iter().filter(|x| **x == k).count();
+    (kinds.len() - count(Kind::Chatter), 2 * count(Kind::TipCommand) + count(Kind::Emergency))
+}
+
 struct Fake {
     /// Pre-serialised updates, index = update_id - 1.
     updates: Vec<String>,
+    groups: usize,
+    /// Updates released a second (0: all at once).
+    rate: f64,
     released: Mutex<Option<Instant>>,
     arrived: Notify,
     /// When each update was first served.
     served: Mutex<Vec<Option<Instant>>>,
-    /// Replies per chat, in arrival order.
-    replies: Mutex<HashMap<i64, Vec<Instant>>>,
-    reply_count: std::sync::atomic::AtomicUsize,
-    polled: std::sync::atomic::AtomicBool,
+    /// Served → reply, in milliseconds, for every reply that names the update it answers.
+    latencies: Mutex<Vec<f64>>,
+    group_replies: AtomicUsize,
+    private_sends: AtomicUsize,
+    polled: AtomicBool,
+    /// When the first and the latest message of any kind arrived.
+    sends: Mutex<Option<(Instant, Instant)>>,
 }
 
 fn chat_id(group: usize) -> i64 {
     -1_001_000_000_000 - group as i64
 }
 
+fn group_of(chat: i64) -> usize {
+    (-1_001_000_000_000 - chat) as usize
+}
+
+/// The officer's account of group g's village (enrolled, so cards and alerts reach it).
+fn officer_account(group: usize) -> i64 {
+    900_000_000 + group as i64
+}
+
 impl Fake {
-    fn new(updates: usize, groups: usize, text: &str) -> Fake {
-        let updates: Vec<String> = (0..updates)
-            .map(|i| {
+    fn new(kinds: &[Kind], groups: usize, rate: f64) -> Fake {
+        let updates: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| {
                 let chat = chat_id(i % groups);
                 let from = 100_000 + i as i64;
                 format!(
-                    r#"{{"update_id":{},"message":{{"message_id":{},"date":1763880000,"chat":{{"id":{chat},"type":"supergroup","title":"村民群"}},"from":{{"id":{from},"is_bot":false,"first_name":"村民"}},"text":"{text}"}}}}"#,
+                    r#"{{"update_id":{},"message":{{"message_id":{},"date":1763880000,"chat":{{"id":{chat},"type":"supergroup","title":"村民群"}},"from":{{"id":{from},"is_bot":false,"first_name":"村民"}},"text":"{}"}}}}"#,
                     i + 1,
                     i / groups + 1,
+                    kind.text(),
                 )
             })
             .collect();
         let n = updates.len();
         Fake {
             updates,
+            groups,
+            rate,
             released: Mutex::new(None),
             arrived: Notify::new(),
             served: Mutex::new(vec![None; n]),
-            replies: Mutex::default(),
-            reply_count: Default::default(),
-            polled: Default::default(),
+            latencies: Mutex::default(),
+            group_replies: AtomicUsize::new(0),
+            private_sends: AtomicUsize::new(0),
+            polled: AtomicBool::new(false),
+            sends: Mutex::new(None),
         }
+    }
+
+    /// How many updates are released by now, and when the next one will be.
+    fn available(&self, now: Instant) -> (usize, Option<Instant>) {
+        let Some(t0) = *self.released.lock().unwrap() else { return (0, None) };
+        let n = self.updates.len();
+        if self.rate <= 0.0 {
+            return (n, None);
+        }
+        let avail = ((now - t0).as_secs_f64() * self.rate).floor() as usize;
+        let avail = avail.min(n);
+        let next = (avail < n).then(|| t0 + Duration::from_secs_f64((avail + 1) as f64 / self.rate));
+        (avail, next)
     }
 }
 
@@ -87,40 +211,68 @@ async fn handle(
             r#"{"id":4242,"is_bot":true,"first_name":"村警","username":"bench_bot","can_join_groups":true,"can_read_all_group_messages":true,"supports_inline_queries":false,"can_connect_to_business":false,"has_main_web_app":false}"#,
         ),
         "getupdates" => {
-            fake.polled.store(true, std::sync::atomic::Ordering::SeqCst);
+            fake.polled.store(true, Ordering::SeqCst);
             let offset = params["offset"].as_i64().unwrap_or(0).max(1) as usize;
             let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
             let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
             let deadline = tokio::time::Instant::now() + timeout;
             loop {
                 let notified = fake.arrived.notified();
-                if fake.released.lock().unwrap().is_some() && offset <= fake.updates.len() {
-                    let end = (offset - 1 + limit).min(fake.updates.len());
-                    let now = Instant::now();
+                let now = Instant::now();
+                let (avail, next) = fake.available(now);
+                if offset <= avail {
+                    let end = (offset - 1 + limit).min(avail);
                     let mut served = fake.served.lock().unwrap();
                     for s in &mut served[offset - 1..end] {
                         s.get_or_insert(now);
                     }
                     return ok(&format!("[{}]", fake.updates[offset - 1..end].join(",")));
                 }
-                if timeout.is_zero() || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                if timeout.is_zero() {
+                    return ok("[]");
+                }
+                let wake = next.map_or(deadline, |n| tokio::time::Instant::from_std(n).min(deadline));
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep_until(wake) => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
                     return ok("[]");
                 }
             }
         }
         "sendmessage" => {
+            let now = Instant::now();
+            let first = fake.sends.lock().unwrap().map_or(now, |(first, _)| first);
+            *fake.sends.lock().unwrap() = Some((first, now));
             let chat = params["chat_id"].as_i64().unwrap_or(0);
-            let n = fake.reply_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            fake.replies.lock().unwrap().entry(chat).or_default().push(Instant::now());
-            ok(&format!(
-                r#"{{"message_id":{},"date":1763880000,"chat":{{"id":{chat},"type":"supergroup","title":"村民群"}},"from":{{"id":4242,"is_bot":true,"first_name":"村警","username":"bench_bot"}},"text":"ok"}}"#,
-                1_000_000 + n
-            ))
+            if chat < 0 {
+                let n = fake.group_replies.fetch_add(1, Ordering::SeqCst);
+                if let Some(message_id) = params["reply_parameters"]["message_id"].as_u64() {
+                    let index = (message_id as usize - 1) * fake.groups + group_of(chat);
+                    if let Some(Some(served)) = fake.served.lock().unwrap().get(index) {
+                        let ms = now.saturating_duration_since(*served).as_secs_f64() * 1000.0;
+                        fake.latencies.lock().unwrap().push(ms);
+                    }
+                }
+                sent(chat, "supergroup", n)
+            } else {
+                let n = fake.private_sends.fetch_add(1, Ordering::SeqCst);
+                sent(chat, "private", n)
+            }
         }
         "getchatmember" => ok(r#"{"status":"member","user":{"id":1,"is_bot":false,"first_name":"x"}}"#),
         "getmycommands" => ok("[]"),
+        "getwebhookinfo" => ok(r#"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#),
         _ => ok("true"),
     }
+}
+
+fn sent(chat: i64, kind: &str, n: usize) -> axum::response::Response {
+    ok(&format!(
+        r#"{{"message_id":{},"date":1763880000,"chat":{{"id":{chat},"type":"{kind}","title":"村民群","first_name":"x"}},"from":{{"id":4242,"is_bot":true,"first_name":"村警","username":"bench_bot"}},"text":"ok"}}"#,
+        1_000_000 + n
+    ))
 }
 
 async fn serve(fake: Arc<Fake>) -> u16 {
@@ -157,24 +309,36 @@ struct RunResult {
     rss_mib: f64,
 }
 
-/// One run: start the bot, wait for its first poll, release the updates, wait for every reply.
-async fn run(bot: &Path, env: &[(String, String)], updates: usize, groups: usize) -> RunResult {
-    let fake = Arc::new(Fake::new(updates, groups, "俺村片警是谁啊"));
+struct Bot<'a> {
+    name: &'static str,
+    path: &'a Path,
+    env: &'a [(String, String)],
+    echo: bool,
+}
+
+/// One run: start the bot, wait for its first poll, release the updates, wait for every
+/// expected answer.
+async fn run(bot: &Bot<'_>, kinds: &[Kind], groups: usize, rate: f64) -> RunResult {
+    let fake = Arc::new(Fake::new(kinds, groups, rate));
+    let (want_group, want_private) = expected(bot.echo, kinds);
     let port = serve(fake.clone()).await;
-    let mut cmd = std::process::Command::new(bot);
+    let mut cmd = std::process::Command::new(bot.path);
     cmd.env_clear()
         .env("TELOXIDE_TOKEN", TOKEN)
         .env("TELOXIDE_API_URL", format!("http://127.0.0.1:{port}/"))
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "error".into()))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    for (k, v) in env {
+        .stderr(match std::env::var("BENCH_LOG_FILE") {
+            Ok(path) => std::fs::File::create(path).unwrap().into(),
+            Err(_) => std::process::Stdio::null(),
+        });
+    for (k, v) in bot.env {
         cmd.env(k, v);
     }
     let mut child =
-        cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}; build it first (see the module docs)", bot.display()));
+        cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}; build it first (see the module docs)", bot.path.display()));
     let pid = child.id();
-    while !fake.polled.load(std::sync::atomic::Ordering::SeqCst) {
+    while !fake.polled.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_before = cpu_seconds(pid);
@@ -183,39 +347,32 @@ async fn run(bot: &Path, env: &[(String, String)], updates: usize, groups: usize
     fake.arrived.notify_waiters();
     let deadline = t0 + Duration::from_secs(300);
     loop {
-        let got = fake.reply_count.load(std::sync::atomic::Ordering::SeqCst);
-        if got >= updates {
+        let (g, p) = (fake.group_replies.load(Ordering::SeqCst), fake.private_sends.load(Ordering::SeqCst));
+        if g >= want_group && p >= want_private {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{}: {got} of {updates} replies within 5 minutes", bot.display());
+            panic!(
+                "{}: {g} of {want_group} group replies and {p} of {want_private} private messages within 5 minutes",
+                bot.name
+            );
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds(pid) - cpu_before;
     let rss_mib = peak_rss_mib(pid);
     let _ = child.kill();
     let _ = child.wait();
-    // The k-th reply in a chat answers its k-th update (each bot answers a chat's updates in order).
-    let served = fake.served.lock().unwrap();
-    let replies = fake.replies.lock().unwrap();
-    let mut latencies: Vec<f64> = Vec::with_capacity(updates);
-    for g in 0..groups {
-        let chat = chat_id(g);
-        let in_chat: Vec<Instant> = (g..updates).step_by(groups).filter_map(|i| served[i]).collect();
-        for (s, r) in in_chat.iter().zip(replies.get(&chat).map(Vec::as_slice).unwrap_or(&[])) {
-            latencies.push(r.saturating_duration_since(*s).as_secs_f64() * 1000.0);
-        }
-    }
+    let mut latencies = std::mem::take(&mut *fake.latencies.lock().unwrap());
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
-    RunResult { per_sec: updates as f64 / elapsed, p50_ms: pct(0.5), p99_ms: pct(0.99), cpu_s, rss_mib }
+    RunResult { per_sec: kinds.len() as f64 / elapsed, p50_ms: pct(0.5), p99_ms: pct(0.99), cpu_s, rss_mib }
 }
 
-/// An SQLite database with one station, G villages (each with a resident officer) and a
-/// bound supergroup per village.
+/// An SQLite database with one station, G villages (each with a resident officer, enrolled
+/// on Telegram) and a bound supergroup per village.
 async fn registry(dir: &Path, groups: usize) -> String {
     let csv = dir.join("registry");
     std::fs::create_dir_all(&csv).unwrap();
@@ -254,13 +411,21 @@ async fn registry(dir: &Path, groups: usize) -> String {
         let g: usize = village.code[1..].parse().unwrap();
         store.bind_chat_to_village("telegram", chat_id(g), "村民群", village.id, None).await.unwrap();
     }
+    for officer in store.all_officers().await.unwrap() {
+        let g: usize = officer.badge[1..].parse().unwrap();
+        store.link_identity_directly(officer.id, "telegram", officer_account(g)).await.unwrap();
+    }
     store.close().await;
     url
 }
 
-fn arg(name: &str, default: usize) -> usize {
+fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn arg_usize(name: &str, default: usize) -> usize {
+    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -268,62 +433,182 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+fn print_run(label: &str, name: &str, r: &RunResult) {
+    println!(
+        "  {label:<9} {name:<7} {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB",
+        r.per_sec, r.p50_ms, r.p99_ms, r.cpu_s, r.rss_mib
+    );
+}
+
+/// The daemon's environment: the bench's database, the fake, the limits given.
+fn daemon_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bot-config/cunjing.toml");
+    let mut env: Vec<(String, String)> = [
+        ("CUNJING_CONFIG", config.to_string_lossy().as_ref()),
+        ("DATABASE_URL", url),
+        ("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// One warning to every bound group, queued by the CLI and sent by the running daemon at
+/// `per_sec` (0: no limit). Prints the plan's time, the time taken and sends/s.
+async fn broadcast_run(daemon: &Path, url: &str, groups: usize, per_sec: u32) {
+    let fake = Arc::new(Fake::new(&[], groups, 0.0));
+    let port = serve(fake.clone()).await;
+    let rate = per_sec.to_string();
+    let telegram_overall = if per_sec == 0 { "1000000".to_string() } else { rate.clone() };
+    let env = daemon_env(
+        url,
+        &[
+            ("CUNJING__BROADCAST__MESSAGES_PER_SEC", &rate),
+            ("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", &telegram_overall),
+            ("CUNJING__BROADCAST__RETRY_BASE_MS", "100"),
+        ],
+    );
+    let mut cmd = std::process::Command::new(daemon);
+    cmd.env_clear()
+        .envs(env.iter().cloned())
+        .env("TELOXIDE_TOKEN", TOKEN)
+        .env("TELOXIDE_API_URL", format!("http://127.0.0.1:{port}/"))
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}; build it first", daemon.display()));
+    while !fake.polled.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = std::process::Command::new(daemon)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .args([
+            "broadcast",
+            "send",
+            "--to",
+            "station:BENCH",
+            "--kind",
+            "warning",
+            "--text",
+            "近期有冒充公检法诈骗，请勿转账。",
+            "--json",
+        ])
+        .output()
+        .expect("cunjing broadcast send");
+    assert!(out.status.success(), "broadcast send failed: {}", String::from_utf8_lossy(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON from broadcast send");
+    let targets = plan["targets"].as_u64().unwrap_or(0) as usize;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while fake.group_replies.load(Ordering::SeqCst) < targets {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{} of {targets} groups reached within 10 minutes", fake.group_replies.load(Ordering::SeqCst));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (first, last) = fake.sends.lock().unwrap().expect("sends arrived");
+    let rss = peak_rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let took = (last - first).as_secs_f64();
+    let limit = if per_sec == 0 { "no limit".to_string() } else { format!("{per_sec}/s") };
+    print!(
+        "  {limit:<9} {targets} groups in {took:.2} s from the first send to the last: {:.0} sends/s",
+        targets as f64 / took.max(1e-9)
+    );
+    if per_sec > 0 {
+        let eta = plan["eta_secs"].as_f64().unwrap_or(0.0);
+        print!("; the plan said {eta:.0} s, off by {:.1} %", (took - eta) / eta * 100.0);
+    }
+    println!("; peak rss {rss:.1} MiB");
+}
+
 #[tokio::main]
 async fn main() {
-    let updates = arg("--updates", 20_000);
-    let groups = arg("--groups", 1_000);
-    let runs = arg("--runs", 3).max(1);
+    if let Some(n) = arg("--broadcast").and_then(|v| v.parse::<usize>().ok()) {
+        let daemon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/cunjing");
+        println!("broadcast: one warning to {n} bound groups");
+        let dir = tempfile::tempdir().unwrap();
+        let url = registry(dir.path(), n).await;
+        broadcast_run(&daemon, &url, n, 0).await;
+        let sample = arg_usize("--sample", 600);
+        let dir = tempfile::tempdir().unwrap();
+        let url = registry(dir.path(), sample).await;
+        broadcast_run(&daemon, &url, sample, 30).await;
+        return;
+    }
+    let updates = arg_usize("--updates", 20_000);
+    let groups = arg_usize("--groups", 1_000);
+    let runs = arg_usize("--runs", 3).max(1);
+    let half = std::env::args().any(|a| a == "--half");
+    let workloads = match arg("--workload").as_deref().unwrap_or("all") {
+        "a" => vec![Workload::A],
+        "b" => vec![Workload::B],
+        "c" => vec![Workload::C],
+        _ => vec![Workload::A, Workload::B, Workload::C],
+    };
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release");
     let echo = target.join("examples/echo");
     let daemon = target.join("cunjing");
-    let dir = tempfile::tempdir().unwrap();
-    let url = registry(dir.path(), groups).await;
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bot-config/cunjing.toml");
-    let cunjing_env: Vec<(String, String)> = [
-        ("CUNJING_CONFIG", config.to_string_lossy().to_string()),
-        ("DATABASE_URL", url),
-        ("CUNJING__TELEGRAM__POLL_TIMEOUT_SECS", "10".into()),
-        ("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000000".into()),
-        ("CUNJING__TELEGRAM__MESSAGES_PER_MIN_GROUP", "1000000".into()),
-        ("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "1000000".into()),
-        ("CUNJING__TRIAGE__REPEAT_WINDOW_MINUTES", "0".into()),
-        ("CUNJING__TRIAGE__MAX_ANSWERS_PER_GROUP_PER_MINUTE", "1000000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    println!("workload (a) contact questions: {updates} updates over {groups} groups, {runs} alternating runs");
-    let (mut e, mut c) = (Vec::new(), Vec::new());
     let no_env: Vec<(String, String)> = Vec::new();
-    let bots = [("echo", &echo, &no_env), ("cunjing", &daemon, &cunjing_env)];
-    for i in 0..runs {
-        for (name, bot, env) in &bots {
-            let r = run(bot, env, updates, groups).await;
+    println!("{updates} updates over {groups} groups, {runs} alternating runs a workload");
+    for workload in workloads {
+        // A fresh database for each workload, so tips of one do not weigh on the next.
+        let dir = tempfile::tempdir().unwrap();
+        let url = registry(dir.path(), groups).await;
+        let connections = std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "8".into());
+        let cunjing_env = daemon_env(
+            &url,
+            &[
+                ("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000000"),
+                ("CUNJING__TELEGRAM__MESSAGES_PER_MIN_GROUP", "1000000"),
+                ("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "1000000"),
+                ("CUNJING__TRIAGE__REPEAT_WINDOW_MINUTES", "0"),
+                ("CUNJING__TRIAGE__MAX_ANSWERS_PER_GROUP_PER_MINUTE", "1000000"),
+                ("CUNJING__TIPS__MAX_PER_HOUR", "1000000"),
+                ("CUNJING__DATABASE__MAX_CONNECTIONS", &connections),
+            ],
+        );
+        let bots = [
+            Bot { name: "echo", path: &echo, env: &no_env, echo: true },
+            Bot { name: "cunjing", path: &daemon, env: &cunjing_env, echo: false },
+        ];
+        let kinds = workload.kinds(updates, groups);
+        println!("workload {}", workload.name());
+        let mut results: [Vec<RunResult>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..runs {
+            for (b, bot) in bots.iter().enumerate() {
+                let r = run(bot, &kinds, groups, 0.0).await;
+                print_run(&format!("run {}", i + 1), bot.name, &r);
+                results[b].push(r);
+            }
+        }
+        let mut rates = [0.0; 2];
+        for (b, bot) in bots.iter().enumerate() {
+            let rs = &results[b];
+            rates[b] = median(rs.iter().map(|r| r.per_sec).collect());
             println!(
-                "  run {} {name:<7} {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB",
-                i + 1,
-                r.per_sec,
-                r.p50_ms,
-                r.p99_ms,
-                r.cpu_s,
-                r.rss_mib
+                "  {:<9} {:<7} {:>8.0}/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  rss {:>5.1} MiB (peak)",
+                "median",
+                bot.name,
+                rates[b],
+                median(rs.iter().map(|r| r.p50_ms).collect()),
+                median(rs.iter().map(|r| r.p99_ms).collect()),
+                median(rs.iter().map(|r| r.cpu_s).collect()),
+                rs.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
             );
-            if *name == "echo" { e.push(r) } else { c.push(r) }
+        }
+        println!("  ratio cunjing / echo: {:.2}", rates[1] / rates[0]);
+        if half {
+            let rate = rates[1] / 2.0;
+            println!("  at half cunjing's rate, {rate:.0} updates/s:");
+            for bot in &bots {
+                let r = run(bot, &kinds, groups, rate).await;
+                print_run("half", bot.name, &r);
+            }
         }
     }
-    let summary = |name: &str, rs: &[RunResult]| {
-        let per_sec = median(rs.iter().map(|r| r.per_sec).collect());
-        println!(
-            "{name:<8} median {:>8.0} updates/s  p50 {:>7.1} ms  p99 {:>7.1} ms  cpu {:>5.2} s  peak rss {:>5.1} MiB",
-            per_sec,
-            median(rs.iter().map(|r| r.p50_ms).collect()),
-            median(rs.iter().map(|r| r.p99_ms).collect()),
-            median(rs.iter().map(|r| r.cpu_s).collect()),
-            rs.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
-        );
-        per_sec
-    };
-    let echo_rate = summary("echo", &e);
-    let cunjing_rate = summary("cunjing", &c);
-    println!("ratio cunjing / echo: {:.2}", cunjing_rate / echo_rate);
 }
