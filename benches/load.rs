@@ -16,6 +16,9 @@
 //! cargo bench --bench load -- --broadcast 46000 [--sample 600]
 //! ```
 //!
+//! `BENCH_DB_CONNECTIONS` sets the daemon's pool size (8); `BENCH_RUST_LOG` and
+//! `BENCH_LOG_FILE` keep its log (e.g. `sqlx=debug`, every statement with its time).
+//!
 //! `--broadcast N` measures a warning to N bound groups instead: queued with
 //! `cunjing broadcast send` (which states the plan's time), delivered by the running daemon,
 //! first with no rate limit (the internal speed, sends/s from the first send to the last),
@@ -38,10 +41,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::response::IntoResponse;
 use tokio::sync::Notify;
 
-const TOKEN: &str = "4242:bench-token";
+mod common;
+
+use common::{TOKEN, arg, arg_usize, chat_id, median, officer_account, ok, splitmix};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -100,14 +104,6 @@ impl Workload {
     }
 }
 
-/// A fixed pseudo-random sequence, so every run and both bots get the same mix.
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// What a bot is expected to send for a run to be complete: replies in the groups and
 /// messages to private chats (receipts, officers' cards and alerts).
 fn expected(echo: bool, kinds: &[Kind]) -> (usize, usize) {
@@ -137,17 +133,8 @@ struct Fake {
     sends: Mutex<Option<(Instant, Instant)>>,
 }
 
-fn chat_id(group: usize) -> i64 {
-    -1_001_000_000_000 - group as i64
-}
-
 fn group_of(chat: i64) -> usize {
     (-1_001_000_000_000 - chat) as usize
-}
-
-/// The officer's account of group g's village (enrolled, so cards and alerts reach it).
-fn officer_account(group: usize) -> i64 {
-    900_000_000 + group as i64
 }
 
 impl Fake {
@@ -196,10 +183,6 @@ impl Fake {
     }
 }
 
-fn ok(result: &str) -> axum::response::Response {
-    ([("content-type", "application/json")], format!(r#"{{"ok":true,"result":{result}}}"#)).into_response()
-}
-
 async fn handle(
     State(fake): State<Arc<Fake>>,
     UrlPath((_bot, method)): UrlPath<(String, String)>,
@@ -207,9 +190,7 @@ async fn handle(
 ) -> axum::response::Response {
     let params: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     match method.to_ascii_lowercase().as_str() {
-        "getme" => ok(
-            r#"{"id":4242,"is_bot":true,"first_name":"村警","username":"bench_bot","can_join_groups":true,"can_read_all_group_messages":true,"supports_inline_queries":false,"can_connect_to_business":false,"has_main_web_app":false}"#,
-        ),
+        "getme" => ok(common::GET_ME),
         "getupdates" => {
             fake.polled.store(true, Ordering::SeqCst);
             let offset = params["offset"].as_i64().unwrap_or(0).max(1) as usize;
@@ -263,7 +244,7 @@ async fn handle(
         }
         "getchatmember" => ok(r#"{"status":"member","user":{"id":1,"is_bot":false,"first_name":"x"}}"#),
         "getmycommands" => ok("[]"),
-        "getwebhookinfo" => ok(r#"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#),
+        "getwebhookinfo" => ok(common::NO_WEBHOOK),
         _ => ok("true"),
     }
 }
@@ -289,16 +270,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident set size of a process in MiB, from /proc.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 struct RunResult {
@@ -362,7 +333,7 @@ async fn run(bot: &Bot<'_>, kinds: &[Kind], groups: usize, rate: f64) -> RunResu
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu_s = cpu_seconds(pid) - cpu_before;
-    let rss_mib = peak_rss_mib(pid);
+    let rss_mib = common::memory_mib(pid, "VmHWM");
     let _ = child.kill();
     let _ = child.wait();
     let mut latencies = std::mem::take(&mut *fake.latencies.lock().unwrap());
@@ -417,20 +388,6 @@ async fn registry(dir: &Path, groups: usize) -> String {
     }
     store.close().await;
     url
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn arg_usize(name: &str, default: usize) -> usize {
-    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn print_run(label: &str, name: &str, r: &RunResult) {
@@ -510,7 +467,7 @@ async fn broadcast_run(daemon: &Path, url: &str, groups: usize, per_sec: u32) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (first, last) = fake.sends.lock().unwrap().expect("sends arrived");
-    let rss = peak_rss_mib(child.id());
+    let rss = common::memory_mib(child.id(), "VmHWM");
     let _ = child.kill();
     let _ = child.wait();
     let took = (last - first).as_secs_f64();

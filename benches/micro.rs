@@ -5,8 +5,8 @@
 //!   of 1,000 villages in an SQLite file, for a chat cycling through the bound supergroups;
 //!   `cached` is the daemon's steady state (the registry cache holds every answer),
 //!   `uncached` clears the cache before each lookup, so all three queries go to SQLite.
-//! - `templates`: the contact card (the `contact_card` template with the context the core's
-//!   `render_card` builds, three officers) and the emergency reply (`emergency_reply`).
+//! - `templates`: the contact card (`core::contact_card`, which the daemon answers with;
+//!   three officers) and the emergency reply (`emergency_reply`).
 //!
 //! Run with `cargo bench --bench micro` (about a minute; `-- --quick` for a shorter run).
 
@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use criterion::{Criterion, criterion_group, criterion_main};
+use cunjing::core::contact_card;
 use cunjing::core::routing;
-use cunjing::store::registry::{AssignedOfficer, VillageRow};
+
 use cunjing::store::{Store, StoreOptions};
 use cunjing::texts::{Msg, Texts};
 use cunjing::triage::EmergencyKind;
-use serde::Serialize;
 use tokio::runtime::Runtime;
 
 const VILLAGES: usize = 1_000;
@@ -154,69 +154,6 @@ fn routing(c: &mut Criterion) {
     rt.block_on(f.store.close());
 }
 
-// The context of the contact card, field for field as `core::handler::render_card` builds it.
-#[derive(Serialize)]
-struct CardOfficer {
-    role: String,
-    name: String,
-    badge: String,
-    badge_shown: bool,
-    phone: Option<String>,
-}
-
-#[derive(Serialize)]
-struct CardOffice<'a> {
-    name: &'a str,
-    address: &'a str,
-    hours: &'a str,
-    phone: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct CardStation<'a> {
-    name: &'a str,
-    duty_phone: &'a str,
-}
-
-#[derive(Serialize)]
-struct CardVillage<'a> {
-    name: &'a str,
-    code: &'a str,
-}
-
-#[derive(Serialize)]
-struct Card<'a> {
-    village: CardVillage<'a>,
-    officers: Vec<CardOfficer>,
-    office: CardOffice<'a>,
-    station: CardStation<'a>,
-}
-
-fn card<'a>(village: &'a VillageRow, assigned: &[AssignedOfficer]) -> Card<'a> {
-    let officers = assigned
-        .iter()
-        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
-        .map(|o| CardOfficer {
-            badge_shown: o.kind != "volunteer",
-            role: o.role.clone(),
-            name: o.name.clone(),
-            badge: o.badge.clone(),
-            phone: o.phone.clone(),
-        })
-        .collect();
-    Card {
-        village: CardVillage { name: &village.name, code: &village.code },
-        officers,
-        office: CardOffice {
-            name: &village.office_name,
-            address: &village.office_address,
-            hours: &village.office_hours,
-            phone: village.office_phone.as_deref(),
-        },
-        station: CardStation { name: &village.station_name, duty_phone: &village.station_duty_phone },
-    }
-}
-
 fn templates(c: &mut Criterion) {
     let texts = Texts::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bot-config/templates"), "zh-CN").unwrap();
     let rt = runtime();
@@ -228,16 +165,15 @@ fn templates(c: &mut Criterion) {
         (village, assigned)
     });
     assert_eq!(assigned.len(), 3);
-    let card = card(&village, &assigned);
     // A context the template does not accept renders as "[contact_card]": make sure it is the card.
-    let text = texts.render(Msg::ContactCard, &card);
+    let text = contact_card(&texts, &village, assigned.clone());
     assert!(text.contains(&village.name) && text.contains("警员") && !text.starts_with('['), "{text}");
     let kind = EmergencyKind::Police.as_str();
     let text = texts.render(Msg::EmergencyReply, minijinja::context! { kind });
     assert!(text.contains("110") && !text.starts_with('['), "{text}");
 
     let mut group = c.benchmark_group("templates");
-    group.bench_function("contact_card", |b| b.iter(|| texts.render(Msg::ContactCard, black_box(&card))));
+    group.bench_function("contact_card", |b| b.iter(|| contact_card(&texts, black_box(&village), assigned.clone())));
     group.bench_function("emergency_reply", |b| {
         b.iter(|| texts.render(Msg::EmergencyReply, minijinja::context! { kind => black_box(kind) }))
     });

@@ -30,32 +30,16 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::response::IntoResponse;
 use cunjing::core::routing;
 use cunjing::store::{Store, StoreOptions};
 
-const TOKEN: &str = "4242:bench-token";
+mod common;
+
+use common::{TOKEN, arg_usize, chat_id, median, officer_account, ok, splitmix};
+
 const IMPORT_TARGET_S: f64 = 10.0;
 const STARTUP_TARGET_MS: f64 = 1000.0;
 const ROUTING_TARGET_P99_US: f64 = 50.0;
-
-/// A fixed pseudo-random sequence (splitmix64), so every run looks up the same chats.
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// The supergroup of village i.
-fn chat_id(village: usize) -> i64 {
-    -1_001_000_000_000 - village as i64
-}
-
-/// The Telegram account of officer k.
-fn officer_account(officer: usize) -> i64 {
-    900_000_000 + officer as i64
-}
 
 #[derive(Clone, Copy)]
 struct Sizes {
@@ -176,10 +160,6 @@ struct Fake {
     first_poll: Mutex<Option<Instant>>,
 }
 
-fn ok(result: &str) -> axum::response::Response {
-    ([("content-type", "application/json")], format!(r#"{{"ok":true,"result":{result}}}"#)).into_response()
-}
-
 async fn handle(
     State(fake): State<Arc<Fake>>,
     UrlPath((_bot, method)): UrlPath<(String, String)>,
@@ -187,9 +167,7 @@ async fn handle(
 ) -> axum::response::Response {
     let params: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     match method.to_ascii_lowercase().as_str() {
-        "getme" => ok(
-            r#"{"id":4242,"is_bot":true,"first_name":"村警","username":"bench_bot","can_join_groups":true,"can_read_all_group_messages":true,"supports_inline_queries":false,"can_connect_to_business":false,"has_main_web_app":false}"#,
-        ),
+        "getme" => ok(common::GET_ME),
         "getupdates" => {
             fake.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
             let timeout = params["timeout"].as_u64().unwrap_or(0).min(30);
@@ -197,7 +175,7 @@ async fn handle(
             ok("[]")
         }
         "getmycommands" => ok("[]"),
-        "getwebhookinfo" => ok(r#"{"url":"","has_custom_certificate":false,"pending_update_count":0}"#),
+        "getwebhookinfo" => ok(common::NO_WEBHOOK),
         // setMyCommands, deleteWebhook and anything else.
         _ => ok("true"),
     }
@@ -209,16 +187,6 @@ async fn serve(fake: Arc<Fake>) -> u16 {
     let app = Router::new().route("/{bot}/{method}", axum::routing::post(handle).get(handle)).with_state(fake);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     port
-}
-
-/// Resident set size of a process in MiB, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// One start of the daemon: milliseconds from spawn to its first getUpdates, and its RSS
@@ -263,7 +231,7 @@ async fn start_once(daemon: &Path, url: &str, log: &Path) -> (f64, f64) {
     };
     let startup_ms = first.saturating_duration_since(t0).as_secs_f64() * 1000.0;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss = rss_mib(pid);
+    let rss = common::memory_mib(pid, "VmRSS");
     let _ = child.kill();
     let _ = child.wait();
     (startup_ms, rss)
@@ -291,20 +259,6 @@ async fn route_all(store: &Store, chats: &[i64], today: chrono::NaiveDate) -> (V
         members += chain.members.len();
     }
     (times, members)
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn arg_usize(name: &str, default: usize) -> usize {
-    arg(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}")))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn verdict(ok: bool) -> &'static str {

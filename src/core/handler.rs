@@ -14,7 +14,7 @@ use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
 use crate::store::Store;
 use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
-use crate::store::registry::VillageRow;
+use crate::store::registry::{AssignedOfficer, VillageRow};
 use crate::texts::{Msg, Texts};
 use crate::triage::{self, EmergencyKind, Intent, Triage};
 
@@ -177,6 +177,35 @@ struct Card<'a> {
     officers: Vec<CardOfficer>,
     office: CardOffice<'a>,
     station: CardStation<'a>,
+}
+
+/// The contact card of a village (the `contact_card` template): the officers residents deal
+/// with (resident, contact, auxiliary; a volunteer without a badge number), the office and the
+/// station's duty phone.
+pub fn contact_card(texts: &Texts, village: &VillageRow, officers: Vec<AssignedOfficer>) -> String {
+    let officers = officers
+        .into_iter()
+        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
+        .map(|o| CardOfficer {
+            badge_shown: o.kind != "volunteer",
+            role: o.role,
+            name: o.name,
+            badge: o.badge,
+            phone: o.phone,
+        })
+        .collect();
+    let card = Card {
+        village: CardVillage { name: &village.name, code: &village.code },
+        officers,
+        office: CardOffice {
+            name: &village.office_name,
+            address: &village.office_address,
+            hours: &village.office_hours,
+            phone: village.office_phone.as_deref(),
+        },
+        station: CardStation { name: &village.station_name, duty_phone: &village.station_duty_phone },
+    };
+    texts.render(Msg::ContactCard, card)
 }
 
 /// A command split from its arguments: `/bind@cunjing_bot 4101` → ("bind", "4101").
@@ -734,29 +763,7 @@ impl Core {
 
     async fn render_card(&self, village: &VillageRow) -> anyhow::Result<String> {
         let officers = self.store.assigned_officers(village.id, &self.today().to_string()).await?;
-        let officers = officers
-            .into_iter()
-            .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
-            .map(|o| CardOfficer {
-                badge_shown: o.kind != "volunteer",
-                role: o.role,
-                name: o.name,
-                badge: o.badge,
-                phone: o.phone,
-            })
-            .collect();
-        let card = Card {
-            village: CardVillage { name: &village.name, code: &village.code },
-            officers,
-            office: CardOffice {
-                name: &village.office_name,
-                address: &village.office_address,
-                hours: &village.office_hours,
-                phone: village.office_phone.as_deref(),
-            },
-            station: CardStation { name: &village.station_name, duty_phone: &village.station_duty_phone },
-        };
-        Ok(self.texts.render(Msg::ContactCard, card))
+        Ok(contact_card(&self.texts, village, officers))
     }
 
     async fn village_search(&self, inbound: &Inbound, query: &str) -> anyhow::Result<Vec<Outbound>> {

@@ -17,7 +17,7 @@ mod tips;
 use std::fmt;
 
 pub use desk::{DeskError, DeskResult};
-pub use handler::{Clock, Core, CoreOptions, Retention};
+pub use handler::{Clock, Core, CoreOptions, Retention, contact_card};
 
 /// A channel's way to fetch a file people sent (a tip's photo or voice message) by its
 /// platform file id, for the station console.
