@@ -3,13 +3,13 @@
 //!
 //! - `routing`: `routing::village_of_chat` then `routing::duty_chain` on a generated registry
 //!   of 1,000 villages in an SQLite file, for a chat cycling through the bound supergroups;
-//!   `cached` is the daemon's steady state (the registry cache holds every answer),
-//!   `uncached` clears the cache before each lookup, so all three queries go to SQLite.
+//!   `in_memory` is the daemon's steady state (the registry is in memory, `store/cache.rs`),
+//!   `database` is the moments after a start or a registry change, before it is loaded
+//!   again: all three queries go to SQLite.
 //! - `templates`: the contact card (`core::contact_card`, which the daemon answers with;
 //!   three officers) and the emergency reply (`emergency_reply`).
 //!
-//! Run with `cargo bench --bench micro` (about a minute). Not with `-- --quick`: it runs too
-//! few iterations to go round the 1,000 chats, so `cached` would measure cold lookups.
+//! Run with `cargo bench --bench micro` (about a minute).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -136,21 +136,23 @@ fn routing(c: &mut Criterion) {
     assert_eq!(chain.members.len(), 3, "village 0 has a resident, a contact officer and an auxiliary");
     let mut group = c.benchmark_group("routing");
     let mut i = 0;
-    group.bench_function("cached", |b| {
+    assert!(!f.store.registry_in_memory());
+    group.bench_function("database", |b| {
         b.iter(|| {
             let chat = f.chats[i % f.chats.len()];
             i += 1;
             rt.block_on(route(&f.store, black_box(chat), f.today))
         })
     });
-    group.bench_function("uncached", |b| {
+    assert!(rt.block_on(f.store.load_registry_now()).unwrap());
+    group.bench_function("in_memory", |b| {
         b.iter(|| {
             let chat = f.chats[i % f.chats.len()];
             i += 1;
-            f.store.registry_changed();
             rt.block_on(route(&f.store, black_box(chat), f.today))
         })
     });
+    assert!(f.store.registry_in_memory(), "nothing changed the registry meanwhile");
     group.finish();
     rt.block_on(f.store.close());
 }

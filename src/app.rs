@@ -110,6 +110,7 @@ pub async fn run_with(
     };
     if let (true, Some(token)) = (use_telegram, token) {
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
+        store.keep_registry_in_memory();
         let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
         let reloader = reload_on_hangup(core.clone())?;
         let presence = start_presence(&settings, &core).await?;
@@ -129,6 +130,7 @@ pub async fn run_with(
     let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
     let url = if demo { settings.file.demo.database_url.clone() } else { settings.file.database.url.clone() };
     let store = Store::connect(&settings.store_options(&url)).await?;
+    store.keep_registry_in_memory();
     let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
     let reloader = reload_on_hangup(core.clone())?;
     let start_village = if demo {

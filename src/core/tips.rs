@@ -12,7 +12,7 @@ use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sen
 use crate::authz::{Action, Subject};
 use crate::domain::Phone;
 use crate::store::registry::VillageRow;
-use crate::store::tips::{NewTip, TipItem, TipRow, summary_of};
+use crate::store::tips::{NewTip, TipItem, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
 use crate::triage::TipCategory;
 
@@ -72,6 +72,13 @@ pub(super) enum Conversation {
         tip_id: i64,
         officer: bool,
     },
+}
+
+/// What an officer's tip card shows besides the tip row: the tipster's alias and the items.
+#[derive(Clone, Copy)]
+struct CardParts<'a> {
+    alias: &'a str,
+    items: &'a [TipItem],
 }
 
 impl Core {
@@ -491,7 +498,9 @@ impl Core {
             reporter_chat_id: chat_id,
             day: self.today().format("%Y%m%d").to_string(),
         };
-        let receipt = self.store().create_tip(&new).await?;
+        let platform = inbound.platform.as_str();
+        let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
+        let (receipt, tip) = self.store().create_routed_tip(&new, route.as_ref()).await?;
         self.end_draft(inbound).await?;
         tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
         let text = self.texts().render(
@@ -503,29 +512,43 @@ impl Core {
             data: format!("{STATUS}{}", receipt.id),
         };
         let mut out = vec![Outbound::Message { chat_id, text, buttons: vec![vec![status]], reply_to: None }];
-        out.extend(self.route_tip(inbound.platform.as_str(), receipt.id, village).await?);
+        let card = CardParts { alias: &receipt.alias, items: &new.items };
+        out.extend(self.announce_new_tip(platform, &tip, card, &village, account).await?);
         Ok(out)
     }
 
-    /// Sends a committed tip to the first officer of the village's duty chain who can be
-    /// reached on `platform`: a card with buttons, then the tip's media. The tip must be
-    /// acknowledged by the deadline or it goes on to the next officer.
-    async fn route_tip(&self, platform: &str, tip_id: i64, village: VillageRow) -> anyhow::Result<Vec<Outbound>> {
-        match self.next_officer(platform, &village, 0).await? {
-            Some((level, officer_id, _)) => {
-                let (_, mut out) = self.hand_over(tip_id, officer_id, level, "routed", &village.name).await?;
-                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(out) };
-                let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
-                out.extend(self.staff_notices(platform, &village, &tip, officer.as_deref(), false).await?);
-                Ok(out)
-            }
-            None => {
-                tracing::warn!(tip_id, village = %village.code, "no reachable officer for a tip");
-                // Nobody to route to: the station's staff group is the only one who can act.
-                let Some(tip) = self.store().tip(tip_id).await? else { return Ok(vec![]) };
-                self.staff_notices(platform, &village, &tip, None, false).await
-            }
-        }
+    /// Who a new tip goes to: the first officer of the village's duty chain who can be
+    /// reached on `platform`, with the deadline to acknowledge it (or it goes on to the next
+    /// officer), and their account. Chosen before the tip is committed, so that it is written
+    /// already routed, in one transaction.
+    async fn route_for_new_tip(&self, platform: &str, village: &VillageRow) -> anyhow::Result<Option<(TipRoute, i64)>> {
+        let deadline = self.now_ms() + self.ack_timeout_ms();
+        Ok(self
+            .next_officer(platform, village, 0)
+            .await?
+            .map(|(level, officer_id, account)| (TipRoute { officer_id, level, ack_deadline: deadline }, account)))
+    }
+
+    /// Tells of a committed tip: its card (with buttons, then the media) to the officer it was
+    /// routed to at `account`, and a notice to the station's staff groups, which are the only
+    /// ones who can act when nobody on the chain can be reached.
+    async fn announce_new_tip(
+        &self,
+        platform: &str,
+        tip: &TipRow,
+        card: CardParts<'_>,
+        village: &VillageRow,
+        account: Option<i64>,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let (Some(officer_id), Some(account)) = (tip.assigned_officer_id, account) else {
+            tracing::warn!(tip_id = tip.id, village = %village.code, "no reachable officer for a tip");
+            return self.staff_notices(platform, village, tip, None, false).await;
+        };
+        tracing::info!(tip_id = tip.id, officer_id, level = tip.escalation_level, kind = "routed", "tip handed over");
+        let mut out = self.officer_card_of(account, officer_id, tip, &village.name, false, card).await?;
+        let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
+        out.extend(self.staff_notices(platform, village, tip, officer.as_deref(), false).await?);
+        Ok(out)
     }
 
     /// The first officer of the village's duty chain, from position `from` on, who has an
@@ -591,6 +614,29 @@ impl Core {
         village_name: &str,
         overdue: bool,
     ) -> anyhow::Result<Vec<Outbound>> {
+        let alias = self.store().tip_reporter(tip.id).await?.map(|r| r.alias).unwrap_or_default();
+        let items = self.store().tip_items(tip.id).await?;
+        self.officer_card_of(
+            chat_id,
+            officer_id,
+            tip,
+            village_name,
+            overdue,
+            CardParts { alias: &alias, items: &items },
+        )
+        .await
+    }
+
+    /// [`Core::officer_card`] from the tipster's alias and the items already in hand.
+    async fn officer_card_of(
+        &self,
+        chat_id: i64,
+        officer_id: i64,
+        tip: &TipRow,
+        village_name: &str,
+        overdue: bool,
+        card: CardParts<'_>,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let t = self.texts();
         if tip.contact_phone.is_some() && tip.anonymous == 0 {
             let badge = self.store().officer_by_id(officer_id).await?.map(|o| o.badge).unwrap_or_default();
@@ -599,7 +645,7 @@ impl Core {
                 .audit(self.now_ms(), &format!("officer:{badge}"), "view_contact", &target, "allowed", "card")
                 .await?;
         }
-        let alias = self.store().tip_reporter(tip.id).await?.map(|r| r.alias).unwrap_or_default();
+        let alias = card.alias;
         let text = t.render(
             Msg::TipOfficerCard,
             minijinja::context! {
@@ -620,22 +666,18 @@ impl Core {
             Button::Callback { label: t.plain(Msg::TipButtonResolve), data: format!("{OFFICER}done:{}", tip.id) },
         ]];
         let mut out = vec![Outbound::Message { chat_id, text, buttons, reply_to: None }];
-        for item in self.store().tip_items(tip.id).await? {
-            match item {
-                TipItem::Text { .. } => {}
-                TipItem::Photo { file_id } => {
-                    out.push(Outbound::Media { chat_id, kind: MediaKind::Photo, file_id, caption: None })
-                }
-                TipItem::Voice { file_id } => {
-                    out.push(Outbound::Media { chat_id, kind: MediaKind::Voice, file_id, caption: None })
-                }
-                TipItem::Video { file_id } => {
-                    out.push(Outbound::Media { chat_id, kind: MediaKind::Video, file_id, caption: None })
-                }
+        for item in card.items {
+            let (kind, file_id) = match item {
+                TipItem::Text { .. } => continue,
+                TipItem::Photo { file_id } => (MediaKind::Photo, file_id),
+                TipItem::Voice { file_id } => (MediaKind::Voice, file_id),
+                TipItem::Video { file_id } => (MediaKind::Video, file_id),
                 TipItem::Location { latitude, longitude } => {
-                    out.push(Outbound::Location { chat_id, latitude, longitude })
+                    out.push(Outbound::Location { chat_id, latitude: *latitude, longitude: *longitude });
+                    continue;
                 }
-            }
+            };
+            out.push(Outbound::Media { chat_id, kind, file_id: file_id.clone(), caption: None });
         }
         Ok(out)
     }
@@ -935,7 +977,8 @@ impl Core {
                 reporter_chat_id: user,
                 day: self.today().format("%Y%m%d").to_string(),
             };
-            let receipt = self.store().create_tip(&new).await?;
+            let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
+            let (receipt, tip) = self.store().create_routed_tip(&new, route.as_ref()).await?;
             tracing::info!(tip_id = receipt.id, "group tip committed");
             out.push(Outbound::text(
                 user,
@@ -949,7 +992,8 @@ impl Core {
             if self.delete_group_tips() && bot_admin {
                 out.push(Outbound::DeleteMessage { chat_id: inbound.chat.id, message_id });
             }
-            out.extend(self.route_tip(platform, receipt.id, village).await?);
+            let card = CardParts { alias: &receipt.alias, items: &new.items };
+            out.extend(self.announce_new_tip(platform, &tip, card, &village, account).await?);
         }
         let text = self.texts().render(Msg::GroupTipPointer, minijinja::context! { number });
         out.insert(0, Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: Some(message_id) });

@@ -417,7 +417,7 @@ impl Store {
              (SELECT id FROM daemons WHERE heartbeat_at >= $1))",
         )
         .bind(alive_since)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected())
     }
@@ -436,7 +436,7 @@ impl Store {
              (SELECT id FROM broadcasts WHERE status = 'scheduled' AND expires_at IS NOT NULL AND expires_at <= $1)",
         )
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected())
     }
@@ -496,7 +496,7 @@ impl Store {
         sqlx::query("UPDATE broadcast_deliveries SET chat_id = $2 WHERE id = $1")
             .bind(id)
             .bind(to_chat_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -567,7 +567,7 @@ impl Store {
         sqlx::query("UPDATE broadcasts SET last_report_at = $2 WHERE id = $1")
             .bind(id)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -624,7 +624,7 @@ impl Store {
             .bind(id)
             .bind(outcome)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -645,7 +645,7 @@ impl Store {
         .bind(delivery_id)
         .bind(user_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -660,7 +660,7 @@ impl Store {
         .bind(job)
         .bind(due_at)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -701,7 +701,7 @@ impl Store {
         let n = sqlx::query("UPDATE villages SET wecom_webhook = $2 WHERE code = $1")
             .bind(code)
             .bind(url)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
@@ -711,7 +711,7 @@ impl Store {
         let n = sqlx::query("UPDATE offices SET wecom_webhook = $2 WHERE code = $1")
             .bind(code)
             .bind(url)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)

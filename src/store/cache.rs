@@ -1,70 +1,343 @@
-//! A read-through cache of the registry lookups every message makes: a chat's binding, a
-//! village with its office and station, the officers assigned to a village on a day, an
-//! officer by id or by account, an officer's account, a station's staff groups.
+//! The registry in memory: every lookup a message makes (a chat's binding, a village with its
+//! office and station, the officers assigned to a village on a day, an officer by id or by
+//! account, an officer's account, a station's staff groups) answered without a query.
 //!
 //! The registry changes rarely (an import, a binding, an enrolment, a duty switch) and is
-//! read on almost every message, so a contact question is answered from memory instead of
-//! four queries (BENCHMARKS.md). Freshness:
+//! read on almost every message. A daemon ([`super::Store::keep_registry_in_memory`]) loads
+//! all of it in one read transaction into a [`Snapshot`] and answers from that; a province
+//! (46,000 villages, 12,000 officers) loads in well under a second and takes a few tens of
+//! MiB, because villages share their office and station and assignments keep only ids and
+//! day numbers (BENCHMARKS.md). There is no per-key cache to warm: once the snapshot is
+//! there, no lookup is cold.
 //!
-//! - every write the [`Store`](super::Store) makes to a registry table clears the cache once
-//!   it is committed, and all handles to one database in a process share one cache, so this
-//!   process never reads its own change stale;
-//! - triggers count every change to those tables in `registry_version`
-//!   (migration 000006), whoever makes it: the CLI, another daemon, a hand-written `UPDATE`.
-//!   A watcher compares the count every second ([`super::REGISTRY_POLL`]) and clears the
-//!   cache when it moved. Another process's change is seen within that time.
+//! Freshness. The snapshot is either current or absent, never stale:
 //!
-//! A lookup that started before a clear does not put its (possibly old) answer back: each
-//! insert checks the generation it read at the start.
+//! - every write the [`Store`](super::Store) makes to a registry table drops it once the
+//!   write is committed, and all handles to one database in a process share one cache, so
+//!   this process never reads its own change stale. Lookups then go to the database until
+//!   the loader has read the registry again (it waits as long as its last load took, at
+//!   most a second, so a burst of writes does not keep it busy);
+//! - triggers count every change to those tables in `registry_version` (migration 000006),
+//!   whoever makes it: the CLI, another daemon, a hand-written `UPDATE`. A watcher compares
+//!   the count every second ([`super::REGISTRY_POLL`]) and drops the snapshot when it moved.
+//!   Another process's change is seen within that time. The loader reads the count in the
+//!   same transaction as the tables, so a daemon's own load does not look like a change.
+//!
+//! A load that started before a change is not installed: each install checks the generation
+//! the load started at.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
+use tokio::sync::Notify;
+
+use super::Backend;
 use super::chats::ChatRow;
 use super::officers::OfficerRow;
 use super::registry::{AssignedOfficer, VillageRow};
 
-/// Most entries one map keeps before it starts again empty (a province has ~46,000 groups
-/// and villages; this bounds memory if something looks up far more keys than that).
-const MAX_ENTRIES: usize = 200_000;
-
 /// `seen_version` before the version was first read.
 const UNSEEN: i64 = i64::MIN;
 
-/// One map of answers.
-pub(crate) struct Memo<K, V> {
-    map: RwLock<HashMap<K, V>>,
+/// The longest the loader rests between two loads while the registry keeps changing.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+struct Station {
+    id: i64,
+    code: String,
+    name: String,
+    duty_phone: String,
 }
 
-impl<K, V> Default for Memo<K, V> {
-    fn default() -> Self {
-        Memo { map: RwLock::new(HashMap::new()) }
+struct Office {
+    id: i64,
+    code: String,
+    name: String,
+    kind: String,
+    address: String,
+    hours: String,
+    phone: Option<String>,
+    station: Arc<Station>,
+}
+
+struct Village {
+    code: String,
+    name: String,
+    kind: String,
+    /// Shared by the 5–8 villages of an office: a province holds each office once.
+    office: Arc<Office>,
+}
+
+/// One assignment, with its dates as `YYYYMMDD` numbers (ordered as the ISO text is).
+struct Assignment {
+    officer_id: i64,
+    role: &'static str,
+    since: u32,
+    until: Option<u32>,
+}
+
+struct Officer {
+    row: OfficerRow,
+    /// On leave until this ISO day (compared as text, as the query does).
+    off_until: Option<String>,
+    /// Linked to an account on some platform.
+    enrolled: bool,
+}
+
+/// What one platform's ids resolve to.
+#[derive(Default)]
+struct PlatformMaps {
+    chats: HashMap<i64, ChatRow>,
+    /// Account → officer.
+    identities: HashMap<i64, i64>,
+    /// Officer → account.
+    accounts: HashMap<i64, i64>,
+    /// Station → its active staff groups, ascending.
+    station_chats: HashMap<i64, Vec<i64>>,
+}
+
+/// The whole registry as one read transaction saw it.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    villages: HashMap<i64, Village>,
+    /// Village → every assignment it ever had (the history is small: officers stay 3 years).
+    assignments: HashMap<i64, Vec<Assignment>>,
+    officers: HashMap<i64, Officer>,
+    platforms: Vec<(String, PlatformMaps)>,
+}
+
+/// The roles of the schema's CHECK constraint, in duty-chain order.
+const ROLES: [&str; 5] = ["resident", "contact", "auxiliary", "area_chief", "volunteer"];
+
+fn role_order(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).unwrap_or(ROLES.len())
+}
+
+/// `YYYY-MM-DD` as the number `YYYYMMDD`, which orders as the text does.
+fn day_number(day: &str) -> Option<u32> {
+    let b = day.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    Some(digits(0..4)? * 10_000 + digits(5..7)? * 100 + digits(8..10)?)
+}
+
+impl Snapshot {
+    fn platform(&self, platform: &str) -> Option<&PlatformMaps> {
+        self.platforms.iter().find(|(p, _)| p == platform).map(|(_, maps)| maps)
+    }
+
+    fn platform_mut(&mut self, platform: &str) -> &mut PlatformMaps {
+        match self.platforms.iter().position(|(p, _)| p == platform) {
+            Some(i) => &mut self.platforms[i].1,
+            None => {
+                self.platforms.push((platform.to_string(), PlatformMaps::default()));
+                &mut self.platforms.last_mut().expect("just pushed").1
+            }
+        }
+    }
+
+    pub(crate) fn chat(&self, platform: &str, chat_id: i64) -> Option<ChatRow> {
+        self.platform(platform)?.chats.get(&chat_id).cloned()
+    }
+
+    pub(crate) fn village(&self, id: i64) -> Option<VillageRow> {
+        let v = self.villages.get(&id)?;
+        let (o, s) = (&v.office, &v.office.station);
+        Some(VillageRow {
+            id,
+            code: v.code.clone(),
+            name: v.name.clone(),
+            kind: v.kind.clone(),
+            office_id: o.id,
+            office_code: o.code.clone(),
+            office_name: o.name.clone(),
+            office_kind: o.kind.clone(),
+            office_address: o.address.clone(),
+            office_hours: o.hours.clone(),
+            office_phone: o.phone.clone(),
+            station_id: s.id,
+            station_code: s.code.clone(),
+            station_name: s.name.clone(),
+            station_duty_phone: s.duty_phone.clone(),
+        })
+    }
+
+    /// The officers serving a village on `day`, in duty-chain order, as
+    /// `Store::assigned_officers` queries them; `None` if `day` is not an ISO date (the
+    /// caller then asks the database).
+    pub(crate) fn assigned(&self, village_id: i64, day: &str) -> Option<Vec<AssignedOfficer>> {
+        let n = day_number(day)?;
+        let mut active: Vec<(&Assignment, &Officer)> = self
+            .assignments
+            .get(&village_id)
+            .into_iter()
+            .flatten()
+            .filter(|a| a.since <= n && a.until.is_none_or(|u| u > n))
+            .filter_map(|a| Some((a, self.officers.get(&a.officer_id)?)))
+            .collect();
+        active.sort_by(|(a, f), (b, g)| {
+            (role_order(a.role), a.since, &f.row.badge).cmp(&(role_order(b.role), b.since, &g.row.badge))
+        });
+        Some(
+            active
+                .into_iter()
+                .map(|(a, f)| AssignedOfficer {
+                    officer_id: f.row.id,
+                    role: a.role.to_string(),
+                    badge: f.row.badge.clone(),
+                    name: f.row.name.clone(),
+                    kind: f.row.kind.clone(),
+                    phone: f.row.phone.clone(),
+                    on_duty: i64::from(f.row.on_duty == 1 && f.off_until.as_deref().is_none_or(|u| u <= day)),
+                    enrolled: i64::from(f.enrolled),
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn officer(&self, id: i64) -> Option<OfficerRow> {
+        self.officers.get(&id).map(|f| f.row.clone())
+    }
+
+    pub(crate) fn officer_by_identity(&self, platform: &str, user_id: i64) -> Option<OfficerRow> {
+        let officer = self.platform(platform)?.identities.get(&user_id)?;
+        self.officer(*officer)
+    }
+
+    pub(crate) fn account(&self, officer_id: i64, platform: &str) -> Option<i64> {
+        self.platform(platform)?.accounts.get(&officer_id).copied()
+    }
+
+    pub(crate) fn station_chats(&self, station_id: i64, platform: &str) -> Vec<i64> {
+        self.platform(platform).and_then(|p| p.station_chats.get(&station_id)).cloned().unwrap_or_default()
+    }
+
+    /// How many villages, officers and chats it holds (for the log line).
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.villages.len(), self.officers.len(), self.platforms.iter().map(|(_, p)| p.chats.len()).sum())
     }
 }
 
-impl<K: Hash + Eq, V> Memo<K, V> {
-    fn clear(&self) {
-        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+type StationRecord = (i64, String, String, String);
+type OfficeRecord = (i64, i64, String, String, String, String, String, Option<String>);
+type VillageRecord = (i64, i64, String, String, String);
+type OfficerRecord = (i64, String, String, String, Option<String>, i64, i64, Option<String>);
+type AssignmentRecord = (i64, i64, String, String, Option<String>);
+
+/// Reads the whole registry, and the `registry_version` it is at, in one read transaction.
+async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapshot, i64)> {
+    use anyhow::Context;
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin().await,
+        Backend::Postgres => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
     }
+    .context("Failed to start a read transaction")?;
+    let version: i64 = sqlx::query_scalar("SELECT v FROM registry_version WHERE id = 1").fetch_one(&mut *tx).await?;
+    let mut snap = Snapshot::default();
+
+    let mut stations = HashMap::new();
+    let mut rows =
+        sqlx::query_as::<_, StationRecord>("SELECT id, code, name, duty_phone FROM stations").fetch(&mut *tx);
+    while let Some((id, code, name, duty_phone)) = rows.try_next().await? {
+        stations.insert(id, Arc::new(Station { id, code, name, duty_phone }));
+    }
+    drop(rows);
+
+    let mut offices = HashMap::new();
+    let mut rows = sqlx::query_as::<_, OfficeRecord>(
+        "SELECT id, station_id, code, name, kind, address, hours, phone FROM offices",
+    )
+    .fetch(&mut *tx);
+    while let Some((id, station_id, code, name, kind, address, hours, phone)) = rows.try_next().await? {
+        let station = stations.get(&station_id).context("an office of an unknown station")?.clone();
+        offices.insert(id, Arc::new(Office { id, code, name, kind, address, hours, phone, station }));
+    }
+    drop(rows);
+
+    let mut rows =
+        sqlx::query_as::<_, VillageRecord>("SELECT id, office_id, code, name, kind FROM villages").fetch(&mut *tx);
+    while let Some((id, office_id, code, name, kind)) = rows.try_next().await? {
+        let office = offices.get(&office_id).context("a village of an unknown office")?.clone();
+        snap.villages.insert(id, Village { code, name, kind, office });
+    }
+    drop(rows);
+
+    let mut rows = sqlx::query_as::<_, OfficerRecord>(
+        "SELECT id, badge, name, kind, phone, station_id, on_duty, off_until FROM officers",
+    )
+    .fetch(&mut *tx);
+    while let Some((id, badge, name, kind, phone, station_id, on_duty, off_until)) = rows.try_next().await? {
+        let row = OfficerRow { id, badge, name, kind, phone, station_id, on_duty };
+        snap.officers.insert(id, Officer { row, off_until, enrolled: false });
+    }
+    drop(rows);
+
+    let mut rows = sqlx::query_as::<_, AssignmentRecord>(
+        "SELECT village_id, officer_id, role, since, until FROM assignments ORDER BY village_id, id",
+    )
+    .fetch(&mut *tx);
+    while let Some((village_id, officer_id, role, since, until)) = rows.try_next().await? {
+        let role = ROLES.iter().find(|r| **r == role).with_context(|| format!("unknown role {role:?}"))?;
+        let since = day_number(&since).with_context(|| format!("assignment since {since:?} is not YYYY-MM-DD"))?;
+        let until = match until {
+            Some(u) => Some(day_number(&u).with_context(|| format!("assignment until {u:?} is not YYYY-MM-DD"))?),
+            None => None,
+        };
+        snap.assignments.entry(village_id).or_default().push(Assignment { officer_id, role, since, until });
+    }
+    drop(rows);
+
+    let mut rows =
+        sqlx::query_as::<_, (i64, String, i64)>("SELECT officer_id, platform, user_id FROM officer_identities")
+            .fetch(&mut *tx);
+    while let Some((officer_id, platform, user_id)) = rows.try_next().await? {
+        if let Some(officer) = snap.officers.get_mut(&officer_id) {
+            officer.enrolled = true;
+        }
+        let maps = snap.platform_mut(&platform);
+        maps.identities.insert(user_id, officer_id);
+        maps.accounts.insert(officer_id, user_id);
+    }
+    drop(rows);
+
+    let sql =
+        "SELECT id, platform, chat_id, title, village_id, station_id, bound_by, bound_at, active, bot_admin FROM chats";
+    let mut rows = sqlx::query_as::<_, ChatRow>(sql).fetch(&mut *tx);
+    while let Some(chat) = rows.try_next().await? {
+        let maps = snap.platform_mut(&chat.platform);
+        if let (Some(station), 1) = (chat.station_id, chat.active) {
+            maps.station_chats.entry(station).or_default().push(chat.chat_id);
+        }
+        maps.chats.insert(chat.chat_id, chat);
+    }
+    drop(rows);
+    tx.commit().await?;
+
+    for (_, maps) in &mut snap.platforms {
+        maps.station_chats.values_mut().for_each(|chats| chats.sort_unstable());
+    }
+    Ok((snap, version))
 }
 
-/// The cached lookups of one database.
+/// The registry of one database in this process.
 pub(crate) struct RegistryCache {
     generation: AtomicU64,
     /// Whether a watcher is following `registry_version` for this cache.
     watched: AtomicBool,
+    /// Whether this process keeps the registry in memory (a loader runs).
+    resident: AtomicBool,
     /// The `registry_version` last read ([`UNSEEN`] before the first read).
     seen_version: AtomicI64,
-    pub(crate) chats: Memo<(String, i64), Option<ChatRow>>,
-    pub(crate) villages: Memo<i64, Option<VillageRow>>,
-    pub(crate) assigned: Memo<(i64, String), Vec<AssignedOfficer>>,
-    pub(crate) officers: Memo<i64, Option<OfficerRow>>,
-    pub(crate) identities: Memo<(String, i64), Option<OfficerRow>>,
-    pub(crate) accounts: Memo<(i64, String), Option<i64>>,
-    pub(crate) station_chats: Memo<(i64, String), Vec<i64>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Wakes the loader after a change.
+    changed: Arc<Notify>,
 }
 
 impl Default for RegistryCache {
@@ -72,14 +345,10 @@ impl Default for RegistryCache {
         RegistryCache {
             generation: AtomicU64::new(0),
             watched: AtomicBool::new(false),
+            resident: AtomicBool::new(false),
             seen_version: AtomicI64::new(UNSEEN),
-            chats: Memo::default(),
-            villages: Memo::default(),
-            assigned: Memo::default(),
-            officers: Memo::default(),
-            identities: Memo::default(),
-            accounts: Memo::default(),
-            station_chats: Memo::default(),
+            snapshot: RwLock::new(None),
+            changed: Arc::new(Notify::new()),
         }
     }
 }
@@ -91,39 +360,43 @@ impl std::fmt::Debug for RegistryCache {
 }
 
 impl RegistryCache {
-    /// The cached answer for `key`, or `load`'s, remembered unless the registry changed while
-    /// it was loading.
-    pub(crate) async fn get<K, V, Fut>(&self, memo: &Memo<K, V>, key: K, load: Fut) -> anyhow::Result<V>
-    where
-        K: Hash + Eq,
-        V: Clone,
-        Fut: Future<Output = anyhow::Result<V>>,
-    {
-        if let Some(v) = memo.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(v.clone());
-        }
-        let generation = self.generation.load(Ordering::Acquire);
-        let value = load.await?;
-        let mut map = memo.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) == generation {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-            map.insert(key, value.clone());
-        }
-        Ok(value)
+    /// The registry in memory, if it is loaded and nothing changed since.
+    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Forgets everything (after a registry change).
+    /// Forgets the snapshot (after a registry change) and wakes the loader.
     pub(crate) fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.chats.clear();
-        self.villages.clear();
-        self.assigned.clear();
-        self.officers.clear();
-        self.identities.clear();
-        self.accounts.clear();
-        self.station_chats.clear();
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
+        if self.resident.load(Ordering::Acquire) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Installs a snapshot read at `version` by a load that started at `generation`, unless
+    /// the registry changed since. Returns whether it was installed.
+    fn install(&self, generation: u64, snapshot: Snapshot, version: i64) -> bool {
+        let mut slot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return false;
+        }
+        *slot = Some(Arc::new(snapshot));
+        self.seen_version.store(version, Ordering::Release);
+        true
+    }
+
+    /// Loads the registry now and installs it unless it changed meanwhile.
+    pub(crate) async fn load_now(&self, pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<bool> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let started = Instant::now();
+        let (snapshot, version) = load(pool, backend).await?;
+        let (villages, officers, chats) = snapshot.counts();
+        let installed = self.install(generation, snapshot, version);
+        if installed {
+            tracing::info!(villages, officers, chats, ms = started.elapsed().as_millis() as u64, "registry in memory");
+        }
+        Ok(installed)
     }
 }
 
@@ -151,15 +424,56 @@ pub(crate) fn for_url(url: &str) -> (Arc<RegistryCache>, bool) {
     (cache, start_watching)
 }
 
-/// Reads `registry_version` and clears the cache if it moved since the last look (or if it
-/// cannot be read: then nothing cached can be trusted).
+/// Whether the caller should start the loader of `cache` (the first to ask).
+pub(crate) fn start_resident(cache: &RegistryCache) -> bool {
+    !cache.resident.swap(true, Ordering::AcqRel)
+}
+
+/// Keeps the registry of `cache` in memory: loads it, then again after each change, resting
+/// between loads as long as the last one took (at most [`MAX_PAUSE`]). Ends when the cache is
+/// dropped or the pool closed.
+pub(crate) async fn keep_loaded(cache: Weak<RegistryCache>, pool: sqlx::AnyPool, backend: Backend) {
+    let Some(changed) = cache.upgrade().map(|c| c.changed.clone()) else { return };
+    loop {
+        let started = Instant::now();
+        let Some(strong) = cache.upgrade() else { return };
+        match strong.load_now(&pool, backend).await {
+            Ok(_) => {}
+            Err(_) if pool.is_closed() => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the registry into memory; answering from the database")
+            }
+        }
+        drop(strong);
+        // Wait for a change; look now and then whether there is still something to serve,
+        // and retry a load that failed or was overtaken by a change.
+        loop {
+            tokio::select! {
+                _ = changed.notified() => break,
+                _ = tokio::time::sleep(super::REGISTRY_POLL) => {}
+            }
+            let Some(strong) = cache.upgrade() else { return };
+            if pool.is_closed() {
+                strong.resident.store(false, Ordering::Release);
+                return;
+            }
+            if strong.current().is_none() {
+                break;
+            }
+        }
+        tokio::time::sleep(started.elapsed().min(MAX_PAUSE)).await;
+    }
+}
+
+/// Reads `registry_version` and drops the snapshot if it moved since the last look (or if it
+/// cannot be read: then nothing in memory can be trusted).
 pub(crate) async fn sync(cache: &RegistryCache, pool: &sqlx::AnyPool) -> Result<(), sqlx::Error> {
     match sqlx::query_scalar::<_, i64>("SELECT v FROM registry_version WHERE id = 1").fetch_one(pool).await {
         Ok(v) => {
             let seen = cache.seen_version.swap(v, Ordering::AcqRel);
             if seen != v {
                 if seen != UNSEEN {
-                    tracing::debug!(version = v, "registry changed elsewhere; cache cleared");
+                    tracing::debug!(version = v, "registry changed elsewhere; reloading");
                 }
                 cache.clear();
             }
@@ -187,7 +501,7 @@ pub(crate) async fn watch(cache: Weak<RegistryCache>, pool: sqlx::AnyPool, every
                 strong.watched.store(false, Ordering::Release);
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the registry version; cache cleared"),
+            Err(e) => tracing::warn!(error = %e, "could not read the registry version; answering from the database"),
         }
     }
 }
@@ -196,32 +510,34 @@ pub(crate) async fn watch(cache: Weak<RegistryCache>, pool: sqlx::AnyPool, every
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn an_answer_is_remembered_until_the_cache_is_cleared() {
+    #[test]
+    fn a_load_overtaken_by_a_change_is_not_installed() {
         let cache = RegistryCache::default();
-        let loads = std::sync::atomic::AtomicUsize::new(0);
-        let load = || async {
-            loads.fetch_add(1, Ordering::SeqCst);
-            Ok(Some(7))
-        };
-        assert_eq!(cache.get(&cache.accounts, (1, "telegram".into()), load()).await.unwrap(), Some(7));
-        assert_eq!(cache.get(&cache.accounts, (1, "telegram".into()), load()).await.unwrap(), Some(7));
-        assert_eq!(loads.load(Ordering::SeqCst), 1, "the second lookup came from memory");
+        let generation = cache.generation.load(Ordering::Acquire);
+        cache.clear(); // the registry changes while the load is reading it
+        assert!(!cache.install(generation, Snapshot::default(), 1));
+        assert!(cache.current().is_none(), "lookups go to the database");
+        let generation = cache.generation.load(Ordering::Acquire);
+        assert!(cache.install(generation, Snapshot::default(), 2));
+        assert!(cache.current().is_some());
         cache.clear();
-        cache.get(&cache.accounts, (1, "telegram".into()), load()).await.unwrap();
-        assert_eq!(loads.load(Ordering::SeqCst), 2, "after a clear the database is asked again");
+        assert!(cache.current().is_none(), "a change drops what was in memory");
     }
 
-    #[tokio::test]
-    async fn a_lookup_that_straddles_a_clear_does_not_put_its_old_answer_back() {
-        let cache = RegistryCache::default();
-        let stale = async {
-            cache.clear(); // the registry changes while this lookup is reading it
-            Ok(Some(1))
-        };
-        assert_eq!(cache.get(&cache.accounts, (1, "telegram".into()), stale).await.unwrap(), Some(1));
-        let fresh = cache.get(&cache.accounts, (1, "telegram".into()), async { Ok(Some(2)) }).await.unwrap();
-        assert_eq!(fresh, Some(2), "the old answer was not kept");
+    #[test]
+    fn iso_days_become_numbers_that_order_as_the_text_does() {
+        assert_eq!(day_number("2024-03-01"), Some(20240301));
+        assert!(day_number("2023-12-31") < day_number("2024-01-01"));
+        for bad in ["2024-3-01", "2024/03/01", "20240301", "2024-03-0x", ""] {
+            assert_eq!(day_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn roles_order_as_the_duty_chain() {
+        let mut roles = ["volunteer", "area_chief", "contact", "auxiliary", "resident"];
+        roles.sort_by_key(|r| role_order(r));
+        assert_eq!(roles, ROLES);
     }
 
     #[test]

@@ -34,7 +34,10 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        self.cache.get(&self.cache.chats, (platform.to_string(), chat_id), load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.chat(platform, chat_id)),
+            None => load.await,
+        }
     }
 
     /// Records that the bot is (again) in a group, keeping any binding it had.
@@ -48,7 +51,7 @@ impl Store {
         .bind(chat_id)
         .bind(title)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.registry_changed();
         Ok(self.chat(platform, chat_id).await?.expect("just upserted"))
@@ -61,7 +64,7 @@ impl Store {
             .bind(chat_id)
             .bind(i64::from(admin))
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         self.registry_changed();
         Ok(())
@@ -74,7 +77,7 @@ impl Store {
             .bind(platform)
             .bind(chat_id)
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         self.registry_changed();
         Ok(())
@@ -103,7 +106,7 @@ impl Store {
         .bind(village_id)
         .bind(officer_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.registry_changed();
         Ok(())
@@ -132,7 +135,7 @@ impl Store {
         .bind(station_id)
         .bind(officer_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         self.registry_changed();
         Ok(())
@@ -149,7 +152,10 @@ impl Store {
             .fetch_all(self.pool())
             .await?)
         };
-        self.cache.get(&self.cache.station_chats, (station_id, platform.to_string()), load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.station_chats(station_id, platform)),
+            None => load.await,
+        }
     }
 
     /// The code of the station with `id`.
@@ -170,7 +176,7 @@ impl Store {
         .bind(platform)
         .bind(chat_id)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         self.registry_changed();
@@ -240,7 +246,7 @@ impl Store {
         .bind(user_id)
         .bind(village_id)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -261,7 +267,7 @@ impl Store {
         .bind(kind)
         .bind(detail)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -38,9 +38,19 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes go. On an SQLite file this is a second pool of exactly one connection:
+    /// SQLite has one writer at a time, and writers that meet on its lock wait in its busy
+    /// handler, which sleeps 1, 2, 5, 10 … ms between tries (BENCHMARKS.md: tips at 0.09 of
+    /// the ceiling). One connection makes them queue in the pool instead, in order and
+    /// without sleeping. Readers keep `pool` (WAL: they never wait for the writer). On
+    /// PostgreSQL and in-memory SQLite it is `pool` itself.
+    writer: AnyPool,
     backend: Backend,
     /// Registry lookups, shared by every handle to this database in the process.
     cache: std::sync::Arc<cache::RegistryCache>,
+    /// New tips go to the writer task, which commits those that arrive together in one
+    /// transaction ([`tips::commit_tips`]).
+    tip_jobs: tokio::sync::mpsc::UnboundedSender<tips::TipJob>,
 }
 
 /// How often a daemon looks whether another process changed the registry (`registry_version`).
@@ -102,12 +112,23 @@ impl Store {
                 })
             });
         }
+        let sqlite_file = backend == Backend::Sqlite && !url.contains(":memory:");
+        let writer_options = sqlite_file.then(|| pool_options.clone().max_connections(1));
         let pool = pool_options
-            .connect_with(connect_options)
+            .connect_with(connect_options.clone())
             .await
             .with_context(|| format!("Failed to connect to the database at {}", redact_url(&opts.url)))?;
+        let writer = match writer_options {
+            Some(options) => options
+                .connect_with(connect_options)
+                .await
+                .with_context(|| format!("Failed to connect to the database at {}", redact_url(&opts.url)))?,
+            None => pool.clone(),
+        };
         let (cache, watch) = cache::for_url(&opts.url);
-        let store = Store { pool, backend, cache };
+        let (tip_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(tips::commit_tips(writer.clone(), backend, jobs));
+        let store = Store { pool, writer, backend, cache, tip_jobs };
         store.migrate().await?;
         if watch {
             tokio::spawn(cache::watch(std::sync::Arc::downgrade(&store.cache), store.pool.clone(), REGISTRY_POLL));
@@ -120,16 +141,43 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.pool).await.context("Failed to apply database migrations")?;
+        migrator.run(&self.writer).await.context("Failed to apply database migrations")?;
         Ok(())
     }
 
+    /// The pool for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
+    /// The pool for writes outside [`Store::begin_write`] (single statements).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Keeps the registry in memory from now on (the daemon does; the CLI does not need to):
+    /// lookups of chats, villages, assignments and officers then make no query. It is loaded
+    /// in the background, and again after every change (see `cache.rs`); until then lookups
+    /// ask the database.
+    pub fn keep_registry_in_memory(&self) {
+        if cache::start_resident(&self.cache) {
+            tokio::spawn(cache::keep_loaded(std::sync::Arc::downgrade(&self.cache), self.pool.clone(), self.backend));
+        }
+    }
+
+    /// Loads the registry into memory now (benchmarks and tests; the daemon's loader does this
+    /// by itself). Returns whether it was installed: not if the registry changed meanwhile.
+    pub async fn load_registry_now(&self) -> anyhow::Result<bool> {
+        self.cache.load_now(&self.pool, self.backend).await.context("Failed to load the registry into memory")
+    }
+
+    /// Whether registry lookups are answered from memory right now.
+    pub fn registry_in_memory(&self) -> bool {
+        self.cache.current().is_some()
     }
 
     /// Call after committing a change to a registry table (stations, offices, villages,
@@ -150,8 +198,8 @@ impl Store {
     /// `SQLITE_BUSY` when a read lock is upgraded.
     pub async fn begin_write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Any>> {
         let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         };
         tx.context("Failed to start a database transaction")
     }
@@ -159,6 +207,7 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -89,7 +89,10 @@ impl Store {
             let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
         };
-        self.cache.get(&self.cache.officers, id, load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.officer(id)),
+            None => load.await,
+        }
     }
 
     /// Every officer, by badge.
@@ -111,7 +114,10 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        self.cache.get(&self.cache.identities, (platform.to_string(), user_id), load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.officer_by_identity(platform, user_id)),
+            None => load.await,
+        }
     }
 
     /// Issues a one-time code for the officer with `badge`; only its hash is stored.
@@ -131,7 +137,7 @@ impl Store {
         .bind(hash_code(&code))
         .bind(now)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(Some(EnrolmentCode { badge: officer.badge, name: officer.name, code, expires_at }))
     }
@@ -187,7 +193,7 @@ impl Store {
             .bind(off_until)
             .bind(now_ms())
             .bind(officer_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         self.registry_changed();
         Ok(())

@@ -62,7 +62,10 @@ impl Store {
             let sql = format!("{VILLAGE_SELECT} WHERE v.id = $1");
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
         };
-        self.cache.get(&self.cache.villages, id, load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.village(id)),
+            None => load.await,
+        }
     }
 
     /// Villages whose name contains `query` (exact name first), at most `limit`.
@@ -93,7 +96,10 @@ impl Store {
             );
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
         };
-        self.cache.get(&self.cache.assigned, (village_id, day.to_string()), load).await
+        match self.cache.current().and_then(|registry| registry.assigned(village_id, day)) {
+            Some(officers) => Ok(officers),
+            None => load.await,
+        }
     }
 
     /// The villages an officer serves on `day`, with the role, ordered by village code.

@@ -38,6 +38,16 @@ pub struct NewTip {
     pub day: String,
 }
 
+/// The officer a new tip goes to, chosen from the duty chain before it is committed.
+#[derive(Debug, Clone, Copy)]
+pub struct TipRoute {
+    pub officer_id: i64,
+    /// Position in the village's duty chain (0: the first officer).
+    pub level: i64,
+    /// UTC ms by which the officer must acknowledge it, or it goes on up the chain.
+    pub ack_deadline: i64,
+}
+
 /// What the resident gets back: the number and the password, shown once.
 #[derive(Debug, Clone)]
 pub struct TipReceipt {
@@ -110,44 +120,171 @@ pub fn summary_of(items: &[TipItem]) -> String {
         .join("\n")
 }
 
-impl Store {
-    /// Commits a tip with its items, its reporter mapping and a `created` event, and numbers
-    /// it; all in one transaction, before anyone is told about it.
-    pub async fn create_tip(&self, tip: &NewTip) -> anyhow::Result<TipReceipt> {
-        let (password, alias) = {
-            let mut rng = rand::rng();
-            let password = format!("{:06}", rng.random_range(0..1_000_000));
-            let alias: String =
-                (0..4).map(|_| char::from(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789"[rng.random_range(0..32)])).collect();
-            (password, alias)
-        };
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO tip_counters (day, last) VALUES ($1, 1) \
-             ON CONFLICT (day) DO UPDATE SET last = tip_counters.last + 1 RETURNING last",
-        )
-        .bind(&tip.day)
-        .fetch_one(&mut *tx)
-        .await?;
-        let number = format!("T{}-{:04}", tip.day, seq);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
-             password_hash, created_at, updated_at) VALUES ($1, $2, $3, $10, $4, $5, 'new', $6, $7, $8, $9, $9) RETURNING id",
-        )
-        .bind(&number)
-        .bind(tip.village_id)
-        .bind(&tip.category)
-        .bind(tip.source)
-        .bind(i64::from(tip.anonymous))
-        .bind(summary_of(&tip.items))
-        .bind(tip.contact_phone.clone())
-        .bind(password_hash(&number, &password))
-        .bind(now)
-        .bind(&tip.reporter_platform)
-        .fetch_one(&mut *tx)
-        .await?;
-        for (position, item) in tip.items.iter().enumerate() {
+/// A tip waiting for the group commit, and where its answer goes.
+#[derive(Debug)]
+pub(crate) struct TipJob {
+    tip: NewTip,
+    route: Option<TipRoute>,
+    done: tokio::sync::oneshot::Sender<anyhow::Result<(TipReceipt, TipRow)>>,
+}
+
+/// Most tips one transaction takes (its statements then bind at most ~900 values).
+const MAX_TIPS_PER_COMMIT: usize = 64;
+
+/// The tip writer of a [`Store`]: takes the tips waiting (up to [`MAX_TIPS_PER_COMMIT`]) and
+/// commits them in one transaction of multi-row statements. A tip alone is written at once;
+/// under a burst the next group gathers while one commits. On SQLite every statement is a
+/// round trip to the connection's thread, and the one writer is held for all of them: tip
+/// by tip that capped tips at ~1,000/s (BENCHMARKS.md). If a group fails, each of its tips is
+/// tried alone, so one bad tip does not fail the others. Ends when the store is dropped.
+pub(crate) async fn commit_tips(
+    writer: sqlx::AnyPool,
+    backend: super::Backend,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<TipJob>,
+) {
+    let mut batch = Vec::with_capacity(MAX_TIPS_PER_COMMIT);
+    while jobs.recv_many(&mut batch, MAX_TIPS_PER_COMMIT).await > 0 {
+        let tips: Vec<(&NewTip, Option<&TipRoute>)> = batch.iter().map(|j| (&j.tip, j.route.as_ref())).collect();
+        let written = write_tips(&writer, backend, &tips).await;
+        drop(tips);
+        match written {
+            Ok(rows) => {
+                for (job, row) in batch.drain(..).zip(rows) {
+                    let _ = job.done.send(Ok(row));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let _ = batch.pop().expect("one job").done.send(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    tips = batch.len(),
+                    "a group of tips failed; writing each alone"
+                );
+                for job in batch.drain(..) {
+                    let one = write_tips(&writer, backend, &[(&job.tip, job.route.as_ref())]).await;
+                    let _ = job.done.send(one.map(|mut rows| rows.pop().expect("one tip written")));
+                }
+            }
+        }
+    }
+}
+
+/// `($1, $2, …), ($k, …)`: `rows` tuples of `cols` placeholders, bound in order. On SQLite
+/// they are plain `?`: SQLite finds a numbered parameter's name by scanning a list, which
+/// makes a statement with hundreds of `$N` cost time quadratic in their number.
+fn placeholders(backend: super::Backend, rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                super::Backend::Sqlite => sql.push('?'),
+                super::Backend::Postgres => sql.push_str(&format!("${}", 1 + r * cols + c)),
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Commits `tips` (each with its items, reporter mapping, `created` event and, if routed,
+/// its assignment and `routed` event) in one transaction, numbered in order.
+async fn write_tips(
+    writer: &sqlx::AnyPool,
+    backend: super::Backend,
+    tips: &[(&NewTip, Option<&TipRoute>)],
+) -> anyhow::Result<Vec<(TipReceipt, TipRow)>> {
+    use anyhow::Context;
+    let now = now_ms();
+    let secrets: Vec<(String, String)> = {
+        let mut rng = rand::rng();
+        tips.iter()
+            .map(|_| {
+                let password = format!("{:06}", rng.random_range(0..1_000_000));
+                let alias: String =
+                    (0..4).map(|_| char::from(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789"[rng.random_range(0..32)])).collect();
+                (password, alias)
+            })
+            .collect()
+    };
+    let mut tx = match backend {
+        super::Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+        super::Backend::Postgres => writer.begin().await,
+    }
+    .context("Failed to start a database transaction")?;
+
+    // Numbers: each day's counter moves once by the number of its tips.
+    let mut numbers = Vec::with_capacity(tips.len());
+    let mut last_of_day: Vec<(&str, i64)> = Vec::new();
+    for (tip, _) in tips {
+        if !last_of_day.iter().any(|(day, _)| *day == tip.day) {
+            let n = tips.iter().filter(|(t, _)| t.day == tip.day).count() as i64;
+            let last: i64 = sqlx::query_scalar(
+                "INSERT INTO tip_counters (day, last) VALUES ($1, $2) \
+                 ON CONFLICT (day) DO UPDATE SET last = tip_counters.last + excluded.last RETURNING last",
+            )
+            .bind(&tip.day)
+            .bind(n)
+            .fetch_one(&mut *tx)
+            .await?;
+            last_of_day.push((&tip.day, last - n));
+        }
+        let slot = last_of_day.iter_mut().find(|(day, _)| *day == tip.day).expect("counted above");
+        slot.1 += 1;
+        numbers.push(format!("T{}-{:04}", tip.day, slot.1));
+    }
+
+    let summaries: Vec<String> = tips.iter().map(|(tip, _)| summary_of(&tip.items)).collect();
+    let sql = format!(
+        "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
+         password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) VALUES {} \
+         RETURNING id, number",
+        placeholders(backend, tips.len(), 15)
+    );
+    let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    for (i, (tip, route)) in tips.iter().enumerate() {
+        insert = insert
+            .bind(&numbers[i])
+            .bind(tip.village_id)
+            .bind(&tip.category)
+            .bind(&tip.reporter_platform)
+            .bind(tip.source)
+            .bind(i64::from(tip.anonymous))
+            .bind("new")
+            .bind(&summaries[i])
+            .bind(tip.contact_phone.clone())
+            .bind(password_hash(&numbers[i], &secrets[i].0))
+            .bind(now)
+            .bind(now)
+            .bind(route.map(|r| r.officer_id))
+            .bind(route.map_or(0, |r| r.level))
+            .bind(route.map(|r| r.ack_deadline));
+    }
+    let returned = insert.fetch_all(&mut *tx).await?;
+    let ids: Vec<i64> = numbers
+        .iter()
+        .map(|number| returned.iter().find(|(_, n)| n == number).map(|(id, _)| *id))
+        .collect::<Option<_>>()
+        .context("the database did not return every new tip's id")?;
+
+    // Items, in chunks so a tip with many photos stays under the engines' bind limits.
+    let items: Vec<(i64, usize, &TipItem)> = tips
+        .iter()
+        .zip(&ids)
+        .flat_map(|((tip, _), id)| tip.items.iter().enumerate().map(move |(pos, item)| (*id, pos, item)))
+        .collect();
+    for chunk in items.chunks(500) {
+        let sql = format!(
+            "INSERT INTO tip_items (tip_id, position, kind, text, file_id, latitude_e6, longitude_e6) VALUES {}",
+            placeholders(backend, chunk.len(), 7)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, position, item) in chunk {
             let (kind, text, file_id, lat, lon) = match item {
                 TipItem::Text { text } => ("text", Some(text.clone()), None, None, None),
                 TipItem::Photo { file_id } => ("photo", None, Some(file_id.clone()), None, None),
@@ -157,37 +294,97 @@ impl Store {
                     ("location", None, None, Some(to_e6(*latitude)), Some(to_e6(*longitude)))
                 }
             };
-            sqlx::query(
-                "INSERT INTO tip_items (tip_id, position, kind, text, file_id, latitude_e6, longitude_e6) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(id)
-            .bind(position as i64)
-            .bind(kind)
-            .bind(text)
-            .bind(file_id)
-            .bind(lat)
-            .bind(lon)
-            .execute(&mut *tx)
-            .await?;
+            insert = insert.bind(*id).bind(*position as i64).bind(kind).bind(text).bind(file_id).bind(lat).bind(lon);
         }
-        sqlx::query(
-            "INSERT INTO tip_reporters (tip_id, platform, chat_id, alias, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(&tip.reporter_platform)
-        .bind(tip.reporter_chat_id)
-        .bind(&alias)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO tip_events (tip_id, at, actor, kind) VALUES ($1, $2, 'resident', 'created')")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(TipReceipt { id, number, password, alias })
+        insert.execute(&mut *tx).await?;
+    }
+
+    let sql = format!(
+        "INSERT INTO tip_reporters (tip_id, platform, chat_id, alias, created_at) VALUES {}",
+        placeholders(backend, tips.len(), 5)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (i, (tip, _)) in tips.iter().enumerate() {
+        insert =
+            insert.bind(ids[i]).bind(&tip.reporter_platform).bind(tip.reporter_chat_id).bind(&secrets[i].1).bind(now);
+    }
+    insert.execute(&mut *tx).await?;
+
+    // Events: `created` by the resident, then `routed` by the system where there is a route.
+    let mut events: Vec<(i64, &str, Option<i64>, &str)> = Vec::with_capacity(tips.len() * 2);
+    for (i, (_, route)) in tips.iter().enumerate() {
+        events.push((ids[i], "resident", None, "created"));
+        if let Some(route) = route {
+            events.push((ids[i], "system", Some(route.officer_id), "routed"));
+        }
+    }
+    let sql = format!(
+        "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind) VALUES {}",
+        placeholders(backend, events.len(), 5)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, actor, officer, kind) in events {
+        insert = insert.bind(id).bind(now).bind(actor).bind(officer).bind(kind);
+    }
+    insert.execute(&mut *tx).await?;
+    tx.commit().await?;
+
+    Ok(tips
+        .iter()
+        .zip(ids)
+        .zip(numbers)
+        .zip(summaries)
+        .zip(secrets)
+        .map(|(((((tip, route), id), number), summary), (password, alias))| {
+            let row = TipRow {
+                id,
+                number: number.clone(),
+                village_id: tip.village_id,
+                category: tip.category.clone(),
+                source: tip.source.to_string(),
+                anonymous: i64::from(tip.anonymous),
+                status: "new".into(),
+                summary,
+                contact_phone: tip.contact_phone.clone(),
+                assigned_officer_id: route.map(|r| r.officer_id),
+                platform: tip.reporter_platform.clone(),
+                ack_deadline: route.map(|r| r.ack_deadline),
+                escalation_level: route.map_or(0, |r| r.level),
+                public_note: None,
+                rating: None,
+                created_at: now,
+                acknowledged_at: None,
+                resolved_at: None,
+            };
+            (TipReceipt { id, number, password, alias }, row)
+        })
+        .collect())
+}
+
+impl Store {
+    /// Commits a tip with its items, its reporter mapping and a `created` event, and numbers
+    /// it; all in one transaction, before anyone is told about it.
+    pub async fn create_tip(&self, tip: &NewTip) -> anyhow::Result<TipReceipt> {
+        Ok(self.create_routed_tip(tip, None).await?.0)
+    }
+
+    /// [`Store::create_tip`], already given to the officer of `route` (with a `routed` event)
+    /// in the same transaction. Returns the row as written, so the officer's card needs no
+    /// read back.
+    ///
+    /// Tips that arrive together are committed together (see [`commit_tips`]): a morning
+    /// burst costs a few transactions, not one per tip.
+    pub async fn create_routed_tip(
+        &self,
+        tip: &NewTip,
+        route: Option<&TipRoute>,
+    ) -> anyhow::Result<(TipReceipt, TipRow)> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = TipJob { tip: tip.clone(), route: route.copied(), done };
+        if self.tip_jobs.send(job).is_err() {
+            anyhow::bail!("the tip writer has stopped");
+        }
+        answer.await.map_err(|_| anyhow::anyhow!("the tip writer stopped before answering"))?
     }
 
     pub async fn tip(&self, id: i64) -> anyhow::Result<Option<TipRow>> {
@@ -272,7 +469,7 @@ impl Store {
         sqlx::query("UPDATE tips SET ack_deadline = $1 WHERE id = $2")
             .bind(deadline)
             .bind(tip_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -368,7 +565,7 @@ impl Store {
             sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")
                 .bind(into_id)
                 .bind(tip_id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         }
         Ok(merged)
@@ -392,7 +589,7 @@ impl Store {
         .bind(officer_id)
         .bind(kind)
         .bind(detail)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -403,7 +600,7 @@ impl Store {
             .bind(rating)
             .bind(now_ms())
             .bind(tip_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         if n == 1 {
@@ -446,7 +643,7 @@ impl Store {
         Ok(sqlx::query("DELETE FROM tip_reporters WHERE platform = $1 AND chat_id = $2")
             .bind(platform)
             .bind(chat_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected())
     }
@@ -468,7 +665,10 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        self.cache.get(&self.cache.accounts, (officer_id, platform.to_string()), load).await
+        match self.cache.current() {
+            Some(registry) => Ok(registry.account(officer_id, platform)),
+            None => load.await,
+        }
     }
 
     /// The conversation in progress with a person, unless it has expired.
@@ -502,7 +702,7 @@ impl Store {
         .bind(state)
         .bind(now)
         .bind(now + ttl_ms)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -511,7 +711,7 @@ impl Store {
         sqlx::query("DELETE FROM conversations WHERE platform = $1 AND user_id = $2")
             .bind(platform)
             .bind(user_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -107,7 +107,7 @@ impl Store {
         .bind(target)
         .bind(result)
         .bind(detail)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -144,7 +144,7 @@ impl Store {
         .bind(platform)
         .bind(update_id)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -158,14 +158,14 @@ impl Store {
         .bind(daemon)
         .bind(host)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
 
     /// Removes this daemon from the table at a clean stop.
     pub async fn sign_off(&self, daemon: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM daemons WHERE id = $1").bind(daemon).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM daemons WHERE id = $1").bind(daemon).execute(self.writer()).await?;
         Ok(())
     }
 
@@ -216,12 +216,12 @@ impl Store {
 
         purged.audit = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(now - audit_ms)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         purged.handled_updates = sqlx::query("DELETE FROM handled_updates WHERE at < $1")
             .bind(now - 7 * 86_400_000)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(purged)

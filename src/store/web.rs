@@ -101,13 +101,13 @@ impl Store {
             "UPDATE web_users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
         )
         .bind(id)
-        .fetch_one(self.pool())
+        .fetch_one(self.writer())
         .await?;
         if failed >= max {
             sqlx::query("UPDATE web_users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
                 .bind(now + lock_ms)
                 .bind(id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
             return Ok(true);
         }
@@ -158,7 +158,7 @@ impl Store {
             sqlx::query("UPDATE web_sessions SET last_seen_at = $1 WHERE token_hash = $2")
                 .bind(now)
                 .bind(&hash)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         }
         Ok(Some(session))
@@ -167,7 +167,7 @@ impl Store {
     pub async fn web_logout(&self, token: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
             .bind(token_hash(token))
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
