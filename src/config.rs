@@ -81,6 +81,7 @@ pub struct Telegram {
     pub messages_per_min_group: u32,
     pub messages_per_sec_overall: u32,
     pub send_retries: u32,
+    pub max_pending_updates: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

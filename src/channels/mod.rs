@@ -2,6 +2,7 @@
 //! core's [`crate::core::Outbound`] actions back into platform calls. Nothing in here
 //! decides anything.
 
+pub mod backlog;
 pub mod console;
 pub mod pace;
 pub mod telegram;

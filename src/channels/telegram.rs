@@ -30,6 +30,7 @@ use crate::config::Settings;
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::texts::Msg;
 
+use super::backlog::{Backlog, Bounded};
 use super::pace::{Pace, PaceLimits};
 
 /// The bot type every handler takes. Flood limits are kept by the adapter's
@@ -72,6 +73,8 @@ struct Adapter {
     dedupe: bool,
     /// Telegram's sending limits, shared by replies, alerts and broadcasts.
     pace: Pace,
+    /// Updates in hand, so that long polling waits when there are too many (`backlog.rs`).
+    backlog: Arc<Backlog>,
 }
 
 /// Logs update-listener errors (failed `getUpdates`) without the token, and counts them.
@@ -144,6 +147,7 @@ pub async fn run(
         send_retries: settings.file.telegram.send_retries,
         dedupe: settings.webhook.is_some() || core_backend == crate::store::Backend::Postgres,
         pace: pace(settings),
+        backlog: Backlog::new(settings.file.telegram.max_pending_updates),
     });
     // The limiters keep a little state per chat written to; forget the chats that are idle.
     let shrinking = tokio::spawn({
@@ -248,6 +252,7 @@ pub async fn run(
             .delete_webhook()
             .await
             .build();
+        let listener = Bounded::new(listener, adapter.backlog.clone());
         let unknown = adapter.clone();
         let mut dispatcher = Dispatcher::builder(bot, schema())
             .dependencies(dptree::deps![adapter.clone()])
@@ -346,7 +351,9 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
 /// The handler tree. Each branch names an update kind, and the dispatcher asks Telegram for
 /// exactly these kinds: `my_chat_member` must be here or the bot never learns it was added.
 fn schema() -> UpdateHandler<anyhow::Error> {
-    dptree::entry()
+    // Every update holds a token of the backlog until its handling ends, whichever branch
+    // (or none) takes it: long polling waits while too many are in hand.
+    dptree::map(|adapter: Arc<Adapter>| adapter.backlog.token())
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_callback))
         .branch(Update::filter_my_chat_member().endpoint(on_my_chat_member))
