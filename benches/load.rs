@@ -16,6 +16,13 @@
 //! cargo bench --bench load -- --broadcast 46000 [--sample 600]
 //! ```
 //!
+//! With `--postgres SERVER` (e.g. `postgres://postgres@127.0.0.1:5432`) the daemon runs on a
+//! fresh database `cunjing_bench` made on that server for each workload (dropped and made
+//! again: use a server where that name is free) instead of a fresh SQLite file.
+//!
+//! Variables `CUNJING__SECTION__KEY` (configuration) and `MIMALLOC_…` (the allocator) in the
+//! bench's environment are passed to the daemon, to compare settings.
+//!
 //! `BENCH_DB_CONNECTIONS` sets the daemon's pool size (8); `BENCH_RUST_LOG` and
 //! `BENCH_LOG_FILE` keep its log (e.g. `sqlx=debug`, every statement with its time).
 //!
@@ -306,6 +313,9 @@ async fn run(bot: &Bot<'_>, kinds: &[Kind], groups: usize, rate: f64) -> RunResu
     for (k, v) in bot.env {
         cmd.env(k, v);
     }
+    // Settings to compare (`CUNJING__SECTION__KEY`, the allocator's `MIMALLOC_…`) reach the
+    // daemon; the echo bot ignores them.
+    cmd.envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_") || k.starts_with("CUNJING__")));
     let mut child =
         cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}; build it first (see the module docs)", bot.path.display()));
     let pid = child.id();
@@ -368,7 +378,7 @@ async fn registry(dir: &Path, groups: usize) -> String {
     w("villages.csv", v);
     w("officers.csv", f);
     w("assignments.csv", a);
-    let url = format!("sqlite://{}", dir.join("bench.sqlite").display());
+    let url = fresh_database(dir).await;
     let store = cunjing::store::Store::connect(&cunjing::store::StoreOptions {
         url: url.clone(),
         max_connections: 1,
@@ -388,6 +398,24 @@ async fn registry(dir: &Path, groups: usize) -> String {
     }
     store.close().await;
     url
+}
+
+/// The database of a run: a new SQLite file in `dir`, or with `--postgres SERVER` the
+/// database `cunjing_bench` made anew on that server.
+async fn fresh_database(dir: &Path) -> String {
+    use sqlx::{Connection, Executor};
+    let Some(server) = arg("--postgres") else {
+        return format!("sqlite://{}", dir.join("bench.sqlite").display());
+    };
+    let server = server.trim_end_matches('/');
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("--postgres {server}: {e}"));
+    admin.execute("DROP DATABASE IF EXISTS cunjing_bench WITH (FORCE)").await.unwrap();
+    admin.execute("CREATE DATABASE cunjing_bench").await.unwrap();
+    admin.close().await.unwrap();
+    format!("{server}/cunjing_bench")
 }
 
 fn print_run(label: &str, name: &str, r: &RunResult) {
@@ -511,7 +539,8 @@ async fn main() {
     let echo = target.join("examples/echo");
     let daemon = target.join("cunjing");
     let no_env: Vec<(String, String)> = Vec::new();
-    println!("{updates} updates over {groups} groups, {runs} alternating runs a workload");
+    let engine = if arg("--postgres").is_some() { "PostgreSQL" } else { "SQLite" };
+    println!("{updates} updates over {groups} groups, {runs} alternating runs a workload, cunjing on {engine}");
     for workload in workloads {
         // A fresh database for each workload, so tips of one do not weigh on the next.
         let dir = tempfile::tempdir().unwrap();
