@@ -537,6 +537,11 @@ const TELEGRAM_TEXT_LIMIT: usize = 4096;
 
 /// Splits `text` into parts of at most `limit` UTF-16 code units, at line ends where it can.
 pub fn split_text(text: &str, limit: usize) -> Vec<String> {
+    // UTF-8 takes at least as many bytes as UTF-16 takes units: a reply this short (almost
+    // every one) is whole, and is not scanned line by line.
+    if text.len() <= limit {
+        return vec![text.to_string()];
+    }
     let mut parts = vec![String::new()];
     let units = |s: &str| s.encode_utf16().count();
     for line in text.split_inclusive('\n') {
@@ -1007,5 +1012,16 @@ mod tests {
         let parts = split_text(&text, 100);
         assert_eq!(parts.iter().map(String::len).collect::<Vec<_>>(), [100, 100, 50]);
         assert_eq!(split_text("你好", 4096), ["你好"]);
+    }
+
+    #[test]
+    fn a_text_that_fits_is_one_part_exactly_as_written() {
+        for text in
+            ["📇 和庄村 警民联系卡\n驻村民警：张建国\n\n🚨 紧急情况请直接拨打 110\n", "\n", "🚨".repeat(1024).as_str()]
+        {
+            assert_eq!(split_text(text, 4096), [text], "{text:?}");
+        }
+        let units = "🚨".repeat(1025); // 2,050 UTF-16 units, 4,100 bytes: fits by units
+        assert_eq!(split_text(&units, 4096), [units.clone()]);
     }
 }
