@@ -12,7 +12,7 @@ use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sen
 use crate::authz::{Action, Subject};
 use crate::domain::Phone;
 use crate::store::registry::VillageRow;
-use crate::store::tips::{NewTip, TipItem, TipRoute, TipRow, summary_of};
+use crate::store::tips::{NewTip, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
 use crate::triage::TipCategory;
 
@@ -129,13 +129,19 @@ impl Core {
 
     /// A polite refusal when this chat already reported the most tips allowed in an hour.
     async fn over_tip_limit(&self, platform: &str, chat_id: i64) -> anyhow::Result<Option<Outbound>> {
-        let hour_ago = self.now_ms() - 3_600_000;
-        let n = self.store().tips_reported_since(platform, chat_id, hour_ago).await?;
-        if n < self.max_tips_per_hour() {
-            return Ok(None);
-        }
+        let limit = self.tip_limit();
+        let n = self.store().tips_reported_since(platform, chat_id, limit.since).await?;
+        Ok((n >= limit.max).then(|| self.tip_limit_refusal(chat_id, n)))
+    }
+
+    /// The hourly limit, from now by the core's clock.
+    fn tip_limit(&self) -> TipLimit {
+        TipLimit { max: self.max_tips_per_hour(), since: self.now_ms() - 3_600_000 }
+    }
+
+    fn tip_limit_refusal(&self, chat_id: i64, n: i64) -> Outbound {
         tracing::info!(tips_last_hour = n, "tip limit reached");
-        Ok(Some(Outbound::text(chat_id, self.texts().render(Msg::TipLimit, minijinja::context! { n }))))
+        Outbound::text(chat_id, self.texts().render(Msg::TipLimit, minijinja::context! { n }))
     }
 
     /// Whether a tip is being written by this person.
@@ -483,9 +489,6 @@ impl Core {
             self.end_draft(inbound).await?;
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::VillageGone))]);
         };
-        if let Some(refusal) = self.over_tip_limit(inbound.platform.as_str(), chat_id).await? {
-            return Ok(vec![refusal]);
-        }
         let anonymous = draft.anonymous.unwrap_or(true);
         let new = NewTip {
             village_id,
@@ -500,7 +503,10 @@ impl Core {
         };
         let platform = inbound.platform.as_str();
         let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
-        let (receipt, tip) = self.store().create_routed_tip(&new, route.as_ref()).await?;
+        let (receipt, tip) = match self.store().create_routed_tip(&new, route.as_ref(), Some(self.tip_limit())).await? {
+            TipOutcome::Created(receipt, tip) => (receipt, tip),
+            TipOutcome::OverLimit { reported } => return Ok(vec![self.tip_limit_refusal(chat_id, reported)]),
+        };
         self.end_draft(inbound).await?;
         tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
         let text = self.texts().render(
@@ -963,9 +969,6 @@ impl Core {
         let mut out = Vec::new();
         let mut number = None;
         if let (Some(village), Some(user), false) = (village, inbound.sender.person(), text.trim().is_empty()) {
-            if let Some(refusal) = self.over_tip_limit(platform, user).await? {
-                return Ok(vec![refusal]);
-            }
             let new = NewTip {
                 village_id: village.id,
                 category: "other".into(),
@@ -978,7 +981,11 @@ impl Core {
                 day: self.today().format("%Y%m%d").to_string(),
             };
             let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
-            let (receipt, tip) = self.store().create_routed_tip(&new, route.as_ref()).await?;
+            let (receipt, tip) =
+                match self.store().create_routed_tip(&new, route.as_ref(), Some(self.tip_limit())).await? {
+                    TipOutcome::Created(receipt, tip) => (receipt, tip),
+                    TipOutcome::OverLimit { reported } => return Ok(vec![self.tip_limit_refusal(user, reported)]),
+                };
             tracing::info!(tip_id = receipt.id, "group tip committed");
             out.push(Outbound::text(
                 user,

@@ -120,13 +120,37 @@ pub fn summary_of(items: &[TipItem]) -> String {
         .join("\n")
 }
 
+/// The hourly limit a new tip is held to, checked in the transaction that would commit it,
+/// so two tips of one chat sent at the same moment cannot both slip under it.
+#[derive(Debug, Clone, Copy)]
+pub struct TipLimit {
+    /// Most tips a chat may report since `since`.
+    pub max: i64,
+    /// UTC ms: the start of the window (an hour ago, by the core's clock).
+    pub since: i64,
+}
+
+/// What became of a new tip.
+#[derive(Debug)]
+pub enum TipOutcome {
+    Created(TipReceipt, TipRow),
+    /// The chat had already reported `reported` tips in the window; nothing was written.
+    OverLimit {
+        reported: i64,
+    },
+}
+
 /// A tip waiting for the group commit, and where its answer goes.
 #[derive(Debug)]
 pub(crate) struct TipJob {
     tip: NewTip,
     route: Option<TipRoute>,
-    done: tokio::sync::oneshot::Sender<anyhow::Result<(TipReceipt, TipRow)>>,
+    limit: Option<TipLimit>,
+    done: tokio::sync::oneshot::Sender<anyhow::Result<TipOutcome>>,
 }
+
+/// A tip as the writer takes it: what to write, to whom it goes, the limit it is held to.
+type TipWrite<'a> = (&'a NewTip, Option<&'a TipRoute>, Option<&'a TipLimit>);
 
 /// Most tips one transaction takes (its statements then bind at most ~900 values).
 const MAX_TIPS_PER_COMMIT: usize = 64;
@@ -144,7 +168,7 @@ pub(crate) async fn commit_tips(
 ) {
     let mut batch = Vec::with_capacity(MAX_TIPS_PER_COMMIT);
     while jobs.recv_many(&mut batch, MAX_TIPS_PER_COMMIT).await > 0 {
-        let tips: Vec<(&NewTip, Option<&TipRoute>)> = batch.iter().map(|j| (&j.tip, j.route.as_ref())).collect();
+        let tips: Vec<TipWrite> = batch.iter().map(|j| (&j.tip, j.route.as_ref(), j.limit.as_ref())).collect();
         let written = write_tips(&writer, backend, &tips).await;
         drop(tips);
         match written {
@@ -163,8 +187,8 @@ pub(crate) async fn commit_tips(
                     "a group of tips failed; writing each alone"
                 );
                 for job in batch.drain(..) {
-                    let one = write_tips(&writer, backend, &[(&job.tip, job.route.as_ref())]).await;
-                    let _ = job.done.send(one.map(|mut rows| rows.pop().expect("one tip written")));
+                    let one = write_tips(&writer, backend, &[(&job.tip, job.route.as_ref(), job.limit.as_ref())]).await;
+                    let _ = job.done.send(one.map(|mut outcomes| outcomes.pop().expect("one tip's outcome")));
                 }
             }
         }
@@ -175,6 +199,11 @@ pub(crate) async fn commit_tips(
 /// they are plain `?`: SQLite finds a numbered parameter's name by scanning a list, which
 /// makes a statement with hundreds of `$N` cost time quadratic in their number.
 fn placeholders(backend: super::Backend, rows: usize, cols: usize) -> String {
+    placeholders_from(backend, rows, cols, 1)
+}
+
+/// [`placeholders`], numbered from `$first` on PostgreSQL (after other parameters).
+fn placeholders_from(backend: super::Backend, rows: usize, cols: usize, first: usize) -> String {
     let mut sql = String::with_capacity(rows * cols * 6);
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
@@ -184,7 +213,7 @@ fn placeholders(backend: super::Backend, rows: usize, cols: usize) -> String {
             }
             match backend {
                 super::Backend::Sqlite => sql.push('?'),
-                super::Backend::Postgres => sql.push_str(&format!("${}", 1 + r * cols + c)),
+                super::Backend::Postgres => sql.push_str(&format!("${}", first + r * cols + c)),
             }
         }
         sql.push(')');
@@ -192,14 +221,94 @@ fn placeholders(backend: super::Backend, rows: usize, cols: usize) -> String {
     sql
 }
 
-/// Commits `tips` (each with its items, reporter mapping, `created` event and, if routed,
-/// its assignment and `routed` event) in one transaction, numbered in order.
+/// Commits `tips` in one transaction, in order: each that its limit allows, with its items,
+/// reporter mapping, `created` event and, if routed, its assignment and `routed` event.
 async fn write_tips(
     writer: &sqlx::AnyPool,
+    backend: super::Backend,
+    tips: &[TipWrite<'_>],
+) -> anyhow::Result<Vec<TipOutcome>> {
+    use anyhow::Context;
+    let mut tx = match backend {
+        super::Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+        super::Backend::Postgres => writer.begin().await,
+    }
+    .context("Failed to start a database transaction")?;
+
+    // The limits: what each limited chat reported in the window (one query per platform),
+    // then the batch's own tips counted in order.
+    let mut reported: std::collections::HashMap<(&str, i64), i64> = std::collections::HashMap::new();
+    let limited: Vec<(&NewTip, &TipLimit)> =
+        tips.iter().filter_map(|(tip, _, limit)| Some((*tip, (*limit)?))).collect();
+    if let Some(since) = limited.iter().map(|(_, l)| l.since).min() {
+        let mut platforms: Vec<&str> = limited.iter().map(|(t, _)| t.reporter_platform.as_str()).collect();
+        platforms.sort_unstable();
+        platforms.dedup();
+        for platform in platforms {
+            let mut chats: Vec<i64> = limited
+                .iter()
+                .filter(|(t, _)| t.reporter_platform == platform)
+                .map(|(t, _)| t.reporter_chat_id)
+                .collect();
+            chats.sort_unstable();
+            chats.dedup();
+            let sql = format!(
+                "SELECT r.chat_id, COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
+                 WHERE r.platform = {} AND t.created_at >= {} AND r.chat_id IN {} GROUP BY r.chat_id",
+                if backend == super::Backend::Sqlite { "?" } else { "$1" },
+                if backend == super::Backend::Sqlite { "?" } else { "$2" },
+                placeholders_from(backend, 1, chats.len(), 3)
+            );
+            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(platform).bind(since);
+            for chat in &chats {
+                query = query.bind(*chat);
+            }
+            for (chat, n) in query.fetch_all(&mut *tx).await? {
+                reported.insert((platform, chat), n);
+            }
+        }
+    }
+    let mut allowed = Vec::with_capacity(tips.len());
+    let mut refused = Vec::with_capacity(tips.len());
+    for (tip, route, limit) in tips {
+        let Some(limit) = limit else {
+            allowed.push((*tip, *route));
+            refused.push(None);
+            continue;
+        };
+        let n = reported.entry((tip.reporter_platform.as_str(), tip.reporter_chat_id)).or_insert(0);
+        if *n >= limit.max {
+            refused.push(Some(*n));
+        } else {
+            *n += 1;
+            allowed.push((*tip, *route));
+            refused.push(None);
+        }
+    }
+    let mut written = insert_tips(&mut tx, backend, &allowed).await?.into_iter();
+    tx.commit().await?;
+    Ok(refused
+        .into_iter()
+        .map(|refused| match refused {
+            Some(reported) => TipOutcome::OverLimit { reported },
+            None => {
+                let (receipt, row) = written.next().expect("one row for each tip allowed");
+                TipOutcome::Created(receipt, row)
+            }
+        })
+        .collect())
+}
+
+/// Writes `tips` (numbered in order) in the transaction `tx`.
+async fn insert_tips(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: super::Backend,
     tips: &[(&NewTip, Option<&TipRoute>)],
 ) -> anyhow::Result<Vec<(TipReceipt, TipRow)>> {
     use anyhow::Context;
+    if tips.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
     let secrets: Vec<(String, String)> = {
         let mut rng = rand::rng();
@@ -212,12 +321,6 @@ async fn write_tips(
             })
             .collect()
     };
-    let mut tx = match backend {
-        super::Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
-        super::Backend::Postgres => writer.begin().await,
-    }
-    .context("Failed to start a database transaction")?;
-
     // Numbers: each day's counter moves once by the number of its tips.
     let mut numbers = Vec::with_capacity(tips.len());
     let mut last_of_day: Vec<(&str, i64)> = Vec::new();
@@ -230,7 +333,7 @@ async fn write_tips(
             )
             .bind(&tip.day)
             .bind(n)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
             last_of_day.push((&tip.day, last - n));
         }
@@ -265,7 +368,7 @@ async fn write_tips(
             .bind(route.map_or(0, |r| r.level))
             .bind(route.map(|r| r.ack_deadline));
     }
-    let returned = insert.fetch_all(&mut *tx).await?;
+    let returned = insert.fetch_all(&mut **tx).await?;
     let ids: Vec<i64> = numbers
         .iter()
         .map(|number| returned.iter().find(|(_, n)| n == number).map(|(id, _)| *id))
@@ -296,7 +399,7 @@ async fn write_tips(
             };
             insert = insert.bind(*id).bind(*position as i64).bind(kind).bind(text).bind(file_id).bind(lat).bind(lon);
         }
-        insert.execute(&mut *tx).await?;
+        insert.execute(&mut **tx).await?;
     }
 
     let sql = format!(
@@ -308,7 +411,7 @@ async fn write_tips(
         insert =
             insert.bind(ids[i]).bind(&tip.reporter_platform).bind(tip.reporter_chat_id).bind(&secrets[i].1).bind(now);
     }
-    insert.execute(&mut *tx).await?;
+    insert.execute(&mut **tx).await?;
 
     // Events: `created` by the resident, then `routed` by the system where there is a route.
     let mut events: Vec<(i64, &str, Option<i64>, &str)> = Vec::with_capacity(tips.len() * 2);
@@ -326,8 +429,7 @@ async fn write_tips(
     for (id, actor, officer, kind) in events {
         insert = insert.bind(id).bind(now).bind(actor).bind(officer).bind(kind);
     }
-    insert.execute(&mut *tx).await?;
-    tx.commit().await?;
+    insert.execute(&mut **tx).await?;
 
     Ok(tips
         .iter()
@@ -365,12 +467,15 @@ impl Store {
     /// Commits a tip with its items, its reporter mapping and a `created` event, and numbers
     /// it; all in one transaction, before anyone is told about it.
     pub async fn create_tip(&self, tip: &NewTip) -> anyhow::Result<TipReceipt> {
-        Ok(self.create_routed_tip(tip, None).await?.0)
+        match self.create_routed_tip(tip, None, None).await? {
+            TipOutcome::Created(receipt, _) => Ok(receipt),
+            TipOutcome::OverLimit { .. } => unreachable!("a tip without a limit is never over it"),
+        }
     }
 
     /// [`Store::create_tip`], already given to the officer of `route` (with a `routed` event)
-    /// in the same transaction. Returns the row as written, so the officer's card needs no
-    /// read back.
+    /// in the same transaction, unless the chat is over `limit`. Returns the row as written,
+    /// so the officer's card needs no read back.
     ///
     /// Tips that arrive together are committed together (see [`commit_tips`]): a morning
     /// burst costs a few transactions, not one per tip.
@@ -378,9 +483,10 @@ impl Store {
         &self,
         tip: &NewTip,
         route: Option<&TipRoute>,
-    ) -> anyhow::Result<(TipReceipt, TipRow)> {
+        limit: Option<TipLimit>,
+    ) -> anyhow::Result<TipOutcome> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        let job = TipJob { tip: tip.clone(), route: route.copied(), done };
+        let job = TipJob { tip: tip.clone(), route: route.copied(), limit, done };
         if self.tip_jobs.send(job).is_err() {
             anyhow::bail!("the tip writer has stopped");
         }

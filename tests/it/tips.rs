@@ -1,9 +1,9 @@
 //! Tips end to end: the private conversation with media, the receipt, routing to the
 //! responsible officer, the officer's buttons, status queries, anonymity, restarts.
 
-use crate::app::{TestApp, press};
-use crate::app_test;
+use crate::app::{TestApp, import_example, press};
 use crate::fake_telegram::{SentMessage, TgUser, buttons};
+use crate::{app_test, on_both_engines};
 
 pub const QIANDIAN: &str = "410184101202";
 pub const GROUP: i64 = -1001000000002;
@@ -452,6 +452,27 @@ app_test!(a_tipster_over_the_hourly_limit_is_asked_to_wait, |app| {
     assert!(refused.text.contains("110"), "{}", refused.text);
 });
 
+app_test!(a_group_tip_over_the_hourly_limit_is_refused_privately_and_not_recorded, |app| {
+    app.enrol("041201", &zhang()).await;
+    app.fake.group(GROUP, "前店村群", true);
+    let mark = app.fake.mark();
+    app.fake.add_bot_to_group(GROUP, &tipster());
+    app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+    let village = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", GROUP, "前店村群", village.id, None).await.unwrap();
+    app.fake.private_chat(tipster());
+    for n in 0..5 {
+        submit_anonymous_tip(&app, &format!("第{n}件事")).await;
+    }
+    let mark = app.fake.mark();
+    app.fake.send_text(GROUP, &tipster(), "/tip 又看见那辆面包车了");
+    let refused = app.fake.wait_for_new(mark, |m| m.chat_id == tipster().id).await;
+    assert!(refused.text.contains("一小时内已提交5条"), "{}", refused.text);
+    let tips: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tips").fetch_one(app.store().pool()).await.unwrap();
+    assert_eq!(tips, 5, "the sixth was not recorded");
+    assert!(app.fake.sent().into_iter().skip(mark).all(|m| m.chat_id != zhang().id), "the officer got no card for it");
+});
+
 app_test!(a_card_longer_than_telegram_allows_arrives_in_parts_with_the_buttons_last, |app| {
     app.enrol("041201", &zhang()).await;
     let t = tipster();
@@ -564,4 +585,50 @@ app_test!(a_group_tip_is_deleted_from_the_group_where_the_bot_is_admin_and_confi
     assert_eq!(deletes[0]["chat_id"], GROUP);
     assert_eq!(deletes[0]["message_id"], posted);
     assert_eq!(app.store().chat("telegram", GROUP).await.unwrap().unwrap().bot_admin, 1);
+});
+
+on_both_engines!(tips_sent_at_once_by_one_chat_never_pass_its_limit_together, |db| {
+    use cunjing::store::tips::{NewTip, TipItem, TipLimit, TipOutcome};
+    import_example(&db.store).await;
+    let village = db.store.village_by_code(QIANDIAN).await.unwrap().unwrap();
+    let tip = |chat: i64, n: usize| NewTip {
+        village_id: village.id,
+        category: "theft".into(),
+        source: "private",
+        anonymous: true,
+        contact_phone: None,
+        items: vec![TipItem::Text { text: format!("第{n}件事") }],
+        reporter_platform: "telegram".into(),
+        reporter_chat_id: chat,
+        day: "20261202".into(),
+    };
+    let limit = TipLimit { max: 3, since: 0 };
+    // Twelve at once, as a burst reaches the writer: eight from one chat, four from another.
+    let outcomes = futures::future::join_all((0..12).map(|n| {
+        let (store, new) = (db.store.clone(), tip(if n % 3 == 2 { 2002 } else { 1001 }, n));
+        async move { store.create_routed_tip(&new, None, Some(limit)).await.unwrap() }
+    }))
+    .await;
+    let created = |chat: i64| {
+        outcomes
+            .iter()
+            .zip(0..)
+            .filter(|(o, n)| (if n % 3 == 2 { 2002 } else { 1001 }) == chat && matches!(o, TipOutcome::Created(..)))
+            .count()
+    };
+    assert_eq!(created(1001), 3, "the chat with eight gets three in");
+    assert_eq!(created(2002), 3, "the other chat is held to its own count");
+    let refused: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            TipOutcome::OverLimit { reported } => Some(*reported),
+            TipOutcome::Created(..) => None,
+        })
+        .collect();
+    assert_eq!(refused, [3; 6], "each refusal says how many were already in");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tips").fetch_one(db.store.pool()).await.unwrap();
+    assert_eq!(stored, 6);
+    let numbers: Vec<String> =
+        sqlx::query_scalar("SELECT number FROM tips ORDER BY number").fetch_all(db.store.pool()).await.unwrap();
+    assert_eq!(numbers, (1..=6).map(|n| format!("T20261202-{n:04}")).collect::<Vec<_>>(), "numbered without gaps");
 });
