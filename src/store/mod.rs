@@ -10,6 +10,7 @@
 //! Sub-modules hold the queries of one area each; they take `&Store` (or a transaction) and
 //! return domain rows.
 
+mod batch;
 pub mod broadcasts;
 mod cache;
 pub mod chats;
@@ -50,7 +51,10 @@ pub struct Store {
     cache: std::sync::Arc<cache::RegistryCache>,
     /// New tips go to the writer task, which commits those that arrive together in one
     /// transaction ([`tips::commit_tips`]).
-    tip_jobs: tokio::sync::mpsc::UnboundedSender<tips::TipJob>,
+    tip_jobs: tokio::sync::mpsc::UnboundedSender<batch::Job<tips::TipRequest, tips::TipOutcome>>,
+    /// Records of updates being handled (several daemons, webhook) go to a writer task too,
+    /// which records those that arrive together in one statement ([`trust::commit_claims`]).
+    claim_jobs: tokio::sync::mpsc::UnboundedSender<batch::Job<trust::Claim, bool>>,
 }
 
 /// How often a daemon looks whether another process changed the registry (`registry_version`).
@@ -128,7 +132,9 @@ impl Store {
         let (cache, watch) = cache::for_url(&opts.url);
         let (tip_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(tips::commit_tips(writer.clone(), backend, jobs));
-        let store = Store { pool, writer, backend, cache, tip_jobs };
+        let (claim_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(trust::commit_claims(writer.clone(), backend, jobs));
+        let store = Store { pool, writer, backend, cache, tip_jobs, claim_jobs };
         store.migrate().await?;
         if watch {
             tokio::spawn(cache::watch(std::sync::Arc::downgrade(&store.cache), store.pool.clone(), REGISTRY_POLL));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
-use super::{Store, now_ms};
+use super::{Store, batch, now_ms};
 
 /// One part of a tip as the resident sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,13 +140,12 @@ pub enum TipOutcome {
     },
 }
 
-/// A tip waiting for the group commit, and where its answer goes.
+/// A tip for the tip writer: what to write, to whom it goes, the limit it is held to.
 #[derive(Debug)]
-pub(crate) struct TipJob {
+pub(crate) struct TipRequest {
     tip: NewTip,
     route: Option<TipRoute>,
     limit: Option<TipLimit>,
-    done: tokio::sync::oneshot::Sender<anyhow::Result<TipOutcome>>,
 }
 
 /// A tip as the writer takes it: what to write, to whom it goes, the limit it is held to.
@@ -155,70 +154,22 @@ type TipWrite<'a> = (&'a NewTip, Option<&'a TipRoute>, Option<&'a TipLimit>);
 /// Most tips one transaction takes (its statements then bind at most ~900 values).
 const MAX_TIPS_PER_COMMIT: usize = 64;
 
-/// The tip writer of a [`Store`]: takes the tips waiting (up to [`MAX_TIPS_PER_COMMIT`]) and
-/// commits them in one transaction of multi-row statements. A tip alone is written at once;
-/// under a burst the next group gathers while one commits. On SQLite every statement is a
-/// round trip to the connection's thread, and the one writer is held for all of them: tip
-/// by tip that capped tips at ~1,000/s (BENCHMARKS.md). If a group fails, each of its tips is
-/// tried alone, so one bad tip does not fail the others. Ends when the store is dropped.
+/// The tip writer of a [`Store`]: commits the tips that arrive together in one transaction
+/// (`batch.rs`). Tip by tip, the one SQLite writer was held for ~7 round trips to its
+/// connection thread each, which capped tips at ~1,000/s (BENCHMARKS.md).
 pub(crate) async fn commit_tips(
     writer: sqlx::AnyPool,
     backend: super::Backend,
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<TipJob>,
+    jobs: tokio::sync::mpsc::UnboundedReceiver<batch::Job<TipRequest, TipOutcome>>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_TIPS_PER_COMMIT);
-    while jobs.recv_many(&mut batch, MAX_TIPS_PER_COMMIT).await > 0 {
-        let tips: Vec<TipWrite> = batch.iter().map(|j| (&j.tip, j.route.as_ref(), j.limit.as_ref())).collect();
-        let written = write_tips(&writer, backend, &tips).await;
-        drop(tips);
-        match written {
-            Ok(rows) => {
-                for (job, row) in batch.drain(..).zip(rows) {
-                    let _ = job.done.send(Ok(row));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                let _ = batch.pop().expect("one job").done.send(Err(e));
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    tips = batch.len(),
-                    "a group of tips failed; writing each alone"
-                );
-                for job in batch.drain(..) {
-                    let one = write_tips(&writer, backend, &[(&job.tip, job.route.as_ref(), job.limit.as_ref())]).await;
-                    let _ = job.done.send(one.map(|mut outcomes| outcomes.pop().expect("one tip's outcome")));
-                }
-            }
-        }
-    }
-}
-
-/// `($1, $2, …), ($k, …)`: `rows` tuples of `cols` placeholders, bound in order. On SQLite
-/// they are plain `?`: SQLite finds a numbered parameter's name by scanning a list, which
-/// makes a statement with hundreds of `$N` cost time quadratic in their number.
-fn placeholders(backend: super::Backend, rows: usize, cols: usize) -> String {
-    placeholders_from(backend, rows, cols, 1)
-}
-
-/// [`placeholders`], numbered from `$first` on PostgreSQL (after other parameters).
-fn placeholders_from(backend: super::Backend, rows: usize, cols: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 6);
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                super::Backend::Sqlite => sql.push('?'),
-                super::Backend::Postgres => sql.push_str(&format!("${}", first + r * cols + c)),
-            }
-        }
-        sql.push(')');
-    }
-    sql
+    batch::run(jobs, MAX_TIPS_PER_COMMIT, "tip", |requests: &[TipRequest]| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            let tips: Vec<TipWrite> = requests.iter().map(|r| (&r.tip, r.route.as_ref(), r.limit.as_ref())).collect();
+            write_tips(&writer, backend, &tips).await
+        })
+    })
+    .await
 }
 
 /// Commits `tips` in one transaction, in order: each that its limit allows, with its items,
@@ -257,7 +208,7 @@ async fn write_tips(
                  WHERE r.platform = {} AND t.created_at >= {} AND r.chat_id IN {} GROUP BY r.chat_id",
                 if backend == super::Backend::Sqlite { "?" } else { "$1" },
                 if backend == super::Backend::Sqlite { "?" } else { "$2" },
-                placeholders_from(backend, 1, chats.len(), 3)
+                batch::placeholders_from(backend, 1, chats.len(), 3)
             );
             let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(platform).bind(since);
             for chat in &chats {
@@ -347,7 +298,7 @@ async fn insert_tips(
         "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
          password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) VALUES {} \
          RETURNING id, number",
-        placeholders(backend, tips.len(), 15)
+        batch::placeholders(backend, tips.len(), 15)
     );
     let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
     for (i, (tip, route)) in tips.iter().enumerate() {
@@ -384,7 +335,7 @@ async fn insert_tips(
     for chunk in items.chunks(500) {
         let sql = format!(
             "INSERT INTO tip_items (tip_id, position, kind, text, file_id, latitude_e6, longitude_e6) VALUES {}",
-            placeholders(backend, chunk.len(), 7)
+            batch::placeholders(backend, chunk.len(), 7)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, position, item) in chunk {
@@ -404,7 +355,7 @@ async fn insert_tips(
 
     let sql = format!(
         "INSERT INTO tip_reporters (tip_id, platform, chat_id, alias, created_at) VALUES {}",
-        placeholders(backend, tips.len(), 5)
+        batch::placeholders(backend, tips.len(), 5)
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (i, (tip, _)) in tips.iter().enumerate() {
@@ -423,7 +374,7 @@ async fn insert_tips(
     }
     let sql = format!(
         "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind) VALUES {}",
-        placeholders(backend, events.len(), 5)
+        batch::placeholders(backend, events.len(), 5)
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (id, actor, officer, kind) in events {
@@ -485,12 +436,8 @@ impl Store {
         route: Option<&TipRoute>,
         limit: Option<TipLimit>,
     ) -> anyhow::Result<TipOutcome> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = TipJob { tip: tip.clone(), route: route.copied(), limit, done };
-        if self.tip_jobs.send(job).is_err() {
-            anyhow::bail!("the tip writer has stopped");
-        }
-        answer.await.map_err(|_| anyhow::anyhow!("the tip writer stopped before answering"))?
+        let request = TipRequest { tip: tip.clone(), route: route.copied(), limit };
+        batch::submit(&self.tip_jobs, request, "tip").await
     }
 
     pub async fn tip(&self, id: i64) -> anyhow::Result<Option<TipRow>> {
