@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use teloxide::dispatching::UpdateHandler;
+use teloxide::dispatching::{DpHandlerDescription, UpdateHandler};
+use teloxide::dptree::HandlerDescription as _;
 use teloxide::error_handlers::ErrorHandler;
 use teloxide::prelude::*;
 use teloxide::types::UpdateKind;
@@ -352,8 +353,10 @@ async fn register_commands(bot: &TgBot, core: &Core, redactor: &Redactor) {
 /// exactly these kinds: `my_chat_member` must be here or the bot never learns it was added.
 fn schema() -> UpdateHandler<anyhow::Error> {
     // Every update holds a token of the backlog until its handling ends, whichever branch
-    // (or none) takes it: long polling waits while too many are in hand.
-    dptree::map(|adapter: Arc<Adapter>| adapter.backlog.token())
+    // (or none) takes it: long polling waits while too many are in hand. Described as an
+    // entry, not as a map (which would count as interest in every kind of update, and make
+    // teloxide ask Telegram for all of them).
+    dptree::map_with_description(DpHandlerDescription::entry(), |adapter: Arc<Adapter>| adapter.backlog.token())
         .branch(Update::filter_message().endpoint(on_message))
         .branch(Update::filter_callback_query().endpoint(on_callback))
         .branch(Update::filter_my_chat_member().endpoint(on_my_chat_member))
