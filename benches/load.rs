@@ -292,11 +292,27 @@ struct Bot<'a> {
     path: &'a Path,
     env: &'a [(String, String)],
     echo: bool,
+    /// The daemon's database, shared by the runs of a workload.
+    database: Option<String>,
+}
+
+/// Every run's fake numbers its updates from 1, as a new bot would; on PostgreSQL the daemon
+/// records the updates it handles (for several daemons), so a later run's would all look
+/// handled already. Each run starts with none recorded.
+async fn forget_handled_updates(url: &str) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    db.execute("DELETE FROM handled_updates").await.unwrap();
+    db.close().await.unwrap();
 }
 
 /// One run: start the bot, wait for its first poll, release the updates, wait for every
 /// expected answer.
 async fn run(bot: &Bot<'_>, kinds: &[Kind], groups: usize, rate: f64) -> RunResult {
+    if let Some(url) = &bot.database {
+        forget_handled_updates(url).await;
+    }
     let fake = Arc::new(Fake::new(kinds, groups, rate));
     let (want_group, want_private) = expected(bot.echo, kinds);
     let port = serve(fake.clone()).await;
@@ -559,8 +575,8 @@ async fn main() {
             ],
         );
         let bots = [
-            Bot { name: "echo", path: &echo, env: &no_env, echo: true },
-            Bot { name: "cunjing", path: &daemon, env: &cunjing_env, echo: false },
+            Bot { name: "echo", path: &echo, env: &no_env, echo: true, database: None },
+            Bot { name: "cunjing", path: &daemon, env: &cunjing_env, echo: false, database: Some(url.clone()) },
         ];
         let kinds = workload.kinds(updates, groups);
         println!("workload {}", workload.name());

@@ -404,8 +404,8 @@ app_test!(the_staff_group_hears_when_a_tip_is_not_acknowledged_in_time, |app| {
     assert!(notice.text.contains(&number) && notice.text.contains("超时未受理"), "{}", notice.text);
 });
 
-app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, |app| {
-    app.enrol("041201", &zhang()).await;
+/// 前店村's group with the bot added and bound, and the tipster's private chat with the bot.
+async fn village_group_with_tipster(app: &TestApp) {
     app.fake.group(GROUP, "前店村群", true);
     let mark = app.fake.mark();
     app.fake.add_bot_to_group(GROUP, &tipster());
@@ -413,6 +413,11 @@ app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, 
     let village = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
     app.store().bind_chat_to_village("telegram", GROUP, "前店村群", village.id, None).await.unwrap();
     app.fake.private_chat(tipster());
+}
+
+app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, |app| {
+    app.enrol("041201", &zhang()).await;
+    village_group_with_tipster(&app).await;
     let mark = app.fake.mark();
     let public = app.ask(GROUP, &tipster(), "/tip 村口那辆白色面包车天天晚上来，很可疑").await;
     assert!(public.text.contains("已记录为线索") && public.text.contains("公开"), "{}", public.text);
@@ -454,13 +459,7 @@ app_test!(a_tipster_over_the_hourly_limit_is_asked_to_wait, |app| {
 
 app_test!(a_group_tip_over_the_hourly_limit_is_refused_privately_and_not_recorded, |app| {
     app.enrol("041201", &zhang()).await;
-    app.fake.group(GROUP, "前店村群", true);
-    let mark = app.fake.mark();
-    app.fake.add_bot_to_group(GROUP, &tipster());
-    app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
-    let village = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
-    app.store().bind_chat_to_village("telegram", GROUP, "前店村群", village.id, None).await.unwrap();
-    app.fake.private_chat(tipster());
+    village_group_with_tipster(&app).await;
     for n in 0..5 {
         submit_anonymous_tip(&app, &format!("第{n}件事")).await;
     }
