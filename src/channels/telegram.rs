@@ -1025,6 +1025,6 @@ mod tests {
             assert_eq!(split_text(text, 4096), [text], "{text:?}");
         }
         let units = "🚨".repeat(1025); // 2,050 UTF-16 units, 4,100 bytes: fits by units
-        assert_eq!(split_text(&units, 4096), [units.clone()]);
+        assert_eq!(split_text(&units, 4096), std::slice::from_ref(&units));
     }
 }

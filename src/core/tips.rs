@@ -504,7 +504,7 @@ impl Core {
         let platform = inbound.platform.as_str();
         let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
         let (receipt, tip) = match self.store().create_routed_tip(&new, route.as_ref(), Some(self.tip_limit())).await? {
-            TipOutcome::Created(receipt, tip) => (receipt, tip),
+            TipOutcome::Created(receipt, tip) => (receipt, *tip),
             TipOutcome::OverLimit { reported } => return Ok(vec![self.tip_limit_refusal(chat_id, reported)]),
         };
         self.end_draft(inbound).await?;
@@ -983,7 +983,7 @@ impl Core {
             let (route, account) = self.route_for_new_tip(platform, &village).await?.unzip();
             let (receipt, tip) =
                 match self.store().create_routed_tip(&new, route.as_ref(), Some(self.tip_limit())).await? {
-                    TipOutcome::Created(receipt, tip) => (receipt, tip),
+                    TipOutcome::Created(receipt, tip) => (receipt, *tip),
                     TipOutcome::OverLimit { reported } => return Ok(vec![self.tip_limit_refusal(user, reported)]),
                 };
             tracing::info!(tip_id = receipt.id, "group tip committed");

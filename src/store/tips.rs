@@ -133,7 +133,7 @@ pub struct TipLimit {
 /// What became of a new tip.
 #[derive(Debug)]
 pub enum TipOutcome {
-    Created(TipReceipt, TipRow),
+    Created(TipReceipt, Box<TipRow>),
     /// The chat had already reported `reported` tips in the window; nothing was written.
     OverLimit {
         reported: i64,
@@ -244,7 +244,7 @@ async fn write_tips(
             Some(reported) => TipOutcome::OverLimit { reported },
             None => {
                 let (receipt, row) = written.next().expect("one row for each tip allowed");
-                TipOutcome::Created(receipt, row)
+                TipOutcome::Created(receipt, Box::new(row))
             }
         })
         .collect())
