@@ -379,8 +379,8 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     let term = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(term.success());
     let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{:?}", out.status);
     let logs = text(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{logs}", out.status);
     assert!(logs.contains("triage rules reloaded"), "{logs}");
     assert!(logs.contains("triage rules not reloaded") && logs.contains("intents.toml:4"), "{logs}");
 }
