@@ -16,7 +16,7 @@ use super::{ImportError, ImportSummary, LineError};
 use crate::domain::{
     BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, Role, StationCode, VillageCode, VillageKind,
 };
-use crate::store::{Store, now_ms};
+use crate::store::{Backend, Store, batch, now_ms};
 
 /// One column of a registry file: its English name and the Chinese headers accepted for it.
 struct Col {
@@ -239,7 +239,6 @@ pub(crate) struct OfficerRec {
 }
 
 pub(crate) struct AssignmentRec {
-    pub line: usize,
     pub village: VillageCode,
     pub badge: BadgeNumber,
     pub role: Role,
@@ -547,7 +546,7 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
                     continue;
                 }
                 seen.insert(key, l.number);
-                assignments.push(AssignmentRec { line: l.number, village, badge, role, since, until });
+                assignments.push(AssignmentRec { village, badge, role, since, until });
             }
         }
     }
@@ -579,103 +578,149 @@ pub async fn import_dir(store: &Store, dir: &Path, today: NaiveDate) -> Result<I
     write(store, &files, today).await.map_err(ImportError::Unexpected)
 }
 
+/// Rows in one multi-row statement: at most 8 columns × 500 rows, far under both engines'
+/// bind limits (32,766 on SQLite, 65,535 on PostgreSQL). One statement a row made a province
+/// import ~136,000 round trips to SQLite's connection thread (BENCHMARKS.md).
+const ROWS_PER_STATEMENT: usize = 500;
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Writes `rows` as `head VALUES (…), (…) tail` in statements of [`ROWS_PER_STATEMENT`] rows,
+/// `bind` binding one row's `cols` values in order.
+#[allow(clippy::too_many_arguments)]
+async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: &[T],
+    what: &str,
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> anyhow::Result<()> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!("{head} VALUES {} {tail}", batch::placeholders(backend, chunk.len(), cols));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut **tx).await.with_context(|| format!("Failed to write the {what}"))?;
+    }
+    Ok(())
+}
+
 async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Result<ImportSummary> {
     let now = now_ms();
+    let backend = store.backend();
     let mut tx = store.begin_write().await?;
-    for s in &f.stations {
-        sqlx::query(
-            "INSERT INTO stations (code, name, duty_phone, address, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (code) DO UPDATE SET name = excluded.name, duty_phone = excluded.duty_phone, \
-             address = excluded.address, updated_at = excluded.updated_at",
-        )
-        .bind(s.code.as_str())
-        .bind(&s.name)
-        .bind(s.duty_phone.as_str())
-        .bind(&s.address)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to write station {}", s.code))?;
-    }
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO stations (code, name, duty_phone, address, updated_at)",
+        "ON CONFLICT (code) DO UPDATE SET name = excluded.name, duty_phone = excluded.duty_phone, \
+         address = excluded.address, updated_at = excluded.updated_at",
+        5,
+        &f.stations,
+        "stations",
+        |q, s| q.bind(s.code.as_str()).bind(&s.name).bind(s.duty_phone.as_str()).bind(&s.address).bind(now),
+    )
+    .await?;
     let station_ids = id_map(&mut tx, "SELECT id, code FROM stations").await?;
-    for o in &f.offices {
-        sqlx::query(
-            "INSERT INTO offices (code, station_id, name, kind, address, hours, phone, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (code) DO UPDATE SET station_id = excluded.station_id, name = excluded.name, kind = excluded.kind, \
-             address = excluded.address, hours = excluded.hours, phone = excluded.phone, updated_at = excluded.updated_at",
-        )
-        .bind(o.code.as_str())
-        .bind(station_ids[o.station.as_str()])
-        .bind(&o.name)
-        .bind(o.kind.as_str())
-        .bind(&o.address)
-        .bind(&o.hours)
-        .bind(o.phone.as_ref().map(|p| p.as_str().to_string()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to write office {}", o.code))?;
-    }
+    let offices: Vec<(&OfficeRec, i64)> = f.offices.iter().map(|o| (o, station_ids[o.station.as_str()])).collect();
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO offices (code, station_id, name, kind, address, hours, phone, updated_at)",
+        "ON CONFLICT (code) DO UPDATE SET station_id = excluded.station_id, name = excluded.name, kind = excluded.kind, \
+         address = excluded.address, hours = excluded.hours, phone = excluded.phone, updated_at = excluded.updated_at",
+        8,
+        &offices,
+        "offices",
+        |q, (o, station_id)| {
+            q.bind(o.code.as_str())
+                .bind(*station_id)
+                .bind(&o.name)
+                .bind(o.kind.as_str())
+                .bind(&o.address)
+                .bind(&o.hours)
+                .bind(o.phone.as_ref().map(Phone::as_str))
+                .bind(now)
+        },
+    )
+    .await?;
     let office_ids = id_map(&mut tx, "SELECT id, code FROM offices").await?;
-    for v in &f.villages {
-        sqlx::query(
-            "INSERT INTO villages (code, name, kind, office_id, households, population, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (code) DO UPDATE SET name = excluded.name, kind = excluded.kind, office_id = excluded.office_id, \
-             households = excluded.households, population = excluded.population, updated_at = excluded.updated_at",
-        )
-        .bind(v.code.as_str())
-        .bind(&v.name)
-        .bind(v.kind.as_str())
-        .bind(office_ids[v.office.as_str()])
-        .bind(v.households)
-        .bind(v.population)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to write village {}", v.code))?;
-    }
+    let villages: Vec<(&VillageRec, i64)> = f.villages.iter().map(|v| (v, office_ids[v.office.as_str()])).collect();
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO villages (code, name, kind, office_id, households, population, updated_at)",
+        "ON CONFLICT (code) DO UPDATE SET name = excluded.name, kind = excluded.kind, office_id = excluded.office_id, \
+         households = excluded.households, population = excluded.population, updated_at = excluded.updated_at",
+        7,
+        &villages,
+        "villages",
+        |q, (v, office_id)| {
+            q.bind(v.code.as_str())
+                .bind(&v.name)
+                .bind(v.kind.as_str())
+                .bind(*office_id)
+                .bind(v.households)
+                .bind(v.population)
+                .bind(now)
+        },
+    )
+    .await?;
     let village_ids = id_map(&mut tx, "SELECT id, code FROM villages").await?;
-    for o in &f.officers {
-        sqlx::query(
-            "INSERT INTO officers (badge, name, kind, phone, station_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (badge) DO UPDATE SET name = excluded.name, kind = excluded.kind, phone = excluded.phone, \
-             station_id = excluded.station_id, updated_at = excluded.updated_at",
-        )
-        .bind(o.badge.as_str())
-        .bind(&o.name)
-        .bind(o.kind.as_str())
-        .bind(o.phone.as_ref().map(|p| p.as_str().to_string()))
-        .bind(station_ids[o.station.as_str()])
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to write officer {}", o.badge))?;
-    }
+    let officers: Vec<(&OfficerRec, i64)> = f.officers.iter().map(|o| (o, station_ids[o.station.as_str()])).collect();
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO officers (badge, name, kind, phone, station_id, updated_at)",
+        "ON CONFLICT (badge) DO UPDATE SET name = excluded.name, kind = excluded.kind, phone = excluded.phone, \
+         station_id = excluded.station_id, updated_at = excluded.updated_at",
+        6,
+        &officers,
+        "officers",
+        |q, (o, station_id)| {
+            q.bind(o.badge.as_str())
+                .bind(&o.name)
+                .bind(o.kind.as_str())
+                .bind(o.phone.as_ref().map(Phone::as_str))
+                .bind(*station_id)
+                .bind(now)
+        },
+    )
+    .await?;
     let officer_ids = id_map(&mut tx, "SELECT id, badge FROM officers").await?;
 
-    let mut in_file: HashSet<(i64, i64, &'static str, String)> = HashSet::new();
-    for a in &f.assignments {
-        let village_id = village_ids[a.village.as_str()];
-        let officer_id = officer_ids[a.badge.as_str()];
-        sqlx::query(
-            "INSERT INTO assignments (village_id, officer_id, role, since, until, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (village_id, officer_id, role, since) DO UPDATE SET until = excluded.until, updated_at = excluded.updated_at",
-        )
-        .bind(village_id)
-        .bind(officer_id)
-        .bind(a.role.as_str())
-        .bind(a.since.to_string())
-        .bind(a.until.map(|d| d.to_string()))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .with_context(|| format!("Failed to write the assignment on line {}", a.line))?;
-        in_file.insert((village_id, officer_id, a.role.as_str(), a.since.to_string()));
-    }
+    let assignments: Vec<(i64, i64, &'static str, String, Option<String>)> = f
+        .assignments
+        .iter()
+        .map(|a| {
+            let village_id = village_ids[a.village.as_str()];
+            let officer_id = officer_ids[a.badge.as_str()];
+            (village_id, officer_id, a.role.as_str(), a.since.to_string(), a.until.map(|d| d.to_string()))
+        })
+        .collect();
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO assignments (village_id, officer_id, role, since, until, updated_at)",
+        "ON CONFLICT (village_id, officer_id, role, since) DO UPDATE SET until = excluded.until, \
+         updated_at = excluded.updated_at",
+        6,
+        &assignments,
+        "assignments",
+        |q, (village_id, officer_id, role, since, until)| {
+            q.bind(*village_id).bind(*officer_id).bind(*role).bind(since).bind(until).bind(now)
+        },
+    )
+    .await?;
+    let in_file: HashSet<(i64, i64, &'static str, &str)> =
+        assignments.iter().map(|(v, o, role, since, _)| (*v, *o, *role, since.as_str())).collect();
 
-    // Assignments still open in the database but gone from the file end today.
+    // Assignments still open in the database but gone from the file end today; one that had
+    // not started yet simply never held: it ends where it began.
     let today_s = today.to_string();
     let open: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
         "SELECT id, village_id, officer_id, role, since FROM assignments WHERE until IS NULL OR until > $1",
@@ -683,19 +728,31 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
     .bind(&today_s)
     .fetch_all(&mut *tx)
     .await?;
-    let mut ended = 0;
-    for (id, village_id, officer_id, role, since) in open {
-        let role = Role::parse(&role).map(Role::as_str).unwrap_or("volunteer");
-        if !in_file.contains(&(village_id, officer_id, role, since.clone())) {
-            // An assignment that had not started yet simply never held: it ends where it began.
-            let until = if since.as_str() > today_s.as_str() { since.clone() } else { today_s.clone() };
-            sqlx::query("UPDATE assignments SET until = $1, updated_at = $2 WHERE id = $3")
-                .bind(until)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            ended += 1;
+    let ended: Vec<(i64, String)> = open
+        .into_iter()
+        .filter(|(_, village_id, officer_id, role, since)| {
+            let role = Role::parse(role).map(Role::as_str).unwrap_or("volunteer");
+            !in_file.contains(&(*village_id, *officer_id, role, since.as_str()))
+        })
+        .map(|(id, _, _, _, since)| (id, if since > today_s { since } else { today_s.clone() }))
+        .collect();
+    let mut by_until: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (id, until) in &ended {
+        by_until.entry(until.as_str()).or_default().push(*id);
+    }
+    for (until, ids) in by_until {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE assignments SET until = {}, updated_at = {} WHERE id IN {}",
+                batch::param(backend, 1),
+                batch::param(backend, 2),
+                batch::placeholders_from(backend, 1, chunk.len(), 3)
+            );
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).bind(until).bind(now);
+            for id in chunk {
+                update = update.bind(*id);
+            }
+            update.execute(&mut *tx).await.context("Failed to end the assignments gone from the file")?;
         }
     }
     tx.commit().await.context("Failed to commit the registry import")?;
@@ -706,7 +763,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         villages: f.villages.len(),
         officers: f.officers.len(),
         assignments: f.assignments.len(),
-        assignments_ended: ended,
+        assignments_ended: ended.len(),
     })
 }
 

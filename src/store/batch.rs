@@ -6,6 +6,10 @@
 //! (BENCHMARKS.md). A writer task takes everything waiting (up to a bound) and writes it with
 //! multi-row statements in one transaction; a write alone still goes at once, and under a
 //! burst the next group gathers while one commits.
+//!
+//! Such statements run with `.persistent(false)`: each group size is different SQL, and sqlx
+//! would keep every one prepared, per connection (statements whose text lists ids held 4 MiB
+//! of SQLite's memory in a 46,000-group broadcast; heaptrack, BENCHMARKS.md).
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
@@ -68,6 +72,15 @@ pub(crate) fn placeholders(backend: Backend, rows: usize, cols: usize) -> String
     placeholders_from(backend, rows, cols, 1)
 }
 
+/// Parameter `n` of a statement that also has [`placeholders`]: `$n` on PostgreSQL, `?` on
+/// SQLite, where sqlx binds plain `?` in order and a `$n` among them would take the wrong value.
+pub(crate) fn param(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
 /// [`placeholders`], numbered from `$first` on PostgreSQL (after other parameters).
 pub(crate) fn placeholders_from(backend: Backend, rows: usize, cols: usize, first: usize) -> String {
     let mut sql = String::with_capacity(rows * cols * 6);
@@ -96,6 +109,7 @@ mod tests {
         assert_eq!(placeholders(Backend::Postgres, 2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(placeholders_from(Backend::Postgres, 1, 2, 3), "($3, $4)");
         assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!((param(Backend::Postgres, 2), param(Backend::Sqlite, 2)), ("$2".to_string(), "?".to_string()));
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //! Sub-modules hold the queries of one area each; they take `&Store` (or a transaction) and
 //! return domain rows.
 
-mod batch;
+pub(crate) mod batch;
 pub mod broadcasts;
 mod cache;
 pub mod chats;

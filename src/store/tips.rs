@@ -206,11 +206,12 @@ async fn write_tips(
             let sql = format!(
                 "SELECT r.chat_id, COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
                  WHERE r.platform = {} AND t.created_at >= {} AND r.chat_id IN {} GROUP BY r.chat_id",
-                if backend == super::Backend::Sqlite { "?" } else { "$1" },
-                if backend == super::Backend::Sqlite { "?" } else { "$2" },
+                batch::param(backend, 1),
+                batch::param(backend, 2),
                 batch::placeholders_from(backend, 1, chats.len(), 3)
             );
-            let mut query = sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(platform).bind(since);
+            let mut query =
+                sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).persistent(false).bind(platform).bind(since);
             for chat in &chats {
                 query = query.bind(*chat);
             }
@@ -300,7 +301,7 @@ async fn insert_tips(
          RETURNING id, number",
         batch::placeholders(backend, tips.len(), 15)
     );
-    let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql));
+    let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (i, (tip, route)) in tips.iter().enumerate() {
         insert = insert
             .bind(&numbers[i])
@@ -337,7 +338,7 @@ async fn insert_tips(
             "INSERT INTO tip_items (tip_id, position, kind, text, file_id, latitude_e6, longitude_e6) VALUES {}",
             batch::placeholders(backend, chunk.len(), 7)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (id, position, item) in chunk {
             let (kind, text, file_id, lat, lon) = match item {
                 TipItem::Text { text } => ("text", Some(text.clone()), None, None, None),
@@ -357,7 +358,7 @@ async fn insert_tips(
         "INSERT INTO tip_reporters (tip_id, platform, chat_id, alias, created_at) VALUES {}",
         batch::placeholders(backend, tips.len(), 5)
     );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (i, (tip, _)) in tips.iter().enumerate() {
         insert =
             insert.bind(ids[i]).bind(&tip.reporter_platform).bind(tip.reporter_chat_id).bind(&secrets[i].1).bind(now);
@@ -376,7 +377,7 @@ async fn insert_tips(
         "INSERT INTO tip_events (tip_id, at, actor, officer_id, kind) VALUES {}",
         batch::placeholders(backend, events.len(), 5)
     );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (id, actor, officer, kind) in events {
         insert = insert.bind(id).bind(now).bind(actor).bind(officer).bind(kind);
     }

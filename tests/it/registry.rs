@@ -42,6 +42,51 @@ on_both_engines!(importing_the_example_loads_every_row_and_reimporting_changes_n
     assert_eq!(count(&db.store, "villages").await, 12);
 });
 
+/// A registry of `villages` villages in one office, each with a resident officer (two
+/// officers take turns), written as the five CSV files.
+fn generated_registry(villages: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, text: String| std::fs::write(dir.path().join(file), text).unwrap();
+    write("stations.csv", "code,name,duty_phone,address\nGS,甲派出所,0371-62581110,\n".into());
+    write("offices.csv", "code,station,name,kind,address,hours,phone\nG1,GS,甲警务室,office,,,\n".into());
+    write("officers.csv", "badge,name,kind,phone,station\n100001,甲,police,,GS\n100002,乙,police,,GS\n".into());
+    let mut v = String::from("code,name,kind,office,households,population\n");
+    let mut a = String::from("village,badge,role,since,until\n");
+    for i in 0..villages {
+        v.push_str(&format!("4101{i:08},村{i},village,G1,,\n"));
+        a.push_str(&format!("4101{i:08},10000{},resident,2024-03-01,\n", 1 + i % 2));
+    }
+    write("villages.csv", v);
+    write("assignments.csv", a);
+    dir
+}
+
+on_both_engines!(a_registry_larger_than_one_statement_is_imported_whole_and_ended_whole, |db| {
+    // 1,234 villages: the importer writes 500 rows a statement, so this crosses its chunks.
+    let dir = generated_registry(1_234);
+    let first = registry::import_dir(&db.store, dir.path(), today()).await.unwrap();
+    assert_eq!((first.villages, first.assignments), (1_234, 1_234));
+    assert_eq!(count(&db.store, "villages").await, 1_234);
+    let rows = assignments(&db.store).await;
+    assert_eq!(rows.len(), 1_234);
+    assert!(rows.iter().all(|r| r.4.is_none()), "every assignment is open");
+    assert_eq!(rows.iter().filter(|r| r.1 == "100002").count(), 617);
+    let last = db.store.village_by_code("410100001233").await.unwrap().expect("the last village");
+    assert_eq!(last.name, "村1233");
+
+    // Officer 100002 leaves: all 617 of his assignments end today, none of the others.
+    let text = std::fs::read_to_string(dir.path().join("assignments.csv")).unwrap();
+    let kept: String = text.lines().filter(|l| !l.contains(",100002,")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("assignments.csv"), kept).unwrap();
+    let second = registry::import_dir(&db.store, dir.path(), today()).await.unwrap();
+    assert_eq!(second.assignments_ended, 617);
+    let rows = assignments(&db.store).await;
+    assert_eq!(rows.len(), 1_234, "ended assignments are kept");
+    let today_s = today().to_string();
+    assert!(rows.iter().filter(|r| r.1 == "100002").all(|r| r.4.as_deref() == Some(today_s.as_str())));
+    assert!(rows.iter().filter(|r| r.1 == "100001").all(|r| r.4.is_none()));
+});
+
 on_both_engines!(an_assignment_removed_from_the_file_is_ended_today_and_kept, |db| {
     registry::import_dir(&db.store, &example_dir(), today()).await.unwrap();
     let dir = example_registry_with(&[("assignments.csv", "410184101201,F04121,auxiliary,2024-03-01,\n", "")]);
