@@ -489,7 +489,8 @@ impl Store {
              COALESCE(c.bot_admin, 0) AS bot_admin FROM broadcast_deliveries d \
              LEFT JOIN chats c ON c.platform = d.channel AND c.chat_id = d.chat_id WHERE d.id IN ({list}) ORDER BY d.id"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
+        // The ids are in the text: a statement never used again, not kept prepared.
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(false).fetch_all(self.pool()).await?)
     }
 
     /// Records the outcomes of attempts, in one transaction (one commit for a whole batch of

@@ -198,9 +198,10 @@ impl Store {
                 format!("DELETE FROM tip_events WHERE tip_id IN ({list})"),
                 format!("DELETE FROM tip_reporters WHERE tip_id IN ({list})"),
             ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false).execute(&mut *tx).await?;
             }
             purged.tips += sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM tips WHERE id IN ({list})")))
+                .persistent(false)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -249,7 +250,7 @@ pub(crate) async fn commit_claims(
                  ON CONFLICT (platform, update_id) DO NOTHING RETURNING platform, update_id",
                 batch::placeholders(backend, claims.len(), 3)
             );
-            let mut insert = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+            let mut insert = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).persistent(false);
             for c in claims {
                 insert = insert.bind(&c.platform).bind(c.update_id).bind(c.at);
             }
