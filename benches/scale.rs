@@ -20,7 +20,7 @@
 //!
 //! ```sh
 //! cargo build --release --bin cunjing
-//! cargo bench --bench scale -- [--villages 46000] [--officers 12000] [--offices 5000] [--stations 500] [--runs 3] [--lookups 20000]
+//! cargo bench --bench scale -- [--villages 46000] [--officers 12000] [--offices 5000] [--stations 500] [--runs 3] [--lookups 20000] [--keep DIR]
 //! ```
 
 use std::fmt::Write as _;
@@ -311,8 +311,19 @@ async fn main() {
         println!("note: {} is older than src/; rebuild it for current figures", daemon.display());
     }
 
+    // `--keep DIR` leaves the generated registry and database there (for a heap profile).
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("registry");
+    let dir = match common::arg("--keep") {
+        Some(keep) => {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::remove_dir_all(&keep);
+            std::fs::create_dir_all(&keep).unwrap();
+            println!("keeping the registry and database in {}", keep.display());
+            keep
+        }
+        None => dir.path().to_path_buf(),
+    };
+    let csv = dir.join("registry");
     let t = Instant::now();
     let assignments = write_registry(&csv, &sizes);
     println!(
@@ -327,7 +338,7 @@ async fn main() {
     );
 
     // Import.
-    let url = format!("sqlite://{}", dir.path().join("province.sqlite").display());
+    let url = format!("sqlite://{}", dir.join("province.sqlite").display());
     let store = open(&url).await;
     let today = chrono::Utc::now().date_naive();
     let t = Instant::now();
@@ -364,11 +375,11 @@ async fn main() {
     );
     store.close().await;
     drop(store);
-    let db_mib = std::fs::metadata(dir.path().join("province.sqlite")).map_or(0.0, |m| m.len() as f64 / 1048576.0);
+    let db_mib = std::fs::metadata(dir.join("province.sqlite")).map_or(0.0, |m| m.len() as f64 / 1048576.0);
     println!("database file: {db_mib:.1} MiB");
 
     // Startup.
-    let log = dir.path().join("daemon.stderr");
+    let log = dir.join("daemon.stderr");
     let mut starts = Vec::new();
     let mut loads = Vec::new();
     let mut rss = Vec::new();
