@@ -338,12 +338,13 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     let shipped = std::fs::read_to_string(config_path().with_file_name("intents.toml")).unwrap();
     std::fs::write(&rules, &shipped).unwrap();
     let fake = FakeTelegram::start().await;
-    let child = daemon_command(&url, &fake)
+    let mut child = daemon_command(&url, &fake)
         .env("CUNJING__PATHS__INTENTS_FILE", &rules)
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let log = DaemonLog::follow(child.stderr.take().unwrap());
     // The 12345 pointer goes once per person and topic: each question from someone new.
     let ask = |n: i64, text: &'static str| {
         let fake = fake.clone();
@@ -363,26 +364,69 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
     std::fs::write(&rules, format!("{shipped}{tree_rule}")).unwrap();
     assert!(hangup(pid).success());
-    // The signal is handled beside the updates: ask until the new rule answers.
-    let mut answered = false;
-    for n in 1..50 {
-        if ask(n, question).await.contains("12345") {
-            answered = true;
-            break;
-        }
-    }
-    assert!(answered, "the new rule is in force after SIGHUP");
+    // The signal is handled beside the updates, and compiling the rules takes a while in a
+    // debug build: wait for the daemon to say it reloaded them.
+    log.wait_for("triage rules reloaded").await;
+    assert!(ask(1, question).await.contains("12345"), "the new rule is in force after SIGHUP");
 
     std::fs::write(&rules, "[[rules]]\nname = 'broken'\nintent = 'chatter'\npatterns = ['(']\n").unwrap();
     assert!(hangup(pid).success());
-    assert!(ask(50, question).await.contains("12345"), "the rules in force stay");
+    let refused = log.wait_for("triage rules not reloaded").await;
+    assert!(refused.contains("intents.toml:4"), "the log names the bad line: {refused}");
+    assert!(ask(2, question).await.contains("12345"), "the rules in force stay");
     let term = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(term.success());
-    let out = child.wait_with_output().await.unwrap();
-    let logs = text(&out.stderr);
-    assert!(out.status.success(), "{:?}\n{logs}", out.status);
-    assert!(logs.contains("triage rules reloaded"), "{logs}");
-    assert!(logs.contains("triage rules not reloaded") && logs.contains("intents.toml:4"), "{logs}");
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}\n{}", log.text());
+}
+
+/// A child's stderr, read line by line as it is written, so a test can wait for a line.
+pub struct DaemonLog {
+    lines: std::sync::Arc<std::sync::Mutex<String>>,
+    more: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl DaemonLog {
+    pub fn follow(stderr: tokio::process::ChildStderr) -> DaemonLog {
+        use tokio::io::AsyncBufReadExt;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let more = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (into, tell) = (lines.clone(), more.clone());
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let mut all = into.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                drop(all);
+                tell.notify_waiters();
+            }
+            tell.notify_waiters();
+        });
+        DaemonLog { lines, more }
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first line containing `needle`, waiting for it (30 s at most, then the test fails
+    /// with the log so far).
+    pub async fn wait_for(&self, needle: &str) -> String {
+        let found = async {
+            loop {
+                let more = self.more.notified();
+                if let Some(line) = self.text().lines().find(|l| l.contains(needle)) {
+                    return line.to_string();
+                }
+                more.await;
+            }
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(30), found).await {
+            Ok(line) => line,
+            Err(_) => panic!("the daemon did not log {needle:?} within 30 s; its log:\n{}", self.text()),
+        }
+    }
 }
 
 /// Runs `xmllint --schema` on `file`; CI installs libxml2-utils, so a missing xmllint fails.
