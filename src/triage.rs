@@ -246,7 +246,8 @@ struct Rule {
     intent: Intent,
     /// Indexes of this rule's patterns in the shared set.
     patterns: std::ops::Range<usize>,
-    exclude: Vec<Regex>,
+    /// Indexes of this rule's exclusions in the shared exclusion set.
+    exclude: std::ops::Range<usize>,
 }
 
 #[derive(Debug)]
@@ -259,6 +260,9 @@ struct LongText {
 #[derive(Debug)]
 pub struct Triage {
     set: RegexSet,
+    /// Every rule's exclusions in one set: compiled one by one they held 3.5 MiB of
+    /// automata (43 of them; heaptrack, BENCHMARKS.md).
+    excludes: RegexSet,
     rules: Vec<Rule>,
     long_text: Option<LongText>,
     /// Words that make a short private message look like a village name.
@@ -300,6 +304,7 @@ impl Triage {
             Regex::new(def).map_err(|e| anyhow!("{source}: [defs] {name}: the regex does not compile:\n{e}"))?;
         }
         let mut all_patterns = Vec::new();
+        let mut all_excludes = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
         for spec in &file.rules {
             let name = spec.name.get_ref();
@@ -315,15 +320,15 @@ impl Triage {
             for (i, p) in spec.patterns.iter().enumerate() {
                 all_patterns.push(compile(&format!("pattern {}", i + 1), name, p)?.0);
             }
-            let exclude = spec
-                .exclude
-                .iter()
-                .enumerate()
-                .map(|(i, p)| compile(&format!("exclusion {}", i + 1), name, p).map(|(_, r)| r))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            rules.push(Rule { name: name.clone(), intent, patterns: start..all_patterns.len(), exclude });
+            let first_exclude = all_excludes.len();
+            for (i, p) in spec.exclude.iter().enumerate() {
+                all_excludes.push(compile(&format!("exclusion {}", i + 1), name, p)?.0);
+            }
+            let (patterns, exclude) = (start..all_patterns.len(), first_exclude..all_excludes.len());
+            rules.push(Rule { name: name.clone(), intent, patterns, exclude });
         }
         let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
+        let excludes = RegexSet::new(&all_excludes).context("the exclusions do not compile together")?;
         let long_text = match &file.long_text {
             Some(spec) => {
                 let urgent = match spec.urgent.as_slice() {
@@ -345,7 +350,7 @@ impl Triage {
         };
         let first_example =
             file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
-        let triage = Triage { set, rules, long_text, place_hints: file.place_hints.clone(), first_example };
+        let triage = Triage { set, excludes, rules, long_text, place_hints: file.place_hints.clone(), first_example };
         for spec in &file.rules {
             let name = spec.name.get_ref();
             let at = line_of(raw, spec.name.span().start);
@@ -405,11 +410,17 @@ impl Triage {
             return decided(Intent::Chatter, RULE_LONG_TEXT);
         }
         let hits = self.set.matches(&norm);
+        // The exclusions are looked at once, if a rule that has some matched.
+        let excluded = std::cell::OnceCell::new();
         let verdict = hits
             .matched_any()
             .then(|| {
                 self.rules.iter().find(|rule| {
-                    rule.patterns.clone().any(|i| hits.matched(i)) && !rule.exclude.iter().any(|x| x.is_match(&norm))
+                    rule.patterns.clone().any(|i| hits.matched(i))
+                        && !rule
+                            .exclude
+                            .clone()
+                            .any(|i| excluded.get_or_init(|| self.excludes.matches(&norm)).matched(i))
                 })
             })
             .flatten()
