@@ -26,6 +26,13 @@
 //!
 //! A load that started before a change is not installed: each install checks the generation
 //! the load started at.
+//!
+//! Startup. Until the daemon's first load is done (about a second for a province), lookups
+//! wait for it ([`RegistryCache::ready`], at most [`FIRST_LOAD_WAIT`]) instead of asking the
+//! database: a restart into a province-size backlog otherwise sent its first second of
+//! messages to the database beside the load, three queries a lookup (p99 2.3 s, 109 MiB
+//! peak in BENCHMARKS.md). The wait is bounded twice: by the updates in hand
+//! (`channels::backlog`) and by the time; a load that fails lets them go to the database.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -45,6 +52,9 @@ const UNSEEN: i64 = i64::MIN;
 
 /// The longest the loader rests between two loads while the registry keeps changing.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest a lookup waits for the daemon's first load before it asks the database.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(5);
 
 struct Station {
     id: i64,
@@ -489,6 +499,10 @@ pub(crate) struct RegistryCache {
     watched: AtomicBool,
     /// Whether this process keeps the registry in memory (a loader runs).
     resident: AtomicBool,
+    /// Whether the loader's first load is still under way (lookups wait for it).
+    first_pending: AtomicBool,
+    /// Wakes the lookups waiting for the first load when it ends, installed or not.
+    first_done: Notify,
     /// The `registry_version` last read ([`UNSEEN`] before the first read).
     seen_version: AtomicI64,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
@@ -502,6 +516,8 @@ impl Default for RegistryCache {
             generation: AtomicU64::new(0),
             watched: AtomicBool::new(false),
             resident: AtomicBool::new(false),
+            first_pending: AtomicBool::new(false),
+            first_done: Notify::new(),
             seen_version: AtomicI64::new(UNSEEN),
             snapshot: RwLock::new(None),
             changed: Arc::new(Notify::new()),
@@ -519,6 +535,35 @@ impl RegistryCache {
     /// The registry in memory, if it is loaded and nothing changed since.
     pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The registry in memory as [`current`](Self::current) gives it, but while the daemon's
+    /// first load is under way, after waiting for it (at most [`FIRST_LOAD_WAIT`]).
+    pub(crate) async fn ready(&self) -> Option<Arc<Snapshot>> {
+        self.ready_within(FIRST_LOAD_WAIT).await
+    }
+
+    async fn ready_within(&self, bound: Duration) -> Option<Arc<Snapshot>> {
+        if let Some(snapshot) = self.current() {
+            return Some(snapshot);
+        }
+        if !self.first_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let done = self.first_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if self.first_pending.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(bound, done).await;
+        }
+        self.current()
+    }
+
+    /// The first load ended (installed or not): lookups stop waiting for it.
+    fn first_load_ended(&self) {
+        if self.first_pending.swap(false, Ordering::AcqRel) {
+            self.first_done.notify_waiters();
+        }
     }
 
     /// Forgets the snapshot (after a registry change) and wakes the loader.
@@ -580,9 +625,14 @@ pub(crate) fn for_url(url: &str) -> (Arc<RegistryCache>, bool) {
     (cache, start_watching)
 }
 
-/// Whether the caller should start the loader of `cache` (the first to ask).
+/// Whether the caller should start the loader of `cache` (the first to ask). From then on
+/// lookups wait for its first load (see [`RegistryCache::ready`]).
 pub(crate) fn start_resident(cache: &RegistryCache) -> bool {
-    !cache.resident.swap(true, Ordering::AcqRel)
+    let start = !cache.resident.swap(true, Ordering::AcqRel);
+    if start && cache.current().is_none() {
+        cache.first_pending.store(true, Ordering::Release);
+    }
+    start
 }
 
 /// Keeps the registry of `cache` in memory: loads it, then again after each change, resting
@@ -593,7 +643,9 @@ pub(crate) async fn keep_loaded(cache: Weak<RegistryCache>, pool: sqlx::AnyPool,
     loop {
         let started = Instant::now();
         let Some(strong) = cache.upgrade() else { return };
-        match strong.load_now(&pool, backend).await {
+        let loaded = strong.load_now(&pool, backend).await;
+        strong.first_load_ended();
+        match loaded {
             Ok(_) => {}
             Err(_) if pool.is_closed() => return,
             Err(e) => {
@@ -700,6 +752,33 @@ mod tests {
         sqlx::query("UPDATE registry_version SET v = 8").execute(&pool).await.unwrap();
         sync(&cache, &pool).await.unwrap();
         assert!(cache.current().is_none(), "a change elsewhere drops what was in memory");
+    }
+
+    #[tokio::test]
+    async fn lookups_wait_for_the_first_load_but_not_for_a_reload() {
+        let cache = Arc::new(RegistryCache::default());
+        assert!(cache.ready().await.is_none(), "no loader: the database answers at once");
+        assert!(start_resident(&cache));
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.ready().await.is_some() }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // the province is being read
+        }
+        assert!(!waiting.is_finished(), "the lookup waits for the first load");
+        let generation = cache.generation.load(Ordering::Acquire);
+        assert!(cache.install(generation, Snapshot::default(), 1));
+        cache.first_load_ended();
+        assert!(waiting.await.unwrap(), "and is answered from memory");
+
+        // After a later change nobody waits: the database answers until the reload.
+        cache.clear();
+        assert!(cache.ready_within(Duration::MAX).await.is_none());
+        // A first load that does not end lets the lookup go when the bound is reached.
+        let stuck = RegistryCache::default();
+        assert!(start_resident(&stuck));
+        assert!(stuck.ready_within(Duration::from_millis(1)).await.is_none(), "then the database answers");
     }
 
     #[test]

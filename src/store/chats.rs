@@ -34,7 +34,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.chat(platform, chat_id)),
             None => load.await,
         }
@@ -152,7 +152,7 @@ impl Store {
             .fetch_all(self.pool())
             .await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.station_chats(station_id, platform)),
             None => load.await,
         }

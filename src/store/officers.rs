@@ -89,7 +89,7 @@ impl Store {
             let sql = format!("SELECT {OFFICER_COLUMNS} FROM officers f WHERE f.id = $1");
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.officer(id)),
             None => load.await,
         }
@@ -114,7 +114,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.officer_by_identity(platform, user_id)),
             None => load.await,
         }

@@ -62,7 +62,7 @@ impl Store {
             let sql = format!("{VILLAGE_SELECT} WHERE v.id = $1");
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.village(id)),
             None => load.await,
         }
@@ -96,7 +96,7 @@ impl Store {
             );
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
         };
-        match self.cache.current().and_then(|registry| registry.assigned(village_id, day)) {
+        match self.cache.ready().await.and_then(|registry| registry.assigned(village_id, day)) {
             Some(officers) => Ok(officers),
             None => load.await,
         }

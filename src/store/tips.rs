@@ -719,7 +719,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?)
         };
-        match self.cache.current() {
+        match self.cache.ready().await {
             Some(registry) => Ok(registry.account(officer_id, platform)),
             None => load.await,
         }
