@@ -574,6 +574,44 @@ pub fn split_text(text: &str, limit: usize) -> Vec<String> {
     parts
 }
 
+/// `sendMessage` as the daemon sends it: text, an inline keyboard, the message it answers.
+///
+/// teloxide's own `SendMessage` reads Telegram's answer into a whole `Message` (the text
+/// again, the keyboard, the message replied to), through untagged enums that try variant
+/// after variant; the daemon only ever wants the new message's id. This payload goes through
+/// teloxide's request path all the same (the same URL, errors, `retry_after` and
+/// `migrate_to_chat_id`) and reads back just `message_id`: under a burst of tips, each of
+/// them three sends, that parse was a visible share of the daemon's time (BENCHMARKS.md).
+#[derive(Debug, Clone, serde::Serialize)]
+struct SendText {
+    chat_id: i64,
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_parameters: Option<ReplyParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<InlineKeyboardMarkup>,
+}
+
+impl teloxide::requests::Payload for SendText {
+    type Output = MessageId;
+    const NAME: &'static str = "SendMessage";
+}
+
+impl SendText {
+    /// A message to `chat_id`, answering `reply_to` if that message is still there (sent
+    /// anyway if it was deleted).
+    fn new(chat_id: i64, text: String, keyboard: Option<InlineKeyboardMarkup>, reply_to: Option<i64>) -> SendText {
+        let reply_parameters = reply_to
+            .and_then(|id| i32::try_from(id).ok())
+            .map(|id| ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
+        SendText { chat_id, text, reply_parameters, reply_markup: keyboard }
+    }
+
+    fn request(self, bot: &TgBot) -> teloxide::requests::JsonRequest<SendText> {
+        teloxide::requests::JsonRequest::new(bot.clone(), self)
+    }
+}
+
 /// How a failed send is treated.
 enum Failure {
     /// Try again after a pause (network, server errors, flood control).
@@ -707,14 +745,7 @@ impl Adapter {
                     let markup = if n == last { markup.clone() } else { None };
                     let reply_to = if n == 0 { reply_to } else { None };
                     self.send_with_policy(chat_id, |chat| {
-                        let mut req = bot.send_message(ChatId(chat), part.clone());
-                        if let Some(m) = &markup {
-                            req = req.reply_markup(m.clone());
-                        }
-                        if let Some(id) = reply_to.and_then(|id| i32::try_from(id).ok()) {
-                            req =
-                                req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
-                        }
+                        let req = SendText::new(chat, part.clone(), markup.clone(), reply_to).request(bot);
                         async move { req.await.map(drop) }
                     })
                     .await;
@@ -923,14 +954,8 @@ impl TelegramDeliverer {
             self.bot.send_photo(ChatId(chat), InputFile::file_id(FileId(photo.clone()))).await?;
         }
         pace.ready(chat).await;
-        let mut req = self.bot.send_message(ChatId(chat), d.text.clone());
-        if let Some(m) = self.adapter.keyboard(&d.buttons) {
-            req = req.reply_markup(m);
-        }
-        if let Some(id) = d.reply_to.and_then(|id| i32::try_from(id).ok()) {
-            req = req.reply_parameters(ReplyParameters::new(MessageId(id)).allow_sending_without_reply());
-        }
-        Ok(i64::from(req.await?.id.0))
+        let req = SendText::new(chat, d.text.clone(), self.adapter.keyboard(&d.buttons), d.reply_to);
+        Ok(i64::from(req.request(&self.bot).await?.0))
     }
 }
 
@@ -997,7 +1022,30 @@ impl crate::core::broadcast::Deliverer for TelegramDeliverer {
 
 #[cfg(test)]
 mod tests {
-    use super::split_text;
+    use super::{SendText, split_text};
+    use teloxide::payloads::SendMessageSetters as _;
+    use teloxide::types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ReplyParameters};
+
+    #[test]
+    fn a_lean_send_puts_on_the_wire_what_teloxides_send_message_would() {
+        let keyboard = InlineKeyboardMarkup::new([[InlineKeyboardButton::callback("确认收到", "o:ack:7")]]);
+        let ours = SendText::new(-100_123, "📇 和庄村".into(), Some(keyboard.clone()), Some(42));
+        let theirs = teloxide::payloads::SendMessage::new(ChatId(-100_123), "📇 和庄村")
+            .reply_markup(keyboard)
+            .reply_parameters(ReplyParameters::new(MessageId(42)).allow_sending_without_reply());
+        assert_eq!(serde_json::to_value(&ours).unwrap(), serde_json::to_value(&theirs).unwrap());
+        let plain = SendText::new(5, "好".into(), None, None);
+        let theirs = teloxide::payloads::SendMessage::new(ChatId(5), "好");
+        assert_eq!(serde_json::to_value(&plain).unwrap(), serde_json::to_value(&theirs).unwrap());
+        assert_eq!(<SendText as teloxide::requests::Payload>::NAME, "SendMessage");
+    }
+
+    #[test]
+    fn a_lean_send_reads_the_new_message_id_out_of_telegrams_whole_message() {
+        let answer = r#"{"message_id":1000007,"date":1763880000,"chat":{"id":-100123,"type":"supergroup","title":"村民群"},"from":{"id":4242,"is_bot":true,"first_name":"村警"},"text":"ok","reply_to_message":{"message_id":42,"date":1,"chat":{"id":-100123,"type":"supergroup","title":"村民群"},"text":"民警电话"}}"#;
+        let id: <SendText as teloxide::requests::Payload>::Output = serde_json::from_str(answer).unwrap();
+        assert_eq!(id, MessageId(1_000_007));
+    }
 
     #[test]
     fn a_long_text_is_split_at_line_ends_within_the_limit() {
