@@ -81,7 +81,24 @@ pub struct Telegram {
     pub messages_per_min_group: u32,
     pub messages_per_sec_overall: u32,
     pub send_retries: u32,
-    pub max_pending_updates: usize,
+    /// Updates in hand before long polling waits; unset, [`Telegram::pending_limit`]
+    /// chooses by the database.
+    #[serde(default)]
+    pub max_pending_updates: Option<usize>,
+}
+
+impl Telegram {
+    /// Updates the daemon holds at most before it asks Telegram for more: the configured
+    /// number, else 64 on SQLite and 256 on PostgreSQL. On SQLite the two cores are the
+    /// limit, and more updates in hand only hold more memory; on PostgreSQL a tip waits
+    /// for two durable group commits on the server, and with 64 in hand the cores sat idle
+    /// between them (BENCHMARKS.md: tips 2,688/s at 64, 3,488/s at 256).
+    pub fn pending_limit(&self, backend: crate::store::Backend) -> usize {
+        self.max_pending_updates.unwrap_or(match backend {
+            crate::store::Backend::Sqlite => 64,
+            crate::store::Backend::Postgres => 256,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,6 +346,23 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());
         assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn updates_in_hand_are_chosen_by_the_database_unless_configured() {
+        use crate::store::Backend;
+        let s = Settings::from_file(Path::new(DEFAULT_CONFIG_PATH), false).unwrap();
+        assert_eq!(s.file.telegram.pending_limit(Backend::Sqlite), 64);
+        assert_eq!(s.file.telegram.pending_limit(Backend::Postgres), 256);
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(DEFAULT_CONFIG_PATH)
+            .unwrap()
+            .replace("# max_pending_updates = 64", "max_pending_updates = 100");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = Settings::from_file(&path, false).unwrap();
+        assert_eq!(s.file.telegram.pending_limit(Backend::Postgres), 100);
+        assert_eq!(s.file.telegram.pending_limit(Backend::Sqlite), 100);
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub async fn run(
         send_retries: settings.file.telegram.send_retries,
         dedupe: settings.webhook.is_some() || core_backend == crate::store::Backend::Postgres,
         pace: pace(settings),
-        backlog: Backlog::new(settings.file.telegram.max_pending_updates),
+        backlog: Backlog::new(settings.file.telegram.pending_limit(core_backend)),
     });
     // The limiters keep a little state per chat written to; forget the chats that are idle.
     let shrinking = tokio::spawn({
