@@ -77,6 +77,10 @@ pub struct Database {
 pub struct Telegram {
     pub api_url: String,
     pub poll_timeout_secs: u32,
+    /// How long one Bot API request may take; it must outlast a long poll. Unset: the poll
+    /// timeout plus [`HTTP_MARGIN_SECS`].
+    #[serde(default)]
+    pub http_timeout_secs: Option<u32>,
     pub messages_per_sec_chat: u32,
     pub messages_per_min_group: u32,
     pub messages_per_sec_overall: u32,
@@ -87,7 +91,26 @@ pub struct Telegram {
     pub max_pending_updates: Option<usize>,
 }
 
+/// How much longer than a long poll a Bot API request may take (the poll's answer still has
+/// to travel back after Telegram held it for the whole timeout).
+pub const HTTP_MARGIN_SECS: u32 = 15;
+
 impl Telegram {
+    /// The HTTP client's timeout: longer than a long poll, or a quiet bot's every poll fails
+    /// as a network error and teloxide backs off (issue #20). Refuses a configured value that
+    /// does not outlast the poll by at least 5 s.
+    pub fn http_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        let secs = self.http_timeout_secs.unwrap_or(self.poll_timeout_secs + HTTP_MARGIN_SECS);
+        if secs < self.poll_timeout_secs + 5 {
+            anyhow::bail!(
+                "telegram.http_timeout_secs = {secs} does not outlast telegram.poll_timeout_secs = {} by 5 s: every quiet long poll would fail; raise it or leave it unset ({} s)",
+                self.poll_timeout_secs,
+                self.poll_timeout_secs + HTTP_MARGIN_SECS
+            );
+        }
+        Ok(std::time::Duration::from_secs(secs.into()))
+    }
+
     /// Updates the daemon holds at most before it asks Telegram for more: the configured
     /// number, else 64 on SQLite and 256 on PostgreSQL. On SQLite the two cores are the
     /// limit, and more updates in hand only hold more memory; on PostgreSQL a tip waits
@@ -329,6 +352,19 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_http_timeout_outlasts_the_long_poll_or_the_daemon_refuses_to_start() {
+        let mut t = Settings::from_file(Path::new(DEFAULT_CONFIG_PATH), false).unwrap().file.telegram;
+        t.poll_timeout_secs = 30;
+        t.http_timeout_secs = None;
+        assert_eq!(t.http_timeout().unwrap(), std::time::Duration::from_secs(45));
+        t.http_timeout_secs = Some(17);
+        let err = t.http_timeout().unwrap_err().to_string();
+        assert!(err.contains("does not outlast telegram.poll_timeout_secs = 30"), "{err}");
+        t.http_timeout_secs = Some(35);
+        assert_eq!(t.http_timeout().unwrap(), std::time::Duration::from_secs(35));
+    }
 
     #[test]
     fn the_shipped_configuration_file_loads() {

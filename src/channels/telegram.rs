@@ -99,10 +99,15 @@ impl ErrorHandler<anyhow::Error> for HandlerErrors {
     }
 }
 
-/// Builds the bot for `settings` and `token`: API URL, flood limits.
+/// Builds the bot for `settings` and `token`: API URL, an HTTP client whose timeout outlasts
+/// the long poll (teloxide's default client gives up after 17 s).
 pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<TgBot> {
     let t = &settings.file.telegram;
-    let mut bot = Bot::new(token.expose_secret());
+    let client = teloxide::net::default_reqwest_settings()
+        .timeout(t.http_timeout()?)
+        .build()
+        .context("Failed to build the HTTP client for the Bot API")?;
+    let mut bot = Bot::with_client(token.expose_secret(), client);
     if !t.api_url.is_empty() {
         let url =
             url::Url::parse(&t.api_url).with_context(|| format!("telegram.api_url {:?} is not a URL", t.api_url))?;

@@ -111,6 +111,9 @@ struct FakeState {
     calls: Vec<(String, Value)>,
     faults: HashMap<String, VecDeque<Fault>>,
     faults_served: usize,
+    /// Long polls whose client hung up before the answer (a client timeout shorter than the
+    /// poll): Telegram would see the same.
+    abandoned_polls: usize,
     allowed_updates: Option<Vec<String>>,
     next_callback_id: u64,
     member_status: HashMap<(i64, i64), String>,
@@ -463,6 +466,11 @@ impl FakeTelegram {
         self.state().faults_served
     }
 
+    /// How many `getUpdates` calls the client gave up on before they were answered.
+    pub fn abandoned_polls(&self) -> usize {
+        self.state().abandoned_polls
+    }
+
     // ----- observation -----
 
     pub fn sent(&self) -> Vec<SentMessage> {
@@ -528,15 +536,20 @@ impl FakeTelegram {
 
     /// Waits until `method` has been called at least `n` times.
     pub async fn wait_for_calls(&self, method: &str, n: usize) -> Vec<Value> {
+        self.wait_for_calls_within(method, n, WAIT).await
+    }
+
+    /// [`FakeTelegram::wait_for_calls`] with a longer limit, for long polls held in full.
+    pub async fn wait_for_calls_within(&self, method: &str, n: usize, wait: Duration) -> Vec<Value> {
         let mut rx = self.inner.calls_tx.subscribe();
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let calls = self.calls(method);
             if calls.len() >= n {
                 return calls;
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                panic!("{method} was called {} times within {WAIT:?}, expected {n}", calls.len());
+                panic!("{method} was called {} times within {wait:?}, expected {n}", calls.len());
             }
         }
     }
@@ -680,6 +693,23 @@ async fn handle(
 }
 
 async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
+    /// Counts the poll as abandoned if its future is dropped (the client hung up) before it
+    /// answered.
+    struct Answered<'a>(&'a FakeTelegram, bool);
+    impl Drop for Answered<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.state().abandoned_polls += 1;
+            }
+        }
+    }
+    let mut guard = Answered(fake, false);
+    let response = hold_poll(fake, params).await;
+    guard.1 = true;
+    response
+}
+
+async fn hold_poll(fake: &FakeTelegram, params: &Value) -> Response {
     let offset = params["offset"].as_i64().unwrap_or(0);
     let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
     let timeout = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));

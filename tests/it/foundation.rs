@@ -339,3 +339,41 @@ crate::on_both_engines!(a_migration_recorded_twice_at_once_keeps_the_binding, |d
         assert!(db.store.chat("telegram", old).await.unwrap().is_none());
     }
 });
+
+/// Issue #20: teloxide's default HTTP client gives up after 17 s, so on a quiet bot every
+/// long poll longer than that failed as a network error and polling backed off (gaps of up
+/// to 49 s before an emergency was even fetched). The fake holds each poll for its whole
+/// timeout, as Telegram does; an 18-second poll must be answered, not abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_bot_keeps_its_long_polls_open_and_answers_an_emergency_at_once() {
+    let mut app = TestApp::spawn(crate::db::Engine::Sqlite).await.expect("SQLite is always there");
+    app.stop().await;
+    app.settings.file.telegram.poll_timeout_secs = 18;
+    let before = app.fake.call_count("getUpdates");
+    // The first daemon's last poll was dropped at its shutdown: count from here.
+    let dropped = app.fake.abandoned_polls();
+    app.restart().await;
+    let scenario = async {
+        bound_group_quietly(&app).await;
+        // Nothing happens: the fake holds the poll for the full 18 s, then the next starts.
+        let polls = app.fake.call_count("getUpdates");
+        app.fake.wait_for_calls_within("getUpdates", polls + 2, std::time::Duration::from_secs(40)).await;
+        assert_eq!(app.fake.abandoned_polls(), dropped, "the client hung up on a quiet long poll");
+        let mark = app.fake.mark();
+        let sent_at = std::time::Instant::now();
+        app.fake.send_text(GROUP, &resident(), "快来人啊，有人在村口拿刀砍人");
+        let answer = app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+        assert!(answer.text.contains("110"), "{}", answer.text);
+        assert!(sent_at.elapsed() < std::time::Duration::from_secs(1), "answered in {:?}", sent_at.elapsed());
+        assert!(app.fake.call_count("getUpdates") > before + 2);
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(90), scenario).await.expect("finished within 90 s");
+    app.stop().await;
+}
+
+/// The test group bound to 和庄村 directly in the store (no messages, so the bot stays quiet).
+async fn bound_group_quietly(app: &TestApp) {
+    app.fake.group(GROUP, "和庄村村民群", true);
+    let village = app.store().village_by_code(HEZHUANG).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", GROUP, "和庄村村民群", village.id, None).await.unwrap();
+}
