@@ -969,9 +969,14 @@ impl Core {
         let mut out = Vec::new();
         let mut number = None;
         if let (Some(village), Some(user), false) = (village, inbound.sender.person(), text.trim().is_empty()) {
+            // Filed under the category triage reads in the text (其他 when it reads none).
+            let category = match self.triage().classify(text.trim()).intent {
+                crate::triage::Intent::Tip(c) => c,
+                _ => TipCategory::Other,
+            };
             let new = NewTip {
                 village_id: village.id,
-                category: "other".into(),
+                category: category.as_str().into(),
                 source: "group",
                 anonymous: false,
                 contact_phone: None,

@@ -428,6 +428,9 @@ app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, 
     assert!(card.text.contains("白色面包车") && !card.text.contains("匿名"), "{}", card.text);
     let tip = app.store().tip(1).await.unwrap().unwrap();
     assert_eq!((tip.source.as_str(), tip.anonymous), ("group", 0));
+    assert_eq!(tip.category, "suspicious", "filed under the category triage read (issue #20)");
+    app.ask(GROUP, &tipster(), "/tip 俺家的电动车夜儿个叫人偷走了").await;
+    assert_eq!(app.store().tip(2).await.unwrap().unwrap().category, "theft");
 });
 
 app_test!(a_sticker_while_writing_a_tip_gets_a_clear_answer, |app| {
