@@ -199,7 +199,15 @@ impl Core {
                             t.render(Msg::TipPrefilled, minijinja::context! { category, n => draft.items.len() });
                         self.prompt(chat_id, text, done)
                     }
-                    _ => self.prompt(chat_id, t.plain(Msg::TipDetailsPrompt), done),
+                    // Say which village and category were understood (from a deep link).
+                    (category, _) => {
+                        let village = match draft.village_id {
+                            Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
+                            None => None,
+                        };
+                        let text = t.render(Msg::TipDetailsPrompt, minijinja::context! { village, category });
+                        self.prompt(chat_id, text, done)
+                    }
                 }
             }
             Step::Anonymity => self.prompt(

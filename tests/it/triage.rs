@@ -91,6 +91,8 @@ app_test!(a_theft_told_in_the_group_gets_a_private_button_that_starts_the_tip_in
     let chat = app.fake.private_chat(villager.clone());
     let details = app.ask(chat, &villager, &format!("/start {payload}")).await;
     assert!(details.text.contains("发生了什么"), "{}", details.text);
+    // It says what it understood (issue #20: the deep link used to start silently).
+    assert!(details.text.contains("和庄村") && details.text.contains("盗窃"), "{}", details.text);
     app.fake.send_text(chat, &villager, "昨晚十点左右，院门没锁");
     let got = app.fake.wait_for_sent(|m| m.chat_id == chat && m.text.contains("第1条")).await;
     let anon = press(&app, chat, &villager, &got, "说完了").await;
