@@ -67,11 +67,6 @@ struct Adapter {
     username: String,
     /// Attempts for a send that failed for a passing reason (network, 5xx).
     send_retries: u32,
-    /// Whether an update can reach this daemon twice — several daemons share the database
-    /// (PostgreSQL), or Telegram redelivers a webhook — so each is recorded before handling.
-    /// One polling daemon on SQLite is given each update once by the offsets, and skips the
-    /// write.
-    dedupe: bool,
     /// Telegram's sending limits, shared by replies, alerts and broadcasts.
     pace: Pace,
     /// Updates in hand, so that long polling waits when there are too many (`backlog.rs`).
@@ -151,7 +146,6 @@ pub async fn run(
         redactor: redactor.clone(),
         username,
         send_retries: settings.file.telegram.send_retries,
-        dedupe: settings.webhook.is_some() || core_backend == crate::store::Backend::Postgres,
         pace: pace(settings),
         backlog: Backlog::new(settings.file.telegram.pending_limit(core_backend)),
     });
@@ -695,8 +689,10 @@ impl Adapter {
     /// Runs one update through the core and performs what it returns, inside a span that
     /// names the update and the chat (never the text or the sender).
     ///
-    /// With several daemons (or an update Telegram sends again) the update is handled once:
-    /// the first daemon to record its id takes it. If the database cannot say, the update is
+    /// With several daemons, an update Telegram sends again (a webhook whose answer was
+    /// lost, long polling after a crash before the offset was confirmed) the update is
+    /// handled once: the first daemon to record its id takes it. Every mode records it (a
+    /// lone polling daemon on SQLite too; group commit keeps the write cheap). If the database cannot say, the update is
     /// handled anyway — an answer twice is better than none (the emergency answer needs no
     /// database at all).
     async fn serve(&self, bot: &TgBot, update_id: u32, inbound: Inbound) {
@@ -704,12 +700,8 @@ impl Adapter {
         async {
             let started = std::time::Instant::now();
             let metrics = self.core.metrics();
-            let claim = async {
-                if !self.dedupe {
-                    return Ok(true);
-                }
-                self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms()).await
-            };
+            let claim =
+                self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms());
             match tokio::time::timeout(CLAIM_TIMEOUT, claim).await {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {

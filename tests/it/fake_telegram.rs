@@ -99,6 +99,8 @@ struct FakeState {
     next_update_id: i64,
     /// Updates not yet confirmed by an offset.
     updates: VecDeque<(i64, Value)>,
+    /// Every update ever queued, by id, to deliver one again.
+    history: HashMap<i64, Value>,
     confirmed_offset: i64,
     chats: HashMap<i64, Value>,
     kicked: HashSet<i64>,
@@ -225,11 +227,25 @@ impl FakeTelegram {
             let id = st.next_update_id;
             st.next_update_id += 1;
             update["update_id"] = json!(id);
+            st.history.insert(id, update.clone());
             st.updates.push_back((id, update));
             id
         };
         self.inner.updates_arrived.notify_waiters();
         id
+    }
+
+    /// Serves update `id` again, as Telegram does when a daemon crashed after handling it but
+    /// before confirming it: a client that asks from the start (no offset, as a restarted
+    /// daemon does) gets it once more.
+    pub fn deliver_again(&self, id: i64) {
+        {
+            let mut st = self.state();
+            let update = st.history.get(&id).cloned().unwrap_or_else(|| panic!("no update {id}"));
+            let at = st.updates.iter().position(|(u, _)| *u > id).unwrap_or(st.updates.len());
+            st.updates.insert(at, (id, update));
+        }
+        self.inner.updates_arrived.notify_waiters();
     }
 
     /// Queues any update (its `update_id` is set by the fake).
@@ -270,10 +286,14 @@ impl FakeTelegram {
 
     /// `user` writes `text` in `chat_id`; returns the message id.
     pub fn send_text(&self, chat_id: i64, user: &TgUser, text: &str) -> i32 {
+        self.send_text_update(chat_id, user, text).0
+    }
+
+    /// [`FakeTelegram::send_text`], returning the message id and the update id.
+    pub fn send_text_update(&self, chat_id: i64, user: &TgUser, text: &str) -> (i32, i64) {
         let msg = self.new_message(chat_id, user.json(), Self::text_fields(text));
         let id = msg["message_id"].as_i64().unwrap() as i32;
-        self.push_update(json!({"message": msg}));
-        id
+        (id, self.push_update(json!({"message": msg})))
     }
 
     /// The update of `user` writing `text` in `chat_id`, with a fresh update id, as Telegram

@@ -433,6 +433,29 @@ app_test!(a_tip_written_in_a_group_is_recorded_and_its_password_sent_privately, 
     assert_eq!(app.store().tip(2).await.unwrap().unwrap().category, "theft");
 });
 
+// Issue #20: a lone polling daemon on SQLite did not record handled updates, so the same
+// `/tip <text>` update served again after a crash (before its offset was confirmed) became a
+// second tip with a second password and a second officer card.
+app_test!(a_group_tip_update_delivered_again_after_a_restart_is_one_tip, |app| {
+    app.enrol("041201", &zhang()).await;
+    village_group_with_tipster(&app).await;
+    let mark = app.fake.mark();
+    let (_, update) = app.fake.send_text_update(GROUP, &tipster(), "/tip 夜里有人在村东头偷电缆");
+    app.fake.wait_for_new(mark, |m| m.chat_id == tipster().id && m.text.contains("查询密码：")).await;
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    app.stop().await;
+    let sent = app.fake.sent().len();
+    // The daemon died before confirming it: a restarted daemon polls from the start.
+    app.fake.deliver_again(update);
+    app.restart().await;
+    // A sentinel after it: once it is answered, the redelivered update was handled too.
+    app.ask(GROUP, &tipster(), "/help").await;
+    assert!(app.fake.confirmed_offset() > update, "the update was taken again");
+    assert_eq!(app.store().list_tips(&Default::default()).await.unwrap().len(), 1, "one update, one tip");
+    let again: Vec<_> = app.fake.sent()[sent..].iter().filter(|m| m.chat_id != GROUP).cloned().collect();
+    assert!(again.is_empty(), "no second receipt or card: {again:?}");
+});
+
 app_test!(a_sticker_while_writing_a_tip_gets_a_clear_answer, |app| {
     let t = tipster();
     let (chat, _) = start_theft_tip(&app).await;
