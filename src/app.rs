@@ -223,6 +223,7 @@ impl Worker {
 /// worker starts, then keeps its heartbeat.
 async fn start_presence(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
     let heartbeat = Duration::from_secs(settings.file.general.heartbeat_secs.max(1));
+    crate::core::timers::resume_own(core).await?;
     crate::core::timers::announce(core, heartbeat).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(crate::core::timers::presence(core.clone(), heartbeat, stopped));

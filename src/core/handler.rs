@@ -241,12 +241,15 @@ fn update_label(intent: Option<&Intent>, event: &Event) -> &'static str {
     }
 }
 
-/// A random name for this run of the daemon: host-independent, unique enough for heartbeats.
+/// A name for this run of the daemon, `PID-RANDOM`: unique enough for heartbeats, and its
+/// process id lets a restarted daemon on the same host know its own earlier run is dead
+/// ([`crate::core::timers::resume_own`]).
 fn new_daemon_id() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{random}", std::process::id())
 }
 
 impl Core {

@@ -7,6 +7,7 @@
 //! move their clock and notify, so no test sleeps).
 
 use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -69,6 +70,39 @@ pub async fn announce(core: &Core, heartbeat: Duration) -> anyhow::Result<()> {
         tracing::warn!(deliveries = n, "broadcast sends left in flight by a stopped daemon are sent again");
     }
     Ok(())
+}
+
+/// At start, before [`announce`]: the sends this daemon's own earlier run left in flight
+/// (it crashed) are sent again at once, without waiting for its heartbeat to age (issue
+/// #20). On SQLite that is every row another run claimed (one daemon per file); on
+/// PostgreSQL, the rows of runs on this host whose process is gone (or whose process id is
+/// now ours, as in a restarted container).
+pub async fn resume_own(core: &Core) -> anyhow::Result<u64> {
+    let store = core.store();
+    let dead: Vec<String> = match store.backend() {
+        crate::store::Backend::Sqlite => store.daemons_except(core.daemon_id()).await?,
+        crate::store::Backend::Postgres => store
+            .daemons_on_host(&host_name())
+            .await?
+            .into_iter()
+            .filter(|id| id != core.daemon_id() && run_is_gone(id))
+            .collect(),
+    };
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let n = store.requeue_claimed_by(&dead).await?;
+    if n > 0 {
+        tracing::warn!(deliveries = n, "broadcast sends left in flight by this daemon's earlier run are sent again");
+    }
+    Ok(n)
+}
+
+/// Whether the run `PID-RANDOM` of this host has no process any more: its process id is
+/// ours (a restarted container) or no process has it.
+fn run_is_gone(id: &str) -> bool {
+    let Some(pid) = id.split_once('-').and_then(|(p, _)| p.parse::<u32>().ok()) else { return false };
+    pid == std::process::id() || (cfg!(target_os = "linux") && !Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// [`announce`] every `heartbeat` until `stop` turns true; then signs this daemon off.

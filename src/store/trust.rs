@@ -4,6 +4,7 @@
 //! The audit log has an insert and a purge of rows past the retention period, nothing else;
 //! the database refuses updates and early deletes by trigger as well.
 
+use anyhow::Context as _;
 use serde::Serialize;
 use sqlx::FromRow;
 
@@ -157,6 +158,45 @@ impl Store {
     }
 
     /// Removes this daemon from the table at a clean stop.
+    /// Every daemon run recorded but `me`.
+    pub async fn daemons_except(&self, me: &str) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM daemons WHERE id <> $1")
+            .bind(me)
+            .fetch_all(self.pool())
+            .await
+            .context("Failed to list the daemons")?)
+    }
+
+    /// The daemon runs recorded on `host`.
+    pub async fn daemons_on_host(&self, host: &str) -> anyhow::Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM daemons WHERE host = $1")
+            .bind(host)
+            .fetch_all(self.pool())
+            .await
+            .context("Failed to list the daemons of this host")?)
+    }
+
+    /// Deliveries in flight for the runs `ids` (known dead) are pending again, and the runs
+    /// are forgotten.
+    pub async fn requeue_claimed_by(&self, ids: &[String]) -> anyhow::Result<u64> {
+        let mut tx = self.writer().begin().await?;
+        let mut n = 0;
+        for id in ids {
+            n += sqlx::query(
+                "UPDATE broadcast_deliveries SET state = 'pending', claimed_at = NULL, claimed_by = NULL \
+                 WHERE state = 'sending' AND claimed_by = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to requeue a dead run's deliveries")?
+            .rows_affected();
+            sqlx::query("DELETE FROM daemons WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     pub async fn sign_off(&self, daemon: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM daemons WHERE id = $1").bind(daemon).execute(self.writer()).await?;
         Ok(())

@@ -340,3 +340,27 @@ app_test!(warnings_are_also_posted_to_the_wecom_robots_of_villages_and_offices, 
     assert!(lost.detail.as_deref().unwrap().contains("93000"), "{lost:?}");
     assert_eq!(app.fake.sent_to(-100_801).len(), 1, "the Telegram group got it too");
 });
+
+// Issue #20: after a crash, a lone daemon waited 3 heartbeats (30 s) — the takeover time
+// for another daemon's rows — before sending again the rows its own dead run left in flight.
+// Here the dead run's heartbeat is fresh and the clock does not move: only knowing the run
+// is its own (same host, its process gone) lets the restarted daemon resume at once.
+app_test!(a_restarted_daemon_resends_its_dead_runs_sends_at_once, |app| {
+    bind(&app, -100_501, HEZHUANG).await;
+    app.stop().await;
+    let req = Request::new("notice", "normal", "今晚停电检修。", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
+    // A run of this host whose process id no process has; it claimed the send and died.
+    let dead = format!("{}-deadbeef", u32::MAX - 1);
+    let now = app.now_ms();
+    app.store().heartbeat(&dead, &host, now).await.unwrap();
+    let claimed = app.store().claim_deliveries("telegram", &dead, now, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    app.restart().await;
+    let c = tokio::time::timeout(Duration::from_secs(20), settled(&app, created.id))
+        .await
+        .expect("resent without waiting for the dead run's heartbeat to age");
+    assert_eq!(c.sent, 1, "{c:?}");
+    assert_eq!(app.fake.sent_to(-100_501).len(), 1);
+});
