@@ -650,7 +650,19 @@ async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<E
         ChatCommand::List { json } => {
             let chats = store.list_chats(None).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&chats)?);
+                // Each chat with its village's code and name beside the internal ids.
+                let mut rows = Vec::with_capacity(chats.len());
+                for c in &chats {
+                    let village = match c.village_id {
+                        Some(id) => store.village_by_id(id).await?,
+                        None => None,
+                    };
+                    let mut row = serde_json::to_value(c)?;
+                    row["village_code"] = serde_json::json!(village.as_ref().map(|v| v.code.clone()));
+                    row["village_name"] = serde_json::json!(village.as_ref().map(|v| v.name.clone()));
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for c in chats {
                     let village = match c.village_id {

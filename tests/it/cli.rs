@@ -175,6 +175,10 @@ async fn chat_bind_from_the_command_line_binds_a_group_to_a_village() {
     let chats: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(chats[0]["chat_id"], -1001234);
     assert!(chats[0]["village_id"].is_i64());
+    assert_eq!(chats[0]["village_code"], "410184101205", "the code, not only the internal id (issue #20)");
+    assert!(chats[0]["title"].is_string());
+    // Not on a terminal: the log lines on stderr carry no colour codes, stdout only JSON.
+    assert!(!text(&list.stderr).contains('\u{1b}'), "{}", text(&list.stderr));
 }
 
 #[tokio::test]
