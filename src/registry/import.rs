@@ -23,10 +23,19 @@ struct Col {
     name: &'static str,
     aliases: &'static [&'static str],
     required: bool,
+    /// The most characters a value may have: a name goes into every contact card, and a
+    /// 10 MB village name imported once would be sent with each of them (issue #20).
+    max_chars: usize,
 }
 
 const fn col(name: &'static str, aliases: &'static [&'static str], required: bool) -> Col {
-    Col { name, aliases, required }
+    let max_chars = match name.as_bytes() {
+        b"name" => 64,
+        b"address" => 200,
+        b"hours" => 100,
+        _ => 32,
+    };
+    Col { name, aliases, required, max_chars }
 }
 
 const STATIONS: &[Col] = &[
@@ -196,6 +205,16 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
         let mut values = vec![String::new(); spec.len()];
         for (field, target) in record.iter().zip(&mapping) {
             if let Some(i) = target {
+                let chars = field.chars().count();
+                if chars > spec[*i].max_chars {
+                    err.at(
+                        number,
+                        format!(
+                            "column {} is {chars} characters long; at most {} are allowed, shorten it",
+                            spec[*i].name, spec[*i].max_chars
+                        ),
+                    );
+                }
                 values[*i] = field.to_string();
             }
         }
@@ -801,6 +820,15 @@ mod tests {
         assert_eq!(files.offices.len(), 2);
         assert_eq!(files.villages.len(), 12);
         assert_eq!(files.officers.len(), 11);
+    }
+
+    #[test]
+    fn a_field_longer_than_its_limit_is_refused_with_its_line() {
+        let long = "村".repeat(65);
+        let dir = example_with(&[("villages.csv", "410184101202,前店村,", &format!("410184101202,{long},"))]);
+        let m = messages(dir.path());
+        assert!(m.iter().any(|e| e.contains("villages.csv:3: column name is 65 characters long; at most 64")), "{m:#?}");
+        assert_eq!(m.len(), 1, "nothing else: {m:#?}");
     }
 
     #[test]
