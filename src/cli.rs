@@ -27,6 +27,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain: every record matches its hash and follows the one before it.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default): Telegram when TELOXIDE_TOKEN is set, otherwise the
     /// local console demo.
@@ -63,10 +69,14 @@ pub enum Command {
     Staff(StaffCommand),
     /// The audit log: every privileged action (by the bot's users and at this command line)
     /// and every showing of a tipster's contact details.
+    /// `cunjing audit verify` checks the log's hash chain and names the first record that was
+    /// altered or whose predecessor is missing.
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
         /// From this day (YYYY-MM-DD, in general.timezone) or instant (RFC 3339).
-        #[arg(long)]
-        since: String,
+        #[arg(long, required_unless_present = "action")]
+        since: Option<String>,
         /// CSV (UTF-8 with BOM, for Excel) instead of a table.
         #[arg(long)]
         csv: bool,
@@ -328,7 +338,8 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
         Command::Broadcast(BroadcastCommand::Status { .. } | BroadcastCommand::ExportCap { .. }) => return None,
         Command::Broadcast(cmd) => ("broadcast", format!("{cmd:?}").split_whitespace().next().unwrap_or("").into()),
         Command::Report(_) => ("export", "report".to_string()),
-        Command::Audit { since, .. } => ("audit_read", format!("since {since}")),
+        Command::Audit { action: Some(AuditAction::Verify), .. } => ("audit_verify", String::new()),
+        Command::Audit { since, .. } => ("audit_read", format!("since {}", since.as_deref().unwrap_or(""))),
         Command::Staff(StaffCommand::Add { username, role, .. }) => ("enrol", format!("web:{username} {role}")),
     })
 }
@@ -349,7 +360,8 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
         Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(settings, &badge, json).await,
         Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
         Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
-        Command::Audit { since, csv } => audit(settings, &since, csv).await,
+        Command::Audit { action: Some(AuditAction::Verify), .. } => audit_verify(settings).await,
+        Command::Audit { since, csv, .. } => audit(settings, since.as_deref().unwrap_or_default(), csv).await,
         Command::Staff(StaffCommand::Add { username, station, role, totp }) => {
             staff_add(settings, &username, station.as_deref(), &role, totp).await
         }
@@ -554,6 +566,24 @@ async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::
         None => println!("Officer {badge} has no station role any more"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cunjing audit verify`.
+async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
+    use crate::store::trust::AuditCheck;
+    match open_store(settings).await?.verify_audit().await? {
+        AuditCheck::Intact { checked, before_chain } => {
+            println!("The audit log's chain is intact: {checked} records verified.");
+            if before_chain > 0 {
+                println!("{before_chain} older records were written before the chain and cannot be verified.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCheck::Broken { id, why } => {
+            println!("The audit log's chain is broken at record {id}: {why}.");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// `cunjing audit --since … [--csv]`.

@@ -466,3 +466,59 @@ crate::on_both_engines!(two_schedulers_at_the_same_moment_run_a_notice_once, |db
         .unwrap();
     assert_eq!(made, 1);
 });
+
+// Issue #20: the audit log could be emptied (TRUNCATE on PostgreSQL) or altered by someone
+// with the database, and nothing would show it. Each record now carries the hash of the one
+// before it; `verify_audit` (`cunjing audit verify`) names the first broken link.
+crate::on_both_engines!(the_audit_chain_names_the_first_record_altered_or_removed, |db| {
+    use cunjing::store::Backend;
+    use cunjing::store::trust::AuditCheck;
+    let s = &db.store;
+    for i in 0..6 {
+        s.audit(1_000 + i, "cli", "enrol", &format!("officer:04120{i}"), "allowed", "").await.unwrap();
+    }
+    assert_eq!(s.verify_audit().await.unwrap(), AuditCheck::Intact { checked: 6, before_chain: 0 });
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM audit_log ORDER BY id").fetch_all(s.pool()).await.unwrap();
+    if s.backend() == Backend::Postgres {
+        let refused = sqlx::query("TRUNCATE audit_log").execute(s.writer()).await.unwrap_err().to_string();
+        assert!(refused.contains("cannot be truncated"), "{refused}");
+        // Someone who owns the table can switch the guards off; the chain still tells.
+        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER USER").execute(s.writer()).await.unwrap();
+    } else {
+        for t in ["audit_log_no_update", "audit_log_no_early_delete"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {t}"))).execute(s.writer()).await.unwrap();
+        }
+    }
+    sqlx::query("UPDATE audit_log SET target = 'officer:999999' WHERE id = $1")
+        .bind(ids[2])
+        .execute(s.writer())
+        .await
+        .unwrap();
+    let altered = s.verify_audit().await.unwrap();
+    assert!(matches!(altered, AuditCheck::Broken { id, why } if id == ids[2] && why.contains("altered")), "{altered:?}");
+    sqlx::query("DELETE FROM audit_log WHERE id <= $1").bind(ids[2]).execute(s.writer()).await.unwrap();
+    let head_gone = s.verify_audit().await.unwrap();
+    assert!(matches!(head_gone, AuditCheck::Broken { id, why } if id == ids[3] && why.contains("missing")), "{head_gone:?}");
+    sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(ids[4]).execute(s.writer()).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(ids[3]).execute(s.writer()).await.unwrap();
+    let middle = s.verify_audit().await.unwrap();
+    assert!(matches!(middle, AuditCheck::Broken { id, .. } if id == ids[5]), "{middle:?}");
+});
+
+// The retention purge removes old records from the head of the chain: what remains still
+// verifies, from the anchor the purge leaves.
+crate::on_both_engines!(the_audit_chain_survives_the_retention_purge, |db| {
+    use cunjing::store::trust::AuditCheck;
+    let s = &db.store;
+    let day = 86_400_000i64;
+    let now = 400 * day;
+    for i in 0..4 {
+        s.audit(i * day, "cli", "enrol", "old", "allowed", "").await.unwrap();
+    }
+    s.audit(now - day, "cli", "enrol", "recent", "allowed", "").await.unwrap();
+    let purged = s.purge_expired(now, 30 * day, 365 * day, 200 * day).await.unwrap();
+    assert_eq!(purged.audit, 4);
+    assert_eq!(s.verify_audit().await.unwrap(), AuditCheck::Intact { checked: 1, before_chain: 0 });
+    s.audit(now, "cli", "audit_read", "", "allowed", "").await.unwrap();
+    assert_eq!(s.verify_audit().await.unwrap(), AuditCheck::Intact { checked: 2, before_chain: 0 });
+});
