@@ -75,7 +75,7 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<AuditAction>,
         /// From this day (YYYY-MM-DD, in general.timezone) or instant (RFC 3339).
-        #[arg(long, required_unless_present = "action")]
+        #[arg(long)]
         since: Option<String>,
         /// CSV (UTF-8 with BOM, for Excel) instead of a table.
         #[arg(long)]
@@ -361,7 +361,11 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
         Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
         Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
         Command::Audit { action: Some(AuditAction::Verify), .. } => audit_verify(settings).await,
-        Command::Audit { since, csv, .. } => audit(settings, since.as_deref().unwrap_or_default(), csv).await,
+        Command::Audit { since: Some(since), csv, .. } => audit(settings, &since, csv).await,
+        Command::Audit { since: None, .. } => {
+            eprintln!("cunjing audit needs --since DAY (YYYY-MM-DD) to list records, or `verify` to check the chain.");
+            Ok(ExitCode::FAILURE)
+        }
         Command::Staff(StaffCommand::Add { username, station, role, totp }) => {
             staff_add(settings, &username, station.as_deref(), &role, totp).await
         }
