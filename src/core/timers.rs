@@ -6,8 +6,8 @@
 //! same overdue tips. It wakes every `interval`, and at once when `wake` is notified (tests
 //! move their clock and notify, so no test sleeps).
 
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};

@@ -827,7 +827,10 @@ mod tests {
         let long = "村".repeat(65);
         let dir = example_with(&[("villages.csv", "410184101202,前店村,", &format!("410184101202,{long},"))]);
         let m = messages(dir.path());
-        assert!(m.iter().any(|e| e.contains("villages.csv:3: column name is 65 characters long; at most 64")), "{m:#?}");
+        assert!(
+            m.iter().any(|e| e.contains("villages.csv:3: column name is 65 characters long; at most 64")),
+            "{m:#?}"
+        );
         assert_eq!(m.len(), 1, "nothing else: {m:#?}");
     }
 

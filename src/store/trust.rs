@@ -261,20 +261,20 @@ impl Store {
     /// Removes this daemon from the table at a clean stop.
     /// Every daemon run recorded but `me`.
     pub async fn daemons_except(&self, me: &str) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM daemons WHERE id <> $1")
+        sqlx::query_scalar("SELECT id FROM daemons WHERE id <> $1")
             .bind(me)
             .fetch_all(self.pool())
             .await
-            .context("Failed to list the daemons")?)
+            .context("Failed to list the daemons")
     }
 
     /// The daemon runs recorded on `host`.
     pub async fn daemons_on_host(&self, host: &str) -> anyhow::Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM daemons WHERE host = $1")
+        sqlx::query_scalar("SELECT id FROM daemons WHERE host = $1")
             .bind(host)
             .fetch_all(self.pool())
             .await
-            .context("Failed to list the daemons of this host")?)
+            .context("Failed to list the daemons of this host")
     }
 
     /// Deliveries in flight for the runs `ids` (known dead) are pending again, and the runs
@@ -375,7 +375,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        purged.audit = sqlx::query("DELETE FROM audit_log WHERE id < $1").bind(kept).execute(&mut *tx).await?.rows_affected();
+        purged.audit =
+            sqlx::query("DELETE FROM audit_log WHERE id < $1").bind(kept).execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;
         purged.handled_updates = sqlx::query("DELETE FROM handled_updates WHERE at < $1")
             .bind(now - 7 * 86_400_000)

@@ -495,10 +495,16 @@ crate::on_both_engines!(the_audit_chain_names_the_first_record_altered_or_remove
         .await
         .unwrap();
     let altered = s.verify_audit().await.unwrap();
-    assert!(matches!(altered, AuditCheck::Broken { id, why } if id == ids[2] && why.contains("altered")), "{altered:?}");
+    assert!(
+        matches!(altered, AuditCheck::Broken { id, why } if id == ids[2] && why.contains("altered")),
+        "{altered:?}"
+    );
     sqlx::query("DELETE FROM audit_log WHERE id <= $1").bind(ids[2]).execute(s.writer()).await.unwrap();
     let head_gone = s.verify_audit().await.unwrap();
-    assert!(matches!(head_gone, AuditCheck::Broken { id, why } if id == ids[3] && why.contains("missing")), "{head_gone:?}");
+    assert!(
+        matches!(head_gone, AuditCheck::Broken { id, why } if id == ids[3] && why.contains("missing")),
+        "{head_gone:?}"
+    );
     sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(ids[4]).execute(s.writer()).await.unwrap();
     sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(ids[3]).execute(s.writer()).await.unwrap();
     let middle = s.verify_audit().await.unwrap();
