@@ -81,9 +81,10 @@ pub enum Command {
         #[arg(long)]
         csv: bool,
     },
-    /// Classify messages with the triage rules: one message per line on stdin, one JSON
-    /// object per line on stdout ({"intent", "kind"|"category"|"topic", "rule"}). With
-    /// --evaluate, measure the rules against a labelled corpus instead.
+    /// Classify messages: one message per line on stdin, one JSON object per line on stdout
+    /// ({"intent", "kind"|"category"|"topic", "layer", "rule", "confidence"}). With
+    /// --evaluate, measure triage against a labelled corpus instead; with --cross-validate,
+    /// measure the model on its own examples, each fold by a model trained on the others.
     Triage {
         /// Rules file [default: paths.intents_file of the configuration].
         #[arg(long, value_name = "FILE")]
@@ -97,12 +98,23 @@ pub enum Command {
         /// Take every message as written in a private chat (long texts are not articles).
         #[arg(long)]
         private: bool,
-        /// A corpus of `label<TAB>flags<TAB>text` lines: print accuracy, emergency recall
-        /// and the confusion matrix (Markdown).
-        #[arg(long, value_name = "FILE")]
+        /// The rules alone, without the model of [model].
+        #[arg(long)]
+        no_model: bool,
+        /// Train another learner than [model] kind: logistic or naive_bayes.
+        #[arg(long, value_name = "KIND", value_parser = ["logistic", "naive_bayes"])]
+        learner: Option<String>,
+        /// A corpus of `label<TAB>flags<TAB>text` lines: print per-intent precision and
+        /// recall, emergency recall, hard-negative false alarms and the confusion matrix
+        /// (Markdown).
+        #[arg(long, value_name = "FILE", conflicts_with = "cross_validate")]
         evaluate: Option<PathBuf>,
-        /// With --evaluate: list every message the rules got wrong.
-        #[arg(long, requires = "evaluate")]
+        /// K-fold cross-validation on the model's own examples (for tuning thresholds
+        /// without touching a held-out set).
+        #[arg(long, value_name = "K")]
+        cross_validate: Option<usize>,
+        /// With --evaluate or --cross-validate: list every message triage got wrong.
+        #[arg(long)]
         misses: bool,
     },
 }
@@ -373,11 +385,27 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
         Command::Tips(cmd) => crate::tips_cli::run(settings, &open_store(settings).await?, cmd).await,
         Command::Broadcast(cmd) => crate::broadcast_cli::run(settings, open_store(settings).await?, cmd).await,
         Command::Report(cmd) => crate::broadcast_cli::report(settings, open_store(settings).await?, cmd).await,
-        Command::Triage { rules, forwarded, officer, private, evaluate, misses } => {
-            let rules = crate::triage::Triage::load(&rules.unwrap_or_else(|| settings.intents_file()))?;
-            match evaluate {
-                Some(corpus) => evaluate_corpus(&rules, &corpus, misses),
-                None => triage_stdin(&rules, crate::triage::Context { forwarded, from_officer: officer, private }),
+        Command::Triage { rules, forwarded, officer, private, no_model, learner, evaluate, cross_validate, misses } => {
+            let how = crate::triage::Load {
+                without_model: no_model,
+                learner: learner.map(|l| {
+                    if l == "naive_bayes" {
+                        crate::triage::model::ModelKind::NaiveBayes
+                    } else {
+                        crate::triage::model::ModelKind::Logistic
+                    }
+                }),
+            };
+            let started = std::time::Instant::now();
+            let rules = crate::triage::Triage::load_as(&rules.unwrap_or_else(|| settings.intents_file()), how)?;
+            tracing::info!(loaded_ms = started.elapsed().as_millis() as u64, "triage loaded: {}", rules.describe());
+            match (evaluate, cross_validate) {
+                (Some(corpus), _) => evaluate_corpus(&rules, &corpus, misses),
+                (None, Some(k)) => cross_validate_examples(&rules, k, misses),
+                (None, None) => triage_stdin(
+                    &rules,
+                    crate::triage::Context { forwarded, from_officer: officer, private, in_tip: false },
+                ),
             }
         }
     }
@@ -396,28 +424,44 @@ fn triage_stdin(rules: &crate::triage::Triage, context: crate::triage::Context) 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `cunjing triage --cross-validate K`: the examples folder of the rules' [model].
+fn cross_validate_examples(rules: &crate::triage::Triage, k: usize, misses: bool) -> anyhow::Result<ExitCode> {
+    use crate::triage::corpus;
+    let dir = rules.examples_dir().ok_or_else(|| anyhow::anyhow!("the rules have no [model] examples to validate"))?;
+    let samples = corpus::read_dir(dir)?;
+    let e = corpus::cross_validate(rules, &samples, k)?;
+    print_evaluation(&e, misses);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `cunjing triage --evaluate FILE`.
 fn evaluate_corpus(rules: &crate::triage::Triage, corpus: &std::path::Path, misses: bool) -> anyhow::Result<ExitCode> {
     use crate::triage::corpus;
     let raw = std::fs::read_to_string(corpus).with_context(|| format!("Failed to read {}", corpus.display()))?;
     let samples = corpus::parse(&raw, &corpus.display().to_string())?;
     let e = corpus::evaluate(rules, &samples);
+    print_evaluation(&e, misses);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_evaluation(e: &crate::triage::corpus::Evaluation, misses: bool) {
     print!("{}", e.markdown());
     if misses {
         println!();
         for m in &e.misses {
+            let confidence = m.confidence.map(|c| format!(" {c:.2}")).unwrap_or_default();
             println!(
-                "{}:{}: expected {}, got {} (rule {}): {}",
-                corpus.display(),
+                "{}:{}: expected {}, got {} ({}{confidence}, rule {}): {}",
+                m.source,
                 m.line,
                 m.expected,
                 m.got,
+                m.layer,
                 m.rule.as_deref().unwrap_or("-"),
                 m.text
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Store> {

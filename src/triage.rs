@@ -1,30 +1,56 @@
 //! Triage: what a plain-language message is — an emergency, a contact question, a tip, a
-//! matter for the government hotline 12345, a question about an earlier report, or chatter —
-//! decided by the ordered regex rules in `bot-config/intents.toml`, so that a city can tune
-//! them without a new build.
+//! matter for the government hotline 12345, a question about an earlier report, or chatter.
+//! Two layers decide, both the city's to change without a build:
 //!
-//! A message is first normalised (full-width → half-width, traditional → simplified, ASCII
-//! lower case, everything but letters and digits dropped, long runs of one character cut to
-//! two), then matched against every pattern of every rule in one pass of a single
-//! [`regex::RegexSet`] compiled at load. The first rule (in file order) with a matching
-//! pattern and no matching exclusion decides. Before the rules, the message's context
-//! decides a few cases: forwarded messages, officers' own messages and long article-like
-//! texts are not reports.
+//! - [`rules`]: the ordered regex rules of `bot-config/intents.toml`, for what must never be
+//!   missed and for precise exceptions;
+//! - [`model`]: a classifier trained when the rules are loaded, from the labelled examples of
+//!   `bot-config/triage-examples/*.tsv` (a city improves it by adding lines).
 //!
-//! Loading checks everything a city could get wrong: a bad regex is reported with the file,
-//! the line, the rule and the position in the pattern; every rule's `examples` must be
-//! classified by that rule and none of its `counter_examples` may be.
+//! Before both, the text is normalised ([`normalise`]: half-width, simplified, no
+//! punctuation) and rewritten by the dialect table ([`dialect`]: 木有 → 没有, 叫人偷 → 被人偷).
+//!
+//! How the layers combine ([`Triage::classify_in`]), in this order:
+//!
+//! 1. Context: a forwarded message is chatter; so is a short private message that names a
+//!    place and no rule takes (the resident is looking for their village). A message shorter
+//!    than `[model] min_chars` is left to the rules: a few characters are too little evidence
+//!    for the model.
+//! 2. An emergency rule decides at once, unless the model is at least `[model] veto` sure
+//!    that the message is chatter; so does a rule marked `before_model = true` (a precise
+//!    exception a city wants kept whatever the model reads).
+//! 3. Danger first: when the model gives emergencies together at least `[model] danger`, the
+//!    message is an emergency (its most probable kind). A false alarm costs a line; a miss can
+//!    cost a life.
+//! 4. A probable tip is a tip: when the tip labels together reach `[model] tip_floor`, even
+//!    if another intent is more probable (in a group the answer is one short line with the
+//!    private-report button, and nothing is stored from the group text).
+//! 5. The model decides when its most probable intent reaches that intent's threshold in
+//!    `[model.confidence]`.
+//! 6. Otherwise the rules: a long group text with no urgent words is an article (chatter),
+//!    else the first rule that matches, else chatter.
+//!
+//! Then an officer's own message is never an emergency, tip or 12345 matter, and inside a tip
+//! conversation the text is a detail of the tip: only an emergency rule still answers with
+//! the emergency numbers there, and a fraud that already happened is not a new emergency.
+//! Each [`Verdict`] says which layer decided and how sure the model was.
 
 pub mod corpus;
+pub mod dialect;
+pub mod model;
+pub mod rules;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use toml::Spanned;
+
+use dialect::Dialect;
+use model::{Model, ModelKind, Training};
+use rules::Rules;
 
 /// What a message asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -166,25 +192,71 @@ pub struct Context {
     /// Written in a private chat with the bot (not in a group): a long text there is the
     /// person's own account, not an article.
     pub private: bool,
+    /// Written by a resident in the middle of a tip conversation: what they tell is a detail
+    /// of the tip (a fraud that already happened is not a new emergency).
+    pub in_tip: bool,
 }
 
 /// Why a message was taken as chatter before any rule was tried.
 pub const RULE_FORWARDED: &str = "context.forwarded";
 pub const RULE_OFFICER: &str = "context.officer";
 pub const RULE_LONG_TEXT: &str = "context.long_text";
+/// A fraud told inside a tip conversation: the tip's detail.
+pub const RULE_IN_TIP: &str = "context.in_tip";
+/// A short private message that names a place ("前店村"): the resident is looking for their
+/// village, not reporting.
+pub const RULE_PLACE: &str = "context.place";
 
-/// The outcome of triage: the intent and the name of the rule that decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which layer of triage decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// What is known besides the text: forwarded, an officer's message, a long article.
+    Context,
+    /// A regex rule of `intents.toml`.
+    Rule,
+    /// The classifier trained from `triage-examples/`.
+    Model,
+    /// Nothing took the message: chatter by default.
+    Default,
+}
+
+impl Layer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Context => "context",
+            Layer::Rule => "rule",
+            Layer::Model => "model",
+            Layer::Default => "default",
+        }
+    }
+}
+
+/// The outcome of triage: the intent, the layer and rule that decided it, and how sure the
+/// model was.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub intent: Intent,
-    /// `None` for chatter that no rule took.
+    /// The rule that decided (or the context reason); `None` when the model decided or
+    /// nothing took the message.
     pub rule: Option<String>,
+    pub layer: Layer,
+    /// The model's probability of the verdict's intent (absent without a model).
+    pub confidence: Option<f32>,
 }
 
 impl Verdict {
-    /// One JSON object: `{"intent": …, "kind"|"category"|"topic": …, "rule": …}`.
+    fn new(intent: Intent, layer: Layer, rule: Option<&str>, confidence: Option<f32>) -> Verdict {
+        Verdict { intent, rule: rule.map(str::to_string), layer, confidence }
+    }
+
+    /// One JSON object: `{"intent": …, "kind"|"category"|"topic": …, "layer": …, "rule": …,
+    /// "confidence": …}`.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({ "intent": self.intent.as_str(), "rule": self.rule });
+        let mut v =
+            serde_json::json!({ "intent": self.intent.as_str(), "layer": self.layer.as_str(), "rule": self.rule });
+        if let Some(c) = self.confidence {
+            v["confidence"] = serde_json::Value::from((f64::from(c) * 1000.0).round() / 1000.0);
+        }
         let key = match self.intent {
             Intent::Emergency(_) => "kind",
             Intent::Tip(_) => "category",
@@ -196,166 +268,165 @@ impl Verdict {
     }
 }
 
+/// `[model]` of `intents.toml`: the statistical layer.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RulesFile {
+pub(crate) struct ModelSpec {
+    /// The folder of labelled examples, relative to `intents.toml`.
+    examples: Spanned<String>,
+    /// `logistic` or `naive_bayes`.
+    #[serde(default = "default_kind")]
+    kind: ModelKind,
     #[serde(default)]
-    place_hints: Vec<String>,
-    /// Named fragments that patterns use as `{{name}}`.
+    epochs: Option<usize>,
     #[serde(default)]
-    defs: std::collections::BTreeMap<String, String>,
+    learning_rate: Option<f32>,
     #[serde(default)]
-    long_text: Option<LongTextSpec>,
-    rules: Vec<RuleSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LongTextSpec {
+    l2: Option<f32>,
+    #[serde(default)]
+    alpha: Option<f32>,
+    #[serde(default)]
+    temper: Option<f32>,
+    /// The summed probability of the emergency labels at which a message is an emergency.
+    danger: f32,
+    /// The probability of chatter at which the model overrules an emergency rule (1.0: never).
+    #[serde(default = "one")]
+    veto: f32,
+    /// The summed probability of the tip labels at which a message is a tip even when another
+    /// intent is more probable: in a group the private-report button is one short line.
+    #[serde(default = "above_one")]
+    tip_floor: f32,
+    /// Messages shorter than this (normalised characters) are left to the rules.
+    #[serde(default)]
     min_chars: usize,
-    #[serde(default)]
-    urgent: Vec<Spanned<String>>,
+    /// Per intent: the probability at which the model's intent decides.
+    confidence: ConfidenceSpec,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleSpec {
-    name: Spanned<String>,
-    intent: String,
-    /// For `emergency`: police, fire, medical or traffic.
-    #[serde(default)]
-    kind: Option<String>,
-    /// For `tip`: theft, fraud, dispute, hazard, suspicious, drugs, gambling or other.
-    #[serde(default)]
-    category: Option<String>,
-    /// For `non_police`: a topic code the templates know (streetlight, rubbish …).
-    #[serde(default)]
-    topic: Option<String>,
-    patterns: Vec<Spanned<String>>,
-    #[serde(default)]
-    exclude: Vec<Spanned<String>>,
-    #[serde(default)]
-    examples: Vec<String>,
-    #[serde(default)]
-    counter_examples: Vec<String>,
+struct ConfidenceSpec {
+    contact_query: f32,
+    tip: f32,
+    non_police: f32,
+    status_query: f32,
+    chatter: f32,
 }
 
-#[derive(Debug)]
-struct Rule {
-    name: String,
-    intent: Intent,
-    /// Indexes of this rule's patterns in the shared set.
-    patterns: std::ops::Range<usize>,
-    /// Indexes of this rule's exclusions in the shared exclusion set.
-    exclude: std::ops::Range<usize>,
+fn default_kind() -> ModelKind {
+    ModelKind::Logistic
 }
 
-#[derive(Debug)]
-struct LongText {
+fn one() -> f32 {
+    1.0
+}
+
+/// A threshold no probability reaches: the step is off.
+fn above_one() -> f32 {
+    1.01
+}
+
+/// How the model's probabilities are used (see the module's docs).
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    danger: f32,
+    veto: f32,
+    tip_floor: f32,
     min_chars: usize,
-    urgent: Option<Regex>,
+    confidence: ConfidenceSpec,
 }
 
-/// The compiled rules.
+impl Policy {
+    fn threshold(&self, intent: &str) -> f32 {
+        match intent {
+            "contact_query" => self.confidence.contact_query,
+            "tip" => self.confidence.tip,
+            "non_police" => self.confidence.non_police,
+            "status_query" => self.confidence.status_query,
+            "chatter" => self.confidence.chatter,
+            _ => self.danger,
+        }
+    }
+}
+
+/// How [`Triage::load_as`] treats `[model]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// The rules alone.
+    pub without_model: bool,
+    /// Another learner than `[model] kind`.
+    pub learner: Option<ModelKind>,
+}
+
+/// A private message this short (normalised characters) that contains a place hint is a
+/// village name.
+const PLACE_CHARS: usize = 8;
+
+/// The topic of a 12345 matter the model found and no rule named.
+const GENERAL_TOPIC: &str = "services";
+
+/// Triage: the rules, the dialect table and the model, loaded together.
 #[derive(Debug)]
 pub struct Triage {
-    set: RegexSet,
-    /// Every rule's exclusions in one set: compiled one by one they held 3.5 MiB of
-    /// automata (43 of them; heaptrack, BENCHMARKS.md).
-    excludes: RegexSet,
-    rules: Vec<Rule>,
-    long_text: Option<LongText>,
-    /// Words that make a short private message look like a village name.
-    place_hints: Vec<String>,
-    /// The first example of the first contact rule: what the demo suggests asking.
-    first_example: Option<String>,
-}
-
-/// 1-based line of a byte offset.
-fn line_of(raw: &str, offset: usize) -> usize {
-    raw[..offset.min(raw.len())].matches('\n').count() + 1
+    rules: Rules,
+    dialect: Dialect,
+    model: Option<(Arc<Model>, Policy)>,
+    /// Where the model's examples were read from.
+    examples_dir: Option<std::path::PathBuf>,
 }
 
 impl Triage {
-    /// Reads and checks the rules file. Errors start with `FILE:LINE:`.
+    /// Reads and checks the rules file, its dialect table and examples, and trains the
+    /// model. Errors start with `FILE:LINE:`.
     pub fn load(path: &Path) -> anyhow::Result<Triage> {
-        let raw = std::fs::read_to_string(path)
-            .with_context(|| format!("Failed to read the triage rules {}", path.display()))?;
-        Self::parse(&raw, &path.display().to_string())
+        Self::load_as(path, Load::default())
     }
 
-    /// Parses rules given as text; `source` names them in errors.
+    /// [`Triage::load`] with the model left out or trained by another learner (to compare
+    /// them on a held-out set).
+    pub fn load_as(path: &Path, how: Load) -> anyhow::Result<Triage> {
+        let raw = std::fs::read_to_string(path)
+            .with_context(|| format!("Failed to read the triage rules {}", path.display()))?;
+        Self::parse_with(&raw, &path.display().to_string(), path.parent(), how)
+    }
+
+    /// Parses rules given as text; `source` names them in errors. Files named by the rules
+    /// (`dialect`, `[model] examples`) need [`Triage::parse_at`].
     pub fn parse(raw: &str, source: &str) -> anyhow::Result<Triage> {
-        let file: RulesFile = toml::from_str(raw).map_err(|e| {
-            let line = e.span().map(|s| line_of(raw, s.start)).unwrap_or(1);
-            anyhow!("{source}:{line}: {}", e.message())
-        })?;
-        // A pattern with its `{{name}}` fragments expanded, compiled alone to report errors.
-        let compile = |what: &str, rule: &str, p: &Spanned<String>| -> anyhow::Result<(String, Regex)> {
-            let line = line_of(raw, p.span().start);
-            let expanded = expand(p.get_ref(), &file.defs)
-                .map_err(|why| anyhow!("{source}:{line}: rule {rule:?}, {what}: {why}"))?;
-            let regex = Regex::new(&expanded).map_err(|e| {
-                anyhow!("{source}:{line}: rule {rule:?}, {what}: the regex does not compile, fix it or escape the character:\n{e}")
-            })?;
-            Ok((expanded, regex))
+        Self::parse_at(raw, source, None)
+    }
+
+    /// Parses rules given as text, with the folder that relative paths start from.
+    pub fn parse_at(raw: &str, source: &str, base: Option<&Path>) -> anyhow::Result<Triage> {
+        Self::parse_with(raw, source, base, Load::default())
+    }
+
+    fn parse_with(raw: &str, source: &str, base: Option<&Path>, how: Load) -> anyhow::Result<Triage> {
+        let (rules, file) = Rules::compile(raw, source)?;
+        let resolve = |p: &Spanned<String>, what: &str| -> anyhow::Result<std::path::PathBuf> {
+            let path = Path::new(p.get_ref());
+            match (path.is_relative(), base) {
+                (false, _) => Ok(path.to_path_buf()),
+                (true, Some(base)) => Ok(base.join(path)),
+                (true, None) => Err(anyhow!(
+                    "{source}:{}: {what} {:?} is relative, but the rules were not read from a file",
+                    rules::line_of(raw, p.span().start),
+                    p.get_ref()
+                )),
+            }
         };
-        for (name, def) in &file.defs {
-            Regex::new(def).map_err(|e| anyhow!("{source}: [defs] {name}: the regex does not compile:\n{e}"))?;
-        }
-        let mut all_patterns = Vec::new();
-        let mut all_excludes = Vec::new();
-        let mut rules: Vec<Rule> = Vec::new();
+        let dialect = match &file.dialect {
+            Some(p) => Dialect::load(&resolve(p, "the dialect table")?)
+                .map_err(|e| anyhow!("{e:#}\n(named by {source}:{})", rules::line_of(raw, p.span().start)))?,
+            None => Dialect::empty(),
+        };
+        let mut triage = Triage { rules, dialect, model: None, examples_dir: None };
+        // Every rule's examples are its own, and none of its counter-examples are.
         for spec in &file.rules {
             let name = spec.name.get_ref();
-            let at = line_of(raw, spec.name.span().start);
-            if rules.iter().any(|r| &r.name == name) {
-                return Err(anyhow!("{source}:{at}: rule {name:?} is defined twice; give each rule its own name"));
-            }
-            let intent = parse_intent(spec).map_err(|why| anyhow!("{source}:{at}: rule {name:?}: {why}"))?;
-            if spec.patterns.is_empty() {
-                return Err(anyhow!("{source}:{at}: rule {name:?} has no patterns; add at least one"));
-            }
-            let start = all_patterns.len();
-            for (i, p) in spec.patterns.iter().enumerate() {
-                all_patterns.push(compile(&format!("pattern {}", i + 1), name, p)?.0);
-            }
-            let first_exclude = all_excludes.len();
-            for (i, p) in spec.exclude.iter().enumerate() {
-                all_excludes.push(compile(&format!("exclusion {}", i + 1), name, p)?.0);
-            }
-            let (patterns, exclude) = (start..all_patterns.len(), first_exclude..all_excludes.len());
-            rules.push(Rule { name: name.clone(), intent, patterns, exclude });
-        }
-        let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
-        let excludes = RegexSet::new(&all_excludes).context("the exclusions do not compile together")?;
-        let long_text = match &file.long_text {
-            Some(spec) => {
-                let urgent = match spec.urgent.as_slice() {
-                    [] => None,
-                    many => {
-                        let mut joined = Vec::new();
-                        for (i, p) in many.iter().enumerate() {
-                            joined.push(format!(
-                                "(?:{})",
-                                compile(&format!("urgent pattern {}", i + 1), "long_text", p)?.0
-                            ));
-                        }
-                        Some(Regex::new(&joined.join("|"))?)
-                    }
-                };
-                Some(LongText { min_chars: spec.min_chars, urgent })
-            }
-            None => None,
-        };
-        let first_example =
-            file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
-        let triage = Triage { set, excludes, rules, long_text, place_hints: file.place_hints.clone(), first_example };
-        for spec in &file.rules {
-            let name = spec.name.get_ref();
-            let at = line_of(raw, spec.name.span().start);
+            let at = rules::line_of(raw, spec.name.span().start);
             for ex in &spec.examples {
-                let v = triage.classify(ex);
+                let v = triage.rules_verdict(&triage.rewrite(ex), Context::default());
                 if v.rule.as_deref() != Some(name.as_str()) {
                     return Err(anyhow!(
                         "{source}:{at}: rule {name:?}: its example {ex:?} is classified as {} by rule {:?}; fix the patterns or the example",
@@ -365,150 +436,231 @@ impl Triage {
                 }
             }
             for ex in &spec.counter_examples {
-                if triage.classify(ex).rule.as_deref() == Some(name.as_str()) {
+                if triage.rules_verdict(&triage.rewrite(ex), Context::default()).rule.as_deref() == Some(name.as_str())
+                {
                     return Err(anyhow!(
                         "{source}:{at}: rule {name:?}: its counter-example {ex:?} is taken by the rule; add an exclusion or fix the counter-example"
                     ));
                 }
             }
         }
+        if let Some(spec) = file.model.as_ref().filter(|_| !how.without_model) {
+            let line = rules::line_of(raw, spec.examples.span().start);
+            let dir = resolve(&spec.examples, "the examples folder")?;
+            let samples =
+                corpus::read_dir(&dir).map_err(|e| anyhow!("{e:#}\n(the examples folder named by {source}:{line})"))?;
+            if samples.is_empty() {
+                return Err(anyhow!(
+                    "{source}:{line}: the examples folder {} has no labelled lines; add *.tsv files or remove [model]",
+                    dir.display()
+                ));
+            }
+            let policy = Policy {
+                danger: spec.danger,
+                veto: spec.veto,
+                tip_floor: spec.tip_floor,
+                min_chars: spec.min_chars,
+                confidence: spec.confidence,
+            };
+            let mut training = spec.training();
+            if let Some(kind) = how.learner {
+                training.kind = kind;
+            }
+            triage.model = Some((triage.train(&samples, training), policy));
+            triage.examples_dir = Some(dir);
+        }
         Ok(triage)
+    }
+
+    /// Trains the model on examples, with this triage's normalisation and dialect.
+    pub fn train(&self, samples: &[corpus::Sample], training: Training) -> Arc<Model> {
+        Model::train_cached(samples, training, &|t| self.rewrite(t))
+    }
+
+    /// The same rules and dialect with another model (or none): cross-validation trains one
+    /// per fold.
+    pub fn with_model(&self, model: Option<Arc<Model>>) -> anyhow::Result<Triage> {
+        let policy = self.model.as_ref().map(|(_, p)| *p);
+        let model = match (model, policy) {
+            (Some(m), Some(p)) => Some((m, p)),
+            (None, _) => None,
+            (Some(_), None) => return Err(anyhow!("the rules have no [model] section with thresholds")),
+        };
+        Ok(Triage {
+            rules: self.rules.clone(),
+            dialect: self.dialect.clone(),
+            model,
+            examples_dir: self.examples_dir.clone(),
+        })
+    }
+
+    /// The learner's settings of `[model]`, if the rules have a model.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref().map(|(m, _)| m.as_ref())
     }
 
     /// How many rules there are.
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.rules.rule_count()
+    }
+
+    /// The folder the model's examples were read from.
+    pub fn examples_dir(&self) -> Option<&Path> {
+        self.examples_dir.as_deref()
+    }
+
+    /// What is in force, for the logs: rules, dialect entries, examples.
+    pub fn describe(&self) -> String {
+        let model = match self.model() {
+            Some(m) => format!("a {:?} model from {} examples", m.kind(), m.examples()),
+            None => "no model".to_string(),
+        };
+        format!("{} rules, {} dialect words, {model}", self.rules.rule_count(), self.dialect.len())
     }
 
     /// Whether a short private message looks like the name of a village.
     pub fn looks_like_a_place(&self, text: &str) -> bool {
-        self.place_hints.iter().any(|h| text.contains(h.as_str()))
+        self.rules.looks_like_a_place(text)
     }
 
     /// A question the rules recognise, for the demo's banner.
     pub fn first_example(&self) -> Option<&str> {
-        self.first_example.as_deref()
+        self.rules.first_example()
     }
 
-    /// Classifies one message with no context (as if a resident wrote it).
+    /// The text both layers see: normalised, then the dialect table.
+    pub fn rewrite(&self, text: &str) -> String {
+        self.dialect.apply(&normalise(text))
+    }
+
+    /// Classifies one message with no context (as if a resident wrote it in a group).
     pub fn classify(&self, text: &str) -> Verdict {
         self.classify_in(text, Context::default())
     }
 
-    /// Classifies one message.
+    /// Classifies one message (the module's docs say how the layers combine).
     pub fn classify_in(&self, text: &str, context: Context) -> Verdict {
-        let decided = |intent: Intent, rule: &str| Verdict { intent, rule: Some(rule.to_string()) };
         if context.forwarded {
-            return decided(Intent::Chatter, RULE_FORWARDED);
+            return Verdict::new(Intent::Chatter, Layer::Context, Some(RULE_FORWARDED), None);
         }
-        let norm = normalise(text);
-        if let Some(long) = &self.long_text
-            && !context.private
-            && norm.chars().count() >= long.min_chars
-            && !long.urgent.as_ref().is_some_and(|u| u.is_match(&norm))
-        {
-            return decided(Intent::Chatter, RULE_LONG_TEXT);
-        }
-        let hits = self.set.matches(&norm);
-        // The exclusions are looked at once, if a rule that has some matched.
-        let excluded = std::cell::OnceCell::new();
-        let verdict = hits
-            .matched_any()
-            .then(|| {
-                self.rules.iter().find(|rule| {
-                    rule.patterns.clone().any(|i| hits.matched(i))
-                        && !rule
-                            .exclude
-                            .clone()
-                            .any(|i| excluded.get_or_init(|| self.excludes.matches(&norm)).matched(i))
-                })
-            })
-            .flatten()
-            .map(|rule| decided(rule.intent.clone(), &rule.name))
-            .unwrap_or(Verdict { intent: Intent::Chatter, rule: None });
+        let norm = self.rewrite(text);
+        let mut verdict = self.decide(&norm, context);
         // An officer's notice may quote anything; only their questions are answered.
         if context.from_officer
             && !matches!(verdict.intent, Intent::ContactQuery | Intent::StatusQuery | Intent::Chatter)
         {
-            return decided(Intent::Chatter, RULE_OFFICER);
+            return Verdict::new(Intent::Chatter, Layer::Context, Some(RULE_OFFICER), None);
+        }
+        // In a tip conversation the text is a detail of the tip the resident chose to file:
+        // only the rules (what must never be missed) still answer an emergency there, and a
+        // fraud told as one is the tip's detail.
+        if context.in_tip && matches!(verdict.intent, Intent::Emergency(_)) && verdict.layer == Layer::Model {
+            return Verdict::new(
+                Intent::Tip(TipCategory::Other),
+                Layer::Context,
+                Some(RULE_IN_TIP),
+                verdict.confidence,
+            );
+        }
+        if context.in_tip && verdict.intent == Intent::Emergency(EmergencyKind::Police) {
+            let not_emergency = |i: &Intent| matches!(i, Intent::Emergency(_));
+            let rule_reading = self.rules.first_match(&norm, &not_emergency).map(|(i, _, _)| i.clone());
+            // The model's reading counts when it would decide on its own (its tip threshold).
+            let model_reading = self
+                .model
+                .as_ref()
+                .and_then(|(m, policy)| {
+                    m.scores(&norm).best_except("emergency").filter(|(_, p)| *p >= policy.threshold("tip"))
+                })
+                .map(|(i, _)| i);
+            let fraud = Intent::Tip(TipCategory::Fraud);
+            if rule_reading.as_ref() == Some(&fraud) || model_reading.as_ref() == Some(&fraud) {
+                verdict = Verdict::new(fraud, Layer::Context, Some(RULE_IN_TIP), verdict.confidence);
+            }
         }
         verdict
     }
-}
 
-/// Replaces each `{{name}}` with the fragment `(?:…)` of `[defs]`.
-fn expand(pattern: &str, defs: &std::collections::BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(pattern.len());
-    let mut rest = pattern;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let j = after.find("}}").ok_or("an opening {{ has no closing }}")?;
-        let name = after[..j].trim();
-        let def = defs
-            .get(name)
-            .ok_or_else(|| format!("{{{{{name}}}}} is not defined in [defs]; define it or fix the name"))?;
-        out.push_str("(?:");
-        out.push_str(def);
-        out.push(')');
-        rest = &after[j + 2..];
+    /// The rules alone on a rewritten text.
+    fn rules_verdict(&self, norm: &str, context: Context) -> Verdict {
+        self.rules_reading(norm, context).0
     }
-    out.push_str(rest);
-    Ok(out)
+
+    /// The rules' verdict, and whether it decides before the model.
+    fn rules_reading(&self, norm: &str, context: Context) -> (Verdict, bool) {
+        if self.rules.is_long_text(norm, context) {
+            return (Verdict::new(Intent::Chatter, Layer::Context, Some(RULE_LONG_TEXT), None), false);
+        }
+        match self.rules.first_match(norm, &|_| false) {
+            Some((intent, name, first)) => (Verdict::new(intent.clone(), Layer::Rule, Some(name), None), first),
+            None => (Verdict::new(Intent::Chatter, Layer::Default, None, None), false),
+        }
+    }
+
+    /// Steps 2–6 of the module's docs.
+    fn decide(&self, norm: &str, context: Context) -> Verdict {
+        let (by_rules, first) = self.rules_reading(norm, context);
+        let short = norm.chars().count() <= PLACE_CHARS;
+        if context.private && short && by_rules.layer == Layer::Default && self.rules.looks_like_a_place(norm) {
+            return Verdict::new(Intent::Chatter, Layer::Context, Some(RULE_PLACE), None);
+        }
+        let Some((model, policy)) = &self.model else { return by_rules };
+        // A few characters are too little evidence for the model ("火星村" is not a fire).
+        if norm.chars().count() < policy.min_chars {
+            return by_rules;
+        }
+        let scores = model.scores(norm);
+        let sure = |v: Verdict| {
+            let p = scores.intent_prob(v.intent.as_str());
+            Verdict { confidence: Some(p), ..v }
+        };
+        match by_rules.intent {
+            Intent::Emergency(_) if scores.intent_prob("chatter") < policy.veto => return sure(by_rules),
+            Intent::Emergency(_) => {}
+            _ if first => return sure(by_rules),
+            _ => {}
+        }
+        let danger = scores.intent_prob("emergency");
+        if danger >= policy.danger
+            && let Some((kind, _)) = scores.best_of("emergency")
+        {
+            return Verdict::new(kind, Layer::Model, None, Some(danger));
+        }
+        let tips = scores.intent_prob("tip");
+        if tips >= policy.tip_floor
+            && let Some((category, _)) = scores.best_of("tip")
+        {
+            return Verdict::new(category, Layer::Model, None, Some(tips));
+        }
+        let (best, p) = scores.best_intent();
+        if best != "emergency" && p >= policy.threshold(best) {
+            let intent = match best {
+                "non_police" => match &by_rules.intent {
+                    Intent::NonPolice(topic) => Intent::NonPolice(topic.clone()),
+                    _ => Intent::NonPolice(Arc::from(GENERAL_TOPIC)),
+                },
+                _ => match scores.best_of(best) {
+                    Some((intent, _)) => intent,
+                    None => return sure(by_rules),
+                },
+            };
+            return Verdict::new(intent, Layer::Model, None, Some(p));
+        }
+        sure(by_rules)
+    }
 }
 
-fn parse_intent(spec: &RuleSpec) -> Result<Intent, String> {
-    let extra = |field: &str, value: &Option<String>| match value {
-        Some(_) => Err(format!("intent {:?} takes no {field}; remove it", spec.intent)),
-        None => Ok(()),
-    };
-    let only = |allowed: &str| -> Result<(), String> {
-        for (field, value) in [("kind", &spec.kind), ("category", &spec.category), ("topic", &spec.topic)] {
-            if field != allowed {
-                extra(field, value)?;
-            }
+impl ModelSpec {
+    fn training(&self) -> Training {
+        let d = Training { kind: self.kind, ..Training::default() };
+        Training {
+            kind: self.kind,
+            epochs: self.epochs.unwrap_or(d.epochs),
+            learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
+            l2: self.l2.unwrap_or(d.l2),
+            alpha: self.alpha.unwrap_or(d.alpha),
+            temper: self.temper.unwrap_or(d.temper),
         }
-        Ok(())
-    };
-    match spec.intent.as_str() {
-        "emergency" => {
-            only("kind")?;
-            spec.kind
-                .as_deref()
-                .and_then(EmergencyKind::parse)
-                .map(Intent::Emergency)
-                .ok_or_else(|| "intent \"emergency\" needs kind = police, fire, medical or traffic".to_string())
-        }
-        "tip" => {
-            only("category")?;
-            spec.category.as_deref().and_then(TipCategory::parse).map(Intent::Tip).ok_or_else(|| {
-                "intent \"tip\" needs category = theft, fraud, dispute, hazard, suspicious, drugs, gambling or other"
-                    .to_string()
-            })
-        }
-        "non_police" => {
-            only("topic")?;
-            match spec.topic.as_deref() {
-                Some(t) if !t.is_empty() && t.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
-                    Ok(Intent::NonPolice(Arc::from(t)))
-                }
-                _ => {
-                    Err("intent \"non_police\" needs a topic code in lower-case letters (e.g. topic = \"streetlight\")"
-                        .to_string())
-                }
-            }
-        }
-        "contact_query" | "status_query" | "chatter" => {
-            only("")?;
-            Ok(match spec.intent.as_str() {
-                "contact_query" => Intent::ContactQuery,
-                "status_query" => Intent::StatusQuery,
-                _ => Intent::Chatter,
-            })
-        }
-        other => Err(format!(
-            "intent {other:?} is not known; use emergency, contact_query, tip, non_police, status_query or chatter"
-        )),
     }
 }
 
@@ -543,6 +695,97 @@ mod tests {
 
     fn shipped() -> Triage {
         Triage::load(Path::new("bot-config/intents.toml")).unwrap()
+    }
+
+    /// Rules with a model trained on a few lines, in a folder of their own.
+    fn two_layers(rules: &str, examples: &str, confidence: f32, danger: f32) -> Triage {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ex")).unwrap();
+        std::fs::write(dir.path().join("ex/a.tsv"), examples).unwrap();
+        std::fs::write(dir.path().join("dialect.toml"), "words = [[\"木有\", \"没有\"], [\"叫人\", \"被人\"]]")
+            .unwrap();
+        let c = confidence;
+        let raw = format!(
+            "dialect = 'dialect.toml'\n[model]\nexamples = 'ex'\nkind = 'naive_bayes'\ndanger = {danger}\n\
+             [model.confidence]\ncontact_query = {c}\ntip = {c}\nnon_police = {c}\nstatus_query = {c}\nchatter = {c}\n{rules}"
+        );
+        std::fs::write(dir.path().join("intents.toml"), raw).unwrap();
+        Triage::load(&dir.path().join("intents.toml")).unwrap()
+    }
+
+    const FEW: &str = "chatter\t-\t今天天气好\nchatter\t-\t热得要着火了\nchatter\t-\t热死了要着火了\nchatter\t-\t大家早上好\n\
+                       tip/theft\t-\t俺家羊被偷了\ntip/theft\t-\t电动车被偷了\ntip/fraud\t-\t有人打电话骗钱\ntip/fraud\t-\t被骗了钱\n\
+                       emergency/medical\t-\t老人倒地上不动了\nemergency/medical\t-\t人倒了不动了叫不醒\n";
+
+    #[test]
+    fn an_emergency_rule_decides_even_when_the_model_reads_chatter() {
+        let rules = "[[rules]]\nname = 'fire'\nintent = 'emergency'\nkind = 'fire'\npatterns = ['着火']\n";
+        let t = two_layers(rules, FEW, 0.5, 0.9);
+        let v = t.classify("热得要着火了");
+        assert_eq!((v.intent, v.layer), (Intent::Emergency(EmergencyKind::Fire), Layer::Rule));
+        assert!(v.confidence.is_some(), "the model's view is reported beside the rule");
+    }
+
+    #[test]
+    fn a_message_the_model_puts_near_emergency_is_answered_as_one() {
+        let t = two_layers("[[rules]]\nname = 'x'\nintent = 'chatter'\npatterns = ['^$']\n", FEW, 0.5, 0.2);
+        let v = t.classify("村口那个老人倒在地上一动不动");
+        assert_eq!((&v.intent, v.layer), (&Intent::Emergency(EmergencyKind::Medical), Layer::Model), "{v:?}");
+        // The same model with a danger threshold no message reaches leaves it to the others.
+        let calm = two_layers("[[rules]]\nname = 'x'\nintent = 'chatter'\npatterns = ['^$']\n", FEW, 0.5, 1.01);
+        assert!(!matches!(calm.classify("村口那个老人倒在地上一动不动").intent, Intent::Emergency(_)));
+    }
+
+    #[test]
+    fn the_model_decides_when_sure_and_the_rules_otherwise() {
+        let rules = "[[rules]]\nname = 'tip.any'\nintent = 'tip'\ncategory = 'other'\npatterns = ['钱']\n";
+        let sure = two_layers(rules, FEW, 0.3, 1.01);
+        let v = sure.classify("俺家电动车叫人偷了");
+        assert_eq!((&v.intent, v.layer), (&Intent::Tip(TipCategory::Theft), Layer::Model), "{v:?}");
+        let unsure = two_layers(rules, FEW, 1.01, 1.01);
+        let v = unsure.classify("有人骗钱");
+        assert_eq!(
+            (v.intent, v.layer, v.rule.as_deref()),
+            (Intent::Tip(TipCategory::Other), Layer::Rule, Some("tip.any"))
+        );
+        assert_eq!(unsure.classify("俺家电动车叫人偷了").layer, Layer::Default);
+    }
+
+    #[test]
+    fn dialect_is_rewritten_before_the_rules_see_it() {
+        let rules = "[[rules]]\nname = 'gone'\nintent = 'emergency'\nkind = 'police'\npatterns = ['孩子没有回来']\n";
+        let t = two_layers(rules, FEW, 0.5, 1.01);
+        assert_eq!(t.classify("俺家孩子木有回来").rule.as_deref(), Some("gone"));
+        assert_eq!(t.rewrite("羊叫人偷了"), "羊被人偷了");
+    }
+
+    #[test]
+    fn inside_a_tip_conversation_a_fraud_already_done_is_a_detail_not_an_emergency() {
+        let rules = "[[rules]]\nname = 'fraud_now'\nintent = 'emergency'\nkind = 'police'\npatterns = ['被骗']\n\
+                     [[rules]]\nname = 'tip.fraud'\nintent = 'tip'\ncategory = 'fraud'\npatterns = ['骗']\n\
+                     [[rules]]\nname = 'fight'\nintent = 'emergency'\nkind = 'police'\npatterns = ['打人']\n";
+        let t = two_layers(rules, FEW, 1.01, 1.01);
+        let in_tip = Context { private: true, in_tip: true, ..Context::default() };
+        assert_eq!(t.classify("我刚被骗了三万").intent, Intent::Emergency(EmergencyKind::Police));
+        let v = t.classify_in("我刚被骗了三万", in_tip);
+        assert_eq!((v.intent, v.rule.as_deref()), (Intent::Tip(TipCategory::Fraud), Some(RULE_IN_TIP)));
+        assert_eq!(t.classify_in("有人在门口打人", in_tip).intent, Intent::Emergency(EmergencyKind::Police));
+    }
+
+    #[test]
+    fn a_missing_examples_folder_names_the_rules_line_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = "[model]\nexamples = 'nowhere'\ndanger = 0.3\n[model.confidence]\ncontact_query = 0.5\ntip = 0.5\nnon_police = 0.5\nstatus_query = 0.5\nchatter = 0.5\n\
+                   [[rules]]\nname = 'x'\nintent = 'chatter'\npatterns = ['^$']\n";
+        std::fs::write(dir.path().join("intents.toml"), raw).unwrap();
+        let err = format!("{:#}", Triage::load(&dir.path().join("intents.toml")).unwrap_err());
+        assert!(err.contains("create it or fix the path") && err.contains("intents.toml:2"), "{err}");
+        std::fs::create_dir(dir.path().join("nowhere")).unwrap();
+        let err = format!("{:#}", Triage::load(&dir.path().join("intents.toml")).unwrap_err());
+        assert!(err.contains("has no labelled lines"), "{err}");
+        std::fs::write(dir.path().join("nowhere/a.tsv"), "tip/theft\t-\t偷了\ncontact_query\t-\n").unwrap();
+        let err = format!("{:#}", Triage::load(&dir.path().join("intents.toml")).unwrap_err());
+        assert!(err.contains("a.tsv:2: expected 3 tab-separated fields"), "{err}");
     }
 
     #[test]
@@ -618,9 +861,9 @@ mod tests {
 
     #[test]
     fn the_verdict_as_json_names_the_detail_by_its_kind() {
-        let v = Verdict { intent: Intent::Tip(TipCategory::Theft), rule: Some("tip.theft".into()) };
-        assert_eq!(v.to_json().to_string(), r#"{"category":"theft","intent":"tip","rule":"tip.theft"}"#);
-        let c = Verdict { intent: Intent::Chatter, rule: None };
-        assert_eq!(c.to_json().to_string(), r#"{"intent":"chatter","rule":null}"#);
+        let v = Verdict::new(Intent::Tip(TipCategory::Theft), Layer::Rule, Some("tip.theft"), None);
+        assert_eq!(v.to_json().to_string(), r#"{"category":"theft","intent":"tip","layer":"rule","rule":"tip.theft"}"#);
+        let c = Verdict::new(Intent::Chatter, Layer::Model, None, Some(0.87654));
+        assert_eq!(c.to_json().to_string(), r#"{"confidence":0.877,"intent":"chatter","layer":"model","rule":null}"#);
     }
 }

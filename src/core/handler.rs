@@ -446,9 +446,18 @@ impl Core {
             forwarded: *forwarded,
             from_officer: false,
             private: inbound.chat.kind == ChatKind::Private,
+            in_tip: false,
         };
         let mut verdict = rules.classify_in(text, context);
         let in_group = inbound.chat.kind == ChatKind::Group;
+        if !in_group && matches!(verdict.intent, Intent::Emergency(_)) {
+            // Inside a tip conversation the text is the tip's detail (triage's in_tip); as
+            // for officers, a slow database does not hold the emergency answer up.
+            if let Ok(Ok(true)) = tokio::time::timeout(OFFICER_CHECK_TIMEOUT, self.tip_in_progress(inbound)).await {
+                context.in_tip = true;
+                verdict = rules.classify_in(text, context);
+            }
+        }
         let reportish = matches!(verdict.intent, Intent::Emergency(_) | Intent::Tip(_) | Intent::NonPolice(_));
         if in_group && reportish {
             // An officer's notice quotes 诈骗 and 110; but an emergency is not held up by a
@@ -467,6 +476,8 @@ impl Core {
         }
         tracing::info!(
             intent = verdict.intent.as_str(),
+            layer = verdict.layer.as_str(),
+            confidence = verdict.confidence.map(f64::from),
             rule = verdict.rule.as_deref().unwrap_or("-"),
             len = text.chars().count(),
             "message triaged"

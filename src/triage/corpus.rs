@@ -4,16 +4,19 @@
 //!
 //! The corpus is a tab-separated file, one message per line: `label<TAB>flags<TAB>text`,
 //! where `label` is an intent with its detail (`emergency/fire`, `tip/theft`, `non_police`,
-//! `contact_query` …), `flags` is `-` (a resident in a group), `fwd` (forwarded), `officer`
-//! (written by an officer) or `private` (a resident in a private chat), and lines starting
-//! with `#` are comments.
+//! `contact_query` …), `flags` is `-` (a resident in a group) or a comma-separated list of
+//! `fwd` (forwarded), `officer` (written by an officer), `private` (a resident in a private
+//! chat) and `hard` (a hard negative: chatter that looks like a report), and lines starting
+//! with `#` are comments. The same format trains the model (`bot-config/triage-examples/`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 
-use super::{Context, Triage};
+use super::{Context, EmergencyKind, Intent, TipCategory, Triage};
 
 /// Intents in the order the confusion matrix lists them.
 pub const INTENTS: [&str; 6] = ["emergency", "contact_query", "tip", "non_police", "status_query", "chatter"];
@@ -21,6 +24,8 @@ pub const INTENTS: [&str; 6] = ["emergency", "contact_query", "tip", "non_police
 /// One labelled message.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The file it was read from.
+    pub source: Arc<str>,
     /// 1-based line in the file.
     pub line: usize,
     /// The intent (`emergency`) …
@@ -28,12 +33,49 @@ pub struct Sample {
     /// … and its detail (`fire`), if the label has one. Non-police topics are not labelled.
     pub detail: Option<String>,
     pub context: Context,
+    /// A hard negative: chatter that looks like a report.
+    pub hard: bool,
     pub text: String,
+}
+
+impl Sample {
+    /// The label as an intent (a 12345 matter with no topic); `None` for a label whose
+    /// detail is not known.
+    pub fn label_intent(&self) -> Option<Intent> {
+        let detail = self.detail.as_deref();
+        Some(match self.intent.as_str() {
+            "emergency" => Intent::Emergency(EmergencyKind::parse(detail?)?),
+            "tip" => Intent::Tip(TipCategory::parse(detail.unwrap_or("other"))?),
+            "non_police" => Intent::NonPolice(Arc::from(super::GENERAL_TOPIC)),
+            "contact_query" => Intent::ContactQuery,
+            "status_query" => Intent::StatusQuery,
+            "chatter" => Intent::Chatter,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads every `*.tsv` file of a folder, in the order of their names.
+pub fn read_dir(dir: &Path) -> anyhow::Result<Vec<Sample>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("Failed to read the examples folder {}; create it or fix the path", dir.display()))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tsv"))
+        .collect();
+    files.sort();
+    let mut samples = Vec::new();
+    for path in files {
+        let raw = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        samples.extend(parse(&raw, &path.display().to_string())?);
+    }
+    Ok(samples)
 }
 
 /// Reads a corpus; a bad line is reported as `source:line: what is wrong`.
 pub fn parse(raw: &str, source: &str) -> anyhow::Result<Vec<Sample>> {
     let mut samples = Vec::new();
+    let file: Arc<str> = Arc::from(source);
     for (i, line) in raw.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() || line.starts_with('#') {
@@ -53,14 +95,48 @@ pub fn parse(raw: &str, source: &str) -> anyhow::Result<Vec<Sample>> {
         if !INTENTS.contains(&intent) {
             return Err(anyhow!("{source}:{n}: unknown label {label:?}; use one of {}", INTENTS.join(", ")));
         }
-        let context = match *flags {
-            "-" => Context::default(),
-            "fwd" => Context { forwarded: true, ..Context::default() },
-            "officer" => Context { from_officer: true, ..Context::default() },
-            "private" => Context { private: true, ..Context::default() },
-            other => return Err(anyhow!("{source}:{n}: unknown flags {other:?}; use -, fwd, officer or private")),
+        let mut context = Context::default();
+        let mut hard = false;
+        for flag in flags.split(',').filter(|f| *f != "-") {
+            match flag {
+                "fwd" => context.forwarded = true,
+                "officer" => context.from_officer = true,
+                "private" => context.private = true,
+                "hard" => hard = true,
+                other => {
+                    return Err(anyhow!(
+                        "{source}:{n}: unknown flag {other:?}; use -, or a comma-separated list of fwd, officer, private, hard"
+                    ));
+                }
+            }
+        }
+        if hard && intent != "chatter" {
+            return Err(anyhow!(
+                "{source}:{n}: the flag hard marks chatter that looks like a report; remove it or label the line chatter"
+            ));
+        }
+        let known = match intent {
+            "emergency" => detail.as_deref().and_then(EmergencyKind::parse).is_some(),
+            "tip" => detail.as_deref().is_none_or(|d| TipCategory::parse(d).is_some()),
+            _ => detail.is_none(),
         };
-        samples.push(Sample { line: n, intent: intent.to_string(), detail, context, text: text.to_string() });
+        if !known {
+            return Err(anyhow!(
+                "{source}:{n}: unknown label {label:?}; use emergency/police|fire|medical|traffic, tip/theft|fraud|dispute|hazard|suspicious|drugs|gambling|other, contact_query, non_police, status_query or chatter"
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(anyhow!("{source}:{n}: the message is empty; write the text after the second TAB"));
+        }
+        samples.push(Sample {
+            source: file.clone(),
+            line: n,
+            intent: intent.to_string(),
+            detail,
+            context,
+            hard,
+            text: text.to_string(),
+        });
     }
     Ok(samples)
 }
@@ -68,10 +144,13 @@ pub fn parse(raw: &str, source: &str) -> anyhow::Result<Vec<Sample>> {
 /// A message the rules got wrong.
 #[derive(Debug, Clone)]
 pub struct Miss {
+    pub source: Arc<str>,
     pub line: usize,
     pub expected: String,
     pub got: String,
     pub rule: Option<String>,
+    pub layer: &'static str,
+    pub confidence: Option<f32>,
     pub text: String,
 }
 
@@ -90,6 +169,12 @@ pub struct Evaluation {
     pub detailed: usize,
     /// … and whose detail (emergency kind, tip category) was right too.
     pub detail_correct: usize,
+    /// Hard negatives …
+    pub hard: usize,
+    /// … answered as a tip or an emergency.
+    pub hard_false_alarms: usize,
+    /// Verdicts by the layer that decided.
+    pub layers: BTreeMap<&'static str, usize>,
     /// Wrong intent or wrong detail.
     pub misses: Vec<Miss>,
 }
@@ -110,6 +195,27 @@ impl Evaluation {
         ratio(self.detail_correct, self.detailed)
     }
 
+    /// Share of hard negatives answered as a tip or an emergency (0 when there are none).
+    pub fn hard_false_alarm_rate(&self) -> f64 {
+        if self.hard == 0 { 0.0 } else { ratio(self.hard_false_alarms, self.hard) }
+    }
+
+    fn count(&self, expected: &str, got: &str) -> usize {
+        self.matrix.get(&(expected.to_string(), got.to_string())).copied().unwrap_or(0)
+    }
+
+    /// Of the messages classified as `intent`, the share labelled so.
+    pub fn precision(&self, intent: &str) -> f64 {
+        let classified: usize = INTENTS.iter().map(|e| self.count(e, intent)).sum();
+        ratio(self.count(intent, intent), classified)
+    }
+
+    /// Of the messages labelled `intent`, the share classified so.
+    pub fn recall(&self, intent: &str) -> f64 {
+        let labelled: usize = INTENTS.iter().map(|g| self.count(intent, g)).sum();
+        ratio(self.count(intent, intent), labelled)
+    }
+
     /// The figures and the confusion matrix as Markdown.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -127,6 +233,25 @@ impl Evaluation {
             self.detail_correct,
             self.detailed
         );
+        let _ = writeln!(
+            s,
+            "Hard negatives answered as a tip or an emergency: {:.1} % ({} / {}).\n",
+            100.0 * self.hard_false_alarm_rate(),
+            self.hard_false_alarms,
+            self.hard
+        );
+        let _ = writeln!(s, "| intent | precision | recall | labelled |\n|---|---:|---:|---:|");
+        for intent in INTENTS {
+            let labelled: usize = INTENTS.iter().map(|g| self.count(intent, g)).sum();
+            let _ = writeln!(
+                s,
+                "| {intent} | {:.1} % | {:.1} % | {labelled} |",
+                100.0 * self.precision(intent),
+                100.0 * self.recall(intent)
+            );
+        }
+        let layers: Vec<String> = self.layers.iter().map(|(l, n)| format!("{l} {n}")).collect();
+        let _ = writeln!(s, "\nDecided by: {}.\n", layers.join(", "));
         let _ = writeln!(s, "| labelled ↓ / classified → | {} |", INTENTS.join(" | "));
         let _ = writeln!(s, "|---|{}", "---:|".repeat(INTENTS.len()));
         for expected in INTENTS {
@@ -147,6 +272,58 @@ fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 1.0 } else { a as f64 / b as f64 }
 }
 
+/// K-fold cross-validation of the model on its own examples: each fold is classified by a
+/// model trained on the other folds (with the rules and thresholds of `triage`). This is how
+/// thresholds are tuned without looking at a held-out set.
+pub fn cross_validate(triage: &Triage, samples: &[Sample], folds: usize) -> anyhow::Result<Evaluation> {
+    let training =
+        triage.model().map(|m| m.training()).ok_or_else(|| anyhow!("the rules have no [model] to validate"))?;
+    let folds = folds.clamp(2, samples.len().max(2));
+    let mut total = Evaluation::default();
+    for fold in 0..folds {
+        let (test, train): (Vec<&Sample>, Vec<&Sample>) =
+            samples.iter().enumerate().fold((Vec::new(), Vec::new()), |(mut test, mut train), (i, s)| {
+                if i % folds == fold {
+                    test.push(s)
+                } else {
+                    train.push(s)
+                }
+                (test, train)
+            });
+        let train: Vec<Sample> = train.into_iter().cloned().collect();
+        let test: Vec<Sample> = test.into_iter().cloned().collect();
+        let model = super::model::Model::train_on(
+            &train,
+            &train.iter().map(|s| triage.rewrite(&s.text)).collect::<Vec<_>>(),
+            training,
+        );
+        let fold_triage = triage.with_model(Some(Arc::new(model)))?;
+        total.merge(evaluate(&fold_triage, &test));
+    }
+    Ok(total)
+}
+
+impl Evaluation {
+    /// Adds another evaluation's counts to this one.
+    pub fn merge(&mut self, other: Evaluation) {
+        self.total += other.total;
+        self.correct += other.correct;
+        for (k, n) in other.matrix {
+            *self.matrix.entry(k).or_default() += n;
+        }
+        self.emergencies += other.emergencies;
+        self.emergencies_found += other.emergencies_found;
+        self.detailed += other.detailed;
+        self.detail_correct += other.detail_correct;
+        self.hard += other.hard;
+        self.hard_false_alarms += other.hard_false_alarms;
+        for (k, n) in other.layers {
+            *self.layers.entry(k).or_default() += n;
+        }
+        self.misses.extend(other.misses);
+    }
+}
+
 /// Classifies every sample and counts.
 pub fn evaluate(triage: &Triage, samples: &[Sample]) -> Evaluation {
     let mut e = Evaluation::default();
@@ -154,6 +331,11 @@ pub fn evaluate(triage: &Triage, samples: &[Sample]) -> Evaluation {
         let v = triage.classify_in(&s.text, s.context);
         let got = v.intent.as_str();
         e.total += 1;
+        *e.layers.entry(v.layer.as_str()).or_default() += 1;
+        if s.hard {
+            e.hard += 1;
+            e.hard_false_alarms += usize::from(matches!(v.intent, Intent::Emergency(_) | Intent::Tip(_)));
+        }
         *e.matrix.entry((s.intent.clone(), got.to_string())).or_default() += 1;
         let intent_right = got == s.intent;
         if s.intent == "emergency" {
@@ -175,7 +357,16 @@ pub fn evaluate(triage: &Triage, samples: &[Sample]) -> Evaluation {
                 Some(d) => format!("{}/{d}", s.intent),
                 None => s.intent.clone(),
             };
-            e.misses.push(Miss { line: s.line, expected, got: v.intent.label(), rule: v.rule, text: s.text.clone() });
+            e.misses.push(Miss {
+                source: s.source.clone(),
+                line: s.line,
+                expected,
+                got: v.intent.label(),
+                rule: v.rule,
+                layer: v.layer.as_str(),
+                confidence: v.confidence,
+                text: s.text.clone(),
+            });
         }
     }
     e
@@ -191,6 +382,12 @@ mod tests {
         assert!(err.to_string().starts_with("c.tsv:3: expected 3 tab-separated fields"), "{err}");
         let err = parse("gossip\t-\t你好\n", "c.tsv").unwrap_err();
         assert!(err.to_string().contains("unknown label \"gossip\""), "{err}");
+        let err = parse("tip/arson\t-\t放火\n", "c.tsv").unwrap_err();
+        assert!(err.to_string().starts_with("c.tsv:1: unknown label \"tip/arson\""), "{err}");
+        let err = parse("tip/theft\thard\t偷了\n", "c.tsv").unwrap_err();
+        assert!(err.to_string().contains("the flag hard marks chatter"), "{err}");
+        let ok = parse("chatter\tfwd,hard\t转发：有人被骗\n", "c.tsv").unwrap();
+        assert!(ok[0].hard && ok[0].context.forwarded);
     }
 
     #[test]

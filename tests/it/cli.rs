@@ -314,7 +314,13 @@ async fn triage_prints_one_json_verdict_per_line_of_stdin_and_evaluates_a_corpus
         (verdicts[3]["intent"].as_str(), verdicts[3]["topic"].as_str()),
         (Some("non_police"), Some("streetlight"))
     );
-    assert_eq!(verdicts[4], serde_json::json!({"intent": "chatter", "rule": null}));
+    assert_eq!((verdicts[4]["intent"].as_str(), verdicts[4]["layer"].as_str()), (Some("chatter"), Some("model")));
+    // Which layer decided, and how sure the model was (issue #19).
+    assert_eq!(verdicts[0]["layer"], "rule");
+    assert!(verdicts[4]["confidence"].as_f64().is_some_and(|c| c > 0.5), "{}", verdicts[4]);
+    let rules_only = cunjing(&["triage", "--no-model"], &url, "今天赶集\n").await;
+    let plain: serde_json::Value = serde_json::from_str(text(&rules_only.stdout).trim()).unwrap();
+    assert_eq!(plain, serde_json::json!({"intent": "chatter", "layer": "default", "rule": null}));
 
     let forwarded = cunjing(&["triage", "--forwarded"], &url, "村东头着火了\n").await;
     assert!(text(&forwarded.stdout).contains("\"rule\":\"context.forwarded\""), "{}", text(&forwarded.stdout));
@@ -339,7 +345,7 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());
     let rules = db.path().join("intents.toml");
-    let shipped = std::fs::read_to_string(config_path().with_file_name("intents.toml")).unwrap();
+    let shipped = crate::triage::shipped_rules_anywhere();
     std::fs::write(&rules, &shipped).unwrap();
     let fake = FakeTelegram::start().await;
     let mut child = daemon_command(&url, &fake)
@@ -365,7 +371,7 @@ async fn sighup_reloads_the_triage_rules_without_a_restart() {
     let hangup = |pid: u32| std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
     let pid = child.id().unwrap();
 
-    let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
+    let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\nbefore_model = true\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
     std::fs::write(&rules, format!("{shipped}{tree_rule}")).unwrap();
     assert!(hangup(pid).success());
     // The signal is handled beside the updates, and compiling the rules takes a while in a

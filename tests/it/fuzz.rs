@@ -38,7 +38,10 @@ fn triage_survives(text: &str) {
     for forwarded in [false, true] {
         for from_officer in [false, true] {
             for private in [false, true] {
-                let _ = rules().classify_in(text, cunjing::triage::Context { forwarded, from_officer, private });
+                for in_tip in [false, true] {
+                    let context = cunjing::triage::Context { forwarded, from_officer, private, in_tip };
+                    let _ = rules().classify_in(text, context);
+                }
             }
         }
     }

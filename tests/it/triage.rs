@@ -24,32 +24,72 @@ fn zhang() -> TgUser {
     TgUser::new(6001, "张建国")
 }
 
+/// The training set: rules and model together on the model's own examples. Training-set
+/// figures say only that the two layers agree with what they were given; the held-out test
+/// below is the evidence.
 #[test]
-fn the_shipped_rules_recognise_every_emergency_and_95_percent_of_the_corpus() {
+fn the_shipped_triage_recognises_every_emergency_of_its_own_examples_and_95_percent_of_them() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let rules = Triage::load(&root.join("bot-config/intents.toml")).unwrap();
-    // Every corpus file in the fixtures: triage-corpus*.tsv.
-    let mut samples = Vec::new();
-    for entry in std::fs::read_dir(root.join("tests/fixtures")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("triage-corpus") && name.ends_with(".tsv") {
-            samples.extend(corpus::parse(&std::fs::read_to_string(&path).unwrap(), &name).unwrap());
-        }
-    }
-    assert!(samples.len() >= 400, "the corpus has {} messages", samples.len());
+    let triage = Triage::load(&root.join("bot-config/intents.toml")).unwrap();
+    let samples = corpus::read_dir(&root.join("bot-config/triage-examples")).unwrap();
+    assert!(samples.len() >= 3000, "the examples have {} messages", samples.len());
     for intent in corpus::INTENTS {
-        assert!(samples.iter().filter(|s| s.intent == intent).count() >= 20, "too few {intent} samples");
+        assert!(samples.iter().filter(|s| s.intent == intent).count() >= 100, "too few {intent} examples");
     }
-    let e = corpus::evaluate(&rules, &samples);
+    let hard = samples.iter().filter(|s| s.hard).count();
+    assert!(3 * hard >= samples.len(), "a third are hard negatives: {hard} of {}", samples.len());
+    let e = corpus::evaluate(&triage, &samples);
+    let report = report(&e);
+    assert_eq!(e.emergencies_found, e.emergencies, "every emergency is recognised:\n{report}");
+    assert!(e.accuracy() >= 0.95, "intent accuracy below 95 %:\n{report}");
+}
+
+/// The held-out corpus (`tests/fixtures/triage-heldout.tsv`): 865 messages written before any
+/// tuning by writers who saw neither the rules nor the examples, never trained on. These are
+/// the figures the README reports; the test fails when triage falls below issue #19's targets.
+#[test]
+fn on_messages_it_never_saw_triage_answers_every_emergency_and_92_percent_right() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let triage = Triage::load(&root.join("bot-config/intents.toml")).unwrap();
+    let raw = std::fs::read_to_string(root.join("tests/fixtures/triage-heldout.tsv")).unwrap();
+    let samples = corpus::parse(&raw, "triage-heldout.tsv").unwrap();
+    assert!(samples.len() >= 600, "the held-out set has {} messages", samples.len());
+    let trained = corpus::read_dir(&root.join("bot-config/triage-examples")).unwrap();
+    let seen: std::collections::HashSet<String> = trained.iter().map(|s| triage.rewrite(&s.text)).collect();
+    let leaked: Vec<&str> =
+        samples.iter().filter(|s| seen.contains(&triage.rewrite(&s.text))).map(|s| s.text.as_str()).collect();
+    assert!(leaked.is_empty(), "held-out messages are among the training examples: {leaked:?}");
+    let e = corpus::evaluate(&triage, &samples);
+    let report = report(&e);
+    assert!(e.emergency_recall() >= 0.99, "emergency recall below 99 %:\n{report}");
+    assert!(e.accuracy() >= 0.92, "intent accuracy below 92 %:\n{report}");
+    assert!(e.hard_false_alarm_rate() <= 0.03, "hard negatives answered as tip or emergency above 3 %:\n{report}");
+}
+
+fn report(e: &corpus::Evaluation) -> String {
     let misses: Vec<String> = e
         .misses
         .iter()
-        .map(|m| format!("line {}: expected {}, got {} ({:?}): {}", m.line, m.expected, m.got, m.rule, m.text))
+        .map(|m| {
+            format!(
+                "{}:{}: expected {}, got {} ({} {:?}): {}",
+                m.source, m.line, m.expected, m.got, m.layer, m.rule, m.text
+            )
+        })
         .collect();
-    let report = format!("{}\n{}", e.markdown(), misses.join("\n"));
-    assert_eq!(e.emergencies_found, e.emergencies, "every emergency is recognised:\n{report}");
-    assert!(e.accuracy() >= 0.95, "intent accuracy below 95 %:\n{report}");
+    format!("{}\n{}", e.markdown(), misses.join("\n"))
+}
+
+/// The shipped rules as text, with their dialect table and examples folder named by
+/// absolute paths, so that a copy elsewhere (to edit it in a test) still finds them.
+pub fn shipped_rules_anywhere() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config");
+    let shipped = std::fs::read_to_string(root.join("intents.toml")).unwrap();
+    let (dialect, examples) = ("dialect = \"dialect.toml\"", "examples = \"triage-examples\"");
+    assert!(shipped.contains(dialect) && shipped.contains(examples), "the shipped rules name both files");
+    shipped
+        .replace(dialect, &format!("dialect = {:?}", root.join("dialect.toml").display().to_string()))
+        .replace(examples, &format!("examples = {:?}", root.join("triage-examples").display().to_string()))
 }
 
 /// Binds the test group to 和庄村.
@@ -185,8 +225,7 @@ app_test!(a_busy_group_gets_at_most_its_answers_per_minute_and_a_repeat_is_answe
 app_test!(staff_reload_puts_new_rules_in_force_and_a_broken_file_changes_nothing, |app| {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("intents.toml");
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config/intents.toml")).unwrap();
+    let shipped = shipped_rules_anywhere();
     std::fs::write(&rules, &shipped).unwrap();
     app.settings.file.paths.intents_file = rules.clone();
     app.restart().await;
@@ -198,7 +237,7 @@ app_test!(staff_reload_puts_new_rules_in_force_and_a_broken_file_changes_nothing
 
     let question = "村里的老槐树让雷劈倒了";
     assert!(answers_to(&app, &resident(12), question).await.is_empty(), "not a rule yet");
-    let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
+    let tree_rule = "\n[[rules]]\nname = \"non_police.trees\"\nintent = \"non_police\"\ntopic = \"trees\"\nbefore_model = true\npatterns = ['(槐树|大树).{0,6}(倒|断|劈)']\n";
     std::fs::write(&rules, format!("{shipped}{tree_rule}")).unwrap();
     let refused = app.ask(STAFF, &resident(12), "/reload").await;
     assert!(!refused.text.contains("重新加载"), "only station admins reload: {}", refused.text);
