@@ -329,6 +329,9 @@ messages! {
     TipButtonStatus = "tip_button_status",
     /// An emergency: whom to call, now (`kind`: police, fire, medical, traffic).
     EmergencyReply = "emergency_reply",
+    /// The same message again in a group: a pointer to the earlier answer (`kind`: the
+    /// emergency's, if it was one).
+    RepeatPointer = "repeat_pointer",
     /// To the village's officers and the staff group: an emergency was reported.
     EmergencyAlert = "emergency_alert",
     /// Description of /officer in the command menu.

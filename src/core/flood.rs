@@ -33,8 +33,9 @@ type ChatKey = (&'static str, i64);
 struct State {
     /// Times of the answers given in each group during the last minute.
     answers: HashMap<ChatKey, VecDeque<i64>>,
-    /// (hash of the normalised text, time) of recent actionable messages in each group.
-    recent: HashMap<ChatKey, VecDeque<(u64, i64)>>,
+    /// (hash of the normalised text, time, message id) of recent actionable messages in
+    /// each group.
+    recent: HashMap<ChatKey, VecDeque<(u64, i64, i64)>>,
     /// Hash of (person, topic) → when they were last pointed to 12345.
     told: HashMap<u64, i64>,
     /// Calls since the last sweep of idle entries.
@@ -66,25 +67,32 @@ impl FloodGuard {
             let (minute, window, told) =
                 (now - 60_000, now - self.limits.repeat_window_ms, now - self.limits.non_police_repeat_ms);
             state.answers.retain(|_, q| q.back().is_some_and(|t| *t > minute));
-            state.recent.retain(|_, q| q.back().is_some_and(|(_, t)| *t > window));
+            state.recent.retain(|_, q| q.back().is_some_and(|(_, t, _)| *t > window));
             state.told.retain(|_, t| *t > told);
         }
         f(&mut state)
     }
 
-    /// Whether the same (normalised) text was seen in this group within the repeat window;
-    /// remembers it either way.
-    pub fn is_repeat(&self, platform: &'static str, chat_id: i64, normalised: &str, now: i64) -> bool {
+    /// The message that said the same (normalised) text in this group within the repeat
+    /// window, if one did; remembers this one (`message_id`) otherwise.
+    pub fn repeat_of(
+        &self,
+        platform: &'static str,
+        chat_id: i64,
+        normalised: &str,
+        message_id: i64,
+        now: i64,
+    ) -> Option<i64> {
         let h = hash_of(normalised);
         let since = now - self.limits.repeat_window_ms;
         self.with_state(now, |s| {
             let q = s.recent.entry((platform, chat_id)).or_default();
-            while q.front().is_some_and(|(_, t)| *t <= since) {
+            while q.front().is_some_and(|(_, t, _)| *t <= since) {
                 q.pop_front();
             }
-            let seen = q.iter().any(|(x, _)| *x == h);
-            if !seen {
-                q.push_back((h, now));
+            let seen = q.iter().find(|(x, _, _)| *x == h).map(|(_, _, id)| *id);
+            if seen.is_none() {
+                q.push_back((h, now, message_id));
             }
             seen
         })
@@ -139,10 +147,10 @@ mod tests {
     #[test]
     fn the_same_text_in_the_same_group_is_a_repeat_until_the_window_passes() {
         let g = FloodGuard::new(FloodLimits::default());
-        assert!(!g.is_repeat("t", -1, "着火了", 0));
-        assert!(g.is_repeat("t", -1, "着火了", 1_000));
-        assert!(!g.is_repeat("t", -2, "着火了", 1_000));
-        assert!(!g.is_repeat("t", -1, "着火了", 10 * 60_000 + 1));
+        assert_eq!(g.repeat_of("t", -1, "着火了", 7, 0), None);
+        assert_eq!(g.repeat_of("t", -1, "着火了", 8, 1_000), Some(7), "points to the first");
+        assert_eq!(g.repeat_of("t", -2, "着火了", 9, 1_000), None);
+        assert_eq!(g.repeat_of("t", -1, "着火了", 10, 10 * 60_000 + 1), None);
     }
 
     #[test]

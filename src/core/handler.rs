@@ -394,8 +394,26 @@ impl Core {
         // An emergency is answered first, from the rules and templates alone, so the answer
         // goes out even when the database is down; alerting the officers comes after.
         // Triage runs once per message, here; the handlers below get its verdict.
-        let intent = self.text_intent(inbound).await;
+        let (intent, repeat_of) = self.text_intent(inbound).await;
         self.metrics().update(update_label(intent.as_ref(), &inbound.event));
+        if let Some(earlier) = repeat_of {
+            // Asked again in the group: a short line pointing to the earlier answer (a reply
+            // to the earlier message, which the answer itself replied to), not silence.
+            if self.group_may_answer(inbound) {
+                let kind = match &intent {
+                    Some(Intent::Emergency(k)) => Some(k.as_str()),
+                    _ => None,
+                };
+                let text = self.texts.render(Msg::RepeatPointer, minijinja::context! { kind });
+                emit(vec![Outbound::Message {
+                    chat_id: inbound.chat.id,
+                    text,
+                    buttons: vec![],
+                    reply_to: Some(earlier),
+                }]);
+            }
+            return;
+        }
         if let (Some(Intent::Emergency(kind)), Event::Text { text, .. }, Some(_)) =
             (&intent, &inbound.event, inbound.sender.person())
         {
@@ -434,12 +452,13 @@ impl Core {
     /// What a message asks for, for the messages triage applies to: text that is not a
     /// command and not from a bot. A forwarded message, an officer's message in a group and
     /// a message repeated in the same group are not acted on.
-    async fn text_intent(&self, inbound: &Inbound) -> Option<Intent> {
-        let Event::Text { text, forwarded, .. } = &inbound.event else { return None };
+    /// The second value is the message a repeated group message repeats.
+    async fn text_intent(&self, inbound: &Inbound) -> (Option<Intent>, Option<i64>) {
+        let Event::Text { text, forwarded, message_id } = &inbound.event else { return (None, None) };
         if matches!(inbound.sender, Sender::User { is_bot: true, .. })
             || parse_command(text, self.opts.bot_username.as_deref()).is_some()
         {
-            return None;
+            return (None, None);
         }
         let rules = self.triage();
         let mut context = triage::Context {
@@ -469,10 +488,19 @@ impl Core {
         }
         if in_group
             && verdict.intent != Intent::Chatter
-            && self.flood.is_repeat(inbound.platform.as_str(), inbound.chat.id, &triage::normalise(text), self.now_ms())
+            && let Some(earlier) = self.flood.repeat_of(
+                inbound.platform.as_str(),
+                inbound.chat.id,
+                &triage::normalise(text),
+                *message_id,
+                self.now_ms(),
+            )
         {
-            tracing::info!(intent = verdict.intent.as_str(), "repeated message in the group not answered again");
-            return Some(Intent::Chatter);
+            tracing::info!(
+                intent = verdict.intent.as_str(),
+                "repeated message in the group: pointed to the earlier answer"
+            );
+            return (Some(verdict.intent), Some(earlier));
         }
         tracing::info!(
             intent = verdict.intent.as_str(),
@@ -482,7 +510,7 @@ impl Core {
             len = text.chars().count(),
             "message triaged"
         );
-        Some(verdict.intent)
+        (Some(verdict.intent), None)
     }
 
     fn emergency_reply(&self, inbound: &Inbound, kind: EmergencyKind) -> Outbound {

@@ -92,6 +92,18 @@ pub fn shipped_rules_anywhere() -> String {
         .replace(examples, &format!("examples = {:?}", root.join("triage-examples").display().to_string()))
 }
 
+/// Restarts the daemon on the rules file `rules`, binds the test group, and makes 张建国 a
+/// station admin in a bound staff group (who may /reload).
+async fn reload_setup(app: &mut TestApp, rules: &Path) {
+    app.settings.file.paths.intents_file = rules.to_path_buf();
+    app.restart().await;
+    bound_group(app).await;
+    app.enrol("041201", &zhang()).await;
+    app.fake.group(STAFF, "派出所内勤群", true);
+    app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
+    assert!(app.store().set_grant("041201", Some("admin"), 0).await.unwrap());
+}
+
 /// Binds the test group to 和庄村.
 async fn bound_group(app: &TestApp) {
     app.fake.group(GROUP, "和庄村村民群", true);
@@ -200,17 +212,27 @@ app_test!(officers_notices_forwarded_articles_and_bots_get_no_answer, |app| {
     assert!(reply.text.contains("119"), "{}", reply.text);
 });
 
-app_test!(a_busy_group_gets_at_most_its_answers_per_minute_and_a_repeat_is_answered_once, |app| {
-    app.settings.file.triage.max_answers_per_group_per_minute = 2;
+app_test!(a_busy_group_gets_at_most_its_answers_per_minute_and_a_repeat_is_pointed_to_the_answer, |app| {
+    app.settings.file.triage.max_answers_per_group_per_minute = 3;
     app.settings.file.triage.repeat_window_minutes = 10;
     app.restart().await;
     bound_group(&app).await;
     app.enrol("041201", &zhang()).await;
-    let fire = answers_to(&app, &resident(7), "村东头着火了").await;
-    assert!(fire.len() == 1 && fire[0].text.contains("119"), "{fire:?}");
-    assert!(answers_to(&app, &resident(8), "村东头着火了").await.is_empty(), "the same message again");
+    let mark = app.fake.mark();
+    let first = app.fake.send_text(GROUP, &resident(7), "村东头着火了");
+    let fire = app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+    assert!(fire.text.contains("119"), "{}", fire.text);
+    // The same message again: not silence (issue #20) but one short line, a reply to the
+    // earlier message, whose answer is right under it; the officers are not alerted twice.
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
+    let alerts = app.fake.sent_to(zhang().id).len();
+    let again = answers_to(&app, &resident(8), "村东头着火了！").await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].text.contains("回答过") && again[0].text.contains("119"), "{}", again[0].text);
+    assert_eq!(again[0].body["reply_parameters"]["message_id"], first, "{:?}", again[0].body);
+    assert_eq!(app.fake.sent_to(zhang().id).len(), alerts, "no second alert");
     assert_eq!(answers_to(&app, &resident(9), "民警电话多少").await.len(), 1);
-    // The minute's budget (2) is spent: a contact question waits …
+    // The minute's budget (3) is spent: a contact question waits …
     assert!(answers_to(&app, &resident(10), "俺村片警是谁啊").await.is_empty());
     // … and an emergency answer is held back, but the officer is still alerted.
     let mark = app.fake.mark();
@@ -222,18 +244,46 @@ app_test!(a_busy_group_gets_at_most_its_answers_per_minute_and_a_repeat_is_answe
     assert_eq!(answers_to(&app, &resident(10), "咱村民警电话多少").await.len(), 1);
 });
 
+// Issue #19: a city improves triage by adding lines to a file, no Rust and no build: the model
+// is trained again from the examples on /reload. A bad line is refused and changes nothing.
+app_test!(a_city_teaches_triage_new_words_by_adding_examples_and_reloading, |app| {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bot-config");
+    let examples = dir.path().join("examples");
+    std::fs::create_dir(&examples).unwrap();
+    for entry in std::fs::read_dir(root.join("triage-examples")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, examples.join(path.file_name().unwrap())).unwrap();
+    }
+    let rules = dir.path().join("intents.toml");
+    let shipped = shipped_rules_anywhere();
+    let examples_line = shipped.lines().find(|l| l.starts_with("examples = ")).unwrap().to_string();
+    std::fs::write(&rules, shipped.replace(&examples_line, "examples = \"examples\"")).unwrap();
+    reload_setup(&mut app, &rules).await;
+
+    let question = "村里的老槐树让雷劈倒了";
+    assert!(answers_to(&app, &resident(20), question).await.is_empty(), "chatter to the shipped triage");
+    let city = "non_police\t-\t村口的大树叫风刮倒了 压着路了\nnon_police\t-\t老槐树让雷劈倒了横在路上\n\
+                non_police\t-\t路边的杨树倒了 车过不去\nnon_police\t-\t大风把村里的树刮断了好几棵 堵着道\n\
+                non_police\t-\t树倒了压住了电线杆子 谁来管管\nnon_police\t-\t村头那棵老树让雷给劈了 半边倒在路上\n\
+                non_police\t-\t学校门口的树倒了 挡着门\nnon_police\t-\t路上横着一棵倒了的树 天黑了看不见\n";
+    std::fs::write(examples.join("90-city.tsv"), format!("{city}tip/arson\t-\t放火\n")).unwrap();
+    let refused = app.ask(STAFF, &zhang(), "/reload").await;
+    assert!(refused.text.contains("90-city.tsv:9"), "the bad line is named: {}", refused.text);
+    assert!(answers_to(&app, &resident(21), question).await.is_empty(), "the triage in force stays");
+    std::fs::write(examples.join("90-city.tsv"), city).unwrap();
+    let done = app.ask(STAFF, &zhang(), "/reload").await;
+    assert!(done.text.contains("重新加载"), "{}", done.text);
+    let now = answers_to(&app, &resident(22), question).await;
+    assert!(now.len() == 1 && now[0].text.contains("12345"), "{now:?}");
+});
+
 app_test!(staff_reload_puts_new_rules_in_force_and_a_broken_file_changes_nothing, |app| {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("intents.toml");
     let shipped = shipped_rules_anywhere();
     std::fs::write(&rules, &shipped).unwrap();
-    app.settings.file.paths.intents_file = rules.clone();
-    app.restart().await;
-    bound_group(&app).await;
-    app.enrol("041201", &zhang()).await;
-    app.fake.group(STAFF, "派出所内勤群", true);
-    app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
-    assert!(app.store().set_grant("041201", Some("admin"), 0).await.unwrap());
+    reload_setup(&mut app, &rules).await;
 
     let question = "村里的老槐树让雷劈倒了";
     assert!(answers_to(&app, &resident(12), question).await.is_empty(), "not a rule yet");
