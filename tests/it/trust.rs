@@ -113,9 +113,11 @@ app_test!(wrong_enrolment_codes_are_limited_per_account_for_an_hour, |app| {
 crate::on_both_engines!(the_audit_log_refuses_updates_and_deletes_of_recent_records, |db| {
     let now = chrono::Utc::now().timestamp_millis();
     const DAY: i64 = 86_400_000;
-    db.store.audit(now, "officer:041201", "bind", "village:1", "allowed", "").await.unwrap();
-    db.store.audit(now - 200 * DAY, "officer:041201", "export", "tips", "allowed", "").await.unwrap();
+    // Appended in time order, as the log is (the purge takes records from the head of the
+    // chain, oldest first).
     db.store.audit(now - 400 * DAY, "officer:041201", "export", "tips", "allowed", "").await.unwrap();
+    db.store.audit(now - 200 * DAY, "officer:041201", "export", "tips", "allowed", "").await.unwrap();
+    db.store.audit(now, "officer:041201", "bind", "village:1", "allowed", "").await.unwrap();
     let update = sqlx::query("UPDATE audit_log SET result = 'denied'").execute(db.store.pool()).await;
     assert!(update.unwrap_err().to_string().contains("append-only"));
     let delete = sqlx::query("DELETE FROM audit_log").execute(db.store.pool()).await;
