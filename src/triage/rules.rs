@@ -1,15 +1,22 @@
 //! The first layer of triage: the ordered regex rules of `bot-config/intents.toml`, for what
 //! must never be missed and for precise exceptions. A city tunes them without a new build.
 //!
-//! Every pattern of every rule is matched in one pass of a single [`regex::RegexSet`]
-//! compiled at load. The first rule (in file order) with a matching pattern and no matching
-//! exclusion decides. Loading checks everything a city could get wrong: a bad regex is
-//! reported with the file, the line, the rule and the position in the pattern.
+//! The first rule (in file order) with a matching pattern and no matching exclusion decides.
+//! Matching is two steps, so that a message the daemon has never seen costs microseconds:
+//! one Aho-Corasick pass finds the literals that each pattern must start with (taken from
+//! the patterns at load by `regex-syntax`), and only the rules whose literals occur run
+//! their own regex (all of a rule's patterns in one). A single `RegexSet` of every pattern
+//! did the same in one pass, but its lazy DFA built new states for almost every new message
+//! (p99 1.8 ms on the held-out corpus; BENCHMARKS.md). Loading checks everything a city could
+//! get wrong: a bad regex is reported with the file, the line, the rule and the position in
+//! the pattern.
 
 use std::sync::Arc;
 
+use aho_corasick::AhoCorasick;
 use anyhow::{Context as _, anyhow};
-use regex::{Regex, RegexSet};
+use regex::Regex;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -75,10 +82,12 @@ struct Rule {
     name: String,
     intent: Intent,
     before_model: bool,
-    /// Indexes of this rule's patterns in the shared set.
-    patterns: std::ops::Range<usize>,
-    /// Indexes of this rule's exclusions in the shared exclusion set.
-    exclude: std::ops::Range<usize>,
+    /// All of the rule's patterns in one regex.
+    matcher: Regex,
+    /// All of its exclusions in one regex.
+    exclude: Option<Regex>,
+    /// Whether a pattern has no literal to look for first, so the rule always runs.
+    unfiltered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,10 +99,10 @@ struct LongText {
 /// The compiled rules.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    set: RegexSet,
-    /// Every rule's exclusions in one set: compiled one by one they held 3.5 MiB of
-    /// automata (43 of them; heaptrack, BENCHMARKS.md).
-    excludes: RegexSet,
+    /// The literals every match of a pattern starts with, of all the rules.
+    prefilter: AhoCorasick,
+    /// For each literal of the prefilter, the index of its rule.
+    literal_rule: Vec<usize>,
     rules: Vec<Rule>,
     long_text: Option<LongText>,
     /// Words that make a short private message look like a village name.
@@ -128,8 +137,8 @@ impl Rules {
         for (name, def) in &file.defs {
             Regex::new(def).map_err(|e| anyhow!("{source}: [defs] {name}: the regex does not compile:\n{e}"))?;
         }
-        let mut all_patterns = Vec::new();
-        let mut all_excludes = Vec::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut literal_rule = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
         for spec in &file.rules {
             let name = spec.name.get_ref();
@@ -141,20 +150,35 @@ impl Rules {
             if spec.patterns.is_empty() {
                 return Err(anyhow!("{source}:{at}: rule {name:?} has no patterns; add at least one"));
             }
-            let start = all_patterns.len();
+            let mut patterns = Vec::new();
+            let mut unfiltered = false;
             for (i, p) in spec.patterns.iter().enumerate() {
-                all_patterns.push(compile(&format!("pattern {}", i + 1), name, p)?.0);
+                let expanded = compile(&format!("pattern {}", i + 1), name, p)?.0;
+                match start_literals(&expanded) {
+                    Some(found) => {
+                        literal_rule.extend(std::iter::repeat_n(rules.len(), found.len()));
+                        literals.extend(found);
+                    }
+                    None => unfiltered = true,
+                }
+                patterns.push(expanded);
             }
-            let first_exclude = all_excludes.len();
+            let mut excludes = Vec::new();
             for (i, p) in spec.exclude.iter().enumerate() {
-                all_excludes.push(compile(&format!("exclusion {}", i + 1), name, p)?.0);
+                excludes.push(compile(&format!("exclusion {}", i + 1), name, p)?.0);
             }
-            let (patterns, exclude) = (start..all_patterns.len(), first_exclude..all_excludes.len());
+            let matcher = join(&patterns)
+                .with_context(|| format!("{source}:{at}: rule {name:?}: the patterns do not compile together"))?;
+            let exclude = match excludes.is_empty() {
+                true => None,
+                false => Some(join(&excludes).with_context(|| {
+                    format!("{source}:{at}: rule {name:?}: the exclusions do not compile together")
+                })?),
+            };
             let before_model = spec.before_model || matches!(intent, Intent::Emergency(_));
-            rules.push(Rule { name: name.clone(), intent, before_model, patterns, exclude });
+            rules.push(Rule { name: name.clone(), intent, before_model, matcher, exclude, unfiltered });
         }
-        let set = RegexSet::new(&all_patterns).context("the patterns do not compile together")?;
-        let excludes = RegexSet::new(&all_excludes).context("the exclusions do not compile together")?;
+        let prefilter = AhoCorasick::new(&literals).context("the rules' literals do not compile")?;
         let long_text = match &file.long_text {
             Some(spec) => {
                 let urgent = match spec.urgent.as_slice() {
@@ -177,7 +201,7 @@ impl Rules {
         let first_example =
             file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
         let place_hints = file.place_hints.clone();
-        Ok((Rules { set, excludes, rules, long_text, place_hints, first_example }, file))
+        Ok((Rules { prefilter, literal_rule, rules, long_text, place_hints, first_example }, file))
     }
 
     /// How many rules there are.
@@ -208,21 +232,41 @@ impl Rules {
     /// The first rule that takes a normalised text: its intent, its name and whether it
     /// decides before the model; `skip` leaves rules out by their intent.
     pub(super) fn first_match(&self, norm: &str, skip: &dyn Fn(&Intent) -> bool) -> Option<(&Intent, &str, bool)> {
-        let hits = self.set.matches(norm);
-        if !hits.matched_any() {
-            return None;
+        let mut candidate: Vec<bool> = self.rules.iter().map(|r| r.unfiltered).collect();
+        for hit in self.prefilter.find_overlapping_iter(norm) {
+            candidate[self.literal_rule[hit.pattern().as_usize()]] = true;
         }
-        // The exclusions are looked at once, if a rule that has some matched.
-        let excluded = std::cell::OnceCell::new();
         self.rules
             .iter()
-            .find(|rule| {
-                !skip(&rule.intent)
-                    && rule.patterns.clone().any(|i| hits.matched(i))
-                    && !rule.exclude.clone().any(|i| excluded.get_or_init(|| self.excludes.matches(norm)).matched(i))
+            .zip(candidate)
+            .find(|(rule, candidate)| {
+                *candidate
+                    && !skip(&rule.intent)
+                    && rule.matcher.is_match(norm)
+                    && !rule.exclude.as_ref().is_some_and(|e| e.is_match(norm))
             })
-            .map(|rule| (&rule.intent, rule.name.as_str(), rule.before_model))
+            .map(|(rule, _)| (&rule.intent, rule.name.as_str(), rule.before_model))
     }
+}
+
+/// One regex matching where any of `patterns` does.
+fn join(patterns: &[String]) -> Result<Regex, regex::Error> {
+    let joined: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+    Regex::new(&joined.join("|"))
+}
+
+/// The literals that every match of a pattern starts with (one of them, at least), or
+/// `None` when a match can start anywhere with anything (then the rule is always tried).
+fn start_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix).limit_total(5_000).limit_class(16);
+    let seq = extractor.extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
 /// Replaces each `{{name}}` with the fragment `(?:…)` of `[defs]`.
