@@ -112,13 +112,15 @@ pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<Tg
 }
 
 /// The sending limits of the `[telegram]` section.
-fn pace(settings: &Settings) -> Pace {
+fn pace(settings: &Settings, core: &Core) -> Pace {
     let t = &settings.file.telegram;
-    Pace::new(PaceLimits {
+    let limits = PaceLimits {
         per_sec_chat: t.messages_per_sec_chat,
         per_min_group: t.messages_per_min_group,
         per_sec_overall: t.messages_per_sec_overall,
-    })
+        group_window: Duration::from_millis(t.group_window_ms.unwrap_or(60_000)),
+    };
+    Pace::new(limits, core.live_daemons())
 }
 
 /// Runs the Telegram channel until `shutdown` resolves, then stops taking updates, lets the
@@ -141,12 +143,13 @@ pub async fn run(
     register_commands(&bot, &core, &redactor).await;
 
     let core_backend = core.store().backend();
+    let pace = pace(settings, &core);
     let adapter = Arc::new(Adapter {
         core,
         redactor: redactor.clone(),
         username,
         send_retries: settings.file.telegram.send_retries,
-        pace: pace(settings),
+        pace,
         backlog: Backlog::new(settings.file.telegram.pending_limit(core_backend)),
     });
     // The limiters keep a little state per chat written to; forget the chats that are idle.

@@ -52,6 +52,9 @@ pub struct CoreOptions {
     pub broadcast_wake: Arc<tokio::sync::Notify>,
     /// This daemon's name in the `daemons` table and on the delivery rows it claims.
     pub daemon_id: String,
+    /// How many daemons are alive (by their heartbeats), this one included: they share the
+    /// bot's sending limits.
+    pub live_daemons: Arc<std::sync::atomic::AtomicU32>,
     /// How each channel answers "is this person still in the group?" (set by the channel).
     pub members: Arc<RwLock<HashMap<super::Platform, Arc<dyn super::MemberCheck>>>>,
     /// How each channel fetches a file by id (set by the channel).
@@ -102,6 +105,7 @@ impl CoreOptions {
             schedule: None,
             broadcast_wake: Arc::new(tokio::sync::Notify::new()),
             daemon_id: new_daemon_id(),
+            live_daemons: Arc::new(std::sync::atomic::AtomicU32::new(1)),
             members: Arc::default(),
             media: Arc::default(),
             max_wrong_codes_per_hour: 5,
@@ -279,6 +283,11 @@ impl Core {
 
     pub fn daemon_id(&self) -> &str {
         &self.opts.daemon_id
+    }
+
+    /// How many daemons share the bot's sending limits (kept by the heartbeat).
+    pub fn live_daemons(&self) -> Arc<std::sync::atomic::AtomicU32> {
+        self.opts.live_daemons.clone()
     }
 
     pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -65,6 +66,11 @@ pub async fn announce(core: &Core, heartbeat: Duration) -> anyhow::Result<()> {
     let store = core.store();
     store.heartbeat(core.daemon_id(), &host_name(), now).await?;
     let lease = i64::try_from((heartbeat * MISSED_HEARTBEATS).as_millis()).unwrap_or(i64::MAX);
+    let live = store.live_daemons(now - lease).await?;
+    let before = core.opts.live_daemons.swap(u32::try_from(live).unwrap_or(u32::MAX).max(1), Ordering::Relaxed);
+    if before != live.max(1) as u32 {
+        tracing::info!(daemons = live, "daemons alive for this bot; each sends its share of the bot's limits");
+    }
     let n = store.requeue_orphans(now - lease).await?;
     if n > 0 {
         tracing::warn!(deliveries = n, "broadcast sends left in flight by a stopped daemon are sent again");

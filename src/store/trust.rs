@@ -258,7 +258,15 @@ impl Store {
         Ok(())
     }
 
-    /// Removes this daemon from the table at a clean stop.
+    /// How many daemons have given a sign of life since `since`.
+    pub async fn live_daemons(&self, since: i64) -> anyhow::Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM daemons WHERE heartbeat_at >= $1")
+            .bind(since)
+            .fetch_one(self.pool())
+            .await
+            .context("Failed to count the live daemons")
+    }
+
     /// Every daemon run recorded but `me`.
     pub async fn daemons_except(&self, me: &str) -> anyhow::Result<Vec<String>> {
         sqlx::query_scalar("SELECT id FROM daemons WHERE id <> $1")
@@ -298,6 +306,7 @@ impl Store {
         Ok(n)
     }
 
+    /// Removes this daemon from the table at a clean stop.
     pub async fn sign_off(&self, daemon: &str) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM daemons WHERE id = $1").bind(daemon).execute(self.writer()).await?;
         Ok(())

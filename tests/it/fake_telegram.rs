@@ -94,8 +94,32 @@ pub enum Fault {
     LostAnswer,
 }
 
+/// Telegram's flood control, as the fake enforces it once a test asks
+/// ([`FakeTelegram::enforce_flood_control`]): a send over a limit is refused with 429 and
+/// `retry_after`, and every send during that pause is refused too (and counted).
+#[derive(Debug, Clone, Copy)]
+pub struct FloodControl {
+    /// Messages in any second to one chat.
+    pub per_chat: usize,
+    /// Messages in any `group_window` to one group.
+    pub per_group: usize,
+    pub group_window: Duration,
+    /// Messages in any second over all chats.
+    pub overall: usize,
+    /// The pause a refusal asks for, in seconds.
+    pub retry_after: u32,
+}
+
 #[derive(Default)]
 struct FakeState {
+    flood: Option<FloodControl>,
+    /// When the last 429 was answered, and until when it asked the bot to send nothing.
+    flood_pause: Option<(std::time::Instant, std::time::Instant)>,
+    /// Sends refused for going over a limit or during a pause; of those, the sends already on
+    /// the wire when the 429 was answered; and the sends that came later in the pause.
+    flood_refusals: usize,
+    sends_on_the_wire: usize,
+    sends_during_pause: usize,
     next_update_id: i64,
     /// Updates not yet confirmed by an offset.
     updates: VecDeque<(i64, Value)>,
@@ -482,6 +506,19 @@ impl FakeTelegram {
         }
     }
 
+    /// From now on, refuse sends over Telegram's limits as Telegram does.
+    pub fn enforce_flood_control(&self, limits: FloodControl) {
+        self.state().flood = Some(limits);
+    }
+
+    /// Sends refused with 429 by the flood control (over a limit or during a pause); of
+    /// those, the ones that came while a pause lasted although the bot had had time to read
+    /// the 429; and the ones already on the wire when it was answered.
+    pub fn flood_refusals(&self) -> (usize, usize, usize) {
+        let st = self.state();
+        (st.flood_refusals, st.sends_during_pause, st.sends_on_the_wire)
+    }
+
     pub fn faults_served(&self) -> usize {
         self.state().faults_served
     }
@@ -703,6 +740,12 @@ async fn handle(
             let _ = answer(&fake, &method, &params);
             broken_response()
         }
+        Some(Fault::RetryAfter(s)) => {
+            // Telegram's pause begins with its answer: a send before it ends is refused too.
+            let now = std::time::Instant::now();
+            fake.state().flood_pause = Some((now, now + Duration::from_secs(s.into())));
+            fault_response(Fault::RetryAfter(s))
+        }
         Some(f) => fault_response(f),
         None if method == "getupdates" => get_updates(&fake, &params).await,
         None => answer(&fake, &method, &params),
@@ -800,7 +843,51 @@ fn postable_chat(fake: &FakeTelegram, params: &Value) -> Result<i64, ApiErr> {
     if chat["type"] == "private" && st.blocked_users.contains(&chat_id) {
         return Err(ApiErr::new(403, "Forbidden: bot was blocked by the user"));
     }
+    drop(st);
+    flood_check(fake, chat_id)?;
     Ok(chat_id)
+}
+
+/// How long after a 429 answer a request may still have been on its way (sent before the
+/// bot read the answer), on this machine's loopback.
+const ON_THE_WIRE: Duration = Duration::from_millis(100);
+
+/// Telegram's flood control for one more send to `chat_id`, when the test turned it on.
+fn flood_check(fake: &FakeTelegram, chat_id: i64) -> Result<(), ApiErr> {
+    let mut st = fake.state();
+    let Some(fc) = st.flood else { return Ok(()) };
+    let now = std::time::Instant::now();
+    let refuse = |st: &mut FakeState, pause: Duration| {
+        st.flood_refusals += 1;
+        let secs = pause.as_secs_f64().ceil().max(1.0) as u64;
+        ApiErr {
+            code: 429,
+            description: format!("Too Many Requests: retry after {secs}"),
+            parameters: Some(json!({"retry_after": secs})),
+        }
+    };
+    if let Some((began, until)) = st.flood_pause.filter(|(_, u)| *u > now) {
+        // A request that left before the 429 reached the bot cannot have known of it.
+        if now - began < ON_THE_WIRE {
+            st.sends_on_the_wire += 1;
+        } else {
+            st.sends_during_pause += 1;
+        }
+        return Err(refuse(&mut st, until - now));
+    }
+    let second = Duration::from_secs(1);
+    let within = |st: &FakeState, span: Duration, chat: Option<i64>| {
+        st.sent.iter().rev().take_while(|m| now - m.at < span).filter(|m| chat.is_none_or(|c| m.chat_id == c)).count()
+    };
+    let over = within(&st, second, Some(chat_id)) >= fc.per_chat
+        || (chat_id < 0 && within(&st, fc.group_window, Some(chat_id)) >= fc.per_group)
+        || within(&st, second, None) >= fc.overall;
+    if over {
+        let pause = Duration::from_secs(fc.retry_after.into());
+        st.flood_pause = Some((now, now + pause));
+        return Err(refuse(&mut st, pause));
+    }
+    Ok(())
 }
 
 /// Records a message from the bot and returns it whole.

@@ -439,6 +439,81 @@ async fn two_daemons_on_one_postgres_answer_each_update_once_and_one_finishes_wh
     drop(second);
 }
 
+/// Two daemons of one bot on one PostgreSQL keep the bot's overall limit between them, as
+/// measured at a fake that refuses what goes over it: each sends its half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_of_one_bot_share_its_sending_limit_measured_at_a_strict_telegram() {
+    use crate::cli::{cunjing, daemon_command, text};
+    let Some(db) = crate::db::fresh(crate::db::Engine::Postgres).await else { return };
+    crate::app::import_example(&db.store).await;
+    let fake = crate::fake_telegram::FakeTelegram::start().await;
+    fake.enforce_flood_control(crate::fake_telegram::FloodControl {
+        per_chat: 1000,
+        per_group: 1000,
+        group_window: Duration::from_secs(60),
+        overall: 20,
+        retry_after: 1,
+    });
+    let store = &db.store;
+    let v = store.village_by_code(HEZHUANG).await.unwrap().unwrap();
+    let groups: Vec<i64> = (0..120).map(|n| -1003000000000 - n).collect();
+    for g in &groups {
+        fake.group(*g, "群", true);
+        store.bind_chat_to_village("telegram", *g, "群", v.id, None).await.unwrap();
+    }
+    let daemon = || {
+        daemon_command(&db.url, &fake)
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_OVERALL", "20")
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_SEC_CHAT", "1000")
+            .env("CUNJING__TELEGRAM__MESSAGES_PER_MIN_GROUP", "1000")
+            .env("CUNJING__BROADCAST__MESSAGES_PER_SEC", "0")
+            // Batches of 16, so that both daemons claim some.
+            .env("CUNJING__BROADCAST__CONCURRENCY", "4")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (_first, _second) = (daemon(), daemon());
+    let run = async {
+        // Each has counted both once each has given a sign of life after the later one began.
+        crate::app::eventually("both daemons know of each other", || async {
+            let rows: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT started_at, heartbeat_at FROM daemons").fetch_all(store.pool()).await.unwrap();
+            let last_start = rows.iter().map(|r| r.0).max().unwrap_or(0);
+            rows.len() == 2 && rows.iter().all(|r| r.1 > last_start + 100)
+        })
+        .await;
+        let sent = cunjing(
+            &["broadcast", "send", "--to", &format!("village:{HEZHUANG}"), "--text", "今晚停水", "--json"],
+            &db.url,
+            "",
+        )
+        .await;
+        assert!(sent.status.success(), "{}", text(&sent.stderr));
+        let reached = || groups.iter().filter(|g| !fake.sent_to(**g).is_empty()).count();
+        crate::app::eventually("every group has it", || async { reached() == groups.len() }).await;
+        let times: Vec<_> = fake.sent().iter().map(|m| m.at).collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        let most = (0..sorted.len())
+            .map(|i| sorted[i..].iter().take_while(|t| **t - sorted[i] < Duration::from_secs(1)).count())
+            .max()
+            .unwrap_or(0);
+        println!("two daemons: {most} sends in any second for the bot (limit 20)");
+        assert!(most <= 20, "{most} in one second");
+        assert_eq!(fake.flood_refusals(), (0, 0, 0), "Telegram refused nothing");
+        let shared: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT claimed_by, COUNT(*) FROM broadcast_deliveries WHERE claimed_by IS NOT NULL GROUP BY claimed_by",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(shared.len(), 2, "both daemons sent: {shared:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(90), run).await.expect("finished within 90 s");
+}
+
 /// The first of next month at 09:00:30 Shanghai, when the shipped monthly notice is due.
 fn next_first_morning() -> chrono::DateTime<chrono::Utc> {
     use chrono::Datelike;
