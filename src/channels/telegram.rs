@@ -947,15 +947,20 @@ pub struct TelegramDeliverer {
 }
 
 impl TelegramDeliverer {
-    async fn send_once(&self, d: &crate::core::broadcast::Delivery, chat: i64) -> Result<i64, RequestError> {
+    /// Sends a delivery once its turn comes; `None` when by then it is no longer wanted
+    /// (cancelled, corrected or expired while it waited).
+    async fn send_once(&self, d: &crate::core::broadcast::Delivery, chat: i64) -> Result<Option<i64>, RequestError> {
         let pace = &self.adapter.pace;
-        if let Some(photo) = &d.photo {
-            pace.ready(chat).await;
-            self.bot.send_photo(ChatId(chat), InputFile::file_id(FileId(photo.clone()))).await?;
-        }
         pace.ready(chat).await;
+        if !d.still_wanted.check() {
+            return Ok(None);
+        }
+        if let Some(photo) = &d.photo {
+            self.bot.send_photo(ChatId(chat), InputFile::file_id(FileId(photo.clone()))).await?;
+            pace.ready(chat).await;
+        }
         let req = SendText::new(chat, d.text.clone(), self.adapter.keyboard(&d.buttons), d.reply_to);
-        Ok(i64::from(req.request(&self.bot).await?.0))
+        Ok(Some(i64::from(req.request(&self.bot).await?.0)))
     }
 }
 
@@ -981,7 +986,8 @@ impl crate::core::broadcast::Deliverer for TelegramDeliverer {
             other => other,
         };
         match result {
-            Ok(message_id) => {
+            Ok(None) => SendOutcome::Stopped,
+            Ok(Some(message_id)) => {
                 let mut pinned = false;
                 let mut note = None;
                 if d.pin

@@ -8,7 +8,7 @@
 //! how far it got. Rows stay in the database, so a daemon killed mid-broadcast finishes it
 //! after a restart; only a send in flight at the kill can reach its group twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -46,6 +46,29 @@ pub struct Delivery {
     pub reply_to: Option<i64>,
     /// Pin it (the bot is an admin there and the severity asks for it).
     pub pin: bool,
+    /// Asked at the last moment, after the channel's pacing wait: false when a cancel, a
+    /// correction or the expiry came in the meantime, and the message must not go.
+    pub still_wanted: StillWanted,
+}
+
+/// Whether a claimed send is still wanted (see [`Delivery::still_wanted`]).
+#[derive(Clone, Default)]
+pub struct StillWanted(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl StillWanted {
+    pub fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> StillWanted {
+        StillWanted(Some(Arc::new(check)))
+    }
+
+    pub fn check(&self) -> bool {
+        self.0.as_ref().is_none_or(|f| f())
+    }
+}
+
+impl std::fmt::Debug for StillWanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "StillWanted(checked)" } else { "StillWanted(always)" })
+    }
 }
 
 /// What became of one send.
@@ -65,6 +88,8 @@ pub enum SendOutcome {
     Lost(String),
     /// The request itself failed; trying again cannot help.
     Failed(String),
+    /// Not sent: it was no longer wanted when its turn came ([`Delivery::still_wanted`]).
+    Stopped,
 }
 
 /// A channel's way of sending broadcast messages.
@@ -666,6 +691,10 @@ pub async fn run_deliveries<D: Deliverer>(
 
 type Limiter = Option<governor::DefaultDirectRateLimiter>;
 
+/// How often a worker looks whether the sends it holds were cancelled, corrected or expired
+/// (a cancel in the same process is seen at once).
+const STOP_POLL: Duration = Duration::from_millis(250);
+
 /// Most outcomes written in one transaction.
 const SETTLE_CHUNK: usize = 64;
 
@@ -702,6 +731,7 @@ async fn round<D: Deliverer>(
                     buttons: vec![],
                     reply_to,
                     pin: false,
+                    still_wanted: StillWanted::default(),
                 };
                 match deliverer.send(d).await {
                     SendOutcome::Sent { .. } => "corrected",
@@ -731,18 +761,47 @@ async fn round<D: Deliverer>(
         // beside the sends (not between them), so a send waiting for a connection never waits
         // on a writer that waits for it.
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i64, Settle)>();
-        let (broadcasts, texts) = (&broadcasts, &texts);
+        // Rows of this batch that a cancel, a correction or an expiry took back while they
+        // waited their turn, looked up every STOP_POLL (and at once when a cancel in this
+        // process wakes the workers), so that a cancelled warning stops within a second.
+        let stopped: Arc<std::sync::Mutex<HashSet<i64>>> = Arc::default();
+        let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+        let (sent_all_tx, mut sent_all) = watch::channel(false);
+        let watching = async {
+            let wake = core.opts.broadcast_wake.clone();
+            loop {
+                let woken = wake.notified();
+                tokio::select! {
+                    _ = sent_all.changed() => return,
+                    _ = woken => {}
+                    _ = tokio::time::sleep(STOP_POLL) => {}
+                }
+                match store.stopped_deliveries(&ids).await {
+                    Ok(found) => stopped.lock().expect("stopped lock").extend(found),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "could not look for cancelled sends"),
+                }
+            }
+        };
+        let (broadcasts, texts, stopped_ref) = (&broadcasts, &texts, &stopped);
         let sending = futures::stream::iter(batch)
             .map(move |d| {
                 let b = broadcasts.get(&d.broadcast_id).cloned();
                 let text = texts.get(&d.broadcast_id).cloned().unwrap_or_default();
                 let done_tx = done_tx.clone();
+                let still_wanted = {
+                    let (stopped, id, clock) = (stopped_ref.clone(), d.id, core.opts.clock.clone());
+                    let expires = b.as_ref().and_then(|b| b.expires_at);
+                    StillWanted::new(move || {
+                        !stopped.lock().expect("stopped lock").contains(&id)
+                            && expires.is_none_or(|e| clock().timestamp_millis() < e)
+                    })
+                };
                 async move {
                     let Some(b) = b else { return Ok(()) };
                     if let Some(l) = limiter.as_ref() {
                         l.until_ready().await;
                     }
-                    let outcome = deliver_one(core, deliverer.as_ref(), opts, &b, d, text).await?;
+                    let outcome = deliver_one(core, deliverer.as_ref(), opts, &b, d, text, still_wanted).await?;
                     let _ = done_tx.send(outcome);
                     Ok::<(), anyhow::Error>(())
                 }
@@ -764,7 +823,12 @@ async fn round<D: Deliverer>(
             }
             Ok::<(), anyhow::Error>(())
         };
-        let (sent, settled) = tokio::join!(sending, settling);
+        let sending = async {
+            let sent = sending.await;
+            let _ = sent_all_tx.send(true);
+            sent
+        };
+        let (sent, settled, ()) = tokio::join!(sending, settling, watching);
         settled?;
         sent.into_iter().collect::<anyhow::Result<()>>()?;
     }
@@ -796,8 +860,12 @@ async fn deliver_one<D: Deliverer>(
     b: &BroadcastRow,
     d: ClaimedDelivery,
     text: String,
+    still_wanted: StillWanted,
 ) -> anyhow::Result<(i64, Settle)> {
     let store = core.store();
+    if !still_wanted.check() {
+        return Ok((d.id, Settle::Stopped));
+    }
     // Only an Actual alert reaches real groups; exercises and tests stop here, recorded.
     let settle = if b.cap_status != "Actual" {
         Settle::Failed(format!("not sent: CAP status {}", b.cap_status))
@@ -820,6 +888,7 @@ async fn deliver_one<D: Deliverer>(
             buttons,
             reply_to: d.reply_to,
             pin,
+            still_wanted,
         };
         match deliverer.send(delivery).await {
             SendOutcome::Sent { message_id, pinned, note, migrated_to } => {
@@ -834,6 +903,7 @@ async fn deliver_one<D: Deliverer>(
                 Settle::Retry { at: core.now_ms() + wait.as_millis() as i64, detail }
             }
             SendOutcome::Retry { detail, .. } | SendOutcome::Failed(detail) => Settle::Failed(detail),
+            SendOutcome::Stopped => Settle::Stopped,
             SendOutcome::Lost(detail) => {
                 if d.address.is_none() {
                     store.chat_left(deliverer.channel(), d.chat_id).await?;

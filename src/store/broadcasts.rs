@@ -167,17 +167,29 @@ pub struct LedgerRow {
 /// The final state of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settle {
-    Sent { message_id: Option<i64>, pinned: bool, detail: Option<String> },
-    Retry { at: i64, detail: String },
+    Sent {
+        message_id: Option<i64>,
+        pinned: bool,
+        detail: Option<String>,
+    },
+    Retry {
+        at: i64,
+        detail: String,
+    },
     Failed(String),
     Lost(String),
+    /// Not sent: cancelled, corrected or expired while it waited its turn.
+    Stopped,
 }
 
 /// The statement that records one attempt's outcome.
 fn settle_query(id: i64, settle: &Settle, now: i64) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
     match settle {
+        // A send that went out although a cancel or a correction took its row back while it
+        // was on the wire is taken back in turn.
         Settle::Sent { message_id, pinned, detail } => sqlx::query(
             "UPDATE broadcast_deliveries SET state = 'sent', message_id = $2, pinned = $3, detail = $4, sent_at = $5, \
+             retract = CASE WHEN state = 'cancelled' THEN 'pending' ELSE retract END, \
              claimed_at = NULL, updated_at = $5 WHERE id = $1",
         )
         .bind(id)
@@ -185,20 +197,29 @@ fn settle_query(id: i64, settle: &Settle, now: i64) -> sqlx::query::Query<'stati
         .bind(i64::from(*pinned))
         .bind(detail.clone())
         .bind(now),
+        // Only a row still being sent goes back to the queue, or to its end.
         Settle::Retry { at, detail } => sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'pending', next_attempt_at = $2, detail = $3, claimed_at = NULL, \
-             updated_at = $4 WHERE id = $1",
+            "UPDATE broadcast_deliveries SET state = CASE WHEN state = 'sending' THEN 'pending' ELSE state END, \
+             next_attempt_at = $2, detail = $3, claimed_at = NULL, updated_at = $4 WHERE id = $1",
         )
         .bind(id)
         .bind(*at)
         .bind(detail.clone())
         .bind(now),
         Settle::Failed(detail) | Settle::Lost(detail) => sqlx::query(
-            "UPDATE broadcast_deliveries SET state = $2, detail = $3, claimed_at = NULL, updated_at = $4 WHERE id = $1",
+            "UPDATE broadcast_deliveries SET state = CASE WHEN state = 'sending' THEN $2 ELSE state END, detail = $3, \
+             claimed_at = NULL, updated_at = $4 WHERE id = $1",
         )
         .bind(id)
         .bind(if matches!(settle, Settle::Lost(_)) { "lost" } else { "failed" })
         .bind(detail.clone())
+        .bind(now),
+        // Stopped by the expiry the worker saw before the database did: expired.
+        Settle::Stopped => sqlx::query(
+            "UPDATE broadcast_deliveries SET state = CASE WHEN state = 'sending' THEN 'expired' ELSE state END, \
+             claimed_at = NULL, updated_at = $2 WHERE id = $1",
+        )
+        .bind(id)
         .bind(now),
     }
 }
@@ -331,13 +352,26 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if let Some(original) = b.references_id {
+            // Where the original went, the correction answers it; where it has not gone yet
+            // (or is on its way), the correction goes instead, as a message of its own, and the
+            // original's send is stopped (taken back if it was already on the wire).
             sqlx::query(
                 "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, address, village_id, state, reply_to, updated_at) \
-                 SELECT $1, channel, chat_id, address, village_id, 'pending', message_id, $3 FROM broadcast_deliveries \
-                 WHERE broadcast_id = $2 AND state = 'sent' ORDER BY id",
+                 SELECT $1, channel, chat_id, address, village_id, 'pending', CASE WHEN state = 'sent' THEN message_id END, $3 \
+                 FROM broadcast_deliveries WHERE broadcast_id = $2 AND state IN ('sent', 'pending', 'sending') ORDER BY id",
             )
             .bind(id)
             .bind(original)
+            .bind(b.now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE broadcast_deliveries SET state = 'cancelled', detail = $3, updated_at = $4 \
+                 WHERE broadcast_id = $2 AND state IN ('pending', 'sending')",
+            )
+            .bind(id)
+            .bind(original)
+            .bind(format!("replaced by correction #{id}"))
             .bind(b.now)
             .execute(&mut *tx)
             .await?;
@@ -432,7 +466,7 @@ impl Store {
     /// Pending deliveries of broadcasts past their expiry are not sent any more.
     pub async fn expire_deliveries(&self, now: i64) -> anyhow::Result<u64> {
         Ok(sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'expired', updated_at = $1 WHERE state = 'pending' AND broadcast_id IN \
+            "UPDATE broadcast_deliveries SET state = 'expired', updated_at = $1 WHERE state IN ('pending', 'sending') AND broadcast_id IN \
              (SELECT id FROM broadcasts WHERE status = 'scheduled' AND expires_at IS NOT NULL AND expires_at <= $1)",
         )
         .bind(now)
@@ -604,7 +638,7 @@ impl Store {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state = 'pending'",
+            "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state IN ('pending', 'sending')",
         )
         .bind(id)
         .bind(now)
@@ -620,6 +654,23 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Of the claimed rows `ids`, those a cancel, a correction or an expiry took back.
+    pub async fn stopped_deliveries(&self, ids: &[i64]) -> anyhow::Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id FROM broadcast_deliveries WHERE state IN ('cancelled', 'expired') AND id IN ({})",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// Claims sent messages of `channel` to take back after a cancel.

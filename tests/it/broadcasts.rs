@@ -194,10 +194,10 @@ app_test!(an_expired_broadcast_is_not_sent_and_says_so_in_the_ledger, |app| {
     bind(&app, -100_601, HEZHUANG).await;
     let mut req = Request::new("notice", "normal", "过期的通知", vec![Target::Village(HEZHUANG.into())], "CLI");
     let now = chrono::Utc::now().timestamp_millis();
-    req.send_at = Some(now + 1_000);
-    req.expires_at = Some(now + 2_000);
+    req.send_at = Some(now + 60_000);
+    req.expires_at = Some(now + 120_000);
     let created = core(&app).create_broadcast(req).await.unwrap();
-    app.advance(Duration::from_secs(3)); // the daemon's clock is past the expiry
+    app.advance(Duration::from_secs(180)); // the daemon's clock is past the expiry
     let c = settled(&app, created.id).await;
     assert_eq!((c.expired, c.sent), (1, 0));
     assert!(app.fake.sent_to(-100_601).is_empty());
@@ -363,4 +363,147 @@ app_test!(a_restarted_daemon_resends_its_dead_runs_sends_at_once, |app| {
         .expect("resent without waiting for the dead run's heartbeat to age");
     assert_eq!(c.sent, 1, "{c:?}");
     assert_eq!(app.fake.sent_to(-100_501).len(), 1);
+});
+
+/// The most of `times` in any window of `span` (half-open, starting at one of them).
+fn most_in_any(times: &[std::time::Instant], span: Duration) -> usize {
+    let mut times = times.to_vec();
+    times.sort();
+    (0..times.len()).map(|i| times[i..].iter().take_while(|t| **t - times[i] < span).count()).max().unwrap_or(0)
+}
+
+/// Restarts the daemon with Telegram's sending limits set to these (per chat a second, per
+/// group in `group_window`, over all a second).
+async fn with_limits(app: &mut TestApp, per_chat: u32, per_group: u32, group_window: Duration, overall: u32) {
+    let t = &mut app.settings.file.telegram;
+    (t.messages_per_sec_chat, t.messages_per_min_group, t.messages_per_sec_overall) = (per_chat, per_group, overall);
+    t.group_window_ms = Some(group_window.as_millis() as u64);
+    app.restart().await;
+}
+
+app_test!(pacing_measured_at_a_strict_telegram_keeps_every_limit_and_sends_nothing_during_a_429, |app| {
+    // Telegram's limits, with the group's minute shortened to 3 s so that the test takes
+    // seconds; the fake refuses with 429 whatever goes over, as Telegram does.
+    let window = Duration::from_secs(3);
+    with_limits(&mut app, 1000, 20, window, 30).await;
+    app.fake.enforce_flood_control(crate::fake_telegram::FloodControl {
+        per_chat: 1000,
+        per_group: 20,
+        group_window: window,
+        overall: 30,
+        retry_after: 1,
+    });
+    bind(&app, -100_801, QIANDIAN).await;
+    let groups: Vec<i64> = (0..60).map(|n| -100_900 - n).collect();
+    for g in &groups {
+        bind(&app, *g, HEZHUANG).await;
+    }
+    let core = core(&app);
+    // Thirty notices to one group, and one to sixty groups; Telegram pauses the bot once.
+    app.fake.fail_next("sendMessage", Fault::RetryAfter(1), 1);
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let req = Request::new("notice", "normal", &format!("通知{n}"), vec![Target::Village(QIANDIAN.into())], "CLI");
+        ids.push(core.create_broadcast(req).await.unwrap().id);
+    }
+    let req = Request::new("notice", "normal", "停水通知", vec![Target::Village(HEZHUANG.into())], "CLI");
+    ids.push(core.create_broadcast(req).await.unwrap().id);
+    for id in &ids {
+        let c = settled(&app, *id).await;
+        assert_eq!(c.sent, c.targets, "broadcast {id}: {c:?}");
+    }
+    let sent = app.fake.sent();
+    let all: Vec<_> = sent.iter().map(|m| m.at).collect();
+    let group: Vec<_> = sent.iter().filter(|m| m.chat_id == -100_801).map(|m| m.at).collect();
+    assert_eq!(group.len(), 30);
+    let per_group = most_in_any(&group, window);
+    let overall = most_in_any(&all, Duration::from_secs(1));
+    println!("pacing at the fake: {per_group} in any group window, {overall} in any second");
+    assert_eq!(per_group, 20, "20 in any window to one group, and the budget used");
+    assert!(overall <= 30, "{overall} in one second over all chats");
+    assert_eq!(app.fake.flood_refusals().1, 0, "nothing sent during the pause once the 429 was answered");
+    assert_eq!(app.fake.flood_refusals().0, app.fake.flood_refusals().2, "nothing over a limit");
+    assert!(app.fake.faults_served() >= 1, "the 429 was met");
+});
+
+app_test!(a_cancel_stops_the_sends_a_worker_already_holds_within_a_second_and_takes_back_any_that_went, |app| {
+    // 30 a second over all chats: 90 groups take three seconds, all claimed by one worker.
+    with_limits(&mut app, 1000, 1000, Duration::from_secs(60), 30).await;
+    let groups: Vec<i64> = (0..90).map(|n| -101_000 - n).collect();
+    for g in &groups {
+        bind(&app, *g, HEZHUANG).await;
+    }
+    let core = core(&app);
+    let req = Request::new("warning", "urgent", "有人冒充民警上门", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let created = core.create_broadcast(req).await.unwrap();
+    crate::app::eventually("a third went", || async { app.fake.sent().len() >= 30 }).await;
+    let cancelled_at = std::time::Instant::now();
+    // Another process cancels (a second Core, as the CLI or the desk of another daemon):
+    // this daemon hears of it from the database.
+    assert!(core.cancel_broadcast(created.id).await.unwrap());
+    crate::app::eventually("the ledger is settled and every send taken back", || async {
+        let ledger = app.store().broadcast_ledger(created.id).await.unwrap();
+        ledger.iter().all(|r| r.state != "sending" && r.state != "pending")
+            && ledger.iter().filter(|r| r.state == "sent").all(|r| r.retract.as_deref() == Some("deleted"))
+    })
+    .await;
+    let sent = app.fake.sent();
+    let late = sent.iter().filter(|m| m.at > cancelled_at + Duration::from_secs(1)).count();
+    let after = sent.iter().filter(|m| m.at > cancelled_at).count();
+    println!("cancel: {} sent in all, {after} after the cancel, {late} more than a second after it", sent.len());
+    assert_eq!(late, 0, "nothing goes out a second after the cancel");
+    assert!(sent.len() < 90, "the cancel stopped the warning: {} of 90 sent", sent.len());
+    for m in &sent {
+        assert!(!app.fake.message_exists(m.chat_id, m.message_id), "the message in {} is taken back", m.chat_id);
+    }
+});
+
+app_test!(an_expiry_stops_the_sends_a_worker_already_holds, |app| {
+    with_limits(&mut app, 1000, 1000, Duration::from_secs(60), 30).await;
+    let groups: Vec<i64> = (0..90).map(|n| -101_100 - n).collect();
+    for g in &groups {
+        bind(&app, *g, HEZHUANG).await;
+    }
+    let mut req = Request::new("notice", "normal", "今天下午停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    req.expires_at = Some(app.now_ms() + 2_000);
+    let expiry = std::time::Instant::now() + Duration::from_secs(2); // a little after it
+    let created = core(&app).create_broadcast(req).await.unwrap();
+    let c = settled(&app, created.id).await;
+    let after_expiry: Vec<_> =
+        app.fake.sent().iter().filter(|m| m.at > expiry + Duration::from_millis(100)).map(|m| m.chat_id).collect();
+    println!("expiry: {} sent, {} expired", c.sent, c.expired);
+    assert!(c.expired > 0 && c.sent + c.expired == 90, "{c:?}");
+    assert!(after_expiry.is_empty(), "sent after the expiry: {after_expiry:?}");
+});
+
+app_test!(a_correction_issued_before_the_original_went_everywhere_reaches_every_group_with_the_new_text, |app| {
+    with_limits(&mut app, 1000, 1000, Duration::from_secs(60), 30).await;
+    let groups: Vec<i64> = (0..60).map(|n| -101_200 - n).collect();
+    for g in &groups {
+        bind(&app, *g, HEZHUANG).await;
+    }
+    let core = core(&app);
+    let req = Request::new("warning", "normal", "周六停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let first = core.create_broadcast(req).await.unwrap();
+    crate::app::eventually("some groups have it", || async { app.fake.sent().len() >= 15 }).await;
+    let mut fix = Request::new("warning", "normal", "更正：周日停电", vec![], "CLI");
+    fix.references_id = Some(first.id);
+    let second = core.create_broadcast(fix).await.unwrap();
+    assert_eq!(second.targets, 60, "the correction is for every group of the original");
+    settled(&app, first.id).await;
+    settled(&app, second.id).await;
+    crate::app::eventually("stopped originals on the wire are taken back", || async {
+        let ledger = app.store().broadcast_ledger(first.id).await.unwrap();
+        ledger.iter().all(|r| r.retract.is_none() || r.retract.as_deref() == Some("deleted"))
+    })
+    .await;
+    for g in &groups {
+        let visible: Vec<_> =
+            app.fake.sent_to(*g).into_iter().filter(|m| app.fake.message_exists(*g, m.message_id)).collect();
+        let fixes: Vec<_> = visible.iter().filter(|m| m.text.contains("周日停电")).collect();
+        assert_eq!(fixes.len(), 1, "group {g} sees the correction once: {visible:?}");
+        if let Some(old) = visible.iter().find(|m| m.text.contains("周六停电")) {
+            assert_eq!(fixes[0].body["reply_parameters"]["message_id"], old.message_id, "group {g}");
+        }
+    }
 });
