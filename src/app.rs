@@ -64,6 +64,8 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     opts.clock = clock;
     opts.ack_timeout_ms = i64::from(tips.ack_timeout_minutes.max(1)) * 60_000;
     opts.max_tips_per_hour = i64::from(tips.max_per_hour.max(1));
+    opts.max_wrong_status_per_hour = i64::from(tips.max_wrong_passwords_per_hour.max(1));
+    opts.max_wrong_status_per_tip = i64::from(tips.max_wrong_passwords_per_tip.max(1));
     opts.delete_group_tips = tips.delete_group_tips;
     opts.tip_categories = tips.categories.clone();
     opts.conversation_ttl_ms = i64::from(tips.conversation_timeout_minutes.max(1)) * 60_000;

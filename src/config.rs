@@ -180,6 +180,8 @@ pub struct Tips {
     pub ack_timeout_minutes: u32,
     pub max_per_hour: u32,
     pub delete_group_tips: bool,
+    pub max_wrong_passwords_per_hour: u32,
+    pub max_wrong_passwords_per_tip: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

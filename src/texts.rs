@@ -211,6 +211,8 @@ messages! {
     StatusReply = "status_reply",
     /// `/status`: unknown number or wrong password.
     StatusNotFound = "status_not_found",
+    /// `/status`: too many wrong passwords (from this account, or for this tip) in an hour.
+    StatusTooMany = "status_too_many",
     /// `/status` without number and password.
     StatusUsage = "status_usage",
     /// A group message triage took for a tip: the group is public, here is a private button.

@@ -61,6 +61,11 @@ pub struct CoreOptions {
     pub media: Arc<RwLock<HashMap<super::Platform, Arc<dyn super::MediaSource>>>>,
     /// Wrong enrolment codes one account may try in an hour before it has to wait.
     pub max_wrong_codes_per_hour: i64,
+    /// Wrong `/status` passwords one account may give in an hour before it has to wait.
+    pub max_wrong_status_per_hour: i64,
+    /// Wrong `/status` passwords a tip takes in an hour before its status is locked for the
+    /// rest of that hour, whoever asks.
+    pub max_wrong_status_per_tip: i64,
     /// How long closed tips, their tipsters' mappings and audit records are kept.
     pub retention: Retention,
     /// Counters and histograms for `/metrics`.
@@ -109,6 +114,8 @@ impl CoreOptions {
             members: Arc::default(),
             media: Arc::default(),
             max_wrong_codes_per_hour: 5,
+            max_wrong_status_per_hour: 5,
+            max_wrong_status_per_tip: 10,
             retention: Retention::default(),
             metrics: Arc::default(),
             broadcast_per_second: 25,

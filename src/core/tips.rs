@@ -12,7 +12,7 @@ use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sen
 use crate::authz::{Action, Subject};
 use crate::domain::Phone;
 use crate::store::registry::VillageRow;
-use crate::store::tips::{NewTip, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
+use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
 use crate::triage::TipCategory;
 
@@ -1082,9 +1082,33 @@ impl Core {
         let (Some(number), Some(password)) = (words.next(), words.next()) else {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusUsage))]);
         };
-        match self.store().tip_for_status(number, password).await? {
-            Some(tip) => Ok(vec![self.status_reply(chat_id, &tip)]),
-            None => {
+        // Wrong passwords are limited per account (in the audit log, without the tip's
+        // number, so that no record links a person to a tip) and per tip (counted on the tip).
+        let now = self.now_ms();
+        let account = format!("{}:{}", inbound.platform.as_str(), inbound.sender.person().unwrap_or(chat_id));
+        let store = self.store();
+        let too_many = || Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusTooMany))]);
+        if store.audit_denials(&account, "status", now - 3_600_000).await? >= self.opts.max_wrong_status_per_hour {
+            store.audit(now, &account, "status", "tip", "denied", "too many wrong passwords from this account").await?;
+            tracing::warn!("status query refused: too many wrong passwords from one account");
+            return too_many();
+        }
+        let per_tip = self.opts.max_wrong_status_per_tip;
+        match store.check_tip_password(number, password, per_tip, now).await? {
+            StatusCheck::Found(tip) => Ok(vec![self.status_reply(chat_id, &tip)]),
+            StatusCheck::Locked => {
+                store.audit(now, &account, "status", "tip", "denied", "tip locked after wrong passwords").await?;
+                tracing::warn!("status query refused: the tip had too many wrong passwords this hour");
+                too_many()
+            }
+            outcome => {
+                store.audit(now, &account, "status", "tip", "denied", "unknown number or wrong password").await?;
+                if matches!(outcome, StatusCheck::NowLocked) {
+                    let number = number.trim().to_ascii_uppercase();
+                    let detail = format!("{per_tip} wrong passwords within an hour: status locked for the hour");
+                    store.audit(now, "system", "status_lock", &format!("tip:{number}"), "denied", &detail).await?;
+                    tracing::warn!("a tip's status is locked for an hour after wrong passwords");
+                }
                 tracing::info!("status query with an unknown number or a wrong password");
                 Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))])
             }

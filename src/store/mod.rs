@@ -16,6 +16,7 @@ mod cache;
 pub mod chats;
 pub mod officers;
 pub mod registry;
+pub mod secrets;
 pub mod tips;
 pub mod trust;
 pub mod web;
@@ -55,6 +56,8 @@ pub struct Store {
     /// Records of updates being handled (several daemons, webhook) go to a writer task too,
     /// which records those that arrive together in one statement ([`trust::commit_claims`]).
     claim_jobs: tokio::sync::mpsc::UnboundedSender<batch::Job<trust::Claim, bool>>,
+    /// The database's keys (tip passwords).
+    secrets: std::sync::Arc<secrets::Secrets>,
 }
 
 /// How often a daemon looks whether another process changed the registry (`registry_version`).
@@ -130,25 +133,23 @@ impl Store {
             None => pool.clone(),
         };
         let (cache, watch) = cache::for_url(&opts.url);
+        migrate(&writer, backend).await?;
+        let secrets =
+            std::sync::Arc::new(secrets::Secrets::load(&writer).await.context("Failed to load the database's keys")?);
         let (tip_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(tips::commit_tips(writer.clone(), backend, jobs));
+        tokio::spawn(tips::commit_tips(writer.clone(), backend, secrets.clone(), jobs));
         let (claim_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(trust::commit_claims(writer.clone(), backend, jobs));
-        let store = Store { pool, writer, backend, cache, tip_jobs, claim_jobs };
-        store.migrate().await?;
+        let store = Store { pool, writer, backend, cache, tip_jobs, claim_jobs, secrets };
         if watch {
             tokio::spawn(cache::watch(std::sync::Arc::downgrade(&store.cache), store.pool.clone(), REGISTRY_POLL));
         }
         Ok(store)
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.writer).await.context("Failed to apply database migrations")?;
-        Ok(())
+    /// The database's keys.
+    pub fn secrets(&self) -> &secrets::Secrets {
+        &self.secrets
     }
 
     /// The pool for reads.
@@ -220,6 +221,16 @@ impl Store {
 /// Current time as UTC milliseconds since the epoch, the instant encoding of the schema.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Applies the pending migrations of the engine.
+async fn migrate(writer: &AnyPool, backend: Backend) -> anyhow::Result<()> {
+    let migrator = match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    };
+    migrator.run(writer).await.context("Failed to apply database migrations")?;
+    Ok(())
 }
 
 /// The URL with any password replaced, for error messages and logs.

@@ -5,7 +5,6 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use super::{Store, batch, now_ms};
@@ -83,17 +82,26 @@ const TIP_COLUMNS: &str = "id, number, village_id, category, source, anonymous, 
      assigned_officer_id, platform, ack_deadline, escalation_level, public_note, rating, created_at, acknowledged_at, \
      resolved_at";
 
+const HOUR_MS: i64 = 3_600_000;
+
+/// What `/status NUMBER PASSWORD` found.
+#[derive(Debug)]
+pub enum StatusCheck {
+    Found(Box<TipRow>),
+    /// No such number, or a wrong password.
+    NotFound,
+    /// That wrong password was the last one the tip allows in the hour.
+    NowLocked,
+    /// The tip had too many wrong passwords in the last hour: not even looked at.
+    Locked,
+}
+
 /// The reporting side of a tip.
 #[derive(Debug, Clone, FromRow)]
 pub struct TipReporter {
     pub platform: String,
     pub chat_id: i64,
     pub alias: String,
-}
-
-fn password_hash(number: &str, password: &str) -> String {
-    let digest = Sha256::digest(format!("{number}:{}", password.trim()).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stored tip item: kind, text, file id, latitude and longitude in millionths of a degree.
@@ -160,13 +168,15 @@ const MAX_TIPS_PER_COMMIT: usize = 64;
 pub(crate) async fn commit_tips(
     writer: sqlx::AnyPool,
     backend: super::Backend,
+    keys: std::sync::Arc<super::secrets::Secrets>,
     jobs: tokio::sync::mpsc::UnboundedReceiver<batch::Job<TipRequest, TipOutcome>>,
 ) {
     batch::run(jobs, MAX_TIPS_PER_COMMIT, "tip", |requests: &[TipRequest]| {
         let writer = writer.clone();
+        let keys = keys.clone();
         Box::pin(async move {
             let tips: Vec<TipWrite> = requests.iter().map(|r| (&r.tip, r.route.as_ref(), r.limit.as_ref())).collect();
-            write_tips(&writer, backend, &tips).await
+            write_tips(&writer, backend, &keys, &tips).await
         })
     })
     .await
@@ -177,6 +187,7 @@ pub(crate) async fn commit_tips(
 async fn write_tips(
     writer: &sqlx::AnyPool,
     backend: super::Backend,
+    keys: &super::secrets::Secrets,
     tips: &[TipWrite<'_>],
 ) -> anyhow::Result<Vec<TipOutcome>> {
     use anyhow::Context;
@@ -237,7 +248,7 @@ async fn write_tips(
             refused.push(None);
         }
     }
-    let mut written = insert_tips(&mut tx, backend, &allowed).await?.into_iter();
+    let mut written = insert_tips(&mut tx, backend, keys, &allowed).await?.into_iter();
     tx.commit().await?;
     Ok(refused
         .into_iter()
@@ -255,6 +266,7 @@ async fn write_tips(
 async fn insert_tips(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: super::Backend,
+    keys: &super::secrets::Secrets,
     tips: &[(&NewTip, Option<&TipRoute>)],
 ) -> anyhow::Result<Vec<(TipReceipt, TipRow)>> {
     use anyhow::Context;
@@ -313,7 +325,7 @@ async fn insert_tips(
             .bind("new")
             .bind(&summaries[i])
             .bind(tip.contact_phone.clone())
-            .bind(password_hash(&numbers[i], &secrets[i].0))
+            .bind(keys.tip_password_hash(&numbers[i], &secrets[i].0))
             .bind(now)
             .bind(now)
             .bind(route.map(|r| r.officer_id))
@@ -449,13 +461,47 @@ impl Store {
     /// The tip with this number, if the password is right; `None` for a wrong number or a
     /// wrong password alike.
     pub async fn tip_for_status(&self, number: &str, password: &str) -> anyhow::Result<Option<TipRow>> {
+        Ok(match self.check_tip_password(number, password, i64::MAX, now_ms()).await? {
+            StatusCheck::Found(tip) => Some(*tip),
+            _ => None,
+        })
+    }
+
+    /// `/status NUMBER PASSWORD`: the tip if the password is right and the tip has had fewer
+    /// than `max_wrong` wrong passwords in the hour since the first; a wrong password counts.
+    pub async fn check_tip_password(
+        &self,
+        number: &str,
+        password: &str,
+        max_wrong: i64,
+        now: i64,
+    ) -> anyhow::Result<StatusCheck> {
         let number = number.trim().to_ascii_uppercase();
-        let sql = format!("SELECT {TIP_COLUMNS} FROM tips WHERE number = $1 AND password_hash = $2");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&number)
-            .bind(password_hash(&number, password))
-            .fetch_optional(self.pool())
-            .await?)
+        let sql = format!(
+            "SELECT {TIP_COLUMNS}, password_hash, wrong_passwords, wrong_passwords_since FROM tips WHERE number = $1"
+        );
+        let row: Option<sqlx::any::AnyRow> =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&number).fetch_optional(self.pool()).await?;
+        let Some(row) = row else { return Ok(StatusCheck::NotFound) };
+        let stored: String = sqlx::Row::try_get(&row, "password_hash")?;
+        let wrong: i64 = sqlx::Row::try_get(&row, "wrong_passwords")?;
+        let since: Option<i64> = sqlx::Row::try_get(&row, "wrong_passwords_since")?;
+        let tip = TipRow::from_row(&row)?;
+        let in_window = since.is_some_and(|s| now - s < HOUR_MS);
+        if in_window && wrong >= max_wrong {
+            return Ok(StatusCheck::Locked);
+        }
+        if self.secrets().tip_password_matches(&number, password, &stored) {
+            return Ok(StatusCheck::Found(Box::new(tip)));
+        }
+        let (wrong, since) = if in_window { (wrong + 1, since.unwrap_or(now)) } else { (1, now) };
+        sqlx::query("UPDATE tips SET wrong_passwords = $2, wrong_passwords_since = $3 WHERE id = $1")
+            .bind(tip.id)
+            .bind(wrong)
+            .bind(since)
+            .execute(self.writer())
+            .await?;
+        Ok(if wrong >= max_wrong { StatusCheck::NowLocked } else { StatusCheck::NotFound })
     }
 
     pub async fn tip_items(&self, tip_id: i64) -> anyhow::Result<Vec<TipItem>> {

@@ -657,3 +657,63 @@ on_both_engines!(tips_sent_at_once_by_one_chat_never_pass_its_limit_together, |d
         sqlx::query_scalar("SELECT number FROM tips ORDER BY number").fetch_all(db.store.pool()).await.unwrap();
     assert_eq!(numbers, (1..=6).map(|n| format!("T20261202-{n:04}")).collect::<Vec<_>>(), "numbered without gaps");
 });
+
+app_test!(wrong_status_passwords_are_limited_per_account_and_per_tip_and_no_record_links_a_person_to_a_tip, |app| {
+    app.enrol("041201", &zhang()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "院里的三轮车被人偷了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    let password = receipt.text.lines().find_map(|l| l.strip_prefix("查询密码：")).unwrap().to_string();
+    let wrong = if password == "000000" { "000001" } else { "000000" };
+
+    // One account guessing: five wrong answers, then even the right password waits an hour.
+    let guesser = TgUser::new(5301, "某人");
+    let g_chat = app.fake.private_chat(guesser.clone());
+    for _ in 0..5 {
+        let a = app.ask(g_chat, &guesser, &format!("/status {number} {wrong}")).await;
+        assert!(a.text.contains("没有找到"), "{}", a.text);
+    }
+    let refused = app.ask(g_chat, &guesser, &format!("/status {number} {password}")).await;
+    assert!(refused.text.contains("一小时后再试"), "the sixth try is refused: {}", refused.text);
+    let own = app.ask(chat, &t, &format!("/status {number} {password}")).await;
+    assert!(own.text.contains("等待民警受理"), "another account is not held back: {}", own.text);
+
+    // Many accounts guessing one tip: at ten wrong passwords in the hour the tip is locked.
+    for n in 0..5 {
+        let other = TgUser::new(5400 + n, "某人");
+        let c = app.fake.private_chat(other.clone());
+        app.ask(c, &other, &format!("/status {number} {wrong}")).await;
+    }
+    let locked = app.ask(chat, &t, &format!("/status {number} {password}")).await;
+    assert!(locked.text.contains("一小时后再试"), "the tip is locked for the hour: {}", locked.text);
+    app.advance(std::time::Duration::from_secs(3600));
+    let later = app.ask(chat, &t, &format!("/status {number} {password}")).await;
+    assert!(later.text.contains("等待民警受理"), "an hour later it answers again: {}", later.text);
+
+    // The audit log counts the attempts without saying which tip a person asked about.
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT actor, target, detail FROM audit_log WHERE action IN ('status', 'status_lock')")
+            .fetch_all(app.store().pool())
+            .await
+            .unwrap();
+    assert!(rows.len() >= 11, "{rows:?}");
+    for (actor, target, detail) in &rows {
+        let names_tip = target.contains(&number) || detail.contains(&number);
+        assert!(!(names_tip && actor != "system"), "a person linked to the tip: {actor} {target} {detail}");
+    }
+    assert!(rows.iter().any(|(a, t, _)| a == "system" && t.contains(&number)), "the lock is recorded: {rows:?}");
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM tips WHERE number = $1")
+        .bind(&number)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert!(stored.starts_with("h1$"), "a keyed hash: {stored}");
+    use sha2::Digest as _;
+    let unkeyed: String =
+        sha2::Sha256::digest(format!("{number}:{password}")).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!stored.contains(&unkeyed), "not the unkeyed SHA-256 a database copy would reverse");
+});
