@@ -62,7 +62,7 @@ pub struct Model {
     /// The intent of each class, in class order.
     classes: Vec<Intent>,
     /// Feature hash → row of `weights`.
-    rows: HashMap<u64, u32>,
+    rows: HashMap<u64, u32, Prehashed>,
     /// `rows.len() × classes.len()` weights, row-major.
     weights: Vec<f32>,
     /// One bias (log prior for naive Bayes) per class.
@@ -146,11 +146,15 @@ pub fn features(norm: &str, out: &mut Vec<u64>) {
         chars.truncate(chars.len() - digits);
         chars.push('#');
     }
+    // A multiply-rotate mix per character (as rustc's FxHash) and a final avalanche: every
+    // message makes a few hundred of these, and SipHash over a slice of chars cost more
+    // than everything else in the model's reading (BENCHMARKS.md).
     let hash = |tag: u8, part: &[char]| {
-        let mut h = std::hash::DefaultHasher::new();
-        tag.hash(&mut h);
-        part.hash(&mut h);
-        h.finish()
+        let mut h = u64::from(tag);
+        for c in part {
+            h = (h.rotate_left(5) ^ u64::from(*c)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        finish(h)
     };
     for n in 1..=3usize {
         for w in chars.windows(n) {
@@ -171,6 +175,42 @@ pub fn features(norm: &str, out: &mut Vec<u64>) {
     out.push(hash(b'#', &[bucket]));
     out.sort_unstable();
     out.dedup();
+}
+
+/// The last step of the feature hash: spreads the bits (splitmix64's finaliser).
+fn finish(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The map of features: its keys are already well-mixed hashes, so it uses them as they are
+/// instead of hashing them again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed;
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8)) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// One example made ready for training: its class and features.
@@ -215,7 +255,7 @@ impl Model {
     /// Trains a model (no cache); `texts` are the samples' rewritten texts.
     pub fn train_on(samples: &[Sample], texts: &[String], training: Training) -> Model {
         let mut classes: Vec<Intent> = Vec::new();
-        let mut rows: HashMap<u64, u32> = HashMap::new();
+        let mut rows: HashMap<u64, u32, Prehashed> = HashMap::default();
         let mut prepared = Vec::with_capacity(samples.len());
         let mut buf = Vec::new();
         for (s, text) in samples.iter().zip(texts) {

@@ -3,9 +3,9 @@
 //!
 //! The first rule (in file order) with a matching pattern and no matching exclusion decides.
 //! Matching is two steps, so that a message the daemon has never seen costs microseconds:
-//! one Aho-Corasick pass finds the literals that each pattern must start with (taken from
-//! the patterns at load by `regex-syntax`), and only the rules whose literals occur run
-//! their own regex (all of a rule's patterns in one). A single `RegexSet` of every pattern
+//! one Aho-Corasick pass finds the literals that each pattern must start and end with (taken
+//! from the patterns at load by `regex-syntax`), and only the rules with a pattern whose
+//! literals both occur run their own regex (all of a rule's patterns in one). A single `RegexSet` of every pattern
 //! did the same in one pass, but its lazy DFA built new states for almost every new message
 //! (p99 1.8 ms on the held-out corpus; BENCHMARKS.md). Loading checks everything a city could
 //! get wrong: a bad regex is reported with the file, the line, the rule and the position in
@@ -99,16 +99,27 @@ struct LongText {
 /// The compiled rules.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    /// The literals every match of a pattern starts with, of all the rules.
+    /// The literals every match of a pattern starts with, and those it ends with, of all the
+    /// rules.
     prefilter: AhoCorasick,
-    /// For each literal of the prefilter, the index of its rule.
-    literal_rule: Vec<usize>,
+    /// For each literal of the prefilter, its pattern and whether it is an ending.
+    literal_of: Vec<(usize, bool)>,
+    /// For each pattern: its rule, and whether it has start and ending literals to look for.
+    gates: Vec<Gate>,
     rules: Vec<Rule>,
     long_text: Option<LongText>,
     /// Words that make a short private message look like a village name.
     place_hints: Vec<String>,
     /// The first example of the first contact rule: what the demo suggests asking.
     first_example: Option<String>,
+}
+
+/// What a pattern needs to find in a text before its regex is worth running.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    rule: usize,
+    /// Bit 1: one of its start literals; bit 2: one of its ending literals.
+    needs: u8,
 }
 
 /// 1-based line of a byte offset.
@@ -138,7 +149,8 @@ impl Rules {
             Regex::new(def).map_err(|e| anyhow!("{source}: [defs] {name}: the regex does not compile:\n{e}"))?;
         }
         let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut literal_rule = Vec::new();
+        let mut literal_of = Vec::new();
+        let mut gates = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
         for spec in &file.rules {
             let name = spec.name.get_ref();
@@ -154,13 +166,16 @@ impl Rules {
             let mut unfiltered = false;
             for (i, p) in spec.patterns.iter().enumerate() {
                 let expanded = compile(&format!("pattern {}", i + 1), name, p)?.0;
-                match start_literals(&expanded) {
-                    Some(found) => {
-                        literal_rule.extend(std::iter::repeat_n(rules.len(), found.len()));
+                let mut needs = 0;
+                for (bit, kind) in [(1, ExtractKind::Prefix), (2, ExtractKind::Suffix)] {
+                    if let Some(found) = required_literals(&expanded, kind) {
+                        literal_of.extend(std::iter::repeat_n((gates.len(), bit == 2), found.len()));
                         literals.extend(found);
+                        needs |= bit;
                     }
-                    None => unfiltered = true,
                 }
+                unfiltered |= needs == 0;
+                gates.push(Gate { rule: rules.len(), needs });
                 patterns.push(expanded);
             }
             let mut excludes = Vec::new();
@@ -201,7 +216,7 @@ impl Rules {
         let first_example =
             file.rules.iter().filter(|r| r.intent == "contact_query").find_map(|r| r.examples.first()).cloned();
         let place_hints = file.place_hints.clone();
-        Ok((Rules { prefilter, literal_rule, rules, long_text, place_hints, first_example }, file))
+        Ok((Rules { prefilter, literal_of, gates, rules, long_text, place_hints, first_example }, file))
     }
 
     /// How many rules there are.
@@ -232,9 +247,16 @@ impl Rules {
     /// The first rule that takes a normalised text: its intent, its name and whether it
     /// decides before the model; `skip` leaves rules out by their intent.
     pub(super) fn first_match(&self, norm: &str, skip: &dyn Fn(&Intent) -> bool) -> Option<(&Intent, &str, bool)> {
-        let mut candidate: Vec<bool> = self.rules.iter().map(|r| r.unfiltered).collect();
+        let mut found = vec![0u8; self.gates.len()];
         for hit in self.prefilter.find_overlapping_iter(norm) {
-            candidate[self.literal_rule[hit.pattern().as_usize()]] = true;
+            let (pattern, ending) = self.literal_of[hit.pattern().as_usize()];
+            found[pattern] |= if ending { 2 } else { 1 };
+        }
+        let mut candidate: Vec<bool> = self.rules.iter().map(|r| r.unfiltered).collect();
+        for (gate, found) in self.gates.iter().zip(found) {
+            if gate.needs != 0 && found & gate.needs == gate.needs {
+                candidate[gate.rule] = true;
+            }
         }
         self.rules
             .iter()
@@ -255,12 +277,12 @@ fn join(patterns: &[String]) -> Result<Regex, regex::Error> {
     Regex::new(&joined.join("|"))
 }
 
-/// The literals that every match of a pattern starts with (one of them, at least), or
-/// `None` when a match can start anywhere with anything (then the rule is always tried).
-fn start_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+/// The literals that every match of a pattern starts with (`Prefix`) or ends with
+/// (`Suffix`), one of them at least; `None` when a match can start (end) with anything.
+fn required_literals(pattern: &str, kind: ExtractKind) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
     let mut extractor = Extractor::new();
-    extractor.kind(ExtractKind::Prefix).limit_total(5_000).limit_class(16);
+    extractor.kind(kind).limit_total(5_000).limit_class(16);
     let seq = extractor.extract(&hir);
     let literals = seq.literals()?;
     if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
