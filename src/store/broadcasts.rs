@@ -352,6 +352,7 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         if let Some(original) = b.references_id {
+            self.lock_deliveries(&mut tx, "broadcast_id = $1", original).await?;
             // Where the original went, the correction answers it; where it has not gone yet
             // (or is on its way), the correction goes instead, as a message of its own, and the
             // original's send is stopped (taken back if it was already on the wire).
@@ -465,14 +466,31 @@ impl Store {
 
     /// Pending deliveries of broadcasts past their expiry are not sent any more.
     pub async fn expire_deliveries(&self, now: i64) -> anyhow::Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'expired', updated_at = $1 WHERE state IN ('pending', 'sending') AND broadcast_id IN \
-             (SELECT id FROM broadcasts WHERE status = 'scheduled' AND expires_at IS NOT NULL AND expires_at <= $1)",
-        )
-        .bind(now)
-        .execute(self.writer())
-        .await?
-        .rows_affected())
+        let due = "state IN ('pending', 'sending') AND broadcast_id IN \
+             (SELECT id FROM broadcasts WHERE status = 'scheduled' AND expires_at IS NOT NULL AND expires_at <= $1)";
+        let mut tx = self.begin_write().await?;
+        self.lock_deliveries(&mut tx, due, now).await?;
+        let sql = format!("UPDATE broadcast_deliveries SET state = 'expired', updated_at = $1 WHERE {due}");
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// On PostgreSQL, locks the delivery rows `filter` (with one bound value, `$1`) selects,
+    /// in id order. Every statement that changes several rows a worker may be settling takes
+    /// its locks this way first, and the worker settles in id order too: two transactions
+    /// that lock the same rows in different orders deadlock (a cancel during a send did).
+    async fn lock_deliveries(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        filter: &str,
+        value: i64,
+    ) -> anyhow::Result<()> {
+        if self.backend() == super::Backend::Postgres {
+            let sql = format!("SELECT id FROM broadcast_deliveries WHERE {filter} ORDER BY id FOR UPDATE");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_all(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Claims up to `limit` due deliveries of `channel`: urgent broadcasts first, then in
@@ -533,8 +551,10 @@ impl Store {
         if settled.is_empty() {
             return Ok(());
         }
+        let mut in_order: Vec<&(i64, Settle)> = settled.iter().collect();
+        in_order.sort_by_key(|(id, _)| *id); // see `lock_deliveries`
         let mut tx = self.begin_write().await?;
-        for (id, settle) in settled {
+        for (id, settle) in in_order {
             settle_query(*id, settle, now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -637,6 +657,7 @@ impl Store {
         if n == 0 {
             return Ok(false);
         }
+        self.lock_deliveries(&mut tx, "broadcast_id = $1", id).await?;
         sqlx::query(
             "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state IN ('pending', 'sending')",
         )
