@@ -113,6 +113,11 @@ pub async fn run_with(
     if let (true, Some(token)) = (use_telegram, token) {
         let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
         store.keep_registry_in_memory();
+        if store.secrets().key_in_database() {
+            tracing::warn!(
+                "CUNJING_DATA_KEY is not set: tipsters' phones and chats are sealed with a key kept in the database itself, which a copy of the database holds; set it (README, Privacy)"
+            );
+        }
         let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
         let reloader = reload_on_hangup(core.clone())?;
         let presence = start_presence(&settings, &core).await?;
@@ -225,6 +230,10 @@ impl Worker {
 /// worker starts, then keeps its heartbeat.
 async fn start_presence(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
     let heartbeat = Duration::from_secs(settings.file.general.heartbeat_secs.max(1));
+    let (phones, chats) = core.store().seal_contacts().await?;
+    if phones + chats > 0 {
+        tracing::info!(phones, chats, "tipsters' phones and chats sealed under the current data key");
+    }
     crate::core::timers::resume_own(core).await?;
     crate::core::timers::announce(core, heartbeat).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -33,6 +33,14 @@ pub enum AuditAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Seal every tipster's phone and chat again under the current CUNJING_DATA_KEY (set the
+    /// new key there and the old one in CUNJING_DATA_KEYS_OLD first; the daemon does the
+    /// same at every start).
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (the default): Telegram when TELOXIDE_TOKEN is set, otherwise the
     /// local console demo.
@@ -71,6 +79,11 @@ pub enum Command {
     /// and every showing of a tipster's contact details.
     /// `cunjing audit verify` checks the log's hash chain and names the first record that was
     /// altered or whose predecessor is missing.
+    /// The keys that seal tipsters' phones and chats at rest.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     Audit {
         #[command(subcommand)]
         action: Option<AuditAction>,
@@ -351,6 +364,7 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
         Command::Broadcast(cmd) => ("broadcast", format!("{cmd:?}").split_whitespace().next().unwrap_or("").into()),
         Command::Report(_) => ("export", "report".to_string()),
         Command::Audit { action: Some(AuditAction::Verify), .. } => ("audit_verify", String::new()),
+        Command::Secrets { action: SecretsAction::Rotate } => ("rotate_keys", "tips".to_string()),
         Command::Audit { since, .. } => ("audit_read", format!("since {}", since.as_deref().unwrap_or(""))),
         Command::Staff(StaffCommand::Add { username, role, .. }) => ("enrol", format!("web:{username} {role}")),
     })
@@ -373,6 +387,13 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
         Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
         Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
         Command::Audit { action: Some(AuditAction::Verify), .. } => audit_verify(settings).await,
+        Command::Secrets { action: SecretsAction::Rotate } => {
+            let store = open_store(settings).await?;
+            let (phones, chats) = store.seal_contacts().await?;
+            println!("Sealed again under the current data key: {phones} phone numbers, {chats} reporter chats.");
+            println!("Once no daemon runs with the old key, remove it from CUNJING_DATA_KEYS_OLD.");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { since: Some(since), csv, .. } => audit(settings, &since, csv).await,
         Command::Audit { since: None, .. } => {
             eprintln!("cunjing audit needs --since DAY (YYYY-MM-DD) to list records, or `verify` to check the chain.");

@@ -126,7 +126,7 @@ pub async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) -> anyhow
                 local(settings, Some(tip.created_at)),
                 if tip.anonymous == 1 { "anonymous" } else { "named" }
             );
-            if let Some(phone) = &tip.contact_phone {
+            if let Some(phone) = store.tip_phone(&tip)? {
                 println!("Phone:     {phone}");
             }
             println!("Text:\n  {}", tip.summary.replace('\n', "\n  "));

@@ -190,7 +190,7 @@ impl Core {
         let village_row = self.store().village_by_id(tip.village_id).await?;
         // The phone a tipster left is shown only to whoever may see it, and each showing is
         // in the audit log.
-        let phone = match (&tip.contact_phone, &village_row) {
+        let phone = match (&self.store().tip_phone(tip)?, &village_row) {
             (Some(phone), Some(v)) if tip.anonymous == 0 => {
                 let subject = Subject::Village { village_id: v.id, station_id: v.station_id };
                 let target = format!("tip:{}", tip.number);

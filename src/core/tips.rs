@@ -652,7 +652,8 @@ impl Core {
         card: CardParts<'_>,
     ) -> anyhow::Result<Vec<Outbound>> {
         let t = self.texts();
-        if tip.contact_phone.is_some() && tip.anonymous == 0 {
+        let phone = self.store().tip_phone(tip)?;
+        if phone.is_some() && tip.anonymous == 0 {
             let badge = self.store().officer_by_id(officer_id).await?.map(|o| o.badge).unwrap_or_default();
             let target = format!("tip:{}", tip.number);
             self.store()
@@ -668,7 +669,7 @@ impl Core {
                 category => &tip.category,
                 anonymous => tip.anonymous == 1,
                 alias,
-                phone => &tip.contact_phone,
+                phone => &phone,
                 summary => &tip.summary,
                 overdue,
             },

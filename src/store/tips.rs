@@ -3,6 +3,7 @@
 //! A tip row holds what was reported, never who reported it: the reporting chat lives in
 //! `tip_reporters` under an alias, so officers, staff and exports see only the alias.
 
+use anyhow::Context as _;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -66,7 +67,9 @@ pub struct TipRow {
     pub anonymous: i64,
     pub status: String,
     pub summary: String,
-    pub contact_phone: Option<String>,
+    /// The phone the tipster left, sealed ([`Store::tip_phone`] opens it).
+    #[sqlx(rename = "contact_phone")]
+    pub sealed_phone: Option<String>,
     pub assigned_officer_id: Option<i64>,
     pub platform: String,
     pub ack_deadline: Option<i64>,
@@ -83,6 +86,10 @@ const TIP_COLUMNS: &str = "id, number, village_id, category, source, anonymous, 
      resolved_at";
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// The associated data of sealed phones and reporter chats (see `secrets.rs`).
+const PHONE: &str = "tips.contact_phone";
+const CHAT: &str = "tip_reporters.chat";
 
 /// What `/status NUMBER PASSWORD` found.
 #[derive(Debug)]
@@ -215,19 +222,25 @@ async fn write_tips(
             chats.sort_unstable();
             chats.dedup();
             let sql = format!(
-                "SELECT r.chat_id, COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
-                 WHERE r.platform = {} AND t.created_at >= {} AND r.chat_id IN {} GROUP BY r.chat_id",
+                "SELECT r.chat_index, COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
+                 WHERE r.platform = {} AND t.created_at >= {} AND r.chat_index IN {} GROUP BY r.chat_index",
                 batch::param(backend, 1),
                 batch::param(backend, 2),
                 batch::placeholders_from(backend, 1, chats.len(), 3)
             );
-            let mut query =
-                sqlx::query_as::<_, (i64, i64)>(sqlx::AssertSqlSafe(sql)).persistent(false).bind(platform).bind(since);
+            let by_index: std::collections::HashMap<String, i64> =
+                chats.iter().map(|c| (keys.chat_index(platform, *c), *c)).collect();
+            let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(platform)
+                .bind(since);
             for chat in &chats {
-                query = query.bind(*chat);
+                query = query.bind(keys.chat_index(platform, *chat));
             }
-            for (chat, n) in query.fetch_all(&mut *tx).await? {
-                reported.insert((platform, chat), n);
+            for (index, n) in query.fetch_all(&mut *tx).await? {
+                if let Some(chat) = by_index.get(&index) {
+                    reported.insert((platform, *chat), n);
+                }
             }
         }
     }
@@ -307,6 +320,8 @@ async fn insert_tips(
     }
 
     let summaries: Vec<String> = tips.iter().map(|(tip, _)| summary_of(&tip.items)).collect();
+    let phones: Vec<Option<String>> =
+        tips.iter().map(|(tip, _)| tip.contact_phone.as_deref().map(|p| keys.seal(PHONE, p))).collect();
     let sql = format!(
         "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
          password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) VALUES {} \
@@ -324,7 +339,7 @@ async fn insert_tips(
             .bind(i64::from(tip.anonymous))
             .bind("new")
             .bind(&summaries[i])
-            .bind(tip.contact_phone.clone())
+            .bind(phones[i].clone())
             .bind(keys.tip_password_hash(&numbers[i], &secrets[i].0))
             .bind(now)
             .bind(now)
@@ -367,13 +382,20 @@ async fn insert_tips(
     }
 
     let sql = format!(
-        "INSERT INTO tip_reporters (tip_id, platform, chat_id, alias, created_at) VALUES {}",
-        batch::placeholders(backend, tips.len(), 5)
+        "INSERT INTO tip_reporters (tip_id, platform, chat_id, chat_sealed, chat_index, alias, created_at) VALUES {}",
+        batch::placeholders(backend, tips.len(), 7)
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (i, (tip, _)) in tips.iter().enumerate() {
-        insert =
-            insert.bind(ids[i]).bind(&tip.reporter_platform).bind(tip.reporter_chat_id).bind(&secrets[i].1).bind(now);
+        // The chat id itself is not stored (0): sealed, and a blind index to find it by.
+        insert = insert
+            .bind(ids[i])
+            .bind(&tip.reporter_platform)
+            .bind(0_i64)
+            .bind(keys.seal(CHAT, &tip.reporter_chat_id.to_string()))
+            .bind(keys.chat_index(&tip.reporter_platform, tip.reporter_chat_id))
+            .bind(&secrets[i].1)
+            .bind(now);
     }
     insert.execute(&mut **tx).await?;
 
@@ -401,7 +423,8 @@ async fn insert_tips(
         .zip(numbers)
         .zip(summaries)
         .zip(secrets)
-        .map(|(((((tip, route), id), number), summary), (password, alias))| {
+        .enumerate()
+        .map(|(i, (((((tip, route), id), number), summary), (password, alias)))| {
             let row = TipRow {
                 id,
                 number: number.clone(),
@@ -411,7 +434,7 @@ async fn insert_tips(
                 anonymous: i64::from(tip.anonymous),
                 status: "new".into(),
                 summary,
-                contact_phone: tip.contact_phone.clone(),
+                sealed_phone: phones[i].clone(),
                 assigned_officer_id: route.map(|r| r.officer_id),
                 platform: tip.reporter_platform.clone(),
                 ack_deadline: route.map(|r| r.ack_deadline),
@@ -525,10 +548,66 @@ impl Store {
     }
 
     pub async fn tip_reporter(&self, tip_id: i64) -> anyhow::Result<Option<TipReporter>> {
-        Ok(sqlx::query_as("SELECT platform, chat_id, alias FROM tip_reporters WHERE tip_id = $1")
-            .bind(tip_id)
-            .fetch_optional(self.pool())
-            .await?)
+        let row: Option<(String, i64, Option<String>, String)> =
+            sqlx::query_as("SELECT platform, chat_id, chat_sealed, alias FROM tip_reporters WHERE tip_id = $1")
+                .bind(tip_id)
+                .fetch_optional(self.pool())
+                .await?;
+        let Some((platform, chat_id, sealed, alias)) = row else { return Ok(None) };
+        let chat_id = match sealed {
+            Some(sealed) => self.secrets().open(CHAT, &sealed)?.parse().context("a sealed chat id is not a number")?,
+            None => chat_id, // not yet sealed (sealed at the next start)
+        };
+        Ok(Some(TipReporter { platform, chat_id, alias }))
+    }
+
+    /// The phone a tipster left with a tip, opened; who sees it is the caller's to check
+    /// (and audit).
+    pub fn tip_phone(&self, tip: &TipRow) -> anyhow::Result<Option<String>> {
+        tip.sealed_phone.as_deref().map(|p| self.secrets().open(PHONE, p)).transpose()
+    }
+
+    /// Seals what is not yet sealed under the current data key: phones and reporter chats
+    /// stored before sealing began, or under a key since rotated. Done at every start (cheap
+    /// when nothing is left) and by `cunjing secrets rotate`. Returns (phones, chats).
+    pub async fn seal_contacts(&self) -> anyhow::Result<(u64, u64)> {
+        let keys = self.secrets();
+        let current = format!("{}%", keys.current_prefix());
+        let phones: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, contact_phone FROM tips WHERE contact_phone IS NOT NULL AND contact_phone NOT LIKE $1",
+        )
+        .bind(&current)
+        .fetch_all(self.pool())
+        .await?;
+        let chats: Vec<(i64, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT tip_id, platform, chat_id, chat_sealed FROM tip_reporters WHERE chat_sealed IS NULL OR chat_sealed NOT LIKE $1",
+        )
+        .bind(&current)
+        .fetch_all(self.pool())
+        .await?;
+        let mut tx = self.begin_write().await?;
+        for (id, stored) in &phones {
+            let plain = keys.open(PHONE, stored)?;
+            sqlx::query("UPDATE tips SET contact_phone = $2 WHERE id = $1")
+                .bind(*id)
+                .bind(keys.seal(PHONE, &plain))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (tip_id, platform, chat_id, sealed) in &chats {
+            let chat: i64 = match sealed {
+                Some(s) => keys.open(CHAT, s)?.parse().context("a sealed chat id is not a number")?,
+                None => *chat_id,
+            };
+            sqlx::query("UPDATE tip_reporters SET chat_id = 0, chat_sealed = $2, chat_index = $3 WHERE tip_id = $1")
+                .bind(*tip_id)
+                .bind(keys.seal(CHAT, &chat.to_string()))
+                .bind(keys.chat_index(platform, chat))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((phones.len() as u64, chats.len() as u64))
     }
 
     /// Records that the tip was sent to `officer_id`, at position `level` of the duty chain,
@@ -714,11 +793,11 @@ impl Store {
         let columns = TIP_COLUMNS.split(", ").map(|c| format!("t.{}", c.trim())).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "SELECT {columns} FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
-             WHERE r.platform = $1 AND r.chat_id = $2 ORDER BY t.id DESC LIMIT $3"
+             WHERE r.platform = $1 AND r.chat_index = $2 ORDER BY t.id DESC LIMIT $3"
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(platform)
-            .bind(chat_id)
+            .bind(self.secrets().chat_index(platform, chat_id))
             .bind(limit)
             .fetch_all(self.pool())
             .await?)
@@ -728,10 +807,10 @@ impl Store {
     pub async fn tips_reported_since(&self, platform: &str, chat_id: i64, since: i64) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM tip_reporters r JOIN tips t ON t.id = r.tip_id \
-             WHERE r.platform = $1 AND r.chat_id = $2 AND t.created_at >= $3",
+             WHERE r.platform = $1 AND r.chat_index = $2 AND t.created_at >= $3",
         )
         .bind(platform)
-        .bind(chat_id)
+        .bind(self.secrets().chat_index(platform, chat_id))
         .bind(since)
         .fetch_one(self.pool())
         .await?)
@@ -740,9 +819,9 @@ impl Store {
     /// `/stop`: forgets which chat reported which tip, for every tip of this chat. Returns how
     /// many mappings were deleted.
     pub async fn forget_reporter(&self, platform: &str, chat_id: i64) -> anyhow::Result<u64> {
-        Ok(sqlx::query("DELETE FROM tip_reporters WHERE platform = $1 AND chat_id = $2")
+        Ok(sqlx::query("DELETE FROM tip_reporters WHERE platform = $1 AND chat_index = $2")
             .bind(platform)
-            .bind(chat_id)
+            .bind(self.secrets().chat_index(platform, chat_id))
             .execute(self.writer())
             .await?
             .rows_affected())

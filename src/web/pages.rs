@@ -304,7 +304,7 @@ async fn tip_page(
     let village =
         store.village_by_id(tip.village_id).await.map_err(fail)?.ok_or_else(|| fail(anyhow::anyhow!("village")))?;
     // A phone the tipster left is shown only to who may see it, and each showing is audited.
-    let phone = match (&tip.contact_phone, tip.anonymous) {
+    let phone = match (&store.tip_phone(&tip).map_err(fail)?, tip.anonymous) {
         (Some(p), 0) => {
             let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
             let target = format!("tip:{}", tip.number);

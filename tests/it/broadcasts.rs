@@ -365,6 +365,16 @@ app_test!(a_restarted_daemon_resends_its_dead_runs_sends_at_once, |app| {
     assert_eq!(app.fake.sent_to(-100_501).len(), 1);
 });
 
+/// Sends of broadcast `id` still on the wire: claimed and not yet settled (a cancel may have
+/// taken their rows back already; they settle when the answer comes).
+async fn in_flight(app: &TestApp, id: i64) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM broadcast_deliveries WHERE broadcast_id = $1 AND claimed_at IS NOT NULL")
+        .bind(id)
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap()
+}
+
 /// The most of `times` in any window of `span` (half-open, starting at one of them).
 fn most_in_any(times: &[std::time::Instant], span: Duration) -> usize {
     let mut times = times.to_vec();
@@ -442,8 +452,11 @@ app_test!(a_cancel_stops_the_sends_a_worker_already_holds_within_a_second_and_ta
     // this daemon hears of it from the database.
     assert!(core.cancel_broadcast(created.id).await.unwrap());
     crate::app::eventually("the ledger is settled and every send taken back", || async {
+        // A row the cancel took back while its send was on the wire is settled when the
+        // answer comes (`claimed_at` cleared), and then taken back if it went.
         let ledger = app.store().broadcast_ledger(created.id).await.unwrap();
-        ledger.iter().all(|r| r.state != "sending" && r.state != "pending")
+        in_flight(&app, created.id).await == 0
+            && ledger.iter().all(|r| r.state != "sending" && r.state != "pending")
             && ledger.iter().filter(|r| r.state == "sent").all(|r| r.retract.as_deref() == Some("deleted"))
     })
     .await;
@@ -494,7 +507,8 @@ app_test!(a_correction_issued_before_the_original_went_everywhere_reaches_every_
     settled(&app, second.id).await;
     crate::app::eventually("stopped originals on the wire are taken back", || async {
         let ledger = app.store().broadcast_ledger(first.id).await.unwrap();
-        ledger.iter().all(|r| r.retract.is_none() || r.retract.as_deref() == Some("deleted"))
+        in_flight(&app, first.id).await == 0
+            && ledger.iter().all(|r| r.retract.is_none() || r.retract.as_deref() == Some("deleted"))
     })
     .await;
     for g in &groups {

@@ -629,3 +629,74 @@ async fn a_broadcast_interrupted_by_sigkill_finishes_after_a_restart_and_misses_
     }
     assert!(worst as i64 <= RATE + RATE / 20 + 1, "{worst} sends in one second at {RATE}/s");
 }
+
+/// A named tip's phone is sealed at rest; after `CUNJING_DATA_KEY` is set (and later changed,
+/// the old key kept in `CUNJING_DATA_KEYS_OLD`), `cunjing secrets rotate` seals it again under
+/// the new key, and only that key opens it.
+#[tokio::test]
+async fn secrets_rotate_seals_a_tipsters_phone_again_under_the_new_key() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let store = open_store(&url).await;
+    let village = store.village_by_code("410184101202").await.unwrap().unwrap();
+    let receipt = store
+        .create_tip(&cunjing::store::tips::NewTip {
+            village_id: village.id,
+            category: "theft".into(),
+            source: "private",
+            anonymous: false,
+            contact_phone: Some("13903715555".into()),
+            items: vec![cunjing::store::tips::TipItem::Text { text: "羊丢了".into() }],
+            reporter_platform: "telegram".into(),
+            reporter_chat_id: 987_654_321,
+            day: "20261203".into(),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let stored = || async {
+        let store = open_store(&url).await;
+        let phone: String = sqlx::query_scalar("SELECT contact_phone FROM tips").fetch_one(store.pool()).await.unwrap();
+        let chat: String =
+            sqlx::query_scalar("SELECT chat_sealed FROM tip_reporters").fetch_one(store.pool()).await.unwrap();
+        store.close().await;
+        (phone, chat)
+    };
+    let (before, _) = stored().await;
+    assert!(before.starts_with("e1:") && !before.contains("5555"), "{before}");
+
+    let key = |byte: u8| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [byte; 32]);
+    async fn run(url: &str, args: &[&str], envs: &[(&str, String)]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cunjing"));
+        cmd.env_clear().env("CUNJING_CONFIG", config_path()).env("DATABASE_URL", url).args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().await.unwrap()
+    }
+    let first = run(&url, &["secrets", "rotate"], &[("CUNJING_DATA_KEY", key(1))]).await;
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(text(&first.stdout).contains("1 phone numbers, 1 reporter chats"), "{}", text(&first.stdout));
+    let (sealed_by_1, chat_by_1) = stored().await;
+    assert_ne!(sealed_by_1, before, "sealed again under the key from the environment");
+
+    let second =
+        run(&url, &["secrets", "rotate"], &[("CUNJING_DATA_KEY", key(2)), ("CUNJING_DATA_KEYS_OLD", key(1))]).await;
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let (sealed_by_2, chat_by_2) = stored().await;
+    assert!(sealed_by_2 != sealed_by_1 && chat_by_2 != chat_by_1);
+    let again = run(&url, &["secrets", "rotate"], &[("CUNJING_DATA_KEY", key(2))]).await;
+    assert!(text(&again.stdout).contains("0 phone numbers, 0 reporter chats"), "{}", text(&again.stdout));
+
+    // The tip shows its phone with the new key; without it (the old key only) it cannot.
+    let shown = run(&url, &["tips", "show", &receipt.number], &[("CUNJING_DATA_KEY", key(2))]).await;
+    assert!(text(&shown.stdout).contains("13903715555"), "{}{}", text(&shown.stdout), text(&shown.stderr));
+    let refused = run(&url, &["tips", "show", &receipt.number], &[("CUNJING_DATA_KEY", key(1))]).await;
+    assert!(!refused.status.success(), "the old key alone opens nothing");
+    assert!(
+        text(&refused.stderr).contains("CUNJING_DATA_KEYS_OLD"),
+        "and says which key is missing: {}",
+        text(&refused.stderr)
+    );
+}

@@ -82,12 +82,12 @@ app_test!(a_resident_reports_a_theft_privately_and_anonymously_with_photo_voice_
     assert_eq!(to_officer[1..], ["sendPhoto", "sendVoice", "sendLocation"], "{to_officer:?}");
     assert!(app.fake.sent_to(zhang().id).iter().all(|m| !m.text.contains("王大娘")));
 
-    // The tipster's account is in no tip row, item or event: only in the separate mapping.
+    // The tipster's account is in no table in the clear: the separate mapping holds it sealed.
     let id = t.id.to_string();
-    for table in ["tips", "tip_items", "tip_events"] {
+    for table in ["tips", "tip_items", "tip_events", "tip_reporters"] {
         assert!(!dump(&app, table).await.contains(&id), "{table} holds the tipster's id");
     }
-    assert!(dump(&app, "tip_reporters").await.contains(&id));
+    assert!(dump(&app, "tip_reporters").await.contains("chat_sealed=e1:"), "the mapping is there, sealed");
     assert!(dump(&app, "tips").await.contains("anonymous=1"));
 });
 
@@ -165,6 +165,9 @@ app_test!(a_named_tip_asks_again_for_a_bad_phone_number_and_shows_a_good_one_to_
     press(&app, chat, &t, &summary, "确认提交").await;
     let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhang().id).await;
     assert!(card.text.contains("☎ 13903715555") && !card.text.contains("匿名"), "{}", card.text);
+    // Stored sealed: a copy of the database does not show the phone.
+    let tips = dump(&app, "tips").await;
+    assert!(!tips.contains("13903715555") && tips.contains("contact_phone=e1:"), "{tips}");
 });
 
 app_test!(a_tip_in_progress_survives_a_restart_and_cancel_submits_nothing, |app| {
