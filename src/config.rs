@@ -180,8 +180,19 @@ pub struct Tips {
     pub ack_timeout_minutes: u32,
     pub max_per_hour: u32,
     pub delete_group_tips: bool,
+    /// Added after the first release: a configuration file written before still loads.
+    #[serde(default = "default_wrong_passwords_per_hour")]
     pub max_wrong_passwords_per_hour: u32,
+    #[serde(default = "default_wrong_passwords_per_tip")]
     pub max_wrong_passwords_per_tip: u32,
+}
+
+fn default_wrong_passwords_per_hour() -> u32 {
+    5
+}
+
+fn default_wrong_passwords_per_tip() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize)]

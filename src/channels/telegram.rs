@@ -695,9 +695,10 @@ impl Adapter {
     /// With several daemons, an update Telegram sends again (a webhook whose answer was
     /// lost, long polling after a crash before the offset was confirmed) the update is
     /// handled once: the first daemon to record its id takes it. Every mode records it (a
-    /// lone polling daemon on SQLite too; group commit keeps the write cheap). If the database cannot say, the update is
-    /// handled anyway — an answer twice is better than none (the emergency answer needs no
-    /// database at all).
+    /// lone polling daemon on SQLite too; group commit keeps the write cheap), except an
+    /// update whose handling leaves no trace ([`Core::leaves_no_trace`]: group chatter).
+    /// If the database cannot say, the update is handled anyway — an answer twice is better
+    /// than none (the emergency answer needs no database at all).
     async fn serve(&self, bot: &TgBot, update_id: u32, inbound: Inbound) {
         let span = tracing::info_span!("update", update_id, chat = %crate::telemetry::chat_label(inbound.chat.id));
         async {
@@ -705,7 +706,13 @@ impl Adapter {
             let metrics = self.core.metrics();
             let claim =
                 self.core.store().claim_update(Platform::Telegram.as_str(), update_id.into(), self.core.now_ms());
-            match tokio::time::timeout(CLAIM_TIMEOUT, claim).await {
+            let claimed = async {
+                match self.core.leaves_no_trace(&inbound) {
+                    true => Ok(Ok(true)),
+                    false => tokio::time::timeout(CLAIM_TIMEOUT, claim).await,
+                }
+            };
+            match claimed.await {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => {
                     metrics.duplicate_updates.inc();

@@ -401,6 +401,26 @@ impl Core {
     /// [`Core::handle`], handing each action to `tx` as soon as it is decided: the channel
     /// sends the emergency answer while the officers are still being looked up (or while the
     /// database does not answer at all).
+    /// Whether handling this update again could do nothing: a group message that triage
+    /// reads as chatter (no answer, nothing stored), a forwarded article, a bot's message. Such
+    /// an update need not be recorded as handled (`handled_updates`), and most of a busy
+    /// group's traffic is like that: recording it too cost a quarter of the throughput of a
+    /// group mix (BENCHMARKS.md).
+    pub fn leaves_no_trace(&self, inbound: &Inbound) -> bool {
+        let Event::Text { text, forwarded, .. } = &inbound.event else { return false };
+        if inbound.chat.kind != ChatKind::Group {
+            return false;
+        }
+        if matches!(inbound.sender, Sender::User { is_bot: true, .. }) {
+            return true;
+        }
+        if parse_command(text, self.opts.bot_username.as_deref()).is_some() {
+            return false;
+        }
+        let context = triage::Context { forwarded: *forwarded, from_officer: false, private: false, in_tip: false };
+        *forwarded || self.triage().classify_in(text, context).intent == Intent::Chatter
+    }
+
     pub async fn handle_into(&self, inbound: &Inbound, tx: &tokio::sync::mpsc::UnboundedSender<Outbound>) {
         let emit = |actions: Vec<Outbound>| {
             for action in actions {

@@ -605,3 +605,35 @@ crate::on_both_engines!(the_audit_chain_survives_the_retention_purge, |db| {
     s.audit(now, "cli", "audit_read", "", "allowed", "").await.unwrap();
     assert_eq!(s.verify_audit().await.unwrap(), AuditCheck::Intact { checked: 2, before_chain: 0 });
 });
+
+// Group chatter is not recorded as handled (handling it again does nothing), a question is.
+crate::app_test!(
+    group_chatter_is_not_recorded_as_handled_and_a_question_is_answered_once_when_delivered_again,
+    |app| {
+        let v = app.store().village_by_code(HEZHUANG).await.unwrap().unwrap();
+        app.fake.group(GROUP, "和庄村村民群", true);
+        app.store().bind_chat_to_village("telegram", GROUP, "和庄村村民群", v.id, None).await.unwrap();
+        let someone = TgUser::new(6301, "村民");
+        let (_, chatter) = app.fake.send_text_update(GROUP, &someone, "今天赶集的人真多啊");
+        let (_, question) = app.fake.send_text_update(GROUP, &someone, "俺村片警是谁啊");
+        let answer = app.fake.wait_for_sent(|m| m.chat_id == GROUP && m.text.contains("张建国")).await;
+        assert!(answer.text.contains("张建国"));
+        let handled = || async {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT update_id FROM handled_updates ORDER BY update_id")
+                .fetch_all(app.store().pool())
+                .await
+                .unwrap();
+            ids
+        };
+        crate::app::eventually("the question is recorded", || async { handled().await == [question] }).await;
+        assert!(!handled().await.contains(&chatter), "chatter leaves no record");
+        let mark = app.fake.mark();
+        app.fake.deliver_again(question);
+        app.fake.deliver_again(chatter);
+        let (_, probe) = app.fake.send_text_update(GROUP, &someone, "派出所电话多少");
+        crate::app::eventually("the probe is recorded", || async { handled().await.contains(&probe) }).await;
+        app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
+        let cards = app.fake.sent().iter().skip(mark).filter(|m| m.chat_id == GROUP).count();
+        assert_eq!(cards, 1, "only the new question is answered, not the redelivered one");
+    }
+);
