@@ -521,3 +521,29 @@ app_test!(a_correction_issued_before_the_original_went_everywhere_reaches_every_
         }
     }
 });
+
+app_test!(one_chat_gets_at_most_one_message_a_second_measured_at_a_strict_telegram, |app| {
+    with_limits(&mut app, 1, 20, Duration::from_secs(60), 30).await;
+    app.fake.enforce_flood_control(crate::fake_telegram::FloodControl {
+        per_chat: 1,
+        per_group: 20,
+        group_window: Duration::from_secs(60),
+        overall: 30,
+        retry_after: 1,
+    });
+    bind(&app, -101_301, QIANDIAN).await;
+    let core = core(&app);
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let req = Request::new("notice", "normal", &format!("通知{n}"), vec![Target::Village(QIANDIAN.into())], "CLI");
+        ids.push(core.create_broadcast(req).await.unwrap().id);
+    }
+    for id in &ids {
+        assert_eq!(settled(&app, *id).await.sent, 1);
+    }
+    let times: Vec<_> = app.fake.sent_to(-101_301).iter().map(|m| m.at).collect();
+    let most = most_in_any(&times, Duration::from_secs(1));
+    println!("pacing at the fake: {most} in any second to one chat");
+    assert_eq!(most, 1, "one message a second to one chat");
+    assert_eq!(app.fake.flood_refusals(), (0, 0, 0), "Telegram refused nothing");
+});
