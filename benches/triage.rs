@@ -32,26 +32,50 @@ fn root() -> &'static Path {
 /// Every message of the held-out corpus classified once, each timed: p50, p99, max. The
 /// regexes' lazy DFA caches are warmed first on the examples (other messages), as a daemon's
 /// are by the messages it has seen; each held-out message is then new to it.
-fn percentiles(name: &str, triage: &Triage) {
+///
+/// One pass is noisy at the tail: at p99 (the 9th slowest of 865) a timer interrupt or a
+/// neighbour on the host decides the figure. So the pass is made `TRIALS` times, each with a
+/// freshly loaded triage (every message new again), and a message's cost is the median of
+/// its trials; the single passes' p99s are printed beside it.
+fn percentiles(name: &str, load: &dyn Fn() -> Triage) {
+    const TRIALS: usize = 5;
     let raw = std::fs::read_to_string(root().join("tests/fixtures/triage-heldout.tsv")).unwrap();
     let samples = corpus::parse(&raw, "heldout").unwrap();
-    for s in corpus::read_dir(&root().join("bot-config/triage-examples")).unwrap() {
-        black_box(triage.classify_in(&s.text, s.context));
+    let examples = corpus::read_dir(&root().join("bot-config/triage-examples")).unwrap();
+    let mut trials: Vec<Vec<f64>> = vec![Vec::with_capacity(TRIALS); samples.len()];
+    let mut single = Vec::new();
+    for _ in 0..TRIALS {
+        let triage = load();
+        for s in &examples {
+            black_box(triage.classify_in(&s.text, s.context));
+        }
+        let mut pass = Vec::with_capacity(samples.len());
+        for (s, times) in samples.iter().zip(&mut trials) {
+            let t = Instant::now();
+            black_box(triage.classify_in(black_box(&s.text), s.context));
+            let took = t.elapsed().as_nanos() as f64 / 1000.0;
+            times.push(took);
+            pass.push(took);
+        }
+        pass.sort_by(f64::total_cmp);
+        single.push(format!("{:.1}", pass[((pass.len() - 1) as f64 * 0.99) as usize]));
     }
-    let mut times = Vec::with_capacity(samples.len());
-    for s in &samples {
-        let t = Instant::now();
-        black_box(triage.classify_in(black_box(&s.text), s.context));
-        times.push(t.elapsed().as_nanos() as f64 / 1000.0);
-    }
+    let mut times: Vec<f64> = trials
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!(
-        "classify ({name}), each held-out message once ({} messages, after the examples): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        "classify ({name}), each held-out message new to the triage ({} messages, median of {TRIALS} trials each): p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; p99 of each single pass: {} µs",
         samples.len(),
         at(0.5),
         at(0.99),
-        at(1.0)
+        at(1.0),
+        single.join(", ")
     );
 }
 
@@ -110,8 +134,9 @@ fn main() {
     let path = root().join("bot-config/intents.toml");
     let triage = Triage::load(&path).unwrap();
     let rules_only = Triage::load_as(&path, Load { without_model: true, learner: None }).unwrap();
-    percentiles("rules alone", &rules_only);
-    percentiles("both layers", &triage);
+    let without_model = || Triage::load_as(&path, Load { without_model: true, learner: None }).unwrap();
+    percentiles("rules alone", &without_model);
+    percentiles("both layers", &|| Triage::load(&path).unwrap());
     training(&triage);
     let mut c = Criterion::default().configure_from_args();
     criterion(&mut c, &triage, &rules_only);

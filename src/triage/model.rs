@@ -61,10 +61,18 @@ impl Default for Training {
 pub struct Model {
     /// The intent of each class, in class order.
     classes: Vec<Intent>,
-    /// Feature hash → row of `weights`.
+    /// Feature hash → row of `weights`, while training.
     rows: HashMap<u64, u32, Prehashed>,
-    /// `rows.len() × classes.len()` weights, row-major.
+    /// `rows.len() × classes.len()` weights, row-major; once trained, one row per slot of
+    /// `slots`.
     weights: Vec<f32>,
+    /// The trained model's features, open-addressed by their hash (0: an empty slot): a
+    /// known feature costs two memory reads (its slot, its row of weights), an unknown one
+    /// one, where a `HashMap` to a row index cost three and two. A message's features are
+    /// new to the caches, so those reads are most of the model's time (BENCHMARKS.md).
+    slots: Vec<u64>,
+    /// How many distinct features it knows.
+    features: usize,
     /// One bias (log prior for naive Bayes) per class.
     bias: Vec<f32>,
     kind: ModelKind,
@@ -177,12 +185,16 @@ pub fn features(norm: &str, out: &mut Vec<u64>) {
     out.dedup();
 }
 
-/// The last step of the feature hash: spreads the bits (splitmix64's finaliser).
+/// The last step of the feature hash: spreads the bits (splitmix64's finaliser). Never
+/// [`EMPTY`].
 fn finish(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    (h ^ (h >> 31)).max(1)
 }
+
+/// The hash that marks an empty slot of a trained model.
+const EMPTY: u64 = 0;
 
 /// The map of features: its keys are already well-mixed hashes, so it uses them as they are
 /// instead of hashing them again.
@@ -280,6 +292,8 @@ impl Model {
         let k = classes.len();
         let mut model = Model {
             weights: vec![0.0; rows.len() * k],
+            slots: Vec::new(),
+            features: rows.len(),
             bias: vec![0.0; k],
             classes,
             rows,
@@ -294,7 +308,41 @@ impl Model {
             ModelKind::NaiveBayes => model.fit_naive_bayes(&prepared, training.alpha),
             ModelKind::Logistic => model.fit_logistic(&prepared, training),
         }
+        model.freeze();
         model
+    }
+
+    /// Lays the trained rows out in `slots`, at most three quarters full.
+    fn freeze(&mut self) {
+        let k = self.classes.len();
+        let slots = (self.rows.len() * 4 / 3 + 1).next_power_of_two().max(2);
+        let mut keys = vec![EMPTY; slots];
+        let mut weights = vec![0f32; slots * k];
+        for (&feature, &row) in &self.rows {
+            let mut i = feature as usize & (slots - 1);
+            while keys[i] != EMPTY {
+                i = (i + 1) & (slots - 1);
+            }
+            keys[i] = feature;
+            let row = row as usize;
+            weights[i * k..i * k + k].copy_from_slice(&self.weights[row * k..row * k + k]);
+        }
+        self.slots = keys;
+        self.weights = weights;
+        self.rows = HashMap::default();
+    }
+
+    /// The slot of a feature the trained model knows.
+    fn slot(&self, feature: u64) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut i = feature as usize & mask;
+        loop {
+            match self.slots[i] {
+                key if key == feature => return Some(i),
+                EMPTY => return None,
+                _ => i = (i + 1) & mask,
+            }
+        }
     }
 
     fn fit_naive_bayes(&mut self, data: &[Prepared], alpha: f32) {
@@ -363,7 +411,7 @@ impl Model {
         let k = self.classes.len();
         let mut feats = Vec::with_capacity(norm.len());
         features(norm, &mut feats);
-        let known: Vec<usize> = feats.iter().filter_map(|f| self.rows.get(f)).map(|r| *r as usize).collect();
+        let known: Vec<usize> = feats.iter().filter_map(|f| self.slot(*f)).collect();
         let mut probs = self.bias.clone();
         let x = match self.kind {
             ModelKind::Logistic => 1.0 / (feats.len().max(1) as f32).sqrt(),
@@ -393,12 +441,12 @@ impl Model {
 
     /// How many distinct features it knows.
     pub fn feature_count(&self) -> usize {
-        self.rows.len()
+        self.features
     }
 
     /// The memory its tables take, in bytes (an estimate of the hash map's share).
     pub fn memory_bytes(&self) -> usize {
-        self.weights.len() * 4 + self.rows.capacity() * (8 + 4 + 1) + self.bias.len() * 4
+        self.weights.len() * 4 + self.slots.len() * 8 + self.bias.len() * 4
     }
 
     /// Which learner it is.

@@ -5,7 +5,8 @@
 //! Matching is two steps, so that a message the daemon has never seen costs microseconds:
 //! one Aho-Corasick pass finds the literals that each pattern must start and end with (taken
 //! from the patterns at load by `regex-syntax`), and only the rules with a pattern whose
-//! literals both occur run their own regex (all of a rule's patterns in one). A single `RegexSet` of every pattern
+//! literals both occur run their own regex (all of a rule's patterns in one), tried anchored
+//! where its first literal was found ([`Matcher`]). A single `RegexSet` of every pattern
 //! did the same in one pass, but its lazy DFA built new states for almost every new message
 //! (p99 1.8 ms on the held-out corpus; BENCHMARKS.md). Loading checks everything a city could
 //! get wrong: a bad regex is reported with the file, the line, the rule and the position in
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use aho_corasick::AhoCorasick;
 use anyhow::{Context as _, anyhow};
 use regex::Regex;
+use regex_automata::{Anchored, Input, meta};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde::Deserialize;
 use toml::Spanned;
@@ -82,10 +84,10 @@ struct Rule {
     name: String,
     intent: Intent,
     before_model: bool,
-    /// All of the rule's patterns in one regex.
-    matcher: Regex,
-    /// All of its exclusions in one regex.
-    exclude: Option<Regex>,
+    /// All of the rule's patterns in one.
+    matcher: Matcher,
+    /// All of its exclusions in one.
+    exclude: Option<Matcher>,
     /// Whether a pattern has no literal to look for first, so the rule always runs.
     unfiltered: bool,
 }
@@ -93,7 +95,7 @@ struct Rule {
 #[derive(Debug, Clone)]
 struct LongText {
     min_chars: usize,
-    urgent: Option<Regex>,
+    urgent: Option<Matcher>,
 }
 
 /// The compiled rules.
@@ -206,7 +208,7 @@ impl Rules {
                                 compile(&format!("urgent pattern {}", i + 1), "long_text", p)?.0
                             ));
                         }
-                        Some(Regex::new(&joined.join("|"))?)
+                        Some(Matcher::new(&joined.join("|"))?)
                     }
                 };
                 Some(LongText { min_chars: spec.min_chars, urgent })
@@ -271,10 +273,49 @@ impl Rules {
     }
 }
 
-/// One regex matching where any of `patterns` does.
-fn join(patterns: &[String]) -> Result<Regex, regex::Error> {
+/// One matcher matching where any of `patterns` does.
+fn join(patterns: &[String]) -> anyhow::Result<Matcher> {
     let joined: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
-    Regex::new(&joined.join("|"))
+    Matcher::new(&joined.join("|"))
+}
+
+/// A compiled pattern (a rule's patterns, its exclusions, the urgent words).
+///
+/// When every match must begin with one of a few literals, an Aho-Corasick pass finds where
+/// they occur and the regex is tried anchored there, by an engine that builds no states
+/// (the bounded backtracker or the PikeVM over a short span). An unanchored search instead
+/// runs a lazy DFA whose states remember every place a match might have begun: for patterns
+/// with gaps (`(偷|盗).{0,8}(车|钱)`) a message the daemon has not seen needed many new
+/// states, microseconds each (the rules' held-out p99 was 42–61 µs, now 17–20 µs;
+/// BENCHMARKS.md).
+#[derive(Debug, Clone)]
+struct Matcher {
+    regex: meta::Regex,
+    /// The literals every match starts with; `None` when a match can start with anything.
+    starts: Option<AhoCorasick>,
+}
+
+impl Matcher {
+    fn new(pattern: &str) -> anyhow::Result<Matcher> {
+        let starts = match required_literals(pattern, ExtractKind::Prefix) {
+            Some(literals) => Some(AhoCorasick::new(literals)?),
+            None => None,
+        };
+        let config = meta::Config::new().hybrid(starts.is_none()).dfa(false);
+        let regex = meta::Builder::new().configure(config).build(pattern)?;
+        Ok(Matcher { regex, starts })
+    }
+
+    /// Whether it matches somewhere in `text`.
+    fn is_match(&self, text: &str) -> bool {
+        let Some(starts) = &self.starts else { return self.regex.is_match(text) };
+        let mut last = usize::MAX;
+        starts.find_overlapping_iter(text).any(|hit| {
+            let fresh = hit.start() != last;
+            last = hit.start();
+            fresh && self.regex.is_match(Input::new(text).range(hit.start()..).anchored(Anchored::Yes))
+        })
+    }
 }
 
 /// The literals that every match of a pattern starts with (`Prefix`) or ends with
