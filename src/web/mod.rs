@@ -153,6 +153,9 @@ pub struct WebState {
     pub core: Core,
     pub texts: Arc<WebTexts>,
     env: Arc<minijinja::Environment<'static>>,
+    /// The console's stylesheet and script ([`ASSETS`]), read from the templates' folder: the
+    /// pages carry no inline style or script, so the Content-Security-Policy can forbid both.
+    assets: Arc<HashMap<&'static str, String>>,
     opts: Arc<WebOptions>,
     /// Where messages for each platform go (the channel performs them).
     outbound: Arc<HashMap<Platform, UnboundedSender<Outbound>>>,
@@ -198,6 +201,7 @@ impl WebState {
     pub fn new(
         core: Core,
         templates: minijinja::Environment<'static>,
+        assets: HashMap<&'static str, String>,
         texts: WebTexts,
         opts: WebOptions,
         outbound: HashMap<Platform, UnboundedSender<Outbound>>,
@@ -206,6 +210,7 @@ impl WebState {
             core,
             texts: Arc::new(texts),
             env: Arc::new(templates),
+            assets: Arc::new(assets),
             opts: Arc::new(opts),
             outbound: Arc::new(outbound),
         }
@@ -475,14 +480,57 @@ pub fn csrf_refused() -> Response {
     error_page(StatusCode::FORBIDDEN, "csrf_refused")
 }
 
-/// The console's routes.
+/// What a page may load: only the console's own stylesheet, script, images and media (no
+/// inline style or script, no event attributes); forms post only back here; no other site may
+/// frame a page.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+     media-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The files of the templates' folder served under `/static/`, and their types.
+const ASSETS: [(&str, &str); 2] =
+    [("console.css", "text/css; charset=utf-8"), ("console.js", "text/javascript; charset=utf-8")];
+
+/// Reads the [`ASSETS`] of the templates' folder `dir`.
+pub fn load_assets(dir: &Path) -> anyhow::Result<HashMap<&'static str, String>> {
+    let mut assets = HashMap::new();
+    for (name, _) in ASSETS {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        assets.insert(name, text);
+    }
+    Ok(assets)
+}
+
+/// GET /static/NAME: the pages' stylesheet and script (no login needed: the login page uses
+/// them).
+async fn asset(State(state): State<WebState>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _)| *n == name).and_then(|(n, kind)| Some((kind, state.assets.get(n)?))) {
+        Some((kind, text)) => {
+            ([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "max-age=300")], text.clone()).into_response()
+        }
+        None => error_page(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+/// The console's routes. Every answer, error pages included, carries the security headers;
+/// every answer that does not say otherwise (the stylesheet) is `Cache-Control: no-store`,
+/// since nearly every page and export shows personal data and a station PC is shared.
 pub fn router(state: WebState) -> Router {
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let always = |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
     Router::new()
         .route("/", get(|| async { Redirect::to("/tips") }))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/static/{name}", get(asset))
         .merge(pages::routes())
+        .fallback(|| async { error_page(StatusCode::NOT_FOUND, "not_found") })
         .layer(axum::middleware::map_response_with_state(state.clone(), render_errors))
+        .layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(always(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(always(header::REFERRER_POLICY, "no-referrer"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(state)
 }
 
@@ -512,8 +560,9 @@ pub async fn start(
     }
     let dir = settings.resolve(&settings.file.paths.web_templates_dir);
     let templates = load_templates(&dir, core)?;
+    let assets = load_assets(&dir)?;
     let texts = WebTexts::load(&dir.join("texts.toml"))?;
-    let state = WebState::new(core.clone(), templates, texts, settings.web_options(), outbound);
+    let state = WebState::new(core.clone(), templates, assets, texts, settings.web_options(), outbound);
     let listener = crate::http::bind(&settings.file.web.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "station console listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

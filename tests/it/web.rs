@@ -440,3 +440,74 @@ app_test!(a_tips_photo_and_voice_message_are_shown_in_the_console, |app| {
     let outsider = Client::logged_in(port, "waisuo").await;
     assert_eq!(outsider.get(&photo).await.status, StatusCode::FORBIDDEN);
 });
+
+/// The headers every answer of the console must carry (issue #23): no script may run, no
+/// other site may frame a page, no type guessing, no address leaks to links.
+fn assert_security_headers(path: &str, headers: &reqwest::header::HeaderMap) {
+    let csp = headers.get("content-security-policy").map(|v| v.to_str().unwrap()).unwrap_or("");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{path}: CSP {csp:?}");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: no inline script: {csp:?}");
+    assert_eq!(headers.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+    assert_eq!(headers.get("referrer-policy").map(|v| v.to_str().unwrap()), Some("no-referrer"), "{path}");
+}
+
+app_test!(every_console_answer_forbids_script_and_framing_and_no_page_with_personal_data_is_stored, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人在河边电鱼").await;
+    let anonymous = Client::new(port);
+    let login = anonymous.get("/login").await;
+    assert_security_headers("/login", &login.headers);
+    assert!(login.body.contains("<link rel=\"stylesheet\" href=\"/static/console.css\">"), "{}", login.body);
+    let (status, headers, css) = anonymous.get_bytes("/static/console.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(String::from_utf8(css).unwrap().contains("header {"), "the pages' style is in the stylesheet");
+    assert_security_headers("/static/console.css", &headers);
+    let (status, headers, js) = anonymous.get_bytes("/static/console.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(String::from_utf8(js).unwrap().contains("data-confirm"), "the cancel question is asked from here");
+
+    let c = Client::logged_in(port, "neiqin").await;
+    let csrf = c.get("/broadcasts/new").await.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "warning"),
+        ("severity", "urgent"),
+        ("target", "village:410184101201"),
+        ("text", "近期有人电鱼"),
+        ("confirm", "1"),
+    ];
+    let ledger = c.post("/broadcasts", &fields).await.location;
+    assert!(ledger.starts_with("/broadcasts/"), "{ledger}");
+    let pages = [
+        ledger,
+        "/tips".to_string(),
+        format!("/tips/{number}"),
+        "/broadcasts".into(),
+        "/broadcasts/new".into(),
+        "/registry".into(),
+        "/figures".into(),
+        "/no/such/page".into(),
+    ];
+    for path in &pages {
+        let page = c.get(path).await;
+        assert_security_headers(path, &page.headers);
+        assert_eq!(page.headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{path}");
+        // What the policy forbids must not be on the page, or the page would break.
+        for inline in ["<style", "style=", "onclick", "onchange", "onsubmit", "javascript:"] {
+            assert!(!page.body.contains(inline), "{path} has {inline}: {}", page.body);
+        }
+        let scripts = page.body.matches("<script").count();
+        assert_eq!(scripts, page.body.matches("<script src=\"/static/").count(), "{path}: inline script");
+    }
+    let (status, headers, _) = c.get_bytes("/tips/export.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_security_headers("export.csv", &headers);
+    assert_eq!(headers["cache-control"], "no-store", "the export holds personal data");
+    let outsider = Client::logged_in(port, "waisuo").await;
+    let refused = outsider.get(&format!("/tips/{number}")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_security_headers("a refusal", &refused.headers);
+});
