@@ -72,7 +72,6 @@ const TEXT_KEYS: &[&str] = &[
     "login_form_expired",
     "login_wrong",
     "login_locked",
-    "login_totp_wrong",
     "csrf_refused",
     "not_found",
     "filter_invalid",
@@ -271,6 +270,8 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The logged-in account of a request, its CSRF token and its authorisation actor.
 pub struct Session {
     pub user: WebUser,
+    /// The name of the account's station, for the page header (`None`: a system account).
+    pub station_name: Option<String>,
     pub csrf: String,
     pub actor: Actor,
     token: String,
@@ -299,6 +300,7 @@ impl Session {
     pub fn page(&self) -> minijinja::Value {
         minijinja::context! {
             username => &self.user.username,
+            station => &self.station_name,
             role => &self.user.role,
             csrf => &self.csrf,
             admin => self.actor.role >= Role::StationAdmin,
@@ -340,7 +342,11 @@ impl FromRequestParts<WebState> for Session {
         let Some(session) = session else { return Err(to_login()) };
         let Some(user) = store.web_user(session.user_id).await.map_err(internal)? else { return Err(to_login()) };
         let actor = actor_of(&user);
-        Ok(Session { user, csrf: session.csrf, actor, token })
+        let station_name = match user.station_id {
+            Some(id) => Some(store.station_of(id).await.map_err(internal)?.1),
+            None => None,
+        };
+        Ok(Session { user, station_name, csrf: session.csrf, actor, token })
     }
 }
 
@@ -361,10 +367,11 @@ struct LoginForm {
     csrf: String,
 }
 
+/// Why a login was refused: one text for any wrong name, password or code, so the answer
+/// never says which was right.
 #[derive(Serialize, Default)]
 struct LoginErrors {
     form: Option<String>,
-    totp: Option<String>,
 }
 
 async fn login_page(State(state): State<WebState>) -> Response {
@@ -382,7 +389,10 @@ fn login_form(state: &WebState, errors: LoginErrors, username: &str, status: Sta
 async fn login(State(state): State<WebState>, headers: HeaderMap, axum::Form(form): axum::Form<LoginForm>) -> Response {
     let cookie = cookie_value(&headers, LOGIN_COOKIE).unwrap_or("");
     if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        return error_page(StatusCode::FORBIDDEN, "login_form_expired");
+        // A form sent again (a refresh after a refusal) or left open too long: nothing is
+        // tried, and a fresh form takes its place.
+        let errors = LoginErrors { form: Some(state.t("login_form_expired")) };
+        return login_form(&state, errors, &form.username, StatusCode::FORBIDDEN);
     }
     match try_login(&state, &form).await {
         Ok(Ok(token)) => {
@@ -403,7 +413,7 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
     let now = state.core.now_ms();
     let username = form.username.trim();
     let actor = format!("web:{username}");
-    let refused = |key: &str| LoginErrors { form: Some(state.t(key)), totp: None };
+    let refused = |key: &str| LoginErrors { form: Some(state.t(key)) };
     let Some(user) = store.web_user_by_name(username).await? else {
         // The same work as for a real account, so timing does not tell which names exist.
         let _ = verify_password(
@@ -426,9 +436,6 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
         let locked = store.web_login_failed(user.id, state.opts.max_failed_logins, state.opts.lockout_ms, now).await?;
         let detail = if locked { "wrong credentials; locked" } else { "wrong credentials" };
         store.audit(now, &actor, "web_login", "console", "denied", detail).await?;
-        if password_ok && !totp_ok {
-            return Ok(Err(LoginErrors { form: None, totp: Some(state.t("login_totp_wrong")) }));
-        }
         return Ok(Err(refused("login_wrong")));
     }
     let token = random_token();

@@ -158,10 +158,10 @@ app_test!(the_console_needs_a_login_refuses_wrong_passwords_and_locks_the_accoun
     for _ in 0..4 {
         let wrong = c.login("neiqin", "wrong password", "").await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-        assert!(wrong.body.contains("id=\"login-error\">用户名或密码不对"), "{}", wrong.body);
+        assert!(wrong.body.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", wrong.body);
     }
     let unknown = c.login("nobody", PASSWORD, "").await;
-    assert!(unknown.body.contains("用户名或密码不对"), "an unknown name is told the same");
+    assert!(unknown.body.contains("用户名、密码或动态验证码不对"), "an unknown name is told the same");
     // The fifth wrong password locks it: even the right one is refused now.
     c.login("neiqin", "wrong password", "").await;
     let locked = c.login("neiqin", PASSWORD, "").await;
@@ -182,7 +182,8 @@ app_test!(an_admin_needs_the_second_factor_and_logging_out_ends_the_session, |ap
     let port = console(&mut app).await;
     let c = Client::new(port);
     let without = c.login("suozhang-admin", PASSWORD, "").await;
-    assert!(without.body.contains("id=\"totp-error\""), "the error is next to the code field: {}", without.body);
+    assert_eq!(without.status, StatusCode::UNAUTHORIZED);
+    assert!(without.body.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", without.body);
     let wrong = c.login("suozhang-admin", PASSWORD, "123456").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let ok = c.login("suozhang-admin", PASSWORD, &totp_now()).await;
@@ -510,4 +511,58 @@ app_test!(every_console_answer_forbids_script_and_framing_and_no_page_with_perso
     let refused = outsider.get(&format!("/tips/{number}")).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_security_headers("a refusal", &refused.headers);
+});
+
+/// A login answer with what differs between two answers anyway taken out: the form's fresh
+/// token and the name typed, given back in its field.
+fn login_answer(page: &crate::web::Page, username: &str) -> (StatusCode, String) {
+    let body = page.body.replace(&page.csrf(), "TOKEN").replace(&format!("value=\"{username}\""), "value=\"NAME\"");
+    (page.status, body)
+}
+
+app_test!(a_refused_login_says_nothing_about_which_of_name_password_or_code_was_wrong, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let wrong_password = c.login("suozhang-admin", "wrong password", "").await;
+    let no_code = c.login("suozhang-admin", PASSWORD, "").await;
+    let wrong_code = c.login("suozhang-admin", PASSWORD, "000000").await;
+    let unknown = c.login("suozhang-admim", PASSWORD, "").await;
+    let expected = login_answer(&wrong_password, "suozhang-admin");
+    assert_eq!(expected.0, StatusCode::UNAUTHORIZED);
+    assert!(expected.1.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", expected.1);
+    assert!(expected.1.contains("id=\"password\""), "the form again: {}", expected.1);
+    for (what, page, name) in [
+        ("a right password without the code", &no_code, "suozhang-admin"),
+        ("a right password with a wrong code", &wrong_code, "suozhang-admin"),
+        ("an unknown name", &unknown, "suozhang-admim"),
+    ] {
+        assert_eq!(login_answer(page, name), expected, "{what} is answered as a wrong password is");
+    }
+    assert_eq!(audit(&app).await.iter().filter(|l| l.ends_with("web_login console denied")).count(), 4);
+});
+
+app_test!(sending_a_refused_login_form_again_shows_a_fresh_form_that_works, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let old = c.get("/login").await.csrf();
+    let form = [("csrf", old.as_str()), ("username", "neiqin"), ("password", "wrong password"), ("totp", "")];
+    let refused = c.post("/login", &form).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let fresh = c.get("/login").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(fresh.body.contains("id=\"password\"") && !fresh.body.contains("login-error"), "{}", fresh.body);
+    // The browser's refresh sends the same form again, with a token since replaced.
+    let again = c.post("/login", &form).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.body.contains("id=\"password\"") && !again.body.contains("表单已过期"), "{}", again.body);
+    assert_ne!(again.csrf(), old, "a fresh form");
+    let csrf = again.csrf();
+    let ok = c
+        .post("/login", &[("csrf", csrf.as_str()), ("username", "neiqin"), ("password", PASSWORD), ("totp", "")])
+        .await;
+    assert_eq!((ok.status, ok.location.as_str()), (StatusCode::SEE_OTHER, "/tips"), "{}", ok.body);
+    // Logged in, the header names the station, not its code.
+    let tips = c.get("/tips").await;
+    assert!(tips.body.contains("id=\"station\">和庄派出所<"), "{}", tips.body);
+    assert!(!tips.body.contains("HZPCS"), "{}", tips.body);
 });
