@@ -738,7 +738,7 @@ impl Store {
         officer_id: Option<i64>,
         actor: &str,
     ) -> anyhow::Result<bool> {
-        let open = ["new", "acknowledged", "in_progress"];
+        let open = crate::domain::TipStatus::open_codes();
         let merged = self.change_tip_status_by(tip_id, officer_id, actor, &open, "merged", None).await?;
         if merged {
             sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")

@@ -16,6 +16,7 @@ use super::{Session, WebState, csrf_refused, error_page, internal};
 use crate::authz::{Action, Subject};
 use crate::core::DeskError;
 use crate::core::broadcast::Request;
+use crate::domain::{BroadcastKind, Severity, TipStatus};
 use crate::store::broadcasts::Target;
 use crate::store::tips::{TipFilter, TipListRow};
 
@@ -189,6 +190,7 @@ async fn tips(State(state): State<WebState>, session: Session, Query(filters): Q
     let ctx = minijinja::context! {
         page => session.page(), tips => &rows, total => rows.len(), counters, overdue, filters => &filters,
         query => filters.query(), errors, villages, officers, categories => state.core.tip_categories(),
+        statuses => TipStatus::codes(),
     };
     Ok(state.render(status, "tips.html", ctx))
 }
@@ -351,9 +353,13 @@ async fn tip_page(
     };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let overdue = tip.status == "new" && tip.ack_deadline.is_some_and(|d| d < core.now_ms());
+    let tip_status = TipStatus::from_code(&tip.status);
+    // The menu starts on the status that comes next (已受理 for a new tip, 处理中 once taken…).
+    let next_statuses: Vec<&str> =
+        tip_status.map(TipStatus::next_choices).unwrap_or_default().into_iter().map(TipStatus::as_str).collect();
     let ctx = minijinja::context! {
         page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
-        errors, ok, overdue, open => ["new", "acknowledged", "in_progress"].contains(&tip.status.as_str()),
+        errors, ok, overdue, open => tip_status.is_some_and(TipStatus::is_open), next_statuses,
     };
     Ok(state.render(status, "tip.html", ctx))
 }
@@ -523,12 +529,19 @@ async fn broadcast_form(
 ) -> Page {
     let targets = target_choices(state, session).await.map_err(fail)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let ctx = minijinja::context! { page => session.page(), form, targets, errors, preview };
+    let ctx = minijinja::context! {
+        page => session.page(), form, targets, errors, preview,
+        kinds => BroadcastKind::codes(), severities => Severity::codes(),
+    };
     Ok(state.render(status, "broadcast_new.html", ctx))
 }
 
 async fn broadcast_new(State(state): State<WebState>, session: Session) -> Page {
-    let form = BroadcastForm { kind: "warning".into(), severity: "important".into(), ..BroadcastForm::default() };
+    let form = BroadcastForm {
+        kind: BroadcastKind::Warning.as_str().into(),
+        severity: Severity::Important.as_str().into(),
+        ..BroadcastForm::default()
+    };
     broadcast_form(&state, &session, &form, BTreeMap::new(), None).await
 }
 
@@ -554,10 +567,10 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     }
     let core = &state.core;
     let mut errors = BTreeMap::new();
-    if !["warning", "notice"].contains(&form.kind.as_str()) {
+    if BroadcastKind::from_code(&form.kind).is_none() {
         errors.insert("kind", state.t("kind_required"));
     }
-    if !["urgent", "important", "normal"].contains(&form.severity.as_str()) {
+    if Severity::from_code(&form.severity).is_none() {
         errors.insert("severity", state.t("severity_required"));
     }
     if form.text.trim().is_empty() {
@@ -784,7 +797,14 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
     let villages: Vec<_> = per_village
         .into_iter()
         .map(|(name, cats)| {
-            let rows: Vec<(String, i64)> = cats.iter().map(|(c, n)| (core.category_label(c), *n)).collect();
+            // Categories in the order the bot offers them, any no longer offered after.
+            let known = core.tip_categories();
+            let rows: Vec<(String, i64)> = known
+                .iter()
+                .filter_map(|c| cats.get(c).map(|n| (c, *n)))
+                .chain(cats.iter().filter(|(c, _)| !known.contains(c)).map(|(c, n)| (c, *n)))
+                .map(|(c, n)| (core.category_label(c), n))
+                .collect();
             minijinja::context! { name => &name, chart => bar_chart(&name, &rows), total => cats.values().sum::<i64>() }
         })
         .collect();

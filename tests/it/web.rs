@@ -566,3 +566,54 @@ app_test!(sending_a_refused_login_form_again_shows_a_fresh_form_that_works, |app
     assert!(tips.body.contains("id=\"station\">和庄派出所<"), "{}", tips.body);
     assert!(!tips.body.contains("HZPCS"), "{}", tips.body);
 });
+
+/// Where each of `needles` first appears in `haystack` after `from`, in order; panics when one
+/// is missing.
+fn positions(haystack: &str, from: &str, needles: &[&str]) -> Vec<usize> {
+    let start = haystack.find(from).unwrap_or_else(|| panic!("no {from:?} in {haystack}"));
+    needles
+        .iter()
+        .map(|n| start + haystack[start..].find(n).unwrap_or_else(|| panic!("no {n:?} after {from:?}: {haystack}")))
+        .collect()
+}
+
+fn ascending(v: &[usize]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+app_test!(menus_offer_statuses_by_lifecycle_warnings_before_notices_and_the_most_urgent_first, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人在桥下电鱼").await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let list = c.get("/tips").await;
+    let statuses = ["全部", "未办结", ">待受理<", ">已受理<", ">处理中<", ">已办结<", ">不予受理<", ">已合并<"];
+    assert!(ascending(&positions(&list.body, "id=\"f-status\"", &statuses)), "{}", list.body);
+    let compose = c.get("/broadcasts/new").await;
+    assert!(
+        ascending(&positions(&compose.body, "id=\"compose\"", &["> 治安预警</label>", "> 通知</label>"])),
+        "{}",
+        compose.body
+    );
+    assert!(
+        ascending(&positions(&compose.body, "id=\"compose\"", &["> 紧急</label>", "> 重要</label>", "> 一般</label>"])),
+        "{}",
+        compose.body
+    );
+
+    // The 新状态 menu starts on what comes next, and offers nothing the tip has passed.
+    let menu = |body: &str| -> Vec<String> {
+        let start = body.find("id=\"status\"").expect("the status menu");
+        let end = start + body[start..].find("</select>").unwrap();
+        body[start..end].split("<option value=\"").skip(1).map(|o| o.split('"').next().unwrap().to_string()).collect()
+    };
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert_eq!(menu(&detail.body), ["acknowledged", "in_progress", "resolved", "rejected"]);
+    assert!(detail.body.contains("<option value=\"acknowledged\" selected>已受理"), "{}", detail.body);
+    let csrf = detail.csrf();
+    let taken = c.post(&format!("/tips/{number}/status"), &[("csrf", &csrf), ("status", "acknowledged")]).await;
+    assert_eq!(taken.status, StatusCode::SEE_OTHER, "{}", taken.body);
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert_eq!(menu(&detail.body), ["in_progress", "resolved", "rejected"]);
+    assert!(detail.body.contains("<option value=\"in_progress\" selected>处理中"), "{}", detail.body);
+});
