@@ -152,6 +152,9 @@ pub struct WebState {
     pub core: Core,
     pub texts: Arc<WebTexts>,
     env: Arc<minijinja::Environment<'static>>,
+    /// The maps of `_labels.html` (status, category, source, rating …: code → name), for what
+    /// the program writes outside a page (the exports).
+    labels: Arc<HashMap<String, minijinja::Value>>,
     /// The console's stylesheet and script ([`ASSETS`]), read from the templates' folder: the
     /// pages carry no inline style or script, so the Content-Security-Policy can forbid both.
     assets: Arc<HashMap<&'static str, String>>,
@@ -196,6 +199,19 @@ pub fn load_templates(dir: &Path, core: &Core) -> anyhow::Result<minijinja::Envi
     Ok(env)
 }
 
+/// The maps `_labels.html` sets (code → name), by name; none (codes shown) when it fails.
+fn label_maps(env: &minijinja::Environment<'static>) -> HashMap<String, minijinja::Value> {
+    let captured = match env.get_template("_labels.html").and_then(|t| t.render_captured(())) {
+        Ok(captured) => captured,
+        Err(e) => {
+            tracing::error!(error = %e, "the web template _labels.html failed; exports show codes");
+            return HashMap::new();
+        }
+    };
+    let state = captured.state();
+    state.exports().into_iter().filter_map(|name| Some((name.to_string(), state.lookup(name)?))).collect()
+}
+
 impl WebState {
     pub fn new(
         core: Core,
@@ -205,14 +221,25 @@ impl WebState {
         opts: WebOptions,
         outbound: HashMap<Platform, UnboundedSender<Outbound>>,
     ) -> WebState {
+        let labels = label_maps(&templates);
         WebState {
             core,
             texts: Arc::new(texts),
             env: Arc::new(templates),
+            labels: Arc::new(labels),
             assets: Arc::new(assets),
             opts: Arc::new(opts),
             outbound: Arc::new(outbound),
         }
+    }
+
+    /// The name `_labels.html` gives `code` in its map `map` (the code itself when it has none).
+    pub fn label(&self, map: &str, code: &str) -> String {
+        self.labels
+            .get(map)
+            .and_then(|m| m.get_item(&minijinja::Value::from(code)).ok())
+            .filter(|v| !v.is_undefined() && !v.is_none())
+            .map_or_else(|| code.to_string(), |v| v.to_string())
     }
 
     /// The text of `key` from `texts.toml`, owned (for error maps).

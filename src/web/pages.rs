@@ -204,21 +204,26 @@ fn status_group(status: &str) -> &'static str {
     }
 }
 
-/// The export's header and rows: the columns of `cunjing tips export` but the tip's text (the
-/// desk's list; the text is one click away), named by the console's texts.
+/// The export's header and rows: the columns of `cunjing tips export`, the tip's text (内容)
+/// included for the station's own use, named by the console's texts, and every coded value
+/// (station, category, source, status, rating, anonymous) by the name the pages show. Who
+/// reported a tip is no column: a tip list row does not even carry it.
 fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<String>>) {
     use crate::tips_cli::{EXPORT_COLUMNS, export_record};
-    let columns = &EXPORT_COLUMNS[..EXPORT_COLUMNS.len() - 1];
-    let anonymous = columns.iter().position(|c| *c == "anonymous");
-    let header = columns.iter().map(|c| state.texts.column(c).to_string()).collect();
+    let header = EXPORT_COLUMNS.iter().map(|c| state.texts.column(c).to_string()).collect();
     let tz = state.core.timezone();
     let rows = rows
         .iter()
         .map(|r| {
             let mut record = export_record(tz, r);
-            record.truncate(columns.len());
-            if let Some(i) = anonymous {
-                record[i] = state.t(if r.anonymous == 1 { "yes" } else { "no" });
+            for (cell, column) in record.iter_mut().zip(EXPORT_COLUMNS) {
+                *cell = match column {
+                    "station" => r.station_name.clone(),
+                    "category" | "source" | "status" => state.label(column, cell),
+                    "rating" if !cell.is_empty() => state.label(column, cell),
+                    "anonymous" => state.t(if r.anonymous == 1 { "yes" } else { "no" }),
+                    _ => continue,
+                };
             }
             record
         })
@@ -234,9 +239,9 @@ async fn export_csv(State(state): State<WebState>, session: Session, Query(filte
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(&header).map_err(|e| fail(e.into()))?;
+        crate::csv_cells::write_record(&mut w, &header).map_err(|e| fail(e.into()))?;
         for r in &rows {
-            w.write_record(r).map_err(|e| fail(e.into()))?;
+            crate::csv_cells::write_record(&mut w, r).map_err(|e| fail(e.into()))?;
         }
         w.flush().map_err(|e| fail(e.into()))?;
     }

@@ -278,7 +278,7 @@ app_test!(exports_of_the_current_filter_open_in_excel, |app| {
     assert!(headers["content-disposition"].to_str().unwrap().contains("tips.csv"));
     let text = String::from_utf8(csv).unwrap();
     assert!(text.starts_with("\u{feff}编号,时间,派出所"), "{text}");
-    assert!(text.contains(&number) && !text.contains("冒充客服"), "the list, not the tip's words: {text}");
+    assert!(text.contains(&number) && text.contains("冒充客服"), "the tip's words for the station's use: {text}");
     let (status, _, xlsx) = c.get_bytes("/tips/export.xlsx").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&xlsx[..4], b"PK\x03\x04", "an XLSX is a zip");
@@ -616,4 +616,44 @@ app_test!(menus_offer_statuses_by_lifecycle_warnings_before_notices_and_the_most
     let detail = c.get(&format!("/tips/{number}")).await;
     assert_eq!(menu(&detail.body), ["in_progress", "resolved", "rejected"]);
     assert!(detail.body.contains("<option value=\"in_progress\" selected>处理中"), "{}", detail.body);
+});
+
+/// The rows of a CSV export as (header → value) maps, after its byte-order mark.
+fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let body = text.strip_prefix('\u{feff}').expect("a BOM, so Excel reads UTF-8");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        .collect()
+}
+
+app_test!(the_export_speaks_chinese_carries_the_text_never_the_anonymous_tipster_and_runs_no_formula, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let formula = "=HYPERLINK(\"http://evil.example/\",\"点我\") 村口有人偷电瓶";
+    let (chat, number, _) = submit_anonymous_tip(&app, formula).await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let (status, _, bytes) = c.get_bytes("/tips/export.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = csv_rows(&bytes);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["编号"], number);
+    assert_eq!(row["派出所"], "和庄派出所");
+    assert_eq!(row["类别"], "盗窃");
+    assert_eq!(row["来源"], "私聊");
+    assert_eq!(row["状态"], "待受理");
+    assert_eq!(row["匿名"], "是");
+    assert_eq!(row["内容"], format!("'{formula}"), "the text, shown as text, not run as a formula");
+    let all = String::from_utf8(bytes).unwrap();
+    let tipster = tipster();
+    for identity in [tipster.first_name.as_str(), &tipster.id.to_string(), &chat.to_string()] {
+        assert!(!all.contains(identity), "the anonymous tipster ({identity}) is in the export: {all}");
+    }
+    for code in ["theft", "private", "new", "HZPCS"] {
+        assert!(!all.contains(code), "{code} is a code, not what the station reads: {all}");
+    }
 });
