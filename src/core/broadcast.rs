@@ -522,7 +522,7 @@ impl Core {
         Ok(Some(vec![]))
     }
 
-    async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
+    pub async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
         Ok(match target {
             Target::Village(code) => self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or_default(),
             Target::Office(code) => self.store().office_name(code).await?.unwrap_or_default(),
@@ -575,7 +575,7 @@ impl Core {
         compose.step = ComposeStep::Confirm;
         self.save_compose(inbound, &compose).await?;
         let targets: Vec<Target> = compose.targets.iter().filter_map(|t| Target::parse(t).ok()).collect();
-        let groups = self.store().count_target_chats(&targets, inbound.platform.as_str()).await?;
+        let groups = self.store().count_destinations(&targets).await?;
         let preview = BroadcastRow {
             id: 0,
             kind: compose.kind.clone(),

@@ -94,6 +94,7 @@ const TEXT_KEYS: &[&str] = &[
     "target_required",
     "time_invalid",
     "whole_station",
+    "all_targets",
     "chart_warnings",
     "chart_tips",
     "sheet_name",

@@ -477,13 +477,51 @@ fn url_segment(s: &str) -> String {
 
 // ----- broadcasts -----
 
+/// The targets of `spec` (`station:HZPCS village:…`) by name: 和庄派出所（全所）, 前店村 …
+async fn scope_names(state: &WebState, spec: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for token in spec.split_whitespace() {
+        let name = match Target::parse(token) {
+            Ok(Target::All) => state.t("all_targets"),
+            Ok(target @ Target::Station(_)) => {
+                format!("{}{}", state.core.target_name(&target).await?, state.texts.get("whole_station"))
+            }
+            Ok(target) => state.core.target_name(&target).await?,
+            Err(_) => String::new(),
+        };
+        // A code no longer in the registry still shows, as itself.
+        names.push(if name.is_empty() { token.to_string() } else { name });
+    }
+    Ok(names)
+}
+
+/// Who sent a broadcast, as staff call them: an officer by name, a console account as its
+/// role and name (内勤 neiqin) rather than `web:neiqin`.
+async fn sender_name(state: &WebState, label: &str) -> anyhow::Result<String> {
+    let Some(username) = label.strip_prefix("web:") else { return Ok(label.to_string()) };
+    Ok(match state.core.store().web_user_by_name(username).await? {
+        Some(user) => format!("{} {username}", state.label("account", &user.role)),
+        None => username.to_string(),
+    })
+}
+
+/// A broadcast for a page: its row, and its scope and sender by name.
+async fn broadcast_view(
+    state: &WebState,
+    b: &crate::store::broadcasts::BroadcastRow,
+) -> anyhow::Result<minijinja::Value> {
+    let scope = scope_names(state, &b.target_spec).await?.join("、");
+    let sender = sender_name(state, &b.sender_label).await?;
+    Ok(minijinja::context! { scope, sender, ..minijinja::Value::from_serialize(b) })
+}
+
 async fn broadcasts(State(state): State<WebState>, session: Session) -> Page {
     let rows = state.core.store().station_broadcasts(session.user.station_id, 50).await.map_err(fail)?;
-    Ok(state.render(
-        StatusCode::OK,
-        "broadcasts.html",
-        minijinja::context! { page => session.page(), broadcasts => rows },
-    ))
+    let mut broadcasts = Vec::with_capacity(rows.len());
+    for b in &rows {
+        broadcasts.push(broadcast_view(&state, b).await.map_err(fail)?);
+    }
+    Ok(state.render(StatusCode::OK, "broadcasts.html", minijinja::context! { page => session.page(), broadcasts }))
 }
 
 /// The targets an account may choose: the station itself, its offices, its villages.
@@ -618,7 +656,7 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
         }
     }
     if form.confirm.is_empty() {
-        let groups = core.store().count_target_chats(&targets, "telegram").await.map_err(fail)?;
+        let groups = core.store().count_destinations(&targets).await.map_err(fail)?;
         return broadcast_form(&state, &session, &form, BTreeMap::new(), Some(groups)).await;
     }
     let label = format!("web:{}", session.user.username);
@@ -656,6 +694,7 @@ async fn broadcast(State(state): State<WebState>, session: Session, Path(id): Pa
     let counts = store.broadcast_counts(id).await.map_err(fail)?;
     let ledger = store.broadcast_ledger(id).await.map_err(fail)?;
     let done = counts.pending == 0 && counts.sending == 0;
+    let b = broadcast_view(&state, &b).await.map_err(fail)?;
     let ctx = minijinja::context! { page => session.page(), b, counts, ledger, done };
     Ok(state.render(StatusCode::OK, "broadcast.html", ctx))
 }

@@ -657,3 +657,53 @@ app_test!(the_export_speaks_chinese_carries_the_text_never_the_anonymous_tipster
         assert!(!all.contains(code), "{code} is a code, not what the station reads: {all}");
     }
 });
+
+/// The number in `<strong>` after `marker` on a page.
+fn number_after(body: &str, marker: &str) -> i64 {
+    let at = body.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {body}")) + marker.len();
+    let rest = &body[at..];
+    let start = rest.find("<strong").unwrap();
+    let start = start + rest[start..].find('>').unwrap() + 1;
+    let end = start + rest[start..].find('<').unwrap();
+    rest[start..end].trim().parse().unwrap_or_else(|_| panic!("no number after {marker:?}: {rest}"))
+}
+
+app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_name_the_scope_and_sender, |app| {
+    let port = console(&mut app).await;
+    let store = app.store();
+    let hezhuang = store.village_by_code("410184101201").await.unwrap().unwrap();
+    app.fake.group(-100_701, "和庄村村民群", true);
+    store.bind_chat_to_village("telegram", -100_701, "和庄村村民群", hezhuang.id, None).await.unwrap();
+    store.bind_chat_to_village("wecom", 9_001, "和庄村企业微信群", hezhuang.id, None).await.unwrap();
+    for sql in [
+        "UPDATE villages SET wecom_webhook = 'http://127.0.0.1:9/robot-qiandian' WHERE code = '410184101202'",
+        "UPDATE offices SET wecom_webhook = 'http://127.0.0.1:9/robot-office' WHERE code = 'HZ01'",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    let c = Client::logged_in(port, "neiqin").await;
+    let csrf = c.get("/broadcasts/new").await.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "warning"),
+        ("severity", "urgent"),
+        ("target", "station:HZPCS"),
+        ("text", "近期有人冒充民警打电话，请勿转账。"),
+    ];
+    let preview = c.post("/broadcasts", &fields).await;
+    let promised = number_after(&preview.body, "id=\"preview\"");
+    assert!(promised >= 4, "a Telegram group, a WeCom group and two robots at least: {}", preview.body);
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "1"));
+    let ledger_path = c.post("/broadcasts", &confirmed).await.location;
+    let ledger = c.get(&ledger_path).await;
+    assert_eq!(number_after(&ledger.body, "<span>共 "), promised, "the send reaches what the preview said");
+    assert!(ledger.body.contains("和庄村企业微信群") && ledger.body.contains("企业微信群机器人"), "{}", ledger.body);
+    assert!(ledger.body.contains("id=\"scope\">和庄派出所（全所）<"), "{}", ledger.body);
+    assert!(ledger.body.contains("id=\"sender\">内勤 neiqin<"), "{}", ledger.body);
+    let list = c.get("/broadcasts").await;
+    for page in [&ledger.body, &list.body] {
+        assert!(!page.contains("station:HZPCS") && !page.contains("web:neiqin"), "codes shown: {page}");
+    }
+    assert!(list.body.contains("和庄派出所（全所）") && list.body.contains("内勤 neiqin"), "{}", list.body);
+});
