@@ -390,35 +390,41 @@ pub async fn report(settings: &Settings, store: Store, cmd: ReportCommand) -> an
 pub fn write_csv(mut out: impl std::io::Write, rows: &[OfficerFigures]) -> anyhow::Result<()> {
     out.write_all("\u{feff}".as_bytes())?;
     let mut w = csv::Writer::from_writer(out);
-    w.write_record([
-        "badge",
-        "name",
-        "station",
-        "warnings",
-        "notices",
-        "tips_received",
-        "tips_acknowledged",
-        "tips_resolved",
-        "median_ack_minutes",
-        "rated_satisfied",
-        "rated_fair",
-        "rated_dissatisfied",
-    ])?;
+    crate::csv_cells::write_record(
+        &mut w,
+        [
+            "badge",
+            "name",
+            "station",
+            "warnings",
+            "notices",
+            "tips_received",
+            "tips_acknowledged",
+            "tips_resolved",
+            "median_ack_minutes",
+            "rated_satisfied",
+            "rated_fair",
+            "rated_dissatisfied",
+        ],
+    )?;
     for r in rows {
-        w.write_record([
-            r.badge.clone(),
-            r.name.clone(),
-            r.station_code.clone(),
-            r.warnings.to_string(),
-            r.notices.to_string(),
-            r.tips_received.to_string(),
-            r.tips_acknowledged.to_string(),
-            r.tips_resolved.to_string(),
-            r.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
-            r.rated_satisfied.to_string(),
-            r.rated_fair.to_string(),
-            r.rated_dissatisfied.to_string(),
-        ])?;
+        crate::csv_cells::write_record(
+            &mut w,
+            [
+                r.badge.clone(),
+                r.name.clone(),
+                r.station_code.clone(),
+                r.warnings.to_string(),
+                r.notices.to_string(),
+                r.tips_received.to_string(),
+                r.tips_acknowledged.to_string(),
+                r.tips_resolved.to_string(),
+                r.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
+                r.rated_satisfied.to_string(),
+                r.rated_fair.to_string(),
+                r.rated_dissatisfied.to_string(),
+            ],
+        )?;
     }
     w.flush()?;
     Ok(())

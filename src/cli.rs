@@ -677,16 +677,12 @@ async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<Ex
         use std::io::Write;
         out.write_all("\u{feff}".as_bytes())?;
         let mut w = ::csv::Writer::from_writer(out);
-        w.write_record(["at", "actor", "action", "target", "result", "detail"])?;
+        crate::csv_cells::write_record(&mut w, ["at", "actor", "action", "target", "result", "detail"])?;
         for r in &rows {
-            w.write_record([
-                when(r.at),
-                r.actor.clone(),
-                r.action.clone(),
-                r.target.clone(),
-                r.result.clone(),
-                r.detail.clone(),
-            ])?;
+            crate::csv_cells::write_record(
+                &mut w,
+                [when(r.at), r.actor.clone(), r.action.clone(), r.target.clone(), r.result.clone(), r.detail.clone()],
+            )?;
         }
         w.flush()?;
     } else {

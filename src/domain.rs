@@ -123,6 +123,17 @@ macro_rules! spelled_enum {
                 match self { $($name::$variant => $stored),+ }
             }
 
+            /// The stored spellings of every variant, in the order of the variants (the order
+            /// menus, filters and counts show them in).
+            pub fn codes() -> Vec<&'static str> {
+                $name::ALL.iter().map(|v| v.as_str()).collect()
+            }
+
+            /// The variant stored as exactly `code` (no aliases: for values the program wrote).
+            pub fn from_code(code: &str) -> Option<Self> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == code)
+            }
+
             /// Accepts the stored spelling (any case) or a Chinese alias.
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
                 let s = raw.trim();
@@ -206,6 +217,69 @@ impl Role {
     }
 }
 
+spelled_enum!(
+    /// Where a tip is in its life. The order of the variants is the order people meet them
+    /// (and the order of every status menu, filter and count): new, acknowledged, being
+    /// worked, then the endings, a merged duplicate last.
+    TipStatus, "tip status" {
+        /// 待受理: nobody has taken it yet.
+        New = "new" | "待受理",
+        /// 已受理: an officer has taken it.
+        Acknowledged = "acknowledged" | "已受理",
+        /// 处理中
+        InProgress = "in_progress" | "处理中",
+        /// 已办结 (with a note the tipster sees)
+        Resolved = "resolved" | "已办结",
+        /// 不予受理 (with a note the tipster sees)
+        Rejected = "rejected" | "不予受理",
+        /// 已合并: a duplicate of another tip.
+        Merged = "merged" | "已合并",
+    }
+);
+
+impl TipStatus {
+    /// Whether someone still has to work the tip.
+    pub fn is_open(self) -> bool {
+        matches!(self, TipStatus::New | TipStatus::Acknowledged | TipStatus::InProgress)
+    }
+
+    /// The statuses still open, in order (as stored).
+    pub fn open_codes() -> Vec<&'static str> {
+        TipStatus::ALL.iter().filter(|s| s.is_open()).map(|s| s.as_str()).collect()
+    }
+
+    /// The statuses the desk may move an open tip in status `self` to, in order: those
+    /// after it (a merge has its own action). Empty for a closed tip.
+    pub fn next_choices(self) -> Vec<TipStatus> {
+        if !self.is_open() {
+            return vec![];
+        }
+        TipStatus::ALL.iter().copied().filter(|s| *s > self && *s != TipStatus::Merged).collect()
+    }
+}
+
+spelled_enum!(
+    /// A broadcast's kind; a warning comes first wherever both are offered.
+    BroadcastKind, "broadcast kind" {
+        /// 治安预警
+        Warning = "warning" | "治安预警" | "预警",
+        /// 通知
+        Notice = "notice" | "通知",
+    }
+);
+
+spelled_enum!(
+    /// How pressing a broadcast is, most pressing first.
+    Severity, "severity" {
+        /// 紧急
+        Urgent = "urgent" | "紧急",
+        /// 重要
+        Important = "important" | "重要",
+        /// 一般
+        Normal = "normal" | "一般",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +313,26 @@ mod tests {
         assert!(VillageCode::parse("").is_err());
         assert!(VillageCode::parse("41 01").is_err());
         assert_eq!(VillageCode::parse(" 410184101201 ").unwrap().as_str(), "410184101201");
+    }
+
+    #[test]
+    fn statuses_kinds_and_severities_come_in_the_order_people_use_them() {
+        let statuses = TipStatus::codes();
+        assert_eq!(statuses, ["new", "acknowledged", "in_progress", "resolved", "rejected", "merged"]);
+        assert_eq!(BroadcastKind::codes(), ["warning", "notice"]);
+        assert_eq!(Severity::codes(), ["urgent", "important", "normal"]);
+        assert_eq!(Severity::from_code("important"), Some(Severity::Important));
+        assert_eq!(Severity::from_code("重要"), None, "stored values are codes");
+        assert_eq!(TipStatus::open_codes(), ["new", "acknowledged", "in_progress"]);
+    }
+
+    #[test]
+    fn the_next_status_of_a_tip_is_the_one_after_where_it_stands() {
+        use TipStatus::*;
+        assert_eq!(New.next_choices(), [Acknowledged, InProgress, Resolved, Rejected]);
+        assert_eq!(Acknowledged.next_choices(), [InProgress, Resolved, Rejected]);
+        assert_eq!(InProgress.next_choices(), [Resolved, Rejected]);
+        assert!(Resolved.next_choices().is_empty() && Merged.next_choices().is_empty());
+        assert_eq!(TipStatus::parse("已合并").unwrap(), Merged);
     }
 }

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod csv_cells;
 pub mod domain;
 pub mod http;
 pub mod metrics;

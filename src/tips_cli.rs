@@ -80,9 +80,9 @@ fn filter(
 
 fn write_csv(settings: &Settings, rows: &[TipListRow], out: impl Write) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(EXPORT_COLUMNS)?;
+    crate::csv_cells::write_record(&mut w, EXPORT_COLUMNS)?;
     for r in rows {
-        w.write_record(export_record(settings.timezone(), r))?;
+        crate::csv_cells::write_record(&mut w, export_record(settings.timezone(), r))?;
     }
     w.flush()?;
     Ok(())

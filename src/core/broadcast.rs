@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Button, ChatKind, Core, Inbound, Outbound};
 use crate::authz::{Action, Actor, Subject};
+use crate::domain::{BroadcastKind, Severity};
 use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Settle, Target};
 use crate::store::officers::OfficerRow;
 use crate::texts::Msg;
@@ -181,9 +182,6 @@ impl Request {
     }
 }
 
-pub const KINDS: [&str; 2] = ["warning", "notice"];
-pub const SEVERITIES: [&str; 3] = ["urgent", "important", "normal"];
-
 /// A broadcast created: its id and how many targets its ledger holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Created {
@@ -223,9 +221,9 @@ impl Core {
     /// Validates and creates a broadcast; the worker delivers it. Errors are for the person
     /// who asked (unknown codes, a bad kind …) and say what to fix.
     pub async fn create_broadcast(&self, req: Request) -> anyhow::Result<Created> {
-        anyhow::ensure!(KINDS.contains(&req.kind.as_str()), "kind {:?}: use warning or notice", req.kind);
+        anyhow::ensure!(BroadcastKind::from_code(&req.kind).is_some(), "kind {:?}: use warning or notice", req.kind);
         anyhow::ensure!(
-            SEVERITIES.contains(&req.severity.as_str()),
+            Severity::from_code(&req.severity).is_some(),
             "severity {:?}: use urgent, important or normal",
             req.severity
         );
@@ -476,8 +474,9 @@ impl Core {
             );
             compose.step = ComposeStep::Severity;
             self.save_compose(inbound, &compose).await?;
-            let buttons = SEVERITIES
-                .iter()
+            // Most pressing first, as everywhere severities are offered.
+            let buttons = Severity::codes()
+                .into_iter()
                 .map(|s| Button::Callback {
                     label: texts.render(Msg::SeverityLabel, minijinja::context! { severity => s }),
                     data: format!("{COMPOSE_PREFIX}s:{s}"),
@@ -487,7 +486,7 @@ impl Core {
                 texts.render(Msg::BroadcastChooseSeverity, minijinja::context! { target => &compose.target_label });
             return Ok(Some(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }]));
         }
-        if let Some(s) = rest.strip_prefix("s:").filter(|s| SEVERITIES.contains(s)) {
+        if let Some(s) = rest.strip_prefix("s:").filter(|s| Severity::from_code(s).is_some()) {
             compose.severity = Some(s.to_string());
             compose.step = ComposeStep::Text;
             self.save_compose(inbound, &compose).await?;
@@ -523,7 +522,7 @@ impl Core {
         Ok(Some(vec![]))
     }
 
-    async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
+    pub async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
         Ok(match target {
             Target::Village(code) => self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or_default(),
             Target::Office(code) => self.store().office_name(code).await?.unwrap_or_default(),
@@ -576,7 +575,7 @@ impl Core {
         compose.step = ComposeStep::Confirm;
         self.save_compose(inbound, &compose).await?;
         let targets: Vec<Target> = compose.targets.iter().filter_map(|t| Target::parse(t).ok()).collect();
-        let groups = self.store().count_target_chats(&targets, inbound.platform.as_str()).await?;
+        let groups = self.store().count_destinations(&targets).await?;
         let preview = BroadcastRow {
             id: 0,
             kind: compose.kind.clone(),

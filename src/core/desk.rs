@@ -6,6 +6,7 @@
 use super::handler::Core;
 use super::{Button, Outbound};
 use crate::authz::{Action, Actor, Subject};
+use crate::domain::TipStatus;
 use crate::store::tips::TipRow;
 use crate::texts::Msg;
 
@@ -26,8 +27,6 @@ pub enum DeskError {
 
 /// What an action produced: messages for the tip's platform.
 pub type DeskResult = Result<(String, Vec<Outbound>), DeskError>;
-
-const OPEN: [&str; 3] = ["new", "acknowledged", "in_progress"];
 
 impl Core {
     /// Decides `action` on `subject` for `actor` (no group, so no membership check) and
@@ -67,7 +66,7 @@ impl Core {
             Ok(tip) => tip,
             Err(e) => return Ok(Err(e)),
         };
-        if !OPEN.contains(&tip.status.as_str()) {
+        if !TipStatus::from_code(&tip.status).is_some_and(TipStatus::is_open) {
             return Ok(Err(DeskError::NotOpen));
         }
         let officer = self.store().officer_by_badge(badge.trim()).await?;
@@ -89,7 +88,9 @@ impl Core {
     /// Sets the status: acknowledged, in progress, resolved or rejected (the last two with a
     /// note the tipster sees). The tipster hears of it as from the bot.
     pub async fn desk_status(&self, actor: &Actor, number: &str, to: &str, note: &str) -> anyhow::Result<DeskResult> {
-        if !["acknowledged", "in_progress", "resolved", "rejected"].contains(&to) {
+        // Any status an open tip can be moved to (the console's menu offers those after the
+        // tip's own).
+        if !TipStatus::from_code(to).is_some_and(|s| TipStatus::New.next_choices().contains(&s)) {
             return Ok(Err(DeskError::Invalid("status")));
         }
         let note = Some(note.trim()).filter(|n| !n.is_empty());
@@ -100,7 +101,8 @@ impl Core {
             Ok(tip) => tip,
             Err(e) => return Ok(Err(e)),
         };
-        let changed = self.store().change_tip_status_by(tip.id, None, &actor.label(), &OPEN, to, note).await?;
+        let changed =
+            self.store().change_tip_status_by(tip.id, None, &actor.label(), &TipStatus::open_codes(), to, note).await?;
         if !changed {
             return Ok(Err(DeskError::NotOpen));
         }

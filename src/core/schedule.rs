@@ -145,11 +145,11 @@ impl Schedule {
             anyhow::ensure!(jobs.iter().all(|j| j.name != n.name), "{what}: the name is used twice");
             parse_targets(&n.to.join(" ")).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
             anyhow::ensure!(
-                super::broadcast::KINDS.contains(&n.kind.as_str()),
+                crate::domain::BroadcastKind::from_code(&n.kind).is_some(),
                 "{what}: kind must be warning or notice"
             );
             anyhow::ensure!(
-                super::broadcast::SEVERITIES.contains(&n.severity.as_str()),
+                crate::domain::Severity::from_code(&n.severity).is_some(),
                 "{what}: severity must be urgent, important or normal"
             );
             texts.render_named(&n.template, ()).with_context(|| format!("{what}: its template"))?;

@@ -276,7 +276,7 @@ impl Core {
         note: &str,
     ) -> anyhow::Result<Vec<Outbound>> {
         let note = Some(note.trim()).filter(|n| !n.is_empty());
-        let open = ["new", "acknowledged", "in_progress"];
+        let open = crate::domain::TipStatus::open_codes();
         if !self.store().change_tip_status(tip.id, officer_id, &open, to, note).await? {
             let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
             return Ok(self.reply_text(inbound, message_id, text));

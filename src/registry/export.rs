@@ -44,12 +44,12 @@ pub async fn export_dir(store: &Store, dir: &Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("Failed to read the rows of {file}"))?;
         let mut w = csv::Writer::from_path(&path).with_context(|| format!("Failed to create {}", path.display()))?;
-        w.write_record(header)?;
+        crate::csv_cells::write_record(&mut w, header.iter())?;
         for row in rows {
             let fields = (0..header.len())
                 .map(|i| row.try_get::<Option<String>, _>(i).map(Option::unwrap_or_default))
                 .collect::<Result<Vec<_>, _>>()?;
-            w.write_record(fields)?;
+            crate::csv_cells::write_record(&mut w, fields)?;
         }
         w.flush().with_context(|| format!("Failed to write {}", path.display()))?;
     }

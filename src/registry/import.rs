@@ -215,7 +215,8 @@ fn read_file(path: &Path, spec: &[Col], errors: &mut Vec<LineError>) -> Vec<Line
                         ),
                     );
                 }
-                values[*i] = field.to_string();
+                // A cell the export made inert (`'=…`) comes back as it was.
+                values[*i] = crate::csv_cells::restore(field).to_string();
             }
         }
         lines.push(Line { number, values });

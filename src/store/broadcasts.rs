@@ -256,6 +256,44 @@ fn office_filter(targets: &[Target], first: usize) -> Option<(String, Vec<String
     if wide.is_empty() { None } else { Some(target_filter(&wide, first)) }
 }
 
+/// Where a broadcast to `targets` goes, each a SELECT of (channel, chat_id, address,
+/// village_id, ord) with its binds numbered from `$first` (a robot has chat 0 and an address): every active group the targets
+/// reach on every platform (Telegram, WeCom, the console's chats …), then each reached
+/// village's WeCom robot, then the robot of each reached office. A new broadcast writes one
+/// delivery per row ([`Store::create_broadcast`]); the preview counts the same rows
+/// ([`Store::count_destinations`]), so it says what the send will do.
+fn destinations(targets: &[Target], first: usize) -> Vec<(String, Vec<String>)> {
+    let (filter, binds) = target_filter(targets, first);
+    let mut out = vec![
+        (
+            format!(
+                "SELECT c.platform AS channel, c.chat_id AS chat_id, CAST(NULL AS TEXT) AS address, \
+                 c.village_id AS village_id, c.id AS ord FROM {CHAT_JOIN} WHERE c.active = 1 AND {filter}"
+            ),
+            binds.clone(),
+        ),
+        (
+            format!(
+                "SELECT 'wecom' AS channel, CAST(0 AS BIGINT) AS chat_id, v.wecom_webhook AS address, \
+                 v.id AS village_id, v.id AS ord FROM {VILLAGE_JOIN} \
+                 WHERE v.wecom_webhook IS NOT NULL AND v.wecom_webhook <> '' AND {filter}"
+            ),
+            binds,
+        ),
+    ];
+    if let Some((filter, binds)) = office_filter(targets, first) {
+        out.push((
+            format!(
+                "SELECT 'wecom' AS channel, CAST(0 AS BIGINT) AS chat_id, o.wecom_webhook AS address, \
+                 CAST(NULL AS BIGINT) AS village_id, o.id AS ord FROM offices o JOIN stations s ON s.id = o.station_id \
+                 WHERE o.wecom_webhook IS NOT NULL AND o.wecom_webhook <> '' AND {filter}"
+            ),
+            binds,
+        ));
+    }
+    out
+}
+
 const VILLAGE_JOIN: &str = "villages v JOIN offices o ON o.id = v.office_id JOIN stations s ON s.id = o.station_id";
 /// Active groups with their village, office and station.
 const CHAT_JOIN: &str = "chats c JOIN villages v ON v.id = c.village_id JOIN offices o ON o.id = v.office_id \
@@ -377,34 +415,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         } else {
-            let sql = format!(
-                "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, village_id, state, updated_at) \
-                 SELECT $1, c.platform, c.chat_id, c.village_id, 'pending', $2 FROM {CHAT_JOIN} \
-                 WHERE c.active = 1 AND {filter} ORDER BY c.id",
-                filter = target_filter(&b.targets, 3).0
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
-            for c in &binds {
-                q = q.bind(c);
-            }
-            q.execute(&mut *tx).await?;
-            let sql = format!(
-                "INSERT INTO broadcast_deliveries (broadcast_id, channel, address, village_id, state, updated_at) \
-                 SELECT $1, 'wecom', v.wecom_webhook, v.id, 'pending', $2 FROM {VILLAGE_JOIN} \
-                 WHERE v.wecom_webhook IS NOT NULL AND v.wecom_webhook <> '' AND {filter} ORDER BY v.id",
-                filter = target_filter(&b.targets, 3).0
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
-            for c in &binds {
-                q = q.bind(c);
-            }
-            q.execute(&mut *tx).await?;
-            if let Some((filter, binds)) = office_filter(&b.targets, 3) {
+            for (select, binds) in destinations(&b.targets, 3) {
                 let sql = format!(
-                    "INSERT INTO broadcast_deliveries (broadcast_id, channel, address, state, updated_at) \
-                     SELECT $1, 'wecom', o.wecom_webhook, 'pending', $2 FROM offices o JOIN stations s ON s.id = o.station_id \
-                     WHERE o.wecom_webhook IS NOT NULL AND o.wecom_webhook <> '' AND {} ORDER BY o.id",
-                    filter
+                    "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, address, village_id, state, updated_at) \
+                     SELECT $1, d.channel, d.chat_id, d.address, d.village_id, 'pending', $2 FROM ({select}) d ORDER BY d.ord"
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
                 for c in &binds {
@@ -837,15 +851,19 @@ impl Store {
             .await?)
     }
 
-    /// How many active groups on `platform` a broadcast to `targets` would reach.
-    pub async fn count_target_chats(&self, targets: &[Target], platform: &str) -> anyhow::Result<i64> {
-        let (filter, binds) = target_filter(targets, 2);
-        let sql = format!("SELECT COUNT(*) FROM {CHAT_JOIN} WHERE c.active = 1 AND c.platform = $1 AND {filter}");
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(platform);
-        for b in &binds {
-            q = q.bind(b);
+    /// How many deliveries a new broadcast to `targets` would make: every group on every
+    /// platform and every WeCom robot it reaches (the rows [`Store::create_broadcast`] writes).
+    pub async fn count_destinations(&self, targets: &[Target]) -> anyhow::Result<i64> {
+        let mut total = 0;
+        for (select, binds) in destinations(targets, 1) {
+            let sql = format!("SELECT COUNT(*) FROM ({select}) d");
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                q = q.bind(b);
+            }
+            total += q.fetch_one(self.pool()).await?;
         }
-        Ok(q.fetch_one(self.pool()).await?)
+        Ok(total)
     }
 }
 

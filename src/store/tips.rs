@@ -738,7 +738,7 @@ impl Store {
         officer_id: Option<i64>,
         actor: &str,
     ) -> anyhow::Result<bool> {
-        let open = ["new", "acknowledged", "in_progress"];
+        let open = crate::domain::TipStatus::open_codes();
         let merged = self.change_tip_status_by(tip_id, officer_id, actor, &open, "merged", None).await?;
         if merged {
             sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")
@@ -902,6 +902,7 @@ pub struct TipListRow {
     pub number: String,
     pub created_at: i64,
     pub station_code: String,
+    pub station_name: String,
     pub village_code: String,
     pub village_name: String,
     pub category: String,
@@ -943,7 +944,7 @@ impl Store {
     pub async fn list_tips(&self, filter: &TipFilter) -> anyhow::Result<Vec<TipListRow>> {
         let status = filter.status.clone().unwrap_or_default();
         Ok(sqlx::query_as(
-            "SELECT t.number, t.created_at, s.code AS station_code, v.code AS village_code, v.name AS village_name, \
+            "SELECT t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, v.name AS village_name, \
              t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, f.name AS officer_name, \
              t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
              CASE WHEN t.status = 'new' AND t.ack_deadline IS NOT NULL AND t.ack_deadline < $9 THEN 1 ELSE 0 END AS overdue \

@@ -11,7 +11,7 @@ pub fn bar_chart(title: &str, rows: &[(String, i64)]) -> String {
     let height = 30 + rows.len() * bar_h;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{t}\" viewBox=\"0 0 560 {height}\" \
-         width=\"100%\" style=\"max-width:560px\"><title>{t}</title>",
+         width=\"100%\" class=\"chart\"><title>{t}</title>",
         t = esc(title)
     );
     for (i, (label, value)) in rows.iter().enumerate() {

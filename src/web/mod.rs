@@ -72,7 +72,6 @@ const TEXT_KEYS: &[&str] = &[
     "login_form_expired",
     "login_wrong",
     "login_locked",
-    "login_totp_wrong",
     "csrf_refused",
     "not_found",
     "filter_invalid",
@@ -95,6 +94,7 @@ const TEXT_KEYS: &[&str] = &[
     "target_required",
     "time_invalid",
     "whole_station",
+    "all_targets",
     "chart_warnings",
     "chart_tips",
     "sheet_name",
@@ -153,6 +153,12 @@ pub struct WebState {
     pub core: Core,
     pub texts: Arc<WebTexts>,
     env: Arc<minijinja::Environment<'static>>,
+    /// The maps of `_labels.html` (status, category, source, rating …: code → name), for what
+    /// the program writes outside a page (the exports).
+    labels: Arc<HashMap<String, minijinja::Value>>,
+    /// The console's stylesheet and script ([`ASSETS`]), read from the templates' folder: the
+    /// pages carry no inline style or script, so the Content-Security-Policy can forbid both.
+    assets: Arc<HashMap<&'static str, String>>,
     opts: Arc<WebOptions>,
     /// Where messages for each platform go (the channel performs them).
     outbound: Arc<HashMap<Platform, UnboundedSender<Outbound>>>,
@@ -194,21 +200,47 @@ pub fn load_templates(dir: &Path, core: &Core) -> anyhow::Result<minijinja::Envi
     Ok(env)
 }
 
+/// The maps `_labels.html` sets (code → name), by name; none (codes shown) when it fails.
+fn label_maps(env: &minijinja::Environment<'static>) -> HashMap<String, minijinja::Value> {
+    let captured = match env.get_template("_labels.html").and_then(|t| t.render_captured(())) {
+        Ok(captured) => captured,
+        Err(e) => {
+            tracing::error!(error = %e, "the web template _labels.html failed; exports show codes");
+            return HashMap::new();
+        }
+    };
+    let state = captured.state();
+    state.exports().into_iter().filter_map(|name| Some((name.to_string(), state.lookup(name)?))).collect()
+}
+
 impl WebState {
     pub fn new(
         core: Core,
         templates: minijinja::Environment<'static>,
+        assets: HashMap<&'static str, String>,
         texts: WebTexts,
         opts: WebOptions,
         outbound: HashMap<Platform, UnboundedSender<Outbound>>,
     ) -> WebState {
+        let labels = label_maps(&templates);
         WebState {
             core,
             texts: Arc::new(texts),
             env: Arc::new(templates),
+            labels: Arc::new(labels),
+            assets: Arc::new(assets),
             opts: Arc::new(opts),
             outbound: Arc::new(outbound),
         }
+    }
+
+    /// The name `_labels.html` gives `code` in its map `map` (the code itself when it has none).
+    pub fn label(&self, map: &str, code: &str) -> String {
+        self.labels
+            .get(map)
+            .and_then(|m| m.get_item(&minijinja::Value::from(code)).ok())
+            .filter(|v| !v.is_undefined() && !v.is_none())
+            .map_or_else(|| code.to_string(), |v| v.to_string())
     }
 
     /// The text of `key` from `texts.toml`, owned (for error maps).
@@ -266,6 +298,8 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The logged-in account of a request, its CSRF token and its authorisation actor.
 pub struct Session {
     pub user: WebUser,
+    /// The name of the account's station, for the page header (`None`: a system account).
+    pub station_name: Option<String>,
     pub csrf: String,
     pub actor: Actor,
     token: String,
@@ -294,6 +328,7 @@ impl Session {
     pub fn page(&self) -> minijinja::Value {
         minijinja::context! {
             username => &self.user.username,
+            station => &self.station_name,
             role => &self.user.role,
             csrf => &self.csrf,
             admin => self.actor.role >= Role::StationAdmin,
@@ -335,7 +370,11 @@ impl FromRequestParts<WebState> for Session {
         let Some(session) = session else { return Err(to_login()) };
         let Some(user) = store.web_user(session.user_id).await.map_err(internal)? else { return Err(to_login()) };
         let actor = actor_of(&user);
-        Ok(Session { user, csrf: session.csrf, actor, token })
+        let station_name = match user.station_id {
+            Some(id) => Some(store.station_of(id).await.map_err(internal)?.1),
+            None => None,
+        };
+        Ok(Session { user, station_name, csrf: session.csrf, actor, token })
     }
 }
 
@@ -356,10 +395,11 @@ struct LoginForm {
     csrf: String,
 }
 
+/// Why a login was refused: one text for any wrong name, password or code, so the answer
+/// never says which was right.
 #[derive(Serialize, Default)]
 struct LoginErrors {
     form: Option<String>,
-    totp: Option<String>,
 }
 
 async fn login_page(State(state): State<WebState>) -> Response {
@@ -377,7 +417,10 @@ fn login_form(state: &WebState, errors: LoginErrors, username: &str, status: Sta
 async fn login(State(state): State<WebState>, headers: HeaderMap, axum::Form(form): axum::Form<LoginForm>) -> Response {
     let cookie = cookie_value(&headers, LOGIN_COOKIE).unwrap_or("");
     if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes())) {
-        return error_page(StatusCode::FORBIDDEN, "login_form_expired");
+        // A form sent again (a refresh after a refusal) or left open too long: nothing is
+        // tried, and a fresh form takes its place.
+        let errors = LoginErrors { form: Some(state.t("login_form_expired")) };
+        return login_form(&state, errors, &form.username, StatusCode::FORBIDDEN);
     }
     match try_login(&state, &form).await {
         Ok(Ok(token)) => {
@@ -398,7 +441,7 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
     let now = state.core.now_ms();
     let username = form.username.trim();
     let actor = format!("web:{username}");
-    let refused = |key: &str| LoginErrors { form: Some(state.t(key)), totp: None };
+    let refused = |key: &str| LoginErrors { form: Some(state.t(key)) };
     let Some(user) = store.web_user_by_name(username).await? else {
         // The same work as for a real account, so timing does not tell which names exist.
         let _ = verify_password(
@@ -421,9 +464,6 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
         let locked = store.web_login_failed(user.id, state.opts.max_failed_logins, state.opts.lockout_ms, now).await?;
         let detail = if locked { "wrong credentials; locked" } else { "wrong credentials" };
         store.audit(now, &actor, "web_login", "console", "denied", detail).await?;
-        if password_ok && !totp_ok {
-            return Ok(Err(LoginErrors { form: None, totp: Some(state.t("login_totp_wrong")) }));
-        }
         return Ok(Err(refused("login_wrong")));
     }
     let token = random_token();
@@ -475,14 +515,57 @@ pub fn csrf_refused() -> Response {
     error_page(StatusCode::FORBIDDEN, "csrf_refused")
 }
 
-/// The console's routes.
+/// What a page may load: only the console's own stylesheet, script, images and media (no
+/// inline style or script, no event attributes); forms post only back here; no other site may
+/// frame a page.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+     media-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The files of the templates' folder served under `/static/`, and their types.
+const ASSETS: [(&str, &str); 2] =
+    [("console.css", "text/css; charset=utf-8"), ("console.js", "text/javascript; charset=utf-8")];
+
+/// Reads the [`ASSETS`] of the templates' folder `dir`.
+pub fn load_assets(dir: &Path) -> anyhow::Result<HashMap<&'static str, String>> {
+    let mut assets = HashMap::new();
+    for (name, _) in ASSETS {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        assets.insert(name, text);
+    }
+    Ok(assets)
+}
+
+/// GET /static/NAME: the pages' stylesheet and script (no login needed: the login page uses
+/// them).
+async fn asset(State(state): State<WebState>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _)| *n == name).and_then(|(n, kind)| Some((kind, state.assets.get(n)?))) {
+        Some((kind, text)) => {
+            ([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "max-age=300")], text.clone()).into_response()
+        }
+        None => error_page(StatusCode::NOT_FOUND, "not_found"),
+    }
+}
+
+/// The console's routes. Every answer, error pages included, carries the security headers;
+/// every answer that does not say otherwise (the stylesheet) is `Cache-Control: no-store`,
+/// since nearly every page and export shows personal data and a station PC is shared.
 pub fn router(state: WebState) -> Router {
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let always = |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
     Router::new()
         .route("/", get(|| async { Redirect::to("/tips") }))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
+        .route("/static/{name}", get(asset))
         .merge(pages::routes())
+        .fallback(|| async { error_page(StatusCode::NOT_FOUND, "not_found") })
         .layer(axum::middleware::map_response_with_state(state.clone(), render_errors))
+        .layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .layer(always(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(always(header::REFERRER_POLICY, "no-referrer"))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(state)
 }
 
@@ -512,8 +595,9 @@ pub async fn start(
     }
     let dir = settings.resolve(&settings.file.paths.web_templates_dir);
     let templates = load_templates(&dir, core)?;
+    let assets = load_assets(&dir)?;
     let texts = WebTexts::load(&dir.join("texts.toml"))?;
-    let state = WebState::new(core.clone(), templates, texts, settings.web_options(), outbound);
+    let state = WebState::new(core.clone(), templates, assets, texts, settings.web_options(), outbound);
     let listener = crate::http::bind(&settings.file.web.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "station console listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

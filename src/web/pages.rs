@@ -16,6 +16,7 @@ use super::{Session, WebState, csrf_refused, error_page, internal};
 use crate::authz::{Action, Subject};
 use crate::core::DeskError;
 use crate::core::broadcast::Request;
+use crate::domain::{BroadcastKind, Severity, TipStatus};
 use crate::store::broadcasts::Target;
 use crate::store::tips::{TipFilter, TipListRow};
 
@@ -189,6 +190,7 @@ async fn tips(State(state): State<WebState>, session: Session, Query(filters): Q
     let ctx = minijinja::context! {
         page => session.page(), tips => &rows, total => rows.len(), counters, overdue, filters => &filters,
         query => filters.query(), errors, villages, officers, categories => state.core.tip_categories(),
+        statuses => TipStatus::codes(),
     };
     Ok(state.render(status, "tips.html", ctx))
 }
@@ -202,21 +204,26 @@ fn status_group(status: &str) -> &'static str {
     }
 }
 
-/// The export's header and rows: the columns of `cunjing tips export` but the tip's text (the
-/// desk's list; the text is one click away), named by the console's texts.
+/// The export's header and rows: the columns of `cunjing tips export`, the tip's text (内容)
+/// included for the station's own use, named by the console's texts, and every coded value
+/// (station, category, source, status, rating, anonymous) by the name the pages show. Who
+/// reported a tip is no column: a tip list row does not even carry it.
 fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<String>>) {
     use crate::tips_cli::{EXPORT_COLUMNS, export_record};
-    let columns = &EXPORT_COLUMNS[..EXPORT_COLUMNS.len() - 1];
-    let anonymous = columns.iter().position(|c| *c == "anonymous");
-    let header = columns.iter().map(|c| state.texts.column(c).to_string()).collect();
+    let header = EXPORT_COLUMNS.iter().map(|c| state.texts.column(c).to_string()).collect();
     let tz = state.core.timezone();
     let rows = rows
         .iter()
         .map(|r| {
             let mut record = export_record(tz, r);
-            record.truncate(columns.len());
-            if let Some(i) = anonymous {
-                record[i] = state.t(if r.anonymous == 1 { "yes" } else { "no" });
+            for (cell, column) in record.iter_mut().zip(EXPORT_COLUMNS) {
+                *cell = match column {
+                    "station" => r.station_name.clone(),
+                    "category" | "source" | "status" => state.label(column, cell),
+                    "rating" if !cell.is_empty() => state.label(column, cell),
+                    "anonymous" => state.t(if r.anonymous == 1 { "yes" } else { "no" }),
+                    _ => continue,
+                };
             }
             record
         })
@@ -232,9 +239,9 @@ async fn export_csv(State(state): State<WebState>, session: Session, Query(filte
     let mut out = "\u{feff}".as_bytes().to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(&header).map_err(|e| fail(e.into()))?;
+        crate::csv_cells::write_record(&mut w, &header).map_err(|e| fail(e.into()))?;
         for r in &rows {
-            w.write_record(r).map_err(|e| fail(e.into()))?;
+            crate::csv_cells::write_record(&mut w, r).map_err(|e| fail(e.into()))?;
         }
         w.flush().map_err(|e| fail(e.into()))?;
     }
@@ -351,9 +358,13 @@ async fn tip_page(
     };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let overdue = tip.status == "new" && tip.ack_deadline.is_some_and(|d| d < core.now_ms());
+    let tip_status = TipStatus::from_code(&tip.status);
+    // The menu starts on the status that comes next (已受理 for a new tip, 处理中 once taken…).
+    let next_statuses: Vec<&str> =
+        tip_status.map(TipStatus::next_choices).unwrap_or_default().into_iter().map(TipStatus::as_str).collect();
     let ctx = minijinja::context! {
         page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
-        errors, ok, overdue, open => ["new", "acknowledged", "in_progress"].contains(&tip.status.as_str()),
+        errors, ok, overdue, open => tip_status.is_some_and(TipStatus::is_open), next_statuses,
     };
     Ok(state.render(status, "tip.html", ctx))
 }
@@ -466,13 +477,51 @@ fn url_segment(s: &str) -> String {
 
 // ----- broadcasts -----
 
+/// The targets of `spec` (`station:HZPCS village:…`) by name: 和庄派出所（全所）, 前店村 …
+async fn scope_names(state: &WebState, spec: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for token in spec.split_whitespace() {
+        let name = match Target::parse(token) {
+            Ok(Target::All) => state.t("all_targets"),
+            Ok(target @ Target::Station(_)) => {
+                format!("{}{}", state.core.target_name(&target).await?, state.texts.get("whole_station"))
+            }
+            Ok(target) => state.core.target_name(&target).await?,
+            Err(_) => String::new(),
+        };
+        // A code no longer in the registry still shows, as itself.
+        names.push(if name.is_empty() { token.to_string() } else { name });
+    }
+    Ok(names)
+}
+
+/// Who sent a broadcast, as staff call them: an officer by name, a console account as its
+/// role and name (内勤 neiqin) rather than `web:neiqin`.
+async fn sender_name(state: &WebState, label: &str) -> anyhow::Result<String> {
+    let Some(username) = label.strip_prefix("web:") else { return Ok(label.to_string()) };
+    Ok(match state.core.store().web_user_by_name(username).await? {
+        Some(user) => format!("{} {username}", state.label("account", &user.role)),
+        None => username.to_string(),
+    })
+}
+
+/// A broadcast for a page: its row, and its scope and sender by name.
+async fn broadcast_view(
+    state: &WebState,
+    b: &crate::store::broadcasts::BroadcastRow,
+) -> anyhow::Result<minijinja::Value> {
+    let scope = scope_names(state, &b.target_spec).await?.join("、");
+    let sender = sender_name(state, &b.sender_label).await?;
+    Ok(minijinja::context! { scope, sender, ..minijinja::Value::from_serialize(b) })
+}
+
 async fn broadcasts(State(state): State<WebState>, session: Session) -> Page {
     let rows = state.core.store().station_broadcasts(session.user.station_id, 50).await.map_err(fail)?;
-    Ok(state.render(
-        StatusCode::OK,
-        "broadcasts.html",
-        minijinja::context! { page => session.page(), broadcasts => rows },
-    ))
+    let mut broadcasts = Vec::with_capacity(rows.len());
+    for b in &rows {
+        broadcasts.push(broadcast_view(&state, b).await.map_err(fail)?);
+    }
+    Ok(state.render(StatusCode::OK, "broadcasts.html", minijinja::context! { page => session.page(), broadcasts }))
 }
 
 /// The targets an account may choose: the station itself, its offices, its villages.
@@ -523,12 +572,19 @@ async fn broadcast_form(
 ) -> Page {
     let targets = target_choices(state, session).await.map_err(fail)?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let ctx = minijinja::context! { page => session.page(), form, targets, errors, preview };
+    let ctx = minijinja::context! {
+        page => session.page(), form, targets, errors, preview,
+        kinds => BroadcastKind::codes(), severities => Severity::codes(),
+    };
     Ok(state.render(status, "broadcast_new.html", ctx))
 }
 
 async fn broadcast_new(State(state): State<WebState>, session: Session) -> Page {
-    let form = BroadcastForm { kind: "warning".into(), severity: "important".into(), ..BroadcastForm::default() };
+    let form = BroadcastForm {
+        kind: BroadcastKind::Warning.as_str().into(),
+        severity: Severity::Important.as_str().into(),
+        ..BroadcastForm::default()
+    };
     broadcast_form(&state, &session, &form, BTreeMap::new(), None).await
 }
 
@@ -554,10 +610,10 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     }
     let core = &state.core;
     let mut errors = BTreeMap::new();
-    if !["warning", "notice"].contains(&form.kind.as_str()) {
+    if BroadcastKind::from_code(&form.kind).is_none() {
         errors.insert("kind", state.t("kind_required"));
     }
-    if !["urgent", "important", "normal"].contains(&form.severity.as_str()) {
+    if Severity::from_code(&form.severity).is_none() {
         errors.insert("severity", state.t("severity_required"));
     }
     if form.text.trim().is_empty() {
@@ -600,7 +656,7 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
         }
     }
     if form.confirm.is_empty() {
-        let groups = core.store().count_target_chats(&targets, "telegram").await.map_err(fail)?;
+        let groups = core.store().count_destinations(&targets).await.map_err(fail)?;
         return broadcast_form(&state, &session, &form, BTreeMap::new(), Some(groups)).await;
     }
     let label = format!("web:{}", session.user.username);
@@ -638,6 +694,7 @@ async fn broadcast(State(state): State<WebState>, session: Session, Path(id): Pa
     let counts = store.broadcast_counts(id).await.map_err(fail)?;
     let ledger = store.broadcast_ledger(id).await.map_err(fail)?;
     let done = counts.pending == 0 && counts.sending == 0;
+    let b = broadcast_view(&state, &b).await.map_err(fail)?;
     let ctx = minijinja::context! { page => session.page(), b, counts, ledger, done };
     Ok(state.render(StatusCode::OK, "broadcast.html", ctx))
 }
@@ -784,7 +841,14 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
     let villages: Vec<_> = per_village
         .into_iter()
         .map(|(name, cats)| {
-            let rows: Vec<(String, i64)> = cats.iter().map(|(c, n)| (core.category_label(c), *n)).collect();
+            // Categories in the order the bot offers them, any no longer offered after.
+            let known = core.tip_categories();
+            let rows: Vec<(String, i64)> = known
+                .iter()
+                .filter_map(|c| cats.get(c).map(|n| (c, *n)))
+                .chain(cats.iter().filter(|(c, _)| !known.contains(c)).map(|(c, n)| (c, *n)))
+                .map(|(c, n)| (core.category_label(c), n))
+                .collect();
             minijinja::context! { name => &name, chart => bar_chart(&name, &rows), total => cats.values().sum::<i64>() }
         })
         .collect();

@@ -169,6 +169,21 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         .await;
         shot(&c, "broadcast-ledger").await;
 
+        // The Content-Security-Policy allows no inline style or script, yet the page is styled
+        // from /static/console.css and the cancel button asks first, from /static/console.js.
+        let background = c
+            .execute("return getComputedStyle(document.querySelector('header')).backgroundColor;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(background.as_str(), Some("rgb(31, 78, 140)"), "the stylesheet applies");
+        assert_eq!(text_of(&c, "#station").await, "和庄派出所", "the header names the station");
+        let id: i64 = c.current_url().await.unwrap().path().rsplit('/').next().unwrap().parse().unwrap();
+        c.find(Locator::Id("cancel")).await.unwrap().click().await.unwrap();
+        assert!(c.get_alert_text().await.unwrap().contains("确定撤回"), "the script asks before cancelling");
+        c.dismiss_alert().await.unwrap();
+        let kept = app.store().broadcast(id).await.unwrap().unwrap();
+        assert_ne!(kept.status, "cancelled", "answered no: nothing is taken back");
+
         // Download the list as CSV.
         c.goto(&format!("{base}/tips")).await.unwrap();
         c.find(Locator::Id("export-csv")).await.unwrap().click().await.unwrap();

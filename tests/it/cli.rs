@@ -231,6 +231,44 @@ async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap().as_array().unwrap().len(), 0);
 }
 
+#[tokio::test]
+async fn the_cli_tips_export_shows_a_tip_that_begins_like_a_formula_as_text() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let store = open_store(&url).await;
+    let village = store.village_by_code("410184101202").await.unwrap().unwrap();
+    let formula = "=HYPERLINK(\"http://evil.example/\") 有人偷电瓶";
+    for (text, day) in [(formula, "20261123"), ("-1+1 有人打架", "20261124"), ("@所有人 注意", "20261125")] {
+        store
+            .create_tip(&cunjing::store::tips::NewTip {
+                village_id: village.id,
+                category: "theft".into(),
+                source: "private",
+                anonymous: true,
+                contact_phone: None,
+                items: vec![cunjing::store::tips::TipItem::Text { text: text.into() }],
+                reporter_platform: "telegram".into(),
+                reporter_chat_id: 987_654_321,
+                day: day.into(),
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let file = db.path().join("tips.csv");
+    let out = cunjing(&["tips", "export", "--csv", file.to_str().unwrap()], &url, "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&file).unwrap();
+    let mut reader = csv::Reader::from_reader(body.trim_start_matches('\u{feff}').as_bytes());
+    let column = reader.headers().unwrap().iter().position(|h| h == "text").unwrap();
+    let mut texts: Vec<String> = reader.records().map(|r| r.unwrap()[column].to_string()).collect();
+    texts.sort();
+    let mut expected = [format!("'{formula}"), "'-1+1 有人打架".to_string(), "'@所有人 注意".to_string()];
+    expected.sort();
+    assert_eq!(texts, expected, "each shown as text by a spreadsheet, not run");
+}
+
 /// The whole daemon as a process against the fake Telegram: a tipster reports anonymously,
 /// the officer replies; then the logs are searched for what must never be in them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

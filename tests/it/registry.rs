@@ -175,3 +175,18 @@ on_both_engines!(the_coverage_check_names_the_gaps_staff_must_fix, |db| {
     let report = registry::check(&db.store, today(), 5).await.unwrap();
     assert_eq!(report.villages_without_group.len(), 11);
 });
+
+on_both_engines!(a_name_that_begins_like_a_formula_is_exported_as_text_and_imports_unchanged, |db| {
+    registry::import_dir(&db.store, &example_dir(), today()).await.unwrap();
+    sqlx::query("UPDATE villages SET name = '=1+1村' WHERE code = '410184101201'")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    registry::export_dir(&db.store, out.path()).await.unwrap();
+    let villages = std::fs::read_to_string(out.path().join("villages.csv")).unwrap();
+    assert!(villages.contains(",'=1+1村,"), "a spreadsheet shows it as text: {villages}");
+    registry::import_dir(&db.store, out.path(), today()).await.unwrap();
+    let village = db.store.village_by_code("410184101201").await.unwrap().unwrap();
+    assert_eq!(village.name, "=1+1村", "the import takes the quote off again");
+});

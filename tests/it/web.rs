@@ -158,10 +158,10 @@ app_test!(the_console_needs_a_login_refuses_wrong_passwords_and_locks_the_accoun
     for _ in 0..4 {
         let wrong = c.login("neiqin", "wrong password", "").await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-        assert!(wrong.body.contains("id=\"login-error\">用户名或密码不对"), "{}", wrong.body);
+        assert!(wrong.body.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", wrong.body);
     }
     let unknown = c.login("nobody", PASSWORD, "").await;
-    assert!(unknown.body.contains("用户名或密码不对"), "an unknown name is told the same");
+    assert!(unknown.body.contains("用户名、密码或动态验证码不对"), "an unknown name is told the same");
     // The fifth wrong password locks it: even the right one is refused now.
     c.login("neiqin", "wrong password", "").await;
     let locked = c.login("neiqin", PASSWORD, "").await;
@@ -182,7 +182,8 @@ app_test!(an_admin_needs_the_second_factor_and_logging_out_ends_the_session, |ap
     let port = console(&mut app).await;
     let c = Client::new(port);
     let without = c.login("suozhang-admin", PASSWORD, "").await;
-    assert!(without.body.contains("id=\"totp-error\""), "the error is next to the code field: {}", without.body);
+    assert_eq!(without.status, StatusCode::UNAUTHORIZED);
+    assert!(without.body.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", without.body);
     let wrong = c.login("suozhang-admin", PASSWORD, "123456").await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let ok = c.login("suozhang-admin", PASSWORD, &totp_now()).await;
@@ -277,7 +278,7 @@ app_test!(exports_of_the_current_filter_open_in_excel, |app| {
     assert!(headers["content-disposition"].to_str().unwrap().contains("tips.csv"));
     let text = String::from_utf8(csv).unwrap();
     assert!(text.starts_with("\u{feff}编号,时间,派出所"), "{text}");
-    assert!(text.contains(&number) && !text.contains("冒充客服"), "the list, not the tip's words: {text}");
+    assert!(text.contains(&number) && text.contains("冒充客服"), "the tip's words for the station's use: {text}");
     let (status, _, xlsx) = c.get_bytes("/tips/export.xlsx").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&xlsx[..4], b"PK\x03\x04", "an XLSX is a zip");
@@ -439,4 +440,270 @@ app_test!(a_tips_photo_and_voice_message_are_shown_in_the_console, |app| {
     assert_eq!(c.get(&format!("/tips/{number}/media/0")).await.status, StatusCode::NOT_FOUND, "the text is no file");
     let outsider = Client::logged_in(port, "waisuo").await;
     assert_eq!(outsider.get(&photo).await.status, StatusCode::FORBIDDEN);
+});
+
+/// The headers every answer of the console must carry (issue #23): no script may run, no
+/// other site may frame a page, no type guessing, no address leaks to links.
+fn assert_security_headers(path: &str, headers: &reqwest::header::HeaderMap) {
+    let csp = headers.get("content-security-policy").map(|v| v.to_str().unwrap()).unwrap_or("");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{path}: CSP {csp:?}");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: no inline script: {csp:?}");
+    assert_eq!(headers.get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
+    assert_eq!(headers.get("referrer-policy").map(|v| v.to_str().unwrap()), Some("no-referrer"), "{path}");
+}
+
+app_test!(every_console_answer_forbids_script_and_framing_and_no_page_with_personal_data_is_stored, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人在河边电鱼").await;
+    let anonymous = Client::new(port);
+    let login = anonymous.get("/login").await;
+    assert_security_headers("/login", &login.headers);
+    assert!(login.body.contains("<link rel=\"stylesheet\" href=\"/static/console.css\">"), "{}", login.body);
+    let (status, headers, css) = anonymous.get_bytes("/static/console.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(String::from_utf8(css).unwrap().contains("header {"), "the pages' style is in the stylesheet");
+    assert_security_headers("/static/console.css", &headers);
+    let (status, headers, js) = anonymous.get_bytes("/static/console.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(String::from_utf8(js).unwrap().contains("data-confirm"), "the cancel question is asked from here");
+
+    let c = Client::logged_in(port, "neiqin").await;
+    let csrf = c.get("/broadcasts/new").await.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "warning"),
+        ("severity", "urgent"),
+        ("target", "village:410184101201"),
+        ("text", "近期有人电鱼"),
+        ("confirm", "1"),
+    ];
+    let ledger = c.post("/broadcasts", &fields).await.location;
+    assert!(ledger.starts_with("/broadcasts/"), "{ledger}");
+    let pages = [
+        ledger,
+        "/tips".to_string(),
+        format!("/tips/{number}"),
+        "/broadcasts".into(),
+        "/broadcasts/new".into(),
+        "/registry".into(),
+        "/figures".into(),
+        "/no/such/page".into(),
+    ];
+    for path in &pages {
+        let page = c.get(path).await;
+        assert_security_headers(path, &page.headers);
+        assert_eq!(page.headers.get("cache-control").map(|v| v.to_str().unwrap()), Some("no-store"), "{path}");
+        // What the policy forbids must not be on the page, or the page would break.
+        for inline in ["<style", "style=", "onclick", "onchange", "onsubmit", "javascript:"] {
+            assert!(!page.body.contains(inline), "{path} has {inline}: {}", page.body);
+        }
+        let scripts = page.body.matches("<script").count();
+        assert_eq!(scripts, page.body.matches("<script src=\"/static/").count(), "{path}: inline script");
+    }
+    let (status, headers, _) = c.get_bytes("/tips/export.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_security_headers("export.csv", &headers);
+    assert_eq!(headers["cache-control"], "no-store", "the export holds personal data");
+    let outsider = Client::logged_in(port, "waisuo").await;
+    let refused = outsider.get(&format!("/tips/{number}")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_security_headers("a refusal", &refused.headers);
+});
+
+/// A login answer with what differs between two answers anyway taken out: the form's fresh
+/// token and the name typed, given back in its field.
+fn login_answer(page: &crate::web::Page, username: &str) -> (StatusCode, String) {
+    let body = page.body.replace(&page.csrf(), "TOKEN").replace(&format!("value=\"{username}\""), "value=\"NAME\"");
+    (page.status, body)
+}
+
+app_test!(a_refused_login_says_nothing_about_which_of_name_password_or_code_was_wrong, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let wrong_password = c.login("suozhang-admin", "wrong password", "").await;
+    let no_code = c.login("suozhang-admin", PASSWORD, "").await;
+    let wrong_code = c.login("suozhang-admin", PASSWORD, "000000").await;
+    let unknown = c.login("suozhang-admim", PASSWORD, "").await;
+    let expected = login_answer(&wrong_password, "suozhang-admin");
+    assert_eq!(expected.0, StatusCode::UNAUTHORIZED);
+    assert!(expected.1.contains("id=\"login-error\">用户名、密码或动态验证码不对"), "{}", expected.1);
+    assert!(expected.1.contains("id=\"password\""), "the form again: {}", expected.1);
+    for (what, page, name) in [
+        ("a right password without the code", &no_code, "suozhang-admin"),
+        ("a right password with a wrong code", &wrong_code, "suozhang-admin"),
+        ("an unknown name", &unknown, "suozhang-admim"),
+    ] {
+        assert_eq!(login_answer(page, name), expected, "{what} is answered as a wrong password is");
+    }
+    assert_eq!(audit(&app).await.iter().filter(|l| l.ends_with("web_login console denied")).count(), 4);
+});
+
+app_test!(sending_a_refused_login_form_again_shows_a_fresh_form_that_works, |app| {
+    let port = console(&mut app).await;
+    let c = Client::new(port);
+    let old = c.get("/login").await.csrf();
+    let form = [("csrf", old.as_str()), ("username", "neiqin"), ("password", "wrong password"), ("totp", "")];
+    let refused = c.post("/login", &form).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let fresh = c.get("/login").await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    assert!(fresh.body.contains("id=\"password\"") && !fresh.body.contains("login-error"), "{}", fresh.body);
+    // The browser's refresh sends the same form again, with a token since replaced.
+    let again = c.post("/login", &form).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(again.body.contains("id=\"password\"") && !again.body.contains("表单已过期"), "{}", again.body);
+    assert_ne!(again.csrf(), old, "a fresh form");
+    let csrf = again.csrf();
+    let ok = c
+        .post("/login", &[("csrf", csrf.as_str()), ("username", "neiqin"), ("password", PASSWORD), ("totp", "")])
+        .await;
+    assert_eq!((ok.status, ok.location.as_str()), (StatusCode::SEE_OTHER, "/tips"), "{}", ok.body);
+    // Logged in, the header names the station, not its code.
+    let tips = c.get("/tips").await;
+    assert!(tips.body.contains("id=\"station\">和庄派出所<"), "{}", tips.body);
+    assert!(!tips.body.contains("HZPCS"), "{}", tips.body);
+});
+
+/// Where each of `needles` first appears in `haystack` after `from`, in order; panics when one
+/// is missing.
+fn positions(haystack: &str, from: &str, needles: &[&str]) -> Vec<usize> {
+    let start = haystack.find(from).unwrap_or_else(|| panic!("no {from:?} in {haystack}"));
+    needles
+        .iter()
+        .map(|n| start + haystack[start..].find(n).unwrap_or_else(|| panic!("no {n:?} after {from:?}: {haystack}")))
+        .collect()
+}
+
+fn ascending(v: &[usize]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+app_test!(menus_offer_statuses_by_lifecycle_warnings_before_notices_and_the_most_urgent_first, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "有人在桥下电鱼").await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let list = c.get("/tips").await;
+    let statuses = ["全部", "未办结", ">待受理<", ">已受理<", ">处理中<", ">已办结<", ">不予受理<", ">已合并<"];
+    assert!(ascending(&positions(&list.body, "id=\"f-status\"", &statuses)), "{}", list.body);
+    let compose = c.get("/broadcasts/new").await;
+    assert!(
+        ascending(&positions(&compose.body, "id=\"compose\"", &["> 治安预警</label>", "> 通知</label>"])),
+        "{}",
+        compose.body
+    );
+    assert!(
+        ascending(&positions(&compose.body, "id=\"compose\"", &["> 紧急</label>", "> 重要</label>", "> 一般</label>"])),
+        "{}",
+        compose.body
+    );
+
+    // The 新状态 menu starts on what comes next, and offers nothing the tip has passed.
+    let menu = |body: &str| -> Vec<String> {
+        let start = body.find("id=\"status\"").expect("the status menu");
+        let end = start + body[start..].find("</select>").unwrap();
+        body[start..end].split("<option value=\"").skip(1).map(|o| o.split('"').next().unwrap().to_string()).collect()
+    };
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert_eq!(menu(&detail.body), ["acknowledged", "in_progress", "resolved", "rejected"]);
+    assert!(detail.body.contains("<option value=\"acknowledged\" selected>已受理"), "{}", detail.body);
+    let csrf = detail.csrf();
+    let taken = c.post(&format!("/tips/{number}/status"), &[("csrf", &csrf), ("status", "acknowledged")]).await;
+    assert_eq!(taken.status, StatusCode::SEE_OTHER, "{}", taken.body);
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert_eq!(menu(&detail.body), ["in_progress", "resolved", "rejected"]);
+    assert!(detail.body.contains("<option value=\"in_progress\" selected>处理中"), "{}", detail.body);
+});
+
+/// The rows of a CSV export as (header → value) maps, after its byte-order mark.
+fn csv_rows(bytes: &[u8]) -> Vec<HashMap<String, String>> {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let body = text.strip_prefix('\u{feff}').expect("a BOM, so Excel reads UTF-8");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| headers.iter().zip(r.unwrap().iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect())
+        .collect()
+}
+
+app_test!(the_export_speaks_chinese_carries_the_text_never_the_anonymous_tipster_and_runs_no_formula, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let formula = "=HYPERLINK(\"http://evil.example/\",\"点我\") 村口有人偷电瓶";
+    let (chat, number, _) = submit_anonymous_tip(&app, formula).await;
+    let c = Client::logged_in(port, "neiqin").await;
+    let (status, _, bytes) = c.get_bytes("/tips/export.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = csv_rows(&bytes);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["编号"], number);
+    assert_eq!(row["派出所"], "和庄派出所");
+    assert_eq!(row["类别"], "盗窃");
+    assert_eq!(row["来源"], "私聊");
+    assert_eq!(row["状态"], "待受理");
+    assert_eq!(row["匿名"], "是");
+    assert_eq!(row["内容"], format!("'{formula}"), "the text, shown as text, not run as a formula");
+    let all = String::from_utf8(bytes).unwrap();
+    let tipster = tipster();
+    for identity in [tipster.first_name.as_str(), &tipster.id.to_string(), &chat.to_string()] {
+        assert!(!all.contains(identity), "the anonymous tipster ({identity}) is in the export: {all}");
+    }
+    for code in ["theft", "private", "new", "HZPCS"] {
+        assert!(!all.contains(code), "{code} is a code, not what the station reads: {all}");
+    }
+});
+
+/// The number in `<strong>` after `marker` on a page.
+fn number_after(body: &str, marker: &str) -> i64 {
+    let at = body.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {body}")) + marker.len();
+    let rest = &body[at..];
+    let start = rest.find("<strong").unwrap();
+    let start = start + rest[start..].find('>').unwrap() + 1;
+    let end = start + rest[start..].find('<').unwrap();
+    rest[start..end].trim().parse().unwrap_or_else(|_| panic!("no number after {marker:?}: {rest}"))
+}
+
+app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_name_the_scope_and_sender, |app| {
+    let port = console(&mut app).await;
+    let store = app.store();
+    let hezhuang = store.village_by_code("410184101201").await.unwrap().unwrap();
+    app.fake.group(-100_701, "和庄村村民群", true);
+    store.bind_chat_to_village("telegram", -100_701, "和庄村村民群", hezhuang.id, None).await.unwrap();
+    store.bind_chat_to_village("wecom", 9_001, "和庄村企业微信群", hezhuang.id, None).await.unwrap();
+    for sql in [
+        "UPDATE villages SET wecom_webhook = 'http://127.0.0.1:9/robot-qiandian' WHERE code = '410184101202'",
+        "UPDATE offices SET wecom_webhook = 'http://127.0.0.1:9/robot-office' WHERE code = 'HZ01'",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    let c = Client::logged_in(port, "neiqin").await;
+    let csrf = c.get("/broadcasts/new").await.csrf();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("kind", "warning"),
+        ("severity", "urgent"),
+        ("target", "station:HZPCS"),
+        ("text", "近期有人冒充民警打电话，请勿转账。"),
+    ];
+    let preview = c.post("/broadcasts", &fields).await;
+    let promised = number_after(&preview.body, "id=\"preview\"");
+    assert!(promised >= 4, "a Telegram group, a WeCom group and two robots at least: {}", preview.body);
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "1"));
+    let ledger_path = c.post("/broadcasts", &confirmed).await.location;
+    let ledger = c.get(&ledger_path).await;
+    assert_eq!(number_after(&ledger.body, "<span>共 "), promised, "the send reaches what the preview said");
+    assert!(ledger.body.contains("和庄村企业微信群") && ledger.body.contains("企业微信群机器人"), "{}", ledger.body);
+    assert!(ledger.body.contains("id=\"scope\">和庄派出所（全所）<"), "{}", ledger.body);
+    assert!(ledger.body.contains("id=\"sender\">内勤 neiqin<"), "{}", ledger.body);
+    let list = c.get("/broadcasts").await;
+    for page in [&ledger.body, &list.body] {
+        assert!(!page.contains("station:HZPCS") && !page.contains("web:neiqin"), "codes shown: {page}");
+    }
+    assert!(list.body.contains("和庄派出所（全所）") && list.body.contains("内勤 neiqin"), "{}", list.body);
 });

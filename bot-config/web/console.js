@@ -1,0 +1,8 @@
+// The console's only script, served at /static/console.js (the Content-Security-Policy allows
+// no inline script). A form with data-confirm="…" asks that question before it is sent.
+document.addEventListener("submit", function (event) {
+  var question = event.target.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
