@@ -287,6 +287,8 @@ messages! {
     StaffTipDetail = "staff_tip_detail",
     /// `/assign` with an unknown badge.
     StaffUnknownBadge = "staff_unknown_badge",
+    /// `/assign` to an officer who does not serve the tip's village (`badge`, `village`).
+    StaffNotTheirVillage = "staff_not_their_village",
     /// `/assign` done (`reachable`: whether the officer was notified).
     StaffAssigned = "staff_assigned",
     /// `/reject` done.

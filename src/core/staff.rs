@@ -234,8 +234,24 @@ impl Core {
                 self.texts().render(Msg::StaffUnknownBadge, minijinja::context! { badge }),
             ));
         };
-        let village = self.store().village_by_id(tip.village_id).await?.map(|v| v.name).unwrap_or_default();
-        let (reachable, card) = self.hand_over(tip.id, officer.id, tip.escalation_level, "assigned", &village).await?;
+        // The same checks as the desk's and the officer's 转派: a closed tip stays closed, and
+        // a tip (with a named tipster's phone) goes only to an officer of its own village.
+        if !crate::domain::TipStatus::from_code(&tip.status).is_some_and(crate::domain::TipStatus::is_open) {
+            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
+            return Ok(self.reply_text(inbound, message_id, text));
+        }
+        let village = self.store().village_by_id(tip.village_id).await?;
+        let village_name = village.as_ref().map(|v| v.name.clone()).unwrap_or_default();
+        let serves = match &village {
+            Some(v) => self.store().officer_serves_village(officer.id, v.id, &self.today().to_string()).await?,
+            None => false,
+        };
+        if !serves {
+            let ctx = minijinja::context! { badge => &officer.badge, village => &village_name };
+            return Ok(self.reply_text(inbound, message_id, self.texts().render(Msg::StaffNotTheirVillage, ctx)));
+        }
+        let (reachable, card) =
+            self.hand_over(tip.id, officer.id, tip.escalation_level, "assigned", &village_name).await?;
         let ctx = minijinja::context! { number => &tip.number, name => &officer.name, reachable };
         let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffAssigned, ctx));
         out.extend(card);

@@ -356,9 +356,12 @@ async fn staff_group(app: &TestApp) {
     assert!(app.store().set_grant("041201", Some("staff"), 0).await.unwrap());
 }
 
-app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_them, |app| {
+app_test!(the_station_staff_group_sees_new_tips_assigns_them_only_within_the_village_and_never_reopens_them, |app| {
     app.enrol("041201", &zhang()).await;
-    let li = TgUser::new(6002, "李卫东");
+    // 赵明 is 前店村's contact officer; 李卫东 serves other villages.
+    let zhao = TgUser::new(6002, "赵明");
+    app.enrol("041204", &zhao).await;
+    let li = TgUser::new(6003, "李卫东");
     app.enrol("041202", &li).await;
     staff_group(&app).await;
     let t = tipster();
@@ -373,10 +376,13 @@ app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_t
     assert!(detail.text.contains("宅基地") && detail.text.contains("routed"), "{}", detail.text);
     assert!(!detail.text.contains("王大娘") && !detail.text.contains(&t.id.to_string()), "{}", detail.text);
 
+    let refused = app.ask(STAFF, &zhang(), &format!("/assign {number} 041202")).await;
+    assert!(refused.text.contains("不负责前店村"), "an officer of another village is refused: {}", refused.text);
+    assert!(app.fake.sent_to(li.id).iter().all(|m| !m.text.contains(&number)), "李卫东 never sees the tip");
     let mark = app.fake.mark();
-    let assigned = app.ask(STAFF, &zhang(), &format!("/assign {number} 041202")).await;
-    assert!(assigned.text.contains("李卫东"), "{}", assigned.text);
-    app.fake.wait_for_new(mark, |m| m.chat_id == li.id && m.text.contains(&number)).await;
+    let assigned = app.ask(STAFF, &zhang(), &format!("/assign {number} 041204")).await;
+    assert!(assigned.text.contains("赵明"), "{}", assigned.text);
+    app.fake.wait_for_new(mark, |m| m.chat_id == zhao.id && m.text.contains(&number)).await;
 
     let mark = app.fake.mark();
     let resolved = app.ask(STAFF, &zhang(), &format!("/resolve {number} 已当面调解，双方和好")).await;
@@ -386,10 +392,14 @@ app_test!(the_station_staff_group_sees_new_tips_and_assigns_resolves_and_lists_t
     let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
     assert_eq!((tip.status.as_str(), tip.public_note.as_deref()), ("resolved", Some("已当面调解，双方和好")));
     assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "assigned", "resolved"]);
+    let reopened = app.ask(STAFF, &zhang(), &format!("/assign {number} 041201")).await;
+    assert!(reopened.text.contains("已经处理过了"), "a closed tip is not reopened by /assign: {}", reopened.text);
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!(tip.status, "resolved");
 
     let refused = app.ask(STAFF, &t, "/tips").await;
     assert!(refused.text.contains("抱歉"), "a resident in the staff group is refused: {}", refused.text);
-    let refused = app.ask(STAFF, &li, "/tips").await;
+    let refused = app.ask(STAFF, &zhao, "/tips").await;
     assert!(refused.text.contains("内勤"), "an officer without the staff role is refused: {}", refused.text);
     let none = app.ask(STAFF, &zhang(), "/tip T19990101-0001").await;
     assert!(none.text.contains("没有找到"), "{}", none.text);
