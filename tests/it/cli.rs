@@ -181,6 +181,22 @@ async fn chat_bind_from_the_command_line_binds_a_group_to_a_village() {
     assert!(!text(&list.stderr).contains('\u{1b}'), "{}", text(&list.stderr));
 }
 
+/// A tip filed privately and anonymously from the Telegram chat 987654321, as the store
+/// receives it.
+fn anonymous_tip(village_id: i64, category: &str, text: &str, day: &str) -> cunjing::store::tips::NewTip {
+    cunjing::store::tips::NewTip {
+        village_id,
+        category: category.into(),
+        source: "private",
+        anonymous: true,
+        contact_phone: None,
+        items: vec![cunjing::store::tips::TipItem::Text { text: text.into() }],
+        reporter_platform: "telegram".into(),
+        reporter_chat_id: 987_654_321,
+        day: day.into(),
+    }
+}
+
 #[tokio::test]
 async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
     let db = tempfile::tempdir().unwrap();
@@ -188,20 +204,8 @@ async fn tips_export_writes_an_excel_readable_csv_without_the_tipster() {
     cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
     let store = open_store(&url).await;
     let village = store.village_by_code("410184101202").await.unwrap().unwrap();
-    let receipt = store
-        .create_tip(&cunjing::store::tips::NewTip {
-            village_id: village.id,
-            category: "fraud".into(),
-            source: "private",
-            anonymous: true,
-            contact_phone: None,
-            items: vec![cunjing::store::tips::TipItem::Text { text: "有人冒充客服打电话, 让转账".into() }],
-            reporter_platform: "telegram".into(),
-            reporter_chat_id: 987_654_321,
-            day: "20261123".into(),
-        })
-        .await
-        .unwrap();
+    let receipt =
+        store.create_tip(&anonymous_tip(village.id, "fraud", "有人冒充客服打电话, 让转账", "20261123")).await.unwrap();
     store.close().await;
 
     let file = db.path().join("tips.csv");
@@ -240,20 +244,7 @@ async fn the_cli_tips_export_shows_a_tip_that_begins_like_a_formula_as_text() {
     let village = store.village_by_code("410184101202").await.unwrap().unwrap();
     let formula = "=HYPERLINK(\"http://evil.example/\") 有人偷电瓶";
     for (text, day) in [(formula, "20261123"), ("-1+1 有人打架", "20261124"), ("@所有人 注意", "20261125")] {
-        store
-            .create_tip(&cunjing::store::tips::NewTip {
-                village_id: village.id,
-                category: "theft".into(),
-                source: "private",
-                anonymous: true,
-                contact_phone: None,
-                items: vec![cunjing::store::tips::TipItem::Text { text: text.into() }],
-                reporter_platform: "telegram".into(),
-                reporter_chat_id: 987_654_321,
-                day: day.into(),
-            })
-            .await
-            .unwrap();
+        store.create_tip(&anonymous_tip(village.id, "theft", text, day)).await.unwrap();
     }
     store.close().await;
     let file = db.path().join("tips.csv");
@@ -680,15 +671,9 @@ async fn secrets_rotate_seals_a_tipsters_phone_again_under_the_new_key() {
     let village = store.village_by_code("410184101202").await.unwrap().unwrap();
     let receipt = store
         .create_tip(&cunjing::store::tips::NewTip {
-            village_id: village.id,
-            category: "theft".into(),
-            source: "private",
             anonymous: false,
             contact_phone: Some("13903715555".into()),
-            items: vec![cunjing::store::tips::TipItem::Text { text: "羊丢了".into() }],
-            reporter_platform: "telegram".into(),
-            reporter_chat_id: 987_654_321,
-            day: "20261203".into(),
+            ..anonymous_tip(village.id, "theft", "羊丢了", "20261203")
         })
         .await
         .unwrap();

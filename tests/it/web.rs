@@ -298,18 +298,7 @@ app_test!(an_account_of_another_station_sees_and_does_nothing_here, |app| {
     let csrf = list.csrf();
     let reply = c.post(&format!("/tips/{number}/reply"), &[("csrf", &csrf), ("text", "你好")]).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    let warn = c
-        .post(
-            "/broadcasts",
-            &[
-                ("csrf", &csrf),
-                ("kind", "warning"),
-                ("severity", "urgent"),
-                ("target", "village:410184101201"),
-                ("text", "注意"),
-            ],
-        )
-        .await;
+    let warn = c.post("/broadcasts", &urgent_warning(&csrf, "village:410184101201", "注意")).await;
     assert_eq!(warn.status, StatusCode::FORBIDDEN);
     let registry = c.get("/registry").await;
     assert!(!registry.body.contains("和庄村"), "{}", registry.body);
@@ -336,14 +325,8 @@ app_test!(a_warning_is_previewed_sent_and_its_ledger_fills_then_it_is_taken_back
         "{}",
         nothing.body
     );
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("kind", "warning"),
-        ("severity", "urgent"),
-        ("target", "village:410184101201"),
-        ("target", "village:410184101202"),
-        ("text", "近期有人冒充电力公司上门收费，请勿相信。"),
-    ];
+    let mut fields = urgent_warning(&csrf, "village:410184101201", "近期有人冒充电力公司上门收费，请勿相信。");
+    fields.push(("target", "village:410184101202"));
     let preview = c.post("/broadcasts", &fields).await;
     assert!(preview.body.contains("id=\"preview\">预览：将发送到 <strong>2</strong> 个群"), "{}", preview.body);
     assert!(app.fake.sent_to(-100_501).is_empty(), "a preview sends nothing");
@@ -472,14 +455,8 @@ app_test!(every_console_answer_forbids_script_and_framing_and_no_page_with_perso
 
     let c = Client::logged_in(port, "neiqin").await;
     let csrf = c.get("/broadcasts/new").await.csrf();
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("kind", "warning"),
-        ("severity", "urgent"),
-        ("target", "village:410184101201"),
-        ("text", "近期有人电鱼"),
-        ("confirm", "1"),
-    ];
+    let mut fields = urgent_warning(&csrf, "village:410184101201", "近期有人电鱼");
+    fields.push(("confirm", "1"));
     let ledger = c.post("/broadcasts", &fields).await.location;
     assert!(ledger.starts_with("/broadcasts/"), "{ledger}");
     let pages = [
@@ -683,13 +660,7 @@ app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_na
     }
     let c = Client::logged_in(port, "neiqin").await;
     let csrf = c.get("/broadcasts/new").await.csrf();
-    let fields = [
-        ("csrf", csrf.as_str()),
-        ("kind", "warning"),
-        ("severity", "urgent"),
-        ("target", "station:HZPCS"),
-        ("text", "近期有人冒充民警打电话，请勿转账。"),
-    ];
+    let fields = urgent_warning(&csrf, "station:HZPCS", "近期有人冒充民警打电话，请勿转账。");
     let preview = c.post("/broadcasts", &fields).await;
     let promised = number_after(&preview.body, "id=\"preview\"");
     assert!(promised >= 4, "a Telegram group, a WeCom group and two robots at least: {}", preview.body);
@@ -707,3 +678,8 @@ app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_na
     }
     assert!(list.body.contains("和庄派出所（全所）") && list.body.contains("内勤 neiqin"), "{}", list.body);
 });
+
+/// The compose form's fields for an urgent warning (a preview until `confirm` is added).
+fn urgent_warning<'a>(csrf: &'a str, target: &'a str, text: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![("csrf", csrf), ("kind", "warning"), ("severity", "urgent"), ("target", target), ("text", text)]
+}
