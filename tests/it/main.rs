@@ -13,6 +13,7 @@ mod foundation;
 mod fuzz;
 mod registry;
 mod routing;
+mod schema;
 mod tips;
 mod triage;
 mod trust;
