@@ -11,7 +11,7 @@
 //! at half cunjing's measured rate and prints the latencies there.
 //!
 //! ```sh
-//! cargo build --release --bin cunjing --example echo
+//! cargo build --profile production --bin cunjing --example echo
 //! cargo bench --bench load -- [--workload a|b|c|all] [--updates 20000] [--groups 1000] [--runs 3] [--half]
 //! cargo bench --bench load -- --broadcast 46000 [--sample 600]
 //! ```
@@ -552,7 +552,7 @@ async fn broadcast_run(daemon: &Path, url: &str, groups: usize, per_sec: u32) {
 #[tokio::main]
 async fn main() {
     if let Some(n) = arg("--broadcast").and_then(|v| v.parse::<usize>().ok()) {
-        let daemon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/cunjing");
+        let daemon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/production/cunjing");
         println!("broadcast: one warning to {n} bound groups");
         let dir = tempfile::tempdir().unwrap();
         let url = registry(dir.path(), n).await;
@@ -573,7 +573,7 @@ async fn main() {
         "c" => vec![Workload::C],
         _ => vec![Workload::A, Workload::B, Workload::C],
     };
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release");
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/production");
     let echo = target.join("examples/echo");
     let daemon = target.join("cunjing");
     let no_env: Vec<(String, String)> = Vec::new();

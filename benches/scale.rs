@@ -9,7 +9,7 @@
 //! - **import**: `cunjing::registry::import_dir` into a fresh SQLite file (target ≤ 10 s).
 //!   Binding one supergroup per village and enrolling every officer on Telegram follow,
 //!   timed separately: they are setup through the public per-row API, not the import;
-//! - **startup**: the release daemon `target/release/cunjing` against a minimal fake Bot
+//! - **startup**: the production daemon `target/production/cunjing` against a minimal fake Bot
 //!   API, from spawn to its first `getUpdates` (median of `--runs`, target ≤ 1 s); then
 //!   until its log says the registry is in memory, and its idle RSS (`VmRSS`) at that point;
 //! - **routing**: in process, `routing::village_of_chat` then `routing::duty_chain` for
@@ -19,7 +19,7 @@
 //!   p99 ≤ 50 µs); and how long loading the province into memory takes.
 //!
 //! ```sh
-//! cargo build --release --bin cunjing
+//! cargo build --profile production --bin cunjing
 //! cargo bench --bench scale -- [--villages 46000] [--officers 12000] [--offices 5000] [--stations 500] [--runs 3] [--lookups 20000] [--keep DIR]
 //! ```
 
@@ -211,7 +211,7 @@ async fn start_once(daemon: &Path, url: &str, log: &Path) -> (f64, f64, f64) {
         .stderr(stderr);
     let t0 = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| {
-        panic!("cannot start {}: {e}; build it first: cargo build --release --bin cunjing", daemon.display())
+        panic!("cannot start {}: {e}; build it first: cargo build --profile production --bin cunjing", daemon.display())
     });
     let pid = child.id();
     let deadline = t0 + Duration::from_secs(60);
@@ -303,10 +303,10 @@ async fn main() {
     let lookups = arg_usize("--lookups", 20_000).max(1);
 
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let daemon = manifest.join("target/release/cunjing");
-    let built = std::fs::metadata(&daemon)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}; build it first: cargo build --release --bin cunjing", daemon.display()));
+    let daemon = manifest.join("target/production/cunjing");
+    let built = std::fs::metadata(&daemon).and_then(|m| m.modified()).unwrap_or_else(|e| {
+        panic!("{}: {e}; build it first: cargo build --profile production --bin cunjing", daemon.display())
+    });
     if newest(&manifest.join("src")).is_some_and(|src| src > built) {
         println!("note: {} is older than src/; rebuild it for current figures", daemon.display());
     }
