@@ -17,7 +17,7 @@ use crate::store::Store;
 use crate::store::broadcasts::{BroadcastRow, OfficerFigures, Target, parse_targets};
 
 fn core_for(settings: &Settings, store: Store) -> anyhow::Result<Core> {
-    crate::app::build_core(settings, store, std::sync::Arc::new(chrono::Utc::now))
+    crate::daemon::build_core(settings, store, std::sync::Arc::new(chrono::Utc::now))
 }
 
 /// A local time (`YYYY-MM-DD HH:MM`) or RFC 3339, as UTC ms.

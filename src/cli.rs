@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::app::{self, ChannelChoice};
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
 use crate::core::Platform;
+use crate::daemon::{self, ChannelChoice};
 use crate::registry::{self, ImportError};
 use crate::store::Store;
 
@@ -45,9 +45,10 @@ pub enum Command {
     /// Run the daemon (the default): Telegram when TELOXIDE_TOKEN is set, otherwise the
     /// local console demo.
     Run {
-        /// Which channel to serve.
-        #[arg(long, value_enum, default_value = "auto")]
-        channel: ChannelChoice,
+        /// A channel to serve; repeat it to serve several at once
+        /// (`--channel telegram --channel console`). Default: `[general] channels`.
+        #[arg(long, value_enum)]
+        channel: Vec<ChannelChoice>,
         /// Take Telegram's updates by webhook at this public HTTPS URL (served on
         /// `[http] listen`, behind a TLS reverse proxy) instead of long polling.
         #[arg(long, value_name = "URL")]
@@ -329,7 +330,7 @@ pub enum ChatCommand {
 /// Runs the parsed command line; the process exit code comes back.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(&cli.config)?;
-    match cli.command.unwrap_or(Command::Run { channel: ChannelChoice::Auto, webhook: None }) {
+    match cli.command.unwrap_or(Command::Run { channel: Vec::new(), webhook: None }) {
         Command::Run { channel, webhook } => {
             if let Some(url) = webhook {
                 anyhow::ensure!(
@@ -338,7 +339,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 settings.webhook = Some(url);
             }
-            run_until_stopped(settings, channel).await
+            let channels = if channel.is_empty() { settings.file.general.channels.clone() } else { channel };
+            run_until_stopped(settings, channels).await
         }
         command => run_privileged(&settings, command).await,
     }
@@ -781,11 +783,11 @@ async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<E
 
 /// Runs the daemon until Ctrl-C or SIGTERM, then gives it `general.shutdown_timeout_secs` to
 /// finish what it has in hand. Exit code 0 for a clean stop, 1 when the time ran out.
-async fn run_until_stopped(settings: Settings, channel: ChannelChoice) -> anyhow::Result<ExitCode> {
+async fn run_until_stopped(settings: Settings, channels: Vec<ChannelChoice>) -> anyhow::Result<ExitCode> {
     let timeout = std::time::Duration::from_secs(settings.file.general.shutdown_timeout_secs.max(1));
     let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
-    let daemon = app::run(settings, channel, async move {
+    let daemon = daemon::run(settings, &channels, async move {
         shutdown_signal().await;
         notify.notify_one();
     });

@@ -60,8 +60,27 @@ pub struct FileSettings {
 pub struct General {
     pub locale: String,
     pub timezone: String,
+    /// The channels `cunjing run` serves when no `--channel` is given.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<ChannelChoice>,
     pub shutdown_timeout_secs: u64,
     pub heartbeat_secs: u64,
+}
+
+/// A channel `cunjing run` serves (`--channel`, repeatable; `[general] channels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelChoice {
+    /// Telegram when TELOXIDE_TOKEN is set, otherwise the local console demo.
+    Auto,
+    /// Telegram (TELOXIDE_TOKEN required).
+    Telegram,
+    /// The local console on stdin/stdout.
+    Console,
+}
+
+fn default_channels() -> Vec<ChannelChoice> {
+    vec![ChannelChoice::Auto]
 }
 
 #[derive(Debug, Clone, Deserialize)]

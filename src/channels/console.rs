@@ -8,9 +8,13 @@
 //! persona to that officer without an enrolment code.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::sync::Arc;
 
+use anyhow::Context;
+use futures::future::BoxFuture;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Channel, Offers, Serving, Shutdown, Wiring};
 
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, Outbound, Platform, Sender};
 use crate::store::registry::VillageRow;
@@ -58,16 +62,72 @@ struct Session<W> {
     labels: HashMap<i64, String>,
 }
 
-/// Runs the console until the input ends, `/quit`, or `shutdown`. `start_village` is where
-/// the resident starts (the demo: the first example village).
+/// The console as a [`Channel`]: a person at the terminal or a script on a pipe.
+pub struct ConsoleChannel {
+    input: Box<dyn AsyncBufRead + Unpin + Send>,
+    out: Box<dyn AsyncWrite + Unpin + Send>,
+    interactive: bool,
+    /// The demo: the resident starts in the first village's group.
+    demo: bool,
+}
+
+impl ConsoleChannel {
+    /// The console on stdin and stdout (prompts when stdin is a terminal).
+    pub fn stdio(demo: bool) -> ConsoleChannel {
+        use std::io::IsTerminal;
+        let interactive = std::io::stdin().is_terminal();
+        ConsoleChannel::new(tokio::io::BufReader::new(tokio::io::stdin()), tokio::io::stdout(), interactive, demo)
+    }
+
+    /// The console on any input and output (tests feed it through a pipe).
+    pub fn new(
+        input: impl AsyncBufRead + Unpin + Send + 'static,
+        out: impl AsyncWrite + Unpin + Send + 'static,
+        interactive: bool,
+        demo: bool,
+    ) -> ConsoleChannel {
+        ConsoleChannel { input: Box::new(input), out: Box::new(out), interactive, demo }
+    }
+}
+
+impl Channel for ConsoleChannel {
+    fn platform(&self) -> Platform {
+        Platform::Console
+    }
+
+    fn connect(&mut self) -> BoxFuture<'_, anyhow::Result<Offers>> {
+        Box::pin(async { Ok(Offers::default()) })
+    }
+
+    fn serve(self: Box<Self>, ctx: Wiring) -> anyhow::Result<Serving> {
+        let Wiring { core, outbox, outboxes, workers_stopped, worker, shutdown } = ctx;
+        let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
+            core.clone(),
+            Arc::new(ConsoleDeliverer::new(outboxes.clone())),
+            worker,
+            outboxes.clone(),
+            workers_stopped,
+        ));
+        let task = async move {
+            let start_village = if self.demo { core.store().first_village().await? } else { None };
+            run(core, self.input, self.out, self.interactive, start_village, outbox, shutdown).await?;
+            broadcasts.await.context("the console's broadcast worker panicked")
+        };
+        Ok(Serving { routes: None, probe: None, task: Box::pin(task) })
+    }
+}
+
+/// Runs the console until the input ends, `/quit`, or the daemon's stop (the first two stop
+/// the daemon), then shows what the daemon still sends until the outbox closes.
+/// `start_village` is where the resident starts (the demo: the first example village).
 pub async fn run<R, W>(
     core: Core,
     input: R,
     out: W,
     interactive: bool,
     start_village: Option<VillageRow>,
-    mut timer_actions: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
-    shutdown: impl Future<Output = ()>,
+    mut outbox: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()>
 where
     R: AsyncBufRead + Unpin,
@@ -93,16 +153,15 @@ where
     ))
     .await?;
     let mut lines = input.lines();
-    tokio::pin!(shutdown);
     loop {
         session.prompt().await?;
         let line = tokio::select! {
             line = lines.next_line() => line?,
-            Some(action) = timer_actions.recv() => {
+            Some(action) = outbox.recv() => {
                 session.show(action).await?;
                 continue;
             }
-            _ = &mut shutdown => None,
+            _ = shutdown.requested() => None,
         };
         let Some(line) = line else { break };
         let line = line.trim();
@@ -116,6 +175,10 @@ where
         if !session.console_command(line).await? {
             break;
         }
+    }
+    shutdown.request();
+    while let Some(action) = outbox.recv().await {
+        session.show(action).await?;
     }
     session.out.flush().await?;
     Ok(())
@@ -340,12 +403,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
 /// Broadcasts on the console: each group's message is printed like any other bot message.
 pub struct ConsoleDeliverer {
-    out: tokio::sync::mpsc::UnboundedSender<Outbound>,
+    out: crate::core::Outboxes,
     next_id: std::sync::atomic::AtomicI64,
 }
 
 impl ConsoleDeliverer {
-    pub fn new(out: tokio::sync::mpsc::UnboundedSender<Outbound>) -> ConsoleDeliverer {
+    pub fn new(out: crate::core::Outboxes) -> ConsoleDeliverer {
         ConsoleDeliverer { out, next_id: std::sync::atomic::AtomicI64::new(1_000_000) }
     }
 }
@@ -359,7 +422,7 @@ impl crate::core::broadcast::Deliverer for ConsoleDeliverer {
         use crate::core::broadcast::SendOutcome;
         let text = if d.photo.is_some() { format!("[photo]\n{}", d.text) } else { d.text };
         let message = Outbound::Message { chat_id: d.chat_id, text, buttons: d.buttons, reply_to: d.reply_to };
-        if self.out.send(message).is_err() {
+        if !self.out.send(Platform::Console, message) {
             return SendOutcome::Retry { after: std::time::Duration::from_secs(1), detail: "console closed".into() };
         }
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -367,6 +430,6 @@ impl crate::core::broadcast::Deliverer for ConsoleDeliverer {
     }
 
     async fn delete(&self, chat_id: i64, message_id: i64) -> bool {
-        self.out.send(Outbound::DeleteMessage { chat_id, message_id }).is_ok()
+        self.out.send(Platform::Console, Outbound::DeleteMessage { chat_id, message_id })
     }
 }

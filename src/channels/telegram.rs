@@ -26,13 +26,13 @@ use teloxide::update_listeners::Polling;
 use teloxide::{ApiError, RequestError};
 use tracing::Instrument;
 
-use crate::app::Hooks;
 use crate::config::Settings;
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::texts::Msg;
 
 use super::backlog::{Backlog, Bounded};
 use super::pace::{Pace, PaceLimits};
+use super::{Channel, Offers, Serving, Shutdown, Wiring};
 
 /// The bot type every handler takes. Flood limits are kept by the adapter's
 /// [`super::pace::Pace`], not by an adaptor, so that a reply waits only as long as a limit
@@ -112,8 +112,7 @@ pub fn build_bot(settings: &Settings, token: &SecretString) -> anyhow::Result<Tg
 }
 
 /// The sending limits of the `[telegram]` section.
-fn pace(settings: &Settings, core: &Core) -> Pace {
-    let t = &settings.file.telegram;
+fn pace(t: &crate::config::Telegram, core: &Core) -> Pace {
     let limits = PaceLimits {
         per_sec_chat: t.messages_per_sec_chat,
         per_min_group: t.messages_per_min_group,
@@ -123,182 +122,206 @@ fn pace(settings: &Settings, core: &Core) -> Pace {
     Pace::new(limits, core.live_daemons())
 }
 
-/// Runs the Telegram channel until `shutdown` resolves, then stops taking updates, lets the
-/// updates in hand finish and returns.
-pub async fn run(
-    mut core: Core,
-    settings: &Settings,
-    token: SecretString,
-    shutdown: impl Future<Output = ()> + Send,
-    hooks: &Hooks,
-) -> anyhow::Result<()> {
-    let redactor = Redactor::new(token.clone());
-    let bot = build_bot(settings, &token)?;
-    let me = get_me_with_retry(&bot, &redactor).await?;
-    let username = me.username.clone().unwrap_or_default();
-    tracing::info!(username = %username, "connected to Telegram");
-    core.set_bot_username(Some(username.clone()));
-    core.set_member_check(Platform::Telegram, Arc::new(Members { bot: bot.clone(), redactor: redactor.clone() }));
-    core.set_media_source(Platform::Telegram, Arc::new(Files { bot: bot.clone(), redactor: redactor.clone() }));
-    register_commands(&bot, &core, &redactor).await;
+/// Where Telegram posts updates in webhook mode.
+struct Webhook {
+    /// The public HTTPS URL registered with Telegram.
+    url: url::Url,
+    /// The path served on the daemon's `[http] listen`.
+    path: String,
+    /// Telegram's `X-Telegram-Bot-Api-Secret-Token`.
+    secret: String,
+    max_body_bytes: usize,
+}
 
-    let core_backend = core.store().backend();
-    let pace = pace(settings, &core);
-    let adapter = Arc::new(Adapter {
-        core,
-        redactor: redactor.clone(),
-        username,
-        send_retries: settings.file.telegram.send_retries,
-        pace,
-        backlog: Backlog::new(settings.file.telegram.pending_limit(core_backend)),
-    });
-    // The limiters keep a little state per chat written to; forget the chats that are idle.
-    let shrinking = tokio::spawn({
-        let adapter = adapter.clone();
-        async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                adapter.pace.shrink();
+/// The Telegram channel: long polling, or a webhook served on the daemon's HTTP server.
+pub struct TelegramChannel {
+    bot: TgBot,
+    redactor: Redactor,
+    options: crate::config::Telegram,
+    webhook: Option<Webhook>,
+    /// Learnt at [`Channel::connect`].
+    username: String,
+}
+
+impl TelegramChannel {
+    /// The channel for `token`, with the `[telegram]` section and, when `--webhook` was
+    /// given, the `[http]` webhook settings.
+    pub fn new(settings: &Settings, token: SecretString) -> anyhow::Result<TelegramChannel> {
+        let webhook = match settings.webhook.clone() {
+            None => None,
+            Some(url) => {
+                anyhow::ensure!(
+                    !settings.file.http.listen.trim().is_empty(),
+                    "--webhook needs [http] listen (CUNJING__HTTP__LISTEN) for Telegram to reach the daemon"
+                );
+                let path = match url.path() {
+                    "" | "/" => settings.file.http.webhook_path.clone(),
+                    p => p.to_string(),
+                };
+                let secret = webhook_secret(settings, &token);
+                Some(Webhook { url, path, secret, max_body_bytes: settings.file.http.max_body_bytes })
             }
-        }
-    });
-    // Work the timers find due (escalations) is performed like any reply.
-    let (timer_tx, mut timer_rx) = tokio::sync::mpsc::unbounded_channel();
-    // The station console's replies to tipsters and officers' cards go out like the timers'.
-    let web = crate::web::start(
-        settings,
-        &adapter.core,
-        std::collections::HashMap::from([(Platform::Telegram, timer_tx.clone())]),
-    )
-    .await?;
-    let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
-    let timers = tokio::spawn(crate::core::timers::run(
-        adapter.core.clone(),
-        Platform::Telegram,
-        hooks.wake.clone(),
-        hooks.timer_interval,
-        timer_tx.clone(),
-        timers_stopped,
-    ));
-    let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
-        adapter.core.clone(),
-        Arc::new(TelegramDeliverer { adapter: adapter.clone(), bot: bot.clone() }),
-        settings.worker_options(),
-        timer_tx,
-        stop_timers.subscribe(),
-    ));
-    let delivery = tokio::spawn({
-        let (adapter, bot) = (adapter.clone(), bot.clone());
-        async move {
-            while let Some(action) = timer_rx.recv().await {
-                adapter.perform(&bot, action).await;
-            }
-        }
-    });
-    let http = match settings.file.http.listen.trim() {
-        "" => None,
-        listen => Some(crate::http::bind(listen).await?),
-    };
-    let probe: crate::http::Probe = {
-        let bot = bot.clone();
-        Arc::new(move || {
-            let bot = bot.clone();
-            Box::pin(async move { bot.get_me().await.is_ok() })
+        };
+        Ok(TelegramChannel {
+            bot: build_bot(settings, &token)?,
+            redactor: Redactor::new(token),
+            options: settings.file.telegram.clone(),
+            webhook,
+            username: String::new(),
         })
-    };
-    let health =
-        crate::http::health_router(crate::http::HealthState { core: adapter.core.clone(), telegram: Some(probe) });
-    if let Some(url) = settings.webhook.clone() {
-        let Some(listener) = http else {
-            anyhow::bail!("--webhook needs [http] listen (CUNJING__HTTP__LISTEN) for Telegram to reach the daemon");
-        };
-        let secret = webhook_secret(settings, &token);
-        let path = match url.path() {
-            "" | "/" => settings.file.http.webhook_path.clone(),
-            p => p.to_string(),
-        };
-        bot.set_webhook(url.clone())
-            .secret_token(secret.clone())
-            .allowed_updates(ALLOWED_UPDATES.to_vec())
-            .max_connections(40)
-            .await
-            .map_err(|e| anyhow::anyhow!("setWebhook failed: {}", redactor.redact(&e.to_string())))?;
-        tracing::info!(path = %path, "webhook registered with Telegram");
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let route = axum::Router::new().route(&path, axum::routing::post(on_webhook)).with_state(WebhookState {
-            adapter: adapter.clone(),
-            bot: bot.clone(),
-            stopping: stopping.clone(),
-        });
-        let router = health.merge(crate::http::guard_webhook(route, &secret, settings.file.http.max_body_bytes));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http::serve(listener, router, async move {
-            let _ = stop_rx.await;
-        }));
-        shutdown.await;
-        tracing::info!("shutting down the Telegram webhook");
-        // New deliveries are refused (Telegram sends them again, to another daemon or to this
-        // one after the restart); those being handled finish before the server stops.
-        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _ = stop_tx.send(());
-        server.await.context("the HTTP server panicked")??;
-    } else {
-        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = http.map(|listener| {
-            tokio::spawn(crate::http::serve(listener, health, async move {
-                let _ = http_stopped.await;
-            }))
-        });
-        let listener = Polling::builder(bot.clone())
-            .timeout(Duration::from_secs(settings.file.telegram.poll_timeout_secs.into()))
-            .delete_webhook()
-            .await
-            .build();
-        let listener = Bounded::new(listener, adapter.backlog.clone());
-        let unknown = adapter.clone();
-        let mut dispatcher = Dispatcher::builder(bot, schema())
-            .dependencies(dptree::deps![adapter.clone()])
-            .default_handler(move |_upd| {
-                let adapter = unknown.clone();
-                async move { adapter.core.metrics().update("unknown") }
+    }
+}
+
+impl Channel for TelegramChannel {
+    fn platform(&self) -> Platform {
+        Platform::Telegram
+    }
+
+    fn connect(&mut self) -> BoxFuture<'_, anyhow::Result<Offers>> {
+        Box::pin(async move {
+            let me = get_me_with_retry(&self.bot, &self.redactor).await?;
+            self.username = me.username.clone().unwrap_or_default();
+            tracing::info!(username = %self.username, "connected to Telegram");
+            let (bot, redactor) = (self.bot.clone(), self.redactor.clone());
+            Ok(Offers {
+                bot_username: Some(self.username.clone()),
+                members: Some(Arc::new(Members { bot: bot.clone(), redactor: redactor.clone() })),
+                media: Some(Arc::new(Files { bot, redactor })),
             })
-            .error_handler(Arc::new(HandlerErrors(redactor.clone())))
-            .build();
-        let stop = dispatcher.shutdown_token();
-        let listener_errors = Arc::new(ListenerErrors(redactor, adapter.core.clone()));
-        let dispatching = tokio::spawn(async move {
-            dispatcher.dispatch_with_listener(listener, listener_errors).await;
+        })
+    }
+
+    /// Takes updates (polling, or the webhook's route) until the daemon stops, then lets
+    /// the updates in hand finish, and performs the outbox until it closes.
+    fn serve(self: Box<Self>, ctx: Wiring) -> anyhow::Result<Serving> {
+        let Wiring { core, mut outbox, outboxes, workers_stopped, worker, shutdown } = ctx;
+        let TelegramChannel { bot, redactor, options, webhook, username } = *self;
+        let backlog = Backlog::new(options.pending_limit(core.store().backend()));
+        let adapter = Arc::new(Adapter {
+            pace: pace(&options, &core),
+            core,
+            redactor: redactor.clone(),
+            username,
+            send_retries: options.send_retries,
+            backlog,
         });
-        shutdown.await;
-        tracing::info!("shutting down the Telegram channel");
-        loop {
-            match stop.shutdown() {
-                Ok(done) => {
-                    done.await;
-                    break;
-                }
-                // A shutdown that arrives while the dispatcher is still starting finds it idle:
-                // wait for it to start (it takes one getMe), then stop it.
-                Err(_idle) if !dispatching.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
-                Err(_idle) => break,
+        let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
+            adapter.core.clone(),
+            Arc::new(TelegramDeliverer { adapter: adapter.clone(), bot: bot.clone() }),
+            worker,
+            outboxes.clone(),
+            workers_stopped,
+        ));
+        let probe: crate::http::Probe = {
+            let bot = bot.clone();
+            Arc::new(move || {
+                let bot = bot.clone();
+                Box::pin(async move { bot.get_me().await.is_ok() })
+            })
+        };
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let routes = webhook.as_ref().map(|w| {
+            let route = axum::Router::new().route(&w.path, axum::routing::post(on_webhook)).with_state(WebhookState {
+                adapter: adapter.clone(),
+                bot: bot.clone(),
+                stopping: stopping.clone(),
+            });
+            crate::http::guard_webhook(route, &w.secret, w.max_body_bytes)
+        });
+        let task = async move {
+            // The daemon's HTTP server listens before this task starts, so Telegram finds the
+            // route as soon as it knows it.
+            if let Some(w) = &webhook {
+                bot.set_webhook(w.url.clone())
+                    .secret_token(w.secret.clone())
+                    .allowed_updates(ALLOWED_UPDATES.to_vec())
+                    .max_connections(40)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("setWebhook failed: {}", redactor.redact(&e.to_string())))?;
+                tracing::info!(path = %w.path, "webhook registered with Telegram");
             }
-        }
-        dispatching.await.context("the Telegram dispatcher panicked")?;
-        let _ = stop_http.send(());
-        if let Some(server) = server {
-            server.await.context("the HTTP server panicked")??;
+            register_commands(&bot, &adapter.core, &redactor).await;
+            // The limiters keep a little state per chat written to; forget the chats that are idle.
+            let shrinking = tokio::spawn({
+                let adapter = adapter.clone();
+                async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        every.tick().await;
+                        adapter.pace.shrink();
+                    }
+                }
+            });
+            // What the rest of the daemon sends on Telegram goes out like any reply.
+            let delivery = tokio::spawn({
+                let (adapter, bot) = (adapter.clone(), bot.clone());
+                async move {
+                    while let Some(action) = outbox.recv().await {
+                        adapter.perform(&bot, action).await;
+                    }
+                }
+            });
+            if webhook.is_some() {
+                shutdown.requested().await;
+                tracing::info!("shutting down the Telegram webhook");
+                // New deliveries are refused (Telegram sends them again, to another daemon or
+                // to this one after the restart); those being handled finish.
+                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                poll(&options, bot, adapter, redactor, shutdown).await?;
+            }
+            broadcasts.await.context("the broadcast worker panicked")?;
+            delivery.await.context("the Telegram outbox panicked")?;
+            shrinking.abort();
+            Ok(())
+        };
+        Ok(Serving { routes, probe: Some(probe), task: Box::pin(task) })
+    }
+}
+
+/// Long polling until the daemon stops; the updates in hand finish first.
+async fn poll(
+    options: &crate::config::Telegram,
+    bot: TgBot,
+    adapter: Arc<Adapter>,
+    redactor: Redactor,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let listener = Polling::builder(bot.clone())
+        .timeout(Duration::from_secs(options.poll_timeout_secs.into()))
+        .delete_webhook()
+        .await
+        .build();
+    let listener = Bounded::new(listener, adapter.backlog.clone());
+    let unknown = adapter.clone();
+    let mut dispatcher = Dispatcher::builder(bot, schema())
+        .dependencies(dptree::deps![adapter.clone()])
+        .default_handler(move |_upd| {
+            let adapter = unknown.clone();
+            async move { adapter.core.metrics().update("unknown") }
+        })
+        .error_handler(Arc::new(HandlerErrors(redactor.clone())))
+        .build();
+    let stop = dispatcher.shutdown_token();
+    let listener_errors = Arc::new(ListenerErrors(redactor, adapter.core.clone()));
+    let dispatching = tokio::spawn(async move {
+        dispatcher.dispatch_with_listener(listener, listener_errors).await;
+    });
+    shutdown.requested().await;
+    tracing::info!("shutting down the Telegram channel");
+    loop {
+        match stop.shutdown() {
+            Ok(done) => {
+                done.await;
+                break;
+            }
+            // A shutdown that arrives while the dispatcher is still starting finds it idle:
+            // wait for it to start (it takes one getMe), then stop it.
+            Err(_idle) if !dispatching.is_finished() => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(_idle) => break,
         }
     }
-    if let Some(web) = web {
-        web.stop().await?;
-    }
-    let _ = stop_timers.send(true);
-    timers.await.context("the timer loop panicked")?;
-    broadcasts.await.context("the broadcast worker panicked")?;
-    delivery.await.context("the timer delivery panicked")?;
-    shrinking.abort();
-    Ok(())
+    dispatching.await.context("the Telegram dispatcher panicked")
 }
 
 async fn get_me_with_retry(bot: &TgBot, redactor: &Redactor) -> anyhow::Result<teloxide::types::Me> {

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::{Button, ChatKind, Core, Inbound, Outbound};
+use super::{Button, ChatKind, Core, Inbound, Outbound, Platform};
 use crate::authz::{Action, Actor, Subject};
 use crate::domain::{BroadcastKind, Severity};
 use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Settle, Target};
@@ -656,7 +656,7 @@ pub async fn run_deliveries<D: Deliverer>(
     core: Core,
     deliverer: Arc<D>,
     opts: WorkerOptions,
-    reports: mpsc::UnboundedSender<Outbound>,
+    reports: super::Outboxes,
     mut stop: watch::Receiver<bool>,
 ) {
     let channel = deliverer.channel();
@@ -704,7 +704,7 @@ async fn round<D: Deliverer>(
     deliverer: &Arc<D>,
     opts: &WorkerOptions,
     limiter: &Arc<Limiter>,
-    reports: &mpsc::UnboundedSender<Outbound>,
+    reports: &super::Outboxes,
 ) -> anyhow::Result<bool> {
     let channel = deliverer.channel();
     let store = core.store();
@@ -835,17 +835,20 @@ async fn round<D: Deliverer>(
         let now = core.now_ms();
         for b in store.finish_broadcasts(now).await? {
             tracing::info!(broadcast = b.id, "broadcast finished");
-            if b.report_platform.as_deref() == Some(channel)
+            // Whichever worker finishes it, the report goes to the sender's platform.
+            if let Some(platform) = b.report_platform.as_deref().and_then(Platform::parse)
                 && let Some(out) = core.broadcast_report(b.id, true).await?
             {
-                let _ = reports.send(out);
+                reports.send(platform, out);
             }
         }
         let every = opts.progress_every.as_millis() as i64;
         for b in store.broadcasts_due_progress(channel, now - every).await? {
             store.broadcast_reported(b.id, now).await?;
-            if let Some(out) = core.broadcast_report(b.id, false).await? {
-                let _ = reports.send(out);
+            if let Some(platform) = Platform::parse(channel)
+                && let Some(out) = core.broadcast_report(b.id, false).await?
+            {
+                reports.send(platform, out);
             }
         }
     }

@@ -14,10 +14,37 @@ mod staff;
 pub mod timers;
 mod tips;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 pub use desk::{DeskError, DeskResult};
 pub use handler::{Clock, Core, CoreOptions, Retention, contact_card};
+
+/// Where the actions for each platform the daemon serves go: every channel performs what
+/// reaches its outbox. Workers that serve no one platform (the timers, the broadcast
+/// workers' reports) hand an action to the platform it is for.
+#[derive(Clone, Default)]
+pub struct Outboxes(Arc<HashMap<Platform, mpsc::UnboundedSender<Outbound>>>);
+
+impl Outboxes {
+    pub fn new(outboxes: HashMap<Platform, mpsc::UnboundedSender<Outbound>>) -> Outboxes {
+        Outboxes(Arc::new(outboxes))
+    }
+
+    /// The platforms served.
+    pub fn platforms(&self) -> impl Iterator<Item = Platform> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// Hands `action` to `platform`'s channel; false when the daemon does not serve that
+    /// platform or its channel has stopped.
+    pub fn send(&self, platform: Platform, action: Outbound) -> bool {
+        self.0.get(&platform).is_some_and(|tx| tx.send(action).is_ok())
+    }
+}
 
 /// A channel's way to fetch a file people sent (a tip's photo or voice message) by its
 /// platform file id, for the station console.

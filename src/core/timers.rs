@@ -1,6 +1,6 @@
-//! The timer loop of a channel: whatever is due by the core's (injected) clock — tips not
+//! The daemon's timer loop: for every channel it serves, whatever is due by the core's (injected) clock — tips not
 //! acknowledged in time, scheduled notices and the monthly jobs — is turned into
-//! [`Outbound`] actions and handed to the channel.
+//! [`Outbound`] actions and handed to that channel.
 //!
 //! Deadlines live in the database, so the loop holds no state: after a restart it finds the
 //! same overdue tips. It wakes every `interval`, and at once when `wake` is notified (tests
@@ -11,39 +11,43 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
-use super::{Core, Outbound, Platform};
+use super::{Core, Platform};
 
-/// Runs until `stop` turns true (or the channel's receiver is gone).
+/// Runs until `stop` turns true (or a channel's outbox is gone).
 pub async fn run(
     core: Core,
-    platform: Platform,
+    outboxes: super::Outboxes,
     wake: Arc<Notify>,
     interval: Duration,
-    tx: mpsc::UnboundedSender<Outbound>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        match core.escalate_overdue(platform).await {
-            Ok(actions) => {
-                for action in actions {
-                    if tx.send(action).is_err() {
-                        return;
+        let platforms: Vec<Platform> = outboxes.platforms().collect();
+        for platform in platforms {
+            match core.escalate_overdue(platform).await {
+                Ok(actions) => {
+                    for action in actions {
+                        if !outboxes.send(platform, action) {
+                            return;
+                        }
                     }
                 }
+                Err(e) => tracing::error!(error = format!("{e:#}"), "timer round failed; retrying at the next"),
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), "timer round failed; retrying at the next"),
-        }
-        match core.run_schedule(platform).await {
-            Ok(actions) => {
-                for action in actions {
-                    if tx.send(action).is_err() {
-                        return;
+            match core.run_schedule(platform).await {
+                Ok(actions) => {
+                    for action in actions {
+                        if !outboxes.send(platform, action) {
+                            return;
+                        }
                     }
                 }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "scheduled jobs failed; retrying at the next round")
+                }
             }
-            Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled jobs failed; retrying at the next round"),
         }
         if *stop.borrow() {
             return;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cunjing::app::{ChannelChoice, Hooks};
 use cunjing::config::Settings;
+use cunjing::daemon::{ChannelChoice, Hooks};
 use cunjing::store::Store;
 use tokio::sync::Notify;
 use tokio::sync::oneshot;
@@ -120,9 +120,9 @@ impl TestApp {
         let settings = self.settings.clone();
         let hooks = self.hooks();
         self.task = Some(tokio::spawn(async move {
-            cunjing::app::run_with(
+            cunjing::daemon::run_with(
                 settings,
-                ChannelChoice::Telegram,
+                &[ChannelChoice::Telegram],
                 async {
                     let _ = rx.await;
                 },
@@ -131,6 +131,54 @@ impl TestApp {
             .await
         }));
         self.stop = Some(tx);
+    }
+
+    /// Stops the daemon and starts it again serving Telegram and the local console at once;
+    /// the console reads what is written to the returned [`ConsolePipe`] and its output
+    /// collects there.
+    pub async fn restart_with_console(&mut self) -> ConsolePipe {
+        self.stop().await;
+        let (input, feed) = tokio::io::duplex(64 * 1024);
+        let (output, mut screen) = tokio::io::duplex(64 * 1024);
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let collected = seen.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = screen.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let hooks = self.hooks();
+        self.task = Some(tokio::spawn(async move {
+            let token = settings.telegram_token.clone().expect("the test settings carry a token");
+            let channels: Vec<Box<dyn cunjing::channels::Channel>> = vec![
+                Box::new(cunjing::channels::telegram::TelegramChannel::new(&settings, token)?),
+                Box::new(cunjing::channels::console::ConsoleChannel::new(
+                    tokio::io::BufReader::new(input),
+                    output,
+                    false,
+                    false,
+                )),
+            ];
+            cunjing::daemon::run_channels(
+                settings,
+                channels,
+                false,
+                async {
+                    let _ = rx.await;
+                },
+                hooks,
+            )
+            .await
+        }));
+        self.stop = Some(tx);
+        ConsolePipe { feed, seen }
     }
 
     /// Moves the daemon's clock forward and lets its timers look for due work.
@@ -240,4 +288,23 @@ macro_rules! app_test {
             }
         }
     };
+}
+
+/// The console channel of a daemon started by [`TestApp::restart_with_console`].
+pub struct ConsolePipe {
+    feed: tokio::io::DuplexStream,
+    seen: Arc<std::sync::Mutex<String>>,
+}
+
+impl ConsolePipe {
+    /// Types a line at the console.
+    pub async fn type_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.feed.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    /// Everything the console printed so far.
+    pub fn screen(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
 }

@@ -35,7 +35,7 @@ async fn settled(app: &TestApp, id: i64) -> cunjing::store::broadcasts::Counts {
 }
 
 fn core(app: &TestApp) -> cunjing::core::Core {
-    cunjing::app::build_core(&app.settings, app.store().clone(), std::sync::Arc::new(chrono::Utc::now)).unwrap()
+    cunjing::daemon::build_core(&app.settings, app.store().clone(), std::sync::Arc::new(chrono::Utc::now)).unwrap()
 }
 
 app_test!(an_officer_composes_a_warning_with_buttons_and_each_of_their_groups_gets_it_once, |app| {
@@ -269,7 +269,7 @@ app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| 
     let mut req = Request::new("warning", "normal", "注意防盗", villages, "");
     req.sender = Some(zhang_row);
     let at_morning = std::sync::Arc::new(move || morning.with_timezone(&chrono::Utc));
-    let core = cunjing::app::build_core(&app.settings, app.store().clone(), at_morning).unwrap();
+    let core = cunjing::daemon::build_core(&app.settings, app.store().clone(), at_morning).unwrap();
     core.create_broadcast(req).await.unwrap();
     // 10:00:05: the reminder job has run.
     let reminder_time = next_25th(10, 5);

@@ -4,6 +4,7 @@ mod app;
 mod broadcasts;
 mod browser;
 mod cli;
+mod daemon;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod db;
 mod emergency;

@@ -531,8 +531,8 @@ crate::on_both_engines!(two_schedulers_at_the_same_moment_run_a_notice_once, |db
     let at = next_first_morning();
     let clock = std::sync::Arc::new(move || at);
     let other = db.reopen().await;
-    let a = cunjing::app::build_core(&settings, db.store.clone(), clock.clone()).unwrap();
-    let b = cunjing::app::build_core(&settings, other, clock).unwrap();
+    let a = cunjing::daemon::build_core(&settings, db.store.clone(), clock.clone()).unwrap();
+    let b = cunjing::daemon::build_core(&settings, other, clock).unwrap();
     let platform = cunjing::core::Platform::Telegram;
     let (ra, rb) = tokio::join!(a.run_schedule(platform), b.run_schedule(platform));
     ra.unwrap();

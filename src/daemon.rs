@@ -1,8 +1,11 @@
-//! The daemon: wires the store, the texts, the triage rules and the core to a channel, and
-//! runs until the shutdown future resolves (Ctrl-C or SIGTERM in `main`, a handle in tests).
+//! The daemon's composition root: builds the store, the texts, the triage rules and the core
+//! once, starts every worker once (presence, timers, broadcast deliveries, the WeCom robots,
+//! the station console, the HTTP server), and runs any number of channels beside them until
+//! the shutdown future resolves (Ctrl-C or SIGTERM in `main`, a handle in tests) or a channel
+//! asks for the stop.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,24 +13,15 @@ use tokio::sync::Notify;
 
 use anyhow::Context;
 
-use crate::channels;
+use crate::channels::{self, Channel, Shutdown};
 use crate::config::Settings;
 use crate::core::flood::FloodLimits;
-use crate::core::{Clock, Core, CoreOptions, Platform};
+use crate::core::{Clock, Core, CoreOptions, Outboxes, Platform};
 use crate::store::Store;
 use crate::texts::{Msg, Texts};
 use crate::triage::Triage;
 
-/// Which channel `cunjing run` serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChannelChoice {
-    /// Telegram when TELOXIDE_TOKEN is set, otherwise the local console demo.
-    Auto,
-    /// Telegram (TELOXIDE_TOKEN required).
-    Telegram,
-    /// The local console on stdin/stdout.
-    Console,
-}
+pub use crate::config::ChannelChoice;
 
 /// What a test (or an embedding program) can inject into the daemon.
 #[derive(Clone)]
@@ -85,121 +79,183 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
 }
 
-/// Runs the daemon on the chosen channel until `shutdown`.
+/// Runs the daemon on the chosen channels until `shutdown`.
 pub async fn run(
     settings: Settings,
-    channel: ChannelChoice,
+    channels: &[ChannelChoice],
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    run_with(settings, channel, shutdown, Hooks::default()).await
+    run_with(settings, channels, shutdown, Hooks::default()).await
 }
 
 /// [`run`] with injected hooks (clock, timer wake-up).
 pub async fn run_with(
     settings: Settings,
-    channel: ChannelChoice,
+    choices: &[ChannelChoice],
     shutdown: impl Future<Output = ()> + Send,
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     let token = settings.telegram_token.clone();
-    let use_telegram = match channel {
-        ChannelChoice::Auto => token.is_some(),
-        ChannelChoice::Telegram => {
-            anyhow::ensure!(token.is_some(), "`--channel telegram` needs the bot token in TELOXIDE_TOKEN");
-            true
+    let choices = if choices.is_empty() { &[ChannelChoice::Auto][..] } else { choices };
+    // Without a token and without an explicit DATABASE_URL, `auto` is the demo: the console
+    // on its own SQLite file, seeded from the example registry, every group pre-bound.
+    let demo = choices == [ChannelChoice::Auto] && token.is_none() && !settings.database_url_from_env;
+    let mut channels: Vec<Box<dyn Channel>> = Vec::new();
+    for choice in choices {
+        let platform = match (choice, &token) {
+            (ChannelChoice::Auto, Some(_)) | (ChannelChoice::Telegram, _) => Platform::Telegram,
+            (ChannelChoice::Auto, None) | (ChannelChoice::Console, _) => Platform::Console,
+        };
+        if channels.iter().any(|c| c.platform() == platform) {
+            continue;
         }
-        ChannelChoice::Console => false,
-    };
-    if let (true, Some(token)) = (use_telegram, token) {
-        let store = Store::connect(&settings.store_options(&settings.file.database.url)).await?;
-        store.keep_registry_in_memory();
-        if store.secrets().key_in_database() {
-            tracing::warn!(
-                "CUNJING_DATA_KEY is not set: tipsters' phones and chats are sealed with a key kept in the database itself, which a copy of the database holds; set it (README, Privacy)"
-            );
-        }
-        let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
-        let reloader = reload_on_hangup(core.clone())?;
-        let presence = start_presence(&settings, &core).await?;
-        let wecom = spawn_wecom(&settings, &core)?;
-        tracing::info!("serving Telegram");
-        let result = channels::telegram::run(core, &settings, token, shutdown, &hooks).await;
-        wecom.stop().await;
-        presence.stop().await;
-        reloader.abort();
-        store.close().await;
-        return result;
+        // Adding a platform: its channel module, and its line here.
+        channels.push(match platform {
+            Platform::Telegram => {
+                let Some(token) = token.clone() else {
+                    anyhow::bail!("`--channel telegram` needs the bot token in TELOXIDE_TOKEN")
+                };
+                Box::new(channels::telegram::TelegramChannel::new(&settings, token)?)
+            }
+            _ => Box::new(channels::console::ConsoleChannel::stdio(demo)),
+        });
     }
+    anyhow::ensure!(
+        settings.webhook.is_none() || channels.iter().any(|c| c.platform() == Platform::Telegram),
+        "--webhook serves Telegram: set TELOXIDE_TOKEN"
+    );
+    run_channels(settings, channels, demo, shutdown, hooks).await
+}
 
-    anyhow::ensure!(settings.webhook.is_none(), "--webhook serves Telegram: set TELOXIDE_TOKEN");
-    // The console. Without a token and without an explicit DATABASE_URL this is the demo:
-    // its own SQLite file, seeded from the example registry, every group pre-bound.
-    let demo = channel == ChannelChoice::Auto && !settings.database_url_from_env;
+/// The composition root: one store, one core, one set of workers (presence, timers, the
+/// console, the HTTP server, the WeCom robots) and every channel in `channels` at once,
+/// until `shutdown` or a channel asks for the stop.
+pub async fn run_channels(
+    settings: Settings,
+    mut channels: Vec<Box<dyn Channel>>,
+    demo: bool,
+    shutdown: impl Future<Output = ()> + Send,
+    hooks: Hooks,
+) -> anyhow::Result<()> {
     let url = if demo { settings.file.demo.database_url.clone() } else { settings.file.database.url.clone() };
+    let mut offers = Vec::new();
+    for channel in &mut channels {
+        offers.push((channel.platform(), channel.connect().await?));
+    }
     let store = Store::connect(&settings.store_options(&url)).await?;
     store.keep_registry_in_memory();
-    let core = build_core(&settings, store.clone(), hooks.clock.clone())?;
-    let reloader = reload_on_hangup(core.clone())?;
-    let start_village = if demo {
-        seed_demo(&settings, &core).await?;
-        store.first_village().await?
-    } else {
-        None
-    };
-    let mut out = tokio::io::stdout();
-    if demo {
-        use tokio::io::AsyncWriteExt;
-        let banner = format!(
-            "cunjing DEMO: local console channel, no Telegram (set TELOXIDE_TOKEN to serve Telegram).\n\
-             Database: {url}, seeded from the example registry {}.\n\
-             Ask like a villager, e.g.: {}\n",
-            settings.resolve(&settings.file.demo.registry_dir).display(),
-            core.triage().first_example().unwrap_or("/officer"),
+    if store.secrets().key_in_database() && !demo {
+        tracing::warn!(
+            "CUNJING_DATA_KEY is not set: tipsters' phones and chats are sealed with a key kept in the database itself, which a copy of the database holds; set it (README, Privacy)"
         );
-        out.write_all(banner.as_bytes()).await?;
+    }
+    let mut core = build_core(&settings, store.clone(), hooks.clock.clone())?;
+    for (platform, offer) in offers {
+        if offer.bot_username.is_some() {
+            core.set_bot_username(offer.bot_username);
+        }
+        if let Some(members) = offer.members {
+            core.set_member_check(platform, members);
+        }
+        if let Some(media) = offer.media {
+            core.set_media_source(platform, media);
+        }
+    }
+    let core = core;
+    let reloader = reload_on_hangup(core.clone())?;
+    if demo {
+        seed_demo(&settings, &core).await?;
+        print_demo_banner(&settings, &core, &url).await?;
     }
     let presence = start_presence(&settings, &core).await?;
+    let wecom = spawn_wecom(&settings, &core)?;
+
+    let stop = Shutdown::default();
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let mut receivers = Vec::new();
+    let mut senders = HashMap::new();
+    for channel in &channels {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        senders.insert(channel.platform(), tx);
+        receivers.push(rx);
+    }
+    let outboxes = Outboxes::new(senders.clone());
+    let mut serving = Vec::new();
+    for (channel, outbox) in channels.into_iter().zip(receivers) {
+        tracing::info!(channel = channel.platform().as_str(), "serving");
+        serving.push(channel.serve(channels::Wiring {
+            core: core.clone(),
+            outbox,
+            outboxes: outboxes.clone(),
+            workers_stopped: workers_stopped.clone(),
+            worker: settings.worker_options(),
+            shutdown: stop.clone(),
+        })?);
+    }
+    let timers = tokio::spawn(crate::core::timers::run(
+        core.clone(),
+        outboxes,
+        hooks.wake.clone(),
+        hooks.timer_interval,
+        workers_stopped.clone(),
+    ));
+    let web = crate::web::start(&settings, &core, senders).await?;
+
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut routes = Vec::new();
+    let mut probe = None;
+    let mut starts = Vec::new();
+    for s in serving {
+        routes.extend(s.routes);
+        probe = probe.or(s.probe);
+        starts.push(s.task);
+    }
     let http = match settings.file.http.listen.trim() {
         "" => None,
         listen => {
             let listener = crate::http::bind(listen).await?;
-            let router = crate::http::health_router(crate::http::HealthState { core: core.clone(), telegram: None });
+            let health = crate::http::HealthState { core: core.clone(), telegram: probe };
+            let router = routes.into_iter().fold(crate::http::health_router(health), |r, route| r.merge(route));
             Some(tokio::spawn(crate::http::serve(listener, router, async move {
                 let _ = http_stopped.await;
             })))
         }
     };
-    let interactive = std::io::stdin().is_terminal();
-    let input = tokio::io::BufReader::new(tokio::io::stdin());
-    let (timer_tx, timer_rx) = tokio::sync::mpsc::unbounded_channel();
-    let web =
-        crate::web::start(&settings, &core, std::collections::HashMap::from([(Platform::Console, timer_tx.clone())]))
-            .await?;
-    let (stop_timers, timers_stopped) = tokio::sync::watch::channel(false);
-    let timers = tokio::spawn(crate::core::timers::run(
-        core.clone(),
-        Platform::Console,
-        hooks.wake.clone(),
-        hooks.timer_interval,
-        timer_tx.clone(),
-        timers_stopped,
-    ));
-    let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
-        core.clone(),
-        Arc::new(channels::console::ConsoleDeliverer::new(timer_tx.clone())),
-        settings.worker_options(),
-        timer_tx,
-        stop_timers.subscribe(),
-    ));
-    let wecom = spawn_wecom(&settings, &core)?;
-    let result = channels::console::run(core, input, out, interactive, start_village, timer_rx, shutdown).await;
+    // After the server listens: a channel may tell its platform where to post (a webhook).
+    // A channel that ends (its input closed, or it failed) stops the daemon.
+    let tasks: Vec<_> = starts
+        .into_iter()
+        .map(|task| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let result = task.await;
+                if let Err(e) = &result {
+                    tracing::error!(error = format!("{e:#}"), "a channel failed; the daemon stops");
+                }
+                stop.request();
+                result
+            })
+        })
+        .collect();
+
+    tokio::select! {
+        _ = shutdown => stop.request(),
+        _ = stop.requested() => {}
+    }
+    // The channels stop taking updates; the workers stop, which closes the outboxes; the
+    // channels perform what is left in them and end.
     if let Some(web) = web {
         web.stop().await?;
     }
-    let _ = stop_timers.send(true);
-    let _ = timers.await;
-    let _ = broadcasts.await;
+    let _ = stop_workers.send(true);
+    timers.await.context("the timer loop panicked")?;
+    let mut result = Ok(());
+    for task in tasks {
+        let outcome = task.await.context("a channel panicked").and_then(|r| r);
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
     wecom.stop().await;
     presence.stop().await;
     let _ = stop_http.send(());
@@ -209,6 +265,20 @@ pub async fn run_with(
     reloader.abort();
     store.close().await;
     result
+}
+
+/// The demo's first lines: what this is and how to ask.
+async fn print_demo_banner(settings: &Settings, core: &Core, url: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let banner = format!(
+        "cunjing DEMO: local console channel, no Telegram (set TELOXIDE_TOKEN to serve Telegram).\n\
+         Database: {url}, seeded from the example registry {}.\n\
+         Ask like a villager, e.g.: {}\n",
+        settings.resolve(&settings.file.demo.registry_dir).display(),
+        core.triage().first_example().unwrap_or("/officer"),
+    );
+    tokio::io::stdout().write_all(banner.as_bytes()).await?;
+    Ok(())
 }
 
 /// A background worker and the switch that stops it.
@@ -250,10 +320,14 @@ fn spawn_wecom(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
     let mut opts = settings.worker_options();
     opts.per_second = 0; // each robot has its own limit
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    // Robots report to nobody: the channel's worker tells the sender.
-    let (reports, _) = tokio::sync::mpsc::unbounded_channel();
-    let task =
-        tokio::spawn(crate::core::broadcast::run_deliveries(core.clone(), Arc::new(deliverer), opts, reports, stopped));
+    // Robots report to nobody: the channels' workers tell the sender.
+    let task = tokio::spawn(crate::core::broadcast::run_deliveries(
+        core.clone(),
+        Arc::new(deliverer),
+        opts,
+        Outboxes::default(),
+        stopped,
+    ));
     Ok(Worker { stop, task })
 }
 
