@@ -19,6 +19,7 @@ pub mod console;
 pub mod pace;
 pub mod telegram;
 pub mod wecom;
+pub mod wxcrypt;
 
 /// What a platform offers the core, learnt when the channel connects (before the core is
 /// built): the bot's name for deep links, whether a user is in a chat, files of tips.
