@@ -34,6 +34,9 @@ pub struct Settings {
     /// The webhook's secret token, from `CUNJING_WEBHOOK_SECRET` (when unset, one is derived
     /// from the bot token, so every daemon of a deployment agrees without more setup).
     pub webhook_secret: Option<SecretString>,
+    /// WeCom customer service's secrets, from `CUNJING_WECOM_KF_SECRET`,
+    /// `CUNJING_WECOM_KF_TOKEN` and `CUNJING_WECOM_KF_AES_KEY` (all three, or none).
+    pub wecom_kf_secrets: Option<KfSecrets>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +80,9 @@ pub enum ChannelChoice {
     Telegram,
     /// The local console on stdin/stdout.
     Console,
+    /// WeChat residents through WeCom customer service (`[wecom.kf]`, the secrets in the
+    /// environment).
+    Wechat,
 }
 
 fn default_channels() -> Vec<ChannelChoice> {
@@ -238,6 +244,46 @@ pub struct BroadcastSettings {
 pub struct Wecom {
     pub messages_per_min_per_robot: u32,
     pub timeout_secs: u64,
+    /// WeChat residents through WeCom customer service (微信客服).
+    #[serde(default)]
+    pub kf: WecomKf,
+}
+
+/// `[wecom.kf]`: the customer-service account residents reach from ordinary WeChat. Its
+/// secrets come only from the environment ([`Settings::wecom_kf_secrets`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomKf {
+    /// The organisation's CorpID (the callbacks' receive id).
+    pub corp_id: String,
+    /// The customer-service account (`wk…`).
+    pub open_kfid: String,
+    /// Where WeCom posts its callbacks on `[http] listen`.
+    pub callback_path: String,
+    /// The API's base URL (tests point it at a fake).
+    pub api_base: String,
+}
+
+impl Default for WecomKf {
+    fn default() -> WecomKf {
+        WecomKf {
+            corp_id: String::new(),
+            open_kfid: String::new(),
+            callback_path: "/wecom/kf".into(),
+            api_base: "https://qyapi.weixin.qq.com".into(),
+        }
+    }
+}
+
+/// The customer-service account's secrets (their `Debug` shows no value).
+#[derive(Clone, Debug)]
+pub struct KfSecrets {
+    /// The app secret for `gettoken`.
+    pub secret: SecretString,
+    /// The callback token (signatures).
+    pub token: SecretString,
+    /// The 43-character EncodingAESKey.
+    pub aes_key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +316,16 @@ impl Settings {
         }
         s.telegram_token = env("TELOXIDE_TOKEN").map(SecretString::from);
         s.webhook_secret = env("CUNJING_WEBHOOK_SECRET").map(SecretString::from);
+        let kf = ["CUNJING_WECOM_KF_SECRET", "CUNJING_WECOM_KF_TOKEN", "CUNJING_WECOM_KF_AES_KEY"].map(env);
+        s.wecom_kf_secrets = match kf {
+            [Some(secret), Some(token), Some(aes_key)] => {
+                Some(KfSecrets { secret: secret.into(), token: token.into(), aes_key: aes_key.into() })
+            }
+            [None, None, None] => None,
+            _ => anyhow::bail!(
+                "WeChat customer service needs all three of CUNJING_WECOM_KF_SECRET, CUNJING_WECOM_KF_TOKEN and CUNJING_WECOM_KF_AES_KEY; some are missing"
+            ),
+        };
         Ok(s)
     }
 
@@ -315,6 +371,7 @@ impl Settings {
             database_url_from_env: false,
             webhook: None,
             webhook_secret: None,
+            wecom_kf_secrets: None,
         })
     }
 

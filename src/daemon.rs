@@ -105,6 +105,7 @@ pub async fn run_with(
         let platform = match (choice, &token) {
             (ChannelChoice::Auto, Some(_)) | (ChannelChoice::Telegram, _) => Platform::Telegram,
             (ChannelChoice::Auto, None) | (ChannelChoice::Console, _) => Platform::Console,
+            (ChannelChoice::Wechat, _) => Platform::Wechat,
         };
         if channels.iter().any(|c| c.platform() == platform) {
             continue;
@@ -117,7 +118,20 @@ pub async fn run_with(
                 };
                 Box::new(channels::telegram::TelegramChannel::new(&settings, token)?)
             }
-            _ => Box::new(channels::console::ConsoleChannel::stdio(demo)),
+            Platform::Wechat => {
+                let Some(secrets) = &settings.wecom_kf_secrets else {
+                    anyhow::bail!(
+                        "`--channel wechat` needs CUNJING_WECOM_KF_SECRET, CUNJING_WECOM_KF_TOKEN and CUNJING_WECOM_KF_AES_KEY"
+                    )
+                };
+                anyhow::ensure!(
+                    !settings.file.http.listen.trim().is_empty(),
+                    "`--channel wechat` needs [http] listen (CUNJING__HTTP__LISTEN): WeCom posts its callbacks there"
+                );
+                let timeout = Duration::from_secs(settings.file.wecom.timeout_secs.max(1));
+                Box::new(channels::wechat::WechatChannel::new(&settings.file.wecom.kf, secrets, timeout)?)
+            }
+            Platform::Console => Box::new(channels::console::ConsoleChannel::stdio(demo)),
         });
     }
     anyhow::ensure!(

@@ -18,6 +18,7 @@ pub mod backlog;
 pub mod console;
 pub mod pace;
 pub mod telegram;
+pub mod wechat;
 pub mod wecom;
 pub mod wxcrypt;
 

@@ -64,6 +64,8 @@ pub trait MemberCheck: Send + Sync {
 pub enum Platform {
     Telegram,
     Console,
+    /// Ordinary WeChat users, through WeCom customer service (微信客服).
+    Wechat,
 }
 
 impl Platform {
@@ -71,6 +73,7 @@ impl Platform {
         match self {
             Platform::Telegram => "telegram",
             Platform::Console => "console",
+            Platform::Wechat => "wechat",
         }
     }
 
@@ -78,6 +81,7 @@ impl Platform {
         match s {
             "telegram" => Some(Platform::Telegram),
             "console" => Some(Platform::Console),
+            "wechat" => Some(Platform::Wechat),
             _ => None,
         }
     }

@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod tips;
 pub mod trust;
 pub mod web;
+pub mod wechat;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -181,6 +181,46 @@ impl TestApp {
         ConsolePipe { feed, seen }
     }
 
+    /// Stops the daemon and starts it again serving Telegram and WeChat (customer service
+    /// against `wecom`) at once; returns the callback URL WeCom posts to.
+    pub async fn restart_with_wechat(&mut self, wecom: &crate::fake_wecom::FakeWecom) -> String {
+        use crate::fake_wecom::{AES_KEY, CORP_ID, OPEN_KFID, SECRET, TOKEN};
+        self.stop().await;
+        if self.settings.file.http.listen.is_empty() {
+            self.settings.file.http.listen = format!("127.0.0.1:{}", free_port());
+        }
+        let kf = &mut self.settings.file.wecom.kf;
+        kf.corp_id = CORP_ID.into();
+        kf.open_kfid = OPEN_KFID.into();
+        kf.api_base = wecom.url.clone();
+        self.settings.wecom_kf_secrets = Some(cunjing::config::KfSecrets {
+            secret: SECRET.to_string().into(),
+            token: TOKEN.to_string().into(),
+            aes_key: AES_KEY.to_string().into(),
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let hooks = self.hooks();
+        self.task = Some(tokio::spawn(async move {
+            cunjing::daemon::run_with(
+                settings,
+                &[ChannelChoice::Telegram, ChannelChoice::Wechat],
+                async {
+                    let _ = rx.await;
+                },
+                hooks,
+            )
+            .await
+        }));
+        self.stop = Some(tx);
+        let url = format!("http://{}{}", self.settings.file.http.listen, self.settings.file.wecom.kf.callback_path);
+        eventually("the daemon's HTTP server listens", || async {
+            reqwest::Client::new().get(&url).send().await.is_ok()
+        })
+        .await;
+        url
+    }
+
     /// Moves the daemon's clock forward and lets its timers look for due work.
     pub fn advance(&self, by: Duration) {
         self.clock_offset.fetch_add(by.as_millis() as i64, Ordering::SeqCst);

@@ -10,6 +10,8 @@ mod db;
 mod emergency;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod fake_telegram;
+#[allow(dead_code)] // shared test infrastructure
+mod fake_wecom;
 mod foundation;
 mod fuzz;
 mod registry;
@@ -19,3 +21,4 @@ mod tips;
 mod triage;
 mod trust;
 mod web;
+mod wechat;

@@ -1,0 +1,176 @@
+//! Residents on ordinary WeChat through WeCom customer service, against the fake WeCom of
+//! `fake_wecom.rs`, in the same daemon as Telegram: encrypted callbacks, the pull cursor, the
+//! welcome by a village's link, the contact card, emergencies, repeated messages, token
+//! expiry and a restart.
+
+use crate::app::eventually;
+use crate::app_test;
+use crate::fake_wecom::FakeWecom;
+
+/// 和庄村, whose resident officer is 张建国 (041201, ☎ 13903710121).
+const HEZHUANG: &str = "410184101201";
+const RESIDENT: &str = "wmResidentA";
+
+async fn replies(wecom: &FakeWecom, user: &str, at_least: usize) -> Vec<crate::fake_wecom::Sent> {
+    eventually(&format!("{at_least} answers reach {user}"), || async { wecom.sent_to(user).len() >= at_least }).await;
+    wecom.sent_to(user)
+}
+
+app_test!(a_wechat_resident_from_a_village_link_gets_a_welcome_then_the_officers_card, |app| {
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+
+    wecom.resident_enters(RESIDENT, HEZHUANG);
+    assert_eq!(wecom.notify(&url).await, 200);
+    let welcome = replies(&wecom, RESIDENT, 1).await;
+    assert_eq!(welcome[0].via, "send_msg_on_event", "the first answer uses the welcome code");
+    assert!(welcome[0].text.contains("和庄村"), "the link's village is known: {:?}", welcome[0]);
+
+    wecom.resident_says(RESIDENT, "我们村民警电话多少");
+    wecom.notify(&url).await;
+    let all = replies(&wecom, RESIDENT, 2).await;
+    let card = &all[1];
+    assert_eq!(card.via, "send_msg");
+    assert!(card.text.contains("张建国") && card.text.contains("13903710121"), "{card:?}");
+});
+
+app_test!(a_wechat_resident_reporting_a_fight_is_told_to_call_110_at_once, |app| {
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    wecom.resident_says(RESIDENT, "村口有人拿刀打架，快来人");
+    wecom.notify(&url).await;
+    let answer = replies(&wecom, RESIDENT, 1).await;
+    assert!(answer[0].text.contains("110"), "{:?}", answer[0]);
+});
+
+app_test!(a_wechat_callback_with_a_wrong_signature_is_refused_and_pulls_nothing, |app| {
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    eventually("the start-up pull is done", || async { wecom.sync_calls() >= 1 }).await;
+    let pulls = wecom.sync_calls();
+    wecom.resident_says(RESIDENT, "我们村民警电话多少");
+    let (query, body) = wecom.callback();
+    let forged = query.replacen("msg_signature=", "msg_signature=0", 1);
+    let status = reqwest::Client::new().post(format!("{url}?{forged}")).body(body).send().await.unwrap().status();
+    assert_eq!(status.as_u16(), 403);
+    assert_eq!(wecom.sync_calls(), pulls, "nothing was pulled on a forged callback");
+
+    // WeCom's URL check: the decrypted echostr comes back as it is; a forged one is refused.
+    let check = reqwest::get(format!("{url}?{}", wecom.url_check("echo-4711"))).await.unwrap();
+    assert_eq!(check.status().as_u16(), 200);
+    assert_eq!(check.text().await.unwrap(), "echo-4711");
+    let forged = wecom.url_check("echo").replacen("msg_signature=", "msg_signature=f", 1);
+    assert_eq!(reqwest::get(format!("{url}?{forged}")).await.unwrap().status().as_u16(), 403);
+});
+
+app_test!(a_wechat_message_delivered_twice_is_answered_once_and_a_restart_keeps_the_cursor, |app| {
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    let first = wecom.resident_says(RESIDENT, "我们村民警电话多少");
+    wecom.notify(&url).await;
+    replies(&wecom, RESIDENT, 1).await;
+    // The same message again, then a new one: messages are handled in order, so when the
+    // new one's answer (the greeting) is there, any second answer to the repeat would be too.
+    wecom.repeat(&first);
+    wecom.resident_says(RESIDENT, "/start");
+    wecom.notify(&url).await;
+    let greetings = |n: usize| {
+        let wecom = wecom.clone();
+        async move { wecom.sent_to(RESIDENT).iter().filter(|s| s.text.contains("我是村警助手")).count() >= n }
+    };
+    eventually("the greeting answers /start", || greetings(1)).await;
+    assert_eq!(
+        wecom.sent_to(RESIDENT).len(),
+        2,
+        "the repeated message was answered once: {:?}",
+        wecom.sent_to(RESIDENT)
+    );
+
+    // A restart pulls from the stored cursor: nothing old is answered again.
+    let url = app.restart_with_wechat(&wecom).await;
+    wecom.resident_says(RESIDENT, "/start");
+    wecom.notify(&url).await;
+    eventually("the greeting answers /start after the restart", || greetings(2)).await;
+    assert_eq!(wecom.sent_to(RESIDENT).len(), 3, "only the new message was answered: {:?}", wecom.sent_to(RESIDENT));
+});
+
+/// Taps the menu item labelled `label` in the latest answer that has it; returns the next
+/// answer.
+async fn tap(wecom: &FakeWecom, url: &str, label: &str) -> crate::fake_wecom::Sent {
+    let sent = wecom.sent_to(RESIDENT);
+    let id = sent
+        .iter()
+        .rev()
+        .find_map(|s| s.menu.iter().find(|(l, _)| l.contains(label)).map(|(_, id)| id.clone()))
+        .unwrap_or_else(|| panic!("no menu item {label:?} in {sent:?}"));
+    wecom.resident_taps(RESIDENT, &id, label);
+    wecom.notify(url).await;
+    replies(wecom, RESIDENT, sent.len() + 1).await.pop().unwrap()
+}
+
+/// Writes `text`; returns the next answer.
+async fn say(wecom: &FakeWecom, url: &str, text: &str) -> crate::fake_wecom::Sent {
+    let before = wecom.sent_to(RESIDENT).len();
+    wecom.resident_says(RESIDENT, text);
+    wecom.notify(url).await;
+    replies(wecom, RESIDENT, before + 1).await.pop().unwrap()
+}
+
+app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {
+    let wecom = FakeWecom::start().await;
+    let port = crate::app::free_port();
+    app.settings.file.web.enabled = true;
+    app.settings.file.web.listen = format!("127.0.0.1:{port}");
+    app.settings.file.web.secure_cookies = false;
+    let hz = app.store().station_id("HZPCS").await.unwrap();
+    let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
+    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    let url = app.restart_with_wechat(&wecom).await;
+
+    // An anonymous theft report, every step a menu tap.
+    let categories = say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
+    assert!(categories.menu.iter().any(|(l, _)| l.contains("盗窃")), "{categories:?}");
+    let details = tap(&wecom, &url, "盗窃").await;
+    assert!(details.text.contains("发生了什么"), "{details:?}");
+    let more = say(&wecom, &url, "昨晚我家院里的电动车被人偷走了").await;
+    assert!(!more.menu.is_empty(), "{more:?}");
+    tap(&wecom, &url, "说完了").await;
+    let summary = tap(&wecom, &url, "匿名").await;
+    let receipt = tap(&wecom, &url, "确认提交").await;
+    let number: String = sqlx::query_scalar("SELECT number FROM tips ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert!(receipt.text.contains(&number), "the receipt names the tip: {receipt:?} (summary {summary:?})");
+
+    // Two days later the station answers at the desk: outside WeCom's window, so it waits.
+    app.advance(std::time::Duration::from_secs(49 * 3600));
+    let c = crate::web::Client::logged_in(port, "neiqin").await;
+    let csrf = c.get(&format!("/tips/{number}")).await.csrf();
+    c.post(&format!("/tips/{number}/reply"), &[("csrf", &csrf), ("text", "民警已到场查看，请放心")]).await;
+    let store = app.store().clone();
+    eventually("the answer is held for the resident", || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM wechat_held").fetch_one(store.pool()).await.unwrap() == 1
+    })
+    .await;
+    assert!(!wecom.sent_to(RESIDENT).iter().any(|s| s.text.contains("民警已到场查看")), "not sent outside the window");
+
+    // The resident writes again: the held answer goes first.
+    let before = wecom.sent_to(RESIDENT).len();
+    wecom.resident_says(RESIDENT, "还有人管吗");
+    wecom.notify(&url).await;
+    let after = replies(&wecom, RESIDENT, before + 2).await;
+    assert!(after[before].text.contains("民警已到场查看"), "the held answer first: {:?}", &after[before..]);
+});
+
+app_test!(an_expired_wecom_token_is_fetched_again_and_the_answer_still_arrives, |app| {
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    let before = wecom.tokens_issued();
+    wecom.expire_token();
+    wecom.resident_says(RESIDENT, "村口有人拿刀打架，快来人");
+    wecom.notify(&url).await;
+    let answer = replies(&wecom, RESIDENT, 1).await;
+    assert!(answer[0].text.contains("110"));
+    assert_eq!(wecom.tokens_issued(), before + 1, "one new token after errcode 42001");
+});
