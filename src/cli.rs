@@ -2,7 +2,7 @@
 //! administration commands for the registry, officers and chats. Output for people is
 //! English; `--json` gives machine-readable output where it makes sense.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -58,6 +58,17 @@ pub enum Command {
     /// assignments).
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Print contact boards (警民联系牌, A4 SVG): a village's, or every village of a station.
+    Board {
+        /// The village code.
+        village: Option<String>,
+        /// Every village of this station (code) instead.
+        #[arg(long)]
+        station: Option<String>,
+        /// Where the SVG files go.
+        #[arg(long, default_value = "boards")]
+        out: PathBuf,
+    },
     /// Officer accounts.
     #[command(subcommand)]
     Officer(OfficerCommand),
@@ -351,7 +362,7 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
     Some(match command {
         Command::Registry(RegistryCommand::Import { dir }) => ("registry_import", dir.display().to_string()),
         Command::Registry(RegistryCommand::Wecom { target, .. }) => ("bind", format!("wecom {target}")),
-        Command::Registry(_) | Command::Run { .. } | Command::Triage { .. } => return None,
+        Command::Registry(_) | Command::Run { .. } | Command::Triage { .. } | Command::Board { .. } => return None,
         Command::Officer(OfficerCommand::Enrol { badge, .. }) => ("enrol", format!("officer:{badge}")),
         Command::Officer(OfficerCommand::Grant { badge, role }) => ("enrol", format!("officer:{badge} grant {role}")),
         Command::Officer(OfficerCommand::Revoke { badge }) => ("enrol", format!("officer:{badge} revoke")),
@@ -385,6 +396,7 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
     match command {
         Command::Run { .. } => unreachable!("handled by run"),
         Command::Registry(cmd) => registry_command(settings, cmd).await,
+        Command::Board { village, station, out } => boards(settings, village, station, &out).await,
         Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(settings, &badge, json).await,
         Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
         Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
@@ -702,6 +714,48 @@ async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<Ex
             )?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cunjing board`: the boards of a village or of a station's villages.
+async fn boards(
+    settings: &Settings,
+    village: Option<String>,
+    station: Option<String>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let all = store.all_villages().await?;
+    let villages: Vec<_> = match (&village, &station) {
+        (Some(code), None) => all.into_iter().filter(|v| &v.code == code).collect(),
+        (None, Some(code)) => all.into_iter().filter(|v| &v.station_code == code).collect(),
+        _ => {
+            eprintln!("cunjing board needs a village code, or --station CODE for every village of a station.");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if villages.is_empty() {
+        eprintln!(
+            "No village with {} in the registry; `cunjing registry export DIR` lists the codes.",
+            village
+                .map_or_else(|| format!("station code {:?}", station.unwrap_or_default()), |v| format!("code {v:?}"))
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let links = crate::boards::Links {
+        wechat: Some(settings.file.wecom.kf.contact_url.clone()),
+        telegram_bot: bot_username(settings).await,
+    };
+    if links.for_village("").is_empty() {
+        eprintln!("Note: no QR codes: set [wecom.kf] contact_url for WeChat, TELOXIDE_TOKEN for the Telegram link.");
+    }
+    let template = settings.resolve(&settings.file.paths.board_template);
+    let today = chrono::Utc::now().with_timezone(&settings.timezone()).date_naive().to_string();
+    let files = crate::boards::write_boards(&store, &template, &villages, &links, &today, out).await?;
+    for file in &files {
+        println!("{}", file.display());
+    }
+    println!("{} board(s) written; print them on A4 (any browser opens SVG and prints it).", files.len());
     Ok(ExitCode::SUCCESS)
 }
 

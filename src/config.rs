@@ -262,6 +262,9 @@ pub struct WecomKf {
     pub callback_path: String,
     /// The API's base URL (tests point it at a fake).
     pub api_base: String,
+    /// The account's link for residents (from the admin console or `kf/add_contact_way`);
+    /// the boards add each village's code to it as `scene_param`.
+    pub contact_url: String,
 }
 
 impl Default for WecomKf {
@@ -271,6 +274,7 @@ impl Default for WecomKf {
             open_kfid: String::new(),
             callback_path: "/wecom/kf".into(),
             api_base: "https://qyapi.weixin.qq.com".into(),
+            contact_url: String::new(),
         }
     }
 }
@@ -293,6 +297,13 @@ pub struct Paths {
     pub intents_file: PathBuf,
     pub schedule_file: PathBuf,
     pub web_templates_dir: PathBuf,
+    /// The contact board's page (`cunjing board`).
+    #[serde(default = "default_board_template")]
+    pub board_template: PathBuf,
+}
+
+fn default_board_template() -> PathBuf {
+    PathBuf::from("boards/board.svg")
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,6 +15,7 @@
 //! - [`registry`]: import, check and export of the station → office → village → officer CSVs.
 //! - [`authz`]: who may do what (roles, scopes) and the audit trail.
 //! - [`cap`]: CAP 1.2 alerts in and out.
+//! - [`boards`]: the printable contact boards (警民联系牌) with their QR codes.
 //! - [`core`]: the platform-free bot: routing, contact cards, tips, broadcasts, the staff
 //!   desk, timers and schedules, from [`core::Inbound`] to [`core::Outbound`].
 //! - [`channels`]: one adapter per platform (Telegram, the local console, WeCom robots)
@@ -27,6 +28,7 @@
 //! - [`cli`], [`broadcast_cli`], [`tips_cli`]: the command line (`cunjing run`, `registry`,
 //!   `tips`, `broadcast`, …).
 pub mod authz;
+pub mod boards;
 pub mod broadcast_cli;
 pub mod cap;
 pub mod channels;

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (link time on 2 cores), one module per area.
 
 mod app;
+mod boards;
 mod broadcasts;
 mod browser;
 mod cli;
