@@ -175,6 +175,7 @@ pub async fn run_channels(
             core.set_media_source(platform, media);
         }
     }
+    core.set_served(channels.iter().map(|c| c.platform()).collect());
     let core = core;
     let reloader = reload_on_hangup(core.clone())?;
     if demo {

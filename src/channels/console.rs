@@ -50,6 +50,8 @@ enum Place {
 
 struct Session<W> {
     core: Core,
+    /// Passes on what is for another platform.
+    forward: crate::core::WeakOutboxes,
     out: W,
     /// Whether a person is typing (prompts) or a script is feeding lines (echo the input).
     interactive: bool,
@@ -101,6 +103,7 @@ impl Channel for ConsoleChannel {
 
     fn serve(self: Box<Self>, ctx: Wiring) -> anyhow::Result<Serving> {
         let Wiring { core, outbox, outboxes, workers_stopped, worker, shutdown } = ctx;
+        let forward = outboxes.downgrade();
         let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
             core.clone(),
             Arc::new(ConsoleDeliverer::new(outboxes.clone())),
@@ -110,7 +113,8 @@ impl Channel for ConsoleChannel {
         ));
         let task = async move {
             let start_village = if self.demo { core.store().first_village().await? } else { None };
-            run(core, self.input, self.out, self.interactive, start_village, outbox, shutdown).await?;
+            let io = *self;
+            run(io, core, start_village, outbox, forward, shutdown).await?;
             broadcasts.await.context("the console's broadcast worker panicked")
         };
         Ok(Serving { routes: None, probe: None, task: Box::pin(task) })
@@ -120,25 +124,22 @@ impl Channel for ConsoleChannel {
 /// Runs the console until the input ends, `/quit`, or the daemon's stop (the first two stop
 /// the daemon), then shows what the daemon still sends until the outbox closes.
 /// `start_village` is where the resident starts (the demo: the first example village).
-pub async fn run<R, W>(
+async fn run(
+    io: ConsoleChannel,
     core: Core,
-    input: R,
-    out: W,
-    interactive: bool,
     start_village: Option<VillageRow>,
     mut outbox: tokio::sync::mpsc::UnboundedReceiver<Outbound>,
+    forward: crate::core::WeakOutboxes,
     shutdown: Shutdown,
-) -> anyhow::Result<()>
-where
-    R: AsyncBufRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> anyhow::Result<()> {
+    let ConsoleChannel { input, out, interactive, .. } = io;
     let place = match &start_village {
         Some(v) => Place::Group { chat_id: group_chat_id(v.id), title: v.name.clone() },
         None => Place::Private,
     };
     let mut session = Session {
         core,
+        forward,
         out,
         interactive,
         persona: Persona::Resident,
@@ -317,7 +318,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     async fn show(&mut self, action: Outbound) -> anyhow::Result<()> {
+        let Some(action) = self.forward.route(Platform::Console, action) else { return Ok(()) };
         match action {
+            // Passed on by `route`.
+            Outbound::On { .. } => Ok(()),
             Outbound::Message { chat_id, text, buttons, .. } => {
                 let label = self.label(chat_id).await;
                 let mut block = format!("── bot → {label}\n");

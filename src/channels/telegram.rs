@@ -71,6 +71,8 @@ struct Adapter {
     pace: Pace,
     /// Updates in hand, so that long polling waits when there are too many (`backlog.rs`).
     backlog: Arc<Backlog>,
+    /// Passes on what is for another platform (an officer who uses another one).
+    forward: crate::core::WeakOutboxes,
 }
 
 /// Logs update-listener errors (failed `getUpdates`) without the token, and counts them.
@@ -204,6 +206,7 @@ impl Channel for TelegramChannel {
             username,
             send_retries: options.send_retries,
             backlog,
+            forward: outboxes.downgrade(),
         });
         let broadcasts = tokio::spawn(crate::core::broadcast::run_deliveries(
             adapter.core.clone(),
@@ -764,7 +767,10 @@ impl Adapter {
     }
 
     async fn perform(&self, bot: &TgBot, out: Outbound) {
+        let Some(out) = self.forward.route(Platform::Telegram, out) else { return };
         match out {
+            // Passed on by `route`.
+            Outbound::On { .. } => {}
             Outbound::Message { chat_id, text, buttons, reply_to } => {
                 let markup = self.keyboard(&buttons);
                 // Telegram takes at most 4096 characters a message: longer text goes out in

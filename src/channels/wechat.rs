@@ -216,6 +216,8 @@ async fn callback(State(s): State<CallbackState>, Query(q): Query<Signed>, body:
 /// Sends to residents, within WeCom's window.
 struct Sending {
     core: Core,
+    /// Passes on what is for another platform.
+    forward: crate::core::WeakOutboxes,
     api: Arc<Api>,
     open_kfid: String,
 }
@@ -251,7 +253,7 @@ impl Sending {
                 let Some(caption) = caption else { return Ok(None) };
                 (*chat_id, json!({"msgtype": "text", "text": {"content": caption}}))
             }
-            Outbound::DeleteMessage { .. } | Outbound::AnswerButton { .. } => return Ok(None),
+            Outbound::DeleteMessage { .. } | Outbound::AnswerButton { .. } | Outbound::On { .. } => return Ok(None),
         };
         let touser = self
             .core
@@ -266,6 +268,7 @@ impl Sending {
 
     /// Sends `action` now if the resident's window allows, or keeps it until they write.
     async fn perform(&self, action: Outbound) {
+        let Some(action) = self.forward.route(Platform::Wechat, action) else { return };
         let result = async {
             let Some((user, body)) = self.body(&action).await? else { return Ok(()) };
             let now = self.core.now_ms();
@@ -383,6 +386,7 @@ impl Sending {
         };
         let mut welcome = welcome.map(str::to_string);
         for action in self.core.handle(&inbound).await {
+            let Some(action) = self.forward.route(Platform::Wechat, action) else { continue };
             // The first answer to entering the conversation goes with its welcome code.
             if let Some(code) = welcome.take()
                 && let Some((_, mut body)) = self.body(&action).await?
@@ -419,12 +423,17 @@ impl Channel for WechatChannel {
     }
 
     fn serve(self: Box<Self>, ctx: Wiring) -> anyhow::Result<Serving> {
-        let Wiring { core, mut outbox, shutdown, .. } = ctx;
+        let Wiring { core, mut outbox, outboxes, shutdown, .. } = ctx;
         let (pull, mut pulls) = mpsc::unbounded_channel::<String>();
         let routes = axum::Router::new()
             .route(&self.options.callback_path, axum::routing::get(verify_url).post(callback))
             .with_state(CallbackState { crypt: self.crypt.clone(), pull: pull.clone() });
-        let sending = Arc::new(Sending { core, api: self.api.clone(), open_kfid: self.options.open_kfid.clone() });
+        let sending = Arc::new(Sending {
+            core,
+            forward: outboxes.downgrade(),
+            api: self.api.clone(),
+            open_kfid: self.options.open_kfid.clone(),
+        });
         let task = async move {
             // What arrived while the daemon was down is pulled at once.
             let _ = pull.send(String::new());

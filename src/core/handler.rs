@@ -73,6 +73,9 @@ pub struct CoreOptions {
     /// Broadcast messages sent a second (`[broadcast] messages_per_sec`; 0: no limit), for the
     /// time a broadcast will take.
     pub broadcast_per_second: u32,
+    /// The platforms this daemon serves, in the order of its channels: an officer with no
+    /// account on a tip's platform is reached on the first of these where they have one.
+    pub served: Vec<super::Platform>,
 }
 
 /// Retention periods, in milliseconds.
@@ -119,6 +122,7 @@ impl CoreOptions {
             retention: Retention::default(),
             metrics: Arc::default(),
             broadcast_per_second: 25,
+            served: Vec::new(),
         }
     }
 }
@@ -380,6 +384,36 @@ impl Core {
         self.opts.bot_username = username;
     }
 
+    /// The platforms the daemon serves, in the order of its channels (set by the daemon
+    /// before the core is shared).
+    pub fn set_served(&mut self, served: Vec<super::Platform>) {
+        self.opts.served = served;
+    }
+
+    /// Where to reach officer `officer_id`: their account on `preferred` (the platform the
+    /// tip or the emergency came from), else on the first platform the daemon serves where
+    /// they have one.
+    pub async fn officer_reach(
+        &self,
+        officer_id: i64,
+        preferred: &str,
+    ) -> anyhow::Result<Option<(super::Platform, i64)>> {
+        if let Some(p) = super::Platform::parse(preferred)
+            && let Some(account) = self.store.officer_account(officer_id, preferred).await?
+        {
+            return Ok(Some((p, account)));
+        }
+        for p in &self.opts.served {
+            if p.as_str() == preferred {
+                continue;
+            }
+            if let Some(account) = self.store.officer_account(officer_id, p.as_str()).await? {
+                return Ok(Some((*p, account)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Today in the configured time zone.
     pub fn today(&self) -> NaiveDate {
         (self.opts.clock)().with_timezone(&self.opts.timezone).date_naive()
@@ -585,8 +619,8 @@ impl Core {
         let mut out = Vec::new();
         let chain = routing::duty_chain(&self.store, village.clone(), self.today()).await?;
         for member in &chain.members {
-            if let Some(account) = self.store.officer_account(member.officer_id, platform).await? {
-                out.push(Outbound::text(account, alert.clone()));
+            if let Some((on, account)) = self.officer_reach(member.officer_id, platform).await? {
+                out.push(Outbound::on(on, Outbound::text(account, alert.clone())));
             }
         }
         for chat in self.store.station_chats(village.station_id, platform).await? {

@@ -44,6 +44,38 @@ impl Outboxes {
     pub fn send(&self, platform: Platform, action: Outbound) -> bool {
         self.0.get(&platform).is_some_and(|tx| tx.send(action).is_ok())
     }
+
+    /// A handle that does not keep the outboxes open (a channel holds it: its own outbox
+    /// must close when the daemon's workers stop).
+    pub fn downgrade(&self) -> WeakOutboxes {
+        WeakOutboxes(Arc::downgrade(&self.0))
+    }
+}
+
+/// [`Outboxes`] as a channel holds them.
+#[derive(Clone, Default)]
+pub struct WeakOutboxes(std::sync::Weak<HashMap<Platform, mpsc::UnboundedSender<Outbound>>>);
+
+impl WeakOutboxes {
+    /// What the channel of `own` should perform of `action`: the action itself, or its
+    /// content when it is marked for `own`; `None` when it was for another platform and has
+    /// been handed to that platform's channel (or, when no channel of the daemon serves it,
+    /// logged as not sent).
+    pub fn route(&self, own: Platform, action: Outbound) -> Option<Outbound> {
+        let Outbound::On { platform, action } = action else { return Some(action) };
+        if platform == own {
+            return Some(*action);
+        }
+        let sent = self.0.upgrade().is_some_and(|map| map.get(&platform).is_some_and(|tx| tx.send(*action).is_ok()));
+        if !sent {
+            tracing::error!(
+                from = own.as_str(),
+                to = platform.as_str(),
+                "a message for another platform could not be passed on (that channel is not served, or the daemon is stopping); not sent"
+            );
+        }
+        None
+    }
 }
 
 /// A channel's way to fetch a file people sent (a tip's photo or voice message) by its
@@ -194,10 +226,28 @@ pub enum Outbound {
     DeleteMessage { chat_id: i64, message_id: i64 },
     /// Acknowledge a button press (stops the spinner), optionally with a short notice.
     AnswerButton { callback_id: String, text: Option<String> },
+    /// An action for a chat on a given platform: an officer's card on the platform the
+    /// officer uses, a tipster's notice on the platform the tip came from. The channel that
+    /// gets it performs it when it is its own platform and passes it on otherwise
+    /// ([`Outboxes::route`]).
+    On { platform: Platform, action: Box<Outbound> },
 }
 
 impl Outbound {
     pub fn text(chat_id: i64, text: impl Into<String>) -> Outbound {
         Outbound::Message { chat_id, text: text.into(), buttons: Vec::new(), reply_to: None }
+    }
+
+    /// `action` for a chat on `platform`.
+    pub fn on(platform: Platform, action: Outbound) -> Outbound {
+        match action {
+            Outbound::On { action, .. } => Outbound::On { platform, action },
+            action => Outbound::On { platform, action: Box::new(action) },
+        }
+    }
+
+    /// Every action of `actions` for chats on `platform`.
+    pub fn all_on(platform: Platform, actions: Vec<Outbound>) -> Vec<Outbound> {
+        actions.into_iter().map(|a| Outbound::on(platform, a)).collect()
     }
 }

@@ -535,7 +535,11 @@ impl Core {
     /// reached on `platform`, with the deadline to acknowledge it (or it goes on to the next
     /// officer), and their account. Chosen before the tip is committed, so that it is written
     /// already routed, in one transaction.
-    async fn route_for_new_tip(&self, platform: &str, village: &VillageRow) -> anyhow::Result<Option<(TipRoute, i64)>> {
+    async fn route_for_new_tip(
+        &self,
+        platform: &str,
+        village: &VillageRow,
+    ) -> anyhow::Result<Option<(TipRoute, (Platform, i64))>> {
         let deadline = self.now_ms() + self.ack_timeout_ms();
         Ok(self
             .next_officer(platform, village, 0)
@@ -552,31 +556,33 @@ impl Core {
         tip: &TipRow,
         card: CardParts<'_>,
         village: &VillageRow,
-        account: Option<i64>,
+        account: Option<(Platform, i64)>,
     ) -> anyhow::Result<Vec<Outbound>> {
-        let (Some(officer_id), Some(account)) = (tip.assigned_officer_id, account) else {
+        let (Some(officer_id), Some((on, account))) = (tip.assigned_officer_id, account) else {
             tracing::warn!(tip_id = tip.id, village = %village.code, "no reachable officer for a tip");
             return self.staff_notices(platform, village, tip, None, false).await;
         };
         tracing::info!(tip_id = tip.id, officer_id, level = tip.escalation_level, kind = "routed", "tip handed over");
-        let mut out = self.officer_card_of(account, officer_id, tip, &village.name, false, card).await?;
+        let mut out =
+            Outbound::all_on(on, self.officer_card_of(account, officer_id, tip, &village.name, false, card).await?);
         let officer = self.store().officer_by_id(officer_id).await?.map(|o| o.name);
         out.extend(self.staff_notices(platform, village, tip, officer.as_deref(), false).await?);
         Ok(out)
     }
 
-    /// The first officer of the village's duty chain, from position `from` on, who has an
-    /// account on `platform`: (position, officer id, account).
+    /// The first officer of the village's duty chain, from position `from` on, who can be
+    /// reached (on `platform`, or on another platform the daemon serves): (position, officer
+    /// id, where).
     async fn next_officer(
         &self,
         platform: &str,
         village: &VillageRow,
         from: usize,
-    ) -> anyhow::Result<Option<(i64, i64, i64)>> {
+    ) -> anyhow::Result<Option<(i64, i64, (Platform, i64))>> {
         let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
         for (level, member) in chain.members.iter().enumerate().skip(from) {
-            if let Some(account) = self.store().officer_account(member.officer_id, platform).await? {
-                return Ok(Some((level as i64, member.officer_id, account)));
+            if let Some(reach) = self.officer_reach(member.officer_id, platform).await? {
+                return Ok(Some((level as i64, member.officer_id, reach)));
             }
         }
         Ok(None)
@@ -606,10 +612,9 @@ impl Core {
                     out.extend(self.staff_notices(platform.as_str(), &village, &tip, None, true).await?);
                     let chain = routing::duty_chain(self.store(), village.clone(), self.today()).await?;
                     for member in &chain.members {
-                        if let Some(account) =
-                            self.store().officer_account(member.officer_id, platform.as_str()).await?
-                        {
-                            out.extend(self.officer_card(account, member.officer_id, &tip, &village.name, true).await?);
+                        if let Some((on, account)) = self.officer_reach(member.officer_id, platform.as_str()).await? {
+                            let card = self.officer_card(account, member.officer_id, &tip, &village.name, true).await?;
+                            out.extend(Outbound::all_on(on, card));
                         }
                     }
                 }
@@ -822,9 +827,10 @@ impl Core {
             self.metrics().escalations.inc();
         }
         let Some(tip) = self.store().tip(tip_id).await? else { return Ok((false, vec![])) };
-        match self.store().officer_account(officer_id, &tip.platform).await? {
-            Some(account) => {
-                Ok((true, self.officer_card(account, officer_id, &tip, village_name, kind == "escalated").await?))
+        match self.officer_reach(officer_id, &tip.platform).await? {
+            Some((on, account)) => {
+                let card = self.officer_card(account, officer_id, &tip, village_name, kind == "escalated").await?;
+                Ok((true, Outbound::all_on(on, card)))
             }
             None => Ok((false, vec![])),
         }
@@ -856,7 +862,11 @@ impl Core {
         } else {
             vec![]
         };
-        Ok(Some(Outbound::Message { chat_id: reporter.chat_id, text, buttons, reply_to: None }))
+        let notice = Outbound::Message { chat_id: reporter.chat_id, text, buttons, reply_to: None };
+        Ok(Some(match Platform::parse(&tip.platform) {
+            Some(on) => Outbound::on(on, notice),
+            None => notice,
+        }))
     }
 
     /// Relays the message of a `Reply` conversation: officer → tipster under the tip's number,
@@ -884,7 +894,7 @@ impl Core {
                 data: format!("{TIPSTER_REPLY}{tip_id}"),
             };
             (
-                Some(reporter.chat_id),
+                Platform::parse(&reporter.platform).map(|on| (on, reporter.chat_id)),
                 header,
                 vec![vec![answer]],
                 Msg::RelayDoneOfficer,
@@ -893,7 +903,7 @@ impl Core {
             )
         } else {
             let target = match tip.assigned_officer_id {
-                Some(id) => self.store().officer_account(id, inbound.platform.as_str()).await?,
+                Some(id) => self.officer_reach(id, inbound.platform.as_str()).await?,
                 None => None,
             };
             let header = t.render(
@@ -904,11 +914,13 @@ impl Core {
                 Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{tip_id}") };
             (target, header, vec![vec![answer]], Msg::RelayDoneTipster, "resident", None)
         };
-        let Some(target) = target.filter(|_| reporter.platform == inbound.platform.as_str()) else {
+        let Some((on, target)) = target else {
             return Ok(Some(vec![Outbound::text(chat_id, t.plain(Msg::RelayGone))]));
         };
-        let mut out = vec![Outbound::Message { chat_id: target, text: message, buttons, reply_to: None }];
-        if let Some((kind, file_id)) = &media {
+        let mut out =
+            vec![Outbound::on(on, Outbound::Message { chat_id: target, text: message, buttons, reply_to: None })];
+        // A file id is the platform's own: media cross only within one platform.
+        if let (Some((kind, file_id)), true) = (&media, on == inbound.platform) {
             out.push(Outbound::Media { chat_id: target, kind: *kind, file_id: file_id.clone(), caption: None });
         }
         let detail = match (&text, &media) {

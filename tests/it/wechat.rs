@@ -116,6 +116,61 @@ async fn say(wecom: &FakeWecom, url: &str, text: &str) -> crate::fake_wecom::Sen
     replies(wecom, RESIDENT, before + 1).await.pop().unwrap()
 }
 
+/// A WeChat resident reports a theft in 和庄村 anonymously, every step a menu tap; returns
+/// the tip's number.
+async fn file_anonymous_theft(app: &crate::app::TestApp, wecom: &FakeWecom, url: &str) -> String {
+    let categories = say(wecom, url, &format!("/start tip_{HEZHUANG}")).await;
+    assert!(categories.menu.iter().any(|(l, _)| l.contains("盗窃")), "{categories:?}");
+    let details = tap(wecom, url, "盗窃").await;
+    assert!(details.text.contains("发生了什么"), "{details:?}");
+    let more = say(wecom, url, "昨晚我家院里的电动车被人偷走了").await;
+    assert!(!more.menu.is_empty(), "{more:?}");
+    tap(wecom, url, "说完了").await;
+    let summary = tap(wecom, url, "匿名").await;
+    let receipt = tap(wecom, url, "确认提交").await;
+    let number: String = sqlx::query_scalar("SELECT number FROM tips ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    assert!(receipt.text.contains(&number), "the receipt names the tip: {receipt:?} (summary {summary:?})");
+    number
+}
+
+app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and_reply_reach_the_resident, |app| {
+    let officer = crate::tips::zhang();
+    app.enrol("041201", &officer).await;
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    let number = file_anonymous_theft(&app, &wecom, &url).await;
+
+    // The card reaches 张建国 on Telegram, the platform he uses.
+    let card = app.fake.wait_for_sent(|m| m.chat_id == officer.id && m.text.contains(&number)).await;
+    assert!(card.text.contains("电动车"), "{}", card.text);
+    assert!(!card.text.contains(RESIDENT), "the anonymous tipster's WeChat id is not on the card");
+
+    // He acknowledges: the resident hears it on WeChat.
+    let before = wecom.sent_to(RESIDENT).len();
+    crate::app::press(&app, officer.id, &officer, &card, "受理").await;
+    let told = replies(&wecom, RESIDENT, before + 1).await;
+    assert!(told[before].text.contains(&number) && told[before].text.contains("受理"), "{:?}", told[before]);
+
+    // He answers through the bot: relayed to WeChat under the tip's number.
+    let prompt = crate::app::press(&app, officer.id, &officer, &card, "回复").await;
+    assert!(prompt.text.contains("回复举报人"), "{}", prompt.text);
+    let before = wecom.sent_to(RESIDENT).len();
+    let done = app.ask(officer.id, &officer, "请问车是什么颜色的？").await;
+    assert!(done.text.contains("已转告举报人"), "{}", done.text);
+    let relayed = replies(&wecom, RESIDENT, before + 1).await;
+    assert_eq!(relayed[before].text, format!("民警回复（线索 {number}）：请问车是什么颜色的？"));
+
+    // The resident answers with the menu item under it: back to the officer on Telegram.
+    let prompt = tap(&wecom, &url, "回复民警").await;
+    assert!(!prompt.text.is_empty());
+    say(&wecom, &url, "黑色的雅迪").await;
+    let back = app.fake.wait_for_sent(|m| m.chat_id == officer.id && m.text.contains("黑色的雅迪")).await;
+    assert!(back.text.contains(&number), "{}", back.text);
+});
+
 app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {
     let wecom = FakeWecom::start().await;
     let port = crate::app::free_port();
@@ -127,21 +182,7 @@ app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits
     app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
     let url = app.restart_with_wechat(&wecom).await;
 
-    // An anonymous theft report, every step a menu tap.
-    let categories = say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
-    assert!(categories.menu.iter().any(|(l, _)| l.contains("盗窃")), "{categories:?}");
-    let details = tap(&wecom, &url, "盗窃").await;
-    assert!(details.text.contains("发生了什么"), "{details:?}");
-    let more = say(&wecom, &url, "昨晚我家院里的电动车被人偷走了").await;
-    assert!(!more.menu.is_empty(), "{more:?}");
-    tap(&wecom, &url, "说完了").await;
-    let summary = tap(&wecom, &url, "匿名").await;
-    let receipt = tap(&wecom, &url, "确认提交").await;
-    let number: String = sqlx::query_scalar("SELECT number FROM tips ORDER BY id DESC LIMIT 1")
-        .fetch_one(app.store().pool())
-        .await
-        .unwrap();
-    assert!(receipt.text.contains(&number), "the receipt names the tip: {receipt:?} (summary {summary:?})");
+    let number = file_anonymous_theft(&app, &wecom, &url).await;
 
     // Two days later the station answers at the desk: outside WeCom's window, so it waits.
     app.advance(std::time::Duration::from_secs(49 * 3600));
