@@ -37,6 +37,8 @@ pub struct Settings {
     /// WeCom customer service's secrets, from `CUNJING_WECOM_KF_SECRET`,
     /// `CUNJING_WECOM_KF_TOKEN` and `CUNJING_WECOM_KF_AES_KEY` (all three, or none).
     pub wecom_kf_secrets: Option<KfSecrets>,
+    /// The WeCom smart robot's secret, from `CUNJING_WECOM_ROBOT_SECRET`.
+    pub wecom_robot_secret: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +85,9 @@ pub enum ChannelChoice {
     /// WeChat residents through WeCom customer service (`[wecom.kf]`, the secrets in the
     /// environment).
     Wechat,
+    /// Officers through the WeCom smart robot (`[wecom.robot]`, the secret in the
+    /// environment).
+    Wecom,
 }
 
 fn default_channels() -> Vec<ChannelChoice> {
@@ -247,6 +252,28 @@ pub struct Wecom {
     /// WeChat residents through WeCom customer service (微信客服).
     #[serde(default)]
     pub kf: WecomKf,
+    /// Officers through the WeCom smart robot (智能机器人), long connection.
+    #[serde(default)]
+    pub robot: WecomRobot,
+}
+
+/// `[wecom.robot]`: the smart robot officers use. Its secret comes only from the environment
+/// (`CUNJING_WECOM_ROBOT_SECRET`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomRobot {
+    pub bot_id: String,
+    /// The long connection's endpoint (tests point it at a fake).
+    pub ws_url: String,
+    /// The first wait before connecting again (doubling up to 30 s). Not in the shipped
+    /// file (1 s); tests set 0 to see at once whether a connection would be made again.
+    pub reconnect_min_ms: u64,
+}
+
+impl Default for WecomRobot {
+    fn default() -> WecomRobot {
+        WecomRobot { bot_id: String::new(), ws_url: "wss://openws.work.weixin.qq.com".into(), reconnect_min_ms: 1000 }
+    }
 }
 
 /// `[wecom.kf]`: the customer-service account residents reach from ordinary WeChat. Its
@@ -327,6 +354,7 @@ impl Settings {
         }
         s.telegram_token = env("TELOXIDE_TOKEN").map(SecretString::from);
         s.webhook_secret = env("CUNJING_WEBHOOK_SECRET").map(SecretString::from);
+        s.wecom_robot_secret = env("CUNJING_WECOM_ROBOT_SECRET").map(SecretString::from);
         let kf = ["CUNJING_WECOM_KF_SECRET", "CUNJING_WECOM_KF_TOKEN", "CUNJING_WECOM_KF_AES_KEY"].map(env);
         s.wecom_kf_secrets = match kf {
             [Some(secret), Some(token), Some(aes_key)] => {
@@ -383,6 +411,7 @@ impl Settings {
             webhook: None,
             webhook_secret: None,
             wecom_kf_secrets: None,
+            wecom_robot_secret: None,
         })
     }
 

@@ -106,6 +106,7 @@ pub async fn run_with(
             (ChannelChoice::Auto, Some(_)) | (ChannelChoice::Telegram, _) => Platform::Telegram,
             (ChannelChoice::Auto, None) | (ChannelChoice::Console, _) => Platform::Console,
             (ChannelChoice::Wechat, _) => Platform::Wechat,
+            (ChannelChoice::Wecom, _) => Platform::WecomBot,
         };
         if channels.iter().any(|c| c.platform() == platform) {
             continue;
@@ -130,6 +131,12 @@ pub async fn run_with(
                 );
                 let timeout = Duration::from_secs(settings.file.wecom.timeout_secs.max(1));
                 Box::new(channels::wechat::WechatChannel::new(&settings.file.wecom.kf, secrets, timeout)?)
+            }
+            Platform::WecomBot => {
+                let Some(secret) = settings.wecom_robot_secret.clone() else {
+                    anyhow::bail!("`--channel wecom` needs the smart robot's secret in CUNJING_WECOM_ROBOT_SECRET")
+                };
+                Box::new(channels::wecom_bot::WecomBotChannel::new(&settings.file.wecom.robot, secret)?)
             }
             Platform::Console => Box::new(channels::console::ConsoleChannel::stdio(demo)),
         });

@@ -20,6 +20,7 @@ pub mod pace;
 pub mod telegram;
 pub mod wechat;
 pub mod wecom;
+pub mod wecom_bot;
 pub mod wxcrypt;
 
 /// What a platform offers the core, learnt when the channel connects (before the core is

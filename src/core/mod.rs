@@ -98,6 +98,8 @@ pub enum Platform {
     Console,
     /// Ordinary WeChat users, through WeCom customer service (微信客服).
     Wechat,
+    /// WeCom members (officers, cadres), through the WeCom smart robot (智能机器人).
+    WecomBot,
 }
 
 impl Platform {
@@ -106,6 +108,7 @@ impl Platform {
             Platform::Telegram => "telegram",
             Platform::Console => "console",
             Platform::Wechat => "wechat",
+            Platform::WecomBot => "wecom_bot",
         }
     }
 
@@ -114,6 +117,7 @@ impl Platform {
             "telegram" => Some(Platform::Telegram),
             "console" => Some(Platform::Console),
             "wechat" => Some(Platform::Wechat),
+            "wecom_bot" => Some(Platform::WecomBot),
             _ => None,
         }
     }

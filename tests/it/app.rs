@@ -221,6 +221,39 @@ impl TestApp {
         url
     }
 
+    /// Stops the daemon and starts it again serving Telegram and the WeCom smart robot (the
+    /// fake at `robot`) at once; returns once the robot is subscribed. `secret` lets a test
+    /// give a wrong one (then the start fails and this returns at once).
+    pub async fn restart_with_robot(&mut self, robot: &crate::fake_wecom::FakeRobot, secret: &str) {
+        self.stop().await;
+        self.settings.file.wecom.robot.bot_id = crate::fake_wecom::ROBOT_ID.into();
+        self.settings.file.wecom.robot.ws_url = robot.url.clone();
+        self.settings.wecom_robot_secret = Some(secret.to_string().into());
+        let (tx, rx) = oneshot::channel::<()>();
+        let settings = self.settings.clone();
+        let hooks = self.hooks();
+        self.task = Some(tokio::spawn(async move {
+            cunjing::daemon::run_with(
+                settings,
+                &[ChannelChoice::Telegram, ChannelChoice::Wecom],
+                async {
+                    let _ = rx.await;
+                },
+                hooks,
+            )
+            .await
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// The daemon's end, when it ended on its own (a start that failed).
+    pub async fn ended(&mut self) -> Option<anyhow::Result<()>> {
+        let task = self.task.take()?;
+        let result = tokio::time::timeout(Duration::from_secs(20), task).await;
+        self.stop = None;
+        Some(result.expect("the daemon ended").expect("the daemon task did not panic"))
+    }
+
     /// Moves the daemon's clock forward and lets its timers look for due work.
     pub fn advance(&self, by: Duration) {
         self.clock_offset.fetch_add(by.as_millis() as i64, Ordering::SeqCst);

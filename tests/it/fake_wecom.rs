@@ -259,3 +259,169 @@ async fn send_msg_on_event(State(inner): Shared, Query(q): Query<TokenQuery>, Js
     record(&mut inner, &body, "send_msg_on_event", touser);
     Json(json!({"errcode": 0, "errmsg": "ok", "msgid": format!("out{}", inner.sent.len())}))
 }
+
+pub const ROBOT_ID: &str = "aib_test_robot";
+pub const ROBOT_SECRET: &str = "robot-secret";
+
+/// What the fake robot endpoint got from the daemon for a WeCom user.
+#[derive(Debug, Clone)]
+pub struct RobotSent {
+    pub userid: String,
+    /// `aibot_respond_msg` or `aibot_send_msg`.
+    pub cmd: String,
+    /// The markdown or stream text, or a card's title and text.
+    pub text: String,
+    /// A card's buttons: (label, key).
+    pub buttons: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct RobotInner {
+    connections: usize,
+    /// Connections the daemon closed.
+    closed: usize,
+    subscribed: usize,
+    sent: Vec<RobotSent>,
+    /// The req_id of each callback, and the user it came from.
+    callbacks: std::collections::HashMap<String, String>,
+    to_daemon: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    next: u64,
+}
+
+/// A fake WeCom smart-robot endpoint: WebSocket frames as WeCom speaks them. It checks the
+/// subscription's bot id and secret (errcode 40058 otherwise, then closes), acknowledges
+/// pings and sends, and pushes callbacks to the connected daemon.
+#[derive(Clone)]
+pub struct FakeRobot {
+    inner: Arc<Mutex<RobotInner>>,
+    pub url: String,
+}
+
+impl FakeRobot {
+    pub async fn start() -> FakeRobot {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let inner = Arc::new(Mutex::new(RobotInner::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        let state = inner.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                    let (mut sink, mut stream) = ws.split();
+                    state.lock().unwrap().connections += 1;
+                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                    let writer = tokio::spawn(async move {
+                        while let Some(frame) = rx.recv().await {
+                            if sink.send(Message::text(frame)).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = sink.close().await;
+                    });
+                    while let Some(Ok(Message::Text(text))) = stream.next().await {
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        let req = v["headers"]["req_id"].clone();
+                        let mut s = state.lock().unwrap();
+                        match v["cmd"].as_str().unwrap_or_default() {
+                            "aibot_subscribe" => {
+                                if v["body"]["bot_id"] != ROBOT_ID || v["body"]["secret"] != ROBOT_SECRET {
+                                    let _ = tx.send(json!({"headers": {"req_id": req}, "errcode": 40058, "errmsg": "invalid secret"}).to_string());
+                                    break;
+                                }
+                                s.subscribed += 1;
+                                s.to_daemon = Some(tx.clone());
+                            }
+                            cmd @ ("aibot_send_msg" | "aibot_respond_msg") => {
+                                let body = &v["body"];
+                                let userid = match cmd {
+                                    "aibot_send_msg" => body["chatid"].as_str().unwrap_or_default().to_string(),
+                                    _ => s.callbacks.get(req.as_str().unwrap_or_default()).cloned().unwrap_or_default(),
+                                };
+                                let card = &body["template_card"];
+                                let text = body["markdown"]["content"]
+                                    .as_str()
+                                    .or(body["stream"]["content"].as_str())
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| {
+                                        format!(
+                                            "{}\n{}",
+                                            card["main_title"]["title"].as_str().unwrap_or_default(),
+                                            card["sub_title_text"].as_str().unwrap_or_default()
+                                        )
+                                    });
+                                let buttons = card["button_list"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|b| {
+                                        (
+                                            b["text"].as_str().unwrap_or_default().to_string(),
+                                            b["key"].as_str().unwrap_or_default().to_string(),
+                                        )
+                                    })
+                                    .collect();
+                                s.sent.push(RobotSent { userid, cmd: cmd.to_string(), text, buttons });
+                            }
+                            _ => {}
+                        }
+                        let _ = tx.send(json!({"headers": {"req_id": req}, "errcode": 0, "errmsg": "ok"}).to_string());
+                    }
+                    state.lock().unwrap().closed += 1;
+                    drop(tx);
+                    let _ = writer.await;
+                });
+            }
+        });
+        FakeRobot { inner, url }
+    }
+
+    fn push(&self, userid: &str, cmd: &str, body: Value) {
+        let mut s = self.inner.lock().unwrap();
+        s.next += 1;
+        let req = format!("cb{}", s.next);
+        s.callbacks.insert(req.clone(), userid.to_string());
+        let mut body = body;
+        body["msgid"] = json!(format!("m{}", s.next));
+        body["aibotid"] = json!(ROBOT_ID);
+        body["chattype"] = json!("single");
+        body["from"] = json!({"userid": userid});
+        let frame = json!({"cmd": cmd, "headers": {"req_id": req}, "body": body});
+        s.to_daemon.as_ref().expect("the daemon is connected").send(frame.to_string()).unwrap();
+    }
+
+    /// A WeCom user writes to the robot.
+    pub fn user_says(&self, userid: &str, text: &str) {
+        self.push(userid, "aibot_msg_callback", json!({"msgtype": "text", "text": {"content": text}}));
+    }
+
+    /// A WeCom user presses a card's button.
+    pub fn user_presses(&self, userid: &str, key: &str) {
+        self.push(
+            userid,
+            "aibot_event_callback",
+            json!({"event": {"eventtype": "template_card_event", "template_card_event": {"card_type": "button_interaction", "event_key": key, "task_id": "t"}}}),
+        );
+    }
+
+    /// A newer connection of the bot takes over.
+    pub fn take_over(&self) {
+        let s = self.inner.lock().unwrap();
+        let frame = json!({"cmd": "aibot_event_callback", "headers": {"req_id": "kick"}, "body": {"event": {"eventtype": "disconnected_event"}}});
+        s.to_daemon.as_ref().unwrap().send(frame.to_string()).unwrap();
+    }
+
+    pub fn closed(&self) -> usize {
+        self.inner.lock().unwrap().closed
+    }
+
+    pub fn connections(&self) -> usize {
+        self.inner.lock().unwrap().connections
+    }
+
+    pub fn sent_to(&self, userid: &str) -> Vec<RobotSent> {
+        self.inner.lock().unwrap().sent.iter().filter(|s| s.userid == userid).cloned().collect()
+    }
+}

@@ -23,3 +23,4 @@ mod triage;
 mod trust;
 mod web;
 mod wechat;
+mod wecom_bot;

@@ -1,0 +1,95 @@
+//! Officers on the WeCom smart robot (long connection), against the fake endpoint of
+//! `fake_wecom.rs`, in the same daemon as Telegram: enrolment by code, a Telegram tip's card
+//! with buttons, 受理 and a reply reaching the Telegram tipster, a wrong secret, a takeover.
+
+use crate::app::{eventually, press};
+use crate::app_test;
+use crate::fake_wecom::{FakeRobot, ROBOT_SECRET, RobotSent};
+use crate::tips::{start_theft_tip, tipster};
+
+const ZHANG: &str = "zhangjianguo";
+
+async fn robot_answers(robot: &FakeRobot, user: &str, at_least: usize) -> Vec<RobotSent> {
+    eventually(&format!("{at_least} messages reach {user} on WeCom"), || async {
+        robot.sent_to(user).len() >= at_least
+    })
+    .await;
+    robot.sent_to(user)
+}
+
+app_test!(an_officer_on_the_wecom_robot_gets_a_telegram_tip_as_a_card_acknowledges_it_and_answers_the_tipster, |app| {
+    let robot = FakeRobot::start().await;
+    app.restart_with_robot(&robot, ROBOT_SECRET).await;
+    eventually("the robot is subscribed", || async { robot.connections() == 1 }).await;
+
+    // 张建国 enrols by sending his one-time code to the robot.
+    let code = app.store().issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
+    robot.user_says(ZHANG, &code.code);
+    let enrolled = robot_answers(&robot, ZHANG, 1).await;
+    assert!(enrolled[0].text.contains("登记成功"), "{enrolled:?}");
+    assert_eq!(enrolled[0].cmd, "aibot_respond_msg", "an answer is bound to the callback");
+
+    // A resident on Telegram reports a theft anonymously.
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "仓库门口的电动车被人撬了锁").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+
+    // The card reaches him on WeCom, as a card with the officer's buttons.
+    let sent = robot_answers(&robot, ZHANG, 2).await;
+    let card = &sent[1];
+    assert_eq!(card.cmd, "aibot_send_msg");
+    assert!(card.text.contains(&number) && card.text.contains("电动车"), "{card:?}");
+    let labels: Vec<&str> = card.buttons.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["受理", "回复", "转派", "办结"]);
+    assert!(!card.text.contains(&t.id.to_string()), "the anonymous tipster is not on the card");
+
+    // 受理 on WeCom: the tipster is told on Telegram.
+    let key = |label: &str| card.buttons.iter().find(|(l, _)| l == label).unwrap().1.clone();
+    let mark = app.fake.mark();
+    let before = robot.sent_to(ZHANG).len();
+    robot.user_presses(ZHANG, &key("受理"));
+    let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(told.text.contains(&number) && told.text.contains("受理"), "{}", told.text);
+    let done = robot_answers(&robot, ZHANG, before + 1).await;
+    assert!(done[before].text.contains("已受理"), "{:?}", done[before]);
+
+    // 回复, then his words reach the tipster under the tip's number.
+    let before = robot.sent_to(ZHANG).len();
+    robot.user_presses(ZHANG, &key("回复"));
+    let prompt = robot_answers(&robot, ZHANG, before + 1).await;
+    assert!(prompt[before].text.contains("回复举报人"), "{:?}", prompt[before]);
+    let mark = app.fake.mark();
+    robot.user_says(ZHANG, "请问车是什么颜色的？");
+    let relayed = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert_eq!(relayed.text, format!("民警回复（线索 {number}）：请问车是什么颜色的？"));
+});
+
+app_test!(a_wrong_robot_secret_stops_the_start_with_a_clear_message, |app| {
+    let robot = FakeRobot::start().await;
+    app.restart_with_robot(&robot, "not-the-secret").await;
+    let err = app.ended().await.expect("the daemon ended").expect_err("the start fails");
+    assert!(format!("{err:#}").contains("CUNJING_WECOM_ROBOT_SECRET"), "{err:#}");
+    assert!(!format!("{err:#}").contains("not-the-secret"), "the secret is never in a message");
+});
+
+app_test!(a_robot_connection_taken_over_by_a_newer_one_is_not_made_again, |app| {
+    let robot = FakeRobot::start().await;
+    // No wait before a new connection: one would follow the close at once.
+    app.settings.file.wecom.robot.reconnect_min_ms = 0;
+    app.restart_with_robot(&robot, ROBOT_SECRET).await;
+    eventually("the robot is subscribed", || async { robot.connections() == 1 }).await;
+    robot.user_says("someone", "/start");
+    robot_answers(&robot, "someone", 1).await;
+    robot.take_over();
+    eventually("the daemon closes the connection taken over", || async { robot.closed() == 1 }).await;
+    // With no wait, a connection made again would come while the daemon answers on Telegram.
+    let t = tipster();
+    let chat = app.fake.private_chat(t.clone());
+    app.ask(chat, &t, "/start").await;
+    app.ask(chat, &t, "/start").await;
+    assert_eq!(robot.connections(), 1, "no new connection after disconnected_event");
+});
