@@ -257,6 +257,9 @@ messages! {
     RelayToOfficer = "relay_to_officer",
     /// To the officer: the message was passed on.
     RelayDoneOfficer = "relay_done_officer",
+    /// To the officer: the tipster's platform may not send now (WeChat's 48-hour window); the
+    /// message waits for the tipster's next message (`number`).
+    RelayHeldOfficer = "relay_held_officer",
     /// To the tipster: the message was passed on.
     RelayDoneTipster = "relay_done_tipster",
     /// The other side can no longer be reached about this tip.

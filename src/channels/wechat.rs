@@ -32,9 +32,7 @@ use super::{Channel, Offers, Serving, Shutdown, Wiring};
 use crate::config::{KfSecrets, WecomKf};
 use crate::core::{Button, ChatKind, ChatRef, Core, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 
-/// The window WeCom allows after a resident's message, and the messages within it.
-const WINDOW_MS: i64 = 48 * 3_600_000;
-const WINDOW_MESSAGES: i64 = 5;
+use crate::store::wechat::{WINDOW_MESSAGES, WINDOW_MS};
 /// WeCom's answers for an access token that expired or is not valid.
 const TOKEN_EXPIRED: [i64; 3] = [40014, 42001, 40001];
 /// Button data that opens a conversation (`/start PAYLOAD`) rather than pressing a button.

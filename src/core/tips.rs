@@ -519,7 +519,7 @@ impl Core {
         tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
         let text = self.texts().render(
             Msg::TipReceipt,
-            minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
+            minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone, platform },
         );
         let status = Button::Callback {
             label: self.texts().plain(Msg::TipButtonStatus),
@@ -917,6 +917,12 @@ impl Core {
         let Some((on, target)) = target else {
             return Ok(Some(vec![Outbound::text(chat_id, t.plain(Msg::RelayGone))]));
         };
+        // WeChat customer service may not send now: the message waits, and the officer is told.
+        let done = if on == Platform::Wechat && !self.store().wechat_window_has_room(target, self.now_ms()).await? {
+            Msg::RelayHeldOfficer
+        } else {
+            done
+        };
         let mut out =
             vec![Outbound::on(on, Outbound::Message { chat_id: target, text: message, buttons, reply_to: None })];
         // A file id is the platform's own: media cross only within one platform.
@@ -1017,7 +1023,7 @@ impl Core {
                 user,
                 self.texts().render(
                     Msg::TipReceipt,
-                    minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone },
+                    minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone, platform },
                 ),
             ));
             number = Some(receipt.number.clone());

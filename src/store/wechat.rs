@@ -6,7 +6,26 @@ use sqlx::Row;
 
 use super::Store;
 
+/// WeCom customer service may send at most this many messages …
+pub const WINDOW_MESSAGES: i64 = 5;
+/// … within this long after the resident's last message.
+pub const WINDOW_MS: i64 = 48 * 3_600_000;
+
 impl Store {
+    /// Whether a message to resident `user_id` could go out now (their window is open and
+    /// not used up).
+    pub async fn wechat_window_has_room(&self, user_id: i64, now: i64) -> anyhow::Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM wechat_windows WHERE user_id = $1 AND last_inbound_at >= $2 AND sent < $3",
+        )
+        .bind(user_id)
+        .bind(now - WINDOW_MS)
+        .bind(WINDOW_MESSAGES)
+        .fetch_one(self.writer())
+        .await?;
+        Ok(n > 0)
+    }
+
     /// The integer id of `external_id` on `platform`, made on first sight.
     pub async fn external_user(&self, platform: &str, external_id: &str, now: i64) -> anyhow::Result<i64> {
         sqlx::query(

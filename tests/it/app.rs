@@ -181,11 +181,9 @@ impl TestApp {
         ConsolePipe { feed, seen }
     }
 
-    /// Stops the daemon and starts it again serving Telegram and WeChat (customer service
-    /// against `wecom`) at once; returns the callback URL WeCom posts to.
-    pub async fn restart_with_wechat(&mut self, wecom: &crate::fake_wecom::FakeWecom) -> String {
+    /// Points the daemon's WeChat channel at the fake `wecom`; returns the callback URL.
+    fn configure_wechat(&mut self, wecom: &crate::fake_wecom::FakeWecom) -> String {
         use crate::fake_wecom::{AES_KEY, CORP_ID, OPEN_KFID, SECRET, TOKEN};
-        self.stop().await;
         if self.settings.file.http.listen.is_empty() {
             self.settings.file.http.listen = format!("127.0.0.1:{}", free_port());
         }
@@ -198,13 +196,26 @@ impl TestApp {
             token: TOKEN.to_string().into(),
             aes_key: AES_KEY.to_string().into(),
         });
+        format!("http://{}{}", self.settings.file.http.listen, self.settings.file.wecom.kf.callback_path)
+    }
+
+    /// Points the daemon's WeCom smart-robot channel at the fake `robot`, with `secret`.
+    fn configure_robot(&mut self, robot: &crate::fake_wecom::FakeRobot, secret: &str) {
+        self.settings.file.wecom.robot.bot_id = crate::fake_wecom::ROBOT_ID.into();
+        self.settings.file.wecom.robot.ws_url = robot.url.clone();
+        self.settings.wecom_robot_secret = Some(secret.to_string().into());
+    }
+
+    /// Stops the daemon and starts it again serving `channels`.
+    async fn restart_serving(&mut self, channels: &'static [ChannelChoice]) {
+        self.stop().await;
         let (tx, rx) = oneshot::channel::<()>();
         let settings = self.settings.clone();
         let hooks = self.hooks();
         self.task = Some(tokio::spawn(async move {
             cunjing::daemon::run_with(
                 settings,
-                &[ChannelChoice::Telegram, ChannelChoice::Wechat],
+                channels,
                 async {
                     let _ = rx.await;
                 },
@@ -213,37 +224,44 @@ impl TestApp {
             .await
         }));
         self.stop = Some(tx);
-        let url = format!("http://{}{}", self.settings.file.http.listen, self.settings.file.wecom.kf.callback_path);
+    }
+
+    /// Waits until the daemon's HTTP server answers at `url`.
+    async fn listening(url: &str) {
         eventually("the daemon's HTTP server listens", || async {
-            reqwest::Client::new().get(&url).send().await.is_ok()
+            reqwest::Client::new().get(url).send().await.is_ok()
         })
         .await;
+    }
+
+    /// Stops the daemon and starts it again serving Telegram and WeChat (customer service
+    /// against `wecom`) at once; returns the callback URL WeCom posts to.
+    pub async fn restart_with_wechat(&mut self, wecom: &crate::fake_wecom::FakeWecom) -> String {
+        let url = self.configure_wechat(wecom);
+        self.restart_serving(&[ChannelChoice::Telegram, ChannelChoice::Wechat]).await;
+        Self::listening(&url).await;
         url
     }
 
     /// Stops the daemon and starts it again serving Telegram and the WeCom smart robot (the
-    /// fake at `robot`) at once; returns once the robot is subscribed. `secret` lets a test
-    /// give a wrong one (then the start fails and this returns at once).
+    /// fake at `robot`, with `secret`: a wrong one makes the start fail).
     pub async fn restart_with_robot(&mut self, robot: &crate::fake_wecom::FakeRobot, secret: &str) {
-        self.stop().await;
-        self.settings.file.wecom.robot.bot_id = crate::fake_wecom::ROBOT_ID.into();
-        self.settings.file.wecom.robot.ws_url = robot.url.clone();
-        self.settings.wecom_robot_secret = Some(secret.to_string().into());
-        let (tx, rx) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
-        let hooks = self.hooks();
-        self.task = Some(tokio::spawn(async move {
-            cunjing::daemon::run_with(
-                settings,
-                &[ChannelChoice::Telegram, ChannelChoice::Wecom],
-                async {
-                    let _ = rx.await;
-                },
-                hooks,
-            )
-            .await
-        }));
-        self.stop = Some(tx);
+        self.configure_robot(robot, secret);
+        self.restart_serving(&[ChannelChoice::Telegram, ChannelChoice::Wecom]).await;
+    }
+
+    /// Stops the daemon and starts it again serving Telegram, WeChat and the WeCom smart
+    /// robot at once; returns WeChat's callback URL.
+    pub async fn restart_with_wecom(
+        &mut self,
+        wecom: &crate::fake_wecom::FakeWecom,
+        robot: &crate::fake_wecom::FakeRobot,
+    ) -> String {
+        let url = self.configure_wechat(wecom);
+        self.configure_robot(robot, crate::fake_wecom::ROBOT_SECRET);
+        self.restart_serving(&[ChannelChoice::Telegram, ChannelChoice::Wechat, ChannelChoice::Wecom]).await;
+        Self::listening(&url).await;
+        url
     }
 
     /// The daemon's end, when it ended on its own (a start that failed).

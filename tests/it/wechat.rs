@@ -133,6 +133,7 @@ async fn file_anonymous_theft(app: &crate::app::TestApp, wecom: &FakeWecom, url:
         .await
         .unwrap();
     assert!(receipt.text.contains(&number), "the receipt names the tip: {receipt:?} (summary {summary:?})");
+    assert!(receipt.text.contains("48 小时内回复您"), "the receipt tells how to keep the line open: {receipt:?}");
     number
 }
 
@@ -169,6 +170,18 @@ app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and
     say(&wecom, &url, "黑色的雅迪").await;
     let back = app.fake.wait_for_sent(|m| m.chat_id == officer.id && m.text.contains("黑色的雅迪")).await;
     assert!(back.text.contains(&number), "{}", back.text);
+
+    // Two days later his next question cannot go out on WeChat: he is told it waits, and it
+    // reaches the resident first when they write again.
+    app.advance(std::time::Duration::from_secs(49 * 3600));
+    crate::app::press(&app, officer.id, &officer, &card, "回复").await;
+    let held = app.ask(officer.id, &officer, "车找到了，请来所里认领").await;
+    assert!(held.text.contains("将在对方再次发消息后送达"), "{}", held.text);
+    let before = wecom.sent_to(RESIDENT).len();
+    wecom.resident_says(RESIDENT, "在吗");
+    wecom.notify(&url).await;
+    let after = replies(&wecom, RESIDENT, before + 1).await;
+    assert!(after[before].text.contains("车找到了"), "the held answer first: {:?}", &after[before..]);
 });
 
 app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {
@@ -214,4 +227,52 @@ app_test!(an_expired_wecom_token_is_fetched_again_and_the_answer_still_arrives, 
     let answer = replies(&wecom, RESIDENT, 1).await;
     assert!(answer[0].text.contains("110"));
     assert_eq!(wecom.tokens_issued(), before + 1, "one new token after errcode 42001");
+});
+
+app_test!(a_whole_wecom_journey_a_wechat_resident_reaches_the_officer_on_the_wecom_robot_and_back, |app| {
+    use crate::fake_wecom::FakeRobot;
+    const ZHANG: &str = "zhangjianguo";
+    let wecom = FakeWecom::start().await;
+    let robot = FakeRobot::start().await;
+    let url = app.restart_with_wecom(&wecom, &robot).await;
+    let robot_sent = |n: usize| {
+        let robot = robot.clone();
+        async move {
+            eventually(&format!("{n} messages reach the officer on WeCom"), || async {
+                robot.sent_to(ZHANG).len() >= n
+            })
+            .await;
+            robot.sent_to(ZHANG)
+        }
+    };
+
+    // 张建国 enrols on the robot with his one-time code.
+    let code = app.store().issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
+    robot.user_says(ZHANG, &code.code);
+    assert!(robot_sent(1).await[0].text.contains("登记成功"));
+
+    // A resident on WeChat, from the village's board, reports a theft anonymously.
+    wecom.resident_enters(RESIDENT, HEZHUANG);
+    wecom.notify(&url).await;
+    replies(&wecom, RESIDENT, 1).await;
+    let number = file_anonymous_theft(&app, &wecom, &url).await;
+
+    // The card reaches him on the robot; 受理 there reaches the resident on WeChat.
+    let card = robot_sent(2).await.pop().unwrap();
+    assert!(card.text.contains(&number) && card.text.contains("电动车"), "{card:?}");
+    assert!(!card.text.contains(RESIDENT), "the anonymous tipster's WeChat id is not on the card");
+    let key = |label: &str| card.buttons.iter().find(|(l, _)| l == label).unwrap().1.clone();
+    let before = wecom.sent_to(RESIDENT).len();
+    robot.user_presses(ZHANG, &key("受理"));
+    let told = replies(&wecom, RESIDENT, before + 1).await;
+    assert!(told[before].text.contains(&number) && told[before].text.contains("受理"), "{:?}", told[before]);
+
+    // His answer, written on WeCom, reaches the resident on WeChat under the tip's number.
+    let seen = robot.sent_to(ZHANG).len();
+    robot.user_presses(ZHANG, &key("回复"));
+    robot_sent(seen + 1).await;
+    let before = wecom.sent_to(RESIDENT).len();
+    robot.user_says(ZHANG, "请问车是什么颜色的？");
+    let relayed = replies(&wecom, RESIDENT, before + 1).await;
+    assert_eq!(relayed[before].text, format!("民警回复（线索 {number}）：请问车是什么颜色的？"));
 });
