@@ -142,6 +142,49 @@ impl Api {
     }
 }
 
+impl Api {
+    /// A file a resident sent (`cgi-bin/media/get`), once more with a fresh token when WeCom
+    /// says it expired.
+    async fn media(&self, media_id: &str) -> anyhow::Result<Vec<u8>> {
+        for fresh in [false, true] {
+            let token = self.access_token(fresh).await?;
+            let mut url = self.base.join("cgi-bin/media/get").context("the media URL")?;
+            url.query_pairs_mut().append_pair("access_token", &token).append_pair("media_id", media_id);
+            let answer = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("WeCom media/get failed: {}", e.without_url()))?;
+            let json = answer
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .is_some_and(|t| t.to_str().unwrap_or_default().starts_with("application/json"));
+            let bytes = answer.bytes().await.map_err(|e| anyhow::anyhow!("WeCom media/get: {}", e.without_url()))?;
+            if !json {
+                return Ok(bytes.to_vec());
+            }
+            // An error comes as JSON instead of the file.
+            let error: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let code = error["errcode"].as_i64().unwrap_or(-1);
+            if fresh || !TOKEN_EXPIRED.contains(&code) {
+                anyhow::bail!("WeCom media/get: errcode {code} ({})", error["errmsg"].as_str().unwrap_or(""));
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+}
+
+/// Files residents sent, for the station console.
+struct Media(Arc<Api>);
+
+impl crate::core::MediaSource for Media {
+    fn fetch(&self, file_id: &str) -> BoxFuture<'_, anyhow::Result<Vec<u8>>> {
+        let file_id = file_id.to_string();
+        Box::pin(async move { self.0.media(&file_id).await })
+    }
+}
+
 /// The query of a callback.
 #[derive(Debug, Deserialize)]
 struct Signed {
@@ -416,7 +459,7 @@ impl Channel for WechatChannel {
         Box::pin(async move {
             self.api.access_token(true).await?;
             tracing::info!(open_kfid = %self.options.open_kfid, "connected to WeCom customer service");
-            Ok(Offers::default())
+            Ok(Offers { media: Some(Arc::new(Media(self.api.clone()))), ..Offers::default() })
         })
     }
 

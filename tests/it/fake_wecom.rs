@@ -41,6 +41,8 @@ struct Inner {
     /// Per resident: messages sent since their last message (the real window also has 48 h).
     window: std::collections::HashMap<String, usize>,
     sync_calls: usize,
+    /// Files residents sent, by media id.
+    media: std::collections::HashMap<String, Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,7 @@ impl FakeWecom {
             .route("/cgi-bin/kf/sync_msg", post(sync_msg))
             .route("/cgi-bin/kf/send_msg", post(send_msg))
             .route("/cgi-bin/kf/send_msg_on_event", post(send_msg_on_event))
+            .route("/cgi-bin/media/get", get(media_get))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -104,6 +107,12 @@ impl FakeWecom {
         self.queue(
             json!({"external_userid": user, "origin": 3, "msgtype": "text", "send_time": 0, "text": {"content": text}}),
         )
+    }
+
+    /// A resident sends a photo (kept by the fake as `media_id` → `bytes`).
+    pub fn resident_sends_image(&self, user: &str, media_id: &str, bytes: &[u8]) -> String {
+        self.inner.lock().unwrap().media.insert(media_id.to_string(), bytes.to_vec());
+        self.queue(json!({"external_userid": user, "origin": 3, "msgtype": "image", "send_time": 0, "image": {"media_id": media_id}}))
     }
 
     /// A resident taps a menu item.
@@ -188,6 +197,26 @@ async fn gettoken(State(inner): Shared, Query(q): Query<std::collections::HashMa
     inner.tokens.push(token.clone());
     inner.expired = false;
     Json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}))
+}
+
+#[derive(serde::Deserialize)]
+struct MediaQuery {
+    #[serde(default)]
+    access_token: String,
+    media_id: String,
+}
+
+async fn media_get(State(inner): Shared, Query(q): Query<MediaQuery>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let inner = inner.lock().unwrap();
+    let code = token_error(&inner, &q.access_token);
+    if code != 0 {
+        return Json(json!({"errcode": code, "errmsg": "access_token expired or invalid"})).into_response();
+    }
+    match inner.media.get(&q.media_id) {
+        Some(bytes) => ([(axum::http::header::CONTENT_TYPE, "image/jpeg")], bytes.clone()).into_response(),
+        None => Json(json!({"errcode": 40007, "errmsg": "invalid media_id"})).into_response(),
+    }
 }
 
 async fn sync_msg(State(inner): Shared, Query(q): Query<TokenQuery>, Json(body): Json<Value>) -> Json<Value> {

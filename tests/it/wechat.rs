@@ -276,3 +276,38 @@ app_test!(a_whole_wecom_journey_a_wechat_resident_reaches_the_officer_on_the_wec
     let relayed = replies(&wecom, RESIDENT, before + 1).await;
     assert_eq!(relayed[before].text, format!("民警回复（线索 {number}）：请问车是什么颜色的？"));
 });
+
+app_test!(a_photo_a_wechat_resident_sends_with_a_tip_opens_at_the_station_console, |app| {
+    let wecom = FakeWecom::start().await;
+    let port = crate::app::free_port();
+    app.settings.file.web.enabled = true;
+    app.settings.file.web.listen = format!("127.0.0.1:{port}");
+    app.settings.file.web.secure_cookies = false;
+    let hz = app.store().station_id("HZPCS").await.unwrap();
+    let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
+    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    let url = app.restart_with_wechat(&wecom).await;
+
+    say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
+    tap(&wecom, &url, "盗窃").await;
+    let photo = b"\xff\xd8\xff\xe0 a photo of the broken lock";
+    let before = wecom.sent_to(RESIDENT).len();
+    wecom.resident_sends_image(RESIDENT, "media-lock-1", photo);
+    wecom.notify(&url).await;
+    replies(&wecom, RESIDENT, before + 1).await;
+    say(&wecom, &url, "锁被撬了，这是照片").await;
+    tap(&wecom, &url, "说完了").await;
+    tap(&wecom, &url, "匿名").await;
+    tap(&wecom, &url, "确认提交").await;
+    let number: String = sqlx::query_scalar("SELECT number FROM tips ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+
+    // The desk shows the photo, fetched from WeCom with the media id the tip kept.
+    let c = crate::web::Client::logged_in(port, "neiqin").await;
+    let (status, headers, bytes) = c.get_bytes(&format!("/tips/{number}/media/0")).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/jpeg");
+    assert_eq!(bytes, photo);
+});
