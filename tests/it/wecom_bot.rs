@@ -93,3 +93,46 @@ app_test!(a_robot_connection_taken_over_by_a_newer_one_is_not_made_again, |app| 
     app.ask(chat, &t, "/start").await;
     assert_eq!(robot.connections(), 1, "no new connection after disconnected_event");
 });
+
+app_test!(
+    an_officer_on_the_wecom_robot_warns_his_villages_telegram_groups_with_card_buttons_and_hears_the_report,
+    |app| {
+        let robot = FakeRobot::start().await;
+        app.restart_with_robot(&robot, ROBOT_SECRET).await;
+        eventually("the robot is subscribed", || async { robot.connections() == 1 }).await;
+        let code = app.store().issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
+        robot.user_says(ZHANG, &code.code);
+        robot_answers(&robot, ZHANG, 1).await;
+        // 和庄村's group on Telegram.
+        let village = app.store().village_by_code("410184101201").await.unwrap().unwrap();
+        app.fake.group(-100_101, "和庄村群", true);
+        app.store().bind_chat_to_village("telegram", -100_101, "和庄村群", village.id, None).await.unwrap();
+
+        let press_on = |label: &'static str, at: usize| {
+            let robot = robot.clone();
+            async move {
+                let sent = robot_answers(&robot, ZHANG, at).await;
+                let card = sent
+                    .iter()
+                    .rev()
+                    .find(|s| s.buttons.iter().any(|(l, _)| l.contains(label)))
+                    .unwrap_or_else(|| panic!("no {label:?} in {sent:?}"));
+                let key = card.buttons.iter().find(|(l, _)| l.contains(label)).unwrap().1.clone();
+                robot.user_presses(ZHANG, &key);
+            }
+        };
+        robot.user_says(ZHANG, "/alert");
+        press_on("我负责的全部村", 2).await;
+        press_on("紧急", 3).await;
+        robot_answers(&robot, ZHANG, 4).await;
+        robot.user_says(ZHANG, "近期有人冒充快递客服让退款，千万不要点陌生链接。");
+        press_on("确认发送", 5).await;
+
+        let warning = app.fake.wait_for_sent(|m| m.chat_id == -100_101 && m.text.contains("冒充快递客服")).await;
+        assert!(warning.text.contains("治安预警") && warning.text.contains("张建国"), "{}", warning.text);
+        eventually("the report reaches the officer on WeCom", || async {
+            robot.sent_to(ZHANG).iter().any(|s| s.text.contains("发送完毕"))
+        })
+        .await;
+    }
+);
