@@ -203,6 +203,12 @@ messages! {
     TipResolvedOfficer = "tip_resolved_officer",
     /// To the tipster: the tip was resolved.
     TipResolvedTipster = "tip_resolved_tipster",
+    /// 办结: asks the officer for the note the tipster will read (`number`).
+    ResolvePrompt = "resolve_prompt",
+    /// 办结: the quick notes, one a line, in the order they are offered.
+    ResolveChoices = "resolve_choices",
+    /// 办结: the button that closes without a note.
+    ResolveNoNote = "resolve_no_note",
     /// A tip button pressed twice.
     TipAlreadyHandled = "tip_already_handled",
     /// A tip button pressed by someone who does not serve the village.

@@ -101,21 +101,11 @@ impl Core {
             Ok(tip) => tip,
             Err(e) => return Ok(Err(e)),
         };
-        let changed =
-            self.store().change_tip_status_by(tip.id, None, &actor.label(), &TipStatus::open_codes(), to, note).await?;
-        if !changed {
+        // The tip's officer is credited with what the desk closes for them.
+        let officer = tip.assigned_officer_id;
+        let open = TipStatus::open_codes();
+        let Some((updated, out)) = self.set_tip_status(&tip, officer, &actor.label(), &open, to, note).await? else {
             return Ok(Err(DeskError::NotOpen));
-        }
-        let updated = self.store().tip(tip.id).await?.unwrap_or(tip);
-        let tipster = match to {
-            "acknowledged" => Some((Msg::TipAcknowledgedTipster, false)),
-            "resolved" => Some((Msg::TipResolvedTipster, true)),
-            "rejected" => Some((Msg::TipRejectedTipster, false)),
-            _ => None,
-        };
-        let out = match tipster {
-            Some((msg, rate)) => self.tipster_notice(&updated, msg, rate).await?.into_iter().collect(),
-            None => vec![],
         };
         Ok(Ok((updated.status, out)))
     }

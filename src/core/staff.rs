@@ -293,22 +293,17 @@ impl Core {
     ) -> anyhow::Result<Vec<Outbound>> {
         let note = Some(note.trim()).filter(|n| !n.is_empty());
         let open = crate::domain::TipStatus::open_codes();
-        if !self.store().change_tip_status(tip.id, officer_id, &open, to, note).await? {
+        let Some((_, notice)) = self.set_tip_status(tip, Some(officer_id), "officer", &open, to, note).await? else {
             let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
             return Ok(self.reply_text(inbound, message_id, text));
-        }
-        let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
-        let (staff_msg, tipster_msg) = if to == "resolved" {
-            (Msg::TipResolvedOfficer, Msg::TipResolvedTipster)
-        } else {
-            (Msg::StaffRejected, Msg::TipRejectedTipster)
         };
+        let staff_msg = if to == "resolved" { Msg::TipResolvedOfficer } else { Msg::StaffRejected };
         let mut out = self.reply_text(
             inbound,
             message_id,
-            self.texts().render(staff_msg, minijinja::context! { number => &tip.number }),
+            self.texts().render(staff_msg, minijinja::context! { number => &tip.number, note }),
         );
-        out.extend(self.tipster_notice(&updated, tipster_msg, to == "resolved").await?);
+        out.extend(notice);
         Ok(out)
     }
 

@@ -10,7 +10,7 @@ use super::handler::Core;
 use super::routing;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::authz::{Action, Subject};
-use crate::domain::Phone;
+use crate::domain::{Phone, TipStatus};
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
@@ -71,6 +71,10 @@ pub(super) enum Conversation {
     Reply {
         tip_id: i64,
         officer: bool,
+    },
+    /// An officer pressed 办结 on `tip_id`: the next message is the note for the tipster.
+    Resolve {
+        tip_id: i64,
     },
 }
 
@@ -358,6 +362,7 @@ impl Core {
         let mut draft = match self.load_conversation(inbound).await? {
             Some(Conversation::Tip(d)) => d,
             Some(Conversation::Reply { tip_id, officer }) => return self.relay(inbound, tip_id, officer).await,
+            Some(Conversation::Resolve { tip_id }) => return self.resolve_with_written_note(inbound, tip_id).await,
             Some(Conversation::Broadcast(c)) => return self.compose_message(inbound, c).await,
             None => return Ok(None),
         };
@@ -741,26 +746,132 @@ impl Core {
             let text = self.texts().render(Msg::ReplyPromptOfficer, minijinja::context! { number => &tip.number });
             return Ok(vec![Outbound::text(inbound.chat.id, text)]);
         }
-        let (from, to, tipster_msg, officer_msg): (&[&str], &str, Msg, Msg) = match action {
-            "ack" => (&["new"], "acknowledged", Msg::TipAcknowledgedTipster, Msg::TipAcknowledgedOfficer),
-            "done" => {
-                (&["new", "acknowledged", "in_progress"], "resolved", Msg::TipResolvedTipster, Msg::TipResolvedOfficer)
-            }
-            _ => return Ok(vec![]),
-        };
-        if !self.store().change_tip_status(tip.id, officer.id, from, to, None).await? {
-            return Ok(vec![Outbound::text(
-                inbound.chat.id,
-                self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number }),
-            )]);
+        if action == "done" {
+            return self.ask_resolution_note(inbound, &tip).await;
         }
-        tracing::info!(tip_id = tip.id, officer_id = officer.id, status = to, "tip status changed");
+        if action == "fin" {
+            // `fin:<id>:<n>`: the n-th quick note, or `-` for none.
+            let choice =
+                target.and_then(|n| usize::try_from(n).ok()).and_then(|n| self.resolution_choices().into_iter().nth(n));
+            self.end_draft(inbound).await?;
+            return self.officer_closes(inbound, &tip, officer.id, choice.as_deref()).await;
+        }
+        if action != "ack" {
+            return Ok(vec![]);
+        }
+        let Some((_, notice)) =
+            self.set_tip_status(&tip, Some(officer.id), "officer", &["new"], "acknowledged", None).await?
+        else {
+            return Ok(vec![self.already_handled(inbound.chat.id, &tip)]);
+        };
         let mut out = vec![Outbound::text(
             inbound.chat.id,
-            self.texts().render(officer_msg, minijinja::context! { number => &tip.number }),
+            self.texts().render(Msg::TipAcknowledgedOfficer, minijinja::context! { number => &tip.number }),
         )];
-        out.extend(self.tipster_notice(&tip, tipster_msg, to == "resolved").await?);
+        out.extend(notice);
         Ok(out)
+    }
+
+    fn already_handled(&self, chat_id: i64, tip: &TipRow) -> Outbound {
+        Outbound::text(
+            chat_id,
+            self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number }),
+        )
+    }
+
+    /// The quick notes an officer may close a tip with, in the order of the template.
+    fn resolution_choices(&self) -> Vec<String> {
+        self.texts()
+            .plain(Msg::ResolveChoices)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// 办结: asks for the note the tipster will read, with the quick notes as buttons; the
+    /// officer's next message is taken as the note.
+    async fn ask_resolution_note(&self, inbound: &Inbound, tip: &TipRow) -> anyhow::Result<Vec<Outbound>> {
+        if !TipStatus::open_codes().contains(&tip.status.as_str()) {
+            return Ok(vec![self.already_handled(inbound.chat.id, tip)]);
+        }
+        self.save_conversation(inbound, &Conversation::Resolve { tip_id: tip.id }).await?;
+        let mut buttons: Vec<Vec<Button>> = self
+            .resolution_choices()
+            .into_iter()
+            .enumerate()
+            .map(|(n, label)| vec![Button::Callback { label, data: format!("{OFFICER}fin:{}:{n}", tip.id) }])
+            .collect();
+        buttons.push(vec![Button::Callback {
+            label: self.texts().plain(Msg::ResolveNoNote),
+            data: format!("{OFFICER}fin:{}:-", tip.id),
+        }]);
+        let text = self.texts().render(Msg::ResolvePrompt, minijinja::context! { number => &tip.number });
+        Ok(vec![Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: None }])
+    }
+
+    /// The officer's message after 办结: the note, and the tip is closed.
+    async fn resolve_with_written_note(&self, inbound: &Inbound, tip_id: i64) -> anyhow::Result<Option<Vec<Outbound>>> {
+        let Event::Text { text, .. } = &inbound.event else { return Ok(None) };
+        self.end_draft(inbound).await?;
+        let (Some(tip), Some(officer)) = (self.store().tip(tip_id).await?, self.officer_of(inbound).await?) else {
+            return Ok(Some(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]));
+        };
+        let note = text.trim();
+        Ok(Some(self.officer_closes(inbound, &tip, officer.id, Some(note).filter(|n| !n.is_empty())).await?))
+    }
+
+    /// The officer closes `tip` as resolved with `note` for the tipster.
+    async fn officer_closes(
+        &self,
+        inbound: &Inbound,
+        tip: &TipRow,
+        officer_id: i64,
+        note: Option<&str>,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let open = TipStatus::open_codes();
+        let Some((_, notice)) = self.set_tip_status(tip, Some(officer_id), "officer", &open, "resolved", note).await?
+        else {
+            return Ok(vec![self.already_handled(inbound.chat.id, tip)]);
+        };
+        let mut out = vec![Outbound::text(
+            inbound.chat.id,
+            self.texts().render(Msg::TipResolvedOfficer, minijinja::context! { number => &tip.number, note }),
+        )];
+        out.extend(notice);
+        Ok(out)
+    }
+
+    /// Moves `tip` from one of `from` to `to` with `note` (shown to the tipster and by
+    /// `/status`), and tells the tipster: the one workflow behind the officer's buttons, the
+    /// staff group and the station console. `officer_id` is credited when an officer does
+    /// it; `actor` names who did in the timeline. `None` when the tip was no longer in `from`.
+    pub(super) async fn set_tip_status(
+        &self,
+        tip: &TipRow,
+        officer_id: Option<i64>,
+        actor: &str,
+        from: &[&str],
+        to: &str,
+        note: Option<&str>,
+    ) -> anyhow::Result<Option<(TipRow, Vec<Outbound>)>> {
+        if !self.store().change_tip_status_by(tip.id, officer_id, actor, from, to, note).await? {
+            return Ok(None);
+        }
+        tracing::info!(tip_id = tip.id, ?officer_id, status = to, "tip status changed");
+        let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
+        let tipster = match to {
+            "acknowledged" => Some((Msg::TipAcknowledgedTipster, false)),
+            "resolved" => Some((Msg::TipResolvedTipster, true)),
+            "rejected" => Some((Msg::TipRejectedTipster, false)),
+            _ => None,
+        };
+        let notice = match tipster {
+            Some((msg, rate)) => self.tipster_notice(&updated, msg, rate).await?.into_iter().collect(),
+            None => vec![],
+        };
+        Ok(Some((updated, notice)))
     }
 
     /// 转派: the other officers of the village's duty chain, as buttons.

@@ -119,12 +119,24 @@ app_test!(the_officer_acknowledges_and_resolves_and_the_tipster_can_follow_by_st
     let twice = press(&app, zhang().id, &zhang(), &card, "受理").await;
     assert!(twice.text.contains("已经处理过"), "a second press changes nothing: {}", twice.text);
 
+    // 办结 asks for a word to the tipster, with the usual ones as buttons.
+    let ask = press(&app, zhang().id, &zhang(), &card, "办结").await;
+    assert!(ask.text.contains("给群众的说明"), "{}", ask.text);
+    let choices: Vec<String> = buttons(&ask).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(choices, ["已调解，双方达成一致", "已处理完毕", "已移交相关部门处理", "不写说明，直接办结"]);
     let mark = app.fake.mark();
-    press(&app, zhang().id, &zhang(), &card, "办结").await;
+    let closed = press(&app, zhang().id, &zhang(), &ask, "已调解").await;
+    assert!(closed.text.contains("已办结") && closed.text.contains("已调解"), "{}", closed.text);
     let told = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
-    assert!(told.text.contains("已办结"), "{}", told.text);
+    assert!(told.text.contains("已办结") && told.text.contains("民警说明：已调解，双方达成一致"), "{}", told.text);
+    let rating: Vec<String> = buttons(&told).into_iter().map(|(l, _)| l).collect();
+    assert!(rating.iter().any(|l| l.contains("满意")), "the note comes with the rating: {rating:?}");
     let status = app.ask(chat, &t, &format!("/status {number} {password}")).await;
-    assert!(status.text.contains("已办结"), "{}", status.text);
+    assert!(
+        status.text.contains("已办结") && status.text.contains("民警说明：已调解，双方达成一致"),
+        "{}",
+        status.text
+    );
 
     let tip = app.store().tip_for_status(&number, &password).await.unwrap().unwrap();
     let events = app.store().tip_event_kinds(tip.id).await.unwrap();
@@ -270,10 +282,13 @@ app_test!(officer_and_anonymous_tipster_talk_through_the_bot_without_the_tipster
         );
     }
 
-    let mark = app.fake.mark();
+    // 办结 with the officer's own words: the tipster reads them before the rating.
     press(&app, zhang().id, &zhang(), &card, "办结").await;
+    let mark = app.fake.mark();
+    let closed = app.ask(zhang().id, &zhang(), "仓库加装了监控，巡逻已加密").await;
+    assert!(closed.text.contains("已办结"), "{}", closed.text);
     let resolved = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
-    assert!(resolved.text.contains("已办结"), "{}", resolved.text);
+    assert!(resolved.text.contains("民警说明：仓库加装了监控，巡逻已加密"), "{}", resolved.text);
     let thanks = press(&app, chat, &t, &resolved, "满意").await;
     assert!(thanks.text.contains("谢谢您的评价"), "{}", thanks.text);
     let again = press(&app, chat, &t, &resolved, "不满意").await;
