@@ -25,6 +25,8 @@ pub fn routes() -> Router<WebState> {
         .route("/tips", get(tips))
         .route("/tips/export.csv", get(export_csv))
         .route("/tips/export.xlsx", get(export_xlsx))
+        .route("/tips/print", get(print_list))
+        .route("/tips/{number}/print", get(print_tip))
         .route("/tips/{number}", get(tip))
         .route("/tips/{number}/{action}", post(tip_action))
         .route("/tips/{number}/media/{index}", get(tip_media))
@@ -300,6 +302,44 @@ async fn tip_page(
     errors: BTreeMap<&'static str, String>,
     ok: &str,
 ) -> Page {
+    tip_view(state, session, number, errors, ok, "tip.html").await
+}
+
+/// GET /tips/NUMBER/print: the tip for the case file (A4, the timeline, no forms).
+async fn print_tip(State(state): State<WebState>, session: Session, Path(number): Path<String>) -> Page {
+    tip_view(&state, &session, &number, BTreeMap::new(), "", "tip_print.html").await
+}
+
+/// Most rows a printed list holds (more: the Excel export).
+const PRINT_ROWS: usize = 500;
+
+/// GET /tips/print?FILTERS: the list as filtered, for printing (at most [`PRINT_ROWS`]).
+async fn print_list(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
+    let rows = match listed(&state, &session, &filters, "tips print").await? {
+        Ok(rows) => rows,
+        Err((_, key)) => {
+            let ctx = minijinja::context! { page => session.page(), message => state.t(key) };
+            return Ok(state.render(StatusCode::UNPROCESSABLE_ENTITY, "error.html", ctx));
+        }
+    };
+    let total = rows.len();
+    let shown: Vec<_> = rows.into_iter().take(PRINT_ROWS).collect();
+    let ctx = minijinja::context! {
+        page => session.page(), total, shown => shown.len(), capped => total > PRINT_ROWS, tips => shown,
+        printed_at => state.core.now_ms(),
+    };
+    Ok(state.render(StatusCode::OK, "tips_print.html", ctx))
+}
+
+/// The tip page, or its print view (`template`).
+async fn tip_view(
+    state: &WebState,
+    session: &Session,
+    number: &str,
+    errors: BTreeMap<&'static str, String>,
+    ok: &str,
+    template: &str,
+) -> Page {
     let core = &state.core;
     // Reading a tip is recorded like an export of it.
     let tip = match core.desk_tip(&session.actor, Action::Export, number).await.map_err(fail)? {
@@ -365,8 +405,9 @@ async fn tip_page(
     let ctx = minijinja::context! {
         page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
         errors, ok, overdue, open => tip_status.is_some_and(TipStatus::is_open), next_statuses,
+        printed_at => core.now_ms(),
     };
-    Ok(state.render(status, "tip.html", ctx))
+    Ok(state.render(status, template, ctx))
 }
 
 /// A photo, voice message or video of a tip, fetched from the channel it came in on.

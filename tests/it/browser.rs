@@ -1,7 +1,8 @@
 //! The station console in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver, fantoccini). A member of staff logs in, filters the tips, opens one,
 //! replies (and the fake Telegram receives it), sends a warning and watches its ledger fill,
-//! downloads the CSV; the pages fit a 1366×768 office screen and a phone. Screenshots of the
+//! opens the tip's print view, downloads the CSV; the pages fit a 1366×768 office screen and a
+//! phone. Screenshots of the
 //! main pages are saved in `target/screenshots/` to look at.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them).
@@ -150,6 +151,19 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         c.wait().for_element(Locator::Id("ok")).await.unwrap();
         let relayed = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
         assert!(relayed.text.contains("今晚派人蹲守"), "{}", relayed.text);
+
+        // The print view for the case file: the timeline, no forms, no navigation.
+        c.find(Locator::Id("print")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("timeline")).await.unwrap();
+        let forms =
+            c.execute("return document.forms.length + document.querySelectorAll('header').length;", vec![]).await;
+        assert_eq!(forms.unwrap().as_i64(), Some(0), "the print view has no forms and no navigation");
+        let timeline = text_of(&c, "#timeline").await;
+        assert!(
+            timeline.contains("派出所答复") && timeline.contains("今晚派人蹲守"),
+            "the desk's reply, named as one: {timeline}"
+        );
+        shot(&c, "tip-print").await;
 
         // A warning to 前店村, previewed, sent, its ledger filling.
         c.goto(&format!("{base}/broadcasts/new")).await.unwrap();

@@ -683,3 +683,42 @@ app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_na
 fn urgent_warning<'a>(csrf: &'a str, target: &'a str, text: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![("csrf", csrf), ("kind", "warning"), ("severity", "urgent"), ("target", target), ("text", text)]
 }
+
+app_test!(a_tip_prints_for_the_case_file_with_its_timeline_and_no_forms_and_the_list_prints_as_filtered, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    let (_chat, number, card) = submit_anonymous_tip(&app, "有人半夜在仓库附近转悠").await;
+    crate::app::press(&app, zhang().id, &zhang(), &card, "受理").await;
+    let c = Client::logged_in(port, "neiqin").await;
+
+    let detail = c.get(&format!("/tips/{number}")).await;
+    assert!(detail.body.contains(&format!("href=\"/tips/{number}/print\"")), "the tip page links its print view");
+    let print = c.get(&format!("/tips/{number}/print")).await;
+    assert_eq!(print.status, StatusCode::OK);
+    assert!(
+        !print.body.contains("<form") && !print.body.contains("<header"),
+        "no forms, no navigation: {}",
+        print.body
+    );
+    assert!(print.body.contains("和庄派出所"), "the station's name heads the page");
+    assert!(print.body.contains(&number) && print.body.contains("仓库附近转悠"));
+    assert!(
+        print.body.contains("id=\"timeline\"") && print.body.contains("警号 041201"),
+        "the timeline with who did what"
+    );
+    assert!(print.body.contains("匿名"));
+    let t = tipster();
+    assert!(
+        !print.body.contains(&t.first_name) && !print.body.contains(&t.id.to_string()),
+        "never the anonymous tipster"
+    );
+    assert_eq!(print.headers["cache-control"], "no-store");
+    assert!(print.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+
+    let list = c.get("/tips/print?status=acknowledged").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains(&number) && !list.body.contains("<form"), "{}", list.body);
+    let none = c.get("/tips/print?status=resolved").await;
+    assert!(!none.body.contains(&number) && none.body.contains("id=\"total\">0<"), "the filter holds: {}", none.body);
+    assert!(audit(&app).await.contains(&"web:neiqin export tips print allowed".to_string()), "printing is audited");
+});
