@@ -58,15 +58,6 @@ pub fn qr_path(data: &str) -> anyhow::Result<(String, usize)> {
 }
 
 #[derive(Serialize)]
-struct BoardOfficer {
-    role: String,
-    name: String,
-    badge: String,
-    badge_shown: bool,
-    phone: Option<String>,
-}
-
-#[derive(Serialize)]
 struct Qr {
     kind: &'static str,
     path: String,
@@ -81,19 +72,7 @@ pub async fn board(
     links: &Links,
     today: &str,
 ) -> anyhow::Result<String> {
-    let officers: Vec<BoardOfficer> = store
-        .assigned_officers(village.id, today)
-        .await?
-        .into_iter()
-        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
-        .map(|o| BoardOfficer {
-            badge_shown: o.kind != "volunteer",
-            role: o.role,
-            name: o.name,
-            badge: o.badge,
-            phone: o.phone,
-        })
-        .collect();
+    let officers = crate::core::card_officers(store.assigned_officers(village.id, today).await?);
     let mut qr = Vec::new();
     for (kind, url) in links.for_village(&village.code) {
         let (path, size) = qr_path(&url)?;

@@ -158,12 +158,28 @@ const OFFICER_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 const SEARCH_LIMIT: i64 = 8;
 
 #[derive(Serialize)]
-struct CardOfficer {
+pub struct CardOfficer {
     role: String,
     name: String,
     badge: String,
     badge_shown: bool,
     phone: Option<String>,
+}
+
+/// The officers a village's card and board show: resident, contact and auxiliary (a
+/// volunteer without a badge number), in duty order.
+pub fn card_officers(officers: Vec<AssignedOfficer>) -> Vec<CardOfficer> {
+    officers
+        .into_iter()
+        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
+        .map(|o| CardOfficer {
+            badge_shown: o.kind != "volunteer",
+            role: o.role,
+            name: o.name,
+            badge: o.badge,
+            phone: o.phone,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -198,17 +214,7 @@ struct Card<'a> {
 /// with (resident, contact, auxiliary; a volunteer without a badge number), the office and the
 /// station's duty phone.
 pub fn contact_card(texts: &Texts, village: &VillageRow, officers: Vec<AssignedOfficer>) -> String {
-    let officers = officers
-        .into_iter()
-        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
-        .map(|o| CardOfficer {
-            badge_shown: o.kind != "volunteer",
-            role: o.role,
-            name: o.name,
-            badge: o.badge,
-            phone: o.phone,
-        })
-        .collect();
+    let officers = card_officers(officers);
     let card = Card {
         village: CardVillage { name: &village.name, code: &village.code },
         officers,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub use desk::{DeskError, DeskResult};
-pub use handler::{Clock, Core, CoreOptions, Retention, contact_card};
+pub use handler::{CardOfficer, Clock, Core, CoreOptions, Retention, card_officers, contact_card};
 
 /// Where the actions for each platform the daemon serves go: every channel performs what
 /// reaches its outbox. Workers that serve no one platform (the timers, the broadcast

@@ -116,20 +116,23 @@ impl TestApp {
     }
 
     fn start(&mut self) {
+        self.launch(|settings, hooks, stop| async move {
+            cunjing::daemon::run_with(settings, &[ChannelChoice::Telegram], stop, hooks).await
+        });
+    }
+
+    /// Runs `daemon` (given the settings, the hooks and the future that resolves on
+    /// [`TestApp::stop`]) as this app's daemon.
+    fn launch<F, Fut>(&mut self, daemon: F)
+    where
+        F: FnOnce(Settings, Hooks, futures::future::BoxFuture<'static, ()>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
-        let hooks = self.hooks();
-        self.task = Some(tokio::spawn(async move {
-            cunjing::daemon::run_with(
-                settings,
-                &[ChannelChoice::Telegram],
-                async {
-                    let _ = rx.await;
-                },
-                hooks,
-            )
-            .await
-        }));
+        let stop = Box::pin(async move {
+            let _ = rx.await;
+        });
+        self.task = Some(tokio::spawn(daemon(self.settings.clone(), self.hooks(), stop)));
         self.stop = Some(tx);
     }
 
@@ -152,10 +155,7 @@ impl TestApp {
                 collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let (tx, rx) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
-        let hooks = self.hooks();
-        self.task = Some(tokio::spawn(async move {
+        self.launch(|settings, hooks, stop| async move {
             let token = settings.telegram_token.clone().expect("the test settings carry a token");
             let channels: Vec<Box<dyn cunjing::channels::Channel>> = vec![
                 Box::new(cunjing::channels::telegram::TelegramChannel::new(&settings, token)?),
@@ -166,18 +166,8 @@ impl TestApp {
                     false,
                 )),
             ];
-            cunjing::daemon::run_channels(
-                settings,
-                channels,
-                false,
-                async {
-                    let _ = rx.await;
-                },
-                hooks,
-            )
-            .await
-        }));
-        self.stop = Some(tx);
+            cunjing::daemon::run_channels(settings, channels, false, stop, hooks).await
+        });
         ConsolePipe { feed, seen }
     }
 
@@ -209,21 +199,9 @@ impl TestApp {
     /// Stops the daemon and starts it again serving `channels`.
     async fn restart_serving(&mut self, channels: &'static [ChannelChoice]) {
         self.stop().await;
-        let (tx, rx) = oneshot::channel::<()>();
-        let settings = self.settings.clone();
-        let hooks = self.hooks();
-        self.task = Some(tokio::spawn(async move {
-            cunjing::daemon::run_with(
-                settings,
-                channels,
-                async {
-                    let _ = rx.await;
-                },
-                hooks,
-            )
-            .await
-        }));
-        self.stop = Some(tx);
+        self.launch(move |settings, hooks, stop| async move {
+            cunjing::daemon::run_with(settings, channels, stop, hooks).await
+        });
     }
 
     /// Waits until the daemon's HTTP server answers at `url`.

@@ -11,6 +11,19 @@ use crate::fake_wecom::FakeWecom;
 const HEZHUANG: &str = "410184101201";
 const RESIDENT: &str = "wmResidentA";
 
+/// Turns the station console on for the next start, with the staff account `neiqin` of
+/// 和庄派出所; returns its port.
+async fn with_desk(app: &mut crate::app::TestApp) -> u16 {
+    let port = crate::app::free_port();
+    app.settings.file.web.enabled = true;
+    app.settings.file.web.listen = format!("127.0.0.1:{port}");
+    app.settings.file.web.secure_cookies = false;
+    let hz = app.store().station_id("HZPCS").await.unwrap();
+    let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
+    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    port
+}
+
 async fn replies(wecom: &FakeWecom, user: &str, at_least: usize) -> Vec<crate::fake_wecom::Sent> {
     eventually(&format!("{at_least} answers reach {user}"), || async { wecom.sent_to(user).len() >= at_least }).await;
     wecom.sent_to(user)
@@ -186,13 +199,7 @@ app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and
 
 app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {
     let wecom = FakeWecom::start().await;
-    let port = crate::app::free_port();
-    app.settings.file.web.enabled = true;
-    app.settings.file.web.listen = format!("127.0.0.1:{port}");
-    app.settings.file.web.secure_cookies = false;
-    let hz = app.store().station_id("HZPCS").await.unwrap();
-    let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
-    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    let port = with_desk(&mut app).await;
     let url = app.restart_with_wechat(&wecom).await;
 
     let number = file_anonymous_theft(&app, &wecom, &url).await;
@@ -279,13 +286,7 @@ app_test!(a_whole_wecom_journey_a_wechat_resident_reaches_the_officer_on_the_wec
 
 app_test!(a_photo_a_wechat_resident_sends_with_a_tip_opens_at_the_station_console, |app| {
     let wecom = FakeWecom::start().await;
-    let port = crate::app::free_port();
-    app.settings.file.web.enabled = true;
-    app.settings.file.web.listen = format!("127.0.0.1:{port}");
-    app.settings.file.web.secure_cookies = false;
-    let hz = app.store().station_id("HZPCS").await.unwrap();
-    let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
-    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    let port = with_desk(&mut app).await;
     let url = app.restart_with_wechat(&wecom).await;
 
     say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
