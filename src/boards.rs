@@ -4,7 +4,8 @@
 //! conversation starts knowing the village) and the Telegram deep link.
 //!
 //! The page is the template `bot-config/boards/board.svg` (all its words are there); this
-//! module gathers the registry's values and draws the QR codes as one SVG path each.
+//! module gathers the registry's values and draws the QR codes as one SVG path each. Each
+//! board is written as SVG and as PNG (A4 at 150 dpi, drawn by resvg with the system's fonts).
 
 use std::path::{Path, PathBuf};
 
@@ -94,7 +95,34 @@ pub async fn board(
     Ok(svg)
 }
 
-/// Writes the boards of `villages` into `dir` as `<code>-<name>.svg`; returns the files.
+/// Dots per inch of the PNG boards (A4 at 150 dpi: 1240 × 1754).
+const PNG_DPI: f32 = 150.0;
+
+/// The renderer's options with the system's fonts (loaded once for many boards), and whether
+/// one of the fonts the board names is among them (without one the PNG's text is left out).
+pub fn png_options() -> (resvg::usvg::Options<'static>, bool) {
+    let mut options = resvg::usvg::Options::default();
+    options.fontdb_mut().load_system_fonts();
+    let fonts = ["WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "SimHei"]
+        .iter()
+        .any(|name| options.fontdb.faces().any(|f| f.families.iter().any(|(family, _)| family == name)));
+    (options, fonts)
+}
+
+/// The board drawn as PNG, A4 at [`PNG_DPI`].
+pub fn board_png(svg: &str, options: &resvg::usvg::Options) -> anyhow::Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_str(svg, options).context("the board is not SVG the renderer reads")?;
+    // The SVG's user unit is the millimetre of its viewBox; usvg sizes it at 96 dpi.
+    let scale = PNG_DPI / 96.0;
+    let size = tree.size().to_int_size().scale_by(scale).context("a board of no size")?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).context("a board too large to draw")?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().context("Failed to encode the PNG")
+}
+
+/// Writes the boards of `villages` into `dir` as `<code>-<name>.svg` and `.png`; returns the
+/// files.
 pub async fn write_boards(
     store: &Store,
     template_file: &Path,
@@ -106,11 +134,21 @@ pub async fn write_boards(
     let template = std::fs::read_to_string(template_file)
         .with_context(|| format!("Failed to read the board template {}", template_file.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+    let (options, fonts) = png_options();
+    if !fonts {
+        tracing::warn!(
+            "no Chinese font found for the PNG boards (install fonts-wqy-microhei); their text is missing, the SVG has it"
+        );
+    }
     let mut files = Vec::new();
     for village in villages {
         let svg = board(store, &template, village, links, today).await?;
         let file = dir.join(format!("{}-{}.svg", village.code, village.name));
-        std::fs::write(&file, svg).with_context(|| format!("Failed to write {}", file.display()))?;
+        std::fs::write(&file, &svg).with_context(|| format!("Failed to write {}", file.display()))?;
+        files.push(file);
+        let png = board_png(&svg, &options)?;
+        let file = dir.join(format!("{}-{}.png", village.code, village.name));
+        std::fs::write(&file, png).with_context(|| format!("Failed to write {}", file.display()))?;
         files.push(file);
     }
     Ok(files)

@@ -58,7 +58,8 @@ pub enum Command {
     /// assignments).
     #[command(subcommand)]
     Registry(RegistryCommand),
-    /// Print contact boards (警民联系牌, A4 SVG): a village's, or every village of a station.
+    /// Print contact boards (警民联系牌, A4 SVG and PNG): a village's, or every village of a
+    /// station.
     Board {
         /// The village code.
         village: Option<String>,
@@ -755,7 +756,7 @@ async fn boards(
     for file in &files {
         println!("{}", file.display());
     }
-    println!("{} board(s) written; print them on A4 (any browser opens SVG and prints it).", files.len());
+    println!("{} board(s) written as SVG and PNG; print them on A4.", files.len() / 2);
     Ok(ExitCode::SUCCESS)
 }
 

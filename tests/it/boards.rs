@@ -42,6 +42,13 @@ async fn a_village_board_shows_its_officers_the_duty_line_110_and_a_wechat_code_
     assert!(svg.contains(&format!("d=\"{path}\"")), "the QR code encodes the village's WeChat link");
     assert_eq!(svg.matches("<path").count(), 1);
 
+    // The same board as PNG, A4 at 150 dpi, with ink on it (text and the QR code).
+    let png = std::fs::read(out.join(format!("{HEZHUANG}-和庄村.png"))).expect("the PNG is written");
+    let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).expect("a PNG");
+    assert!((1239..=1242).contains(&pixmap.width()) && (1753..=1756).contains(&pixmap.height()), "A4 at 150 dpi");
+    let dark = pixmap.pixels().iter().filter(|p| p.red() < 100 && p.green() < 100 && p.blue() < 100).count();
+    assert!(dark * 100 > pixmap.pixels().len(), "the board is drawn, not blank ({dark} dark pixels)");
+
     // A station's boards: one per village; an unknown code is a clear refusal.
     let station = cunjing(&["board", "--station", "HZPCS", "--out", out.to_str().unwrap()], &db).await;
     assert!(station.status.success());
@@ -51,7 +58,11 @@ async fn a_village_board_shows_its_officers_the_duty_line_110_and_a_wechat_code_
         offices.lines().filter(|l| l.contains("HZPCS")).filter_map(|l| l.split(',').next()).collect();
     let expected =
         villages.lines().skip(1).filter(|l| hz_offices.iter().any(|o| l.split(',').any(|c| c == *o))).count();
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), expected, "one board per village of the station");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        2 * expected,
+        "one board (SVG and PNG) per village of the station"
+    );
     let unknown = cunjing(&["board", "999", "--out", out.to_str().unwrap()], &db).await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("No village with code \"999\""));
