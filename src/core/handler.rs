@@ -396,6 +396,21 @@ impl Core {
         self.opts.served = served;
     }
 
+    /// The station's staff groups on `first` and on every other platform the daemon serves.
+    pub(super) async fn station_chats_everywhere(
+        &self,
+        station_id: i64,
+        first: &str,
+    ) -> anyhow::Result<Vec<(super::Platform, i64)>> {
+        let mut platforms: Vec<super::Platform> = super::Platform::parse(first).into_iter().collect();
+        platforms.extend(self.opts.served.iter().copied().filter(|p| p.as_str() != first));
+        let mut chats = Vec::new();
+        for p in platforms {
+            chats.extend(self.store.station_chats(station_id, p.as_str()).await?.into_iter().map(|c| (p, c)));
+        }
+        Ok(chats)
+    }
+
     /// Where to reach officer `officer_id`: their account on `preferred` (the platform the
     /// tip or the emergency came from), else on the first platform the daemon serves where
     /// they have one.
@@ -629,8 +644,8 @@ impl Core {
                 out.push(Outbound::on(on, Outbound::text(account, alert.clone())));
             }
         }
-        for chat in self.store.station_chats(village.station_id, platform).await? {
-            out.push(Outbound::text(chat, alert.clone()));
+        for (on, chat) in self.station_chats_everywhere(village.station_id, platform).await? {
+            out.push(Outbound::on(on, Outbound::text(chat, alert.clone())));
         }
         Ok(out)
     }

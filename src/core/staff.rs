@@ -322,11 +322,10 @@ impl Core {
             minijinja::context! { number => &tip.number, village => &village.name, category => &tip.category, officer },
         );
         Ok(self
-            .store()
-            .station_chats(village.station_id, platform)
+            .station_chats_everywhere(village.station_id, platform)
             .await?
             .into_iter()
-            .map(|chat_id| Outbound::text(chat_id, text.clone()))
+            .map(|(on, chat_id)| Outbound::on(on, Outbound::text(chat_id, text.clone())))
             .collect())
     }
 }

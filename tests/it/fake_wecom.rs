@@ -408,14 +408,26 @@ impl FakeRobot {
     }
 
     fn push(&self, userid: &str, cmd: &str, body: Value) {
+        self.push_in(userid, None, cmd, body)
+    }
+
+    /// A callback from `userid`, in the WeCom group `chat` when given; answers to it are
+    /// recorded for the group (or the user).
+    fn push_in(&self, userid: &str, chat: Option<&str>, cmd: &str, body: Value) {
         let mut s = self.inner.lock().unwrap();
         s.next += 1;
         let req = format!("cb{}", s.next);
-        s.callbacks.insert(req.clone(), userid.to_string());
+        s.callbacks.insert(req.clone(), chat.unwrap_or(userid).to_string());
         let mut body = body;
         body["msgid"] = json!(format!("m{}", s.next));
         body["aibotid"] = json!(ROBOT_ID);
-        body["chattype"] = json!("single");
+        match chat {
+            Some(chat) => {
+                body["chattype"] = json!("group");
+                body["chatid"] = json!(chat);
+            }
+            None => body["chattype"] = json!("single"),
+        }
         body["from"] = json!({"userid": userid});
         let frame = json!({"cmd": cmd, "headers": {"req_id": req}, "body": body});
         s.to_daemon.as_ref().expect("the daemon is connected").send(frame.to_string()).unwrap();
@@ -424,6 +436,11 @@ impl FakeRobot {
     /// A WeCom user writes to the robot.
     pub fn user_says(&self, userid: &str, text: &str) {
         self.push(userid, "aibot_msg_callback", json!({"msgtype": "text", "text": {"content": text}}));
+    }
+
+    /// A WeCom user @-mentions the robot in the internal group `chat`.
+    pub fn user_says_in_group(&self, userid: &str, chat: &str, text: &str) {
+        self.push_in(userid, Some(chat), "aibot_msg_callback", json!({"msgtype": "text", "text": {"content": text}}));
     }
 
     /// A WeCom user presses a card's button.

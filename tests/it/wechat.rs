@@ -193,8 +193,31 @@ app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and
     let before = wecom.sent_to(RESIDENT).len();
     wecom.resident_says(RESIDENT, "在吗");
     wecom.notify(&url).await;
-    let after = replies(&wecom, RESIDENT, before + 1).await;
+    // The held answer, then the answer to 在吗.
+    let after = replies(&wecom, RESIDENT, before + 2).await;
     assert!(after[before].text.contains("车找到了"), "the held answer first: {:?}", &after[before..]);
+
+    // 查询进展 under the receipt answers on WeChat.
+    let sent = wecom.sent_to(RESIDENT);
+    let receipt = sent.iter().find(|m| m.text.contains("查询密码")).expect("the receipt");
+    let (label, id) = receipt.menu.iter().find(|(l, _)| l.contains("查询进展")).expect("查询进展 under the receipt");
+    wecom.resident_taps(RESIDENT, id, label);
+    wecom.notify(&url).await;
+    let progress = replies(&wecom, RESIDENT, sent.len() + 1).await.pop().unwrap();
+    assert!(progress.text.contains(&number) && progress.text.contains("办理"), "{progress:?}");
+
+    // He closes it with a usual note: the resident reads it above the rating, and rates.
+    let ask = crate::app::press(&app, officer.id, &officer, &card, "办结").await;
+    let before = wecom.sent_to(RESIDENT).len();
+    crate::app::press(&app, officer.id, &officer, &ask, "已处理完毕").await;
+    let closed = replies(&wecom, RESIDENT, before + 1).await;
+    let closed = &closed[before];
+    assert!(closed.text.contains("民警说明：已处理完毕"), "{closed:?}");
+    assert!(closed.menu.iter().any(|(l, _)| l.contains("满意")), "the rating comes with the note: {closed:?}");
+    let thanks = tap(&wecom, &url, "😊 满意").await;
+    assert!(thanks.text.contains("谢谢您的评价"), "{thanks:?}");
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    assert_eq!(tip.rating.as_deref(), Some("satisfied"));
 });
 
 app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {

@@ -136,3 +136,44 @@ app_test!(
         .await;
     }
 );
+
+app_test!(
+    a_wecom_internal_group_bound_with_bindstation_is_the_station_staff_group_and_hears_of_a_telegram_tip,
+    |app| {
+        const STAFF: &str = "wrStaffGroupHZ";
+        let robot = FakeRobot::start().await;
+        app.restart_with_robot(&robot, ROBOT_SECRET).await;
+        eventually("the robot is subscribed", || async { robot.connections() == 1 }).await;
+        let code = app.store().issue_enrolment_code("041201", 3_600_000).await.unwrap().unwrap();
+        robot.user_says(ZHANG, &code.code);
+        robot_answers(&robot, ZHANG, 1).await;
+
+        // 张建国 binds the station's WeCom group, where only the station's staff sit.
+        robot.user_says_in_group(ZHANG, STAFF, "/bindstation HZPCS");
+        let bound = robot_answers(&robot, STAFF, 1).await;
+        assert!(bound[0].text.contains("内勤群"), "{bound:?}");
+        assert!(app.store().set_grant("041201", Some("staff"), 0).await.unwrap());
+
+        // A Telegram resident's tip: the WeCom staff group hears of it.
+        let t = tipster();
+        let (chat, _) = start_theft_tip(&app).await;
+        let got = app.ask(chat, &t, "仓库门口的电动车被人撬了锁").await;
+        let anonymity = press(&app, chat, &t, &got, "说完了").await;
+        let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+        let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+        let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+        let notices = robot_answers(&robot, STAFF, 2).await;
+        assert!(notices[1].text.contains(&number) && notices[1].text.contains("前店村"), "{:?}", notices[1]);
+
+        // The staff's commands work there.
+        robot.user_says_in_group(ZHANG, STAFF, "/tips");
+        let list = robot_answers(&robot, STAFF, 3).await;
+        assert!(list[2].text.contains(&number), "{:?}", list[2]);
+
+        // And an officer's own: /duty off in a direct message takes him off the chain.
+        let seen = robot.sent_to(ZHANG).len();
+        robot.user_says(ZHANG, "/duty off");
+        let off = robot_answers(&robot, ZHANG, seen + 1).await;
+        assert!(off[seen].text.contains("不在岗"), "{:?}", off[seen]);
+    }
+);
