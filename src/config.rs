@@ -189,6 +189,8 @@ pub struct Web {
     pub session_max_hours: u32,
     pub max_failed_logins: u32,
     pub lockout_minutes: u32,
+    pub acknowledge_within_hours: u32,
+    pub resolve_within_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -447,6 +449,10 @@ impl Settings {
             session_max_ms: i64::from(w.session_max_hours.max(1)) * 3_600_000,
             max_failed_logins: i64::from(w.max_failed_logins.max(1)),
             lockout_ms: i64::from(w.lockout_minutes.max(1)) * 60_000,
+            sla: crate::store::tip_list::Sla {
+                ack_ms: i64::from(w.acknowledge_within_hours.max(1)) * 3_600_000,
+                resolve_ms: i64::from(w.resolve_within_days.max(1)) * 86_400_000,
+            },
         }
     }
 

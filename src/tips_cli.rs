@@ -11,7 +11,7 @@ use chrono::TimeZone;
 use crate::cli::TipsCommand;
 use crate::config::Settings;
 use crate::store::Store;
-use crate::store::tips::{TipFilter, TipListRow};
+use crate::store::tip_list::{TipFilter, TipListRow};
 
 /// The CSV columns of a tip list and export (the station console exports the same, but for
 /// the text, under the names of its templates).

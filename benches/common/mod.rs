@@ -6,6 +6,8 @@
 
 use axum::response::IntoResponse;
 
+pub mod seed;
+
 pub const TOKEN: &str = "4242:bench-token";
 
 /// The `getMe` answer of the fake Bot API.

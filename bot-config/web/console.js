@@ -6,3 +6,12 @@ document.addEventListener("submit", function (event) {
     event.preventDefault();
   }
 });
+
+// The tips list: the box in the header ticks or clears every tip of the page.
+document.addEventListener("change", function (event) {
+  if (event.target.id === "check-all") {
+    document.querySelectorAll("input.pick").forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  }
+});

@@ -19,6 +19,8 @@ pub enum DeskError {
     NoTip,
     #[error("the tip is no longer open")]
     NotOpen,
+    #[error("the tip is not closed")]
+    NotClosed,
     #[error("no such officer, or not serving the tip's village")]
     NoOfficer,
     #[error("{0}")]
@@ -108,6 +110,40 @@ impl Core {
             return Ok(Err(DeskError::NotOpen));
         };
         Ok(Ok((updated.status, out)))
+    }
+
+    /// 签收: the station takes a new tip itself (acknowledged, in the name of the console
+    /// account; no officer is credited with it). The tipster hears it was acknowledged.
+    pub async fn desk_sign(&self, actor: &Actor, number: &str) -> anyhow::Result<DeskResult> {
+        let tip = match self.desk_tip(actor, Action::Resolve, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        let new = [TipStatus::New.as_str()];
+        let Some((updated, out)) = self.set_tip_status(&tip, None, &actor.label(), &new, "acknowledged", None).await?
+        else {
+            return Ok(Err(DeskError::NotOpen));
+        };
+        Ok(Ok((updated.status, out)))
+    }
+
+    /// Reopens a resolved or rejected tip (处理中 again) for `reason`, written to the
+    /// timeline; the authorisation is audited like any other desk action. A merged tip stays
+    /// merged: its original is the one to reopen.
+    pub async fn desk_reopen(&self, actor: &Actor, number: &str, reason: &str) -> anyhow::Result<DeskResult> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Ok(Err(DeskError::Invalid("reason")));
+        }
+        let tip = match self.desk_tip(actor, Action::Resolve, number).await? {
+            Ok(tip) => tip,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !self.store().reopen_tip(tip.id, &actor.label(), reason).await? {
+            return Ok(Err(DeskError::NotClosed));
+        }
+        tracing::info!(tip_id = tip.id, "tip reopened at the desk");
+        Ok(Ok((TipStatus::InProgress.as_str().to_string(), vec![])))
     }
 
     /// Marks tip `number` as a duplicate of `into` (both of stations the actor may work).

@@ -12,7 +12,8 @@ use super::{Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
 use crate::store::chats::ChatRow;
 use crate::store::registry::VillageRow;
-use crate::store::tips::{TipFilter, TipRow};
+use crate::store::tip_list::TipFilter;
+use crate::store::tips::TipRow;
 use crate::texts::Msg;
 
 /// Most tips `/tips` lists.

@@ -17,6 +17,7 @@ pub mod chats;
 pub mod officers;
 pub mod registry;
 pub mod secrets;
+pub mod tip_list;
 pub mod tips;
 pub mod trust;
 pub mod web;

@@ -177,6 +177,15 @@ impl Secrets {
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The blind index of a phone number (its digits only): how the console finds a named
+    /// tipster's tips by the phone they left, which is stored sealed.
+    pub fn phone_index(&self, phone: &str) -> String {
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.chat_index).expect("any key length");
+        mac.update(format!("phone:{digits}").as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// What is stored for the password of tip `number`.
     pub fn tip_password_hash(&self, number: &str, password: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.tip_passwords).expect("any key length");

@@ -320,13 +320,15 @@ async fn insert_tips(
     }
 
     let summaries: Vec<String> = tips.iter().map(|(tip, _)| summary_of(&tip.items)).collect();
-    let phones: Vec<Option<String>> =
-        tips.iter().map(|(tip, _)| tip.contact_phone.as_deref().map(|p| keys.seal(PHONE, p))).collect();
+    let phones: Vec<Option<(String, String)>> = tips
+        .iter()
+        .map(|(tip, _)| tip.contact_phone.as_deref().map(|p| (keys.seal(PHONE, p), keys.phone_index(p))))
+        .collect();
     let sql = format!(
         "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
-         password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) VALUES {} \
-         RETURNING id, number",
-        batch::placeholders(backend, tips.len(), 15)
+         phone_index, password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) \
+         VALUES {} RETURNING id, number",
+        batch::placeholders(backend, tips.len(), 16)
     );
     let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (i, (tip, route)) in tips.iter().enumerate() {
@@ -339,7 +341,8 @@ async fn insert_tips(
             .bind(i64::from(tip.anonymous))
             .bind("new")
             .bind(&summaries[i])
-            .bind(phones[i].clone())
+            .bind(phones[i].as_ref().map(|(sealed, _)| sealed.clone()))
+            .bind(phones[i].as_ref().map(|(_, index)| index.clone()))
             .bind(keys.tip_password_hash(&numbers[i], &secrets[i].0))
             .bind(now)
             .bind(now)
@@ -434,7 +437,7 @@ async fn insert_tips(
                 anonymous: i64::from(tip.anonymous),
                 status: "new".into(),
                 summary,
-                sealed_phone: phones[i].clone(),
+                sealed_phone: phones[i].as_ref().map(|(sealed, _)| sealed.clone()),
                 assigned_officer_id: route.map(|r| r.officer_id),
                 platform: tip.reporter_platform.clone(),
                 ack_deadline: route.map(|r| r.ack_deadline),
@@ -574,7 +577,8 @@ impl Store {
         let keys = self.secrets();
         let current = format!("{}%", keys.current_prefix());
         let phones: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, contact_phone FROM tips WHERE contact_phone IS NOT NULL AND contact_phone NOT LIKE $1",
+            "SELECT id, contact_phone FROM tips WHERE contact_phone IS NOT NULL \
+             AND (contact_phone NOT LIKE $1 OR phone_index IS NULL)",
         )
         .bind(&current)
         .fetch_all(self.pool())
@@ -588,9 +592,10 @@ impl Store {
         let mut tx = self.begin_write().await?;
         for (id, stored) in &phones {
             let plain = keys.open(PHONE, stored)?;
-            sqlx::query("UPDATE tips SET contact_phone = $2 WHERE id = $1")
+            sqlx::query("UPDATE tips SET contact_phone = $2, phone_index = $3 WHERE id = $1")
                 .bind(*id)
                 .bind(keys.seal(PHONE, &plain))
+                .bind(keys.phone_index(&plain))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -721,6 +726,35 @@ impl Store {
         .bind(actor)
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Reopens a resolved or rejected tip: in progress again, its resolution time cleared
+    /// (the figures count it when it is resolved again), with a `reopened` event naming
+    /// `actor` and `reason`. `false` when the tip was not resolved or rejected.
+    pub async fn reopen_tip(&self, tip_id: i64, actor: &str, reason: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE tips SET status = 'in_progress', resolved_at = NULL, updated_at = $2 \
+             WHERE id = $1 AND status IN ('resolved', 'rejected')",
+        )
+        .bind(tip_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO tip_events (tip_id, at, actor, kind, detail) VALUES ($1, $2, $3, 'reopened', $4)")
+            .bind(tip_id)
+            .bind(now)
+            .bind(actor)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -896,80 +930,7 @@ impl Store {
     }
 }
 
-/// A tip as staff list and export it: no reporter, only the alias-free facts.
-#[derive(Debug, Clone, FromRow, Serialize)]
-pub struct TipListRow {
-    pub number: String,
-    pub created_at: i64,
-    pub station_code: String,
-    pub station_name: String,
-    pub village_code: String,
-    pub village_name: String,
-    pub category: String,
-    pub source: String,
-    pub anonymous: i64,
-    pub status: String,
-    pub officer_badge: Option<String>,
-    pub officer_name: Option<String>,
-    pub acknowledged_at: Option<i64>,
-    pub resolved_at: Option<i64>,
-    pub rating: Option<String>,
-    pub summary: String,
-    /// Still new past its acknowledgement deadline.
-    pub overdue: i64,
-}
-
-/// Which tips to list.
-#[derive(Debug, Clone, Default)]
-pub struct TipFilter {
-    pub station: Option<String>,
-    /// A status, or `open` for new, acknowledged and in progress.
-    pub status: Option<String>,
-    /// Created at or after this instant (UTC ms).
-    pub since_ms: Option<i64>,
-    /// Only this village (code).
-    pub village: Option<String>,
-    /// Only this category.
-    pub category: Option<String>,
-    /// Only tips assigned to this officer (badge).
-    pub officer: Option<String>,
-    /// Created before this instant (UTC ms).
-    pub until_ms: Option<i64>,
-    /// Only tips not acknowledged by their deadline (as of this instant, UTC ms).
-    pub overdue_at: Option<i64>,
-}
-
 impl Store {
-    /// Tips matching `filter`, newest first.
-    pub async fn list_tips(&self, filter: &TipFilter) -> anyhow::Result<Vec<TipListRow>> {
-        let status = filter.status.clone().unwrap_or_default();
-        Ok(sqlx::query_as(
-            "SELECT t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, v.name AS village_name, \
-             t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, f.name AS officer_name, \
-             t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
-             CASE WHEN t.status = 'new' AND t.ack_deadline IS NOT NULL AND t.ack_deadline < $9 THEN 1 ELSE 0 END AS overdue \
-             FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
-             JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id \
-             WHERE ($1 = '' OR s.code = $1) \
-             AND ($2 = '' OR t.status = $2 OR ($2 = 'open' AND t.status IN ('new', 'acknowledged', 'in_progress'))) \
-             AND t.created_at >= $3 AND ($4 = '' OR v.code = $4) AND ($5 = '' OR t.category = $5) \
-             AND ($6 = '' OR f.badge = $6) AND t.created_at < $7 \
-             AND ($8 = 0 OR (t.status = 'new' AND t.ack_deadline IS NOT NULL AND t.ack_deadline < $9)) \
-             ORDER BY t.created_at DESC, t.id DESC",
-        )
-        .bind(filter.station.clone().unwrap_or_default())
-        .bind(status)
-        .bind(filter.since_ms.unwrap_or(0))
-        .bind(filter.village.clone().unwrap_or_default())
-        .bind(filter.category.clone().unwrap_or_default())
-        .bind(filter.officer.clone().unwrap_or_default())
-        .bind(filter.until_ms.unwrap_or(i64::MAX))
-        .bind(i64::from(filter.overdue_at.is_some()))
-        .bind(filter.overdue_at.unwrap_or_else(now_ms))
-        .fetch_all(self.pool())
-        .await?)
-    }
-
     pub async fn tip_by_number(&self, number: &str) -> anyhow::Result<Option<TipRow>> {
         let sql = format!("SELECT {TIP_COLUMNS} FROM tips WHERE number = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))

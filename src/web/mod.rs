@@ -42,6 +42,8 @@ pub struct WebOptions {
     pub session_max_ms: i64,
     pub max_failed_logins: i64,
     pub lockout_ms: i64,
+    /// The station's times a tip is overdue by (the tips list's overdue queue).
+    pub sla: crate::store::tip_list::Sla,
 }
 
 impl Default for WebOptions {
@@ -52,6 +54,7 @@ impl Default for WebOptions {
             session_max_ms: 12 * 3_600_000,
             max_failed_logins: 5,
             lockout_ms: 15 * 60_000,
+            sla: crate::store::tip_list::Sla { ack_ms: 2 * 3_600_000, resolve_ms: 7 * 86_400_000 },
         }
     }
 }
@@ -83,6 +86,11 @@ const TEXT_KEYS: &[&str] = &[
     "no_media_source",
     "media_unavailable",
     "tip_not_open",
+    "tip_not_closed",
+    "reason_required",
+    "refused",
+    "bulk_none",
+    "phone_search_refused",
     "officer_not_serving",
     "note_required",
     "into_required",

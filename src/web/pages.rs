@@ -18,7 +18,7 @@ use crate::core::DeskError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
 use crate::store::broadcasts::Target;
-use crate::store::tips::{TipFilter, TipListRow};
+use crate::store::tip_list::{TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -26,6 +26,7 @@ pub fn routes() -> Router<WebState> {
         .route("/tips/export.csv", get(export_csv))
         .route("/tips/export.xlsx", get(export_xlsx))
         .route("/tips/print", get(print_list))
+        .route("/tips/bulk", post(bulk))
         .route("/tips/{number}/print", get(print_tip))
         .route("/tips/{number}", get(tip))
         .route("/tips/{number}/{action}", post(tip_action))
@@ -52,7 +53,7 @@ fn refused(state: &WebState, session: &Session) -> Response {
 
 // ----- tips -----
 
-/// The list's filters, as the query string carries them.
+/// The list's filters, search, order and page, as the query string carries them.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 struct Filters {
     #[serde(default)]
@@ -69,17 +70,28 @@ struct Filters {
     to: String,
     #[serde(default)]
     overdue: String,
+    /// The search box: a tip number, a phone number or words of the text.
+    #[serde(default)]
+    q: String,
+    /// `oldest`, `overdue`, `status`; newest first otherwise.
+    #[serde(default)]
+    sort: String,
+    /// Kept as text: a page number typed by hand that is no number shows page 1.
+    #[serde(default)]
+    page: String,
+    #[serde(default)]
+    per: String,
 }
+
+/// The page sizes offered; the first one the list opens with.
+const PAGE_SIZES: [i64; 3] = [50, 20, 100];
 
 impl Filters {
     /// The store's filter for `station` (a station account always sees only its own), or the
     /// field that is wrong and the text that says why.
-    fn to_filter(
-        &self,
-        station: Option<String>,
-        now: i64,
-        tz: chrono_tz::Tz,
-    ) -> Result<TipFilter, (&'static str, &'static str)> {
+    fn to_filter(&self, station: Option<String>, state: &WebState) -> Result<TipFilter, (&'static str, &'static str)> {
+        let core = &state.core;
+        let tz = core.timezone();
         let day = |s: &str, field: &'static str| -> Result<Option<i64>, (&'static str, &'static str)> {
             if s.trim().is_empty() {
                 return Ok(None);
@@ -95,6 +107,13 @@ impl Filters {
         // "to" is inclusive: the day after it, at midnight.
         let until_ms = day(&self.to, "to")?.map(|t| t + 86_400_000);
         let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let sort = match self.sort.as_str() {
+            "oldest" => TipSort::Oldest,
+            "overdue" => TipSort::Overdue,
+            "status" => TipSort::Status,
+            _ => TipSort::Newest,
+        };
+        let secrets = core.store().secrets();
         Ok(TipFilter {
             station,
             status: some(&self.status),
@@ -103,12 +122,17 @@ impl Filters {
             category: some(&self.category),
             officer: some(&self.officer),
             until_ms,
-            overdue_at: (!self.overdue.is_empty()).then_some(now),
+            clock: Some((core.now_ms(), state.opts.sla)),
+            only_overdue: !self.overdue.is_empty(),
+            search: TipSearch::parse(&self.q, |digits| secrets.phone_index(digits)),
+            sort,
         })
     }
 
-    fn query(&self) -> String {
-        serde_urlencoded_pairs(&[
+    /// The query string of the filters, search and order (`without` one of them), for the
+    /// pager, the counters and the exports.
+    fn query_without(&self, without: &str) -> String {
+        let pairs = [
             ("status", &self.status),
             ("category", &self.category),
             ("village", &self.village),
@@ -116,8 +140,29 @@ impl Filters {
             ("from", &self.from),
             ("to", &self.to),
             ("overdue", &self.overdue),
-        ])
+            ("q", &self.q),
+            ("sort", &self.sort),
+        ];
+        let kept: Vec<_> = pairs.into_iter().filter(|(k, _)| *k != without).collect();
+        serde_urlencoded_pairs(&kept)
     }
+
+    fn query(&self) -> String {
+        self.query_without("")
+    }
+
+    fn per_page(&self) -> i64 {
+        self.per.trim().parse().ok().filter(|n| PAGE_SIZES.contains(n)).unwrap_or(PAGE_SIZES[0])
+    }
+
+    fn page_number(&self) -> i64 {
+        self.page.trim().parse().ok().filter(|n: &i64| *n >= 1).unwrap_or(1)
+    }
+}
+
+/// `QUERY&`, to which a link adds its own parameter (empty for no query).
+fn link_base(query: &str) -> String {
+    if query.is_empty() { String::new() } else { format!("{query}&") }
 }
 
 fn serde_urlencoded_pairs(pairs: &[(&str, &String)]) -> String {
@@ -130,13 +175,15 @@ fn serde_urlencoded_pairs(pairs: &[(&str, &String)]) -> String {
     url.finish()
 }
 
-/// The rows of the current filter, after authorising the listing (audited as an export).
-async fn listed(
+/// The store's filter of the current list, after authorising the listing (audited as an
+/// export) and, for a search by phone number, the looking up of a tipster's contact (audited
+/// apart, without the number).
+async fn authorised_filter(
     state: &WebState,
     session: &Session,
     filters: &Filters,
     what: &str,
-) -> Result<Result<Vec<TipListRow>, (&'static str, &'static str)>, Response> {
+) -> Result<Result<TipFilter, (&'static str, &'static str)>, Response> {
     let core = &state.core;
     let station = session.station_code(core).await.map_err(fail)?;
     let subject = match session.user.station_id {
@@ -146,11 +193,32 @@ async fn listed(
     if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
         return Err(refused(state, session));
     }
-    let filter = match filters.to_filter(station, core.now_ms(), core.timezone()) {
+    let filter = match filters.to_filter(station, state) {
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
-    Ok(Ok(core.store().list_tips(&filter).await.map_err(fail)?))
+    if matches!(filter.search, Some(TipSearch::PhoneIndex(_)))
+        && !core
+            .authorize_desk(&session.actor, Action::ViewContact, subject, "tips search:phone")
+            .await
+            .map_err(fail)?
+    {
+        return Ok(Err(("q", "phone_search_refused")));
+    }
+    Ok(Ok(filter))
+}
+
+/// Every row of the current filter (exports, print), after authorising it.
+async fn listed(
+    state: &WebState,
+    session: &Session,
+    filters: &Filters,
+    what: &str,
+) -> Result<Result<Vec<TipListRow>, (&'static str, &'static str)>, Response> {
+    match authorised_filter(state, session, filters, what).await? {
+        Ok(filter) => Ok(Ok(state.core.store().list_tips(&filter).await.map_err(fail)?)),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Villages and officers the account may filter by.
@@ -176,34 +244,48 @@ async fn choices(
     Ok((villages, officers))
 }
 
+/// GET /tips: one page of the list, its counters, the pager and the bulk actions.
 async fn tips(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
-    let rows = listed(&state, &session, &filters, "tips").await?;
-    let (villages, officers) = choices(&state, &session).await.map_err(fail)?;
-    let (rows, errors) = match rows {
-        Ok(rows) => (rows, BTreeMap::new()),
-        Err((field, key)) => (vec![], BTreeMap::from([(field, state.t(key))])),
-    };
-    let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &rows {
-        *counters.entry(status_group(&r.status)).or_default() += 1;
-    }
-    let overdue = rows.iter().filter(|r| r.overdue == 1).count();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let ctx = minijinja::context! {
-        page => session.page(), tips => &rows, total => rows.len(), counters, overdue, filters => &filters,
-        query => filters.query(), errors, villages, officers, categories => state.core.tip_categories(),
-        statuses => TipStatus::codes(),
-    };
-    Ok(state.render(status, "tips.html", ctx))
+    tips_page(&state, &session, &filters, None).await
 }
 
-fn status_group(status: &str) -> &'static str {
-    match status {
-        "new" => "new",
-        "acknowledged" | "in_progress" => "working",
-        "resolved" => "resolved",
-        _ => "closed",
-    }
+/// The list page; `done` is what a bulk action just did (shown above the list).
+async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done: Option<minijinja::Value>) -> Page {
+    let (villages, officers) = choices(state, session).await.map_err(fail)?;
+    let per = filters.per_page();
+    let mut page_no = filters.page_number();
+    let (rows, counts, errors) = match authorised_filter(state, session, filters, "tips").await? {
+        Ok(filter) => {
+            let store = state.core.store();
+            let counts = store.count_tips(&filter).await.map_err(fail)?;
+            // A page past the end shows the last one.
+            let pages = ((counts.total + per - 1) / per).max(1);
+            page_no = page_no.min(pages);
+            let rows = store.list_tips_page(&filter, Some((per, (page_no - 1) * per))).await.map_err(fail)?;
+            (rows, counts, BTreeMap::new())
+        }
+        Err((field, key)) => (vec![], TipCounts::default(), BTreeMap::from([(field, state.t(key))])),
+    };
+    let pages = ((counts.total + per - 1) / per).max(1);
+    let counters: Vec<_> = TipStatus::ALL
+        .iter()
+        .map(|s| minijinja::context! { code => s.as_str(), count => counts.of(s.as_str()) })
+        .collect();
+    let sla = state.opts.sla;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let ctx = minijinja::context! {
+        page => session.page(), tips => &rows, total => counts.total, counters, overdue => counts.overdue,
+        all_count => counts.by_status.iter().map(|(_, n)| n).sum::<i64>(),
+        filters => &filters, query => filters.query(), list_base => link_base(&filters.query()),
+        status_base => link_base(&filters.query_without("status")),
+        overdue_base => link_base(&filters.query_without("overdue")),
+        status_all => filters.query_without("status"),
+        back => format!("{}page={page_no}&per={per}", link_base(&filters.query())),
+        errors, villages, officers, categories => state.core.tip_categories(), statuses => TipStatus::codes(),
+        page_no, pages, per, page_sizes => PAGE_SIZES, first_row => (page_no - 1) * per + 1,
+        ack_hours => sla.ack_ms / 3_600_000, resolve_days => sla.resolve_ms / 86_400_000, done,
+    };
+    Ok(state.render(status, "tips.html", ctx))
 }
 
 /// The export's header and rows: the columns of `cunjing tips export`, the tip's text (内容)
@@ -485,6 +567,8 @@ async fn tip_action(
         "merge" => (core.desk_merge(actor, &number, &form.into).await, "into"),
         "reply" => (core.desk_reply(actor, &number, &form.text).await, "reply"),
         "note" => (core.desk_note(actor, &number, &form.text).await, "memo"),
+        "sign" => (core.desk_sign(actor, &number).await, "sign"),
+        "reopen" => (core.desk_reopen(actor, &number, &form.note).await, "reopen"),
         _ => return Err(StatusCode::NOT_FOUND.into_response()),
     };
     match result.map_err(fail)? {
@@ -496,20 +580,86 @@ async fn tip_action(
         }
         Err(DeskError::Refused) => Err(refused(&state, &session)),
         Err(e) => {
-            let message = state.t(match &e {
-                DeskError::NoTip => "no_tip",
-                DeskError::NotOpen => "tip_not_open",
-                DeskError::NoOfficer => "officer_not_serving",
-                DeskError::Invalid("note") => "note_required",
-                DeskError::Invalid("into") => "into_required",
-                DeskError::Invalid("gone") => "tipster_gone",
-                DeskError::Invalid(_) => "text_required",
-                DeskError::Refused => unreachable!(),
-            });
+            let message = state.t(desk_error_key(&e));
             let field = if action == "status" && matches!(e, DeskError::Invalid("note")) { "note" } else { field };
             tip_page(&state, &session, &number, BTreeMap::from([(field, message)]), "").await
         }
     }
+}
+
+/// The text (in `texts.toml`) that says why a desk action did not happen.
+fn desk_error_key(e: &DeskError) -> &'static str {
+    match e {
+        DeskError::NoTip => "no_tip",
+        DeskError::NotOpen => "tip_not_open",
+        DeskError::NotClosed => "tip_not_closed",
+        DeskError::NoOfficer => "officer_not_serving",
+        DeskError::Invalid("note") => "note_required",
+        DeskError::Invalid("reason") => "reason_required",
+        DeskError::Invalid("into") => "into_required",
+        DeskError::Invalid("gone") => "tipster_gone",
+        DeskError::Invalid(_) => "text_required",
+        DeskError::Refused => "refused",
+    }
+}
+
+/// POST /tips/bulk: 签收, 转派 or 办结 (with one note) for the tips ticked on a page. Each
+/// tip goes through the same action as on its own page; the answer lists what happened to
+/// each, and those that could not be done say why.
+async fn bulk(State(state): State<WebState>, session: Session, body: axum::body::Bytes) -> Page {
+    let mut csrf = String::new();
+    let (mut action, mut badge, mut note, mut back) = (String::new(), String::new(), String::new(), String::new());
+    let mut numbers: Vec<String> = vec![];
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = v.into_owned(),
+            "action" => action = v.into_owned(),
+            "badge" => badge = v.into_owned(),
+            "note" => note = v.into_owned(),
+            "back" => back = v.into_owned(),
+            "number" if numbers.len() < 100 && !numbers.contains(&v.to_string()) => numbers.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    if !session.csrf_ok(&csrf) {
+        return Err(csrf_refused());
+    }
+    // The list the tips were ticked on, shown again with what happened.
+    let filters = format!("/tips?{back}")
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| Query::<Filters>::try_from_uri(&uri).ok())
+        .map(|Query(f)| f)
+        .unwrap_or_default();
+    let error = |key: &str| minijinja::context! { error => state.t(key) };
+    if numbers.is_empty() {
+        return tips_page(&state, &session, &filters, Some(error("bulk_none"))).await;
+    }
+    if action == "close" && note.trim().is_empty() {
+        return tips_page(&state, &session, &filters, Some(error("note_required"))).await;
+    }
+    let core = &state.core;
+    let mut results = vec![];
+    for number in &numbers {
+        let result = match action.as_str() {
+            "sign" => core.desk_sign(&session.actor, number).await,
+            "assign" => core.desk_assign(&session.actor, number, &badge).await,
+            "close" => core.desk_status(&session.actor, number, "resolved", &note).await,
+            _ => return Err(StatusCode::NOT_FOUND.into_response()),
+        }
+        .map_err(fail)?;
+        match result {
+            Ok((_, outbound)) => {
+                let tip = core.store().tip_by_number(number).await.map_err(fail)?;
+                state.send(&tip.map(|t| t.platform).unwrap_or_default(), outbound);
+                results.push(minijinja::context! { number, ok => true });
+            }
+            Err(e) => results.push(minijinja::context! { number, ok => false, why => state.t(desk_error_key(&e)) }),
+        }
+    }
+    let done = results.iter().filter(|r| r.get_attr("ok").is_ok_and(|v| v.is_true())).count();
+    let summary = minijinja::context! { action, done, failed => results.len() - done, results };
+    tips_page(&state, &session, &filters, Some(summary)).await
 }
 
 fn url_segment(s: &str) -> String {

@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod db;
+mod desk;
 mod emergency;
 #[allow(dead_code)] // shared test infrastructure: not every area uses every helper
 mod fake_telegram;
@@ -18,6 +19,8 @@ mod fuzz;
 mod registry;
 mod routing;
 mod schema;
+#[path = "../../benches/common/seed.rs"]
+mod seed;
 mod tips;
 mod triage;
 mod trust;

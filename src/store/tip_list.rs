@@ -1,0 +1,386 @@
+//! Lists of tips for staff: the console's pages, its exports and the CLI's. One `WHERE`
+//! built from a [`TipFilter`] serves the page, its counters and the export, so what a
+//! counter says is what a click on it lists. Search finds a tip by its number, by words of
+//! its text, or by the phone a named tipster left (through the phone's blind index: the
+//! phone itself is sealed). "Overdue" is measured from a tip's arrival against the
+//! station's times ([`Sla`]), not from the escalation's deadline, which moves on each
+//! hand-over.
+
+use serde::Serialize;
+use sqlx::FromRow;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::QueryAs;
+
+use super::Store;
+
+/// A tip as staff list and export it: no reporter, only the alias-free facts.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct TipListRow {
+    pub number: String,
+    pub created_at: i64,
+    pub station_code: String,
+    pub station_name: String,
+    pub village_code: String,
+    pub village_name: String,
+    pub category: String,
+    pub source: String,
+    pub anonymous: i64,
+    pub status: String,
+    pub officer_badge: Option<String>,
+    pub officer_name: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub resolved_at: Option<i64>,
+    pub rating: Option<String>,
+    pub summary: String,
+    /// 1 when past the station's times (see [`Sla`]); 0 when no clock was given.
+    pub overdue: i64,
+}
+
+/// The station's times for a tip, counted from its arrival: acknowledged (受理) within
+/// `ack_ms`, resolved (办结) within `resolve_ms`. A tip past either is overdue, whatever the
+/// escalation did meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sla {
+    pub ack_ms: i64,
+    pub resolve_ms: i64,
+}
+
+/// What the search box found to look for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TipSearch {
+    /// A tip number (`T20261123-0007`).
+    Number(String),
+    /// The blind index of a phone number a named tipster left.
+    PhoneIndex(String),
+    /// Words that must all appear in the tip's text.
+    Words(Vec<String>),
+}
+
+impl TipSearch {
+    /// What `q`, typed into the search box, looks for: a tip number (`T20261123-7` or
+    /// `20261123-0007`), a phone number (7 to 12 digits, spaces, dashes and +86 allowed:
+    /// `phone_index` gives its blind index), else up to 5 words of the text. `None` for an
+    /// empty box.
+    pub fn parse(q: &str, phone_index: impl Fn(&str) -> String) -> Option<TipSearch> {
+        let q = q.trim();
+        if q.is_empty() {
+            return None;
+        }
+        let number = regex::Regex::new(r"^[Tt]?(\d{8})-(\d{1,4})$").expect("a valid pattern");
+        if let Some(c) = number.captures(q) {
+            let n: u32 = c[2].parse().expect("digits");
+            return Some(TipSearch::Number(format!("T{}-{n:04}", &c[1])));
+        }
+        let compact: String = q.chars().filter(|c| !matches!(c, ' ' | '-' | '\u{3000}')).collect();
+        let digits = compact.strip_prefix("+86").unwrap_or(&compact);
+        if (7..=12).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit()) {
+            return Some(TipSearch::PhoneIndex(phone_index(digits)));
+        }
+        let words = q.split_whitespace().take(5).map(|w| w.chars().take(40).collect()).collect();
+        Some(TipSearch::Words(words))
+    }
+}
+
+/// The order of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TipSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Overdue first, the longest overdue at the top; then newest first.
+    Overdue,
+    /// By status in lifecycle order (待受理 first), newest first within each.
+    Status,
+}
+
+/// Which tips to list.
+#[derive(Debug, Clone, Default)]
+pub struct TipFilter {
+    pub station: Option<String>,
+    /// A status, or `open` for new, acknowledged and in progress.
+    pub status: Option<String>,
+    /// Created at or after this instant (UTC ms).
+    pub since_ms: Option<i64>,
+    /// Only this village (code).
+    pub village: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only tips assigned to this officer (badge).
+    pub officer: Option<String>,
+    /// Created before this instant (UTC ms).
+    pub until_ms: Option<i64>,
+    /// The instant (UTC ms) and the station's times "overdue" is measured by; without them
+    /// no tip is overdue.
+    pub clock: Option<(i64, Sla)>,
+    /// Only overdue tips.
+    pub only_overdue: bool,
+    pub search: Option<TipSearch>,
+    pub sort: TipSort,
+}
+
+/// What the counters above a list show, for the filter without its status: per status,
+/// and how many are overdue; `total` is what the filter itself lists.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TipCounts {
+    pub total: i64,
+    pub by_status: Vec<(String, i64)>,
+    pub overdue: i64,
+}
+
+impl TipCounts {
+    /// The count of one status (0 when none).
+    pub fn of(&self, status: &str) -> i64 {
+        self.by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n)
+    }
+}
+
+enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+/// A `WHERE` clause with `$N` placeholders and what to bind to them, in order.
+struct Where {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Where {
+    fn new() -> Where {
+        Where { sql: "TRUE".into(), args: vec![] }
+    }
+
+    /// `clause` with each `?` numbered as the next placeholder, taking the next of `args`.
+    fn expr(&mut self, clause: &str, args: Vec<Arg>) -> String {
+        let mut args = args.into_iter();
+        let mut out = String::new();
+        for (i, part) in clause.split('?').enumerate() {
+            if i > 0 {
+                self.args.push(args.next().expect("one argument for each ?"));
+                out.push_str(&format!("${}", self.args.len()));
+            }
+            out.push_str(part);
+        }
+        out
+    }
+
+    /// Adds `AND (clause)` (see [`Where::expr`]).
+    fn and(&mut self, clause: &str, args: Vec<Arg>) {
+        let clause = self.expr(clause, args);
+        self.sql.push_str(&format!(" AND ({clause})"));
+    }
+
+    fn bind<'q, O>(self, mut q: QueryAs<'q, Any, O, AnyArguments>) -> QueryAs<'q, Any, O, AnyArguments> {
+        for arg in self.args {
+            q = match arg {
+                Arg::Int(n) => q.bind(n),
+                Arg::Text(s) => q.bind(s),
+            };
+        }
+        q
+    }
+}
+
+const FROM: &str = "FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
+     JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id";
+
+/// The status codes in lifecycle order, as SQL (for sorting by status).
+fn status_rank() -> String {
+    let cases: String = crate::domain::TipStatus::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!(" WHEN '{}' THEN {i}", s.as_str()))
+        .collect();
+    format!("CASE t.status{cases} ELSE 99 END")
+}
+
+/// `LIKE` pattern matching `word` anywhere, `%`, `_` and `\` taken literally.
+fn like_anywhere(word: &str) -> String {
+    let escaped: String = word
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+impl TipFilter {
+    /// The SQL of "this tip is overdue" (binds: the two limits of the station's times).
+    fn overdue_sql(&self) -> (String, Vec<Arg>) {
+        let (ack_before, resolve_before) = match self.clock {
+            Some((now, sla)) => (now.saturating_sub(sla.ack_ms), now.saturating_sub(sla.resolve_ms)),
+            None => (i64::MIN, i64::MIN),
+        };
+        (
+            "(t.status = 'new' AND t.created_at < ?) OR (t.status IN ('acknowledged', 'in_progress') AND t.created_at < ?)"
+                .into(),
+            vec![Arg::Int(ack_before), Arg::Int(resolve_before)],
+        )
+    }
+
+    /// Adds the filter's conditions to `w` (its status only `with_status`).
+    fn add_to(&self, w: &mut Where, with_status: bool) {
+        let text = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(station) = text(&self.station) {
+            w.and("s.code = ?", vec![Arg::Text(station)]);
+        }
+        match text(&self.status) {
+            Some(s) if with_status && s == "open" => {
+                w.and("t.status IN ('new', 'acknowledged', 'in_progress')", vec![]);
+            }
+            Some(s) if with_status => w.and("t.status = ?", vec![Arg::Text(s)]),
+            _ => {}
+        }
+        if let Some(since) = self.since_ms {
+            w.and("t.created_at >= ?", vec![Arg::Int(since)]);
+        }
+        if let Some(until) = self.until_ms {
+            w.and("t.created_at < ?", vec![Arg::Int(until)]);
+        }
+        if let Some(village) = text(&self.village) {
+            w.and("v.code = ?", vec![Arg::Text(village)]);
+        }
+        if let Some(category) = text(&self.category) {
+            w.and("t.category = ?", vec![Arg::Text(category)]);
+        }
+        if let Some(badge) = text(&self.officer) {
+            w.and("f.badge = ?", vec![Arg::Text(badge)]);
+        }
+        if self.only_overdue {
+            let (sql, args) = self.overdue_sql();
+            w.and(&sql, args);
+        }
+        match &self.search {
+            Some(TipSearch::Number(n)) => w.and("t.number = ?", vec![Arg::Text(n.clone())]),
+            Some(TipSearch::PhoneIndex(i)) => w.and("t.phone_index = ?", vec![Arg::Text(i.clone())]),
+            Some(TipSearch::Words(words)) => {
+                for word in words {
+                    w.and("t.summary LIKE ? ESCAPE '\\'", vec![Arg::Text(like_anywhere(word))]);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The `ORDER BY` (PostgreSQL takes an output column in it only by its bare name, so the
+    /// overdue expression is written out again, with its own binds).
+    fn order_by(&self, w: &mut Where) -> String {
+        match self.sort {
+            TipSort::Newest => "t.created_at DESC, t.id DESC".into(),
+            TipSort::Oldest => "t.created_at, t.id".into(),
+            TipSort::Overdue => {
+                let (sql, args) = self.overdue_sql();
+                let late = w.expr(&sql, args);
+                format!(
+                    "CASE WHEN {late} THEN 0 ELSE 1 END, CASE WHEN {late} THEN t.created_at END, t.created_at DESC, t.id DESC"
+                )
+            }
+            TipSort::Status => format!("{}, t.created_at DESC, t.id DESC", status_rank()),
+        }
+    }
+}
+
+impl Store {
+    /// Tips matching `filter`, in its order: all of them (exports), or `page` =
+    /// (rows per page, rows to skip).
+    pub async fn list_tips_page(
+        &self,
+        filter: &TipFilter,
+        page: Option<(i64, i64)>,
+    ) -> anyhow::Result<Vec<TipListRow>> {
+        let (overdue, overdue_args) = filter.overdue_sql();
+        // The overdue expression's binds come first: it stands in the SELECT.
+        let mut w = Where::new();
+        let overdue_sql = w.expr(&overdue, overdue_args);
+        filter.add_to(&mut w, true);
+        let order = filter.order_by(&mut w);
+        let limit = match page {
+            Some((limit, skip)) => format!(" LIMIT {} OFFSET {}", limit.max(1), skip.max(0)),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, \
+             v.name AS village_name, t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, \
+             f.name AS officer_name, t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
+             CASE WHEN {overdue_sql} THEN 1 ELSE 0 END AS overdue {FROM} WHERE {} ORDER BY {order}{limit}",
+            w.sql
+        );
+        let q = sqlx::query_as::<_, TipListRow>(sqlx::AssertSqlSafe(sql));
+        Ok(w.bind(q).fetch_all(self.pool()).await?)
+    }
+
+    /// Every tip matching `filter`, in its order.
+    pub async fn list_tips(&self, filter: &TipFilter) -> anyhow::Result<Vec<TipListRow>> {
+        self.list_tips_page(filter, None).await
+    }
+
+    /// The counters of `filter` (see [`TipCounts`]).
+    pub async fn count_tips(&self, filter: &TipFilter) -> anyhow::Result<TipCounts> {
+        let (overdue, overdue_args) = filter.overdue_sql();
+        let mut w = Where::new();
+        let overdue_sql = w.expr(&overdue, overdue_args);
+        filter.add_to(&mut w, false);
+        let sql = format!(
+            "SELECT t.status, COUNT(*), SUM(CASE WHEN {overdue_sql} THEN 1 ELSE 0 END) {FROM} WHERE {} \
+             GROUP BY t.status",
+            w.sql
+        );
+        let q = sqlx::query_as::<_, (String, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+        let rows = w.bind(q).fetch_all(self.pool()).await?;
+        let wanted = |status: &str| match filter.status.as_deref().map(str::trim).unwrap_or("") {
+            "" => true,
+            "open" => crate::domain::TipStatus::from_code(status).is_some_and(crate::domain::TipStatus::is_open),
+            s => s == status,
+        };
+        let mut counts = TipCounts::default();
+        for (status, n, late) in rows {
+            if wanted(&status) {
+                counts.total += n;
+            }
+            counts.overdue += late.unwrap_or(0);
+            counts.by_status.push((status, n));
+        }
+        Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_question_mark_becomes_the_next_numbered_placeholder() {
+        let mut w = Where::new();
+        w.and("a = ?", vec![Arg::Text("x".into())]);
+        w.and("b < ? OR c > ?", vec![Arg::Int(1), Arg::Int(2)]);
+        assert_eq!(w.sql, "TRUE AND (a = $1) AND (b < $2 OR c > $3)");
+        assert!(matches!(&w.args[..], [Arg::Text(x), Arg::Int(1), Arg::Int(2)] if x == "x"));
+    }
+
+    #[test]
+    fn the_search_box_tells_a_number_a_phone_and_words_apart() {
+        let index = |d: &str| format!("idx:{d}");
+        assert_eq!(TipSearch::parse("  ", index), None);
+        let number = Some(TipSearch::Number("T20261123-0007".into()));
+        assert_eq!(TipSearch::parse("t20261123-7", index), number);
+        assert_eq!(TipSearch::parse("20261123-0007", index), number);
+        let phone = Some(TipSearch::PhoneIndex("idx:13903710121".into()));
+        assert_eq!(TipSearch::parse("139 0371 0121", index), phone);
+        assert_eq!(TipSearch::parse("+86 139-0371-0121", index), phone);
+        assert_eq!(TipSearch::parse("0371-62581110", index), Some(TipSearch::PhoneIndex("idx:037162581110".into())));
+        assert_eq!(
+            TipSearch::parse("电动车 车棚", index),
+            Some(TipSearch::Words(vec!["电动车".into(), "车棚".into()]))
+        );
+        assert_eq!(TipSearch::parse("110", index), Some(TipSearch::Words(vec!["110".into()])), "too short for a phone");
+    }
+
+    #[test]
+    fn like_patterns_take_percent_and_underscore_literally() {
+        assert_eq!(like_anywhere("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}
