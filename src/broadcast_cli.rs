@@ -339,6 +339,11 @@ pub fn month_bounds(tz: chrono_tz::Tz, month: &str) -> anyhow::Result<(i64, i64)
 }
 
 /// The month before the one `now` is in, as YYYY-MM.
+/// The month of `now_ms` in `tz`, as `YYYY-MM`.
+pub fn current_month(tz: chrono_tz::Tz, now_ms: i64) -> String {
+    DateTime::from_timestamp_millis(now_ms).unwrap_or_default().with_timezone(&tz).format("%Y-%m").to_string()
+}
+
 pub fn previous_month(tz: chrono_tz::Tz, now_ms: i64) -> String {
     let today = DateTime::from_timestamp_millis(now_ms).unwrap_or_default().with_timezone(&tz).date_naive();
     let first = today.with_day0(0).unwrap_or(today);

@@ -873,6 +873,9 @@ pub struct OfficerFigures {
     pub badge: String,
     pub name: String,
     pub station_code: String,
+    /// Whether the monthly minimum of warnings applies: it is a police officer's duty (民警),
+    /// not an auxiliary's or a volunteer's.
+    pub owes_warnings: bool,
     pub warnings: i64,
     pub notices: i64,
     pub tips_received: i64,
@@ -907,8 +910,8 @@ impl Store {
         station_id: Option<i64>,
     ) -> anyhow::Result<Vec<OfficerFigures>> {
         use std::collections::HashMap;
-        let officers: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT f.id, f.badge, f.name, s.code FROM officers f JOIN stations s ON s.id = f.station_id \
+        let officers: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT f.id, f.badge, f.name, s.code, f.kind FROM officers f JOIN stations s ON s.id = f.station_id \
              WHERE $1 = 0 OR f.station_id = $1 ORDER BY s.code, f.badge",
         )
         .bind(station_id.unwrap_or(0))
@@ -961,12 +964,13 @@ impl Store {
         };
         Ok(officers
             .into_iter()
-            .map(|(id, badge, name, station_code)| {
+            .map(|(id, badge, name, station_code, kind)| {
                 let (tips_received, tips_acknowledged, tips_resolved) = tips.get(&id).copied().unwrap_or_default();
                 OfficerFigures {
                     badge,
                     name,
                     station_code,
+                    owes_warnings: kind == crate::domain::OfficerKind::Police.as_str(),
                     warnings: count(&published, id, "warning"),
                     notices: count(&published, id, "notice"),
                     tips_received,
@@ -983,6 +987,31 @@ impl Store {
 }
 
 impl Store {
+    /// Warnings and notices sent from the console in `[from, to)`, per station of the sending
+    /// account: (station name, warnings, notices). They count for the station, not for an
+    /// officer.
+    pub async fn desk_broadcast_figures(
+        &self,
+        from: i64,
+        to: i64,
+        station_id: Option<i64>,
+    ) -> anyhow::Result<Vec<(String, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT s.name, SUM(CASE WHEN b.kind = 'warning' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN b.kind = 'notice' THEN 1 ELSE 0 END) \
+             FROM broadcasts b JOIN web_users w ON b.sender_label = 'web:' || w.username \
+             JOIN stations s ON s.id = w.station_id \
+             WHERE b.sender_officer_id IS NULL AND b.status <> 'cancelled' AND b.cap_status = 'Actual' \
+             AND b.created_at >= $1 AND b.created_at < $2 AND ($3 = 0 OR w.station_id = $3) \
+             GROUP BY s.code, s.name ORDER BY s.code",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(station_id.unwrap_or(0))
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Every station: (id, name).
     pub async fn stations(&self) -> anyhow::Result<Vec<(i64, String)>> {
         Ok(sqlx::query_as("SELECT id, name FROM stations ORDER BY code").fetch_all(self.pool()).await?)

@@ -210,4 +210,32 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+
+    /// Tips per village and month: for each village of the station (all with `None`) that
+    /// had any, its name and the count in each `[bounds[i], bounds[i + 1])`.
+    pub async fn village_month_counts(
+        &self,
+        station_id: Option<i64>,
+        bounds: &[i64],
+    ) -> anyhow::Result<Vec<(String, Vec<i64>)>> {
+        let (Some(first), Some(last)) = (bounds.first(), bounds.last()) else { return Ok(vec![]) };
+        // The bounds are our own numbers, so they are written into the SQL; one column a month.
+        let columns: String = bounds
+            .windows(2)
+            .map(|w| format!(", SUM(CASE WHEN t.created_at >= {} AND t.created_at < {} THEN 1 ELSE 0 END)", w[0], w[1]))
+            .collect();
+        let sql = format!(
+            "SELECT v.name{columns} FROM tips t JOIN villages v ON v.id = t.village_id \
+             JOIN offices o ON o.id = v.office_id WHERE ($1 = 0 OR o.station_id = $1) \
+             AND t.created_at >= {first} AND t.created_at < {last} GROUP BY v.code, v.name ORDER BY v.code"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(station_id.unwrap_or(0)).fetch_all(self.pool()).await?;
+        use sqlx::Row;
+        rows.iter()
+            .map(|r| {
+                let counts = (1..bounds.len()).map(|i| r.try_get::<Option<i64>, _>(i).map(Option::unwrap_or_default));
+                Ok((r.try_get(0)?, counts.collect::<Result<_, _>>()?))
+            })
+            .collect()
+    }
 }

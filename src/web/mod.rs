@@ -101,6 +101,8 @@ const TEXT_KEYS: &[&str] = &[
     "severity_required",
     "target_required",
     "time_invalid",
+    "chart_trend",
+    "figures_columns",
     "whole_station",
     "all_targets",
     "chart_warnings",

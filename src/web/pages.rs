@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::figures::bar_chart;
+use super::figures::{bar_chart, column_chart};
 use super::{Session, WebState, csrf_refused, error_page, internal};
 use crate::authz::{Action, Subject};
 use crate::core::DeskError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
-use crate::store::broadcasts::Target;
+use crate::store::broadcasts::{OfficerFigures, Target};
 use crate::store::tip_list::{TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
 
 pub fn routes() -> Router<WebState> {
@@ -38,6 +38,7 @@ pub fn routes() -> Router<WebState> {
         .route("/registry", get(registry))
         .route("/registry/enrol/{badge}", post(enrol))
         .route("/figures", get(figures))
+        .route("/figures/export.csv", get(figures_csv))
 }
 
 type Page = Result<Response, Response>;
@@ -994,57 +995,160 @@ struct MonthQuery {
     month: String,
 }
 
-async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
+/// The month asked for (the current one when none), its bounds, and the officers' figures
+/// for it, after authorising the reading (audited as an export, `what`). `Err(Ok(month))`
+/// when the month is not one.
+async fn month_figures(
+    state: &WebState,
+    session: &Session,
+    q: &MonthQuery,
+    what: &str,
+) -> Result<Result<(String, i64, i64, Vec<OfficerFigures>), String>, Response> {
     let core = &state.core;
     let tz = core.timezone();
     let subject = match session.user.station_id {
         Some(station_id) => Subject::Station { station_id },
         None => Subject::Everything,
     };
-    if !core.authorize_desk(&session.actor, Action::Export, subject, "figures").await.map_err(fail)? {
-        return Err(refused(&state, &session));
+    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
+        return Err(refused(state, session));
     }
-    let month = if q.month.trim().is_empty() {
-        crate::broadcast_cli::previous_month(tz, core.now_ms())
-    } else {
-        q.month.trim().to_string()
-    };
-    let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else {
-        let month = crate::broadcast_cli::previous_month(tz, core.now_ms());
-        let ctx = minijinja::context! { page => session.page(), month, error => state.t("month_format"), officers => Vec::<()>::new() };
-        return Ok(state.render(StatusCode::UNPROCESSABLE_ENTITY, "figures.html", ctx));
-    };
+    let current = crate::broadcast_cli::current_month(tz, core.now_ms());
+    let month = Some(q.month.trim().to_string()).filter(|m| !m.is_empty()).unwrap_or(current.clone());
+    let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else { return Ok(Err(current)) };
     let officers = core.store().officer_figures(from, to, session.user.station_id).await.map_err(fail)?;
+    Ok(Ok((month, from, to, officers)))
+}
+
+/// The start of each of the last `n` months (the current one last) and the end of the
+/// current one, in `tz`, with the months' labels (`2026-11`).
+fn last_months(tz: chrono_tz::Tz, now_ms: i64, n: u32) -> (Vec<String>, Vec<i64>) {
+    use chrono::{Datelike, TimeZone};
+    let today = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default().with_timezone(&tz).date_naive();
+    let first = today.with_day(1).unwrap_or(today);
+    let starts: Vec<chrono::NaiveDate> =
+        (0..=n).rev().filter_map(|k| first.checked_sub_months(chrono::Months::new(k))).collect();
+    let bounds: Vec<chrono::NaiveDate> =
+        starts[1..].iter().copied().chain(first.checked_add_months(chrono::Months::new(1))).collect();
+    let ms = |d: &chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .map_or(0, |t| t.timestamp_millis())
+    };
+    let labels = bounds[..bounds.len() - 1].iter().map(|d| d.format("%Y-%m").to_string()).collect();
+    (labels, bounds.iter().map(ms).collect())
+}
+
+async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
+    let core = &state.core;
+    let (month, from, to, officers) = match month_figures(&state, &session, &q, "figures").await? {
+        Ok(figures) => figures,
+        Err(current) => {
+            let ctx = minijinja::context! {
+                page => session.page(), month => current, error => state.t("month_format"), officers => Vec::<()>::new(),
+            };
+            return Ok(state.render(StatusCode::UNPROCESSABLE_ENTITY, "figures.html", ctx));
+        }
+    };
+    let store = core.store();
+    let desk = store.desk_broadcast_figures(from, to, session.user.station_id).await.map_err(fail)?;
     let warnings_chart = bar_chart(
         state.texts.get("chart_warnings"),
-        &officers.iter().map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>(),
+        &officers.iter().filter(|o| o.owes_warnings).map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>(),
+        None,
     );
     let tips_chart = bar_chart(
         state.texts.get("chart_tips"),
         &officers.iter().map(|o| (o.name.clone(), o.tips_received)).collect::<Vec<_>>(),
+        None,
     );
-    let year_ago = core.now_ms() - 365 * 86_400_000;
-    let counts = core.store().village_category_counts(session.user.station_id, year_ago).await.map_err(fail)?;
+    // Twelve months of tips, per village and for the whole station, each village on one scale.
+    let (labels, bounds) = last_months(core.timezone(), core.now_ms(), 12);
+    let per_month = store.village_month_counts(session.user.station_id, &bounds).await.map_err(fail)?;
+    let short: Vec<String> = labels.iter().map(|m| m[2..].to_string()).collect();
+    let mut station_trend = vec![0i64; labels.len()];
+    for (_, counts) in &per_month {
+        for (total, n) in station_trend.iter_mut().zip(counts) {
+            *total += n;
+        }
+    }
+    let columns = |counts: &[i64]| short.iter().cloned().zip(counts.iter().copied()).collect::<Vec<_>>();
+    let trend_title = state.texts.get("chart_trend");
+    let trend = column_chart(trend_title, &columns(&station_trend), None);
+    let village_scale = per_month.iter().flat_map(|(_, c)| c.iter().copied()).max();
+    let year_ago = bounds[0];
+    let counts = store.village_category_counts(session.user.station_id, year_ago).await.map_err(fail)?;
+    let category_scale = counts.iter().map(|(_, _, n)| *n).max();
     let mut per_village: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (village, category, n) in counts {
         per_village.entry(village).or_default().insert(category, n);
     }
-    let villages: Vec<_> = per_village
-        .into_iter()
-        .map(|(name, cats)| {
+    let known = core.tip_categories();
+    let villages: Vec<_> = per_month
+        .iter()
+        .map(|(name, months)| {
+            let cats = per_village.remove(name).unwrap_or_default();
             // Categories in the order the bot offers them, any no longer offered after.
-            let known = core.tip_categories();
             let rows: Vec<(String, i64)> = known
                 .iter()
                 .filter_map(|c| cats.get(c).map(|n| (c, *n)))
                 .chain(cats.iter().filter(|(c, _)| !known.contains(c)).map(|(c, n)| (c, *n)))
                 .map(|(c, n)| (core.category_label(c), n))
                 .collect();
-            minijinja::context! { name => &name, chart => bar_chart(&name, &rows), total => cats.values().sum::<i64>() }
+            minijinja::context! {
+                name, total => months.iter().sum::<i64>(),
+                chart => bar_chart(name, &rows, category_scale),
+                trend => column_chart(&format!("{name} {trend_title}"), &columns(months), village_scale),
+            }
         })
         .collect();
     let ctx = minijinja::context! {
-        page => session.page(), month, officers, minimum => 1, warnings_chart, tips_chart, villages,
+        page => session.page(), month, officers, minimum => 1, warnings_chart, tips_chart, villages, desk,
+        trend, first_month => labels.first(), last_month => labels.last(),
     };
     Ok(state.render(StatusCode::OK, "figures.html", ctx))
+}
+
+/// GET /figures/export.csv?month=: the officers' figures of the month as CSV (UTF-8 with BOM,
+/// cells made inert like every CSV the project writes).
+async fn figures_csv(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
+    let Ok((month, _, _, officers)) = month_figures(&state, &session, &q, "figures csv").await? else {
+        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "month_format"));
+    };
+    let header: Vec<String> = state.texts.get("figures_columns").split(',').map(str::to_string).collect();
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        crate::csv_cells::write_record(&mut w, &header).map_err(|e| fail(e.into()))?;
+        for o in &officers {
+            let rate = if o.tips_received > 0 {
+                format!("{}%", o.tips_resolved * 100 / o.tips_received)
+            } else {
+                String::new()
+            };
+            let row = [
+                o.name.clone(),
+                o.badge.clone(),
+                o.station_code.clone(),
+                o.warnings.to_string(),
+                o.notices.to_string(),
+                o.tips_received.to_string(),
+                o.tips_acknowledged.to_string(),
+                o.tips_resolved.to_string(),
+                rate,
+                o.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
+                o.rated_satisfied.to_string(),
+                o.rated_fair.to_string(),
+                o.rated_dissatisfied.to_string(),
+            ];
+            crate::csv_cells::write_record(&mut w, &row).map_err(|e| fail(e.into()))?;
+        }
+        w.flush().map_err(|e| fail(e.into()))?;
+    }
+    let disposition = format!("attachment; filename=\"figures-{month}.csv\"");
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        out,
+    )
+        .into_response())
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::app::{TestApp, eventually, free_port};
+use crate::seed::seed_tips;
 use crate::tips::{QIANDIAN, submit_anonymous_tip, zhang};
 use crate::web::{PASSWORD, console};
 
@@ -210,12 +211,88 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         shot(&c, "registry").await;
         c.goto(&format!("{base}/figures")).await.unwrap();
         shot(&c, "figures").await;
+        c.execute("document.getElementById('warnings-chart').scrollIntoView();", vec![]).await.unwrap();
+        shot(&c, "figures-charts").await;
 
         // On a phone the list needs no sideways scrolling either.
         c.set_window_size(390, 844).await.unwrap();
         c.goto(&format!("{base}/tips")).await.unwrap();
         assert!(fits(&c).await, "the tips page fits a phone");
         shot(&c, "tips-phone").await;
+        c.close().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(120), run).await.expect("the browser scenario finished within 120 s");
+    app.stop().await;
+}
+
+/// The number of rows the list shows.
+async fn rows(c: &Client) -> i64 {
+    c.execute("return document.querySelectorAll('#tips tbody tr').length;", vec![]).await.unwrap().as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_page_search_and_bulk_assign_among_five_thousand_tips_in_a_real_browser() {
+    let mut app = TestApp::spawn(crate::db::Engine::Sqlite).await.unwrap();
+    let run = async {
+        app.enrol("041201", &zhang()).await;
+        let port = console(&mut app).await;
+        let station = app.store().station_id("HZPCS").await.unwrap();
+        let villages: Vec<i64> = app
+            .store()
+            .all_villages()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|v| Some(v.station_id) == station)
+            .map(|v| v.id)
+            .collect();
+        seed_tips(app.store(), &villages, 5000, chrono::Utc::now().timestamp_millis() - 60_000, 365 * 86_400_000).await;
+        let (_chat, number, _) = submit_anonymous_tip(&app, "村口桥下有人电鱼，天天晚上来").await;
+
+        let driver = start_driver();
+        let downloads = tempfile::tempdir().unwrap();
+        let c = browser(&driver, downloads.path()).await;
+        let base = format!("http://127.0.0.1:{port}");
+        c.goto(&format!("{base}/login")).await.unwrap();
+        c.find(Locator::Id("username")).await.unwrap().send_keys("neiqin").await.unwrap();
+        c.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("tips")).await.unwrap();
+
+        // A page of 50 and the pager, not 5,001 rows.
+        assert_eq!(text_of(&c, "#total").await, "5001");
+        assert_eq!(rows(&c).await, 50);
+        assert_eq!(text_of(&c, "#page-of").await, "第 1 / 101 页");
+        assert!(fits(&c).await, "the list with its pager fits 1366×768");
+        shot(&c, "tips-pages").await;
+        c.find(Locator::Id("next")).await.unwrap().click().await.unwrap();
+        eventually("page 2", || async { text_of(&c, "#page-of").await == "第 2 / 101 页" }).await;
+        let jump = c.find(Locator::Id("page-jump")).await.unwrap();
+        jump.clear().await.unwrap();
+        jump.send_keys("101").await.unwrap();
+        c.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
+        eventually("the last page", || async { text_of(&c, "#page-of").await == "第 101 / 101 页" }).await;
+        assert_eq!(rows(&c).await, 1, "5,001 tips: one on the last page");
+
+        // The overdue counter opens the overdue queue.
+        let overdue: String = text_of(&c, "#count-overdue").await.split_whitespace().last().unwrap().to_string();
+        c.find(Locator::Id("count-overdue")).await.unwrap().click().await.unwrap();
+        eventually("the overdue queue", || async { text_of(&c, "#total").await == overdue }).await;
+
+        // Search by number, then give the tip to the contact officer with the bulk action.
+        c.goto(&format!("{base}/tips")).await.unwrap();
+        c.find(Locator::Id("f-q")).await.unwrap().send_keys(&number).await.unwrap();
+        c.find(Locator::Id("apply")).await.unwrap().click().await.unwrap();
+        eventually("the search found it", || async { text_of(&c, "#total").await == "1" }).await;
+        assert!(c.find(Locator::LinkText(&number)).await.is_ok());
+        c.find(Locator::Id("check-all")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Id("bulk-badge")).await.unwrap().select_by_value("041204").await.unwrap();
+        c.find(Locator::Id("bulk-assign")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("bulk-done")).await.unwrap();
+        assert!(text_of(&c, "#bulk-done").await.contains("批量转派：成功 1 条"), "{}", text_of(&c, "#bulk-done").await);
+        let zhao = app.store().officer_by_badge("041204").await.unwrap().unwrap();
+        let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+        assert_eq!(tip.assigned_officer_id, Some(zhao.id));
         c.close().await.unwrap();
     };
     tokio::time::timeout(Duration::from_secs(120), run).await.expect("the browser scenario finished within 120 s");

@@ -374,19 +374,49 @@ app_test!(the_registry_shows_gaps_and_only_an_admin_issues_an_enrolment_code, |a
     assert!(done.text.contains("登记成功"), "{}", done.text);
 });
 
-app_test!(the_figures_page_shows_the_month_in_tables_and_charts, |app| {
+app_test!(the_figures_page_opens_on_this_month_credits_each_sender_and_draws_titled_charts_on_one_scale, |app| {
     app.enrol("041201", &zhang()).await;
     let port = console(&mut app).await;
     submit_anonymous_tip(&app, "有人偷井盖").await;
+    app.fake.group(-100_701, "前店村群", true);
+    let v = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
+    app.store().bind_chat_to_village("telegram", -100_701, "前店村群", v.id, None).await.unwrap();
     let c = Client::logged_in(port, "neiqin").await;
     let bad = c.get("/figures?month=2026-13").await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.body.contains("id=\"month-error\""), "{}", bad.body);
+
+    // A warning sent from the desk counts for the station, not for an officer.
+    let form = c.get("/broadcasts/new").await;
+    let (csrf, target) = (form.csrf(), format!("village:{QIANDIAN}"));
+    let mut fields = urgent_warning(&csrf, &target, "近期有人冒充电力公司上门收费。");
+    fields.push(("confirm", "1"));
+    assert_eq!(c.post("/broadcasts", &fields).await.status, StatusCode::SEE_OTHER);
+
     let month = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m").to_string();
-    let page = c.get(&format!("/figures?month={month}")).await;
+    let page = c.get("/figures").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("张建国（041201）") && page.body.contains("<svg"), "{}", page.body);
-    assert!(page.body.contains("前店村</strong>（1 条）"), "this year's tips per village: {}", page.body);
+    assert!(page.body.contains(&format!("<h2>{month} 各民警")), "opens on this month: {}", page.body);
+    let row = |badge: &str| {
+        let at = page.body.find(&format!("（{badge}）</td>")).unwrap_or_else(|| panic!("{badge}: {}", page.body));
+        page.body[at..at + page.body[at..].find("</tr>").unwrap()].to_string()
+    };
+    assert!(row("041201").contains("未达每月 1 次"), "a police officer owes a warning a month");
+    assert!(!row("F04121").contains("未达"), "an auxiliary does not: {}", row("F04121"));
+    assert!(!row("V04101").contains("未达"), "nor a volunteer");
+    let desk = &page.body[page.body.find("id=\"desk-figures\"").unwrap()..];
+    assert!(desk.contains("<td>和庄派出所</td><td>1</td><td>0</td>"), "{desk}");
+    // Titled charts; twelve months of tips for the station and for each village.
+    assert!(page.body.contains("<h3>本月民警发布的治安预警</h3>") && page.body.contains("<h3>全所每月线索数</h3>"));
+    assert!(page.body.contains("<h3>前店村（1 条）</h3>"), "this year's tips per village: {}", page.body);
+    assert!(page.body.contains("<title>前店村 近 12 个月线索数</title>"), "{}", page.body);
+
+    let (status, headers, csv) = c.get_bytes("/figures/export.csv").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-disposition"].to_str().unwrap().contains(&format!("figures-{month}.csv")));
+    let text = String::from_utf8(csv).unwrap();
+    assert!(text.starts_with("\u{feff}民警,警号,派出所,发布预警"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("张建国,041201,HZPCS,0,0,1,")), "{text}");
 });
 
 app_test!(a_tips_photo_and_voice_message_are_shown_in_the_console, |app| {

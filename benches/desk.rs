@@ -1,0 +1,258 @@
+//! The station desk with a big year (issue #23): does the tips list stay quick with 100,000
+//! tips?
+//!
+//! For each engine (SQLite file; PostgreSQL when `CUNJING_BENCH_POSTGRES_URL` is set, e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`, on a database it creates and drops), it imports
+//! the example registry, writes `--tips` tips over 和庄派出所's villages and the past year
+//! (`common/seed.rs`; 100 of them left by named tipsters with a phone, through
+//! `Store::create_tip`), starts the console in process and, logged in as station staff over
+//! HTTP on localhost, times `--runs` requests of each kind, whole answers as the browser gets
+//! them (so a little more than the server's own time):
+//!
+//! - **page**: a random page of 50 of the whole list; the open tips; the overdue queue
+//!   sorted overdue first; one village; target p95 ≤ 50 ms;
+//! - **search**: by a random tip number, by a word in one text in seven, by a phone number
+//!   (the blind index); target p95 ≤ 100 ms;
+//! - **export**: the CSV and the Excel file of the last 36 days (about 10,000 rows); target
+//!   ≤ 2 s each.
+//!
+//! ```sh
+//! CUNJING_BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench desk -- [--tips 100000] [--runs 40]
+//! ```
+//!
+//! Exits with status 1 when a target is missed.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cunjing::config::Settings;
+use cunjing::store::Store;
+
+mod common;
+
+use common::seed::{SEED_WORD, seed_tips};
+use common::{arg_usize, splitmix};
+
+const PAGE_P95_MS: f64 = 50.0;
+const SEARCH_P95_MS: f64 = 100.0;
+const EXPORT_MS: f64 = 2000.0;
+const PASSWORD: &str = "bench password 1";
+const DAY_MS: i64 = 86_400_000;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A logged-in console session over plain HTTP.
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Session {
+    async fn login(port: u16) -> Session {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let form = http.get(format!("{base}/login")).send().await.unwrap();
+        let cookie = cookies(&form);
+        let body = form.text().await.unwrap();
+        let at = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+        let csrf = &body[at..at + 64];
+        let done = http
+            .post(format!("{base}/login"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf), ("username", "bench"), ("password", PASSWORD), ("totp", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 303, "logged in");
+        Session { cookie: cookies(&done), http, base }
+    }
+
+    /// GETs `path`; the milliseconds until the whole answer was read, and its size.
+    async fn time(&self, path: &str) -> (f64, usize) {
+        let start = Instant::now();
+        let resp = self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let bytes = resp.bytes().await.unwrap();
+        (start.elapsed().as_secs_f64() * 1000.0, bytes.len())
+    }
+}
+
+fn cookies(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// One line of the report; whether the target was met.
+fn report(what: &str, times: Vec<f64>, target: f64, note: &str) -> bool {
+    let (p50, p95) = (percentile(times.clone(), 0.5), percentile(times, 0.95));
+    let ok = p95 <= target;
+    println!(
+        "  {what:<34} p50 {p50:>7.1} ms  p95 {p95:>7.1} ms  (target {target:.0} ms) {} {note}",
+        if ok { "✓" } else { "✗" }
+    );
+    ok
+}
+
+async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
+    let mut settings = Settings::load(&root().join("bot-config/cunjing.toml")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    settings.file.web.enabled = true;
+    settings.file.web.listen = format!("127.0.0.1:{port}");
+    settings.file.web.secure_cookies = false;
+    let store = Store::connect(&settings.store_options(url)).await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    cunjing::registry::import_dir(&store, &root().join("bot-config/example"), today).await.unwrap();
+    let station = store.station_id("HZPCS").await.unwrap().unwrap();
+    let villages: Vec<i64> =
+        store.all_villages().await.unwrap().into_iter().filter(|v| v.station_id == station).map(|v| v.id).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let started = Instant::now();
+    seed_tips(&store, &villages, tips, now, 365 * DAY_MS).await;
+    let phones: Vec<String> = (0..100).map(|i| format!("139037{:05}", i)).collect();
+    for (i, phone) in phones.iter().enumerate() {
+        let tip = cunjing::store::tips::NewTip {
+            village_id: villages[i % villages.len()],
+            category: "fraud".into(),
+            source: "private",
+            anonymous: false,
+            contact_phone: Some(phone.clone()),
+            items: vec![cunjing::store::tips::TipItem::Text { text: "有人冒充客服打电话让转账".into() }],
+            reporter_platform: "telegram".into(),
+            reporter_chat_id: 1_000_000 + i as i64,
+            day: today.format("%Y%m%d").to_string(),
+        };
+        store.create_tip(&tip).await.unwrap();
+    }
+    if engine == "postgres" {
+        sqlx::query("ANALYZE").execute(store.writer()).await.unwrap();
+    }
+    println!(
+        "{engine}: {tips} tips over {} villages written in {:.1} s",
+        villages.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let hash = cunjing::web::hash_password(PASSWORD).unwrap();
+    store.upsert_web_user("bench", Some(station), "staff", &hash, None, 0).await.unwrap();
+    let core = cunjing::daemon::build_core(&settings, store.clone(), std::sync::Arc::new(chrono::Utc::now)).unwrap();
+    let web = cunjing::web::start(&settings, &core, Default::default()).await.unwrap().expect("the console is on");
+    let s = Session::login(port).await;
+
+    let pages = tips.div_ceil(50) as u64;
+    let mut met = true;
+    let times = |f: &dyn Fn(u64) -> String| (0..runs as u64).map(move |i| f(splitmix(i))).collect::<Vec<_>>();
+    let measure = async |paths: Vec<String>| {
+        let mut t = vec![];
+        s.time(&paths[0]).await; // warm
+        for p in &paths {
+            t.push(s.time(p).await.0);
+        }
+        t
+    };
+    met &= report(
+        "page: any page of the list",
+        measure(times(&|r| format!("/tips?page={}", 1 + r % pages))).await,
+        PAGE_P95_MS,
+        "",
+    );
+    met &= report(
+        "page: open tips",
+        measure(times(&|r| format!("/tips?status=open&page={}", 1 + r % 50))).await,
+        PAGE_P95_MS,
+        "",
+    );
+    met &= report(
+        "page: overdue queue, overdue first",
+        measure(times(&|_| "/tips?overdue=1&sort=overdue".into())).await,
+        PAGE_P95_MS,
+        "",
+    );
+    met &= report(
+        "page: one village, by status",
+        measure(times(&|_| "/tips?village=410184101202&sort=status".into())).await,
+        PAGE_P95_MS,
+        "",
+    );
+    met &= report(
+        "search: a tip number",
+        measure(times(&|r| {
+            let i = r as usize % tips;
+            format!("/tips?q=T{}-{:04}", 20250101 + i / 10000, i % 10000)
+        }))
+        .await,
+        SEARCH_P95_MS,
+        "",
+    );
+    let word: String = url::form_urlencoded::byte_serialize(SEED_WORD.as_bytes()).collect();
+    met &= report(
+        "search: a word (one tip in seven)",
+        measure(times(&|_| format!("/tips?q={word}"))).await,
+        SEARCH_P95_MS,
+        "",
+    );
+    met &= report(
+        "search: a named tipster's phone",
+        measure(times(&|r| format!("/tips?q={}", phones[r as usize % phones.len()]))).await,
+        SEARCH_P95_MS,
+        "",
+    );
+    let tz = settings.timezone();
+    let from = (chrono::Utc::now().with_timezone(&tz) - chrono::Duration::days(36)).format("%Y-%m-%d");
+    for kind in ["csv", "xlsx"] {
+        let path = format!("/tips/export.{kind}?from={from}");
+        let mut t = vec![];
+        let mut size = 0;
+        for _ in 0..3 {
+            let (ms, bytes) = s.time(&path).await;
+            t.push(ms);
+            size = bytes;
+        }
+        met &= report(&format!("export: {kind}, last 36 days"), t, EXPORT_MS, &format!("({} KB)", size / 1024));
+    }
+    let rows = store
+        .list_tips(&cunjing::store::tip_list::TipFilter { since_ms: Some(now - 36 * DAY_MS), ..Default::default() })
+        .await
+        .unwrap()
+        .len();
+    println!("  (the export held about {rows} rows)");
+    web.stop().await.unwrap();
+    store.close().await;
+    met
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let tips = arg_usize("--tips", 100_000);
+    let runs = arg_usize("--runs", 40);
+    let mut met = true;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("desk.db").display());
+    met &= run("sqlite", &sqlite, tips, runs).await;
+    if let Ok(base) = std::env::var("CUNJING_BENCH_POSTGRES_URL") {
+        let admin = sqlx::PgPool::connect(&base).await.expect("PostgreSQL answers");
+        sqlx::query("DROP DATABASE IF EXISTS cunjing_bench_desk").execute(&admin).await.unwrap();
+        sqlx::query("CREATE DATABASE cunjing_bench_desk").execute(&admin).await.unwrap();
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/cunjing_bench_desk"),
+            None => panic!("CUNJING_BENCH_POSTGRES_URL names no database: {base}"),
+        };
+        met &= run("postgres", &url, tips, runs).await;
+        sqlx::query("DROP DATABASE IF EXISTS cunjing_bench_desk WITH (FORCE)").execute(&admin).await.unwrap();
+    } else {
+        println!("postgres: skipped (set CUNJING_BENCH_POSTGRES_URL)");
+    }
+    if !met {
+        std::process::exit(1);
+    }
+}
