@@ -311,6 +311,10 @@ pub enum StaffCommand {
         /// Give a staff account a TOTP second factor too.
         #[arg(long)]
         totp: bool,
+        /// The person's name (e.g. 张三), shown in the console where the account's actions
+        /// appear (内勤 张三); the login name otherwise.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -414,8 +418,8 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
             eprintln!("cunjing audit needs --since DAY (YYYY-MM-DD) to list records, or `verify` to check the chain.");
             Ok(ExitCode::FAILURE)
         }
-        Command::Staff(StaffCommand::Add { username, station, role, totp }) => {
-            staff_add(settings, &username, station.as_deref(), &role, totp).await
+        Command::Staff(StaffCommand::Add { username, station, role, totp, name }) => {
+            staff_add(settings, &username, station.as_deref(), &role, totp, name.as_deref()).await
         }
         Command::Chat(cmd) => chat_command(settings, cmd).await,
         Command::Tips(cmd) => crate::tips_cli::run(settings, &open_store(settings).await?, cmd).await,
@@ -601,8 +605,10 @@ async fn staff_add(
     station: Option<&str>,
     role: &str,
     totp: bool,
+    name: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let username = username.trim();
+    anyhow::ensure!(name.is_none_or(|n| n.trim().chars().count() <= 32), "the --name must be at most 32 characters");
     anyhow::ensure!(
         !username.is_empty() && username.len() <= 64 && !username.chars().any(char::is_whitespace),
         "the user name must be 1–64 characters without spaces"
@@ -629,6 +635,7 @@ async fn staff_add(
         totp_rs::Secret::Raw(bytes.to_vec()).to_encoded().to_string()
     });
     store.upsert_web_user(username, station_id, role, &hash, secret.as_deref(), crate::store::now_ms()).await?;
+    store.set_web_user_display_name(username, name).await?;
     println!("Console account {username} ({role}) is ready.");
     if let Some(secret) = secret {
         println!("Second factor (TOTP, shown once): add this secret to an authenticator app:");

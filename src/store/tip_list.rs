@@ -16,6 +16,8 @@ use super::Store;
 /// A tip as staff list and export it: no reporter, only the alias-free facts.
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct TipListRow {
+    #[serde(skip)]
+    pub id: i64,
     pub number: String,
     pub created_at: i64,
     pub station_code: String,
@@ -225,8 +227,15 @@ impl TipFilter {
     /// Adds the filter's conditions to `w` (its status only `with_status`).
     fn add_to(&self, w: &mut Where, with_status: bool) {
         let text = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        // Every condition is on the tip's own columns (the station's, the village's and the
+        // officer's ids found once by subquery), so counting and paging read `tips` alone,
+        // through its indexes, and the joins are made for the rows shown.
         if let Some(station) = text(&self.station) {
-            w.and("s.code = ?", vec![Arg::Text(station)]);
+            w.and(
+                "t.village_id IN (SELECT v2.id FROM villages v2 JOIN offices o2 ON o2.id = v2.office_id \
+                 JOIN stations s2 ON s2.id = o2.station_id WHERE s2.code = ?)",
+                vec![Arg::Text(station)],
+            );
         }
         match text(&self.status) {
             Some(s) if with_status && s == "open" => {
@@ -242,13 +251,13 @@ impl TipFilter {
             w.and("t.created_at < ?", vec![Arg::Int(until)]);
         }
         if let Some(village) = text(&self.village) {
-            w.and("v.code = ?", vec![Arg::Text(village)]);
+            w.and("t.village_id IN (SELECT id FROM villages WHERE code = ?)", vec![Arg::Text(village)]);
         }
         if let Some(category) = text(&self.category) {
             w.and("t.category = ?", vec![Arg::Text(category)]);
         }
         if let Some(badge) = text(&self.officer) {
-            w.and("f.badge = ?", vec![Arg::Text(badge)]);
+            w.and("t.assigned_officer_id IN (SELECT id FROM officers WHERE badge = ?)", vec![Arg::Text(badge)]);
         }
         if self.only_overdue {
             let (sql, args) = self.overdue_sql();
@@ -296,21 +305,51 @@ impl Store {
         // The overdue expression's binds come first: it stands in the SELECT.
         let mut w = Where::new();
         let overdue_sql = w.expr(&overdue, overdue_args);
-        filter.add_to(&mut w, true);
-        let order = filter.order_by(&mut w);
-        let limit = match page {
-            Some((limit, skip)) => format!(" LIMIT {} OFFSET {}", limit.max(1), skip.max(0)),
-            None => String::new(),
+        let ids = match page {
+            // A page: the ids of its tips first, from `tips` alone, then those rows joined.
+            Some((limit, skip)) => {
+                let mut page_w = Where::new();
+                filter.add_to(&mut page_w, true);
+                let order = filter.order_by(&mut page_w);
+                let sql = format!(
+                    "SELECT t.id FROM tips t WHERE {} ORDER BY {order} LIMIT {} OFFSET {}",
+                    page_w.sql,
+                    limit.max(1),
+                    skip.max(0)
+                );
+                let q = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql));
+                let ids: Vec<i64> = page_w.bind(q).fetch_all(self.pool()).await?.into_iter().map(|(id,)| id).collect();
+                if ids.is_empty() {
+                    return Ok(vec![]);
+                }
+                Some(ids)
+            }
+            None => None,
+        };
+        let (condition, order) = match &ids {
+            Some(ids) => {
+                let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+                (format!("t.id IN ({list})"), "t.id".to_string())
+            }
+            None => {
+                filter.add_to(&mut w, true);
+                let order = filter.order_by(&mut w);
+                (w.sql.clone(), order)
+            }
         };
         let sql = format!(
-            "SELECT t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, \
+            "SELECT t.id, t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, \
              v.name AS village_name, t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, \
              f.name AS officer_name, t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
-             CASE WHEN {overdue_sql} THEN 1 ELSE 0 END AS overdue {FROM} WHERE {} ORDER BY {order}{limit}",
-            w.sql
+             CASE WHEN {overdue_sql} THEN 1 ELSE 0 END AS overdue {FROM} WHERE {condition} ORDER BY {order}"
         );
         let q = sqlx::query_as::<_, TipListRow>(sqlx::AssertSqlSafe(sql));
-        Ok(w.bind(q).fetch_all(self.pool()).await?)
+        let mut rows = w.bind(q).fetch_all(self.pool()).await?;
+        if let Some(ids) = ids {
+            // In the page's order.
+            rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+        }
+        Ok(rows)
     }
 
     /// Every tip matching `filter`, in its order.
@@ -325,7 +364,7 @@ impl Store {
         let overdue_sql = w.expr(&overdue, overdue_args);
         filter.add_to(&mut w, false);
         let sql = format!(
-            "SELECT t.status, COUNT(*), SUM(CASE WHEN {overdue_sql} THEN 1 ELSE 0 END) {FROM} WHERE {} \
+            "SELECT t.status, COUNT(*), SUM(CASE WHEN {overdue_sql} THEN 1 ELSE 0 END) FROM tips t WHERE {} \
              GROUP BY t.status",
             w.sql
         );

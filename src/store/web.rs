@@ -18,6 +18,8 @@ pub struct WebUser {
     pub totp_secret: Option<String>,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
+    /// The person's name (张三), when given.
+    pub display_name: Option<String>,
 }
 
 /// A live session and its account.
@@ -29,7 +31,8 @@ pub struct WebSession {
     pub last_seen_at: i64,
 }
 
-const USER_COLUMNS: &str = "id, username, station_id, role, password_hash, totp_secret, failed_logins, locked_until";
+const USER_COLUMNS: &str =
+    "id, username, station_id, role, password_hash, totp_secret, failed_logins, locked_until, display_name";
 
 /// The SHA-256 of a session token, as stored.
 pub fn token_hash(token: &str) -> String {
@@ -39,6 +42,17 @@ pub fn token_hash(token: &str) -> String {
 
 impl Store {
     /// Creates or replaces the account `username`.
+    /// Sets the name a console account is shown by (`None` or empty: its login name).
+    pub async fn set_web_user_display_name(&self, username: &str, name: Option<&str>) -> anyhow::Result<bool> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        let done = sqlx::query("UPDATE web_users SET display_name = $1 WHERE username = $2")
+            .bind(name)
+            .bind(username)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn upsert_web_user(
         &self,
         username: &str,

@@ -338,6 +338,7 @@ impl Session {
     pub fn page(&self) -> minijinja::Value {
         minijinja::context! {
             username => &self.user.username,
+            name => self.user.display_name.as_deref().unwrap_or(&self.user.username),
             station => &self.station_name,
             role => &self.user.role,
             csrf => &self.csrf,

@@ -445,13 +445,23 @@ async fn tip_view(
         }
         _ => None,
     };
-    let timeline: Vec<_> = store
-        .tip_timeline(tip.id)
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .map(|(at, actor, badge, kind, detail)| minijinja::context! { at, actor, badge, kind, detail })
-        .collect();
+    let mut timeline = vec![];
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (at, actor, badge, kind, detail) in store.tip_timeline(tip.id).await.map_err(fail)? {
+        // A console account by its role and name (内勤 张三), as the ledger names it.
+        let name = match actor.strip_prefix("web:") {
+            Some(_) => match names.get(&actor) {
+                Some(name) => Some(name.clone()),
+                None => {
+                    let name = sender_name(state, &actor).await.map_err(fail)?;
+                    names.insert(actor.clone(), name.clone());
+                    Some(name)
+                }
+            },
+            None => None,
+        };
+        timeline.push(minijinja::context! { at, actor, name, badge, kind, detail });
+    }
     let items: Vec<_> = store
         .tip_items(tip.id)
         .await
@@ -692,7 +702,9 @@ async fn scope_names(state: &WebState, spec: &str) -> anyhow::Result<Vec<String>
 async fn sender_name(state: &WebState, label: &str) -> anyhow::Result<String> {
     let Some(username) = label.strip_prefix("web:") else { return Ok(label.to_string()) };
     Ok(match state.core.store().web_user_by_name(username).await? {
-        Some(user) => format!("{} {username}", state.label("account", &user.role)),
+        Some(user) => {
+            format!("{} {}", state.label("account", &user.role), user.display_name.as_deref().unwrap_or(username))
+        }
         None => username.to_string(),
     })
 }

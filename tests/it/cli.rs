@@ -135,6 +135,28 @@ async fn officer_enrol_prints_a_one_time_code_and_its_deep_link() {
 }
 
 #[tokio::test]
+async fn a_console_account_is_made_with_the_name_its_actions_are_shown_by() {
+    let db = tempfile::tempdir().unwrap();
+    let url = sqlite_url(db.path());
+    cunjing(&["registry", "import", example_dir().to_str().unwrap()], &url, "").await;
+    let args = ["staff", "add", "neiqin", "--station", "HZPCS", "--role", "staff", "--name", "张丽"];
+    let made = cunjing(&args, &url, "a long passphrase\n").await;
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let long = "张".repeat(33);
+    let refused = cunjing(
+        &["staff", "add", "other", "--station", "HZPCS", "--role", "staff", "--name", &long],
+        &url,
+        "a long passphrase\n",
+    )
+    .await;
+    assert!(!refused.status.success() && text(&refused.stderr).contains("--name"), "{}", text(&refused.stderr));
+    let store = open_store(&url).await;
+    let user = store.web_user_by_name("neiqin").await.unwrap().unwrap();
+    assert_eq!(user.display_name.as_deref(), Some("张丽"));
+    assert!(store.web_user_by_name("other").await.unwrap().is_none(), "nothing half made");
+}
+
+#[tokio::test]
 async fn station_roles_are_granted_from_the_command_line_and_every_command_is_audited() {
     let db = tempfile::tempdir().unwrap();
     let url = sqlite_url(db.path());

@@ -339,7 +339,7 @@ app_test!(a_closed_tip_can_still_be_answered_and_reopened_for_a_reason, |app| {
     let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
     assert_eq!((tip.status.as_str(), tip.resolved_at), ("in_progress", None));
     let page = c.get(&format!("/tips/{number}")).await;
-    assert!(page.body.contains("重新办理（web:neiqin）：群众反映电缆又被偷"), "{}", page.body);
+    assert!(page.body.contains("重新办理（内勤 张丽）：群众反映电缆又被偷"), "{}", page.body);
     assert!(page.body.contains("id=\"set-status\""), "open again: the status menu is back");
     // Closing, answering, the refused and the done reopening: each authorised and audited.
     let audit: Vec<String> = app

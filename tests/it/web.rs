@@ -107,8 +107,8 @@ fn totp_now() -> String {
     totp.generate(chrono::Utc::now().timestamp() as u64)
 }
 
-/// Turns the console on (plain HTTP for the test) and creates the accounts: `neiqin` (staff
-/// of 和庄派出所), `suozhang-admin` (its admin, with TOTP), `waisuo` (staff of another
+/// Turns the console on (plain HTTP for the test) and creates the accounts: `neiqin` (张丽,
+/// staff of 和庄派出所), `suozhang-admin` (its admin, with TOTP), `waisuo` (staff of another
 /// station). Returns the port.
 pub async fn console(app: &mut TestApp) -> u16 {
     let port = free_port();
@@ -125,6 +125,7 @@ pub async fn console(app: &mut TestApp) -> u16 {
     let xz = store.station_id("XZPCS").await.unwrap();
     let hash = cunjing::web::hash_password(PASSWORD).unwrap();
     store.upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    store.set_web_user_display_name("neiqin", Some("张丽")).await.unwrap();
     store.upsert_web_user("suozhang-admin", hz, "admin", &hash, Some(ADMIN_TOTP), 0).await.unwrap();
     store.upsert_web_user("waisuo", xz, "staff", &hash, None, 0).await.unwrap();
     eventually("the console answers", || async {
@@ -259,7 +260,7 @@ app_test!(staff_filter_open_and_work_a_tip_and_the_tipster_hears_it_in_telegram,
 
     let done = c.get(&format!("/tips/{number}")).await;
     assert!(done.body.contains("已查处，药品已收缴") && done.body.contains("已电话联系村委"), "{}", done.body);
-    assert!(done.body.contains("web:neiqin"), "the timeline names the console account: {}", done.body);
+    assert!(done.body.contains("内勤 张丽"), "the timeline names the console account: {}", done.body);
     assert_eq!(app.store().tip_by_number(&second).await.unwrap().unwrap().status, "merged");
     let lines = audit(&app).await;
     for action in ["assign", "resolve"] {
@@ -701,12 +702,12 @@ app_test!(the_preview_counts_every_group_and_robot_the_send_reaches_and_pages_na
     assert_eq!(number_after(&ledger.body, "<span>共 "), promised, "the send reaches what the preview said");
     assert!(ledger.body.contains("和庄村企业微信群") && ledger.body.contains("企业微信群机器人"), "{}", ledger.body);
     assert!(ledger.body.contains("id=\"scope\">和庄派出所（全所）<"), "{}", ledger.body);
-    assert!(ledger.body.contains("id=\"sender\">内勤 neiqin<"), "{}", ledger.body);
+    assert!(ledger.body.contains("id=\"sender\">内勤 张丽<"), "{}", ledger.body);
     let list = c.get("/broadcasts").await;
     for page in [&ledger.body, &list.body] {
         assert!(!page.contains("station:HZPCS") && !page.contains("web:neiqin"), "codes shown: {page}");
     }
-    assert!(list.body.contains("和庄派出所（全所）") && list.body.contains("内勤 neiqin"), "{}", list.body);
+    assert!(list.body.contains("和庄派出所（全所）") && list.body.contains("内勤 张丽"), "{}", list.body);
 });
 
 /// The compose form's fields for an urgent warning (a preview until `confirm` is added).
