@@ -196,6 +196,7 @@ impl Core {
                 Action::Retention => {
                     let r = self.opts.retention;
                     let purged = self.store().purge_expired(now, r.relay_ms, r.tips_ms, r.audit_ms).await?;
+                    self.store().optimize().await?;
                     tracing::info!(
                         relays = purged.relays,
                         tips = purged.tips,

@@ -122,6 +122,16 @@ pub struct TipFilter {
     pub sort: TipSort,
 }
 
+/// Where a page starts: after skipping rows, or next to a tip (keyset: the creation time
+/// and id of the last tip of the page before, or the first of the page after), which costs
+/// the same on page 1 and page 2,000. The keys are only for the time orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAt {
+    Skip(i64),
+    After { created_at: i64, id: i64 },
+    Before { created_at: i64, id: i64 },
+}
+
 /// What the counters above a list show, for the filter without its status: per status,
 /// and how many are overdue; `total` is what the filter itself lists.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -224,19 +234,41 @@ impl TipFilter {
         )
     }
 
+    /// Adds the station and the village asked for, as conditions on the village id `column`.
+    fn add_place(&self, w: &mut Where, column: &str) {
+        let text = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(station) = text(&self.station) {
+            w.and(
+                &format!(
+                    "{column} IN (SELECT v2.id FROM villages v2 JOIN offices o2 ON o2.id = v2.office_id \
+                     JOIN stations s2 ON s2.id = o2.station_id WHERE s2.code = ?)"
+                ),
+                vec![Arg::Text(station)],
+            );
+        }
+        if let Some(village) = text(&self.village) {
+            w.and(&format!("{column} IN (SELECT id FROM villages WHERE code = ?)"), vec![Arg::Text(village)]);
+        }
+    }
+
+    /// Whether the filter asks only for a station or a village (and a status): its counters
+    /// are then read from `tip_status_counts`.
+    fn only_by_place(&self) -> bool {
+        let empty = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
+        self.since_ms.is_none()
+            && self.until_ms.is_none()
+            && empty(&self.category)
+            && empty(&self.officer)
+            && self.search.is_none()
+    }
+
     /// Adds the filter's conditions to `w` (its status only `with_status`).
     fn add_to(&self, w: &mut Where, with_status: bool) {
         let text = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
         // Every condition is on the tip's own columns (the station's, the village's and the
         // officer's ids found once by subquery), so counting and paging read `tips` alone,
         // through its indexes, and the joins are made for the rows shown.
-        if let Some(station) = text(&self.station) {
-            w.and(
-                "t.village_id IN (SELECT v2.id FROM villages v2 JOIN offices o2 ON o2.id = v2.office_id \
-                 JOIN stations s2 ON s2.id = o2.station_id WHERE s2.code = ?)",
-                vec![Arg::Text(station)],
-            );
-        }
+        self.add_place(w, "t.village_id");
         match text(&self.status) {
             Some(s) if with_status && s == "open" => {
                 w.and("t.status IN ('new', 'acknowledged', 'in_progress')", vec![]);
@@ -249,9 +281,6 @@ impl TipFilter {
         }
         if let Some(until) = self.until_ms {
             w.and("t.created_at < ?", vec![Arg::Int(until)]);
-        }
-        if let Some(village) = text(&self.village) {
-            w.and("t.village_id IN (SELECT id FROM villages WHERE code = ?)", vec![Arg::Text(village)]);
         }
         if let Some(category) = text(&self.category) {
             w.and("t.category = ?", vec![Arg::Text(category)]);
@@ -275,12 +304,23 @@ impl TipFilter {
         }
     }
 
+    /// Whether a tip in `status` is listed by the filter's status.
+    fn wants_status(&self, status: &str) -> bool {
+        match self.status.as_deref().map(str::trim).unwrap_or("") {
+            "" => true,
+            "open" => crate::domain::TipStatus::from_code(status).is_some_and(crate::domain::TipStatus::is_open),
+            s => s == status,
+        }
+    }
+
     /// The `ORDER BY` (PostgreSQL takes an output column in it only by its bare name, so the
     /// overdue expression is written out again, with its own binds).
     fn order_by(&self, w: &mut Where) -> String {
         match self.sort {
             TipSort::Newest => "t.created_at DESC, t.id DESC".into(),
             TipSort::Oldest => "t.created_at, t.id".into(),
+            // Every tip listed is overdue: the longest overdue first is the oldest first.
+            TipSort::Overdue if self.only_overdue => "t.created_at, t.id".into(),
             TipSort::Overdue => {
                 let (sql, args) = self.overdue_sql();
                 let late = w.expr(&sql, args);
@@ -299,7 +339,7 @@ impl Store {
     pub async fn list_tips_page(
         &self,
         filter: &TipFilter,
-        page: Option<(i64, i64)>,
+        page: Option<(i64, PageAt)>,
     ) -> anyhow::Result<Vec<TipListRow>> {
         let (overdue, overdue_args) = filter.overdue_sql();
         // The overdue expression's binds come first: it stands in the SELECT.
@@ -307,10 +347,30 @@ impl Store {
         let overdue_sql = w.expr(&overdue, overdue_args);
         let ids = match page {
             // A page: the ids of its tips first, from `tips` alone, then those rows joined.
-            Some((limit, skip)) => {
+            Some((limit, at)) => {
                 let mut page_w = Where::new();
                 filter.add_to(&mut page_w, true);
-                let order = filter.order_by(&mut page_w);
+                let newest = filter.sort == TipSort::Newest;
+                let keyed = matches!(filter.sort, TipSort::Newest | TipSort::Oldest);
+                let (mut order, skip, reverse) = match at {
+                    PageAt::After { created_at, id } | PageAt::Before { created_at, id } if keyed => {
+                        let before = matches!(at, PageAt::Before { .. });
+                        // Newest first: "after" is older; the page before is read backwards.
+                        let older = newest != before;
+                        let cmp = if older { "<" } else { ">" };
+                        page_w.and(
+                            &format!("t.created_at {cmp} ? OR (t.created_at = ? AND t.id {cmp} ?)"),
+                            vec![Arg::Int(created_at), Arg::Int(created_at), Arg::Int(id)],
+                        );
+                        let dir = if older { "DESC" } else { "" };
+                        (format!("t.created_at {dir}, t.id {dir}"), 0, before)
+                    }
+                    PageAt::Skip(skip) => (String::new(), skip, false),
+                    _ => (String::new(), 0, false),
+                };
+                if order.is_empty() {
+                    order = filter.order_by(&mut page_w);
+                }
                 let sql = format!(
                     "SELECT t.id FROM tips t WHERE {} ORDER BY {order} LIMIT {} OFFSET {}",
                     page_w.sql,
@@ -318,7 +378,11 @@ impl Store {
                     skip.max(0)
                 );
                 let q = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql));
-                let ids: Vec<i64> = page_w.bind(q).fetch_all(self.pool()).await?.into_iter().map(|(id,)| id).collect();
+                let mut ids: Vec<i64> =
+                    page_w.bind(q).fetch_all(self.pool()).await?.into_iter().map(|(id,)| id).collect();
+                if reverse {
+                    ids.reverse();
+                }
                 if ids.is_empty() {
                     return Ok(vec![]);
                 }
@@ -359,6 +423,9 @@ impl Store {
 
     /// The counters of `filter` (see [`TipCounts`]).
     pub async fn count_tips(&self, filter: &TipFilter) -> anyhow::Result<TipCounts> {
+        if filter.only_by_place() {
+            return self.count_tips_by_place(filter).await;
+        }
         let (overdue, overdue_args) = filter.overdue_sql();
         let mut w = Where::new();
         let overdue_sql = w.expr(&overdue, overdue_args);
@@ -370,17 +437,53 @@ impl Store {
         );
         let q = sqlx::query_as::<_, (String, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
         let rows = w.bind(q).fetch_all(self.pool()).await?;
-        let wanted = |status: &str| match filter.status.as_deref().map(str::trim).unwrap_or("") {
-            "" => true,
-            "open" => crate::domain::TipStatus::from_code(status).is_some_and(crate::domain::TipStatus::is_open),
-            s => s == status,
-        };
         let mut counts = TipCounts::default();
         for (status, n, late) in rows {
-            if wanted(&status) {
+            if filter.wants_status(&status) {
                 counts.total += n;
             }
             counts.overdue += late.unwrap_or(0);
+            counts.by_status.push((status, n));
+        }
+        Ok(counts)
+    }
+
+    /// [`Store::count_tips`] of a filter by place (and perhaps only the overdue): the counts
+    /// by status kept by the triggers, and the overdue ones counted on the index
+    /// `(village_id, status, created_at)` (for the overdue queue, they are its counts).
+    async fn count_tips_by_place(&self, filter: &TipFilter) -> anyhow::Result<TipCounts> {
+        let mut late: Vec<(String, i64)> = vec![];
+        if let Some((now, sla)) = filter.clock {
+            // One count per open status, each a range of (village_id, status, created_at); a
+            // GROUP BY would have SQLite walk an index led by the status instead.
+            for status in crate::domain::TipStatus::open_codes() {
+                let within = if status == "new" { sla.ack_ms } else { sla.resolve_ms };
+                let mut w = Where::new();
+                filter.add_place(&mut w, "t.village_id");
+                let args = vec![Arg::Text(status.to_string()), Arg::Int(now.saturating_sub(within))];
+                w.and("t.status = ? AND t.created_at < ?", args);
+                let sql = format!("SELECT COUNT(*) FROM tips t WHERE {}", w.sql);
+                let q = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql));
+                late.push((status.to_string(), w.bind(q).fetch_one(self.pool()).await?.0));
+            }
+        }
+        let by_status = if filter.only_overdue {
+            late.clone()
+        } else {
+            let mut w = Where::new();
+            filter.add_place(&mut w, "c.village_id");
+            let sql = format!(
+                "SELECT c.status, CAST(SUM(c.n) AS BIGINT) FROM tip_status_counts c WHERE {} GROUP BY c.status",
+                w.sql
+            );
+            let q = sqlx::query_as::<_, (String, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+            w.bind(q).fetch_all(self.pool()).await?.into_iter().map(|(s, n)| (s, n.unwrap_or(0))).collect()
+        };
+        let mut counts = TipCounts { overdue: late.iter().map(|(_, n)| n).sum(), ..TipCounts::default() };
+        for (status, n) in by_status.into_iter().filter(|(_, n)| *n > 0) {
+            if filter.wants_status(&status) {
+                counts.total += n;
+            }
             counts.by_status.push((status, n));
         }
         Ok(counts)

@@ -18,7 +18,7 @@ use crate::core::DeskError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
 use crate::store::broadcasts::{OfficerFigures, Target};
-use crate::store::tip_list::{TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
+use crate::store::tip_list::{PageAt, TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -82,6 +82,13 @@ struct Filters {
     page: String,
     #[serde(default)]
     per: String,
+    /// The page starts after this tip (`CREATED_AT.ID`, the last of the page before): the
+    /// pager's 下一页, as cheap on page 2,000 as on page 2.
+    #[serde(default)]
+    after: String,
+    /// The page ends before this tip (the first of the page after): 上一页.
+    #[serde(default)]
+    before: String,
 }
 
 /// The page sizes offered; the first one the list opens with.
@@ -262,12 +269,32 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
             // A page past the end shows the last one.
             let pages = ((counts.total + per - 1) / per).max(1);
             page_no = page_no.min(pages);
-            let rows = store.list_tips_page(&filter, Some((per, (page_no - 1) * per))).await.map_err(fail)?;
+            let key = |s: &str| {
+                let (at, id) = s.trim().split_once('.')?;
+                Some((at.parse().ok()?, id.parse().ok()?))
+            };
+            let at = match (key(&filters.after), key(&filters.before)) {
+                (Some((created_at, id)), _) => PageAt::After { created_at, id },
+                (None, Some((created_at, id))) => PageAt::Before { created_at, id },
+                _ => PageAt::Skip((page_no - 1) * per),
+            };
+            let mut rows = store.list_tips_page(&filter, Some((per, at))).await.map_err(fail)?;
+            if rows.is_empty() && at != PageAt::Skip((page_no - 1) * per) {
+                // The tips moved under the key (a tip deleted): the page by number.
+                rows = store
+                    .list_tips_page(&filter, Some((per, PageAt::Skip((page_no - 1) * per))))
+                    .await
+                    .map_err(fail)?;
+            }
             (rows, counts, BTreeMap::new())
         }
         Err((field, key)) => (vec![], TipCounts::default(), BTreeMap::from([(field, state.t(key))])),
     };
     let pages = ((counts.total + per - 1) / per).max(1);
+    // The pager's keys: the first and the last tip of this page, for the orders by time.
+    let keyed = matches!(filters.sort.as_str(), "" | "oldest");
+    let key_of = |r: Option<&TipListRow>| r.filter(|_| keyed).map(|r| format!("{}.{}", r.created_at, r.id));
+    let (prev_key, next_key) = (key_of(rows.first()), key_of(rows.last()));
     let counters: Vec<_> = TipStatus::ALL
         .iter()
         .map(|s| minijinja::context! { code => s.as_str(), count => counts.of(s.as_str()) })
@@ -283,7 +310,7 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
         status_all => filters.query_without("status"),
         back => format!("{}page={page_no}&per={per}", link_base(&filters.query())),
         errors, villages, officers, categories => state.core.tip_categories(), statuses => TipStatus::codes(),
-        page_no, pages, per, page_sizes => PAGE_SIZES, first_row => (page_no - 1) * per + 1,
+        page_no, pages, per, page_sizes => PAGE_SIZES, prev_key, next_key, first_row => (page_no - 1) * per + 1,
         ack_hours => sla.ack_ms / 3_600_000, resolve_days => sla.resolve_ms / 86_400_000, done,
     };
     Ok(state.render(status, "tips.html", ctx))

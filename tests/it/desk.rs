@@ -37,12 +37,40 @@ fn numbers(page: &Page) -> Vec<String> {
         .collect()
 }
 
+/// The address of the link with `id` on `page`, if there is one.
+fn link(page: &Page, id: &str) -> Option<String> {
+    let end = page.body.find(&format!("\" id=\"{id}\""))?;
+    let start = page.body[..end].rfind("href=\"")? + 6;
+    Some(page.body[start..end].replace("&amp;", "&"))
+}
+
 /// The number in `<… id="ID">N</…>` (or `>label N<`) of the element with `id`.
 fn count_of(page: &Page, id: &str) -> i64 {
     let at = page.body.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id}: {}", page.body));
     let text = &page.body[at..];
     let text = &text[text.find('>').unwrap() + 1..text.find('<').unwrap()];
     text.split_whitespace().last().unwrap().parse().unwrap_or_else(|_| panic!("#{id} is {text:?}"))
+}
+
+/// Checks that the counters kept by triggers (`tip_status_counts`, read for a filter by place
+/// only) agree with a count of the tips themselves (any other filter counts the rows).
+async fn assert_kept_counts_agree(app: &TestApp) {
+    use cunjing::store::tip_list::{Sla, TipFilter};
+    let sla = Sla { ack_ms: 2 * 3_600_000, resolve_ms: 7 * DAY_MS };
+    let place = TipFilter {
+        station: Some("HZPCS".into()),
+        clock: Some((chrono::Utc::now().timestamp_millis(), sla)),
+        ..Default::default()
+    };
+    for only_overdue in [false, true] {
+        let place = TipFilter { only_overdue, ..place.clone() };
+        let counted = TipFilter { since_ms: Some(0), ..place.clone() };
+        let (mut kept, mut real) =
+            (app.store().count_tips(&place).await.unwrap(), app.store().count_tips(&counted).await.unwrap());
+        kept.by_status.sort();
+        real.by_status.sort();
+        assert_eq!((kept.total, kept.overdue, kept.by_status), (real.total, real.overdue, real.by_status));
+    }
 }
 
 /// A tip number the seed gives tip `i`.
@@ -55,6 +83,7 @@ app_test!(the_tips_list_comes_a_page_at_a_time_with_counters_search_and_sorting,
     let villages = station_villages(&app).await;
     let now = chrono::Utc::now().timestamp_millis();
     seed_tips(app.store(), &villages, 130, now, YEAR_MS).await;
+    assert_kept_counts_agree(&app).await;
     let c = Client::logged_in(port, "neiqin").await;
 
     let first = c.get("/tips").await;
@@ -71,11 +100,24 @@ app_test!(the_tips_list_comes_a_page_at_a_time_with_counters_search_and_sorting,
     assert!(twenty.body.contains("第 2 / 7 页"), "{}", twenty.body);
     assert_eq!(numbers(&twenty)[0], seeded(20));
     assert_eq!(numbers(&c.get("/tips?per=33").await).len(), 50, "only the offered sizes");
-    // Every tip is on exactly one page.
+    // Every tip is on exactly one page, by page number and by the pager's 下一页 (which starts
+    // after the last tip shown) alike; 上一页 comes back to the same pages.
     let mut all: Vec<String> = vec![];
     for p in 1..=3 {
         all.extend(numbers(&c.get(&format!("/tips?page={p}")).await));
     }
+    let (mut walked, mut page, mut seen) = (vec![], c.get("/tips").await, vec![]);
+    loop {
+        walked.extend(numbers(&page));
+        seen.push(numbers(&page));
+        let Some(next) = link(&page, "next") else { break };
+        assert!(next.contains("after="), "{next}");
+        page = c.get(&next).await;
+    }
+    assert_eq!(walked, all, "the same tips in the same order");
+    let back = c.get(&link(&page, "prev").unwrap()).await;
+    assert_eq!(numbers(&back), seen[1]);
+    assert!(back.body.contains("第 2 / 3 页"));
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 130);
@@ -268,6 +310,7 @@ app_test!(bulk_sign_assign_and_close_say_what_happened_to_each_tip, |app| {
         outsider.post("/tips/bulk", &[("csrf", &page.csrf()), ("action", "sign"), ("number", &seeded(1))]).await;
     assert!(refused.body.contains("无权操作这条线索"), "{}", refused.body);
     assert_eq!(status(1).await.status, "acknowledged", "tip 1 was seeded acknowledged and stays so");
+    assert_kept_counts_agree(&app).await;
 });
 
 app_test!(a_named_tipsters_phone_finds_their_tips_and_the_search_is_audited_without_the_number, |app| {
@@ -341,6 +384,7 @@ app_test!(a_closed_tip_can_still_be_answered_and_reopened_for_a_reason, |app| {
     let page = c.get(&format!("/tips/{number}")).await;
     assert!(page.body.contains("重新办理（内勤 张丽）：群众反映电缆又被偷"), "{}", page.body);
     assert!(page.body.contains("id=\"set-status\""), "open again: the status menu is back");
+    assert_kept_counts_agree(&app).await;
     // Closing, answering, the refused and the done reopening: each authorised and audited.
     let audit: Vec<String> = app
         .store()
