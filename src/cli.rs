@@ -628,12 +628,7 @@ async fn staff_add(
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(password.chars().count() >= 10, "the password must have at least 10 characters");
     let hash = crate::web::hash_password(password)?;
-    let secret = (totp || role != "staff").then(|| {
-        use rand::RngCore;
-        let mut bytes = [0u8; 20];
-        rand::rng().fill_bytes(&mut bytes);
-        totp_rs::Secret::Raw(bytes.to_vec()).to_encoded().to_string()
-    });
+    let secret = (totp || role != "staff").then(crate::web::new_totp_secret);
     store.upsert_web_user(username, station_id, role, &hash, secret.as_deref(), crate::store::now_ms()).await?;
     store.set_web_user_display_name(username, name).await?;
     println!("Console account {username} ({role}) is ready.");

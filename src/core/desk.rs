@@ -45,6 +45,12 @@ impl Core {
         Ok(allowed)
     }
 
+    /// Records that `actor` was refused `action` on `target` for a rule of the console's own
+    /// (`why`: an admin may not lock out their own account), as every refusal is.
+    pub async fn refuse_desk(&self, actor: &Actor, action: Action, target: &str, why: &str) -> anyhow::Result<()> {
+        self.record_decision(actor, action, target, false, why).await
+    }
+
     /// The tip `number` and whether `actor` may do `action` to it.
     pub async fn desk_tip(
         &self,

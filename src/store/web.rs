@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::Store;
+use super::trust::AuditRow;
 
 /// A console account.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -106,6 +107,28 @@ impl Store {
     pub async fn web_user(&self, id: i64) -> anyhow::Result<Option<WebUser>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM web_users WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.pool()).await?)
+    }
+
+    /// The console accounts of a station (every account with `None`), by name.
+    pub async fn web_users_of(&self, station_id: Option<i64>) -> anyhow::Result<Vec<WebUser>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM web_users WHERE $1 = 0 OR station_id = $1 ORDER BY username");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(station_id.unwrap_or(0)).fetch_all(self.pool()).await?)
+    }
+
+    /// Locks an account until `until` (UTC ms; `i64::MAX`: until unlocked) and ends its
+    /// sessions, or unlocks it (`None`).
+    pub async fn set_web_user_lock(&self, id: i64, until: Option<i64>) -> anyhow::Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE web_users SET locked_until = $1, failed_logins = 0 WHERE id = $2")
+            .bind(until)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if until.is_some() {
+            sqlx::query("DELETE FROM web_sessions WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records a failed login; the account is locked for `lock_ms` once `max` failures in a
@@ -252,4 +275,49 @@ impl Store {
             })
             .collect()
     }
+
+    /// A page of the audit log, newest first, and how many records match: those of
+    /// `station_id`'s people (its console accounts and its officers; all with `None`),
+    /// between `since` and `until` (UTC ms), of `actor`, `action` and `result` when given.
+    pub async fn audit_page(&self, q: &AuditQuery, limit: i64, skip: i64) -> anyhow::Result<(Vec<AuditRow>, i64)> {
+        let condition = "($1 = 0 OR actor IN (SELECT 'web:' || username FROM web_users WHERE station_id = $1 \
+             UNION SELECT badge FROM officers WHERE station_id = $1)) \
+             AND at >= $2 AND at < $3 AND ($4 = '' OR actor = $4) AND ($5 = '' OR action = $5) \
+             AND ($6 = '' OR result = $6)";
+        let bind = |sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(q.station_id.unwrap_or(0))
+                .bind(q.since)
+                .bind(q.until)
+                .bind(q.actor.clone())
+                .bind(q.action.clone())
+                .bind(q.result.clone())
+        };
+        use sqlx::Row;
+        let total: i64 = bind(format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"))
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        let rows = bind(format!(
+            "SELECT id, at, actor, action, target, result, detail FROM audit_log WHERE {condition} \
+             ORDER BY at DESC, id DESC LIMIT {} OFFSET {}",
+            limit.max(1),
+            skip.max(0)
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        let rows = rows.iter().map(AuditRow::from_row).collect::<Result<_, _>>()?;
+        Ok((rows, total))
+    }
+}
+
+/// Which audit records [`Store::audit_page`] shows.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub station_id: Option<i64>,
+    pub since: i64,
+    pub until: i64,
+    pub actor: String,
+    pub action: String,
+    pub result: String,
 }

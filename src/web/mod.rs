@@ -11,6 +11,7 @@
 //! every POST, cookies `HttpOnly; SameSite=Strict` (and `Secure` unless turned off for a
 //! plain-HTTP test). A station's accounts see only their station.
 
+mod admin;
 mod figures;
 mod pages;
 
@@ -91,6 +92,7 @@ const TEXT_KEYS: &[&str] = &[
     "refused",
     "bulk_none",
     "phone_search_refused",
+    "no_account",
     "officer_not_serving",
     "note_required",
     "into_required",
@@ -491,6 +493,23 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 }
 
 /// Hashes a password with argon2id and a random salt.
+/// A new TOTP secret (160 random bits, base32), for an authenticator app.
+pub fn new_totp_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 20];
+    rand::rng().fill_bytes(&mut bytes);
+    totp_rs::Secret::Raw(bytes.to_vec()).to_encoded().to_string()
+}
+
+/// A new password for a reset account: 16 characters of an alphabet without look-alikes
+/// (no 0/O, 1/l/I), about 88 bits, to be changed by whoever receives it.
+pub fn new_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     use argon2::PasswordHasher;
     use argon2::password_hash::SaltString;
@@ -570,6 +589,7 @@ pub fn router(state: WebState) -> Router {
         .route("/logout", post(logout))
         .route("/static/{name}", get(asset))
         .merge(pages::routes())
+        .merge(admin::routes())
         .fallback(|| async { error_page(StatusCode::NOT_FOUND, "not_found") })
         .layer(axum::middleware::map_response_with_state(state.clone(), render_errors))
         .layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))

@@ -48,7 +48,7 @@ fn fail(e: anyhow::Error) -> Response {
 }
 
 /// 403 with the page layout: the account may not do this.
-fn refused(state: &WebState, session: &Session) -> Response {
+pub(super) fn refused(state: &WebState, session: &Session) -> Response {
     state.render(StatusCode::FORBIDDEN, "refused.html", minijinja::context! { page => session.page() })
 }
 

@@ -753,3 +753,77 @@ app_test!(a_tip_prints_for_the_case_file_with_its_timeline_and_no_forms_and_the_
     assert!(!none.body.contains(&number) && none.body.contains("id=\"total\">0<"), "the filter holds: {}", none.body);
     assert!(audit(&app).await.contains(&"web:neiqin export tips print allowed".to_string()), "printing is audited");
 });
+
+/// The password on a reset page (`id="password"`).
+fn shown(page: &Page, id: &str) -> String {
+    let at =
+        page.body.find(&format!("id=\"{id}\">")).unwrap_or_else(|| panic!("no #{id}: {}", page.body)) + id.len() + 6;
+    page.body[at..at + page.body[at..].find('<').unwrap()].to_string()
+}
+
+app_test!(a_station_admin_locks_unlocks_and_resets_the_accounts_of_the_station_and_no_other, |app| {
+    let port = console(&mut app).await;
+    let hz = app.store().station_id("HZPCS").await.unwrap();
+    let hash = cunjing::web::hash_password(PASSWORD).unwrap();
+    app.store().upsert_web_user("fuzhang", hz, "admin", &hash, Some(ADMIN_TOTP), 0).await.unwrap();
+    let staff = Client::logged_in(port, "neiqin").await;
+    assert_eq!(staff.get("/accounts").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(staff.get("/audit").await.status, StatusCode::FORBIDDEN);
+    assert!(!staff.get("/tips").await.body.contains("href=\"/accounts\""), "no such menu for staff");
+
+    let admin = Client::logged_in(port, "suozhang-admin").await;
+    let list = admin.get("/accounts").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(list.body.contains("id=\"account-neiqin\"") && list.body.contains("张丽"), "{}", list.body);
+    assert!(!list.body.contains("waisuo"), "another station's account is not listed");
+    let csrf = list.csrf();
+    let post = |path: String| {
+        let (admin, csrf) = (&admin, csrf.clone());
+        async move { admin.post(&path, &[("csrf", csrf.as_str())]).await }
+    };
+    assert_eq!(post("/accounts/waisuo/lock".into()).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(post("/accounts/suozhang-admin/lock".into()).await.status, StatusCode::FORBIDDEN, "not oneself");
+    assert_eq!(admin.post("/accounts/neiqin/lock", &[("csrf", "0")]).await.status, StatusCode::FORBIDDEN);
+
+    // Locked: the open session ends and the right password no longer logs in.
+    assert_eq!(post("/accounts/neiqin/lock".into()).await.location, "/accounts?ok=lock");
+    assert_eq!(staff.get("/tips").await.location, "/login");
+    let refused = Client::new(port).login("neiqin", PASSWORD, "").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert!(admin.get("/accounts").await.body.contains("已停用"));
+    post("/accounts/neiqin/unlock".into()).await;
+    Client::logged_in(port, "neiqin").await;
+
+    // A reset: a new password shown once; the old one no longer works.
+    let reset = post("/accounts/neiqin/reset".into()).await;
+    let password = shown(&reset, "password");
+    assert_eq!(password.len(), 16, "{}", reset.body);
+    assert!(!reset.body.contains("id=\"totp\""), "neiqin has no second factor to renew");
+    assert_eq!(Client::new(port).login("neiqin", PASSWORD, "").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(Client::new(port).login("neiqin", &password, "").await.location, "/tips");
+    // An admin's reset renews the second factor too.
+    let reset = post("/accounts/fuzhang/reset".into()).await;
+    let secret = shown(&reset, "totp");
+    assert_ne!(secret, ADMIN_TOTP);
+    let user = app.store().web_user_by_name("fuzhang").await.unwrap().unwrap();
+    assert_eq!(user.totp_secret.as_deref(), Some(secret.as_str()));
+
+    // The audit view: the station's people, filtered; another station's people never.
+    Client::logged_in(port, "waisuo").await;
+    let audit = admin.get("/audit?actor=web%3Aneiqin&action=web_login").await;
+    assert!(audit.body.contains("登录工作台") && number_after(&audit.body, "<p>共 ") >= 3, "{}", audit.body);
+    assert!(!audit.body.contains("<td>web:suozhang-admin</td>"), "filtered by actor: {}", audit.body);
+    let denied = admin.get("/audit?result=denied").await;
+    assert!(
+        denied.body.contains("account:waisuo lock") && denied.body.contains("account:suozhang-admin lock"),
+        "{}",
+        denied.body
+    );
+    assert!(!denied.body.contains("<td>允许</td>"), "{}", denied.body);
+    assert_eq!(number_after(&admin.get("/audit?actor=web%3Awaisuo").await.body, "<p>共 "), 0);
+    let all = admin.get("/audit").await;
+    assert!(all.body.contains("account:neiqin reset"), "the admin's own actions are in it: {}", all.body);
+    let bad = admin.get("/audit?from=yesterday").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"from-error\""));
+});
