@@ -293,6 +293,35 @@ async fn staff_page_search_and_bulk_assign_among_five_thousand_tips_in_a_real_br
         let zhao = app.store().officer_by_badge("041204").await.unwrap().unwrap();
         let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
         assert_eq!(tip.assigned_officer_id, Some(zhao.id));
+
+        // Two hours on, nobody has taken it: the escalation hands it on with a new deadline,
+        // and it is in the overdue queue all the same.
+        let before = tip.ack_deadline;
+        app.advance(Duration::from_secs(121 * 60));
+        eventually("handed on or reminded, with a new deadline", || async {
+            app.store().tip_by_number(&number).await.unwrap().unwrap().ack_deadline != before
+        })
+        .await;
+        c.goto(&format!("{base}/login")).await.unwrap(); // the session timed out meanwhile
+        c.find(Locator::Id("username")).await.unwrap().send_keys("neiqin").await.unwrap();
+        c.find(Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+        c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Id("count-overdue")).await.unwrap();
+        c.find(Locator::Id("count-overdue")).await.unwrap().click().await.unwrap();
+        eventually("the overdue queue", || async {
+            c.current_url().await.is_ok_and(|u| u.query().unwrap_or("").contains("overdue=1"))
+        })
+        .await;
+        c.find(Locator::Id("f-q")).await.unwrap().send_keys(&number).await.unwrap();
+        c.find(Locator::Id("apply")).await.unwrap().click().await.unwrap();
+        eventually("still overdue after the escalation", || async {
+            c.current_url().await.is_ok_and(|u| u.query().unwrap_or("").contains("q="))
+                && text_of(&c, "#total").await == "1"
+        })
+        .await;
+        assert!(c.find(Locator::LinkText(&number)).await.is_ok());
+        let deadline = app.store().tip_by_number(&number).await.unwrap().unwrap().ack_deadline.unwrap();
+        assert!(deadline > chrono::Utc::now().timestamp_millis() + 121 * 60_000, "the escalation's deadline moved on");
         c.close().await.unwrap();
     };
     tokio::time::timeout(Duration::from_secs(120), run).await.expect("the browser scenario finished within 120 s");
