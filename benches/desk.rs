@@ -234,6 +234,19 @@ async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
         only_overdue,
         ..Default::default()
     };
+    if engine == "sqlite" {
+        // The plan of a deep page's ids, as the store asks for them.
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT t.id FROM tips t WHERE TRUE AND (+t.village_id IN (SELECT v2.id FROM villages v2 \
+             JOIN offices o2 ON o2.id = v2.office_id JOIN stations s2 ON s2.id = o2.station_id WHERE s2.code = $1)) \
+             ORDER BY t.created_at DESC, t.id DESC LIMIT 50 OFFSET 50000",
+        )
+        .bind("HZPCS")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        println!("  (plan of a deep page: {})", plan.iter().map(|p| p.3.as_str()).collect::<Vec<_>>().join("; "));
+    }
     for (what, overdue) in [("all", false), ("overdue", true)] {
         let filter = station_filter(overdue);
         let (mut counts, mut pages) = (vec![], vec![]);
