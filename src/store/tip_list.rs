@@ -128,8 +128,21 @@ pub struct TipFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageAt {
     Skip(i64),
-    After { created_at: i64, id: i64 },
-    Before { created_at: i64, id: i64 },
+    /// `take` rows after skipping `skip` from the end of the list: a page in the second half
+    /// read from the far end, so no page walks more than half of the list (time orders
+    /// only; others skip from the start).
+    FromEnd {
+        skip: i64,
+        take: i64,
+    },
+    After {
+        created_at: i64,
+        id: i64,
+    },
+    Before {
+        created_at: i64,
+        id: i64,
+    },
 }
 
 /// What the counters above a list show, for the filter without its status: per status,
@@ -362,6 +375,7 @@ impl Store {
                 }
                 let newest = filter.sort == TipSort::Newest;
                 let keyed = matches!(filter.sort, TipSort::Newest | TipSort::Oldest);
+                let mut limit = limit;
                 let (mut order, skip, reverse) = match at {
                     PageAt::After { created_at, id } | PageAt::Before { created_at, id } if keyed => {
                         let before = matches!(at, PageAt::Before { .. });
@@ -375,8 +389,15 @@ impl Store {
                         let dir = if older { "DESC" } else { "" };
                         (format!("t.created_at {dir}, t.id {dir}"), 0, before)
                     }
+                    PageAt::FromEnd { skip, take } if keyed => {
+                        limit = take;
+                        let dir = if newest { "" } else { "DESC" };
+                        (format!("t.created_at {dir}, t.id {dir}"), skip, true)
+                    }
                     PageAt::Skip(skip) => (String::new(), skip, false),
-                    _ => (String::new(), 0, false),
+                    PageAt::FromEnd { .. } => anyhow::bail!("a page from the end needs an order by time"),
+                    // Keys of another order: the first page.
+                    PageAt::After { .. } | PageAt::Before { .. } => (String::new(), 0, false),
                 };
                 if order.is_empty() {
                     order = filter.order_by(&mut page_w);

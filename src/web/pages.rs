@@ -276,6 +276,12 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
             let at = match (key(&filters.after), key(&filters.before)) {
                 (Some((created_at, id)), _) => PageAt::After { created_at, id },
                 (None, Some((created_at, id))) => PageAt::Before { created_at, id },
+                // A page in the second half of a list by time is read from its far end.
+                _ if matches!(filters.sort.as_str(), "" | "oldest") && (page_no - 1) * per > counts.total / 2 => {
+                    let skip = (page_no - 1) * per;
+                    let take = per.min(counts.total - skip);
+                    PageAt::FromEnd { skip: counts.total - skip - take, take }
+                }
                 _ => PageAt::Skip((page_no - 1) * per),
             };
             let mut rows = store.list_tips_page(&filter, Some((per, at))).await.map_err(fail)?;

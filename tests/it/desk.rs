@@ -156,6 +156,9 @@ app_test!(the_tips_list_comes_a_page_at_a_time_with_counters_search_and_sorting,
     // Sorting.
     let oldest = c.get("/tips?sort=oldest").await;
     assert_eq!(numbers(&oldest)[0], seeded(129));
+    // The last page, read from the far end of the list, in the list's order all the same.
+    let newest_last: Vec<String> = (0..30).rev().map(seeded).collect();
+    assert_eq!(numbers(&c.get("/tips?sort=oldest&page=3").await), newest_last);
     let by_status = c.get("/tips?sort=status&per=100").await;
     let statuses: Vec<usize> = by_status
         .body
