@@ -307,7 +307,7 @@ async fn poll(
         .build();
     let stop = dispatcher.shutdown_token();
     let listener_errors = Arc::new(ListenerErrors(redactor, adapter.core.clone()));
-    let dispatching = tokio::spawn(async move {
+    let mut dispatching = tokio::spawn(async move {
         dispatcher.dispatch_with_listener(listener, listener_errors).await;
     });
     shutdown.requested().await;
@@ -315,8 +315,14 @@ async fn poll(
     loop {
         match stop.shutdown() {
             Ok(done) => {
-                done.await;
-                break;
+                // teloxide's "done" listens for the dispatcher's last notice only once first
+                // polled: a dispatcher that finishes in between is never heard of, and the
+                // daemon would wait for ever. So whichever comes first: that notice, or the
+                // dispatching task's end.
+                tokio::select! {
+                    () = done => break,
+                    finished = &mut dispatching => return finished.context("the Telegram dispatcher panicked"),
+                }
             }
             // A shutdown that arrives while the dispatcher is still starting finds it idle:
             // wait for it to start (it takes one getMe), then stop it.
