@@ -330,12 +330,7 @@ pub fn month_bounds(tz: chrono_tz::Tz, month: &str) -> anyhow::Result<(i64, i64)
     let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
         .with_context(|| format!("{month:?} is not a month: write YYYY-MM, e.g. 2026-10"))?;
     let next = first.checked_add_months(chrono::Months::new(1)).context("month out of range")?;
-    let ms = |d: NaiveDate| -> i64 {
-        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-            .earliest()
-            .map_or(0, |t| t.timestamp_millis())
-    };
-    Ok((ms(first), ms(next)))
+    Ok((crate::domain::midnight_ms(tz, first), crate::domain::midnight_ms(tz, next)))
 }
 
 /// The month before the one `now` is in, as YYYY-MM.
@@ -413,23 +408,8 @@ pub fn write_csv(mut out: impl std::io::Write, rows: &[OfficerFigures]) -> anyho
         ],
     )?;
     for r in rows {
-        crate::csv_cells::write_record(
-            &mut w,
-            [
-                r.badge.clone(),
-                r.name.clone(),
-                r.station_code.clone(),
-                r.warnings.to_string(),
-                r.notices.to_string(),
-                r.tips_received.to_string(),
-                r.tips_acknowledged.to_string(),
-                r.tips_resolved.to_string(),
-                r.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
-                r.rated_satisfied.to_string(),
-                r.rated_fair.to_string(),
-                r.rated_dissatisfied.to_string(),
-            ],
-        )?;
+        let row: Vec<String> = [r.badge.clone(), r.name.clone()].into_iter().chain(r.cells()).collect();
+        crate::csv_cells::write_record(&mut w, &row)?;
     }
     w.flush()?;
     Ok(())

@@ -677,11 +677,7 @@ async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<Ex
     let store = open_store(settings).await?;
     let tz = settings.timezone();
     let since = match chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d") {
-        Ok(day) => {
-            use chrono::TimeZone;
-            let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
-            tz.from_local_datetime(&midnight).earliest().map_or(0, |t| t.timestamp_millis())
-        }
+        Ok(day) => crate::domain::midnight_ms(tz, day),
         Err(_) => crate::broadcast_cli::parse_time(settings, since)?,
     };
     let rows = store.audit_since(since).await?;

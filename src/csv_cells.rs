@@ -35,6 +35,25 @@ where
     w.write_record(record.into_iter().map(|cell| inert(cell.as_ref()).into_owned()))
 }
 
+/// A whole file: a byte-order mark (so Excel reads UTF-8), `header`, then `rows`, every
+/// cell made [`inert`].
+pub fn file_with_bom<R, T>(header: &[String], rows: impl IntoIterator<Item = R>) -> csv::Result<Vec<u8>>
+where
+    R: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    let mut out = "\u{feff}".as_bytes().to_vec();
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        write_record(&mut w, header)?;
+        for row in rows {
+            write_record(&mut w, row)?;
+        }
+        w.flush()?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

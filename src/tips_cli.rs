@@ -6,7 +6,6 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::TimeZone;
 
 use crate::cli::TipsCommand;
 use crate::config::Settings;
@@ -72,9 +71,7 @@ fn filter(
     status: Option<String>,
     since: Option<chrono::NaiveDate>,
 ) -> TipFilter {
-    let since_ms = since.and_then(|d| {
-        settings.timezone().from_local_datetime(&d.and_hms_opt(0, 0, 0)?).earliest().map(|t| t.timestamp_millis())
-    });
+    let since_ms = since.map(|d| crate::domain::midnight_ms(settings.timezone(), d));
     TipFilter { station, status, since_ms, ..TipFilter::default() }
 }
 

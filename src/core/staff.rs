@@ -5,8 +5,6 @@
 //! triage rules, police only). Only enrolled officers of that station may use them. Nothing
 //! here shows who reported a tip.
 
-use chrono::TimeZone;
-
 use super::handler::Core;
 use super::{Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
@@ -151,10 +149,8 @@ impl Core {
         let mut filter = TipFilter { station: Some(station), status: Some("open".into()), ..TipFilter::default() };
         match words.next() {
             Some("today") => {
-                let midnight = self.today().and_hms_opt(0, 0, 0).expect("midnight exists");
                 filter.status = None;
-                filter.since_ms =
-                    self.timezone().from_local_datetime(&midnight).earliest().map(|t| t.timestamp_millis());
+                filter.since_ms = Some(crate::domain::midnight_ms(self.timezone(), self.today()));
             }
             Some("village") => {
                 filter.status = None;

@@ -887,6 +887,26 @@ pub struct OfficerFigures {
     pub rated_dissatisfied: i64,
 }
 
+impl OfficerFigures {
+    /// The figures as the exports write them, after who the officer is: station, warnings,
+    /// notices, tips received, acknowledged, resolved, median minutes to acknowledge, and
+    /// the ratings satisfied, fair, dissatisfied.
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.station_code.clone(),
+            self.warnings.to_string(),
+            self.notices.to_string(),
+            self.tips_received.to_string(),
+            self.tips_acknowledged.to_string(),
+            self.tips_resolved.to_string(),
+            self.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
+            self.rated_satisfied.to_string(),
+            self.rated_fair.to_string(),
+            self.rated_dissatisfied.to_string(),
+        ]
+    }
+}
+
 /// The median of waits in milliseconds, in whole minutes (rounded).
 fn median_minutes(mut waits: Vec<i64>) -> i64 {
     waits.sort_unstable();

@@ -145,14 +145,7 @@ async fn audit(State(state): State<WebState>, session: Session, Query(f): Query<
         return Err(refused(&state, &session));
     }
     let tz = core.timezone();
-    let day = |s: &str| -> Result<Option<i64>, ()> {
-        if s.trim().is_empty() {
-            return Ok(None);
-        }
-        let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| ())?;
-        use chrono::TimeZone;
-        Ok(tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")).earliest().map(|t| t.timestamp_millis()))
-    };
+    let day = |s: &str| crate::domain::parse_day_ms(tz, s);
     let mut errors = BTreeMap::new();
     let since = day(&f.from).unwrap_or_else(|_| {
         errors.insert("from", state.texts.get("date_format").to_string());

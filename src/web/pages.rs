@@ -100,17 +100,7 @@ impl Filters {
     fn to_filter(&self, station: Option<String>, state: &WebState) -> Result<TipFilter, (&'static str, &'static str)> {
         let core = &state.core;
         let tz = core.timezone();
-        let day = |s: &str, field: &'static str| -> Result<Option<i64>, (&'static str, &'static str)> {
-            if s.trim().is_empty() {
-                return Ok(None);
-            }
-            let d = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| (field, "date_format"))?;
-            use chrono::TimeZone;
-            Ok(tz
-                .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-                .earliest()
-                .map(|t| t.timestamp_millis()))
-        };
+        let day = |s: &str, field: &'static str| crate::domain::parse_day_ms(tz, s).map_err(|_| (field, "date_format"));
         let since_ms = day(&self.from, "from")?;
         // "to" is inclusive: the day after it, at midnight.
         let until_ms = day(&self.to, "to")?.map(|t| t + 86_400_000);
@@ -354,15 +344,7 @@ async fn export_csv(State(state): State<WebState>, session: Session, Query(filte
         return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "filter_invalid"));
     };
     let (header, rows) = export_table(&state, &rows);
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        crate::csv_cells::write_record(&mut w, &header).map_err(|e| fail(e.into()))?;
-        for r in &rows {
-            crate::csv_cells::write_record(&mut w, r).map_err(|e| fail(e.into()))?;
-        }
-        w.flush().map_err(|e| fail(e.into()))?;
-    }
+    let out = crate::csv_cells::file_with_bom(&header, rows).map_err(|e| fail(e.into()))?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -1068,20 +1050,15 @@ async fn month_figures(
 /// The start of each of the last `n` months (the current one last) and the end of the
 /// current one, in `tz`, with the months' labels (`2026-11`).
 fn last_months(tz: chrono_tz::Tz, now_ms: i64, n: u32) -> (Vec<String>, Vec<i64>) {
-    use chrono::{Datelike, TimeZone};
+    use chrono::Datelike;
     let today = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default().with_timezone(&tz).date_naive();
     let first = today.with_day(1).unwrap_or(today);
     let starts: Vec<chrono::NaiveDate> =
         (0..=n).rev().filter_map(|k| first.checked_sub_months(chrono::Months::new(k))).collect();
     let bounds: Vec<chrono::NaiveDate> =
         starts[1..].iter().copied().chain(first.checked_add_months(chrono::Months::new(1))).collect();
-    let ms = |d: &chrono::NaiveDate| {
-        tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-            .earliest()
-            .map_or(0, |t| t.timestamp_millis())
-    };
     let labels = bounds[..bounds.len() - 1].iter().map(|d| d.format("%Y-%m").to_string()).collect();
-    (labels, bounds.iter().map(ms).collect())
+    (labels, bounds.iter().map(|d| crate::domain::midnight_ms(tz, *d)).collect())
 }
 
 async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
@@ -1161,35 +1138,12 @@ async fn figures_csv(State(state): State<WebState>, session: Session, Query(q): 
         return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "month_format"));
     };
     let header: Vec<String> = state.texts.get("figures_columns").split(',').map(str::to_string).collect();
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        crate::csv_cells::write_record(&mut w, &header).map_err(|e| fail(e.into()))?;
-        for o in &officers {
-            let rate = if o.tips_received > 0 {
-                format!("{}%", o.tips_resolved * 100 / o.tips_received)
-            } else {
-                String::new()
-            };
-            let row = [
-                o.name.clone(),
-                o.badge.clone(),
-                o.station_code.clone(),
-                o.warnings.to_string(),
-                o.notices.to_string(),
-                o.tips_received.to_string(),
-                o.tips_acknowledged.to_string(),
-                o.tips_resolved.to_string(),
-                rate,
-                o.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
-                o.rated_satisfied.to_string(),
-                o.rated_fair.to_string(),
-                o.rated_dissatisfied.to_string(),
-            ];
-            crate::csv_cells::write_record(&mut w, &row).map_err(|e| fail(e.into()))?;
-        }
-        w.flush().map_err(|e| fail(e.into()))?;
-    }
+    let rows = officers.iter().map(|o| {
+        let rate =
+            if o.tips_received > 0 { format!("{}%", o.tips_resolved * 100 / o.tips_received) } else { String::new() };
+        [o.name.clone(), o.badge.clone()].into_iter().chain(o.cells()).chain([rate]).collect::<Vec<_>>()
+    });
+    let out = crate::csv_cells::file_with_bom(&header, rows).map_err(|e| fail(e.into()))?;
     let disposition = format!("attachment; filename=\"figures-{month}.csv\"");
     Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],

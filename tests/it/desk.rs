@@ -11,7 +11,7 @@ use crate::app::TestApp;
 use crate::app_test;
 use crate::seed::{SEED_TEXTS, SEED_WORD, seed_tips};
 use crate::tips::{QIANDIAN, submit_anonymous_tip, zhang};
-use crate::web::{Client, Page, console};
+use crate::web::{Client, Page, audit, console};
 
 const DAY_MS: i64 = 86_400_000;
 const YEAR_MS: i64 = 365 * DAY_MS;
@@ -302,9 +302,9 @@ app_test!(bulk_sign_assign_and_close_say_what_happened_to_each_tip, |app| {
     assert!(closed.body.contains("批量办结：成功 2 条"), "{}", closed.body);
     let done = status(8).await;
     assert_eq!((done.status.as_str(), done.public_note.as_deref()), ("resolved", Some("已到现场处理")));
-    let audit: Vec<String> =
-        app.store().audit_since(0).await.unwrap().into_iter().map(|r| format!("{} {}", r.action, r.target)).collect();
-    assert!(audit.contains(&format!("resolve tip:{}", seeded(8))), "each tip is authorised and audited: {audit:#?}");
+    let audit = audit(&app).await;
+    let line = format!("web:neiqin resolve tip:{} allowed", seeded(8));
+    assert!(audit.contains(&line), "each tip is authorised and audited: {audit:#?}");
 
     // Someone of another station ticks this station's tips: nothing happens to them.
     let outsider = Client::logged_in(port, "waisuo").await;
@@ -336,14 +336,7 @@ app_test!(a_named_tipsters_phone_finds_their_tips_and_the_search_is_audited_with
     let found = c.get("/tips?q=139+0371+0121").await;
     assert_eq!(numbers(&found), std::slice::from_ref(&named.number), "{}", found.body);
     assert_eq!(count_of(&c.get("/tips?q=13903710122").await, "total"), 0, "another number finds nothing");
-    let audit: Vec<String> = app
-        .store()
-        .audit_since(0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| format!("{} {} {} {}", r.actor, r.action, r.target, r.result))
-        .collect();
+    let audit = audit(&app).await;
     assert!(audit.contains(&"web:neiqin view_contact tips search:phone allowed".to_string()), "{audit:#?}");
     assert!(audit.iter().all(|l| !l.contains("0371")), "the number itself is not in the log");
     let words = c.get("/tips?q=冒充客服").await;
@@ -389,14 +382,7 @@ app_test!(a_closed_tip_can_still_be_answered_and_reopened_for_a_reason, |app| {
     assert!(page.body.contains("id=\"set-status\""), "open again: the status menu is back");
     assert_kept_counts_agree(&app).await;
     // Closing, answering, the refused and the done reopening: each authorised and audited.
-    let audit: Vec<String> = app
-        .store()
-        .audit_since(0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| format!("{} {} {} {}", r.actor, r.action, r.target, r.result))
-        .collect();
+    let audit = audit(&app).await;
     let line = format!("web:neiqin resolve tip:{number} allowed");
     assert_eq!(audit.iter().filter(|l| **l == line).count(), 4, "{audit:#?}");
     let outsider = Client::logged_in(port, "waisuo").await;

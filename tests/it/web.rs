@@ -135,7 +135,8 @@ pub async fn console(app: &mut TestApp) -> u16 {
     port
 }
 
-async fn audit(app: &TestApp) -> Vec<String> {
+/// The audit log as `actor action target result` lines.
+pub async fn audit(app: &TestApp) -> Vec<String> {
     app.store()
         .audit_since(0)
         .await
