@@ -365,6 +365,9 @@ async fn a_quiet_bot_keeps_its_long_polls_open_and_answers_an_emergency_at_once(
         let answer = app.fake.wait_for_new(mark, |m| m.chat_id == GROUP).await;
         assert!(answer.text.contains("110"), "{}", answer.text);
         assert!(sent_at.elapsed() < std::time::Duration::from_secs(1), "answered in {:?}", sent_at.elapsed());
+        // The poll that brought it has returned; the next one follows it at once (waited
+        // for: on a loaded machine it may not have reached the fake yet).
+        app.fake.wait_for_calls_within("getUpdates", before + 3, std::time::Duration::from_secs(5)).await;
         assert!(app.fake.call_count("getUpdates") > before + 2);
     };
     tokio::time::timeout(std::time::Duration::from_secs(90), scenario).await.expect("finished within 90 s");
