@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
+use super::wire::{ButtonData, ComposeButton, ComposeTarget};
 use super::{Button, ChatKind, Core, Inbound, Outbound, Platform};
 use crate::authz::{Action, Actor, Subject};
 use crate::domain::{BroadcastKind, Severity};
@@ -25,10 +26,6 @@ use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Sett
 use crate::store::officers::OfficerRow;
 use crate::texts::Msg;
 
-/// Button data prefix of "收到" under a warning: `ack:<delivery id>`.
-pub const ACK_PREFIX: &str = "ack:";
-/// Button data prefix of the compose flow and the sender's report buttons.
-const COMPOSE_PREFIX: &str = "bc:";
 /// Telegram lets a bot delete its messages in groups for 48 hours; after that a correction
 /// is posted instead.
 const DELETE_WINDOW_MS: i64 = 47 * 3_600_000;
@@ -288,12 +285,12 @@ impl Core {
         );
         let mut buttons = vec![Button::Callback {
             label: self.texts().plain(Msg::BroadcastLedgerButton),
-            data: format!("{COMPOSE_PREFIX}r:{id}"),
+            data: ButtonData::Compose(ComposeButton::Report(id)).into(),
         }];
         if b.status != "cancelled" {
             buttons.push(Button::Callback {
                 label: self.texts().plain(Msg::BroadcastCancelButton),
-                data: format!("{COMPOSE_PREFIX}x:{id}"),
+                data: ButtonData::Compose(ComposeButton::CancelSend(id)).into(),
             });
         }
         Ok(Some(Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }))
@@ -319,19 +316,22 @@ impl Core {
         };
         let mut rows: Vec<Vec<Button>> = Vec::new();
         let villages = self.served_villages(officer.id).await?;
-        let cb = |label: String, data: String| Button::Callback { label, data: format!("{COMPOSE_PREFIX}{data}") };
+        let cb = |label: String, target: ComposeTarget| Button::Callback {
+            label,
+            data: ButtonData::Compose(ComposeButton::Target(target)).into(),
+        };
         if villages.len() > 1 {
-            rows.push(vec![cb(self.texts().plain(Msg::BroadcastAllMyVillages), "t:mine".into())]);
+            rows.push(vec![cb(self.texts().plain(Msg::BroadcastAllMyVillages), ComposeTarget::Mine)]);
         }
         for (code, name) in &villages {
-            rows.push(vec![cb(name.clone(), format!("t:v:{code}"))]);
+            rows.push(vec![cb(name.clone(), ComposeTarget::Village(code.clone()))]);
         }
         let actor = self.actor_of(inbound).await?;
         if crate::authz::permits(actor.role, Action::Broadcast, crate::authz::Scope::OwnStation) {
             let (station_code, station_name) = self.store().station_of(officer.station_id).await?;
-            rows.push(vec![cb(station_name, format!("t:s:{station_code}"))]);
+            rows.push(vec![cb(station_name, ComposeTarget::Station(station_code))]);
             for (code, name) in self.store().offices_of_station(officer.station_id).await? {
-                rows.push(vec![cb(name, format!("t:o:{code}"))]);
+                rows.push(vec![cb(name, ComposeTarget::Office(code))]);
             }
         }
         if rows.is_empty() {
@@ -405,103 +405,91 @@ impl Core {
         }
     }
 
-    /// The buttons of the compose flow and of the sender's reports; `None` when `data` is not
-    /// one of them.
-    pub(super) async fn broadcast_button(
+    /// A button of the compose flow or of the sender's reports.
+    pub(super) async fn compose_button(
         &self,
         inbound: &Inbound,
-        callback_id: &str,
-        data: &str,
-    ) -> anyhow::Result<Option<Vec<Outbound>>> {
-        if let Some(id) = data.strip_prefix(ACK_PREFIX) {
-            return Ok(Some(self.acknowledge(inbound, callback_id, id).await?));
-        }
-        let answer = Outbound::AnswerButton { callback_id: callback_id.to_string(), text: None };
-        let Some(out) = self.compose_button(inbound, data).await? else { return Ok(None) };
-        Ok(Some(std::iter::once(answer).chain(out).collect()))
-    }
-
-    async fn compose_button(&self, inbound: &Inbound, data: &str) -> anyhow::Result<Option<Vec<Outbound>>> {
-        let Some(rest) = data.strip_prefix(COMPOSE_PREFIX) else { return Ok(None) };
+        button: ComposeButton,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let texts = self.texts();
         let Some(officer) = self.officer_of(inbound).await? else {
-            return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+            return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
         };
         let actor = self.actor_of(inbound).await?;
-        if let Some(id) = rest.strip_prefix("r:").and_then(|s| s.parse::<i64>().ok()) {
+        if let ComposeButton::Report(id) = button {
             if !self.may_manage(inbound, &actor, id).await? {
-                return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
             }
-            return Ok(Some(vec![Outbound::text(chat_id, self.broadcast_ledger_text(id).await?)]));
+            return Ok(vec![Outbound::text(chat_id, self.broadcast_ledger_text(id).await?)]);
         }
-        if let Some(id) = rest.strip_prefix("x:").and_then(|s| s.parse::<i64>().ok()) {
+        if let ComposeButton::CancelSend(id) = button {
             if !self.may_manage(inbound, &actor, id).await? {
-                return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
             }
             let cancelled = self.cancel_broadcast(id).await?;
             let text = texts.render(Msg::BroadcastCancelled, minijinja::context! { id, cancelled });
-            return Ok(Some(vec![Outbound::text(chat_id, text)]));
+            return Ok(vec![Outbound::text(chat_id, text)]);
         }
         let Some(mut compose) = self.load_compose(inbound).await? else {
-            return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]));
+            return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]);
         };
-        if rest == "no" {
+        if button == ComposeButton::Drop {
             self.end_draft(inbound).await?;
-            return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::TipCancelled))]));
+            return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::TipCancelled))]);
         }
-        if let Some(t) = rest.strip_prefix("t:") {
-            let targets: Vec<Target> = if t == "mine" {
-                self.served_villages(officer.id).await?.into_iter().map(|(code, _)| Target::Village(code)).collect()
-            } else {
-                let (kind, code) = t.split_once(':').unwrap_or(("", ""));
-                vec![match kind {
-                    "v" => Target::Village(code.to_string()),
-                    "o" => Target::Office(code.to_string()),
-                    _ => Target::Station(code.to_string()),
-                }]
+        if let ComposeButton::Target(target) = button {
+            let all_mine = target == ComposeTarget::Mine;
+            let targets: Vec<Target> = match target {
+                ComposeTarget::Mine => {
+                    self.served_villages(officer.id).await?.into_iter().map(|(code, _)| Target::Village(code)).collect()
+                }
+                ComposeTarget::Village(code) => vec![Target::Village(code)],
+                ComposeTarget::Office(code) => vec![Target::Office(code)],
+                ComposeTarget::Station(code) => vec![Target::Station(code)],
             };
             for target in &targets {
                 if !self.may_broadcast_to(inbound, &actor, target).await? {
-                    return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+                    return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
                 }
             }
             let villages = self.store().target_villages(&targets).await?.len();
             compose.targets = targets.iter().map(Target::to_spec).collect();
             compose.target_label = texts.render(
                 Msg::BroadcastTargetLabel,
-                minijinja::context! { villages, all_mine => t == "mine", label => self.target_name(&targets[0]).await? },
+                minijinja::context! { villages, all_mine, label => self.target_name(&targets[0]).await? },
             );
             compose.step = ComposeStep::Severity;
             self.save_compose(inbound, &compose).await?;
             // Most pressing first, as everywhere severities are offered.
-            let buttons = Severity::codes()
-                .into_iter()
+            let buttons = Severity::ALL
+                .iter()
+                .copied()
                 .map(|s| Button::Callback {
-                    label: texts.render(Msg::SeverityLabel, minijinja::context! { severity => s }),
-                    data: format!("{COMPOSE_PREFIX}s:{s}"),
+                    label: texts.render(Msg::SeverityLabel, minijinja::context! { severity => s.as_str() }),
+                    data: ButtonData::Compose(ComposeButton::Severity(s)).into(),
                 })
                 .collect();
             let text =
                 texts.render(Msg::BroadcastChooseSeverity, minijinja::context! { target => &compose.target_label });
-            return Ok(Some(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }]));
+            return Ok(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }]);
         }
-        if let Some(s) = rest.strip_prefix("s:").filter(|s| Severity::from_code(s).is_some()) {
-            compose.severity = Some(s.to_string());
+        if let ComposeButton::Severity(s) = button {
+            compose.severity = Some(s.as_str().to_string());
             compose.step = ComposeStep::Text;
             self.save_compose(inbound, &compose).await?;
             let text = texts.render(Msg::BroadcastAskText, minijinja::context! { kind => &compose.kind });
-            return Ok(Some(vec![Outbound::text(chat_id, text)]));
+            return Ok(vec![Outbound::text(chat_id, text)]);
         }
-        if rest == "ok" && compose.step == ComposeStep::Confirm {
+        if button == ComposeButton::Send && compose.step == ComposeStep::Confirm {
             self.end_draft(inbound).await?;
             let targets = compose.targets.iter().map(|t| Target::parse(t)).collect::<Result<Vec<_>, _>>();
             let Ok(targets) = targets else {
-                return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]));
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]);
             };
             for target in &targets {
                 if !self.may_broadcast_to(inbound, &actor, target).await? {
-                    return Ok(Some(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]));
+                    return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
                 }
             }
             let mut req = Request::new(
@@ -517,9 +505,9 @@ impl Core {
             let created = self.create_broadcast(req).await?;
             let text = texts
                 .render(Msg::BroadcastQueued, minijinja::context! { id => created.id, targets => created.targets });
-            return Ok(Some(vec![Outbound::text(chat_id, text)]));
+            return Ok(vec![Outbound::text(chat_id, text)]);
         }
-        Ok(Some(vec![]))
+        Ok(vec![])
     }
 
     pub async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
@@ -612,9 +600,12 @@ impl Core {
         let buttons = vec![vec![
             Button::Callback {
                 label: self.texts().plain(Msg::BroadcastConfirmButton),
-                data: format!("{COMPOSE_PREFIX}ok"),
+                data: ButtonData::Compose(ComposeButton::Send).into(),
             },
-            Button::Callback { label: self.texts().plain(Msg::ButtonCancel), data: format!("{COMPOSE_PREFIX}no") },
+            Button::Callback {
+                label: self.texts().plain(Msg::ButtonCancel),
+                data: ButtonData::Compose(ComposeButton::Drop).into(),
+            },
         ]];
         Ok(Some(vec![Outbound::Message { chat_id, text, buttons, reply_to: None }]))
     }
@@ -628,9 +619,14 @@ impl Core {
     }
 
     /// "收到" under a warning: counted once per person.
-    async fn acknowledge(&self, inbound: &Inbound, callback_id: &str, id: &str) -> anyhow::Result<Vec<Outbound>> {
+    pub(super) async fn acknowledge(
+        &self,
+        inbound: &Inbound,
+        callback_id: &str,
+        id: i64,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let callback_id = callback_id.to_string();
-        let (Ok(id), Some(user)) = (id.parse::<i64>(), inbound.sender.person()) else {
+        let Some(user) = inbound.sender.person() else {
             return Ok(vec![Outbound::AnswerButton { callback_id, text: None }]);
         };
         let first = self.store().acknowledge_delivery(id, user, self.now_ms()).await?;
@@ -875,7 +871,7 @@ async fn deliver_one<D: Deliverer>(
         let buttons = if b.kind == "warning" && d.address.is_none() {
             vec![vec![Button::Callback {
                 label: core.texts().plain(Msg::BroadcastAckButton),
-                data: format!("{ACK_PREFIX}{}", d.id),
+                data: ButtonData::Ack(d.id).into(),
             }]]
         } else {
             vec![]

@@ -10,11 +10,10 @@ use serde::Serialize;
 
 use super::flood::{FloodGuard, FloodLimits};
 use super::routing;
+use super::wire::{ButtonData, Command, MenuItem, StartPayload};
 use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
-use crate::authz::{Action, Actor, Subject};
 use crate::store::Store;
-use crate::store::officers::{OfficerRow, looks_like_enrolment_code};
-use crate::store::registry::{AssignedOfficer, VillageRow};
+use crate::store::officers::looks_like_enrolment_code;
 use crate::texts::{Msg, Texts};
 use crate::triage::{self, EmergencyKind, Intent, Triage};
 
@@ -130,123 +129,17 @@ impl CoreOptions {
 /// The transport-agnostic bot. Cheap to clone; share one per daemon.
 #[derive(Clone)]
 pub struct Core {
-    store: Store,
-    texts: Arc<Texts>,
+    pub(super) store: Store,
+    pub(super) texts: Arc<Texts>,
     /// Swapped whole by [`Core::reload_triage`]; readers take a cheap clone of the `Arc`.
     triage: Arc<RwLock<Arc<Triage>>>,
     flood: Arc<FloodGuard>,
     pub(super) opts: CoreOptions,
 }
 
-/// Prefix of the button data that picks a village in a private chat.
-const PICK_VILLAGE: &str = "v:";
-/// Prefix of the `/start` payload that opens a private chat for a village.
-const START_VILLAGE: &str = "v_";
-/// Prefix of the `/start` payload that starts a tip for a village (the group's 私信举报 button),
-/// `tip_<village>` or `tip_<village>_<category>`.
-const START_TIP: &str = "tip_";
-/// The `/start` payload of the group's 查询进展 button.
-const START_STATUS: &str = "status";
-/// Button data of the private menu.
-const MENU_CARD: &str = "m:card";
-const MENU_TIP: &str = "m:tip";
-const MENU_STATUS: &str = "m:status";
-/// How long the emergency path waits for the database to say whether the sender is an
-/// officer before answering anyway.
+/// How long the check whether a sender is an officer may hold up an answer (a slow
+/// database must not delay an emergency's).
 const OFFICER_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
-/// Most villages offered as buttons after a name search.
-const SEARCH_LIMIT: i64 = 8;
-
-#[derive(Serialize)]
-pub struct CardOfficer {
-    role: String,
-    name: String,
-    badge: String,
-    badge_shown: bool,
-    phone: Option<String>,
-}
-
-/// The officers a village's card and board show: resident, contact and auxiliary (a
-/// volunteer without a badge number), in duty order.
-pub fn card_officers(officers: Vec<AssignedOfficer>) -> Vec<CardOfficer> {
-    officers
-        .into_iter()
-        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
-        .map(|o| CardOfficer {
-            badge_shown: o.kind != "volunteer",
-            role: o.role,
-            name: o.name,
-            badge: o.badge,
-            phone: o.phone,
-        })
-        .collect()
-}
-
-#[derive(Serialize)]
-struct CardOffice<'a> {
-    name: &'a str,
-    address: &'a str,
-    hours: &'a str,
-    phone: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct CardStation<'a> {
-    name: &'a str,
-    duty_phone: &'a str,
-}
-
-#[derive(Serialize)]
-struct CardVillage<'a> {
-    name: &'a str,
-    code: &'a str,
-}
-
-#[derive(Serialize)]
-struct Card<'a> {
-    village: CardVillage<'a>,
-    officers: Vec<CardOfficer>,
-    office: CardOffice<'a>,
-    station: CardStation<'a>,
-}
-
-/// The contact card of a village (the `contact_card` template): the officers residents deal
-/// with (resident, contact, auxiliary; a volunteer without a badge number), the office and the
-/// station's duty phone.
-pub fn contact_card(texts: &Texts, village: &VillageRow, officers: Vec<AssignedOfficer>) -> String {
-    let officers = card_officers(officers);
-    let card = Card {
-        village: CardVillage { name: &village.name, code: &village.code },
-        officers,
-        office: CardOffice {
-            name: &village.office_name,
-            address: &village.office_address,
-            hours: &village.office_hours,
-            phone: village.office_phone.as_deref(),
-        },
-        station: CardStation { name: &village.station_name, duty_phone: &village.station_duty_phone },
-    };
-    texts.render(Msg::ContactCard, card)
-}
-
-/// A command split from its arguments: `/bind@cunjing_bot 4101` → ("bind", "4101").
-fn parse_command<'a>(text: &'a str, bot_username: Option<&str>) -> Option<(String, &'a str)> {
-    let rest = text.trim_start().strip_prefix('/')?;
-    let (head, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let (name, mention) = match head.split_once('@') {
-        Some((n, m)) => (n, Some(m)),
-        None => (head, None),
-    };
-    if let (Some(m), Some(me)) = (mention, bot_username)
-        && !m.eq_ignore_ascii_case(me)
-    {
-        return None;
-    }
-    if name.is_empty() {
-        return None;
-    }
-    Some((name.to_ascii_lowercase(), args.trim()))
-}
 
 /// What an update is counted as in `/metrics`: the intent of a text, or the kind of event.
 fn update_label(intent: Option<&Intent>, event: &Event) -> &'static str {
@@ -469,7 +362,7 @@ impl Core {
         if matches!(inbound.sender, Sender::User { is_bot: true, .. }) {
             return true;
         }
-        if parse_command(text, self.opts.bot_username.as_deref()).is_some() {
+        if Command::parse(text, self.opts.bot_username.as_deref()).is_some() {
             return false;
         }
         let context = triage::Context { forwarded: *forwarded, from_officer: false, private: false, in_tip: false };
@@ -547,7 +440,7 @@ impl Core {
     async fn text_intent(&self, inbound: &Inbound) -> (Option<Intent>, Option<i64>) {
         let Event::Text { text, forwarded, message_id } = &inbound.event else { return (None, None) };
         if matches!(inbound.sender, Sender::User { is_bot: true, .. })
-            || parse_command(text, self.opts.bot_username.as_deref()).is_some()
+            || Command::parse(text, self.opts.bot_username.as_deref()).is_some()
         {
             return (None, None);
         }
@@ -713,8 +606,8 @@ impl Core {
                 if let Sender::User { is_bot: true, .. } = inbound.sender {
                     return Ok(vec![]);
                 }
-                if let Some((cmd, args)) = parse_command(text, self.opts.bot_username.as_deref()) {
-                    return self.on_command(inbound, *message_id, &cmd, args).await;
+                if let Some((cmd, args)) = Command::parse(text, self.opts.bot_username.as_deref()) {
+                    return self.on_command(inbound, *message_id, cmd, args).await;
                 }
                 if *forwarded {
                     // A forwarded article is not the sender's own question.
@@ -740,41 +633,43 @@ impl Core {
         &self,
         inbound: &Inbound,
         message_id: i64,
-        cmd: &str,
+        cmd: Command,
         args: &str,
     ) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         let in_group = inbound.chat.kind == ChatKind::Group;
-        tracing::info!(command = cmd, "command");
-        if in_group && let Some(out) = self.on_staff_command(inbound, message_id, cmd, args).await? {
+        tracing::info!(command = cmd.name(), "command");
+        if in_group && let Some(out) = self.on_staff_command(inbound, message_id, cmd.name(), args).await? {
             return Ok(out);
         }
         match cmd {
-            "officer" | "police" | "card" => {
+            Command::Card => {
                 if in_group {
                     self.group_card(inbound, Some(message_id)).await
                 } else {
                     self.private_card(inbound).await
                 }
             }
-            "help" => {
+            Command::Help => {
                 let msg = if in_group { Msg::HelpGroup } else { Msg::HelpPrivate };
                 Ok(vec![Outbound::text(chat_id, self.texts.plain(msg))])
             }
-            "start" if !in_group => self.on_start(inbound, args).await,
-            "tip" if !in_group => self.start_tip(inbound, None).await,
-            "tip" => self.group_tip(inbound, message_id, args).await,
-            "status" if !in_group => self.on_status(inbound, args).await,
-            "cancel" if !in_group => self.cancel_conversation(inbound).await,
-            "stop" if !in_group => self.stop_relays(inbound).await,
-            "duty" if !in_group => self.on_duty(inbound, args).await,
-            "whoami" if !in_group => self.on_whoami(inbound).await,
-            "alert" => self.start_compose(inbound, "warning").await,
-            "notice" => self.start_compose(inbound, "notice").await,
-            "bind" | "unbind" if !in_group => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))]),
-            "bind" => self.on_bind(inbound, message_id, args).await,
-            "bindstation" => self.on_bind_station(inbound, message_id, args).await,
-            "unbind" => self.on_unbind(inbound, message_id).await,
+            Command::Start if !in_group => self.on_start(inbound, StartPayload::parse(args)).await,
+            Command::Tip if !in_group => self.start_tip(inbound, None).await,
+            Command::Tip => self.group_tip(inbound, message_id, args).await,
+            Command::Status if !in_group => self.on_status(inbound, args).await,
+            Command::Cancel if !in_group => self.cancel_conversation(inbound).await,
+            Command::Stop if !in_group => self.stop_relays(inbound).await,
+            Command::Duty if !in_group => self.on_duty(inbound, args).await,
+            Command::Whoami if !in_group => self.on_whoami(inbound).await,
+            Command::Alert => self.start_compose(inbound, "warning").await,
+            Command::Notice => self.start_compose(inbound, "notice").await,
+            Command::Bind | Command::Unbind if !in_group => {
+                Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))])
+            }
+            Command::Bind => self.on_bind(inbound, message_id, args).await,
+            Command::BindStation => self.on_bind_station(inbound, message_id, args).await,
+            Command::Unbind => self.on_unbind(inbound, message_id).await,
             // Unknown commands in a group may belong to another bot: stay quiet.
             _ if in_group => Ok(vec![]),
             _ => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::HelpPrivate))]),
@@ -809,7 +704,7 @@ impl Core {
                 text: self.texts.plain(Msg::StatusInGroup),
                 buttons: vec![vec![Button::StartPrivate {
                     label: self.texts.plain(Msg::ButtonPrivateStatus),
-                    payload: START_STATUS.into(),
+                    payload: StartPayload::Status.into(),
                 }]],
                 reply_to: Some(message_id),
             }]),
@@ -841,399 +736,57 @@ impl Core {
         }
     }
 
-    /// The short menu a private chat gets for anything the bot does not recognise.
-    fn private_menu(&self, chat_id: i64) -> Outbound {
-        let button = |msg: Msg, data: &str| vec![Button::Callback { label: self.texts.plain(msg), data: data.into() }];
-        Outbound::Message {
-            chat_id,
-            text: self.texts.plain(Msg::HelpPrivate),
-            buttons: vec![
-                button(Msg::MenuButtonCard, MENU_CARD),
-                button(Msg::MenuButtonTip, MENU_TIP),
-                button(Msg::MenuButtonStatus, MENU_STATUS),
-            ],
-            reply_to: None,
-        }
-    }
-
-    /// The card of the village the group is bound to, or how to bind it.
-    async fn group_card(&self, inbound: &Inbound, reply_to: Option<i64>) -> anyhow::Result<Vec<Outbound>> {
-        let platform = inbound.platform.as_str();
-        let chat_id = inbound.chat.id;
-        match routing::village_of_chat(&self.store, platform, chat_id).await? {
-            Some(village) => {
-                let text = self.render_card(&village).await?;
-                let buttons = vec![vec![Button::StartPrivate {
-                    label: self.texts.plain(Msg::ButtonPrivateChat),
-                    payload: format!("{START_VILLAGE}{}", village.code),
-                }]];
-                Ok(vec![Outbound::Message { chat_id, text, buttons, reply_to }])
-            }
-            None => Ok(vec![Outbound::Message {
-                chat_id,
-                text: self.texts.plain(Msg::GroupNotBound),
-                buttons: vec![],
-                reply_to,
-            }]),
-        }
-    }
-
-    /// In a private chat: the card of the village the resident chose, or the question which.
-    async fn private_card(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let village = match inbound.sender.person() {
-            Some(user) => match self.store.resident_village(inbound.platform.as_str(), user).await? {
-                Some(id) => self.store.village_by_id(id).await?,
-                None => None,
-            },
-            None => None,
-        };
-        match village {
-            Some(v) => Ok(vec![Outbound::text(chat_id, self.render_card(&v).await?)]),
-            None => Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::ChooseVillage))]),
-        }
-    }
-
-    async fn render_card(&self, village: &VillageRow) -> anyhow::Result<String> {
-        let officers = self.store.assigned_officers(village.id, &self.today().to_string()).await?;
-        Ok(contact_card(&self.texts, village, officers))
-    }
-
-    async fn village_search(&self, inbound: &Inbound, query: &str) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let looks_like_a_place = query.chars().count() <= 16 && self.triage().looks_like_a_place(query);
-        let found = if query.is_empty() || query.chars().count() > 16 {
-            vec![]
-        } else {
-            self.store.search_villages(query, SEARCH_LIMIT).await?
-        };
-        if found.is_empty() {
-            if looks_like_a_place {
-                let text = self.texts.render(Msg::VillageSearchNone, minijinja::context! { query => query });
-                return Ok(vec![Outbound::text(chat_id, text)]);
-            }
-            return Ok(vec![self.private_menu(chat_id)]);
-        }
-        let buttons = found
-            .iter()
-            .map(|v| {
-                vec![Button::Callback {
-                    label: self
-                        .texts
-                        .render(Msg::VillageButton, minijinja::context! { name => &v.name, office => &v.office_name }),
-                    data: format!("{PICK_VILLAGE}{}", v.code),
-                }]
-            })
-            .collect();
-        Ok(vec![Outbound::Message {
-            chat_id,
-            text: self.texts.plain(Msg::VillageSearchResults),
-            buttons,
-            reply_to: None,
-        }])
-    }
-
     async fn on_button(&self, inbound: &Inbound, callback_id: &str, data: &str) -> anyhow::Result<Vec<Outbound>> {
-        if let Some(out) = self.broadcast_button(inbound, callback_id, data).await? {
-            return Ok(out);
+        let answer = Outbound::AnswerButton { callback_id: callback_id.to_string(), text: None };
+        let Some(button) = ButtonData::parse(data) else {
+            tracing::info!("a button the bot never drew");
+            return Ok(vec![answer]);
+        };
+        if let ButtonData::Ack(delivery) = button {
+            // Answered with the confirmation itself.
+            return self.acknowledge(inbound, callback_id, delivery).await;
         }
-        let mut out = vec![Outbound::AnswerButton { callback_id: callback_id.to_string(), text: None }];
-        if let Some(more) = self.tip_button(inbound, data).await? {
-            out.extend(more);
-        } else if let Some(code) = data.strip_prefix(PICK_VILLAGE) {
-            out.extend(self.choose_village(inbound, code).await?);
-        } else if Self::is_private_person(inbound) {
-            match data {
-                MENU_CARD => out.extend(self.private_card(inbound).await?),
-                MENU_TIP => out.extend(self.start_tip(inbound, None).await?),
-                MENU_STATUS => out.extend(self.my_tips(inbound).await?),
-                _ => {}
+        let mut out = vec![answer];
+        match button {
+            ButtonData::Ack(_) => {}
+            ButtonData::Compose(b) => out.extend(self.compose_button(inbound, b).await?),
+            ButtonData::Tip(_) | ButtonData::Officer(_) => {
+                out.extend(self.tip_button(inbound, data).await?.unwrap_or_default())
             }
+            ButtonData::PickVillage(code) => out.extend(self.choose_village(inbound, &code).await?),
+            ButtonData::Menu(item) if Self::is_private_person(inbound) => out.extend(match item {
+                MenuItem::Card => self.private_card(inbound).await?,
+                MenuItem::Tip => self.start_tip(inbound, None).await?,
+                MenuItem::Status => self.my_tips(inbound).await?,
+            }),
+            ButtonData::Menu(_) => {}
         }
         Ok(out)
     }
 
-    /// A resident picked a village (button or deep link): remember it and show the card.
-    async fn choose_village(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let Some(village) = self.store.village_by_code(code).await? else {
-            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::VillageGone))]);
-        };
-        if let Some(user) = inbound.sender.person() {
-            self.store.set_resident_village(inbound.platform.as_str(), user, village.id).await?;
-        }
-        if let Some(out) = self.tip_village_chosen(inbound, &village).await? {
-            return Ok(out);
-        }
-        Ok(vec![Outbound::text(chat_id, self.render_card(&village).await?)])
-    }
-
-    async fn on_start(&self, inbound: &Inbound, payload: &str) -> anyhow::Result<Vec<Outbound>> {
-        if let Some(code) = payload.strip_prefix(START_VILLAGE) {
-            return self.choose_village(inbound, code).await;
-        }
-        if let Some(rest) = payload.strip_prefix(START_TIP) {
-            // `tip_<village>_<category>` from a group where triage recognised a tip.
-            let (code, category) = match rest.rsplit_once('_') {
-                Some((code, c)) if triage::TipCategory::parse(c).is_some() => (code, triage::TipCategory::parse(c)),
-                _ => (rest, None),
-            };
-            let village = self.store.village_by_code(code).await?;
-            return match category {
-                Some(c) => self.start_tip_in_category(inbound, village, c).await,
-                None => self.start_tip(inbound, village).await,
-            };
-        }
-        if payload == START_STATUS {
-            return self.my_tips(inbound).await;
-        }
-        if looks_like_enrolment_code(payload) {
-            return self.enrol(inbound, payload).await;
-        }
-        Ok(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::PrivateWelcome))])
-    }
-
-    /// Redeems an enrolment code. Every attempt is in the audit log; an account that sent
-    /// more wrong codes in the last hour than allowed is refused without the code being
-    /// looked at.
-    async fn enrol(&self, inbound: &Inbound, code: &str) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let Some(user) = inbound.sender.person() else {
-            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))]);
-        };
-        let account = format!("{}:{user}", inbound.platform.as_str());
-        let now = self.now_ms();
-        let wrong = self.store.audit_denials(&account, "enrol", now - 3_600_000).await?;
-        if wrong >= self.opts.max_wrong_codes_per_hour {
-            self.store.audit(now, &account, "enrol", "code", "denied", "too many wrong codes").await?;
-            tracing::warn!("enrolment refused: too many wrong codes from one account");
-            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolTooMany))]);
-        }
-        match self.store.redeem_enrolment_code(code, inbound.platform.as_str(), user).await? {
-            Ok(officer) => {
-                self.store.audit(now, &account, "enrol", &format!("officer:{}", officer.badge), "allowed", "").await?;
-                tracing::info!(officer_id = officer.id, "officer enrolled");
-                let text = self
-                    .texts
-                    .render(Msg::EnrolDone, minijinja::context! { name => officer.name, badge => officer.badge });
-                Ok(vec![Outbound::text(chat_id, text)])
-            }
-            Err(why) => {
-                let detail = format!("{why:?}").to_lowercase();
-                self.store.audit(now, &account, "enrol", "code", "denied", &detail).await?;
-                tracing::warn!(reason = ?why, "enrolment code refused");
-                Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::EnrolFailed))])
-            }
-        }
-    }
-
-    /// `/duty on`, `/duty off`, `/duty off YYYY-MM-DD` (on leave until that day): while off
-    /// duty an officer is skipped when tips are routed.
-    async fn on_duty(&self, inbound: &Inbound, args: &str) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let Some(officer) = self.officer_of(inbound).await? else {
-            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::WhoamiResident))]);
-        };
-        let mut words = args.split_whitespace();
-        let (msg, ctx) = match (words.next(), words.next()) {
-            (Some("on"), _) => {
-                self.store.set_duty(officer.id, true, None).await?;
-                (Msg::DutyOn, minijinja::context! {})
-            }
-            (Some("off"), None) => {
-                self.store.set_duty(officer.id, false, None).await?;
-                (Msg::DutyOff, minijinja::context! {})
-            }
-            (Some("off"), Some(day)) => match chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") {
-                Ok(until) if until > self.today() => {
-                    self.store.set_duty(officer.id, true, Some(&until.to_string())).await?;
-                    (Msg::DutyLeave, minijinja::context! { until => until.to_string() })
-                }
-                _ => (Msg::DutyUsage, minijinja::context! {}),
-            },
-            _ => (Msg::DutyUsage, minijinja::context! {}),
-        };
-        tracing::info!(officer_id = officer.id, "duty changed");
-        Ok(vec![Outbound::text(chat_id, self.texts.render(msg, ctx))])
-    }
-
-    async fn on_whoami(&self, inbound: &Inbound) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        let Some(officer) = self.officer_of(inbound).await? else {
-            return Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::WhoamiResident))]);
-        };
-        let villages: Vec<_> = self
-            .store
-            .officer_villages(officer.id, &self.today().to_string())
-            .await?
-            .into_iter()
-            .map(|(code, name, role)| minijinja::context! { code, name, role })
-            .collect();
-        let text = self
-            .texts
-            .render(Msg::WhoamiOfficer, minijinja::context! { name => officer.name, badge => officer.badge, villages });
-        Ok(vec![Outbound::text(chat_id, text)])
-    }
-
-    /// The enrolled officer behind the sender, if any. A message sent on behalf of a chat is
-    /// never an officer.
-    pub(super) async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
-        match inbound.sender.person() {
-            Some(user) => self.store.officer_by_identity(inbound.platform.as_str(), user).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Who the sender is for authorisation: their officer's role, grant and villages, or a
-    /// resident (also anyone speaking on behalf of a chat). Accounts are named for the audit
-    /// log only.
-    pub(super) async fn actor_of(&self, inbound: &Inbound) -> anyhow::Result<Actor> {
-        let mut actor = match self.officer_of(inbound).await? {
-            Some(officer) => self.store.actor_of_officer(officer.id, &self.today().to_string()).await?,
-            None => Actor::resident(),
-        };
-        if let Some(user) = inbound.sender.person() {
-            actor.account = Some(format!("{}:{user}", inbound.platform.as_str()));
-        }
-        Ok(actor)
-    }
-
-    /// Asks the authorisation module and writes the answer to the audit log. In a group, a
-    /// privileged action also needs the sender to be a member of it still (a button on an
-    /// old message may be pressed by someone who has left).
-    pub(super) async fn authorize(
-        &self,
-        inbound: &Inbound,
-        actor: &Actor,
-        action: Action,
-        subject: Subject,
-        target: &str,
-    ) -> anyhow::Result<bool> {
-        let decision = actor.decide(action, subject);
-        let mut allowed = decision.allowed;
-        let mut detail = String::new();
-        if allowed
-            && inbound.chat.kind != ChatKind::Private
-            && actor.role != crate::authz::Role::SystemAdmin
-            && let (Some(user), Some(members)) = (inbound.sender.person(), self.members(inbound.platform))
-        {
-            match members.is_member(inbound.chat.id, user).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    allowed = false;
-                    detail = "not a member of the group".into();
-                }
-                Err(e) => {
-                    allowed = false;
-                    detail = "membership could not be checked".into();
-                    tracing::warn!(error = format!("{e:#}"), "membership check failed; action refused");
+    async fn on_start(&self, inbound: &Inbound, payload: StartPayload) -> anyhow::Result<Vec<Outbound>> {
+        match payload {
+            StartPayload::Village(code) => self.choose_village(inbound, &code).await,
+            // From a group where triage recognised a tip.
+            StartPayload::Tip { village, category } => {
+                let village = self.store.village_by_code(&village).await?;
+                match category {
+                    Some(c) => self.start_tip_in_category(inbound, village, c).await,
+                    None => self.start_tip(inbound, village).await,
                 }
             }
+            StartPayload::Status => self.my_tips(inbound).await,
+            StartPayload::Other(code) if looks_like_enrolment_code(&code) => self.enrol(inbound, &code).await,
+            StartPayload::Other(_) => Ok(vec![Outbound::text(inbound.chat.id, self.texts.plain(Msg::PrivateWelcome))]),
         }
-        self.record_decision(actor, action, target, allowed, &detail).await?;
-        tracing::info!(role = %actor.role, action = %action, scope = ?decision.scope, allowed, "authorisation");
-        Ok(allowed)
     }
 
-    /// Writes an authorisation decision to the audit log.
-    pub(super) async fn record_decision(
-        &self,
-        actor: &Actor,
-        action: Action,
-        target: &str,
-        allowed: bool,
-        detail: &str,
-    ) -> anyhow::Result<()> {
-        let result = if allowed { "allowed" } else { "denied" };
-        self.store.audit(self.now_ms(), &actor.label(), action.as_str(), target, result, detail).await
-    }
-
-    /// `authorize` for an action on one village.
-    pub(super) async fn authorize_village(
-        &self,
-        inbound: &Inbound,
-        actor: &Actor,
-        action: Action,
-        village: &VillageRow,
-    ) -> anyhow::Result<bool> {
-        let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
-        self.authorize(inbound, actor, action, subject, &format!("village:{}", village.code)).await
-    }
-
-    fn reply(&self, chat_id: i64, message_id: i64, msg: Msg, ctx: impl Serialize) -> Vec<Outbound> {
+    pub(super) fn reply(&self, chat_id: i64, message_id: i64, msg: Msg, ctx: impl Serialize) -> Vec<Outbound> {
         vec![Outbound::Message {
             chat_id,
             text: self.texts.render(msg, ctx),
             buttons: vec![],
             reply_to: Some(message_id),
         }]
-    }
-
-    async fn on_bind(&self, inbound: &Inbound, message_id: i64, args: &str) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        if let Sender::Chat { .. } = inbound.sender {
-            return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
-        }
-        let actor = self.actor_of(inbound).await?;
-        let code = args.split_whitespace().next().unwrap_or("");
-        if actor.officer_id.is_none() {
-            // Refused before anything is looked up; the attempt is on record.
-            let target = format!("village:{code}");
-            self.store
-                .audit(self.now_ms(), &actor.label(), Action::Bind.as_str(), &target, "denied", "not enrolled")
-                .await?;
-            tracing::info!("bind refused: sender is not an enrolled officer");
-            return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
-        }
-        if code.is_empty() {
-            return Ok(self.reply(chat_id, message_id, Msg::BindUsage, ()));
-        }
-        let Some(village) = self.store.village_by_code(code).await? else {
-            return Ok(self.reply(chat_id, message_id, Msg::BindUnknownVillage, minijinja::context! { code }));
-        };
-        if !self.authorize_village(inbound, &actor, Action::Bind, &village).await? {
-            return Ok(self.reply(chat_id, message_id, Msg::BindRefused, ()));
-        }
-        self.store
-            .bind_chat_to_village(inbound.platform.as_str(), chat_id, &inbound.chat.title, village.id, actor.officer_id)
-            .await?;
-        tracing::info!(chat_id, village = %village.code, "group bound");
-        Ok(self.reply(
-            chat_id,
-            message_id,
-            Msg::BindDone,
-            minijinja::context! { village_name => village.name, village_code => village.code },
-        ))
-    }
-
-    async fn on_unbind(&self, inbound: &Inbound, message_id: i64) -> anyhow::Result<Vec<Outbound>> {
-        let chat_id = inbound.chat.id;
-        if let Sender::Chat { .. } = inbound.sender {
-            return Ok(self.reply(chat_id, message_id, Msg::AnonymousAdminRefused, ()));
-        }
-        let platform = inbound.platform.as_str();
-        let Some(village) = routing::village_of_chat(&self.store, platform, chat_id).await? else {
-            return Ok(self.reply(chat_id, message_id, Msg::GroupNotBound, ()));
-        };
-        let actor = self.actor_of(inbound).await?;
-        if !self.authorize_village(inbound, &actor, Action::Bind, &village).await? {
-            return Ok(self.reply(chat_id, message_id, Msg::UnbindRefused, ()));
-        }
-        self.store.unbind_chat(platform, chat_id).await?;
-        tracing::info!(chat_id, village = %village.code, "group unbound");
-        Ok(self.reply(chat_id, message_id, Msg::UnbindDone, minijinja::context! { village_name => village.name }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_command;
-
-    #[test]
-    fn commands_addressed_to_another_bot_are_not_ours() {
-        assert_eq!(parse_command("/bind@cunjing_bot 4101", Some("cunjing_bot")), Some(("bind".into(), "4101")));
-        assert_eq!(parse_command("/help@other_bot", Some("cunjing_bot")), None);
-        assert_eq!(parse_command("/Officer", None), Some(("officer".into(), "")));
-        assert_eq!(parse_command("民警电话", None), None);
     }
 }

@@ -4,15 +4,20 @@
 //! [`Inbound`], calls [`Core::handle`], and performs the [`Outbound`] actions it gets back.
 //! The tests and the console drive exactly the code the Telegram adapter drives.
 
+mod access;
+mod binding;
 pub mod broadcast;
+mod contact;
 mod desk;
 pub mod flood;
 mod handler;
+mod officers;
 pub mod routing;
 pub mod schedule;
 mod staff;
 pub mod timers;
 mod tips;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,8 +25,9 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+pub use contact::{CardOfficer, card_officers, contact_card};
 pub use desk::{DeskError, DeskResult};
-pub use handler::{CardOfficer, Clock, Core, CoreOptions, Retention, card_officers, contact_card};
+pub use handler::{Clock, Core, CoreOptions, Retention};
 
 /// Where the actions for each platform the daemon serves go: every channel performs what
 /// reaches its outbox. Workers that serve no one platform (the timers, the broadcast

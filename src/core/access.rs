@@ -1,0 +1,96 @@
+//! Who the sender is and what they may do: the enrolled officer behind an account, the
+//! [`Actor`] that `authz` decides for, the membership check in groups, and the audit line
+//! every decision leaves.
+
+use super::handler::Core;
+use super::{ChatKind, Inbound};
+use crate::authz::{Action, Actor, Subject};
+use crate::store::officers::OfficerRow;
+use crate::store::registry::VillageRow;
+
+impl Core {
+    /// The enrolled officer behind the sender, if any. A message sent on behalf of a chat is
+    /// never an officer.
+    pub(super) async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
+        match inbound.sender.person() {
+            Some(user) => self.store.officer_by_identity(inbound.platform.as_str(), user).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Who the sender is for authorisation: their officer's role, grant and villages, or a
+    /// resident (also anyone speaking on behalf of a chat). Accounts are named for the audit
+    /// log only.
+    pub(super) async fn actor_of(&self, inbound: &Inbound) -> anyhow::Result<Actor> {
+        let mut actor = match self.officer_of(inbound).await? {
+            Some(officer) => self.store.actor_of_officer(officer.id, &self.today().to_string()).await?,
+            None => Actor::resident(),
+        };
+        if let Some(user) = inbound.sender.person() {
+            actor.account = Some(format!("{}:{user}", inbound.platform.as_str()));
+        }
+        Ok(actor)
+    }
+
+    /// Asks the authorisation module and writes the answer to the audit log. In a group, a
+    /// privileged action also needs the sender to be a member of it still (a button on an
+    /// old message may be pressed by someone who has left).
+    pub(super) async fn authorize(
+        &self,
+        inbound: &Inbound,
+        actor: &Actor,
+        action: Action,
+        subject: Subject,
+        target: &str,
+    ) -> anyhow::Result<bool> {
+        let decision = actor.decide(action, subject);
+        let mut allowed = decision.allowed;
+        let mut detail = String::new();
+        if allowed
+            && inbound.chat.kind != ChatKind::Private
+            && actor.role != crate::authz::Role::SystemAdmin
+            && let (Some(user), Some(members)) = (inbound.sender.person(), self.members(inbound.platform))
+        {
+            match members.is_member(inbound.chat.id, user).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    allowed = false;
+                    detail = "not a member of the group".into();
+                }
+                Err(e) => {
+                    allowed = false;
+                    detail = "membership could not be checked".into();
+                    tracing::warn!(error = format!("{e:#}"), "membership check failed; action refused");
+                }
+            }
+        }
+        self.record_decision(actor, action, target, allowed, &detail).await?;
+        tracing::info!(role = %actor.role, action = %action, scope = ?decision.scope, allowed, "authorisation");
+        Ok(allowed)
+    }
+
+    /// Writes an authorisation decision to the audit log.
+    pub(super) async fn record_decision(
+        &self,
+        actor: &Actor,
+        action: Action,
+        target: &str,
+        allowed: bool,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let result = if allowed { "allowed" } else { "denied" };
+        self.store.audit(self.now_ms(), &actor.label(), action.as_str(), target, result, detail).await
+    }
+
+    /// `authorize` for an action on one village.
+    pub(super) async fn authorize_village(
+        &self,
+        inbound: &Inbound,
+        actor: &Actor,
+        action: Action,
+        village: &VillageRow,
+    ) -> anyhow::Result<bool> {
+        let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
+        self.authorize(inbound, actor, action, subject, &format!("village:{}", village.code)).await
+    }
+}
