@@ -157,6 +157,25 @@ macro_rules! spelled_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        /// Written as its stored spelling (templates and JSON compare with `"new"`).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
     };
 }
 
@@ -195,7 +214,7 @@ spelled_enum!(
 spelled_enum!(
     /// The role someone plays for one village. The order of the variants is the order of the
     /// duty chain: the resident officer is asked first.
-    Role, "role" {
+    AssignmentRole, "role" {
         /// 驻村民警: stationed in the village full time.
         Resident = "resident" | "驻村民警" | "社区民警",
         /// 包村民警: from another department, at least 2 days a month in the village.
@@ -209,11 +228,11 @@ spelled_enum!(
     }
 );
 
-impl Role {
+impl AssignmentRole {
     /// Whether this role takes the village's tips and questions (volunteers help but hold no
     /// police powers, so they are never routed to).
     pub fn is_on_duty_chain(self) -> bool {
-        !matches!(self, Role::Volunteer)
+        !matches!(self, AssignmentRole::Volunteer)
     }
 }
 
@@ -280,6 +299,80 @@ spelled_enum!(
     }
 );
 
+spelled_enum!(
+    /// Where a broadcast stands as a whole (each group's delivery has a [`DeliveryState`]).
+    BroadcastStatus, "broadcast status" {
+        /// Waiting for its time, or being delivered.
+        Scheduled = "scheduled",
+        /// Every delivery settled.
+        Done = "done",
+        /// Stopped by its sender; what was sent is taken back.
+        Cancelled = "cancelled",
+    }
+);
+
+spelled_enum!(
+    /// Where one group's copy of a broadcast stands.
+    DeliveryState, "delivery state" {
+        Pending = "pending",
+        /// Claimed by a daemon's delivery worker.
+        Sending = "sending",
+        Sent = "sent",
+        Failed = "failed",
+        /// The daemon that claimed it died; it is sent again.
+        Lost = "lost",
+        /// Its broadcast expired before it could be sent.
+        Expired = "expired",
+        Cancelled = "cancelled",
+    }
+);
+
+spelled_enum!(
+    /// CAP 1.2 `<status>`: how an alert is to be handled; only `Actual` reaches real groups.
+    CapStatus, "CAP status" {
+        Actual = "Actual",
+        Exercise = "Exercise",
+        System = "System",
+        Test = "Test",
+        Draft = "Draft",
+    }
+);
+
+spelled_enum!(
+    /// A grant on top of an officer's own role, or a console account's role: the station's
+    /// staff, its administrator, or the system's.
+    Grant, "grant" {
+        /// 内勤: works the station's desk.
+        Staff = "staff" | "内勤",
+        /// 所领导 / 管理员: the station's accounts and figures too.
+        Admin = "admin" | "管理员",
+        /// Every station (a city's or province's operators).
+        System = "system" | "系统管理员",
+    }
+);
+
+spelled_enum!(
+    /// Where a tip was reported.
+    TipSource, "tip source" {
+        /// In a private chat with the bot.
+        Private = "private",
+        /// Noticed in a village group.
+        Group = "group",
+    }
+);
+
+spelled_enum!(
+    /// The tipster's rating of a resolved tip, best first.
+    Rating, "rating" {
+        /// 满意
+        Satisfied = "satisfied" | "满意",
+        /// 基本满意
+        Fair = "fair" | "基本满意",
+        /// 不满意
+        Dissatisfied = "dissatisfied" | "不满意",
+    }
+);
+
 /// The midnight that starts `day` in `tz`, as UTC ms (the earlier one where a clock change
 /// makes two). Every "from this day" of the program is counted from here.
 pub fn midnight_ms(tz: chrono_tz::Tz, day: chrono::NaiveDate) -> i64 {
@@ -319,10 +412,10 @@ mod tests {
 
     #[test]
     fn roles_accept_english_and_chinese_spellings() {
-        assert_eq!(Role::parse("resident").unwrap(), Role::Resident);
-        assert_eq!(Role::parse("包村民警").unwrap(), Role::Contact);
-        assert_eq!(Role::parse("Area_Chief").unwrap(), Role::AreaChief);
-        let err = Role::parse("boss").unwrap_err();
+        assert_eq!(AssignmentRole::parse("resident").unwrap(), AssignmentRole::Resident);
+        assert_eq!(AssignmentRole::parse("包村民警").unwrap(), AssignmentRole::Contact);
+        assert_eq!(AssignmentRole::parse("Area_Chief").unwrap(), AssignmentRole::AreaChief);
+        let err = AssignmentRole::parse("boss").unwrap_err();
         assert!(err.0.contains("resident (驻村民警/社区民警)"), "{err}");
     }
 

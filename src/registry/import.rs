@@ -14,7 +14,7 @@ use chrono::NaiveDate;
 
 use super::{ImportError, ImportSummary, LineError};
 use crate::domain::{
-    BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, Role, StationCode, VillageCode, VillageKind,
+    AssignmentRole, BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, StationCode, VillageCode, VillageKind,
 };
 use crate::store::{Backend, Store, batch, now_ms};
 
@@ -261,7 +261,7 @@ pub(crate) struct OfficerRec {
 pub(crate) struct AssignmentRec {
     pub village: VillageCode,
     pub badge: BadgeNumber,
-    pub role: Role,
+    pub role: AssignmentRole,
     pub since: NaiveDate,
     pub until: Option<NaiveDate>,
 }
@@ -491,11 +491,11 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
     let mut assignments = Vec::new();
     {
         let mut err = Errors { file: &paths[4], list: &mut errors };
-        let mut seen: HashMap<(String, String, Role, NaiveDate), usize> = HashMap::new();
+        let mut seen: HashMap<(String, String, AssignmentRole, NaiveDate), usize> = HashMap::new();
         for l in &assignment_lines {
             let village = parse_with(&mut err, l.number, || VillageCode::parse(l.get(0)));
             let badge = parse_with(&mut err, l.number, || BadgeNumber::parse(l.get(1)));
-            let role = parse_with(&mut err, l.number, || Role::parse(l.get(2)));
+            let role = parse_with(&mut err, l.number, || AssignmentRole::parse(l.get(2)));
             let since = if l.get(3).is_empty() {
                 err.at(l.number, "since is empty; write the first day of the assignment as YYYY-MM-DD");
                 None
@@ -529,9 +529,11 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
             }
             if let (Some(o), Some(r)) = (officer, role) {
                 let fits = match r {
-                    Role::Resident | Role::Contact | Role::AreaChief => o.kind == OfficerKind::Police,
-                    Role::Auxiliary => o.kind == OfficerKind::Auxiliary,
-                    Role::Volunteer => true,
+                    AssignmentRole::Resident | AssignmentRole::Contact | AssignmentRole::AreaChief => {
+                        o.kind == OfficerKind::Police
+                    }
+                    AssignmentRole::Auxiliary => o.kind == OfficerKind::Auxiliary,
+                    AssignmentRole::Volunteer => true,
                 };
                 if !fits {
                     err.at(
@@ -751,7 +753,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
     let ended: Vec<(i64, String)> = open
         .into_iter()
         .filter(|(_, village_id, officer_id, role, since)| {
-            let role = Role::parse(role).map(Role::as_str).unwrap_or("volunteer");
+            let role = AssignmentRole::parse(role).unwrap_or(AssignmentRole::Volunteer).as_str();
             !in_file.contains(&(*village_id, *officer_id, role, since.as_str()))
         })
         .map(|(id, _, _, _, since)| (id, if since > today_s { since } else { today_s.clone() }))

@@ -14,6 +14,7 @@ pub(crate) mod batch;
 pub mod broadcasts;
 mod cache;
 pub mod chats;
+mod mapping;
 pub mod officers;
 pub mod registry;
 pub mod secrets;
