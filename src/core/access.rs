@@ -3,7 +3,7 @@
 //! every decision leaves.
 
 use super::handler::Core;
-use super::{ChatKind, Inbound};
+use super::{ChatKind, Inbound, Platform};
 use crate::authz::{Action, Actor, Subject};
 use crate::store::officers::OfficerRow;
 use crate::store::registry::VillageRow;
@@ -12,10 +12,34 @@ impl Core {
     /// The enrolled officer behind the sender, if any. A message sent on behalf of a chat is
     /// never an officer.
     pub(super) async fn officer_of(&self, inbound: &Inbound) -> anyhow::Result<Option<OfficerRow>> {
-        match inbound.sender.person() {
-            Some(user) => self.store.officer_by_identity(inbound.platform.as_str(), user).await,
-            None => Ok(None),
+        let Some(user) = inbound.sender.person() else { return Ok(None) };
+        let officer = self.store.officer_by_identity(inbound.platform.as_str(), user).await?;
+        if let Some(officer) = &officer {
+            self.note_officer_seen(officer.id, inbound.platform);
         }
+        Ok(officer)
+    }
+
+    /// Remembers that the officer is on `platform` now, so cards follow them there. Written
+    /// down when the platform changes, or at most every few minutes while it does not (another
+    /// daemon may have seen them elsewhere meanwhile); in the background, so a slow database
+    /// never holds up the message.
+    fn note_officer_seen(&self, officer_id: i64, platform: Platform) {
+        const REWRITE_AFTER_MS: i64 = 5 * 60_000;
+        let now = self.now_ms();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            match seen.get(&officer_id) {
+                Some((p, at)) if *p == platform && now - at < REWRITE_AFTER_MS => return,
+                _ => seen.insert(officer_id, (platform, now)),
+            };
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.note_officer_platform(officer_id, platform.as_str(), now).await {
+                tracing::warn!(error = format!("{e:#}"), "could not record the platform an officer used");
+            }
+        });
     }
 
     /// Who the sender is for authorisation: their officer's role, grant and villages, or a

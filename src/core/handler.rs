@@ -134,6 +134,9 @@ pub struct Core {
     /// Swapped whole by [`Core::reload_triage`]; readers take a cheap clone of the `Arc`.
     triage: Arc<RwLock<Arc<Triage>>>,
     flood: Arc<FloodGuard>,
+    /// Where this daemon last saw each officer, and when it last wrote that down
+    /// (`officer_last_used`; see [`Core::note_officer_seen`]).
+    pub(super) seen: Arc<std::sync::Mutex<HashMap<i64, (super::Platform, i64)>>>,
     pub(super) opts: CoreOptions,
 }
 
@@ -202,7 +205,7 @@ impl Core {
 
     pub fn new(store: Store, texts: Arc<Texts>, triage: Arc<Triage>, opts: CoreOptions) -> Core {
         let flood = Arc::new(FloodGuard::new(opts.flood));
-        Core { store, texts, triage: Arc::new(RwLock::new(triage)), flood, opts }
+        Core { store, texts, triage: Arc::new(RwLock::new(triage)), flood, seen: Arc::default(), opts }
     }
 
     pub fn store(&self) -> &Store {
@@ -304,25 +307,26 @@ impl Core {
         Ok(chats)
     }
 
-    /// Where to reach officer `officer_id`: their account on `preferred` (the platform the
-    /// tip or the emergency came from), else on the first platform the daemon serves where
-    /// they have one.
+    /// Where to reach officer `officer_id`: their account on the platform they used last,
+    /// else on `preferred` (the platform the tip or the emergency came from), else on the
+    /// first platform the daemon serves where they have one.
     pub async fn officer_reach(
         &self,
         officer_id: i64,
         preferred: &str,
     ) -> anyhow::Result<Option<(super::Platform, i64)>> {
-        if let Some(p) = super::Platform::parse(preferred)
-            && let Some(account) = self.store.officer_account(officer_id, preferred).await?
-        {
-            return Ok(Some((p, account)));
-        }
-        for p in &self.opts.served {
-            if p.as_str() == preferred {
+        let last = self.store.officer_last_platform(officer_id).await?.and_then(|p| super::Platform::parse(&p));
+        let mut order: Vec<super::Platform> = last.into_iter().filter(|p| self.opts.served.contains(p)).collect();
+        order.extend(super::Platform::parse(preferred));
+        order.extend(self.opts.served.iter().copied());
+        let mut tried = Vec::with_capacity(order.len());
+        for p in order {
+            if tried.contains(&p) {
                 continue;
             }
+            tried.push(p);
             if let Some(account) = self.store.officer_account(officer_id, p.as_str()).await? {
-                return Ok(Some((*p, account)));
+                return Ok(Some((p, account)));
             }
         }
         Ok(None)

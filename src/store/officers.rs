@@ -208,4 +208,27 @@ impl Store {
         self.registry_changed();
         Ok(())
     }
+
+    /// Records that the officer used `platform` at `now` (the router calls it when the
+    /// platform changes, and now and then while it does not).
+    pub async fn note_officer_platform(&self, officer_id: i64, platform: &str, now: i64) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO officer_last_used (officer_id, platform, used_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (officer_id) DO UPDATE SET platform = excluded.platform, used_at = excluded.used_at",
+        )
+        .bind(officer_id)
+        .bind(platform)
+        .bind(now)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// The platform the officer used last, if they have been seen since the record began.
+    pub async fn officer_last_platform(&self, officer_id: i64) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT platform FROM officer_last_used WHERE officer_id = $1")
+            .bind(officer_id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
 }

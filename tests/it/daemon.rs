@@ -3,7 +3,7 @@
 
 use crate::app::{eventually, press};
 use crate::app_test;
-use crate::tips::zhang;
+use crate::tips::{start_theft_tip, submit_anonymous_tip, tipster, zhang};
 
 /// 和庄村, whose resident officer is 张建国 (041201).
 const HEZHUANG: &str = "410184101201";
@@ -39,4 +39,44 @@ app_test!(an_officer_on_telegram_warns_a_village_group_on_the_console_and_hears_
     let report = app.fake.wait_for_sent(|m| m.chat_id == dm && m.text.contains("发送完毕")).await;
     assert!(report.text.contains("已送达 1 / 1"), "{}", report.text);
     assert!(!console.screen().contains("发送完毕"), "the sender's report is not shown to the console");
+});
+
+app_test!(an_officer_on_two_platforms_gets_tip_cards_on_the_one_they_used_last, |app| {
+    app.enrol("041201", &zhang()).await;
+    let mut console = app.restart_with_console().await;
+    // 张建国 also works at the console, and was there last.
+    console.type_line("/as officer 041201").await;
+    console.type_line("/whoami").await;
+    eventually("the console knows the officer", || async { console.screen().contains("041201") }).await;
+    eventually("the console is recorded as where the officer was last", || async {
+        let officer = app.store().officer_by_badge("041201").await.unwrap().unwrap();
+        app.store().officer_last_platform(officer.id).await.unwrap().as_deref() == Some("console")
+    })
+    .await;
+
+    // A resident on Telegram reports a theft in 前店村: the card goes to the console.
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "昨晚仓库的电动车被偷了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    let receipt = press(&app, chat, &t, &summary, "确认提交").await;
+    let first = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    eventually("the card reaches the officer at the console", || async { console.screen().contains(&first) }).await;
+    assert!(
+        !app.fake.sent().iter().any(|m| m.chat_id == zhang().id && m.text.contains(&first)),
+        "the card is not also sent to Telegram"
+    );
+
+    // Back on Telegram, the next tip's card follows the officer there.
+    let dm = app.fake.private_chat(zhang());
+    app.ask(dm, &zhang(), "/whoami").await;
+    eventually("Telegram is recorded as where the officer was last", || async {
+        let officer = app.store().officer_by_badge("041201").await.unwrap().unwrap();
+        app.store().officer_last_platform(officer.id).await.unwrap().as_deref() == Some("telegram")
+    })
+    .await;
+    let (_, second, card) = submit_anonymous_tip(&app, "村口有人推销假药").await;
+    assert!(card.text.contains(&second), "{}", card.text);
+    assert!(!console.screen().contains(&second), "the second card is on Telegram only");
 });
