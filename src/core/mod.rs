@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 mod desk;
+mod error;
 pub mod flood;
 mod handler;
 pub mod routing;
@@ -13,6 +14,7 @@ pub mod schedule;
 mod staff;
 pub mod timers;
 mod tips;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,7 +22,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-pub use desk::{DeskError, DeskResult};
+pub use desk::DeskResult;
+pub use error::CoreError;
 pub use handler::{CardOfficer, Clock, Core, CoreOptions, Retention, card_officers, contact_card};
 
 /// Where the actions for each platform the daemon serves go: every channel performs what
