@@ -858,8 +858,8 @@ impl Core {
     }
 
     /// Moves `tip` from one of `from` to `to` with `note` (shown to the tipster and by
-    /// `/status`), and tells the tipster: the one workflow behind the officer's buttons, the
-    /// staff group and the station console. `officer_id` is credited when an officer does
+    /// `/status`), and tells the tipster: the store step of the tip workflow
+    /// (`core/workflow.rs`, which checks the rules first). `officer_id` is credited when an officer does
     /// it; `actor` names who did in the timeline. `None` when the tip was no longer in `from`.
     pub(super) async fn set_tip_status(
         &self,
