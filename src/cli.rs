@@ -252,6 +252,33 @@ pub enum TipsCommand {
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
     },
+    /// Give tip NUMBER to the officer with BADGE (who must serve the tip's village today).
+    Assign {
+        number: String,
+        badge: String,
+        /// Act as an operator of this station (code): only its tips.
+        #[arg(long)]
+        station: Option<String>,
+    },
+    /// Close tip NUMBER as resolved (or rejected) with a note the tipster reads.
+    Close {
+        number: String,
+        #[arg(long)]
+        note: String,
+        /// 不予受理 instead of 已办结.
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        station: Option<String>,
+    },
+    /// Reopen a resolved or rejected tip (处理中 again) for a reason written to its timeline.
+    Reopen {
+        number: String,
+        #[arg(long)]
+        note: String,
+        #[arg(long)]
+        station: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +404,10 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
         Command::Chat(ChatCommand::Unbind { chat_id, .. }) => ("bind", format!("chat:{chat_id} unbind")),
         Command::Chat(ChatCommand::List { .. }) => return None,
         Command::Tips(TipsCommand::Show { number }) => ("view_contact", format!("tip:{number}")),
+        // Decided by the tip workflow, which writes the decision (allowed or denied) itself.
+        Command::Tips(TipsCommand::Assign { .. } | TipsCommand::Close { .. } | TipsCommand::Reopen { .. }) => {
+            return None;
+        }
         Command::Tips(_) => ("export", "tips".to_string()),
         Command::Broadcast(BroadcastCommand::Status { .. } | BroadcastCommand::ExportCap { .. }) => return None,
         Command::Broadcast(cmd) => ("broadcast", format!("{cmd:?}").split_whitespace().next().unwrap_or("").into()),
@@ -388,13 +419,18 @@ fn audit_entry(command: &Command) -> Option<(&'static str, String)> {
     })
 }
 
+/// How the audit log names the operator at the command line: `cli:USER`.
+pub fn cli_label() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    if user.is_empty() { "cli".to_string() } else { format!("cli:{user}") }
+}
+
 /// The commands that use the database, each written to the audit log first (the operator
 /// at the command line is a system admin).
 async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result<ExitCode> {
     if let Some((action, target)) = audit_entry(&command) {
         let store = open_store(settings).await?;
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
-        let actor = if user.is_empty() { "cli".to_string() } else { format!("cli:{user}") };
+        let actor = cli_label();
         store.audit(crate::store::now_ms(), &actor, action, &target, "allowed", "").await?;
         store.close().await;
     }

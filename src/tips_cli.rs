@@ -1,16 +1,22 @@
 //! `cunjing tips …`: the station staff's view of the tips from the command line — list,
-//! show with the timeline, and a CSV export that Excel opens with the Chinese intact.
-//! Nothing here ever reads who reported a tip.
+//! show with the timeline, and a CSV export that Excel opens with the Chinese intact — and
+//! the tip workflow's assign, close and reopen, as an operator of one station (`--station`)
+//! or of all. Nothing here ever reads who reported a tip.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::authz::{Action, Actor, Role};
 use crate::cli::TipsCommand;
 use crate::config::Settings;
+use crate::core::workflow::By;
+use crate::core::{Core, CoreError};
+use crate::domain::TipStatus;
 use crate::store::Store;
 use crate::store::tip_list::{TipFilter, TipListRow};
+use crate::store::tips::TipRow;
 
 /// The CSV columns of a tip list and export (the station console exports the same, but for
 /// the text, under the names of its templates).
@@ -85,8 +91,117 @@ fn write_csv(settings: &Settings, rows: &[TipListRow], out: impl Write) -> anyho
     Ok(())
 }
 
+/// The operator at the command line: of the station `code` (a station admin's reach), or of
+/// every station without one.
+async fn operator(store: &Store, station: Option<&str>) -> anyhow::Result<Result<Actor, String>> {
+    let mut actor = Actor::system();
+    actor.account = Some(crate::cli::cli_label());
+    if let Some(code) = station {
+        let Some(id) = store.station_id(code).await? else {
+            return Ok(Err(format!("No station with code {code:?} in the registry.")));
+        };
+        actor.role = Role::StationAdmin;
+        actor.station_id = Some(id);
+    }
+    Ok(Ok(actor))
+}
+
+/// A workflow action from the command line: its answer printed, a refusal in English with
+/// exit code 1. Messages for chats are not sent from here (the running daemon's channels
+/// are elsewhere): their number is said.
+async fn workflow(
+    settings: &Settings,
+    store: &Store,
+    station: Option<&str>,
+    action: Action,
+    number: &str,
+    act: impl AsyncFnOnce(&Core, &Actor, TipRow) -> Result<(String, usize), CoreError>,
+) -> anyhow::Result<ExitCode> {
+    let actor = match operator(store, station).await? {
+        Ok(actor) => actor,
+        Err(why) => {
+            eprintln!("{why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let core = crate::daemon::build_core(settings, store.clone(), std::sync::Arc::new(chrono::Utc::now))?;
+    let result = match core.tip_for(&actor, action, number).await {
+        Ok(tip) => act(&core, &actor, tip).await,
+        Err(e) => Err(e),
+    };
+    let why = match result {
+        Ok((done, messages)) => {
+            println!("{done}");
+            if messages > 0 {
+                println!("({messages} message(s) for chats were not sent: the command line reaches no chat.)");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(CoreError::Unexpected(e)) => return Err(e),
+        Err(CoreError::NotFound) => format!("No tip {number:?}."),
+        Err(CoreError::Refused) => format!("Refused: tip {number} is not of a station you may act for."),
+        Err(CoreError::NotOpen) => format!("Refused: tip {number} is no longer open."),
+        Err(CoreError::NotClosed) => format!("Refused: tip {number} is not closed."),
+        Err(CoreError::NoOfficer) => "Refused: no such officer, or not serving the tip's village today.".to_string(),
+        Err(CoreError::Invalid(what)) => format!("Refused: the {what} is missing or wrong."),
+    };
+    eprintln!("{why}");
+    Ok(ExitCode::FAILURE)
+}
+
 pub async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        TipsCommand::Assign { number, badge, station } => {
+            workflow(
+                settings,
+                store,
+                station.as_deref(),
+                Action::Assign,
+                &number,
+                async |core: &Core, actor: &Actor, tip: TipRow| {
+                    let officer = core.store().officer_by_badge(badge.trim()).await?;
+                    let done = core.assign_tip(actor, By::Account, &tip, officer, "assigned").await?;
+                    Ok((
+                        format!("Tip {} assigned to {} ({}).", tip.number, done.officer.name, done.officer.badge),
+                        done.out.len(),
+                    ))
+                },
+            )
+            .await
+        }
+        TipsCommand::Close { number, note, reject, station } => {
+            if note.trim().is_empty() {
+                eprintln!("A note for the tipster is required: --note TEXT.");
+                return Ok(ExitCode::FAILURE);
+            }
+            let to = if reject { TipStatus::Rejected } else { TipStatus::Resolved };
+            workflow(
+                settings,
+                store,
+                station.as_deref(),
+                Action::Resolve,
+                &number,
+                async |core: &Core, actor: &Actor, tip: TipRow| {
+                    let (updated, out) = core.close_tip(actor, By::Account, &tip, to, Some(&note)).await?;
+                    Ok((format!("Tip {} is {} now.", updated.number, updated.status), out.len()))
+                },
+            )
+            .await
+        }
+        TipsCommand::Reopen { number, note, station } => {
+            workflow(
+                settings,
+                store,
+                station.as_deref(),
+                Action::Resolve,
+                &number,
+                async |core: &Core, actor: &Actor, tip: TipRow| {
+                    let updated = core.reopen_tip(actor, &tip, &note).await?;
+                    Ok((format!("Tip {} is {} again.", updated.number, updated.status), 0))
+                },
+            )
+            .await
+        }
         TipsCommand::List { station, status, since, json, csv } => {
             let rows = store.list_tips(&filter(settings, station, status, since)).await?;
             if json {

@@ -9,6 +9,7 @@ mod binding;
 pub mod broadcast;
 mod contact;
 mod desk;
+mod error;
 pub mod flood;
 mod handler;
 mod officers;
@@ -18,6 +19,7 @@ mod staff;
 pub mod timers;
 mod tips;
 pub mod wire;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,7 +28,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub use contact::{CardOfficer, card_officers, contact_card};
-pub use desk::{DeskError, DeskResult};
+pub use desk::DeskResult;
+pub use error::CoreError;
 pub use handler::{Clock, Core, CoreOptions, Retention};
 
 /// Where the actions for each platform the daemon serves go: every channel performs what

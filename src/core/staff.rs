@@ -6,8 +6,10 @@
 //! here shows who reported a tip.
 
 use super::handler::Core;
-use super::{Inbound, Outbound, Sender};
+use super::workflow::By;
+use super::{CoreError, Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
+use crate::domain::TipStatus;
 use crate::store::chats::ChatRow;
 use crate::store::registry::VillageRow;
 use crate::store::tip_list::TipFilter;
@@ -114,16 +116,37 @@ impl Core {
                 match cmd {
                     "tip" => self.staff_show(inbound, message_id, &tip, &actor).await?,
                     "assign" => {
-                        self.staff_assign(inbound, message_id, &tip, rest.first().copied().unwrap_or("")).await?
+                        self.staff_assign(inbound, message_id, &tip, &actor, rest.first().copied().unwrap_or(""))
+                            .await?
                     }
                     "resolve" => {
-                        self.staff_close(inbound, message_id, &tip, officer_id, "resolved", &rest.join(" ")).await?
+                        self.staff_close(
+                            inbound,
+                            message_id,
+                            &tip,
+                            &actor,
+                            officer_id,
+                            TipStatus::Resolved,
+                            &rest.join(" "),
+                        )
+                        .await?
                     }
                     "merge" => {
                         let into = rest.first().copied().unwrap_or("");
-                        self.staff_merge(inbound, message_id, &tip, officer_id, into, station_id).await?
+                        self.staff_merge(inbound, message_id, &tip, &actor, officer_id, into, station_id).await?
                     }
-                    _ => self.staff_close(inbound, message_id, &tip, officer_id, "rejected", &rest.join(" ")).await?,
+                    _ => {
+                        self.staff_close(
+                            inbound,
+                            message_id,
+                            &tip,
+                            &actor,
+                            officer_id,
+                            TipStatus::Rejected,
+                            &rest.join(" "),
+                        )
+                        .await?
+                    }
                 }
             }
         };
@@ -217,11 +240,31 @@ impl Core {
         Ok(self.reply_text(inbound, message_id, text))
     }
 
+    /// A workflow refusal in the staff group's words; a failure is handed on.
+    fn staff_refusal(
+        &self,
+        inbound: &Inbound,
+        message_id: i64,
+        tip: &TipRow,
+        e: CoreError,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let text = match e {
+            CoreError::Unexpected(e) => return Err(e),
+            CoreError::Refused => self.texts().plain(Msg::StaffRefused),
+            CoreError::NotFound | CoreError::Invalid(_) => self.texts().plain(Msg::StaffTipNotFound),
+            CoreError::NotOpen | CoreError::NotClosed | CoreError::NoOfficer => {
+                self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number })
+            }
+        };
+        Ok(self.reply_text(inbound, message_id, text))
+    }
+
     async fn staff_assign(
         &self,
         inbound: &Inbound,
         message_id: i64,
         tip: &TipRow,
+        actor: &Actor,
         badge: &str,
     ) -> anyhow::Result<Vec<Outbound>> {
         let Some(officer) = self.store().officer_by_badge(badge).await? else {
@@ -231,36 +274,32 @@ impl Core {
                 self.texts().render(Msg::StaffUnknownBadge, minijinja::context! { badge }),
             ));
         };
-        // The same checks as the desk's and the officer's 转派: a closed tip stays closed, and
-        // a tip (with a named tipster's phone) goes only to an officer of its own village.
-        if !crate::domain::TipStatus::from_code(&tip.status).is_some_and(crate::domain::TipStatus::is_open) {
-            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
-            return Ok(self.reply_text(inbound, message_id, text));
+        let (badge, name) = (officer.badge.clone(), officer.name.clone());
+        let officer_id = actor.officer_id.unwrap_or_default();
+        match self.assign_tip(actor, By::Officer(officer_id), tip, Some(officer), "assigned").await {
+            Ok(done) => {
+                let ctx = minijinja::context! { number => &tip.number, name, reachable => done.reachable };
+                let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffAssigned, ctx));
+                out.extend(done.out);
+                Ok(out)
+            }
+            Err(CoreError::NoOfficer) => {
+                let village = self.store().village_by_id(tip.village_id).await?.map(|v| v.name).unwrap_or_default();
+                let ctx = minijinja::context! { badge, village };
+                Ok(self.reply_text(inbound, message_id, self.texts().render(Msg::StaffNotTheirVillage, ctx)))
+            }
+            Err(e) => self.staff_refusal(inbound, message_id, tip, e),
         }
-        let village = self.store().village_by_id(tip.village_id).await?;
-        let village_name = village.as_ref().map(|v| v.name.clone()).unwrap_or_default();
-        let serves = match &village {
-            Some(v) => self.store().officer_serves_village(officer.id, v.id, &self.today().to_string()).await?,
-            None => false,
-        };
-        if !serves {
-            let ctx = minijinja::context! { badge => &officer.badge, village => &village_name };
-            return Ok(self.reply_text(inbound, message_id, self.texts().render(Msg::StaffNotTheirVillage, ctx)));
-        }
-        let (reachable, card) =
-            self.hand_over(tip.id, officer.id, tip.escalation_level, "assigned", &village_name).await?;
-        let ctx = minijinja::context! { number => &tip.number, name => &officer.name, reachable };
-        let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffAssigned, ctx));
-        out.extend(card);
-        Ok(out)
     }
 
     /// `/merge NUMBER INTO`: NUMBER is a duplicate of INTO and is handled with it.
+    #[allow(clippy::too_many_arguments)]
     async fn staff_merge(
         &self,
         inbound: &Inbound,
         message_id: i64,
         tip: &TipRow,
+        actor: &Actor,
         officer_id: i64,
         into: &str,
         station_id: i64,
@@ -268,40 +307,39 @@ impl Core {
         let Some(target) = self.staff_tip(into, station_id).await?.filter(|t| t.id != tip.id) else {
             return Ok(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffTipNotFound)));
         };
-        if !self.store().merge_tip(tip.id, target.id, officer_id).await? {
-            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
-            return Ok(self.reply_text(inbound, message_id, text));
+        match self.merge_tips(actor, By::Officer(officer_id), tip, &target).await {
+            Ok(notice) => {
+                let ctx = minijinja::context! { number => &tip.number, into => &target.number };
+                let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffMerged, ctx));
+                out.extend(notice);
+                Ok(out)
+            }
+            Err(e) => self.staff_refusal(inbound, message_id, tip, e),
         }
-        let ctx = minijinja::context! { number => &tip.number, into => &target.number };
-        let mut out = self.reply_text(inbound, message_id, self.texts().render(Msg::StaffMerged, ctx));
-        let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
-        out.extend(self.tipster_notice(&updated, Msg::TipMergedTipster, false).await?);
-        Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn staff_close(
         &self,
         inbound: &Inbound,
         message_id: i64,
         tip: &TipRow,
+        actor: &Actor,
         officer_id: i64,
-        to: &str,
+        to: TipStatus,
         note: &str,
     ) -> anyhow::Result<Vec<Outbound>> {
         let note = Some(note.trim()).filter(|n| !n.is_empty());
-        let open = crate::domain::TipStatus::open_codes();
-        let Some((_, notice)) = self.set_tip_status(tip, Some(officer_id), "officer", &open, to, note).await? else {
-            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
-            return Ok(self.reply_text(inbound, message_id, text));
-        };
-        let staff_msg = if to == "resolved" { Msg::TipResolvedOfficer } else { Msg::StaffRejected };
-        let mut out = self.reply_text(
-            inbound,
-            message_id,
-            self.texts().render(staff_msg, minijinja::context! { number => &tip.number, note }),
-        );
-        out.extend(notice);
-        Ok(out)
+        match self.close_tip(actor, By::Officer(officer_id), tip, to, note).await {
+            Ok((_, notice)) => {
+                let staff_msg = if to == TipStatus::Resolved { Msg::TipResolvedOfficer } else { Msg::StaffRejected };
+                let text = self.texts().render(staff_msg, minijinja::context! { number => &tip.number, note });
+                let mut out = self.reply_text(inbound, message_id, text);
+                out.extend(notice);
+                Ok(out)
+            }
+            Err(e) => self.staff_refusal(inbound, message_id, tip, e),
+        }
     }
 
     /// Notices to the staff groups of the village's station on `platform`.

@@ -6,10 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::CoreError;
 use super::handler::Core;
 use super::routing;
+use super::workflow::By;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
-use crate::authz::{Action, Subject};
+use crate::authz::{Action, Actor, Subject};
 use crate::domain::{Phone, TipStatus};
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
@@ -739,7 +741,7 @@ impl Core {
             return self.reassign_choices(inbound, &tip, officer.id).await;
         }
         if action == "to" {
-            return self.reassign(inbound, &tip, target).await;
+            return self.reassign(inbound, &actor, officer.id, &tip, target).await;
         }
         if action == "reply" {
             self.save_conversation(inbound, &Conversation::Reply { tip_id: tip.id, officer: true }).await?;
@@ -759,17 +761,28 @@ impl Core {
         if action != "ack" {
             return Ok(vec![]);
         }
-        let Some((_, notice)) =
-            self.set_tip_status(&tip, Some(officer.id), "officer", &["new"], "acknowledged", None).await?
-        else {
-            return Ok(vec![self.already_handled(inbound.chat.id, &tip)]);
-        };
-        let mut out = vec![Outbound::text(
-            inbound.chat.id,
-            self.texts().render(Msg::TipAcknowledgedOfficer, minijinja::context! { number => &tip.number }),
-        )];
-        out.extend(notice);
-        Ok(out)
+        match self.acknowledge_tip(&actor, By::Officer(officer.id), &tip).await {
+            Ok((_, notice)) => {
+                let mut out = vec![Outbound::text(
+                    inbound.chat.id,
+                    self.texts().render(Msg::TipAcknowledgedOfficer, minijinja::context! { number => &tip.number }),
+                )];
+                out.extend(notice);
+                Ok(out)
+            }
+            Err(e) => self.officer_refusal(inbound.chat.id, &tip, e),
+        }
+    }
+
+    /// A workflow refusal in the officer's words; a failure is handed on.
+    fn officer_refusal(&self, chat_id: i64, tip: &TipRow, e: CoreError) -> anyhow::Result<Vec<Outbound>> {
+        match e {
+            CoreError::Unexpected(e) => Err(e),
+            CoreError::Refused | CoreError::NotFound => {
+                Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::TipNotYours))])
+            }
+            _ => Ok(vec![self.already_handled(chat_id, tip)]),
+        }
     }
 
     fn already_handled(&self, chat_id: i64, tip: &TipRow) -> Outbound {
@@ -830,22 +843,23 @@ impl Core {
         officer_id: i64,
         note: Option<&str>,
     ) -> anyhow::Result<Vec<Outbound>> {
-        let open = TipStatus::open_codes();
-        let Some((_, notice)) = self.set_tip_status(tip, Some(officer_id), "officer", &open, "resolved", note).await?
-        else {
-            return Ok(vec![self.already_handled(inbound.chat.id, tip)]);
-        };
-        let mut out = vec![Outbound::text(
-            inbound.chat.id,
-            self.texts().render(Msg::TipResolvedOfficer, minijinja::context! { number => &tip.number, note }),
-        )];
-        out.extend(notice);
-        Ok(out)
+        let actor = self.actor_of(inbound).await?;
+        match self.close_tip(&actor, By::Officer(officer_id), tip, TipStatus::Resolved, note).await {
+            Ok((_, notice)) => {
+                let mut out = vec![Outbound::text(
+                    inbound.chat.id,
+                    self.texts().render(Msg::TipResolvedOfficer, minijinja::context! { number => &tip.number, note }),
+                )];
+                out.extend(notice);
+                Ok(out)
+            }
+            Err(e) => self.officer_refusal(inbound.chat.id, tip, e),
+        }
     }
 
     /// Moves `tip` from one of `from` to `to` with `note` (shown to the tipster and by
-    /// `/status`), and tells the tipster: the one workflow behind the officer's buttons, the
-    /// staff group and the station console. `officer_id` is credited when an officer does
+    /// `/status`), and tells the tipster: the store step of the tip workflow
+    /// (`core/workflow.rs`, which checks the rules first). `officer_id` is credited when an officer does
     /// it; `actor` names who did in the timeline. `None` when the tip was no longer in `from`.
     pub(super) async fn set_tip_status(
         &self,
@@ -898,25 +912,28 @@ impl Core {
 
     /// Hands a tip to another officer of the village: the card goes to them with a new
     /// acknowledgement deadline.
-    async fn reassign(&self, inbound: &Inbound, tip: &TipRow, target: Option<i64>) -> anyhow::Result<Vec<Outbound>> {
+    async fn reassign(
+        &self,
+        inbound: &Inbound,
+        actor: &Actor,
+        me: i64,
+        tip: &TipRow,
+        target: Option<i64>,
+    ) -> anyhow::Result<Vec<Outbound>> {
         let officer = match target {
             Some(id) => self.store().officer_by_id(id).await?,
             None => None,
         };
-        let village = self.store().village_by_id(tip.village_id).await?;
-        let (Some(officer), Some(village)) = (officer, village) else { return Ok(vec![]) };
-        if !self.store().officer_serves_village(officer.id, village.id, &self.today().to_string()).await?
-            || tip.status != "new" && tip.status != "acknowledged"
-        {
-            let text = self.texts().render(Msg::TipAlreadyHandled, minijinja::context! { number => &tip.number });
-            return Ok(vec![Outbound::text(inbound.chat.id, text)]);
+        let Some(officer) = officer else { return Ok(vec![]) };
+        match self.assign_tip(actor, By::Officer(me), tip, Some(officer), "reassigned").await {
+            Ok(done) => {
+                let ctx = minijinja::context! { number => &tip.number, name => &done.officer.name };
+                let mut out = vec![Outbound::text(inbound.chat.id, self.texts().render(Msg::ReassignDone, ctx))];
+                out.extend(done.out);
+                Ok(out)
+            }
+            Err(e) => self.officer_refusal(inbound.chat.id, tip, e),
         }
-        let text = self
-            .texts()
-            .render(Msg::ReassignDone, minijinja::context! { number => &tip.number, name => &officer.name });
-        let mut out = vec![Outbound::text(inbound.chat.id, text)];
-        out.extend(self.hand_over(tip.id, officer.id, tip.escalation_level, "reassigned", &village.name).await?.1);
-        Ok(out)
     }
 
     /// Gives a tip to an officer (`kind`: routed, escalated, reassigned, assigned) at position

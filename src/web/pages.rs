@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::figures::{bar_chart, column_chart};
 use super::{Session, WebState, csrf_refused, error_page, internal};
 use crate::authz::{Action, Subject};
-use crate::core::DeskError;
+use crate::core::CoreError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
 use crate::store::broadcasts::{OfficerFigures, Target};
@@ -440,9 +440,10 @@ async fn tip_view(
 ) -> Page {
     let core = &state.core;
     // Reading a tip is recorded like an export of it.
-    let tip = match core.desk_tip(&session.actor, Action::Export, number).await.map_err(fail)? {
+    let tip = match core.desk_tip(&session.actor, Action::Export, number).await {
         Ok(tip) => tip,
-        Err(DeskError::Refused) => return Err(refused(state, session)),
+        Err(CoreError::Refused) => return Err(refused(state, session)),
+        Err(CoreError::Unexpected(e)) => return Err(fail(e)),
         Err(_) => return Err(error_page(StatusCode::NOT_FOUND, "no_tip")),
     };
     let store = core.store();
@@ -525,9 +526,10 @@ async fn tip_media(
     Path((number, index)): Path<(String, usize)>,
 ) -> Page {
     let core = &state.core;
-    let tip = match core.desk_tip(&session.actor, Action::Export, &number).await.map_err(fail)? {
+    let tip = match core.desk_tip(&session.actor, Action::Export, &number).await {
         Ok(tip) => tip,
-        Err(DeskError::Refused) => return Err(refused(&state, &session)),
+        Err(CoreError::Refused) => return Err(refused(&state, &session)),
+        Err(CoreError::Unexpected(e)) => return Err(fail(e)),
         Err(_) => return Err(StatusCode::NOT_FOUND.into_response()),
     };
     let items = core.store().tip_items(tip.id).await.map_err(fail)?;
@@ -597,35 +599,36 @@ async fn tip_action(
         "reopen" => (core.desk_reopen(actor, &number, &form.note).await, "reopen"),
         _ => return Err(StatusCode::NOT_FOUND.into_response()),
     };
-    match result.map_err(fail)? {
+    match result {
         Ok((_, outbound)) => {
             let tip = core.store().tip_by_number(&number).await.map_err(fail)?;
             let platform = tip.map(|t| t.platform).unwrap_or_default();
             state.send(&platform, outbound);
             Ok(Redirect::to(&format!("/tips/{}?ok={action}", url_segment(&number))).into_response())
         }
-        Err(DeskError::Refused) => Err(refused(&state, &session)),
+        Err(CoreError::Refused) => Err(refused(&state, &session)),
+        Err(CoreError::Unexpected(e)) => Err(fail(e)),
         Err(e) => {
             let message = state.t(desk_error_key(&e));
-            let field = if action == "status" && matches!(e, DeskError::Invalid("note")) { "note" } else { field };
+            let field = if action == "status" && matches!(e, CoreError::Invalid("note")) { "note" } else { field };
             tip_page(&state, &session, &number, BTreeMap::from([(field, message)]), "").await
         }
     }
 }
 
 /// The text (in `texts.toml`) that says why a desk action did not happen.
-fn desk_error_key(e: &DeskError) -> &'static str {
+fn desk_error_key(e: &CoreError) -> &'static str {
     match e {
-        DeskError::NoTip => "no_tip",
-        DeskError::NotOpen => "tip_not_open",
-        DeskError::NotClosed => "tip_not_closed",
-        DeskError::NoOfficer => "officer_not_serving",
-        DeskError::Invalid("note") => "note_required",
-        DeskError::Invalid("reason") => "reason_required",
-        DeskError::Invalid("into") => "into_required",
-        DeskError::Invalid("gone") => "tipster_gone",
-        DeskError::Invalid(_) => "text_required",
-        DeskError::Refused => "refused",
+        CoreError::NotFound => "no_tip",
+        CoreError::NotOpen => "tip_not_open",
+        CoreError::NotClosed => "tip_not_closed",
+        CoreError::NoOfficer => "officer_not_serving",
+        CoreError::Invalid("note") => "note_required",
+        CoreError::Invalid("reason") => "reason_required",
+        CoreError::Invalid("into") => "into_required",
+        CoreError::Invalid("gone") => "tipster_gone",
+        CoreError::Invalid(_) => "text_required",
+        CoreError::Refused | CoreError::Unexpected(_) => "refused",
     }
 }
 
@@ -672,9 +675,9 @@ async fn bulk(State(state): State<WebState>, session: Session, body: axum::body:
             "assign" => core.desk_assign(&session.actor, number, &badge).await,
             "close" => core.desk_status(&session.actor, number, "resolved", &note).await,
             _ => return Err(StatusCode::NOT_FOUND.into_response()),
-        }
-        .map_err(fail)?;
+        };
         match result {
+            Err(CoreError::Unexpected(e)) => return Err(fail(e)),
             Ok((_, outbound)) => {
                 let tip = core.store().tip_by_number(number).await.map_err(fail)?;
                 state.send(&tip.map(|t| t.platform).unwrap_or_default(), outbound);

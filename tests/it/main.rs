@@ -18,6 +18,7 @@ mod foundation;
 mod fuzz;
 mod registry;
 mod routing;
+mod rule_matrix;
 mod schema;
 #[path = "../../benches/common/seed.rs"]
 mod seed;

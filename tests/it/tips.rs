@@ -355,10 +355,10 @@ app_test!(at_the_end_of_the_chain_everyone_is_reminded_until_someone_acknowledge
     assert_eq!(app.store().tip_event_kinds(tip.id).await.unwrap(), ["created", "routed", "reminded", "reminded"]);
 });
 
-const STAFF: i64 = -1009000000001;
+pub const STAFF: i64 = -1009000000001;
 
 /// Makes the test group the staff group of 和庄派出所, bound by 张建国.
-async fn staff_group(app: &TestApp) {
+pub async fn staff_group(app: &TestApp) {
     app.fake.group(STAFF, "和庄派出所内勤", true);
     let mark = app.fake.mark();
     app.fake.add_bot_to_group(STAFF, &zhang());
