@@ -643,7 +643,7 @@ impl Core {
         let chat_id = inbound.chat.id;
         let in_group = inbound.chat.kind == ChatKind::Group;
         tracing::info!(command = cmd.name(), "command");
-        if in_group && let Some(out) = self.on_staff_command(inbound, message_id, cmd.name(), args).await? {
+        if in_group && let Some(out) = self.on_staff_command(inbound, message_id, &cmd, args).await? {
             return Ok(out);
         }
         match cmd {
@@ -754,9 +754,8 @@ impl Core {
         match button {
             ButtonData::Ack(_) => {}
             ButtonData::Compose(b) => out.extend(self.compose_button(inbound, b).await?),
-            ButtonData::Tip(_) | ButtonData::Officer(_) => {
-                out.extend(self.tip_button(inbound, data).await?.unwrap_or_default())
-            }
+            ButtonData::Tip(b) => out.extend(self.tip_button(inbound, b).await?),
+            ButtonData::Officer(b) => out.extend(self.officer_tip_button(inbound, b).await?),
             ButtonData::PickVillage(code) => out.extend(self.choose_village(inbound, &code).await?),
             ButtonData::Menu(item) if Self::is_private_person(inbound) => out.extend(match item {
                 MenuItem::Card => self.private_card(inbound).await?,

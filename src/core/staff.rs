@@ -6,6 +6,7 @@
 //! here shows who reported a tip.
 
 use super::handler::Core;
+use super::wire::{Command, StaffCommand};
 use super::workflow::By;
 use super::{CoreError, Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
@@ -73,28 +74,34 @@ impl Core {
         &self,
         inbound: &Inbound,
         message_id: i64,
-        cmd: &str,
+        cmd: &Command,
         args: &str,
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
-        if !matches!(cmd, "tips" | "tip" | "assign" | "resolve" | "reject" | "merge" | "reload") {
-            return Ok(None);
-        }
+        let cmd = match cmd {
+            Command::Staff(staff) => *staff,
+            Command::Tip => StaffCommand::Show,
+            _ => return Ok(None),
+        };
         let Some(group) = self.staff_group(inbound).await? else { return Ok(None) };
         let station_id = group.station_id.unwrap_or_default();
         let actor = self.actor_of(inbound).await?;
         let (action, subject) = match cmd {
-            "reload" => (Action::ReloadRules, Subject::Everything),
-            "resolve" | "reject" | "merge" => (Action::Resolve, Subject::Station { station_id }),
-            _ => (Action::Assign, Subject::Station { station_id }),
+            StaffCommand::Reload => (Action::ReloadRules, Subject::Everything),
+            StaffCommand::Resolve | StaffCommand::Reject | StaffCommand::Merge => {
+                (Action::Resolve, Subject::Station { station_id })
+            }
+            StaffCommand::Tips | StaffCommand::Show | StaffCommand::Assign => {
+                (Action::Assign, Subject::Station { station_id })
+            }
         };
-        let target = format!("{cmd} {}", args.split_whitespace().next().unwrap_or("")).trim_end().to_string();
+        let target = format!("{} {}", cmd.name(), args.split_whitespace().next().unwrap_or("")).trim_end().to_string();
         let officer_id = actor.officer_id.unwrap_or_default();
         if !self.authorize(inbound, &actor, action, subject, &target).await? || actor.officer_id.is_none() {
             return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffRefused))));
         }
         let mut words = args.split_whitespace();
         let out = match cmd {
-            "reload" => {
+            StaffCommand::Reload => {
                 let text = match self.reload_triage() {
                     Ok(rules) => self.texts().render(Msg::ReloadDone, minijinja::context! { rules }),
                     Err(e) => {
@@ -107,19 +114,23 @@ impl Core {
                 };
                 self.reply_text(inbound, message_id, text)
             }
-            "tips" => self.staff_list(inbound, message_id, station_id, args).await?,
-            _ => {
+            StaffCommand::Tips => self.staff_list(inbound, message_id, station_id, args).await?,
+            StaffCommand::Show
+            | StaffCommand::Assign
+            | StaffCommand::Resolve
+            | StaffCommand::Reject
+            | StaffCommand::Merge => {
                 let Some(tip) = self.staff_tip(words.next().unwrap_or(""), station_id).await? else {
                     return Ok(Some(self.reply_text(inbound, message_id, self.texts().plain(Msg::StaffTipNotFound))));
                 };
                 let rest: Vec<&str> = words.collect();
                 match cmd {
-                    "tip" => self.staff_show(inbound, message_id, &tip, &actor).await?,
-                    "assign" => {
+                    StaffCommand::Show => self.staff_show(inbound, message_id, &tip, &actor).await?,
+                    StaffCommand::Assign => {
                         self.staff_assign(inbound, message_id, &tip, &actor, rest.first().copied().unwrap_or(""))
                             .await?
                     }
-                    "resolve" => {
+                    StaffCommand::Resolve => {
                         self.staff_close(
                             inbound,
                             message_id,
@@ -131,11 +142,11 @@ impl Core {
                         )
                         .await?
                     }
-                    "merge" => {
+                    StaffCommand::Merge => {
                         let into = rest.first().copied().unwrap_or("");
                         self.staff_merge(inbound, message_id, &tip, &actor, officer_id, into, station_id).await?
                     }
-                    _ => {
+                    StaffCommand::Reject => {
                         self.staff_close(
                             inbound,
                             message_id,
@@ -147,6 +158,8 @@ impl Core {
                         )
                         .await?
                     }
+                    // Answered above, without a tip.
+                    StaffCommand::Tips | StaffCommand::Reload => vec![],
                 }
             }
         };

@@ -9,33 +9,18 @@ use serde::{Deserialize, Serialize};
 use super::CoreError;
 use super::handler::Core;
 use super::routing;
+use super::wire::{ButtonData, OfficerButton, TipButton};
 use super::workflow::By;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::authz::{Action, Actor, Subject};
-use crate::domain::{Phone, TipStatus};
+use crate::domain::{Phone, Rating, TipStatus};
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
 use crate::triage::TipCategory;
 
-/// Button data of the tip conversation.
-const CATEGORY: &str = "t:cat:";
-const DONE: &str = "t:done";
-const ANONYMOUS: &str = "t:anon";
-const NAMED: &str = "t:named";
-const SKIP_PHONE: &str = "t:skip";
-const CONFIRM: &str = "t:ok";
-const CANCEL: &str = "t:cancel";
-/// The tipster's buttons: rate a resolved tip (`t:rate:<id>:<rating>`), answer the officer.
-const RATE: &str = "t:rate:";
-pub(super) const TIPSTER_REPLY: &str = "t:reply:";
-/// The receipt's 查询进展 button: only the chat that reported the tip may use it.
-const STATUS: &str = "t:status:";
 /// Most of a person's own tips listed when they ask how their reports are going.
 const MY_TIPS_LIMIT: i64 = 5;
-const RATINGS: [&str; 3] = ["satisfied", "fair", "dissatisfied"];
-/// Button data of the officer's card: `tip:ack:<id>`, `tip:reply:<id>`, `tip:done:<id>`.
-const OFFICER: &str = "tip:";
 
 /// Where a tip being written stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +151,10 @@ impl Core {
     }
 
     fn cancel_row(&self) -> Vec<Button> {
-        vec![Button::Callback { label: self.texts().plain(Msg::TipButtonCancel), data: CANCEL.into() }]
+        vec![Button::Callback {
+            label: self.texts().plain(Msg::TipButtonCancel),
+            data: ButtonData::Tip(TipButton::Cancel).into(),
+        }]
     }
 
     fn prompt(&self, chat_id: i64, text: String, mut buttons: Vec<Vec<Button>>) -> Outbound {
@@ -190,14 +178,17 @@ impl Core {
                     .map(|c| {
                         vec![Button::Callback {
                             label: t.render(Msg::CategoryLabel, minijinja::context! { code => c }),
-                            data: format!("{CATEGORY}{c}"),
+                            data: ButtonData::Tip(TipButton::Category(c.clone())).into(),
                         }]
                     })
                     .collect();
                 self.prompt(chat_id, t.render(Msg::TipChooseCategory, minijinja::context! { village }), buttons)
             }
             Step::Details => {
-                let done = vec![vec![Button::Callback { label: t.plain(Msg::TipButtonDone), data: DONE.into() }]];
+                let done = vec![vec![Button::Callback {
+                    label: t.plain(Msg::TipButtonDone),
+                    data: ButtonData::Tip(TipButton::Done).into(),
+                }]];
                 match (&draft.category, draft.items.is_empty()) {
                     // Started from the person's own words: say what was understood.
                     (Some(category), false) => {
@@ -220,14 +211,23 @@ impl Core {
                 chat_id,
                 t.plain(Msg::TipAnonymityPrompt),
                 vec![
-                    vec![Button::Callback { label: t.plain(Msg::TipButtonAnonymous), data: ANONYMOUS.into() }],
-                    vec![Button::Callback { label: t.plain(Msg::TipButtonNamed), data: NAMED.into() }],
+                    vec![Button::Callback {
+                        label: t.plain(Msg::TipButtonAnonymous),
+                        data: ButtonData::Tip(TipButton::Anonymous).into(),
+                    }],
+                    vec![Button::Callback {
+                        label: t.plain(Msg::TipButtonNamed),
+                        data: ButtonData::Tip(TipButton::Named).into(),
+                    }],
                 ],
             ),
             Step::Phone => self.prompt(
                 chat_id,
                 t.plain(Msg::TipPhonePrompt),
-                vec![vec![Button::Callback { label: t.plain(Msg::TipButtonSkip), data: SKIP_PHONE.into() }]],
+                vec![vec![Button::Callback {
+                    label: t.plain(Msg::TipButtonSkip),
+                    data: ButtonData::Tip(TipButton::SkipPhone).into(),
+                }]],
             ),
             Step::Confirm => {
                 let village = match draft.village_id {
@@ -252,7 +252,10 @@ impl Core {
                 self.prompt(
                     chat_id,
                     text,
-                    vec![vec![Button::Callback { label: t.plain(Msg::TipButtonConfirm), data: CONFIRM.into() }]],
+                    vec![vec![Button::Callback {
+                        label: t.plain(Msg::TipButtonConfirm),
+                        data: ButtonData::Tip(TipButton::Confirm).into(),
+                    }]],
                 )
             }
         })
@@ -402,7 +405,10 @@ impl Core {
                 self.save_draft(inbound, &draft).await?;
                 let n = draft.items.len();
                 let text = self.texts().render(Msg::TipItemReceived, minijinja::context! { n });
-                let done = Button::Callback { label: self.texts().plain(Msg::TipButtonDone), data: DONE.into() };
+                let done = Button::Callback {
+                    label: self.texts().plain(Msg::TipButtonDone),
+                    data: ButtonData::Tip(TipButton::Done).into(),
+                };
                 Ok(Some(vec![self.prompt(chat_id, text, vec![vec![done]])]))
             }
             Step::Phone => {
@@ -417,8 +423,10 @@ impl Core {
                         Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]))
                     }
                     _ => {
-                        let skip =
-                            Button::Callback { label: self.texts().plain(Msg::TipButtonSkip), data: SKIP_PHONE.into() };
+                        let skip = Button::Callback {
+                            label: self.texts().plain(Msg::TipButtonSkip),
+                            data: ButtonData::Tip(TipButton::SkipPhone).into(),
+                        };
                         Ok(Some(vec![self.prompt(chat_id, self.texts().plain(Msg::TipPhoneInvalid), vec![vec![skip]])]))
                     }
                 }
@@ -432,66 +440,55 @@ impl Core {
         }
     }
 
-    /// A button of the tip conversation or of an officer's tip card. `None`: not ours.
-    pub(super) async fn tip_button(&self, inbound: &Inbound, data: &str) -> anyhow::Result<Option<Vec<Outbound>>> {
-        if let Some(rest) = data.strip_prefix(OFFICER) {
-            return self.officer_tip_button(inbound, rest).await.map(Some);
-        }
-        if !data.starts_with("t:") {
-            return Ok(None);
-        }
+    /// A button of the tip conversation, or the tipster's own.
+    pub(super) async fn tip_button(&self, inbound: &Inbound, button: TipButton) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
-        if data == CANCEL {
-            return self.cancel_conversation(inbound).await.map(Some);
-        }
-        if let Some(rest) = data.strip_prefix(RATE) {
-            return self.rate(inbound, rest).await.map(Some);
-        }
-        if let Some(id) = data.strip_prefix(STATUS) {
-            let tip_id = id.parse::<i64>().unwrap_or(0);
-            let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == chat_id);
-            return match (mine, self.store().tip(tip_id).await?) {
-                (true, Some(tip)) => Ok(Some(vec![self.status_reply(chat_id, &tip)])),
-                _ => Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))])),
-            };
-        }
-        if let Some(id) = data.strip_prefix(TIPSTER_REPLY) {
-            return self.start_tipster_reply(inbound, id).await.map(Some);
+        match button {
+            TipButton::Cancel => return self.cancel_conversation(inbound).await,
+            TipButton::Rate { tip_id, rating } => return self.rate(inbound, tip_id, &rating).await,
+            TipButton::Status(tip_id) => {
+                let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == chat_id);
+                return match (mine, self.store().tip(tip_id).await?) {
+                    (true, Some(tip)) => Ok(vec![self.status_reply(chat_id, &tip)]),
+                    _ => Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::StatusNotFound))]),
+                };
+            }
+            TipButton::Reply(tip_id) => return self.start_tipster_reply(inbound, tip_id).await,
+            _ => {}
         }
         let Some(mut draft) = self.load_draft(inbound).await? else {
             // A button of a conversation that ended (committed, cancelled or expired).
-            return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::TipNoDraft))]));
+            return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::TipNoDraft))]);
         };
-        match (draft.step, data) {
-            (Step::Category, d) if d.starts_with(CATEGORY) => {
-                let code = &d[CATEGORY.len()..];
-                if !self.tip_categories().iter().any(|c| c == code) {
-                    return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]));
+        match (draft.step, button) {
+            (Step::Category, TipButton::Category(code)) => {
+                if !self.tip_categories().iter().any(|c| *c == code) {
+                    return Ok(vec![self.step_prompt(chat_id, &draft).await?]);
                 }
-                draft.category = Some(code.to_string());
+                draft.category = Some(code);
                 draft.step = Step::Details;
             }
-            (Step::Details, DONE) => {
+            (Step::Details, TipButton::Done) => {
                 if draft.items.is_empty() {
-                    return Ok(Some(vec![self.prompt(chat_id, self.texts().plain(Msg::TipNothingYet), vec![])]));
+                    return Ok(vec![self.prompt(chat_id, self.texts().plain(Msg::TipNothingYet), vec![])]);
                 }
                 draft.step = Step::Anonymity;
             }
-            (Step::Anonymity, ANONYMOUS) => {
+            (Step::Anonymity, TipButton::Anonymous) => {
                 draft.anonymous = Some(true);
                 draft.step = Step::Confirm;
             }
-            (Step::Anonymity, NAMED) => {
+            (Step::Anonymity, TipButton::Named) => {
                 draft.anonymous = Some(false);
                 draft.step = Step::Phone;
             }
-            (Step::Phone, SKIP_PHONE) => draft.step = Step::Confirm,
-            (Step::Confirm, CONFIRM) => return self.commit_tip(inbound, draft).await.map(Some),
+            (Step::Phone, TipButton::SkipPhone) => draft.step = Step::Confirm,
+            (Step::Confirm, TipButton::Confirm) => return self.commit_tip(inbound, draft).await,
             // A button of an earlier step pressed again: show where the draft is.
-            _ => return Ok(Some(vec![self.step_prompt(chat_id, &draft).await?])),
+            _ => return Ok(vec![self.step_prompt(chat_id, &draft).await?]),
         }
         self.save_draft(inbound, &draft).await?;
-        Ok(Some(vec![self.step_prompt(chat_id, &draft).await?]))
+        Ok(vec![self.step_prompt(chat_id, &draft).await?])
     }
 
     /// Commits the tip, ends the conversation, gives the receipt and routes the tip.
@@ -530,7 +527,7 @@ impl Core {
         );
         let status = Button::Callback {
             label: self.texts().plain(Msg::TipButtonStatus),
-            data: format!("{STATUS}{}", receipt.id),
+            data: ButtonData::Tip(TipButton::Status(receipt.id)).into(),
         };
         let mut out = vec![Outbound::Message { chat_id, text, buttons: vec![vec![status]], reply_to: None }];
         let card = CardParts { alias: &receipt.alias, items: &new.items };
@@ -687,10 +684,22 @@ impl Core {
             },
         );
         let buttons = vec![vec![
-            Button::Callback { label: t.plain(Msg::TipButtonAck), data: format!("{OFFICER}ack:{}", tip.id) },
-            Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{}", tip.id) },
-            Button::Callback { label: t.plain(Msg::TipButtonReassign), data: format!("{OFFICER}move:{}", tip.id) },
-            Button::Callback { label: t.plain(Msg::TipButtonResolve), data: format!("{OFFICER}done:{}", tip.id) },
+            Button::Callback {
+                label: t.plain(Msg::TipButtonAck),
+                data: ButtonData::Officer(OfficerButton::Acknowledge(tip.id)).into(),
+            },
+            Button::Callback {
+                label: t.plain(Msg::TipButtonReply),
+                data: ButtonData::Officer(OfficerButton::Reply(tip.id)).into(),
+            },
+            Button::Callback {
+                label: t.plain(Msg::TipButtonReassign),
+                data: ButtonData::Officer(OfficerButton::Move(tip.id)).into(),
+            },
+            Button::Callback {
+                label: t.plain(Msg::TipButtonResolve),
+                data: ButtonData::Officer(OfficerButton::Done(tip.id)).into(),
+            },
         ]];
         let mut out = vec![Outbound::Message { chat_id, text, buttons, reply_to: None }];
         for item in card.items {
@@ -710,14 +719,12 @@ impl Core {
     }
 
     /// 受理 / 办结 on an officer's card.
-    async fn officer_tip_button(&self, inbound: &Inbound, rest: &str) -> anyhow::Result<Vec<Outbound>> {
-        // `ack:<id>`, `reply:<id>`, `move:<id>`, `done:<id>`, or `to:<id>:<officer id>`.
-        let (action, id) = rest.split_once(':').unwrap_or((rest, ""));
-        let (id, target) = id.split_once(':').map(|(a, b)| (a, b.parse::<i64>().ok())).unwrap_or((id, None));
-        let tip = match id.parse::<i64>() {
-            Ok(id) => self.store().tip(id).await?,
-            Err(_) => None,
-        };
+    pub(super) async fn officer_tip_button(
+        &self,
+        inbound: &Inbound,
+        button: OfficerButton,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let tip = self.store().tip(button.tip_id()).await?;
         let (Some(tip), Some(officer)) = (tip, self.officer_of(inbound).await?) else {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
         };
@@ -725,7 +732,7 @@ impl Core {
         // (a re-import ended the assignment) is told so, even on a card sent to them before.
         let actor = self.actor_of(inbound).await?;
         let village = self.store().village_by_id(tip.village_id).await?;
-        let action = if matches!(action, "move" | "to") { Action::Assign } else { Action::Resolve };
+        let action = if button.hands_on() { Action::Assign } else { Action::Resolve };
         let allowed = match &village {
             Some(v) => {
                 let subject = Subject::Village { village_id: v.id, station_id: v.station_id };
@@ -736,30 +743,24 @@ impl Core {
         if !allowed {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::TipNotYours))]);
         }
-        let action = rest.split_once(':').map_or(rest, |(a, _)| a);
-        if action == "move" {
-            return self.reassign_choices(inbound, &tip, officer.id).await;
-        }
-        if action == "to" {
-            return self.reassign(inbound, &actor, officer.id, &tip, target).await;
-        }
-        if action == "reply" {
-            self.save_conversation(inbound, &Conversation::Reply { tip_id: tip.id, officer: true }).await?;
-            let text = self.texts().render(Msg::ReplyPromptOfficer, minijinja::context! { number => &tip.number });
-            return Ok(vec![Outbound::text(inbound.chat.id, text)]);
-        }
-        if action == "done" {
-            return self.ask_resolution_note(inbound, &tip).await;
-        }
-        if action == "fin" {
-            // `fin:<id>:<n>`: the n-th quick note, or `-` for none.
-            let choice =
-                target.and_then(|n| usize::try_from(n).ok()).and_then(|n| self.resolution_choices().into_iter().nth(n));
-            self.end_draft(inbound).await?;
-            return self.officer_closes(inbound, &tip, officer.id, choice.as_deref()).await;
-        }
-        if action != "ack" {
-            return Ok(vec![]);
+        match button {
+            OfficerButton::Move(_) => return self.reassign_choices(inbound, &tip, officer.id).await,
+            OfficerButton::MoveTo { officer_id, .. } => {
+                return self.reassign(inbound, &actor, officer.id, &tip, Some(officer_id)).await;
+            }
+            OfficerButton::Reply(_) => {
+                self.save_conversation(inbound, &Conversation::Reply { tip_id: tip.id, officer: true }).await?;
+                let text = self.texts().render(Msg::ReplyPromptOfficer, minijinja::context! { number => &tip.number });
+                return Ok(vec![Outbound::text(inbound.chat.id, text)]);
+            }
+            OfficerButton::Done(_) => return self.ask_resolution_note(inbound, &tip).await,
+            OfficerButton::Finish { note, .. } => {
+                // The n-th quick note, or none.
+                let choice = note.and_then(|n| self.resolution_choices().into_iter().nth(n));
+                self.end_draft(inbound).await?;
+                return self.officer_closes(inbound, &tip, officer.id, choice.as_deref()).await;
+            }
+            OfficerButton::Acknowledge(_) => {}
         }
         match self.acknowledge_tip(&actor, By::Officer(officer.id), &tip).await {
             Ok((_, notice)) => {
@@ -814,11 +815,16 @@ impl Core {
             .resolution_choices()
             .into_iter()
             .enumerate()
-            .map(|(n, label)| vec![Button::Callback { label, data: format!("{OFFICER}fin:{}:{n}", tip.id) }])
+            .map(|(n, label)| {
+                vec![Button::Callback {
+                    label,
+                    data: ButtonData::Officer(OfficerButton::Finish { tip_id: tip.id, note: Some(n) }).into(),
+                }]
+            })
             .collect();
         buttons.push(vec![Button::Callback {
             label: self.texts().plain(Msg::ResolveNoNote),
-            data: format!("{OFFICER}fin:{}:-", tip.id),
+            data: ButtonData::Officer(OfficerButton::Finish { tip_id: tip.id, note: None }).into(),
         }]);
         let text = self.texts().render(Msg::ResolvePrompt, minijinja::context! { number => &tip.number });
         Ok(vec![Outbound::Message { chat_id: inbound.chat.id, text, buttons, reply_to: None }])
@@ -901,7 +907,8 @@ impl Core {
                     label: self
                         .texts()
                         .render(Msg::ReassignButton, minijinja::context! { name => &m.name, role => &m.role }),
-                    data: format!("{OFFICER}to:{}:{}", tip.id, m.officer_id),
+                    data: ButtonData::Officer(OfficerButton::MoveTo { tip_id: tip.id, officer_id: m.officer_id })
+                        .into(),
                 }]
             })
             .collect();
@@ -979,11 +986,12 @@ impl Core {
         let text = self.texts().render(msg, minijinja::context! { number => &tip.number, note => &tip.public_note });
         let buttons = if ask_rating {
             vec![
-                RATINGS
+                Rating::ALL
                     .iter()
                     .map(|r| Button::Callback {
-                        label: self.texts().render(Msg::RatingLabel, minijinja::context! { rating => r }),
-                        data: format!("{RATE}{}:{r}", tip.id),
+                        label: self.texts().render(Msg::RatingLabel, minijinja::context! { rating => r.as_str() }),
+                        data: ButtonData::Tip(TipButton::Rate { tip_id: tip.id, rating: r.as_str().to_string() })
+                            .into(),
                     })
                     .collect(),
             ]
@@ -1019,7 +1027,7 @@ impl Core {
             let header = t.render(Msg::RelayToTipster, minijinja::context! { number => &tip.number, text => &body });
             let answer = Button::Callback {
                 label: t.plain(Msg::TipButtonReplyToOfficer),
-                data: format!("{TIPSTER_REPLY}{tip_id}"),
+                data: ButtonData::Tip(TipButton::Reply(tip_id)).into(),
             };
             (
                 Platform::parse(&reporter.platform).map(|on| (on, reporter.chat_id)),
@@ -1038,8 +1046,10 @@ impl Core {
                 Msg::RelayToOfficer,
                 minijinja::context! { number => &tip.number, alias => &reporter.alias, text => &body },
             );
-            let answer =
-                Button::Callback { label: t.plain(Msg::TipButtonReply), data: format!("{OFFICER}reply:{tip_id}") };
+            let answer = Button::Callback {
+                label: t.plain(Msg::TipButtonReply),
+                data: ButtonData::Officer(OfficerButton::Reply(tip_id)).into(),
+            };
             (target, header, vec![vec![answer]], Msg::RelayDoneTipster, "resident", None)
         };
         let Some((on, target)) = target else {
@@ -1073,11 +1083,8 @@ impl Core {
     }
 
     /// The tipster's 回复民警 button.
-    async fn start_tipster_reply(&self, inbound: &Inbound, id: &str) -> anyhow::Result<Vec<Outbound>> {
-        let reporter = match id.parse::<i64>() {
-            Ok(id) => self.store().tip_reporter(id).await?.map(|r| (id, r)),
-            Err(_) => None,
-        };
+    async fn start_tipster_reply(&self, inbound: &Inbound, tip_id: i64) -> anyhow::Result<Vec<Outbound>> {
+        let reporter = self.store().tip_reporter(tip_id).await?.map(|r| (tip_id, r));
         match reporter {
             Some((tip_id, r)) if r.chat_id == inbound.chat.id && r.platform == inbound.platform.as_str() => {
                 self.save_conversation(inbound, &Conversation::Reply { tip_id, officer: false }).await?;
@@ -1088,11 +1095,9 @@ impl Core {
     }
 
     /// The tipster rates a resolved tip, once.
-    async fn rate(&self, inbound: &Inbound, rest: &str) -> anyhow::Result<Vec<Outbound>> {
-        let (id, rating) = rest.split_once(':').unwrap_or((rest, ""));
-        let tip_id = id.parse::<i64>().unwrap_or(0);
+    async fn rate(&self, inbound: &Inbound, tip_id: i64, rating: &str) -> anyhow::Result<Vec<Outbound>> {
         let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == inbound.chat.id);
-        if !mine || !RATINGS.contains(&rating) {
+        if !mine || Rating::from_code(rating).is_none() {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::RelayGone))]);
         }
         let msg = if self.store().rate_tip(tip_id, rating).await? { Msg::RatingThanks } else { Msg::RatingAlready };
@@ -1209,7 +1214,7 @@ impl Core {
             .map(|t| {
                 vec![Button::Callback {
                     label: self.texts().render(Msg::StatusButton, minijinja::context! { number => &t.number }),
-                    data: format!("{STATUS}{}", t.id),
+                    data: ButtonData::Tip(TipButton::Status(t.id)).into(),
                 }]
             })
             .collect();

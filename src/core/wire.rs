@@ -44,11 +44,14 @@ pub enum Command {
     Other(String),
 }
 
-/// The commands of a station's staff group (`/tip NUMBER` is [`Command::Tip`]).
+/// The commands of a station's staff group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StaffCommand {
     /// `/tips [today|all]`: the station's open tips.
     Tips,
+    /// `/tip NUMBER`: one tip with its timeline (parsed as [`Command::Tip`], which residents
+    /// use too; the staff room tells them apart by the group).
+    Show,
     /// `/assign NUMBER BADGE`.
     Assign,
     /// `/resolve NUMBER NOTE`.
@@ -135,6 +138,7 @@ impl StaffCommand {
     pub fn name(self) -> &'static str {
         match self {
             StaffCommand::Tips => "tips",
+            StaffCommand::Show => "tip",
             StaffCommand::Assign => "assign",
             StaffCommand::Resolve => "resolve",
             StaffCommand::Reject => "reject",

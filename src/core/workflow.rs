@@ -11,6 +11,7 @@
 //! as [`Outbound`].
 
 use super::handler::Core;
+use super::wire::{ButtonData, TipButton};
 use super::{Button, CoreError, Outbound};
 use crate::authz::{Action, Actor, Subject};
 use crate::domain::TipStatus;
@@ -215,7 +216,7 @@ impl Core {
         let message = t.render(Msg::RelayToTipster, minijinja::context! { number => &tip.number, text });
         let answer = Button::Callback {
             label: t.plain(Msg::TipButtonReplyToOfficer),
-            data: format!("{}{}", super::tips::TIPSTER_REPLY, tip.id),
+            data: ButtonData::Tip(TipButton::Reply(tip.id)).into(),
         };
         self.store().tip_event(tip.id, &actor.label(), None, "message", text).await?;
         tracing::info!(tip_id = tip.id, "reply relayed to the tipster");
