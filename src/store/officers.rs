@@ -209,3 +209,20 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// The account of `officer_id` on `platform`, if enrolled there.
+    pub async fn officer_account(&self, officer_id: i64, platform: &str) -> anyhow::Result<Option<i64>> {
+        let load = async {
+            Ok(sqlx::query_scalar("SELECT user_id FROM officer_identities WHERE officer_id = $1 AND platform = $2")
+                .bind(officer_id)
+                .bind(platform)
+                .fetch_optional(self.pool())
+                .await?)
+        };
+        match self.cache.ready().await {
+            Some(registry) => Ok(registry.account(officer_id, platform)),
+            None => load.await,
+        }
+    }
+}

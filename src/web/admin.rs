@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::pages::refused;
 use super::{CsrfForm, Session, WebState, csrf_refused, internal};
 use crate::authz::{Action, Subject};
-use crate::store::web::AuditQuery;
+use crate::store::audit::AuditQuery;
 
 pub fn routes() -> Router<WebState> {
     Router::new()

@@ -17,7 +17,8 @@ use crate::authz::{Action, Subject};
 use crate::core::DeskError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
-use crate::store::broadcasts::{OfficerFigures, Target};
+use crate::store::broadcasts::Target;
+use crate::store::reports::OfficerFigures;
 use crate::store::tip_list::{PageAt, TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
 
 pub fn routes() -> Router<WebState> {
