@@ -1,5 +1,5 @@
-//! Officers as the bot meets them: identity (a platform account linked by enrolment) and
-//! one-time enrolment codes. Names and usernames never decide who someone is.
+//! Officers as the bot meets them: identity (a platform account linked by enrolment, and an
+//! officer's account on a platform) and one-time enrolment codes. Names and usernames never decide who someone is.
 
 use rand::RngCore;
 use serde::Serialize;

@@ -1,5 +1,6 @@
-//! Read queries of the registry: villages, their office and station, and the assignments
-//! active on a day. The importer (`crate::registry`) does the writes.
+//! Read queries of the registry: villages, their office and station, the assignments active
+//! on a day, and the lookups of stations and offices by id or code. The importer
+//! (`crate::registry`) does the writes.
 
 use serde::Serialize;
 use sqlx::FromRow;
