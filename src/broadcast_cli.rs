@@ -14,7 +14,8 @@ use crate::config::Settings;
 use crate::core::Core;
 use crate::core::broadcast::Request;
 use crate::store::Store;
-use crate::store::broadcasts::{BroadcastRow, OfficerFigures, Target, parse_targets};
+use crate::store::broadcasts::{BroadcastRow, Target, parse_targets};
+use crate::store::reports::OfficerFigures;
 
 fn core_for(settings: &Settings, store: Store) -> anyhow::Result<Core> {
     crate::daemon::build_core(settings, store, std::sync::Arc::new(chrono::Utc::now))

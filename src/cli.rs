@@ -692,7 +692,7 @@ async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::
 
 /// `cunjing audit verify`.
 async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
-    use crate::store::trust::AuditCheck;
+    use crate::store::audit::AuditCheck;
     match open_store(settings).await?.verify_audit().await? {
         AuditCheck::Intact { checked, before_chain } => {
             println!("The audit log's chain is intact: {checked} records verified.");

@@ -462,7 +462,7 @@ impl Core {
         };
         match (draft.step, button) {
             (Step::Category, TipButton::Category(code)) => {
-                if !self.tip_categories().iter().any(|c| *c == code) {
+                if !self.tip_categories().contains(&code) {
                     return Ok(vec![self.step_prompt(chat_id, &draft).await?]);
                 }
                 draft.category = Some(code);

@@ -1,6 +1,6 @@
 //! Broadcasts and their delivery ledger: one row per target chat or WeCom robot, written in
 //! the same transaction as the broadcast, claimed by the delivery worker, settled once.
-//! Also the "收到" acknowledgements and the runs of scheduled jobs.
+//! Also the "收到" acknowledgements.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -752,105 +752,9 @@ impl Store {
         .rows_affected();
         Ok(n > 0)
     }
-
-    /// Claims one run of a scheduled job; false when that run was already done (by this or
-    /// another daemon).
-    pub async fn claim_schedule_run(&self, job: &str, due_at: i64, now: i64) -> anyhow::Result<bool> {
-        let n = sqlx::query(
-            "INSERT INTO schedule_runs (job, due_at, ran_at) VALUES ($1, $2, $3) ON CONFLICT (job, due_at) DO NOTHING",
-        )
-        .bind(job)
-        .bind(due_at)
-        .bind(now)
-        .execute(self.writer())
-        .await?
-        .rows_affected();
-        Ok(n > 0)
-    }
-
-    pub async fn schedule_runs(&self, job: &str) -> anyhow::Result<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT due_at FROM schedule_runs WHERE job = $1 ORDER BY due_at")
-            .bind(job)
-            .fetch_all(self.pool())
-            .await?)
-    }
-
-    /// Villages an officer serves (any role but volunteer) that got no warning from that
-    /// officer between `from` and `to`: (code, name).
-    pub async fn villages_without_warning(
-        &self,
-        officer_id: i64,
-        day: &str,
-        from: i64,
-        to: i64,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT DISTINCT v.code, v.name FROM assignments a JOIN villages v ON v.id = a.village_id \
-             WHERE a.officer_id = $1 AND a.role <> 'volunteer' AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
-             AND NOT EXISTS (SELECT 1 FROM broadcast_villages bv JOIN broadcasts b ON b.id = bv.broadcast_id \
-             WHERE bv.village_id = v.id AND b.sender_officer_id = $1 AND b.kind = 'warning' AND b.status <> 'cancelled' \
-             AND b.cap_status = 'Actual' AND b.created_at >= $3 AND b.created_at < $4) ORDER BY v.code",
-        )
-        .bind(officer_id)
-        .bind(day)
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    pub async fn set_village_wecom(&self, code: &str, url: Option<&str>) -> anyhow::Result<bool> {
-        let n = sqlx::query("UPDATE villages SET wecom_webhook = $2 WHERE code = $1")
-            .bind(code)
-            .bind(url)
-            .execute(self.writer())
-            .await?
-            .rows_affected();
-        Ok(n > 0)
-    }
-
-    pub async fn set_office_wecom(&self, code: &str, url: Option<&str>) -> anyhow::Result<bool> {
-        let n = sqlx::query("UPDATE offices SET wecom_webhook = $2 WHERE code = $1")
-            .bind(code)
-            .bind(url)
-            .execute(self.writer())
-            .await?
-            .rows_affected();
-        Ok(n > 0)
-    }
 }
 
 impl Store {
-    /// A station's code and name.
-    pub async fn station_of(&self, station_id: i64) -> anyhow::Result<(String, String)> {
-        Ok(sqlx::query_as("SELECT code, name FROM stations WHERE id = $1")
-            .bind(station_id)
-            .fetch_one(self.pool())
-            .await?)
-    }
-
-    /// A station's offices: (code, name).
-    pub async fn offices_of_station(&self, station_id: i64) -> anyhow::Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT code, name FROM offices WHERE station_id = $1 ORDER BY code")
-            .bind(station_id)
-            .fetch_all(self.pool())
-            .await?)
-    }
-
-    pub async fn office_station(&self, code: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT station_id FROM offices WHERE code = $1")
-            .bind(code)
-            .fetch_optional(self.pool())
-            .await?)
-    }
-
-    pub async fn office_name(&self, code: &str) -> anyhow::Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT name FROM offices WHERE code = $1")
-            .bind(code)
-            .fetch_optional(self.pool())
-            .await?)
-    }
-
     /// How many deliveries a new broadcast to `targets` would make: every group on every
     /// platform and every WeCom robot it reaches (the rows [`Store::create_broadcast`] writes).
     pub async fn count_destinations(&self, targets: &[Target]) -> anyhow::Result<i64> {
@@ -867,187 +771,34 @@ impl Store {
     }
 }
 
-/// One officer's figures for a period (`cunjing report monthly`, the staff groups' summary).
-#[derive(Debug, Clone, Serialize)]
-pub struct OfficerFigures {
-    pub badge: String,
-    pub name: String,
-    pub station_code: String,
-    /// Whether the monthly minimum of warnings applies: it is a police officer's duty (民警),
-    /// not an auxiliary's or a volunteer's.
-    pub owes_warnings: bool,
-    pub warnings: i64,
-    pub notices: i64,
-    pub tips_received: i64,
-    pub tips_acknowledged: i64,
-    pub tips_resolved: i64,
-    pub median_ack_minutes: Option<i64>,
-    pub rated_satisfied: i64,
-    pub rated_fair: i64,
-    pub rated_dissatisfied: i64,
-}
-
-impl OfficerFigures {
-    /// The figures as the exports write them, after who the officer is: station, warnings,
-    /// notices, tips received, acknowledged, resolved, median minutes to acknowledge, and
-    /// the ratings satisfied, fair, dissatisfied.
-    pub fn cells(&self) -> Vec<String> {
-        vec![
-            self.station_code.clone(),
-            self.warnings.to_string(),
-            self.notices.to_string(),
-            self.tips_received.to_string(),
-            self.tips_acknowledged.to_string(),
-            self.tips_resolved.to_string(),
-            self.median_ack_minutes.map(|m| m.to_string()).unwrap_or_default(),
-            self.rated_satisfied.to_string(),
-            self.rated_fair.to_string(),
-            self.rated_dissatisfied.to_string(),
-        ]
-    }
-}
-
-/// The median of waits in milliseconds, in whole minutes (rounded).
-fn median_minutes(mut waits: Vec<i64>) -> i64 {
-    waits.sort_unstable();
-    let mid = waits.len() / 2;
-    let ms = if waits.len().is_multiple_of(2) { (waits[mid - 1] + waits[mid]) / 2 } else { waits[mid] };
-    (ms + 30_000) / 60_000
-}
-
 impl Store {
     pub async fn broadcast_by_cap_identifier(&self, identifier: &str) -> anyhow::Result<Option<BroadcastRow>> {
         let sql = format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE cap_identifier = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(identifier).fetch_optional(self.pool()).await?)
     }
-
-    /// Per officer (of one station, or all), between `from` and `to` (UTC ms): one grouped
-    /// query per measure, whatever the number of officers.
-    pub async fn officer_figures(
-        &self,
-        from: i64,
-        to: i64,
-        station_id: Option<i64>,
-    ) -> anyhow::Result<Vec<OfficerFigures>> {
-        use std::collections::HashMap;
-        let officers: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-            "SELECT f.id, f.badge, f.name, s.code, f.kind FROM officers f JOIN stations s ON s.id = f.station_id \
-             WHERE $1 = 0 OR f.station_id = $1 ORDER BY s.code, f.badge",
-        )
-        .bind(station_id.unwrap_or(0))
-        .fetch_all(self.pool())
-        .await?;
-        let published: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT sender_officer_id, kind, COUNT(*) FROM broadcasts WHERE sender_officer_id IS NOT NULL \
-             AND status <> 'cancelled' AND cap_status = 'Actual' AND created_at >= $1 AND created_at < $2 \
-             GROUP BY sender_officer_id, kind",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        let tips: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-            "SELECT officer_id, \
-             COUNT(DISTINCT CASE WHEN kind IN ('routed', 'escalated', 'assigned', 'reassigned') THEN tip_id END), \
-             COUNT(DISTINCT CASE WHEN kind = 'acknowledged' THEN tip_id END), \
-             COUNT(DISTINCT CASE WHEN kind = 'resolved' THEN tip_id END) \
-             FROM tip_events WHERE officer_id IS NOT NULL AND at >= $1 AND at < $2 GROUP BY officer_id",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        let acknowledged: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT DISTINCT e.officer_id, t.id, t.acknowledged_at - t.created_at FROM tip_events e \
-             JOIN tips t ON t.id = e.tip_id WHERE e.kind = 'acknowledged' AND e.officer_id IS NOT NULL \
-             AND e.at >= $1 AND e.at < $2 AND t.acknowledged_at IS NOT NULL",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        let ratings: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT assigned_officer_id, rating, COUNT(*) FROM tips WHERE assigned_officer_id IS NOT NULL \
-             AND rating IS NOT NULL AND resolved_at >= $1 AND resolved_at < $2 GROUP BY assigned_officer_id, rating",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_all(self.pool())
-        .await?;
-        let tips: HashMap<i64, (i64, i64, i64)> = tips.into_iter().map(|(o, r, a, d)| (o, (r, a, d))).collect();
-        let mut waits: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (officer, _, wait) in acknowledged {
-            waits.entry(officer).or_default().push(wait);
-        }
-        let count = |rows: &[(i64, String, i64)], officer: i64, what: &str| {
-            rows.iter().filter(|(o, k, _)| *o == officer && k == what).map(|(_, _, n)| *n).sum::<i64>()
-        };
-        Ok(officers
-            .into_iter()
-            .map(|(id, badge, name, station_code, kind)| {
-                let (tips_received, tips_acknowledged, tips_resolved) = tips.get(&id).copied().unwrap_or_default();
-                OfficerFigures {
-                    badge,
-                    name,
-                    station_code,
-                    owes_warnings: kind == crate::domain::OfficerKind::Police.as_str(),
-                    warnings: count(&published, id, "warning"),
-                    notices: count(&published, id, "notice"),
-                    tips_received,
-                    tips_acknowledged,
-                    tips_resolved,
-                    median_ack_minutes: waits.remove(&id).map(median_minutes),
-                    rated_satisfied: count(&ratings, id, "satisfied"),
-                    rated_fair: count(&ratings, id, "fair"),
-                    rated_dissatisfied: count(&ratings, id, "dissatisfied"),
-                }
-            })
-            .collect())
-    }
 }
 
 impl Store {
-    /// Warnings and notices sent from the console in `[from, to)`, per station of the sending
-    /// account: (station name, warnings, notices). They count for the station, not for an
-    /// officer.
-    pub async fn desk_broadcast_figures(
-        &self,
-        from: i64,
-        to: i64,
-        station_id: Option<i64>,
-    ) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    /// The latest broadcasts that reached a village of `station_id` (all with `None`).
+    pub async fn station_broadcasts(&self, station_id: Option<i64>, limit: i64) -> anyhow::Result<Vec<BroadcastRow>> {
         Ok(sqlx::query_as(
-            "SELECT s.name, SUM(CASE WHEN b.kind = 'warning' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN b.kind = 'notice' THEN 1 ELSE 0 END) \
-             FROM broadcasts b JOIN web_users w ON b.sender_label = 'web:' || w.username \
-             JOIN stations s ON s.id = w.station_id \
-             WHERE b.sender_officer_id IS NULL AND b.status <> 'cancelled' AND b.cap_status = 'Actual' \
-             AND b.created_at >= $1 AND b.created_at < $2 AND ($3 = 0 OR w.station_id = $3) \
-             GROUP BY s.code, s.name ORDER BY s.code",
+            "SELECT id, kind, severity, status, cap_status, cap_identifier, cap_references, references_id, event, text, \
+             photo_file_id, target_spec, sender_officer_id, sender_label, report_platform, report_chat_id, \
+             last_report_at, send_at, expires_at, created_at, finished_at FROM broadcasts b \
+             WHERE $1 = 0 OR b.id IN (SELECT bv.broadcast_id FROM broadcast_villages bv \
+             JOIN villages v ON v.id = bv.village_id JOIN offices o ON o.id = v.office_id WHERE o.station_id = $1) \
+             ORDER BY b.id DESC LIMIT $2",
         )
-        .bind(from)
-        .bind(to)
         .bind(station_id.unwrap_or(0))
+        .bind(limit)
         .fetch_all(self.pool())
         .await?)
-    }
-
-    /// Every station: (id, name).
-    pub async fn stations(&self) -> anyhow::Result<Vec<(i64, String)>> {
-        Ok(sqlx::query_as("SELECT id, name FROM stations ORDER BY code").fetch_all(self.pool()).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_median_wait_is_in_rounded_minutes_for_odd_and_even_counts() {
-        assert_eq!(median_minutes(vec![600_000, 60_000, 180_000]), 3);
-        assert_eq!(median_minutes(vec![60_000, 120_000]), 2, "(1 + 2) / 2 = 1.5 min rounds to 2");
-        assert_eq!(median_minutes(vec![29_000]), 0);
-    }
 
     #[test]
     fn targets_parse_and_a_bad_one_says_how_to_write_it() {

@@ -158,16 +158,6 @@ impl Store {
         }
     }
 
-    /// The code of the station with `id`.
-    pub async fn station_code(&self, id: i64) -> anyhow::Result<String> {
-        Ok(sqlx::query_scalar("SELECT code FROM stations WHERE id = $1").bind(id).fetch_one(self.pool()).await?)
-    }
-
-    /// The id of the station with `code`.
-    pub async fn station_id(&self, code: &str) -> anyhow::Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM stations WHERE code = $1").bind(code).fetch_optional(self.pool()).await?)
-    }
-
     pub async fn unbind_chat(&self, platform: &str, chat_id: i64) -> anyhow::Result<bool> {
         let n = sqlx::query(
             "UPDATE chats SET village_id = NULL, station_id = NULL, bound_by = NULL, bound_at = NULL, updated_at = $3 \

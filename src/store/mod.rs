@@ -7,16 +7,41 @@
 //! BIGINT ids and counters, UTC milliseconds for instants, ISO text for calendar dates, 0/1 for
 //! flags. Each backend has its own migration folder because DDL differs (identity columns).
 //!
-//! Sub-modules hold the queries of one area each; they take `&Store` (or a transaction) and
-//! return domain rows.
+//! Sub-modules hold the queries of one table group each, as `impl Store` blocks (or functions
+//! taking a transaction) returning domain rows:
+//!
+//! - [`registry`]: stations, offices, villages and the assignments active on a day (reads;
+//!   `crate::registry` imports), with the station and office lookups;
+//! - [`officers`]: officers, their platform accounts and enrolment codes;
+//! - [`chats`]: the groups the bot is in and what each is bound to, residents' chosen
+//!   village, sends that failed for good;
+//! - [`tips`]: tips, their items, reporters and history; [`tip_list`]: the staff's lists of
+//!   them;
+//! - [`conversations`]: the guided conversations of private chats;
+//! - [`broadcasts`]: broadcasts, their delivery ledger and the "收到" acknowledgements;
+//! - [`robots`]: the WeCom group robots' webhook addresses;
+//! - [`schedule`]: the runs of scheduled jobs;
+//! - [`audit`]: the chained, append-only audit log;
+//! - [`trust`]: station grants, the updates already handled, the daemons' heartbeats and
+//!   the retention purges;
+//! - [`web`]: the console's accounts and sessions;
+//! - [`reports`]: figures over a period (the monthly report, the console's figures);
+//! - [`wechat`]: what the WeChat channel keeps;
+//! - [`secrets`]: the database's keys; `batch`: group commit; `cache`: the registry in
+//!   memory.
 
+pub mod audit;
 pub(crate) mod batch;
 pub mod broadcasts;
 mod cache;
 pub mod chats;
+pub mod conversations;
 mod mapping;
 pub mod officers;
 pub mod registry;
+pub mod reports;
+pub mod robots;
+pub mod schedule;
 pub mod secrets;
 pub mod tip_list;
 pub mod tips;

@@ -1,5 +1,5 @@
-//! Officers as the bot meets them: identity (a platform account linked by enrolment) and
-//! one-time enrolment codes. Names and usernames never decide who someone is.
+//! Officers as the bot meets them: identity (a platform account linked by enrolment, and an
+//! officer's account on a platform) and one-time enrolment codes. Names and usernames never decide who someone is.
 
 use rand::RngCore;
 use serde::Serialize;
@@ -230,5 +230,22 @@ impl Store {
             .bind(officer_id)
             .fetch_optional(self.pool())
             .await?)
+    }
+}
+
+impl Store {
+    /// The account of `officer_id` on `platform`, if enrolled there.
+    pub async fn officer_account(&self, officer_id: i64, platform: &str) -> anyhow::Result<Option<i64>> {
+        let load = async {
+            Ok(sqlx::query_scalar("SELECT user_id FROM officer_identities WHERE officer_id = $1 AND platform = $2")
+                .bind(officer_id)
+                .bind(platform)
+                .fetch_optional(self.pool())
+                .await?)
+        };
+        match self.cache.ready().await {
+            Some(registry) => Ok(registry.account(officer_id, platform)),
+            None => load.await,
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! Read queries of the registry: villages, their office and station, and the assignments
-//! active on a day. The importer (`crate::registry`) does the writes.
+//! Read queries of the registry: villages, their office and station, the assignments active
+//! on a day, and the lookups of stations and offices by id or code. The importer
+//! (`crate::registry`) does the writes.
 
 use serde::Serialize;
 use sqlx::FromRow;
@@ -139,5 +140,52 @@ impl Store {
     pub async fn all_villages(&self) -> anyhow::Result<Vec<VillageRow>> {
         let sql = format!("{VILLAGE_SELECT} ORDER BY v.id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?)
+    }
+}
+
+impl Store {
+    /// The code of the station with `id`.
+    pub async fn station_code(&self, id: i64) -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT code FROM stations WHERE id = $1").bind(id).fetch_one(self.pool()).await?)
+    }
+
+    /// The id of the station with `code`.
+    pub async fn station_id(&self, code: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM stations WHERE code = $1").bind(code).fetch_optional(self.pool()).await?)
+    }
+
+    /// A station's code and name.
+    pub async fn station_of(&self, station_id: i64) -> anyhow::Result<(String, String)> {
+        Ok(sqlx::query_as("SELECT code, name FROM stations WHERE id = $1")
+            .bind(station_id)
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// A station's offices: (code, name).
+    pub async fn offices_of_station(&self, station_id: i64) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT code, name FROM offices WHERE station_id = $1 ORDER BY code")
+            .bind(station_id)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn office_station(&self, code: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT station_id FROM offices WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    pub async fn office_name(&self, code: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM offices WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Every station: (id, name).
+    pub async fn stations(&self) -> anyhow::Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as("SELECT id, name FROM stations ORDER BY code").fetch_all(self.pool()).await?)
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::Context as _;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,10 +14,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use super::error::WebError;
 use super::pages::refused;
-use super::{CsrfForm, Session, WebState, csrf_refused, internal};
+use super::{CsrfForm, Session, WebState, csrf_refused};
 use crate::authz::{Action, Subject};
-use crate::store::web::AuditQuery;
+use crate::store::audit::AuditQuery;
 
 pub fn routes() -> Router<WebState> {
     Router::new()
@@ -24,7 +27,7 @@ pub fn routes() -> Router<WebState> {
         .route("/audit", get(audit))
 }
 
-type Page = Result<Response, Response>;
+type Page = Result<Response, WebError>;
 
 /// What the account may manage: its own station's accounts (a system account: all).
 fn scope(session: &Session) -> Subject {
@@ -43,15 +46,15 @@ struct Done {
 /// GET /accounts: the station's console accounts.
 async fn accounts(State(state): State<WebState>, session: Session, Query(done): Query<Done>) -> Page {
     let core = &state.core;
-    if !core.authorize_desk(&session.actor, Action::Enrol, scope(&session), "accounts").await.map_err(internal)? {
-        return Err(refused(&state, &session));
+    if !core.authorize_desk(&session.actor, Action::Enrol, scope(&session), "accounts").await? {
+        return Err(refused(&session));
     }
     let now = core.now_ms();
     let users: Vec<_> = core
         .store()
         .web_users_of(session.user.station_id)
         .await
-        .map_err(internal)?
+        .context("Failed to list the station's console accounts")?
         .into_iter()
         .map(|u| {
             let locked = u.locked_until.is_some_and(|t| t > now);
@@ -79,8 +82,8 @@ async fn account_action(
     }
     let core = &state.core;
     let store = core.store();
-    let Some(user) = store.web_user_by_name(&username).await.map_err(internal)? else {
-        return Err(super::error_page(StatusCode::NOT_FOUND, "no_account"));
+    let Some(user) = store.web_user_by_name(&username).await.context("Failed to look up a console account")? else {
+        return Err(WebError::NotFound("no_account"));
     };
     // A system account is managed from the command line only (no station admin reaches
     // it); nobody locks or resets their own account here.
@@ -90,30 +93,34 @@ async fn account_action(
     };
     let target = format!("account:{username} {action}");
     if user.id == session.user.id {
-        core.refuse_desk(&session.actor, Action::Enrol, &target, "own account").await.map_err(internal)?;
-        return Err(refused(&state, &session));
+        core.refuse_desk(&session.actor, Action::Enrol, &target, "own account").await?;
+        return Err(refused(&session));
     }
-    if !core.authorize_desk(&session.actor, Action::Enrol, subject, &target).await.map_err(internal)? {
-        return Err(refused(&state, &session));
+    if !core.authorize_desk(&session.actor, Action::Enrol, subject, &target).await? {
+        return Err(refused(&session));
     }
     match action.as_str() {
-        "lock" => store.set_web_user_lock(user.id, Some(i64::MAX)).await.map_err(internal)?,
-        "unlock" => store.set_web_user_lock(user.id, None).await.map_err(internal)?,
+        "lock" => store
+            .set_web_user_lock(user.id, Some(i64::MAX))
+            .await
+            .context("Failed to lock or unlock the console account")?,
+        "unlock" => {
+            store.set_web_user_lock(user.id, None).await.context("Failed to lock or unlock the console account")?
+        }
         "reset" => {
             let password = super::new_password();
-            let hash = super::hash_password(&password).map_err(internal)?;
+            let hash = super::hash_password(&password)?;
             let totp = user.totp_secret.is_some().then(super::new_totp_secret);
             store
                 .upsert_web_user(&user.username, user.station_id, &user.role, &hash, totp.as_deref(), core.now_ms())
-                .await
-                .map_err(internal)?;
+                .await?;
             tracing::info!(account = %user.username, "console account reset from the console");
             let uri =
                 totp.as_ref().map(|s| format!("otpauth://totp/cunjing:{}?secret={s}&issuer=cunjing", user.username));
             let ctx = minijinja::context! { page => session.page(), username => user.username, password, totp, uri };
             return Ok(state.render(StatusCode::OK, "account_reset.html", ctx));
         }
-        _ => return Err(StatusCode::NOT_FOUND.into_response()),
+        _ => return Err(WebError::NoSuchPath),
     }
     Ok(Redirect::to(&format!("/accounts?ok={action}")).into_response())
 }
@@ -141,8 +148,8 @@ const AUDIT_PAGE: i64 = 100;
 /// GET /audit: the audit log of the station's people, newest first, 100 a page.
 async fn audit(State(state): State<WebState>, session: Session, Query(f): Query<AuditFilters>) -> Page {
     let core = &state.core;
-    if !core.authorize_desk(&session.actor, Action::Enrol, scope(&session), "audit").await.map_err(internal)? {
-        return Err(refused(&state, &session));
+    if !core.authorize_desk(&session.actor, Action::Enrol, scope(&session), "audit").await? {
+        return Err(refused(&session));
     }
     let tz = core.timezone();
     let day = |s: &str| crate::domain::parse_day_ms(tz, s);
@@ -165,7 +172,10 @@ async fn audit(State(state): State<WebState>, session: Session, Query(f): Query<
         result: f.result.trim().to_string(),
     };
     let (rows, total) = if errors.is_empty() {
-        core.store().audit_page(&query, AUDIT_PAGE, (page_no - 1) * AUDIT_PAGE).await.map_err(internal)?
+        core.store()
+            .audit_page(&query, AUDIT_PAGE, (page_no - 1) * AUDIT_PAGE)
+            .await
+            .context("Failed to read a page of the audit log")?
     } else {
         (vec![], 0)
     };

@@ -10,8 +10,13 @@
 //! repeated failures, idle and absolute session timeouts, a CSRF token per session checked on
 //! every POST, cookies `HttpOnly; SameSite=Strict` (and `Secure` unless turned off for a
 //! plain-HTTP test). A station's accounts see only their station.
+//!
+//! Handlers return `Result<Response, error::WebError>`: a store or core failure is `?`-ed
+//! into [`error::WebError::Unexpected`] (logged, the 500 page), the refusals and missing
+//! things are the other variants, and one layer renders their pages.
 
 mod admin;
+pub mod error;
 mod figures;
 mod pages;
 
@@ -34,6 +39,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::authz::{Actor, Role};
 use crate::core::{Core, Outbound, Platform};
 use crate::store::web::WebUser;
+use error::WebError;
 
 /// How the console behaves, from `[web]`.
 #[derive(Debug, Clone)]
@@ -134,28 +140,6 @@ impl WebTexts {
 
     pub fn column<'a>(&'a self, code: &'a str) -> &'a str {
         self.columns.get(code).map_or(code, String::as_str)
-    }
-}
-
-/// Marks an error response whose page is rendered from the text `key` (see [`error_page`]).
-#[derive(Debug, Clone, Copy)]
-struct ErrorKey(&'static str);
-
-/// An error answer: the status, and a page saying the text of `key`.
-pub fn error_page(status: StatusCode, key: &'static str) -> Response {
-    let mut response = status.into_response();
-    response.extensions_mut().insert(ErrorKey(key));
-    response
-}
-
-/// Renders the pages of error answers made by [`error_page`].
-async fn render_errors(State(state): State<WebState>, response: Response) -> Response {
-    match response.extensions().get::<ErrorKey>().copied() {
-        Some(ErrorKey(key)) => {
-            let message = state.texts.get(key);
-            state.render(response.status(), "error.html", minijinja::context! { message })
-        }
-        None => response,
     }
 }
 
@@ -331,7 +315,9 @@ impl Session {
     /// The station code the account is limited to (`None`: every station).
     pub async fn station_code(&self, core: &Core) -> anyhow::Result<Option<String>> {
         match self.user.station_id {
-            Some(id) => Ok(Some(core.store().station_code(id).await?)),
+            Some(id) => {
+                Ok(Some(core.store().station_code(id).await.context("Failed to load the account's station code")?))
+            }
             None => Ok(None),
         }
     }
@@ -367,33 +353,28 @@ pub fn actor_of(user: &WebUser) -> Actor {
 }
 
 impl FromRequestParts<WebState> for Session {
-    type Rejection = Response;
+    type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Session, Response> {
-        let to_login = || Redirect::to("/login").into_response();
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Session, WebError> {
         let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE).map(str::to_string) else {
-            return Err(to_login());
+            return Err(WebError::Unauthenticated);
         };
         let now = state.core.now_ms();
         let store = state.core.store();
         let session = store
             .web_session(&token, state.opts.session_idle_ms, state.opts.session_max_ms, now)
             .await
-            .map_err(internal)?;
-        let Some(session) = session else { return Err(to_login()) };
-        let Some(user) = store.web_user(session.user_id).await.map_err(internal)? else { return Err(to_login()) };
+            .context("Failed to look up the console session")?;
+        let Some(session) = session else { return Err(WebError::Unauthenticated) };
+        let user = store.web_user(session.user_id).await.context("Failed to load the session's console account")?;
+        let Some(user) = user else { return Err(WebError::Unauthenticated) };
         let actor = actor_of(&user);
         let station_name = match user.station_id {
-            Some(id) => Some(store.station_of(id).await.map_err(internal)?.1),
+            Some(id) => Some(store.station_of(id).await.context("Failed to load the account's station")?.1),
             None => None,
         };
         Ok(Session { user, station_name, csrf: session.csrf, actor, token })
     }
-}
-
-fn internal(e: anyhow::Error) -> Response {
-    tracing::error!(error = format!("{e:#}"), "web request failed");
-    error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
 }
 
 #[derive(serde::Deserialize)]
@@ -444,7 +425,7 @@ async fn login(State(state): State<WebState>, headers: HeaderMap, axum::Form(for
             response
         }
         Ok(Err(errors)) => login_form(&state, errors, &form.username, StatusCode::UNAUTHORIZED),
-        Err(e) => internal(e),
+        Err(e) => WebError::from(e.context("Failed to log in")).into_response(),
     }
 }
 
@@ -455,7 +436,7 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
     let username = form.username.trim();
     let actor = format!("web:{username}");
     let refused = |key: &str| LoginErrors { form: Some(state.t(key)) };
-    let Some(user) = store.web_user_by_name(username).await? else {
+    let Some(user) = store.web_user_by_name(username).await.context("Failed to look up a console account")? else {
         // The same work as for a real account, so timing does not tell which names exist.
         let _ = verify_password(
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5y0z5lNqvO1H/2M0ds2R8U/xaxmJrPzJ2SmgSyMNvKQ",
@@ -474,13 +455,16 @@ async fn try_login(state: &WebState, form: &LoginForm) -> anyhow::Result<Result<
         None => true,
     };
     if !password_ok || !totp_ok {
-        let locked = store.web_login_failed(user.id, state.opts.max_failed_logins, state.opts.lockout_ms, now).await?;
+        let locked = store
+            .web_login_failed(user.id, state.opts.max_failed_logins, state.opts.lockout_ms, now)
+            .await
+            .context("Failed to record a failed login")?;
         let detail = if locked { "wrong credentials; locked" } else { "wrong credentials" };
         store.audit(now, &actor, "web_login", "console", "denied", detail).await?;
         return Ok(Err(refused("login_wrong")));
     }
     let token = random_token();
-    store.web_login(user.id, &token, &random_token(), now).await?;
+    store.web_login(user.id, &token, &random_token(), now).await.context("Failed to open a console session")?;
     store.audit(now, &actor, "web_login", "console", "allowed", "").await?;
     Ok(Ok(token))
 }
@@ -528,21 +512,23 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<WebState>, session: Session, axum::Form(form): axum::Form<CsrfForm>) -> Response {
+async fn logout(
+    State(state): State<WebState>,
+    session: Session,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Result<Response, WebError> {
     if !session.csrf_ok(&form.csrf) {
-        return csrf_refused();
+        return Err(csrf_refused());
     }
-    if let Err(e) = state.core.store().web_logout(&session.token).await {
-        return internal(e);
-    }
+    state.core.store().web_logout(&session.token).await.context("Failed to end the console session")?;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(header::SET_COOKIE, state.cookie(SESSION_COOKIE, "", Some(0)));
-    response
+    Ok(response)
 }
 
 /// The answer to a POST without the session's CSRF token.
-pub fn csrf_refused() -> Response {
-    error_page(StatusCode::FORBIDDEN, "csrf_refused")
+pub fn csrf_refused() -> WebError {
+    WebError::Forbidden("csrf_refused")
 }
 
 /// What a page may load: only the console's own stylesheet, script, images and media (no
@@ -568,12 +554,15 @@ pub fn load_assets(dir: &Path) -> anyhow::Result<HashMap<&'static str, String>> 
 
 /// GET /static/NAME: the pages' stylesheet and script (no login needed: the login page uses
 /// them).
-async fn asset(State(state): State<WebState>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+async fn asset(
+    State(state): State<WebState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, WebError> {
     match ASSETS.iter().find(|(n, _)| *n == name).and_then(|(n, kind)| Some((kind, state.assets.get(n)?))) {
         Some((kind, text)) => {
-            ([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "max-age=300")], text.clone()).into_response()
+            Ok(([(header::CONTENT_TYPE, *kind), (header::CACHE_CONTROL, "max-age=300")], text.clone()).into_response())
         }
-        None => error_page(StatusCode::NOT_FOUND, "not_found"),
+        None => Err(WebError::NotFound("not_found")),
     }
 }
 
@@ -590,8 +579,8 @@ pub fn router(state: WebState) -> Router {
         .route("/static/{name}", get(asset))
         .merge(pages::routes())
         .merge(admin::routes())
-        .fallback(|| async { error_page(StatusCode::NOT_FOUND, "not_found") })
-        .layer(axum::middleware::map_response_with_state(state.clone(), render_errors))
+        .fallback(|| async { WebError::NotFound("not_found") })
+        .layer(axum::middleware::map_response_with_state(state.clone(), error::render_errors))
         .layer(always(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .layer(always(header::X_FRAME_OPTIONS, "DENY"))
         .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

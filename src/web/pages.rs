@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use anyhow::Context as _;
+
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -11,13 +13,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use super::error::WebError;
 use super::figures::{bar_chart, column_chart};
-use super::{Session, WebState, csrf_refused, error_page, internal};
+use super::{Session, WebState, csrf_refused};
 use crate::authz::{Action, Subject};
 use crate::core::CoreError;
 use crate::core::broadcast::Request;
 use crate::domain::{BroadcastKind, Severity, TipStatus};
-use crate::store::broadcasts::{OfficerFigures, Target};
+use crate::store::broadcasts::Target;
+use crate::store::reports::OfficerFigures;
 use crate::store::tip_list::{PageAt, TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
 
 pub fn routes() -> Router<WebState> {
@@ -41,15 +45,11 @@ pub fn routes() -> Router<WebState> {
         .route("/figures/export.csv", get(figures_csv))
 }
 
-type Page = Result<Response, Response>;
-
-fn fail(e: anyhow::Error) -> Response {
-    internal(e)
-}
+type Page = Result<Response, WebError>;
 
 /// 403 with the page layout: the account may not do this.
-pub(super) fn refused(state: &WebState, session: &Session) -> Response {
-    state.render(StatusCode::FORBIDDEN, "refused.html", minijinja::context! { page => session.page() })
+pub(super) fn refused(session: &Session) -> WebError {
+    WebError::Refused(session.page())
 }
 
 // ----- tips -----
@@ -181,25 +181,22 @@ async fn authorised_filter(
     session: &Session,
     filters: &Filters,
     what: &str,
-) -> Result<Result<TipFilter, (&'static str, &'static str)>, Response> {
+) -> Result<Result<TipFilter, (&'static str, &'static str)>, WebError> {
     let core = &state.core;
-    let station = session.station_code(core).await.map_err(fail)?;
+    let station = session.station_code(core).await?;
     let subject = match session.user.station_id {
         Some(station_id) => Subject::Station { station_id },
         None => Subject::Everything,
     };
-    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
-        return Err(refused(state, session));
+    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await? {
+        return Err(refused(session));
     }
     let filter = match filters.to_filter(station, state) {
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
     if matches!(filter.search, Some(TipSearch::PhoneIndex(_)))
-        && !core
-            .authorize_desk(&session.actor, Action::ViewContact, subject, "tips search:phone")
-            .await
-            .map_err(fail)?
+        && !core.authorize_desk(&session.actor, Action::ViewContact, subject, "tips search:phone").await?
     {
         return Ok(Err(("q", "phone_search_refused")));
     }
@@ -212,9 +209,11 @@ async fn listed(
     session: &Session,
     filters: &Filters,
     what: &str,
-) -> Result<Result<Vec<TipListRow>, (&'static str, &'static str)>, Response> {
+) -> Result<Result<Vec<TipListRow>, (&'static str, &'static str)>, WebError> {
     match authorised_filter(state, session, filters, what).await? {
-        Ok(filter) => Ok(Ok(state.core.store().list_tips(&filter).await.map_err(fail)?)),
+        Ok(filter) => {
+            Ok(Ok(state.core.store().list_tips(&filter).await.context("Failed to list the tips to export")?))
+        }
         Err(e) => Ok(Err(e)),
     }
 }
@@ -227,14 +226,16 @@ async fn choices(
     let store = state.core.store();
     let villages = store
         .all_villages()
-        .await?
+        .await
+        .context("Failed to list the villages to filter by")?
         .into_iter()
         .filter(|v| session.covers(v.station_id))
         .map(|v| (v.code, v.name))
         .collect();
     let officers = store
         .all_officers()
-        .await?
+        .await
+        .context("Failed to list the officers to filter by")?
         .into_iter()
         .filter(|o| session.covers(o.station_id) && o.kind != "volunteer")
         .map(|o| (o.badge, o.name))
@@ -249,13 +250,13 @@ async fn tips(State(state): State<WebState>, session: Session, Query(filters): Q
 
 /// The list page; `done` is what a bulk action just did (shown above the list).
 async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done: Option<minijinja::Value>) -> Page {
-    let (villages, officers) = choices(state, session).await.map_err(fail)?;
+    let (villages, officers) = choices(state, session).await?;
     let per = filters.per_page();
     let mut page_no = filters.page_number();
     let (rows, counts, errors) = match authorised_filter(state, session, filters, "tips").await? {
         Ok(filter) => {
             let store = state.core.store();
-            let counts = store.count_tips(&filter).await.map_err(fail)?;
+            let counts = store.count_tips(&filter).await.context("Failed to count the tips of the list")?;
             // A page past the end shows the last one.
             let pages = ((counts.total + per - 1) / per).max(1);
             page_no = page_no.min(pages);
@@ -274,13 +275,16 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
                 }
                 _ => PageAt::Skip((page_no - 1) * per),
             };
-            let mut rows = store.list_tips_page(&filter, Some((per, at))).await.map_err(fail)?;
+            let mut rows = store
+                .list_tips_page(&filter, Some((per, at)))
+                .await
+                .context("Failed to read a page of the tips list")?;
             if rows.is_empty() && at != PageAt::Skip((page_no - 1) * per) {
                 // The tips moved under the key (a tip deleted): the page by number.
                 rows = store
                     .list_tips_page(&filter, Some((per, PageAt::Skip((page_no - 1) * per))))
                     .await
-                    .map_err(fail)?;
+                    .context("Failed to read a page of the tips list")?;
             }
             (rows, counts, BTreeMap::new())
         }
@@ -341,10 +345,10 @@ fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<
 
 async fn export_csv(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
     let Ok(rows) = listed(&state, &session, &filters, "tips csv").await? else {
-        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "filter_invalid"));
+        return Err(WebError::BadRequest("filter_invalid"));
     };
     let (header, rows) = export_table(&state, &rows);
-    let out = crate::csv_cells::file_with_bom(&header, rows).map_err(|e| fail(e.into()))?;
+    let out = crate::csv_cells::file_with_bom(&header, rows).context("Failed to write the tips' CSV export")?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -357,7 +361,7 @@ async fn export_csv(State(state): State<WebState>, session: Session, Query(filte
 
 async fn export_xlsx(State(state): State<WebState>, session: Session, Query(filters): Query<Filters>) -> Page {
     let Ok(rows) = listed(&state, &session, &filters, "tips xlsx").await? else {
-        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "filter_invalid"));
+        return Err(WebError::BadRequest("filter_invalid"));
     };
     let (header, rows) = export_table(&state, &rows);
     let xlsx = (|| -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
@@ -375,7 +379,7 @@ async fn export_xlsx(State(state): State<WebState>, session: Session, Query(filt
         }
         book.save_to_buffer()
     })()
-    .map_err(|e| fail(anyhow::anyhow!("xlsx: {e}")))?;
+    .context("Failed to write the tips' xlsx export")?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
@@ -442,34 +446,36 @@ async fn tip_view(
     // Reading a tip is recorded like an export of it.
     let tip = match core.desk_tip(&session.actor, Action::Export, number).await {
         Ok(tip) => tip,
-        Err(CoreError::Refused) => return Err(refused(state, session)),
-        Err(CoreError::Unexpected(e)) => return Err(fail(e)),
-        Err(_) => return Err(error_page(StatusCode::NOT_FOUND, "no_tip")),
+        Err(CoreError::Refused) => return Err(refused(session)),
+        Err(CoreError::Unexpected(e)) => return Err(WebError::Unexpected(e)),
+        Err(_) => return Err(WebError::NotFound("no_tip")),
     };
     let store = core.store();
-    let village =
-        store.village_by_id(tip.village_id).await.map_err(fail)?.ok_or_else(|| fail(anyhow::anyhow!("village")))?;
+    let village = store
+        .village_by_id(tip.village_id)
+        .await
+        .context("Failed to load the tip's village")?
+        .context("The tip's village is not in the registry")?;
     // A phone the tipster left is shown only to who may see it, and each showing is audited.
-    let phone = match (&store.tip_phone(&tip).map_err(fail)?, tip.anonymous) {
+    let phone = match (&store.tip_phone(&tip).context("Failed to open the tipster's phone")?, tip.anonymous) {
         (Some(p), 0) => {
             let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
             let target = format!("tip:{}", tip.number);
-            core.authorize_desk(&session.actor, Action::ViewContact, subject, &target)
-                .await
-                .map_err(fail)?
-                .then(|| p.clone())
+            core.authorize_desk(&session.actor, Action::ViewContact, subject, &target).await?.then(|| p.clone())
         }
         _ => None,
     };
     let mut timeline = vec![];
     let mut names: HashMap<String, String> = HashMap::new();
-    for (at, actor, badge, kind, detail) in store.tip_timeline(tip.id).await.map_err(fail)? {
+    for (at, actor, badge, kind, detail) in
+        store.tip_timeline(tip.id).await.context("Failed to read the tip's timeline")?
+    {
         // A console account by its role and name (内勤 张三), as the ledger names it.
         let name = match actor.strip_prefix("web:") {
             Some(_) => match names.get(&actor) {
                 Some(name) => Some(name.clone()),
                 None => {
-                    let name = sender_name(state, &actor).await.map_err(fail)?;
+                    let name = sender_name(state, &actor).await?;
                     names.insert(actor.clone(), name.clone());
                     Some(name)
                 }
@@ -481,7 +487,7 @@ async fn tip_view(
     let items: Vec<_> = store
         .tip_items(tip.id)
         .await
-        .map_err(fail)?
+        .context("Failed to read the tip's items")?
         .into_iter()
         .map(|item| match item {
             crate::store::tips::TipItem::Text { text } => minijinja::context! { kind => "text", text },
@@ -496,13 +502,17 @@ async fn tip_view(
     let officers: Vec<_> = store
         .assigned_officers(village.id, &core.today().to_string())
         .await
-        .map_err(fail)?
+        .context("Failed to list the village's officers")?
         .into_iter()
         .filter(|o| o.role != "volunteer")
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, role => o.role })
         .collect();
     let assigned = match tip.assigned_officer_id {
-        Some(id) => store.officer_by_id(id).await.map_err(fail)?.map(|o| format!("{}（{}）", o.name, o.badge)),
+        Some(id) => store
+            .officer_by_id(id)
+            .await
+            .context("Failed to load the tip's officer")?
+            .map(|o| format!("{}（{}）", o.name, o.badge)),
         None => None,
     };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -528,19 +538,19 @@ async fn tip_media(
     let core = &state.core;
     let tip = match core.desk_tip(&session.actor, Action::Export, &number).await {
         Ok(tip) => tip,
-        Err(CoreError::Refused) => return Err(refused(&state, &session)),
-        Err(CoreError::Unexpected(e)) => return Err(fail(e)),
-        Err(_) => return Err(StatusCode::NOT_FOUND.into_response()),
+        Err(CoreError::Refused) => return Err(refused(&session)),
+        Err(CoreError::Unexpected(e)) => return Err(WebError::Unexpected(e)),
+        Err(_) => return Err(WebError::NoSuchPath),
     };
-    let items = core.store().tip_items(tip.id).await.map_err(fail)?;
+    let items = core.store().tip_items(tip.id).await.context("Failed to read the tip's items")?;
     let (file_id, mime) = match items.into_iter().nth(index) {
         Some(crate::store::tips::TipItem::Photo { file_id }) => (file_id, "image/jpeg"),
         Some(crate::store::tips::TipItem::Voice { file_id }) => (file_id, "audio/ogg"),
         Some(crate::store::tips::TipItem::Video { file_id }) => (file_id, "video/mp4"),
-        _ => return Err(StatusCode::NOT_FOUND.into_response()),
+        _ => return Err(WebError::NoSuchPath),
     };
     let Some(source) = crate::core::Platform::parse(&tip.platform).and_then(|p| core.media_source(p)) else {
-        return Err(error_page(StatusCode::NOT_FOUND, "no_media_source"));
+        return Err(WebError::NotFound("no_media_source"));
     };
     match source.fetch(&file_id).await {
         Ok(bytes) => {
@@ -548,7 +558,7 @@ async fn tip_media(
         }
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "a tip's file could not be fetched");
-            Err(error_page(StatusCode::BAD_GATEWAY, "media_unavailable"))
+            Err(WebError::Upstream("media_unavailable"))
         }
     }
 }
@@ -597,17 +607,17 @@ async fn tip_action(
         "note" => (core.desk_note(actor, &number, &form.text).await, "memo"),
         "sign" => (core.desk_sign(actor, &number).await, "sign"),
         "reopen" => (core.desk_reopen(actor, &number, &form.note).await, "reopen"),
-        _ => return Err(StatusCode::NOT_FOUND.into_response()),
+        _ => return Err(WebError::NoSuchPath),
     };
     match result {
         Ok((_, outbound)) => {
-            let tip = core.store().tip_by_number(&number).await.map_err(fail)?;
+            let tip = core.store().tip_by_number(&number).await.context("Failed to reload the tip after the action")?;
             let platform = tip.map(|t| t.platform).unwrap_or_default();
             state.send(&platform, outbound);
             Ok(Redirect::to(&format!("/tips/{}?ok={action}", url_segment(&number))).into_response())
         }
-        Err(CoreError::Refused) => Err(refused(&state, &session)),
-        Err(CoreError::Unexpected(e)) => Err(fail(e)),
+        Err(CoreError::Refused) => Err(refused(&session)),
+        Err(CoreError::Unexpected(e)) => Err(WebError::Unexpected(e)),
         Err(e) => {
             let message = state.t(desk_error_key(&e));
             let field = if action == "status" && matches!(e, CoreError::Invalid("note")) { "note" } else { field };
@@ -674,12 +684,13 @@ async fn bulk(State(state): State<WebState>, session: Session, body: axum::body:
             "sign" => core.desk_sign(&session.actor, number).await,
             "assign" => core.desk_assign(&session.actor, number, &badge).await,
             "close" => core.desk_status(&session.actor, number, "resolved", &note).await,
-            _ => return Err(StatusCode::NOT_FOUND.into_response()),
+            _ => return Err(WebError::NoSuchPath),
         };
         match result {
-            Err(CoreError::Unexpected(e)) => return Err(fail(e)),
+            Err(CoreError::Unexpected(e)) => return Err(WebError::Unexpected(e)),
             Ok((_, outbound)) => {
-                let tip = core.store().tip_by_number(number).await.map_err(fail)?;
+                let tip =
+                    core.store().tip_by_number(number).await.context("Failed to reload the tip after the action")?;
                 state.send(&tip.map(|t| t.platform).unwrap_or_default(), outbound);
                 results.push(minijinja::context! { number, ok => true });
             }
@@ -719,7 +730,7 @@ async fn scope_names(state: &WebState, spec: &str) -> anyhow::Result<Vec<String>
 /// role and name (内勤 neiqin) rather than `web:neiqin`.
 async fn sender_name(state: &WebState, label: &str) -> anyhow::Result<String> {
     let Some(username) = label.strip_prefix("web:") else { return Ok(label.to_string()) };
-    Ok(match state.core.store().web_user_by_name(username).await? {
+    Ok(match state.core.store().web_user_by_name(username).await.context("Failed to look up a console account")? {
         Some(user) => {
             format!("{} {}", state.label("account", &user.role), user.display_name.as_deref().unwrap_or(username))
         }
@@ -738,10 +749,15 @@ async fn broadcast_view(
 }
 
 async fn broadcasts(State(state): State<WebState>, session: Session) -> Page {
-    let rows = state.core.store().station_broadcasts(session.user.station_id, 50).await.map_err(fail)?;
+    let rows = state
+        .core
+        .store()
+        .station_broadcasts(session.user.station_id, 50)
+        .await
+        .context("Failed to list the station's broadcasts")?;
     let mut broadcasts = Vec::with_capacity(rows.len());
     for b in &rows {
-        broadcasts.push(broadcast_view(&state, b).await.map_err(fail)?);
+        broadcasts.push(broadcast_view(&state, b).await?);
     }
     Ok(state.render(StatusCode::OK, "broadcasts.html", minijinja::context! { page => session.page(), broadcasts }))
 }
@@ -752,15 +768,21 @@ async fn target_choices(state: &WebState, session: &Session) -> anyhow::Result<V
     let mut out = Vec::new();
     let stations: Vec<i64> = match session.user.station_id {
         Some(s) => vec![s],
-        None => store.stations().await?.into_iter().map(|(id, _)| id).collect(),
+        None => store.stations().await.context("Failed to list the stations")?.into_iter().map(|(id, _)| id).collect(),
     };
     for station_id in stations {
-        let (code, name) = store.station_of(station_id).await?;
+        let (code, name) = store.station_of(station_id).await.context("Failed to load a station")?;
         out.push((format!("station:{code}"), format!("{name}{}", state.texts.get("whole_station"))));
-        for (code, name) in store.offices_of_station(station_id).await? {
+        for (code, name) in store.offices_of_station(station_id).await.context("Failed to list a station's offices")? {
             out.push((format!("office:{code}"), name));
         }
-        for v in store.all_villages().await?.into_iter().filter(|v| v.station_id == station_id) {
+        for v in store
+            .all_villages()
+            .await
+            .context("Failed to list the villages")?
+            .into_iter()
+            .filter(|v| v.station_id == station_id)
+        {
             out.push((format!("village:{}", v.code), v.name));
         }
     }
@@ -792,7 +814,7 @@ async fn broadcast_form(
     errors: BTreeMap<&str, String>,
     preview: Option<i64>,
 ) -> Page {
-    let targets = target_choices(state, session).await.map_err(fail)?;
+    let targets = target_choices(state, session).await?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let ctx = minijinja::context! {
         page => session.page(), form, targets, errors, preview,
@@ -865,26 +887,24 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     }
     // Each target must be one the account may warn.
     for target in &targets {
-        let subject = core.target_subject(target).await.map_err(fail)?;
+        let subject = core.target_subject(target).await?;
         let allowed = match subject {
-            Some(subject) => core
-                .authorize_desk(&session.actor, Action::Broadcast, subject, &target.to_spec())
-                .await
-                .map_err(fail)?,
+            Some(subject) => core.authorize_desk(&session.actor, Action::Broadcast, subject, &target.to_spec()).await?,
             None => false,
         };
         if !allowed {
-            return Err(refused(&state, &session));
+            return Err(refused(&session));
         }
     }
     if form.confirm.is_empty() {
-        let groups = core.store().count_destinations(&targets).await.map_err(fail)?;
+        let groups =
+            core.store().count_destinations(&targets).await.context("Failed to count the broadcast's destinations")?;
         return broadcast_form(&state, &session, &form, BTreeMap::new(), Some(groups)).await;
     }
     let label = format!("web:{}", session.user.username);
     let mut req = Request::new(&form.kind, &form.severity, form.text.trim(), targets, &label);
     req.send_at = send_at;
-    let created = core.create_broadcast(req).await.map_err(fail)?;
+    let created = core.create_broadcast(req).await?;
     Ok(Redirect::to(&format!("/broadcasts/{}", created.id)).into_response())
 }
 
@@ -894,18 +914,14 @@ async fn may_manage(
     state: &WebState,
     session: &Session,
     id: i64,
-) -> Result<crate::store::broadcasts::BroadcastRow, Response> {
+) -> Result<crate::store::broadcasts::BroadcastRow, WebError> {
     let core = &state.core;
-    let Some(b) = core.store().broadcast(id).await.map_err(fail)? else {
-        return Err(error_page(StatusCode::NOT_FOUND, "no_broadcast"));
+    let Some(b) = core.store().broadcast(id).await.context("Failed to load the broadcast")? else {
+        return Err(WebError::NotFound("no_broadcast"));
     };
-    let subject = core.broadcast_subject(&b).await.map_err(fail)?;
-    if !core
-        .authorize_desk(&session.actor, Action::Broadcast, subject, &format!("broadcast:{id}"))
-        .await
-        .map_err(fail)?
-    {
-        return Err(refused(state, session));
+    let subject = core.broadcast_subject(&b).await?;
+    if !core.authorize_desk(&session.actor, Action::Broadcast, subject, &format!("broadcast:{id}")).await? {
+        return Err(refused(session));
     }
     Ok(b)
 }
@@ -913,10 +929,10 @@ async fn may_manage(
 async fn broadcast(State(state): State<WebState>, session: Session, Path(id): Path<i64>) -> Page {
     let b = may_manage(&state, &session, id).await?;
     let store = state.core.store();
-    let counts = store.broadcast_counts(id).await.map_err(fail)?;
-    let ledger = store.broadcast_ledger(id).await.map_err(fail)?;
+    let counts = store.broadcast_counts(id).await.context("Failed to count the broadcast's deliveries")?;
+    let ledger = store.broadcast_ledger(id).await.context("Failed to read the broadcast's ledger")?;
     let done = counts.pending == 0 && counts.sending == 0;
-    let b = broadcast_view(&state, &b).await.map_err(fail)?;
+    let b = broadcast_view(&state, &b).await?;
     let ctx = minijinja::context! { page => session.page(), b, counts, ledger, done };
     Ok(state.render(StatusCode::OK, "broadcast.html", ctx))
 }
@@ -937,7 +953,7 @@ async fn broadcast_cancel(
         return Err(csrf_refused());
     }
     may_manage(&state, &session, id).await?;
-    state.core.cancel_broadcast(id).await.map_err(fail)?;
+    state.core.cancel_broadcast(id).await?;
     Ok(Redirect::to(&format!("/broadcasts/{id}")).into_response())
 }
 
@@ -947,7 +963,7 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     let core = &state.core;
     let store = core.store();
     let day = core.today().to_string();
-    let chats = store.list_chats(None).await.map_err(fail)?;
+    let chats = store.list_chats(None).await.context("Failed to list the chats")?;
     let mut groups: HashMap<i64, usize> = HashMap::new();
     for c in chats.iter().filter(|c| c.active == 1) {
         if let Some(v) = c.village_id {
@@ -956,8 +972,14 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     }
     let mut villages = Vec::new();
     let mut gaps = 0;
-    for v in store.all_villages().await.map_err(fail)?.into_iter().filter(|v| session.covers(v.station_id)) {
-        let officers = store.assigned_officers(v.id, &day).await.map_err(fail)?;
+    for v in store
+        .all_villages()
+        .await
+        .context("Failed to list the villages")?
+        .into_iter()
+        .filter(|v| session.covers(v.station_id))
+    {
+        let officers = store.assigned_officers(v.id, &day).await.context("Failed to list a village's officers")?;
         let no_resident = !officers.iter().any(|o| o.role == "resident");
         let group_count = groups.get(&v.id).copied().unwrap_or(0);
         let not_enrolled: Vec<String> =
@@ -977,7 +999,7 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     let officers: Vec<_> = store
         .all_officers()
         .await
-        .map_err(fail)?
+        .context("Failed to list the officers")?
         .into_iter()
         .filter(|o| session.covers(o.station_id))
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, kind => o.kind })
@@ -996,19 +1018,21 @@ async fn enrol(
         return Err(csrf_refused());
     }
     let core = &state.core;
-    let Some(officer) = core.store().officer_by_badge(&badge).await.map_err(fail)? else {
-        return Err(error_page(StatusCode::NOT_FOUND, "no_badge"));
+    let Some(officer) =
+        core.store().officer_by_badge(&badge).await.context("Failed to look up the officer to enrol")?
+    else {
+        return Err(WebError::NotFound("no_badge"));
     };
     let subject = Subject::Station { station_id: officer.station_id };
-    if !core.authorize_desk(&session.actor, Action::Enrol, subject, &format!("officer:{badge}")).await.map_err(fail)? {
-        return Err(refused(&state, &session));
+    if !core.authorize_desk(&session.actor, Action::Enrol, subject, &format!("officer:{badge}")).await? {
+        return Err(refused(&session));
     }
     let code = core
         .store()
         .issue_enrolment_code(&badge, 24 * 3_600_000)
         .await
-        .map_err(fail)?
-        .ok_or_else(|| fail(anyhow::anyhow!("officer vanished")))?;
+        .context("Failed to issue an enrolment code")?
+        .context("The officer vanished while their enrolment code was issued")?;
     let username = core.bot_username().unwrap_or_default();
     let ctx = minijinja::context! { page => session.page(), code, username };
     // Shown once: never cached.
@@ -1033,20 +1057,24 @@ async fn month_figures(
     session: &Session,
     q: &MonthQuery,
     what: &str,
-) -> Result<Result<(String, i64, i64, Vec<OfficerFigures>), String>, Response> {
+) -> Result<Result<(String, i64, i64, Vec<OfficerFigures>), String>, WebError> {
     let core = &state.core;
     let tz = core.timezone();
     let subject = match session.user.station_id {
         Some(station_id) => Subject::Station { station_id },
         None => Subject::Everything,
     };
-    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await.map_err(fail)? {
-        return Err(refused(state, session));
+    if !core.authorize_desk(&session.actor, Action::Export, subject, what).await? {
+        return Err(refused(session));
     }
     let current = crate::broadcast_cli::current_month(tz, core.now_ms());
     let month = Some(q.month.trim().to_string()).filter(|m| !m.is_empty()).unwrap_or(current.clone());
     let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else { return Ok(Err(current)) };
-    let officers = core.store().officer_figures(from, to, session.user.station_id).await.map_err(fail)?;
+    let officers = core
+        .store()
+        .officer_figures(from, to, session.user.station_id)
+        .await
+        .context("Failed to compute the officers' figures")?;
     Ok(Ok((month, from, to, officers)))
 }
 
@@ -1076,7 +1104,10 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
         }
     };
     let store = core.store();
-    let desk = store.desk_broadcast_figures(from, to, session.user.station_id).await.map_err(fail)?;
+    let desk = store
+        .desk_broadcast_figures(from, to, session.user.station_id)
+        .await
+        .context("Failed to compute the console's broadcast figures")?;
     let warnings_chart = bar_chart(
         state.texts.get("chart_warnings"),
         &officers.iter().filter(|o| o.owes_warnings).map(|o| (o.name.clone(), o.warnings)).collect::<Vec<_>>(),
@@ -1089,7 +1120,10 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
     );
     // Twelve months of tips, per village and for the whole station, each village on one scale.
     let (labels, bounds) = last_months(core.timezone(), core.now_ms(), 12);
-    let per_month = store.village_month_counts(session.user.station_id, &bounds).await.map_err(fail)?;
+    let per_month = store
+        .village_month_counts(session.user.station_id, &bounds)
+        .await
+        .context("Failed to count the tips per village and month")?;
     let short: Vec<String> = labels.iter().map(|m| m[2..].to_string()).collect();
     let mut station_trend = vec![0i64; labels.len()];
     for (_, counts) in &per_month {
@@ -1102,7 +1136,10 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
     let trend = column_chart(trend_title, &columns(&station_trend), None);
     let village_scale = per_month.iter().flat_map(|(_, c)| c.iter().copied()).max();
     let year_ago = bounds[0];
-    let counts = store.village_category_counts(session.user.station_id, year_ago).await.map_err(fail)?;
+    let counts = store
+        .village_category_counts(session.user.station_id, year_ago)
+        .await
+        .context("Failed to count the tips per village and category")?;
     let category_scale = counts.iter().map(|(_, _, n)| *n).max();
     let mut per_village: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (village, category, n) in counts {
@@ -1138,7 +1175,7 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
 /// cells made inert like every CSV the project writes).
 async fn figures_csv(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {
     let Ok((month, _, _, officers)) = month_figures(&state, &session, &q, "figures csv").await? else {
-        return Err(error_page(StatusCode::UNPROCESSABLE_ENTITY, "month_format"));
+        return Err(WebError::BadRequest("month_format"));
     };
     let header: Vec<String> = state.texts.get("figures_columns").split(',').map(str::to_string).collect();
     let rows = officers.iter().map(|o| {
@@ -1146,7 +1183,7 @@ async fn figures_csv(State(state): State<WebState>, session: Session, Query(q): 
             if o.tips_received > 0 { format!("{}%", o.tips_resolved * 100 / o.tips_received) } else { String::new() };
         [o.name.clone(), o.badge.clone()].into_iter().chain(o.cells()).chain([rate]).collect::<Vec<_>>()
     });
-    let out = crate::csv_cells::file_with_bom(&header, rows).map_err(|e| fail(e.into()))?;
+    let out = crate::csv_cells::file_with_bom(&header, rows).context("Failed to write the figures' CSV export")?;
     let disposition = format!("attachment; filename=\"figures-{month}.csv\"");
     Ok((
         [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],

@@ -549,7 +549,7 @@ crate::on_both_engines!(two_schedulers_at_the_same_moment_run_a_notice_once, |db
 // before it; `verify_audit` (`cunjing audit verify`) names the first broken link.
 crate::on_both_engines!(the_audit_chain_names_the_first_record_altered_or_removed, |db| {
     use cunjing::store::Backend;
-    use cunjing::store::trust::AuditCheck;
+    use cunjing::store::audit::AuditCheck;
     let s = &db.store;
     for i in 0..6 {
         s.audit(1_000 + i, "cli", "enrol", &format!("officer:04120{i}"), "allowed", "").await.unwrap();
@@ -591,7 +591,7 @@ crate::on_both_engines!(the_audit_chain_names_the_first_record_altered_or_remove
 // The retention purge removes old records from the head of the chain: what remains still
 // verifies, from the anchor the purge leaves.
 crate::on_both_engines!(the_audit_chain_survives_the_retention_purge, |db| {
-    use cunjing::store::trust::AuditCheck;
+    use cunjing::store::audit::AuditCheck;
     let s = &db.store;
     let day = 86_400_000i64;
     let now = 400 * day;
