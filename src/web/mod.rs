@@ -84,7 +84,7 @@ impl WebOptions {
 pub struct WebTexts {
     #[serde(flatten)]
     texts: HashMap<String, String>,
-    /// Export column names by column code ([`crate::tips_cli::EXPORT_COLUMNS`]).
+    /// Export column names by column code ([`crate::reports::EXPORT_COLUMNS`]).
     columns: HashMap<String, String>,
 }
 
@@ -139,7 +139,7 @@ impl WebTexts {
         for key in TEXT_KEYS {
             anyhow::ensure!(texts.texts.contains_key(*key), "{}: the text {key:?} is missing", path.display());
         }
-        for column in crate::tips_cli::EXPORT_COLUMNS {
+        for column in crate::reports::EXPORT_COLUMNS {
             anyhow::ensure!(texts.columns.contains_key(column), "{}: [columns] lacks {column:?}", path.display());
         }
         Ok(texts)
@@ -223,7 +223,7 @@ pub fn load_templates(dir: &Path, core: &Core) -> anyhow::Result<minijinja::Envi
         }
     }
     let tz = core.timezone();
-    env.add_filter("datetime", move |ms: Option<i64>| crate::tips_cli::local_time(tz, ms));
+    env.add_filter("datetime", move |ms: Option<i64>| crate::reports::local_time(tz, ms));
     env.add_filter("excerpt", |s: String, n: usize| -> String {
         if s.chars().count() <= n { s } else { s.chars().take(n).collect::<String>() + "…" }
     });
