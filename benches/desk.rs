@@ -230,7 +230,7 @@ async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
     // Where a page's time goes: the store's two queries alone, without HTTP or the page.
     let station_filter = |only_overdue: bool| cunjing::store::tip_list::TipFilter {
         station: Some("HZPCS".into()),
-        clock: Some((chrono::Utc::now().timestamp_millis(), settings.web_options().sla)),
+        clock: Some((chrono::Utc::now().timestamp_millis(), cunjing::web::WebOptions::from_settings(&settings).sla)),
         only_overdue,
         ..Default::default()
     };

@@ -14,6 +14,9 @@
 //!   whitespace around text values and rejects values the schema or the specification forbid, with
 //!   a [`CapError`] that names the element and says what is expected.
 //! - Date-times use CAP's form, see [`format_datetime`].
+//! - [`alert_of`] writes a broadcast as an alert (an Update of the one it corrects, the Cancel
+//!   that withdraws it once cancelled); [`severity_of`], [`Info::resident_text`] and
+//!   [`Alert::own_reference`] read an imported alert back into a broadcast.
 //!
 //! The model has no `<restriction>` or `<addresses>`, which the specification expects with the
 //! scopes `Restricted` and `Private`: documents written for those scopes are schema-valid but say
@@ -27,6 +30,8 @@ use quick_xml::escape::{partial_escape, resolve_xml_entity};
 use quick_xml::events::{BytesDecl, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::reader::NsReader;
+
+use crate::store::broadcasts::BroadcastRow;
 
 /// The XML namespace of CAP 1.2 documents; `<alert>` must be in it.
 pub const CAP_NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
@@ -803,6 +808,132 @@ fn read_document(xml: &str) -> Result<Node, CapError> {
         return Err(CapError::Unclosed { element: node.name });
     }
     root.ok_or(CapError::NoRoot)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcasts as alerts and back
+
+/// CAP's urgency and severity of a broadcast's severity.
+pub fn levels_of(severity: &str) -> (&'static str, &'static str) {
+    match severity {
+        "urgent" => ("Immediate", "Severe"),
+        "important" => ("Expected", "Moderate"),
+        _ => ("Future", "Minor"),
+    }
+}
+
+/// A broadcast's severity of a CAP alert's info.
+pub fn severity_of(info: &Info) -> &'static str {
+    match (info.severity.as_str(), info.urgency.as_str()) {
+        ("Extreme" | "Severe", _) | (_, "Immediate") => "urgent",
+        ("Moderate", _) => "important",
+        _ => "normal",
+    }
+}
+
+/// The CAP sender of a broadcast: `cunjing` for an officer's or a nameless one, otherwise
+/// `cunjing.` and the sender's label (its ASCII letters and digits).
+pub fn sender_of(b: &BroadcastRow) -> String {
+    // An imported alert keeps its sender in its identifier's reference; ours are cunjing's.
+    let label: String = b.sender_label.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if b.sender_officer_id.is_some() || label.is_empty() { "cunjing".to_string() } else { format!("cunjing.{label}") }
+}
+
+/// A broadcast as the `sender,identifier,sent` a correction of it refers to (sent in UTC).
+pub fn reference_text(b: &BroadcastRow) -> String {
+    let sent = DateTime::from_timestamp_millis(b.created_at).unwrap_or_default().fixed_offset();
+    format!("{},{},{}", sender_of(b), b.cap_identifier, format_datetime(&sent))
+}
+
+/// The CAP reference to a broadcast, sent in `tz`; an imported alert's own reference came
+/// with it (`self:sender,identifier,sent`).
+pub fn reference_from(b: &BroadcastRow, tz: &chrono_tz::Tz) -> Reference {
+    if let Some(r) = b.cap_references.as_deref().and_then(|r| r.strip_prefix("self:")) {
+        let mut parts = r.splitn(3, ',');
+        if let (Some(sender), Some(identifier), Some(sent)) = (parts.next(), parts.next(), parts.next()) {
+            return Reference { sender: sender.into(), identifier: identifier.into(), sent: sent.into() };
+        }
+    }
+    let sent = DateTime::from_timestamp_millis(b.created_at).unwrap_or_default().with_timezone(tz).fixed_offset();
+    Reference { sender: sender_of(b), identifier: b.cap_identifier.clone(), sent: format_datetime(&sent) }
+}
+
+/// Broadcast `b` as a CAP alert, times in `tz`: an Alert, an Update of the broadcast it
+/// corrects (`original`), or, once cancelled, the Cancel that withdraws it. `areas` are the
+/// names of the places it went to, `language` the locale of its text.
+pub fn alert_of(
+    b: &BroadcastRow,
+    original: Option<&BroadcastRow>,
+    areas: Vec<String>,
+    tz: &chrono_tz::Tz,
+    language: &str,
+) -> Alert {
+    let at = |ms: i64| -> DateTime<FixedOffset> {
+        DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(tz).fixed_offset()
+    };
+    let (urgency, severity) = levels_of(&b.severity);
+    let mut references = Vec::new();
+    let mut msg_type = MsgType::Alert;
+    let mut identifier = b.cap_identifier.clone();
+    let mut sent = at(b.created_at);
+    if let Some(o) = original {
+        msg_type = MsgType::Update;
+        references.push(reference_from(o, tz));
+    }
+    if b.status == "cancelled" {
+        // A cancelled broadcast is exported as the Cancel that withdraws it.
+        references = vec![reference_from(b, tz)];
+        msg_type = MsgType::Cancel;
+        identifier = format!("{identifier}.cancel");
+        sent = at(b.finished_at.unwrap_or(b.created_at));
+    }
+    let status = Status::parse(&b.cap_status).unwrap_or(Status::Actual);
+    Alert {
+        identifier,
+        sender: sender_of(b),
+        sent,
+        status,
+        msg_type,
+        scope: "Public".into(),
+        note: None,
+        references,
+        info: vec![Info {
+            language: Some(language.to_string()),
+            category: vec![if b.kind == "warning" { "Security" } else { "Safety" }.to_string()],
+            event: b.event.clone(),
+            urgency: urgency.into(),
+            severity: severity.into(),
+            certainty: if b.kind == "warning" { "Likely" } else { "Observed" }.into(),
+            sender_name: Some(b.sender_label.clone()),
+            headline: Some(b.event.clone()),
+            description: Some(b.text.clone()),
+            instruction: None,
+            expires: b.expires_at.map(at),
+            areas,
+        }],
+    }
+}
+
+impl Alert {
+    /// The reference an imported alert keeps of itself (`self:sender,identifier,sent`), which
+    /// [`reference_from`] gives back when the broadcast is exported again.
+    pub fn own_reference(&self) -> String {
+        format!("self:{},{},{}", self.sender, self.identifier, format_datetime(&self.sent))
+    }
+}
+
+impl Info {
+    /// What residents read of this info: the headline, description and instruction, one per
+    /// line, blank ones left out.
+    pub fn resident_text(&self) -> String {
+        [self.headline.as_deref(), self.description.as_deref(), self.instruction.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 #[cfg(test)]

@@ -426,47 +426,6 @@ impl Settings {
         self.resolve(&self.file.paths.schedule_file)
     }
 
-    /// How the broadcast delivery workers pace themselves.
-    pub fn worker_options(&self) -> crate::core::broadcast::WorkerOptions {
-        let b = &self.file.broadcast;
-        crate::core::broadcast::WorkerOptions {
-            per_second: b.messages_per_sec,
-            concurrency: b.concurrency.max(1),
-            max_attempts: b.max_attempts.max(1),
-            retry_base: Duration::from_millis(b.retry_base_ms),
-            // Retries are looked for at least as often as the first backoff.
-            idle: Duration::from_millis(b.retry_base_ms.clamp(10, 2000)),
-            progress_every: Duration::from_secs(b.progress_every_secs.max(1)),
-        }
-    }
-
-    /// How the station console behaves.
-    pub fn web_options(&self) -> crate::web::WebOptions {
-        let w = &self.file.web;
-        crate::web::WebOptions {
-            secure_cookies: w.secure_cookies,
-            session_idle_ms: i64::from(w.session_idle_minutes.max(1)) * 60_000,
-            session_max_ms: i64::from(w.session_max_hours.max(1)) * 3_600_000,
-            max_failed_logins: i64::from(w.max_failed_logins.max(1)),
-            lockout_ms: i64::from(w.lockout_minutes.max(1)) * 60_000,
-            sla: crate::store::tip_list::Sla {
-                ack_ms: i64::from(w.acknowledge_within_hours.max(1)) * 3_600_000,
-                resolve_ms: i64::from(w.resolve_within_days.max(1)) * 86_400_000,
-            },
-        }
-    }
-
-    /// Retention periods as the core uses them.
-    pub fn retention(&self) -> crate::core::Retention {
-        const DAY: i64 = 86_400_000;
-        let r = &self.file.retention;
-        crate::core::Retention {
-            relay_ms: i64::from(r.relay_days) * DAY,
-            tips_ms: i64::from(r.tips_days) * DAY,
-            audit_ms: i64::from(r.audit_days) * DAY,
-        }
-    }
-
     pub fn timezone(&self) -> chrono_tz::Tz {
         self.file.general.timezone.parse().expect("checked at load")
     }

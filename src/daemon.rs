@@ -73,7 +73,7 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     opts.pin_severities = settings.file.broadcast.pin_severities.clone();
     opts.broadcast_per_second = settings.file.broadcast.messages_per_sec;
     opts.max_wrong_codes_per_hour = i64::from(settings.file.enrolment.max_wrong_codes_per_hour.max(1));
-    opts.retention = settings.retention();
+    opts.retention = crate::core::Retention::from_settings(settings);
     opts.schedule =
         Some(Arc::new(crate::core::schedule::Schedule::load(&settings.schedule_file(), &texts, settings.timezone())?));
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))
@@ -210,7 +210,7 @@ pub async fn run_channels(
             outbox,
             outboxes: outboxes.clone(),
             workers_stopped: workers_stopped.clone(),
-            worker: settings.worker_options(),
+            worker: crate::core::broadcast::WorkerOptions::from_settings(&settings),
             shutdown: stop.clone(),
         })?);
     }
@@ -339,7 +339,7 @@ fn spawn_wecom(settings: &Settings, core: &Core) -> anyhow::Result<Worker> {
     let w = &settings.file.wecom;
     let deliverer =
         channels::wecom::WecomDeliverer::new(w.messages_per_min_per_robot, Duration::from_secs(w.timeout_secs.max(1)))?;
-    let mut opts = settings.worker_options();
+    let mut opts = crate::core::broadcast::WorkerOptions::from_settings(settings);
     opts.per_second = 0; // each robot has its own limit
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Robots report to nobody: the channels' workers tell the sender.

@@ -372,25 +372,6 @@ spelled_enum!(
         Dissatisfied = "dissatisfied" | "不满意",
     }
 );
-
-/// The midnight that starts `day` in `tz`, as UTC ms (the earlier one where a clock change
-/// makes two). Every "from this day" of the program is counted from here.
-pub fn midnight_ms(tz: chrono_tz::Tz, day: chrono::NaiveDate) -> i64 {
-    use chrono::TimeZone;
-    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
-        .earliest()
-        .map_or(0, |t| t.timestamp_millis())
-}
-
-/// A day typed into a form as `YYYY-MM-DD` (blank: none), as its [`midnight_ms`].
-pub fn parse_day_ms(tz: chrono_tz::Tz, typed: &str) -> Result<Option<i64>, chrono::ParseError> {
-    let typed = typed.trim();
-    if typed.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(midnight_ms(tz, chrono::NaiveDate::parse_from_str(typed, "%Y-%m-%d")?)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

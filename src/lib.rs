@@ -8,13 +8,15 @@
 //! - [`config`]: `bot-config/cunjing.toml` and the environment, as plain settings.
 //! - [`domain`]: validated registry values (codes, badges, phones, roles) and the ordered
 //!   enums of tips and broadcasts (status, kind, severity).
+//! - [`calendar`]: local midnights and months in the station's time zone.
 //! - [`csv_cells`]: CSV cells made inert for spreadsheets, for every CSV the project writes.
 //! - [`texts`]: the user-facing templates of `bot-config/templates/`.
 //! - [`triage`]: what a villager's message is about (rules, dialect table, model).
 //! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
+//! - [`reports`]: the rows of the exports (tips, monthly figures per officer).
 //! - [`registry`]: import, check and export of the station → office → village → officer CSVs.
 //! - [`authz`]: who may do what (roles, scopes) and the audit trail.
-//! - [`cap`]: CAP 1.2 alerts in and out.
+//! - [`cap`]: CAP 1.2 alerts in and out, and broadcasts as alerts.
 //! - [`boards`]: the printable contact boards (警民联系牌) with their QR codes.
 //! - [`core`]: the platform-free bot: routing, contact cards, tips, broadcasts, the staff
 //!   desk, timers and schedules, from [`core::Inbound`] to [`core::Outbound`].
@@ -22,14 +24,15 @@
 //!   behind the [`channels::Channel`] trait.
 //! - [`web`]: the station console (tips desk, broadcasts, registry, figures).
 //! - [`http`]: health, metrics and Telegram's webhook on `[http] listen`.
-//! - [`metrics`], [`telemetry`]: Prometheus counters and logging.
+//! - [`metrics`]: the Prometheus counters.
+//! - [`telemetry`]: logging to stderr, never with message text or names.
 //! - [`daemon`]: the composition root, which builds the core and the workers once and runs
 //!   the chosen channels beside them.
-//! - [`cli`], [`broadcast_cli`], [`tips_cli`]: the command line (`cunjing run`, `registry`,
-//!   `tips`, `broadcast`, …).
+//! - [`cli`]: the command line (`cunjing run`, `registry`, `tips`, `broadcast`, …), one file
+//!   per noun; a leaf that nothing in the library imports.
 pub mod authz;
 pub mod boards;
-pub mod broadcast_cli;
+pub mod calendar;
 pub mod cap;
 pub mod channels;
 pub mod cli;
@@ -41,9 +44,9 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod reports;
 pub mod store;
 pub mod telemetry;
 pub mod texts;
-pub mod tips_cli;
 pub mod triage;
 pub mod web;

@@ -134,6 +134,22 @@ impl Default for WorkerOptions {
     }
 }
 
+impl WorkerOptions {
+    /// The pacing of `[broadcast]`.
+    pub fn from_settings(settings: &crate::config::Settings) -> WorkerOptions {
+        let b = &settings.file.broadcast;
+        WorkerOptions {
+            per_second: b.messages_per_sec,
+            concurrency: b.concurrency.max(1),
+            max_attempts: b.max_attempts.max(1),
+            retry_base: Duration::from_millis(b.retry_base_ms),
+            // Retries are looked for at least as often as the first backoff.
+            idle: Duration::from_millis(b.retry_base_ms.clamp(10, 2000)),
+            progress_every: Duration::from_secs(b.progress_every_secs.max(1)),
+        }
+    }
+}
+
 /// A broadcast asked for by a person, the CLI or the scheduler.
 #[derive(Debug, Clone)]
 pub struct Request {

@@ -95,6 +95,19 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// The periods of `[retention]`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Retention {
+        const DAY: i64 = 86_400_000;
+        let r = &settings.file.retention;
+        Retention {
+            relay_ms: i64::from(r.relay_days) * DAY,
+            tips_ms: i64::from(r.tips_days) * DAY,
+            audit_ms: i64::from(r.audit_days) * DAY,
+        }
+    }
+}
+
 impl CoreOptions {
     pub fn new(timezone: chrono_tz::Tz) -> CoreOptions {
         CoreOptions {

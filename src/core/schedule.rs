@@ -215,7 +215,7 @@ impl Core {
         let now = self.now_ms();
         let local = DateTime::<Utc>::from_timestamp_millis(now).unwrap_or_default().with_timezone(&tz);
         let month = local.format("%Y-%m").to_string();
-        let (from, to) = crate::broadcast_cli::month_bounds(tz, &month)?;
+        let (from, to) = crate::calendar::month_bounds(tz, &month)?;
         let today = local.date_naive().to_string();
         let mut out = Vec::new();
         for officer in self.store().all_officers().await? {
@@ -236,8 +236,8 @@ impl Core {
 
     /// Last month's figures to each station's staff groups.
     async fn monthly_summaries(&self, platform: Platform, tz: chrono_tz::Tz) -> anyhow::Result<Vec<Outbound>> {
-        let month = crate::broadcast_cli::previous_month(tz, self.now_ms());
-        let (from, to) = crate::broadcast_cli::month_bounds(tz, &month)?;
+        let month = crate::calendar::previous_month(tz, self.now_ms());
+        let (from, to) = crate::calendar::month_bounds(tz, &month)?;
         let mut out = Vec::new();
         for (station_id, name) in self.store().stations().await? {
             let chats = self.store().station_chats(station_id, platform.as_str()).await?;

@@ -186,7 +186,7 @@ impl Core {
         match words.next() {
             Some("today") => {
                 filter.status = None;
-                filter.since_ms = Some(crate::domain::midnight_ms(self.timezone(), self.today()));
+                filter.since_ms = Some(crate::calendar::midnight_ms(self.timezone(), self.today()));
             }
             Some("village") => {
                 filter.status = None;

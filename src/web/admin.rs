@@ -152,7 +152,7 @@ async fn audit(State(state): State<WebState>, session: Session, Query(f): Query<
         return Err(refused(&session));
     }
     let tz = core.timezone();
-    let day = |s: &str| crate::domain::parse_day_ms(tz, s);
+    let day = |s: &str| crate::calendar::parse_day_ms(tz, s);
     let mut errors = BTreeMap::new();
     let since = day(&f.from).unwrap_or_else(|_| {
         errors.insert("from", state.texts.get("date_format").to_string());

@@ -66,13 +66,31 @@ impl Default for WebOptions {
     }
 }
 
+impl WebOptions {
+    /// The console's behaviour of `[web]`.
+    pub fn from_settings(settings: &crate::config::Settings) -> WebOptions {
+        let w = &settings.file.web;
+        WebOptions {
+            secure_cookies: w.secure_cookies,
+            session_idle_ms: i64::from(w.session_idle_minutes.max(1)) * 60_000,
+            session_max_ms: i64::from(w.session_max_hours.max(1)) * 3_600_000,
+            max_failed_logins: i64::from(w.max_failed_logins.max(1)),
+            lockout_ms: i64::from(w.lockout_minutes.max(1)) * 60_000,
+            sla: crate::store::tip_list::Sla {
+                ack_ms: i64::from(w.acknowledge_within_hours.max(1)) * 3_600_000,
+                resolve_ms: i64::from(w.resolve_within_days.max(1)) * 86_400_000,
+            },
+        }
+    }
+}
+
 /// The texts the program puts into pages (`bot-config/web/texts.toml`), every key checked at
 /// load.
 #[derive(Debug, serde::Deserialize)]
 pub struct WebTexts {
     #[serde(flatten)]
     texts: HashMap<String, String>,
-    /// Export column names by column code ([`crate::tips_cli::EXPORT_COLUMNS`]).
+    /// Export column names by column code ([`crate::reports::EXPORT_COLUMNS`]).
     columns: HashMap<String, String>,
 }
 
@@ -127,7 +145,7 @@ impl WebTexts {
         for key in TEXT_KEYS {
             anyhow::ensure!(texts.texts.contains_key(*key), "{}: the text {key:?} is missing", path.display());
         }
-        for column in crate::tips_cli::EXPORT_COLUMNS {
+        for column in crate::reports::EXPORT_COLUMNS {
             anyhow::ensure!(texts.columns.contains_key(column), "{}: [columns] lacks {column:?}", path.display());
         }
         Ok(texts)
@@ -189,7 +207,7 @@ pub fn load_templates(dir: &Path, core: &Core) -> anyhow::Result<minijinja::Envi
         }
     }
     let tz = core.timezone();
-    env.add_filter("datetime", move |ms: Option<i64>| crate::tips_cli::local_time(tz, ms));
+    env.add_filter("datetime", move |ms: Option<i64>| crate::reports::local_time(tz, ms));
     env.add_filter("excerpt", |s: String, n: usize| -> String {
         if s.chars().count() <= n { s } else { s.chars().take(n).collect::<String>() + "…" }
     });
@@ -617,7 +635,7 @@ pub async fn start(
     let templates = load_templates(&dir, core)?;
     let assets = load_assets(&dir)?;
     let texts = WebTexts::load(&dir.join("texts.toml"))?;
-    let state = WebState::new(core.clone(), templates, assets, texts, settings.web_options(), outbound);
+    let state = WebState::new(core.clone(), templates, assets, texts, WebOptions::from_settings(settings), outbound);
     let listener = crate::http::bind(&settings.file.web.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "station console listening");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -100,7 +100,8 @@ impl Filters {
     fn to_filter(&self, station: Option<String>, state: &WebState) -> Result<TipFilter, (&'static str, &'static str)> {
         let core = &state.core;
         let tz = core.timezone();
-        let day = |s: &str, field: &'static str| crate::domain::parse_day_ms(tz, s).map_err(|_| (field, "date_format"));
+        let day =
+            |s: &str, field: &'static str| crate::calendar::parse_day_ms(tz, s).map_err(|_| (field, "date_format"));
         let since_ms = day(&self.from, "from")?;
         // "to" is inclusive: the day after it, at midnight.
         let until_ms = day(&self.to, "to")?.map(|t| t + 86_400_000);
@@ -321,7 +322,7 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
 /// (station, category, source, status, rating, anonymous) by the name the pages show. Who
 /// reported a tip is no column: a tip list row does not even carry it.
 fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<String>>) {
-    use crate::tips_cli::{EXPORT_COLUMNS, export_record};
+    use crate::reports::{EXPORT_COLUMNS, export_record};
     let header = EXPORT_COLUMNS.iter().map(|c| state.texts.column(c).to_string()).collect();
     let tz = state.core.timezone();
     let rows = rows
@@ -1067,9 +1068,9 @@ async fn month_figures(
     if !core.authorize_desk(&session.actor, Action::Export, subject, what).await? {
         return Err(refused(session));
     }
-    let current = crate::broadcast_cli::current_month(tz, core.now_ms());
+    let current = crate::calendar::current_month(tz, core.now_ms());
     let month = Some(q.month.trim().to_string()).filter(|m| !m.is_empty()).unwrap_or(current.clone());
-    let Ok((from, to)) = crate::broadcast_cli::month_bounds(tz, &month) else { return Ok(Err(current)) };
+    let Ok((from, to)) = crate::calendar::month_bounds(tz, &month) else { return Ok(Err(current)) };
     let officers = core
         .store()
         .officer_figures(from, to, session.user.station_id)
@@ -1089,7 +1090,7 @@ fn last_months(tz: chrono_tz::Tz, now_ms: i64, n: u32) -> (Vec<String>, Vec<i64>
     let bounds: Vec<chrono::NaiveDate> =
         starts[1..].iter().copied().chain(first.checked_add_months(chrono::Months::new(1))).collect();
     let labels = bounds[..bounds.len() - 1].iter().map(|d| d.format("%Y-%m").to_string()).collect();
-    (labels, bounds.iter().map(|d| crate::domain::midnight_ms(tz, *d)).collect())
+    (labels, bounds.iter().map(|d| crate::calendar::midnight_ms(tz, *d)).collect())
 }
 
 async fn figures(State(state): State<WebState>, session: Session, Query(q): Query<MonthQuery>) -> Page {

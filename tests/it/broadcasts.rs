@@ -281,7 +281,7 @@ app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| 
     assert!(reminder.text.contains("/alert"), "{}", reminder.text);
     // The month's figures count 张建国's warning and none for 李卫东.
     let month = morning.format("%Y-%m").to_string();
-    let (from, to) = cunjing::broadcast_cli::month_bounds(chrono_tz::Asia::Shanghai, &month).unwrap();
+    let (from, to) = cunjing::calendar::month_bounds(chrono_tz::Asia::Shanghai, &month).unwrap();
     let figures = app.store().officer_figures(from, to, None).await.unwrap();
     let warnings = |badge: &str| figures.iter().find(|f| f.badge == badge).unwrap().warnings;
     assert_eq!((warnings("041201"), warnings("041202")), (1, 0));

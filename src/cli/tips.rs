@@ -1,74 +1,27 @@
 //! `cunjing tips …`: the station staff's view of the tips from the command line — list,
-//! show with the timeline, and a CSV export that Excel opens with the Chinese intact — and
-//! the tip workflow's assign, close and reopen, as an operator of one station (`--station`)
-//! or of all. Nothing here ever reads who reported a tip.
+//! show with the timeline, and a CSV export that Excel opens with the Chinese intact (its
+//! rows are [`crate::reports`]', shared with the station console) — and the tip workflow's
+//! assign, close and reopen, as an operator of one station (`--station`) or of all.
+//! Nothing here ever reads who reported a tip.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::TipsCommand;
 use crate::authz::{Action, Actor, Role};
-use crate::cli::TipsCommand;
 use crate::config::Settings;
 use crate::core::workflow::By;
 use crate::core::{Core, CoreError};
 use crate::domain::TipStatus;
+use crate::reports::{local_time, write_tips_csv};
 use crate::store::Store;
 use crate::store::tip_list::{TipFilter, TipListRow};
 use crate::store::tips::TipRow;
 
-/// The CSV columns of a tip list and export (the station console exports the same, but for
-/// the text, under the names of its templates).
-pub const EXPORT_COLUMNS: [&str; 15] = [
-    "number",
-    "created_at",
-    "station",
-    "village_code",
-    "village",
-    "category",
-    "source",
-    "anonymous",
-    "status",
-    "officer_badge",
-    "officer",
-    "acknowledged_at",
-    "resolved_at",
-    "rating",
-    "text",
-];
-
 fn local(settings: &Settings, ms: Option<i64>) -> String {
     local_time(settings.timezone(), ms)
-}
-
-/// An instant (UTC ms) as `YYYY-MM-DD HH:MM` in `tz`; empty for none.
-pub fn local_time(tz: chrono_tz::Tz, ms: Option<i64>) -> String {
-    ms.and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_default()
-}
-
-/// One tip as a row of [`EXPORT_COLUMNS`], times in `tz`.
-pub fn export_record(tz: chrono_tz::Tz, r: &TipListRow) -> Vec<String> {
-    let local = |ms| local_time(tz, ms);
-    vec![
-        r.number.clone(),
-        local(Some(r.created_at)),
-        r.station_code.clone(),
-        r.village_code.clone(),
-        r.village_name.clone(),
-        r.category.clone(),
-        r.source.clone(),
-        if r.anonymous == 1 { "yes".into() } else { "no".into() },
-        r.status.clone(),
-        r.officer_badge.clone().unwrap_or_default(),
-        r.officer_name.clone().unwrap_or_default(),
-        local(r.acknowledged_at),
-        local(r.resolved_at),
-        r.rating.clone().unwrap_or_default(),
-        r.summary.clone(),
-    ]
 }
 
 fn filter(
@@ -77,25 +30,19 @@ fn filter(
     status: Option<String>,
     since: Option<chrono::NaiveDate>,
 ) -> TipFilter {
-    let since_ms = since.map(|d| crate::domain::midnight_ms(settings.timezone(), d));
+    let since_ms = since.map(|d| crate::calendar::midnight_ms(settings.timezone(), d));
     TipFilter { station, status, since_ms, ..TipFilter::default() }
 }
 
 fn write_csv(settings: &Settings, rows: &[TipListRow], out: impl Write) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    crate::csv_cells::write_record(&mut w, EXPORT_COLUMNS)?;
-    for r in rows {
-        crate::csv_cells::write_record(&mut w, export_record(settings.timezone(), r))?;
-    }
-    w.flush()?;
-    Ok(())
+    write_tips_csv(settings.timezone(), rows, out)
 }
 
 /// The operator at the command line: of the station `code` (a station admin's reach), or of
 /// every station without one.
 async fn operator(store: &Store, station: Option<&str>) -> anyhow::Result<Result<Actor, String>> {
     let mut actor = Actor::system();
-    actor.account = Some(crate::cli::cli_label());
+    actor.account = Some(super::cli_label());
     if let Some(code) = station {
         let Some(id) = store.station_id(code).await? else {
             return Ok(Err(format!("No station with code {code:?} in the registry.")));
@@ -148,8 +95,8 @@ async fn workflow(
     eprintln!("{why}");
     Ok(ExitCode::FAILURE)
 }
-
-pub async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) -> anyhow::Result<ExitCode> {
+/// Runs `cunjing tips …`.
+pub(super) async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TipsCommand::Assign { number, badge, station } => {
             workflow(

@@ -1,18 +1,45 @@
 //! The command line: `cunjing run` (the daemon, also what a bare `cunjing` does) and the
 //! administration commands for the registry, officers and chats. Output for people is
 //! English; `--json` gives machine-readable output where it makes sense.
+//!
+//! This module holds the clap types, the dispatch and the audit record each command leaves;
+//! the commands themselves live one file per noun:
+//!
+//! - `registry`: `cunjing registry import|export|wecom|check`.
+//! - `boards`: `cunjing board`, the printable contact boards.
+//! - `officers`: `cunjing officer enrol|grant|revoke`.
+//! - `staff`: `cunjing staff add`, the console's accounts.
+//! - `chats`: `cunjing chat bind|unbind|list`.
+//! - `audit`: `cunjing audit` and `cunjing secrets rotate`.
+//! - `tips`: `cunjing tips list|show|export`.
+//! - `broadcast`: `cunjing broadcast send|status|cancel|correct|export-cap|import-cap`.
+//! - `report`: `cunjing report monthly`.
+//! - `triage`: `cunjing triage`, classifying messages and measuring triage.
+//!
+//! The library never imports this module: what the commands share with the daemon and the
+//! console (months and local midnights, export rows, the CAP mapping) lives in the library.
 
-use std::path::{Path, PathBuf};
+mod audit;
+mod boards;
+mod broadcast;
+mod chats;
+mod officers;
+mod registry;
+mod report;
+mod staff;
+mod tips;
+mod triage;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::{DateTime, NaiveDateTime, TimeZone};
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
-use crate::core::Platform;
 use crate::daemon::{self, ChannelChoice};
-use crate::registry::{self, ImportError};
 use crate::store::Store;
 
 /// cunjing (村警): every village group gets its named officer.
@@ -436,31 +463,21 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
     }
     match command {
         Command::Run { .. } => unreachable!("handled by run"),
-        Command::Registry(cmd) => registry_command(settings, cmd).await,
-        Command::Board { village, station, out } => boards(settings, village, station, &out).await,
-        Command::Officer(OfficerCommand::Enrol { badge, json }) => enrol(settings, &badge, json).await,
-        Command::Officer(OfficerCommand::Grant { badge, role }) => grant(settings, &badge, Some(&role)).await,
-        Command::Officer(OfficerCommand::Revoke { badge }) => grant(settings, &badge, None).await,
-        Command::Audit { action: Some(AuditAction::Verify), .. } => audit_verify(settings).await,
-        Command::Secrets { action: SecretsAction::Rotate } => {
-            let store = open_store(settings).await?;
-            let (phones, chats) = store.seal_contacts().await?;
-            println!("Sealed again under the current data key: {phones} phone numbers, {chats} reporter chats.");
-            println!("Once no daemon runs with the old key, remove it from CUNJING_DATA_KEYS_OLD.");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Audit { since: Some(since), csv, .. } => audit(settings, &since, csv).await,
+        Command::Registry(cmd) => registry::run(settings, cmd).await,
+        Command::Board { village, station, out } => boards::run(settings, village, station, &out).await,
+        Command::Officer(cmd) => officers::run(settings, cmd).await,
+        Command::Audit { action: Some(AuditAction::Verify), .. } => audit::verify(settings).await,
+        Command::Secrets { action: SecretsAction::Rotate } => audit::rotate_keys(settings).await,
+        Command::Audit { since: Some(since), csv, .. } => audit::list(settings, &since, csv).await,
         Command::Audit { since: None, .. } => {
             eprintln!("cunjing audit needs --since DAY (YYYY-MM-DD) to list records, or `verify` to check the chain.");
             Ok(ExitCode::FAILURE)
         }
-        Command::Staff(StaffCommand::Add { username, station, role, totp, name }) => {
-            staff_add(settings, &username, station.as_deref(), &role, totp, name.as_deref()).await
-        }
-        Command::Chat(cmd) => chat_command(settings, cmd).await,
-        Command::Tips(cmd) => crate::tips_cli::run(settings, &open_store(settings).await?, cmd).await,
-        Command::Broadcast(cmd) => crate::broadcast_cli::run(settings, open_store(settings).await?, cmd).await,
-        Command::Report(cmd) => crate::broadcast_cli::report(settings, open_store(settings).await?, cmd).await,
+        Command::Staff(cmd) => staff::run(settings, cmd).await,
+        Command::Chat(cmd) => chats::run(settings, cmd).await,
+        Command::Tips(cmd) => tips::run(settings, &open_store(settings).await?, cmd).await,
+        Command::Broadcast(cmd) => broadcast::run(settings, open_store(settings).await?, cmd).await,
+        Command::Report(cmd) => report::run(settings, open_store(settings).await?, cmd).await,
         Command::Triage { rules, forwarded, officer, private, no_model, learner, evaluate, cross_validate, misses } => {
             let how = crate::triage::Load {
                 without_model: no_model,
@@ -472,70 +489,17 @@ async fn run_privileged(settings: &Settings, command: Command) -> anyhow::Result
                     }
                 }),
             };
-            let started = std::time::Instant::now();
-            let rules = crate::triage::Triage::load_as(&rules.unwrap_or_else(|| settings.intents_file()), how)?;
-            tracing::info!(loaded_ms = started.elapsed().as_millis() as u64, "triage loaded: {}", rules.describe());
-            match (evaluate, cross_validate) {
-                (Some(corpus), _) => evaluate_corpus(&rules, &corpus, misses),
-                (None, Some(k)) => cross_validate_examples(&rules, k, misses),
-                (None, None) => triage_stdin(
-                    &rules,
-                    crate::triage::Context { forwarded, from_officer: officer, private, in_tip: false },
-                ),
-            }
-        }
-    }
-}
-
-/// `cunjing triage`: stdin lines → JSON lines.
-fn triage_stdin(rules: &crate::triage::Triage, context: crate::triage::Context) -> anyhow::Result<ExitCode> {
-    use std::io::{BufRead, Write};
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("Failed to read stdin (is it UTF-8 text?)")?;
-        writeln!(out, "{}", rules.classify_in(&line, context).to_json())?;
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing triage --cross-validate K`: the examples folder of the rules' [model].
-fn cross_validate_examples(rules: &crate::triage::Triage, k: usize, misses: bool) -> anyhow::Result<ExitCode> {
-    use crate::triage::corpus;
-    let dir = rules.examples_dir().ok_or_else(|| anyhow::anyhow!("the rules have no [model] examples to validate"))?;
-    let samples = corpus::read_dir(dir)?;
-    let e = corpus::cross_validate(rules, &samples, k)?;
-    print_evaluation(&e, misses);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing triage --evaluate FILE`.
-fn evaluate_corpus(rules: &crate::triage::Triage, corpus: &std::path::Path, misses: bool) -> anyhow::Result<ExitCode> {
-    use crate::triage::corpus;
-    let raw = std::fs::read_to_string(corpus).with_context(|| format!("Failed to read {}", corpus.display()))?;
-    let samples = corpus::parse(&raw, &corpus.display().to_string())?;
-    let e = corpus::evaluate(rules, &samples);
-    print_evaluation(&e, misses);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_evaluation(e: &crate::triage::corpus::Evaluation, misses: bool) {
-    print!("{}", e.markdown());
-    if misses {
-        println!();
-        for m in &e.misses {
-            let confidence = m.confidence.map(|c| format!(" {c:.2}")).unwrap_or_default();
-            println!(
-                "{}:{}: expected {}, got {} ({}{confidence}, rule {}): {}",
-                m.source,
-                m.line,
-                m.expected,
-                m.got,
-                m.layer,
-                m.rule.as_deref().unwrap_or("-"),
-                m.text
-            );
+            let task = match (evaluate, cross_validate) {
+                (Some(corpus), _) => triage::Task::Evaluate(corpus),
+                (None, Some(k)) => triage::Task::CrossValidate(k),
+                (None, None) => triage::Task::Classify(crate::triage::Context {
+                    forwarded,
+                    from_officer: officer,
+                    private,
+                    in_tip: false,
+                }),
+            };
+            triage::run(&rules.unwrap_or_else(|| settings.intents_file()), how, task, misses)
         }
     }
 }
@@ -548,250 +512,19 @@ fn today(settings: &Settings) -> chrono::NaiveDate {
     chrono::Utc::now().with_timezone(&settings.timezone()).date_naive()
 }
 
-async fn registry_command(settings: &Settings, cmd: RegistryCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    match cmd {
-        RegistryCommand::Import { dir } => match registry::import_dir(&store, &dir, today(settings)).await {
-            Ok(summary) => {
-                println!("{summary}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(ImportError::Invalid(errors)) => {
-                for e in &errors {
-                    eprintln!("{e}");
-                }
-                eprintln!(
-                    "{} error(s); nothing was imported. Fix the lines above and run the import again.",
-                    errors.len()
-                );
-                Ok(ExitCode::FAILURE)
-            }
-            Err(e) => Err(e.into()),
-        },
-        RegistryCommand::Export { dir } => {
-            registry::export_dir(&store, &dir).await?;
-            println!("Registry written to {}", dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        RegistryCommand::Wecom { target, url } => {
-            let url = url.filter(|u| !u.is_empty());
-            if let Some(u) = &url {
-                let parsed = url::Url::parse(u)
-                    .map_err(|e| anyhow::anyhow!("{u:?} is not a URL ({e}): give the robot's webhook address"))?;
-                anyhow::ensure!(
-                    matches!(parsed.scheme(), "https" | "http"),
-                    "the webhook URL must start with https://"
-                );
-            }
-            let found = match crate::store::broadcasts::Target::parse(&target).map_err(anyhow::Error::msg)? {
-                crate::store::broadcasts::Target::Village(code) => {
-                    store.set_village_wecom(&code, url.as_deref()).await?
-                }
-                crate::store::broadcasts::Target::Office(code) => store.set_office_wecom(&code, url.as_deref()).await?,
-                _ => anyhow::bail!("a robot belongs to a village or an office: write village:CODE or office:CODE"),
-            };
-            anyhow::ensure!(found, "{target} is not in the registry");
-            println!("{} {target}", if url.is_some() { "WeCom robot set for" } else { "WeCom robot removed from" });
-            Ok(ExitCode::SUCCESS)
-        }
-        RegistryCommand::Check { json } => {
-            let report =
-                registry::check(&store, today(settings), settings.file.registry.max_villages_per_officer).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+/// A local time (`YYYY-MM-DD HH:MM`) or RFC 3339, as UTC ms.
+fn parse_time(settings: &Settings, s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
     }
-}
-
-async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    let ttl_ms = i64::try_from(settings.file.enrolment.code_ttl_hours).unwrap_or(24) * 3_600_000;
-    let Some(code) = store.issue_enrolment_code(badge, ttl_ms).await? else {
-        eprintln!("No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR).");
-        return Ok(ExitCode::FAILURE);
-    };
-    let username = bot_username(settings).await;
-    let link = format!("https://t.me/{}?start={}", username.as_deref().unwrap_or("<bot_username>"), code.code);
-    let expires = chrono::DateTime::from_timestamp_millis(code.expires_at)
-        .map(|t| t.with_timezone(&settings.timezone()).to_rfc3339())
-        .unwrap_or_default();
-    if json {
-        let out = serde_json::json!({
-            "badge": code.badge, "name": code.name, "code": code.code,
-            "expires_at": expires, "deep_link": link,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!("Enrolment code for {} ({}): {}", code.name, code.badge, code.code);
-        println!("Valid once, until {expires}.");
-        println!("The officer opens {link}");
-        println!("or sends the bot, in a private chat: /start {}", code.code);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing staff add`.
-async fn staff_add(
-    settings: &Settings,
-    username: &str,
-    station: Option<&str>,
-    role: &str,
-    totp: bool,
-    name: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let username = username.trim();
-    anyhow::ensure!(name.is_none_or(|n| n.trim().chars().count() <= 32), "the --name must be at most 32 characters");
-    anyhow::ensure!(
-        !username.is_empty() && username.len() <= 64 && !username.chars().any(char::is_whitespace),
-        "the user name must be 1–64 characters without spaces"
-    );
-    let store = open_store(settings).await?;
-    let station_id = match (role, station) {
-        ("system", None) => None,
-        ("system", Some(_)) => anyhow::bail!("a system account is not tied to a station: leave out --station"),
-        (_, None) => anyhow::bail!("--station CODE is required for a staff or admin account"),
-        (_, Some(code)) => match store.station_id(code).await? {
-            Some(id) => Some(id),
-            None => anyhow::bail!("no station with code {code:?} in the registry"),
-        },
-    };
-    let mut password = String::new();
-    std::io::stdin().read_line(&mut password).context("Failed to read the password from stdin")?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(password.chars().count() >= 10, "the password must have at least 10 characters");
-    let hash = crate::web::hash_password(password)?;
-    let secret = (totp || role != "staff").then(crate::web::new_totp_secret);
-    store.upsert_web_user(username, station_id, role, &hash, secret.as_deref(), crate::store::now_ms()).await?;
-    store.set_web_user_display_name(username, name).await?;
-    println!("Console account {username} ({role}) is ready.");
-    if let Some(secret) = secret {
-        println!("Second factor (TOTP, shown once): add this secret to an authenticator app:");
-        println!("  {secret}");
-        println!("  otpauth://totp/cunjing:{username}?secret={secret}&issuer=cunjing");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing officer grant|revoke`.
-async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    if !store.set_grant(badge, role, crate::store::now_ms()).await? {
-        eprintln!("No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR).");
-        return Ok(ExitCode::FAILURE);
-    }
-    match role {
-        Some(role) => println!("Officer {badge} is now {role}"),
-        None => println!("Officer {badge} has no station role any more"),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing audit verify`.
-async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
-    use crate::store::audit::AuditCheck;
-    match open_store(settings).await?.verify_audit().await? {
-        AuditCheck::Intact { checked, before_chain } => {
-            println!("The audit log's chain is intact: {checked} records verified.");
-            if before_chain > 0 {
-                println!("{before_chain} older records were written before the chain and cannot be verified.");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCheck::Broken { id, why } => {
-            println!("The audit log's chain is broken at record {id}: {why}.");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// `cunjing audit --since … [--csv]`.
-async fn audit(settings: &Settings, since: &str, csv: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    let tz = settings.timezone();
-    let since = match chrono::NaiveDate::parse_from_str(since.trim(), "%Y-%m-%d") {
-        Ok(day) => crate::domain::midnight_ms(tz, day),
-        Err(_) => crate::broadcast_cli::parse_time(settings, since)?,
-    };
-    let rows = store.audit_since(since).await?;
-    let when = |at: i64| {
-        chrono::DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&tz).to_rfc3339()).unwrap_or_default()
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if csv {
-        use std::io::Write;
-        out.write_all("\u{feff}".as_bytes())?;
-        let mut w = ::csv::Writer::from_writer(out);
-        crate::csv_cells::write_record(&mut w, ["at", "actor", "action", "target", "result", "detail"])?;
-        for r in &rows {
-            crate::csv_cells::write_record(
-                &mut w,
-                [when(r.at), r.actor.clone(), r.action.clone(), r.target.clone(), r.result.clone(), r.detail.clone()],
-            )?;
-        }
-        w.flush()?;
-    } else {
-        use std::io::Write;
-        for r in &rows {
-            writeln!(
-                out,
-                "{}  {:<24} {:<14} {:<8} {} {}",
-                when(r.at),
-                r.actor,
-                r.action,
-                r.result,
-                r.target,
-                r.detail
-            )?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cunjing board`: the boards of a village or of a station's villages.
-async fn boards(
-    settings: &Settings,
-    village: Option<String>,
-    station: Option<String>,
-    out: &Path,
-) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    let all = store.all_villages().await?;
-    let villages: Vec<_> = match (&village, &station) {
-        (Some(code), None) => all.into_iter().filter(|v| &v.code == code).collect(),
-        (None, Some(code)) => all.into_iter().filter(|v| &v.station_code == code).collect(),
-        _ => {
-            eprintln!("cunjing board needs a village code, or --station CODE for every village of a station.");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if villages.is_empty() {
-        eprintln!(
-            "No village with {} in the registry; `cunjing registry export DIR` lists the codes.",
-            village
-                .map_or_else(|| format!("station code {:?}", station.unwrap_or_default()), |v| format!("code {v:?}"))
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    let links = crate::boards::Links {
-        wechat: Some(settings.file.wecom.kf.contact_url.clone()),
-        telegram_bot: bot_username(settings).await,
-    };
-    if links.for_village("").is_empty() {
-        eprintln!("Note: no QR codes: set [wecom.kf] contact_url for WeChat, TELOXIDE_TOKEN for the Telegram link.");
-    }
-    let template = settings.resolve(&settings.file.paths.board_template);
-    let today = chrono::Utc::now().with_timezone(&settings.timezone()).date_naive().to_string();
-    let files = crate::boards::write_boards(&store, &template, &villages, &links, &today, out).await?;
-    for file in &files {
-        println!("{}", file.display());
-    }
-    println!("{} board(s) written as SVG and PNG; print them on A4.", files.len() / 2);
-    Ok(ExitCode::SUCCESS)
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+        .with_context(|| format!("{s:?} is not a time: write YYYY-MM-DD HH:MM (local) or 2026-11-23T09:00:00+08:00"))?;
+    let local = settings
+        .timezone()
+        .from_local_datetime(&naive)
+        .earliest()
+        .with_context(|| format!("{s:?} does not exist in {}", settings.timezone()))?;
+    Ok(local.timestamp_millis())
 }
 
 /// The bot's username from Telegram when a token is configured (for the deep link).
@@ -805,67 +538,6 @@ async fn bot_username(settings: &Settings) -> Option<String> {
             let redacted = e.to_string().replace(token.expose_secret(), "<token>");
             tracing::warn!(error = %redacted, "could not ask Telegram for the bot's username");
             None
-        }
-    }
-}
-
-async fn chat_command(settings: &Settings, cmd: ChatCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(settings).await?;
-    match cmd {
-        ChatCommand::Bind { chat_id, village_code, platform } => {
-            let platform = Platform::parse(&platform)
-                .with_context(|| format!("unknown platform {platform:?}; use telegram or console"))?;
-            let Some(village) = store.village_by_code(&village_code).await? else {
-                eprintln!("No village with code {village_code:?} in the registry.");
-                return Ok(ExitCode::FAILURE);
-            };
-            let title = store.chat(platform.as_str(), chat_id).await?.map(|c| c.title).unwrap_or_default();
-            store.bind_chat_to_village(platform.as_str(), chat_id, &title, village.id, None).await?;
-            println!("Chat {chat_id} ({platform}) bound to {} ({})", village.name, village.code);
-            Ok(ExitCode::SUCCESS)
-        }
-        ChatCommand::Unbind { chat_id, platform } => {
-            if store.unbind_chat(&platform, chat_id).await? {
-                println!("Chat {chat_id} ({platform}) unbound");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("The bot does not know chat {chat_id} on {platform}.");
-                Ok(ExitCode::FAILURE)
-            }
-        }
-        ChatCommand::List { json } => {
-            let chats = store.list_chats(None).await?;
-            if json {
-                // Each chat with its village's code and name beside the internal ids.
-                let mut rows = Vec::with_capacity(chats.len());
-                for c in &chats {
-                    let village = match c.village_id {
-                        Some(id) => store.village_by_id(id).await?,
-                        None => None,
-                    };
-                    let mut row = serde_json::to_value(c)?;
-                    row["village_code"] = serde_json::json!(village.as_ref().map(|v| v.code.clone()));
-                    row["village_name"] = serde_json::json!(village.as_ref().map(|v| v.name.clone()));
-                    rows.push(row);
-                }
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                for c in chats {
-                    let village = match c.village_id {
-                        Some(id) => store.village_by_id(id).await?.map(|v| format!("{} ({})", v.name, v.code)),
-                        None => None,
-                    };
-                    println!(
-                        "{:<9} {:>16}  {:<8} {:<24} {}",
-                        c.platform,
-                        c.chat_id,
-                        if c.active == 1 { "active" } else { "inactive" },
-                        village.unwrap_or_else(|| "(not bound)".into()),
-                        c.title
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
         }
     }
 }
