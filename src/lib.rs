@@ -6,8 +6,10 @@
 //! From the bottom up:
 //!
 //! - [`config`]: `bot-config/cunjing.toml` and the environment, as plain settings.
-//! - [`domain`]: validated registry values (codes, badges, phones, roles) and the ordered
-//!   enums of tips and broadcasts (status, kind, severity).
+//! - [`domain`]: validated registry values (codes, badges, phones) and every enum the
+//!   program stores (tip status, source and rating; officer kind, assignment role, grant;
+//!   broadcast kind, severity and status; delivery state; CAP status), in the order people
+//!   meet them; the store binds and reads them as themselves.
 //! - [`calendar`]: local midnights and months in the station's time zone.
 //! - [`csv_cells`]: CSV cells made inert for spreadsheets, for every CSV the project writes.
 //! - [`texts`]: the user-facing templates of `bot-config/templates/`.
@@ -18,8 +20,11 @@
 //! - [`authz`]: who may do what (roles, scopes) and the audit trail.
 //! - [`cap`]: CAP 1.2 alerts in and out, and broadcasts as alerts.
 //! - [`boards`]: the printable contact boards (警民联系牌) with their QR codes.
-//! - [`core`]: the platform-free bot: routing, contact cards, tips, broadcasts, the staff
-//!   desk, timers and schedules, from [`core::Inbound`] to [`core::Outbound`].
+//! - [`core`]: the platform-free bot, from [`core::Inbound`] to [`core::Outbound`]: the
+//!   router ([`core::wire`] parses commands and buttons once), a room per feature (contact,
+//!   officers, binding, tips, broadcasts, the staff group, the desk, schedules, timers) and
+//!   one tip workflow ([`core::workflow`]) under every front end, refusing with
+//!   [`core::CoreError`].
 //! - [`channels`]: one adapter per platform (Telegram, the local console, WeCom robots)
 //!   behind the [`channels::Channel`] trait.
 //! - [`web`]: the station console (tips desk, broadcasts, registry, figures).

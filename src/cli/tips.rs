@@ -13,7 +13,7 @@ use super::TipsCommand;
 use crate::authz::{Action, Actor, Role};
 use crate::config::Settings;
 use crate::core::workflow::By;
-use crate::core::{Core, CoreError};
+use crate::core::{Core, CoreError, Outbound, Platform};
 use crate::domain::TipStatus;
 use crate::reports::{local_time, write_tips_csv};
 use crate::store::Store;
@@ -54,15 +54,15 @@ async fn operator(store: &Store, station: Option<&str>) -> anyhow::Result<Result
 }
 
 /// A workflow action from the command line: its answer printed, a refusal in English with
-/// exit code 1. Messages for chats are not sent from here (the running daemon's channels
-/// are elsewhere): their number is said.
+/// exit code 1. The messages it makes (the officer's card, the tipster's notice) are queued
+/// for the daemon, which sends them at its next timer round.
 async fn workflow(
     settings: &Settings,
     store: &Store,
     station: Option<&str>,
     action: Action,
     number: &str,
-    act: impl AsyncFnOnce(&Core, &Actor, TipRow) -> Result<(String, usize), CoreError>,
+    act: impl AsyncFnOnce(&Core, &Actor, TipRow) -> Result<(String, Vec<Outbound>), CoreError>,
 ) -> anyhow::Result<ExitCode> {
     let actor = match operator(store, station).await? {
         Ok(actor) => actor,
@@ -73,14 +73,18 @@ async fn workflow(
     };
     let core = crate::daemon::build_core(settings, store.clone(), std::sync::Arc::new(chrono::Utc::now))?;
     let result = match core.tip_for(&actor, action, number).await {
-        Ok(tip) => act(&core, &actor, tip).await,
+        Ok(tip) => {
+            let platform = Platform::parse(&tip.platform).unwrap_or(Platform::Telegram);
+            act(&core, &actor, tip).await.map(|done| (done, platform))
+        }
         Err(e) => Err(e),
     };
     let why = match result {
-        Ok((done, messages)) => {
+        Ok(((done, messages), platform)) => {
             println!("{done}");
-            if messages > 0 {
-                println!("({messages} message(s) for chats were not sent: the command line reaches no chat.)");
+            let queued = core.queue_for_daemon(platform, messages).await?;
+            if queued > 0 {
+                println!("{queued} message(s) queued; the running daemon sends them at its next timer round.");
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -110,7 +114,7 @@ pub(super) async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) ->
                     let done = core.assign_tip(actor, By::Account, &tip, officer, "assigned").await?;
                     Ok((
                         format!("Tip {} assigned to {} ({}).", tip.number, done.officer.name, done.officer.badge),
-                        done.out.len(),
+                        done.out,
                     ))
                 },
             )
@@ -130,7 +134,7 @@ pub(super) async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) ->
                 &number,
                 async |core: &Core, actor: &Actor, tip: TipRow| {
                     let (updated, out) = core.close_tip(actor, By::Account, &tip, to, Some(&note)).await?;
-                    Ok((format!("Tip {} is {} now.", updated.number, updated.status), out.len()))
+                    Ok((format!("Tip {} is {} now.", updated.number, updated.status), out))
                 },
             )
             .await
@@ -144,7 +148,7 @@ pub(super) async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) ->
                 &number,
                 async |core: &Core, actor: &Actor, tip: TipRow| {
                     let updated = core.reopen_tip(actor, &tip, &note).await?;
-                    Ok((format!("Tip {} is {} again.", updated.number, updated.status), 0))
+                    Ok((format!("Tip {} is {} again.", updated.number, updated.status), Vec::new()))
                 },
             )
             .await

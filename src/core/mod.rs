@@ -3,6 +3,25 @@
 //! A channel adapter (Telegram, the local console, later WeCom) turns what arrives into an
 //! [`Inbound`], calls [`Core::handle`], and performs the [`Outbound`] actions it gets back.
 //! The tests and the console drive exactly the code the Telegram adapter drives.
+//!
+//! The rooms:
+//!
+//! - `handler`: [`Core`] and its options, and the router: triage, the emergency answer,
+//!   then each update to the room it belongs to. [`wire`] turns commands, button data and
+//!   deep links into types once; every prefix is spelled there.
+//! - `contact`: the contact card, the village search, the private menu.
+//! - `officers`: enrolment, `/whoami`, `/duty`. `binding`: `/bind`, `/unbind`.
+//! - `access`: who the sender is ([`crate::authz::Actor`]), authorisation with the group
+//!   membership check, the audit line, and where an officer was last seen.
+//! - `tips`: the resident's tip conversation, the receipt, the officer's card and buttons,
+//!   relays, `/status`, ratings. [`workflow`]: the one tip workflow (assign, acknowledge,
+//!   close, reopen, merge, reply, note) that the officer's buttons, the staff group
+//!   (`staff`), the console (`desk`) and the command line all call; it refuses with
+//!   [`CoreError`].
+//! - [`broadcast`]: the compose flow, 收到, cancel, and the delivery worker.
+//! - [`schedule`], [`timers`]: recurring notices and reminders; escalations and expiries.
+//! - [`routing`]: who is responsible (chat → village → duty chain). [`flood`]: the group
+//!   limits of triage's answers.
 
 mod access;
 mod binding;
@@ -13,6 +32,7 @@ mod error;
 pub mod flood;
 mod handler;
 mod officers;
+mod queued;
 pub mod routing;
 pub mod schedule;
 mod staff;
@@ -101,7 +121,8 @@ pub trait MemberCheck: Send + Sync {
 
 /// Which messaging platform an update came from. Stored with chats and identities, so the
 /// same numeric id on two platforms never mixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Platform {
     Telegram,
     Console,
@@ -200,7 +221,7 @@ pub enum Event {
 }
 
 /// The media a tip can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum MediaKind {
     Photo,
     Voice,
@@ -217,7 +238,7 @@ pub struct Inbound {
 }
 
 /// A button under a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Button {
     /// Sends `data` back to the core as [`Event::Button`].
     Callback { label: String, data: String },
@@ -226,8 +247,9 @@ pub enum Button {
     StartPrivate { label: String, payload: String },
 }
 
-/// What the core wants done.
-#[derive(Debug, Clone, PartialEq)]
+/// What the core wants done. Serialisable: actions decided by the command line wait in the
+/// database for a daemon to send them (`queued`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Outbound {
     /// Send a message to a chat of the same platform.
     Message { chat_id: i64, text: String, buttons: Vec<Vec<Button>>, reply_to: Option<i64> },

@@ -1,6 +1,7 @@
 //! The daemon's timer loop: for every channel it serves, whatever is due by the core's (injected) clock — tips not
 //! acknowledged in time, scheduled notices and the monthly jobs — is turned into
-//! [`Outbound`] actions and handed to that channel.
+//! [`Outbound`] actions and handed to that channel, with the actions the command line
+//! queued for it.
 //!
 //! Deadlines live in the database, so the loop holds no state: after a restart it finds the
 //! same overdue tips. It wakes every `interval`, and at once when `wake` is notified (tests
@@ -26,6 +27,13 @@ pub async fn run(
     loop {
         let platforms: Vec<Platform> = outboxes.platforms().collect();
         for platform in platforms {
+            match core.send_queued(platform, &outboxes).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "queued actions not taken; retrying at the next round")
+                }
+            }
             match core.escalate_overdue(platform).await {
                 Ok(actions) => {
                     for action in actions {

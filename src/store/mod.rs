@@ -38,6 +38,7 @@ pub mod chats;
 pub mod conversations;
 mod mapping;
 pub mod officers;
+mod outbox;
 pub mod registry;
 pub mod reports;
 pub mod robots;

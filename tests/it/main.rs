@@ -16,6 +16,7 @@ mod fake_telegram;
 mod fake_wecom;
 mod foundation;
 mod fuzz;
+mod layout;
 mod registry;
 mod routing;
 mod rule_matrix;

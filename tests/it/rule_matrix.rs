@@ -207,3 +207,30 @@ app_test!(every_front_end_refuses_and_allows_the_same_tip_actions, |app| {
         }
     }
 });
+
+app_test!(a_tip_worked_at_the_command_line_reaches_the_officer_and_the_tipster_through_the_running_daemon, |app| {
+    app.enrol("041201", &zhang()).await;
+    let zhao = TgUser::new(6002, "赵明");
+    app.enrol("041204", &zhao).await;
+    let (tipster_chat, number, _) = submit_anonymous_tip(&app, "村口有人推销假药").await;
+
+    let mark = app.fake.mark();
+    let out = cunjing(&["tips", "assign", &number, "041204", "--station", "HZPCS"], &app.db.url, "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("queued"), "{}", text(&out.stdout));
+    // The daemon's next timer round sends the officer's card.
+    app.advance(std::time::Duration::ZERO);
+    let card = app.fake.wait_for_new(mark, |m| m.chat_id == zhao.id && m.text.contains(&number)).await;
+    assert!(!card.text.contains("王大娘"), "the tip is anonymous: {}", card.text);
+
+    let mark = app.fake.mark();
+    let out =
+        cunjing(&["tips", "close", &number, "--note", "已查明并处理", "--station", "HZPCS"], &app.db.url, "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    app.advance(std::time::Duration::ZERO);
+    let notice = app.fake.wait_for_new(mark, |m| m.chat_id == tipster_chat && m.text.contains(&number)).await;
+    assert!(notice.text.contains("已查明并处理"), "{}", notice.text);
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM queued_outbound").fetch_one(app.store().pool()).await.unwrap();
+    assert_eq!(queued, 0, "each queued message is sent once and leaves the queue");
+});
