@@ -115,15 +115,15 @@ pub enum Command {
     /// Accounts of the station console (the web page of `[web]`).
     #[command(subcommand)]
     Staff(StaffCommand),
-    /// The audit log: every privileged action (by the bot's users and at this command line)
-    /// and every showing of a tipster's contact details.
-    /// `cunjing audit verify` checks the log's hash chain and names the first record that was
-    /// altered or whose predecessor is missing.
     /// The keys that seal tipsters' phones and chats at rest.
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,
     },
+    /// The audit log: every privileged action (by the bot's users and at this command line)
+    /// and every showing of a tipster's contact details.
+    /// `cunjing audit verify` checks the log's hash chain and names the first record that was
+    /// altered or whose predecessor is missing.
     Audit {
         #[command(subcommand)]
         action: Option<AuditAction>,
