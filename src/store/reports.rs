@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::Store;
+use crate::domain::BroadcastKind;
 
 /// One officer's figures for a period (`cunjing report monthly`, the staff groups' summary).
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +72,7 @@ impl Store {
         .bind(station_id.unwrap_or(0))
         .fetch_all(self.pool())
         .await?;
-        let published: Vec<(i64, String, i64)> = sqlx::query_as(
+        let published: Vec<(i64, BroadcastKind, i64)> = sqlx::query_as(
             "SELECT sender_officer_id, kind, COUNT(*) FROM broadcasts WHERE sender_officer_id IS NOT NULL \
              AND status <> 'cancelled' AND cap_status = 'Actual' AND created_at >= $1 AND created_at < $2 \
              GROUP BY sender_officer_id, kind",
@@ -116,6 +117,9 @@ impl Store {
         let count = |rows: &[(i64, String, i64)], officer: i64, what: &str| {
             rows.iter().filter(|(o, k, _)| *o == officer && k == what).map(|(_, _, n)| *n).sum::<i64>()
         };
+        let sent = |officer: i64, what: BroadcastKind| {
+            published.iter().filter(|(o, k, _)| *o == officer && *k == what).map(|(_, _, n)| *n).sum::<i64>()
+        };
         Ok(officers
             .into_iter()
             .map(|(id, badge, name, station_code, kind)| {
@@ -125,8 +129,8 @@ impl Store {
                     name,
                     station_code,
                     owes_warnings: kind == crate::domain::OfficerKind::Police.as_str(),
-                    warnings: count(&published, id, "warning"),
-                    notices: count(&published, id, "notice"),
+                    warnings: sent(id, BroadcastKind::Warning),
+                    notices: sent(id, BroadcastKind::Notice),
                     tips_received,
                     tips_acknowledged,
                     tips_resolved,
