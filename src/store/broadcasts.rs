@@ -632,20 +632,32 @@ impl Store {
     /// be told.
     pub async fn finish_broadcasts(&self, now: i64) -> anyhow::Result<Vec<BroadcastRow>> {
         let sql = format!(
-            "UPDATE broadcasts SET status = 'done', finished_at = $1, updated_at = $1 WHERE status = 'scheduled' \
+            "UPDATE broadcasts SET status = $2, finished_at = $1, updated_at = $1 WHERE status = $3 \
              AND send_at <= $1 AND NOT EXISTS (SELECT 1 FROM broadcast_deliveries d WHERE d.broadcast_id = broadcasts.id \
-             AND d.state IN ('pending', 'sending')) RETURNING {BROADCAST_COLUMNS}"
+             AND d.state IN ($4, $5)) RETURNING {BROADCAST_COLUMNS}"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(self.writer()).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(BroadcastStatus::Done)
+            .bind(BroadcastStatus::Scheduled)
+            .bind(DeliveryState::Pending)
+            .bind(DeliveryState::Sending)
+            .fetch_all(self.writer())
+            .await?)
     }
 
     /// Broadcasts being sent whose sender was last told of the progress before `before`.
     pub async fn broadcasts_due_progress(&self, platform: &str, before: i64) -> anyhow::Result<Vec<BroadcastRow>> {
         let sql = format!(
-            "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE status = 'scheduled' AND report_platform = $1 \
+            "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE status = $3 AND report_platform = $1 \
              AND send_at <= $2 AND COALESCE(last_report_at, created_at) <= $2 ORDER BY id"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(before).fetch_all(self.pool()).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(platform)
+            .bind(before)
+            .bind(BroadcastStatus::Scheduled)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     pub async fn broadcast_reported(&self, id: i64, now: i64) -> anyhow::Result<()> {
@@ -662,10 +674,11 @@ impl Store {
     pub async fn cancel_broadcast(&self, id: i64, now: i64) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE broadcasts SET status = 'cancelled', finished_at = $2, updated_at = $2 WHERE id = $1 AND status <> 'cancelled'",
+            "UPDATE broadcasts SET status = $3, finished_at = $2, updated_at = $2 WHERE id = $1 AND status <> $3",
         )
         .bind(id)
         .bind(now)
+        .bind(BroadcastStatus::Cancelled)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -674,10 +687,13 @@ impl Store {
         }
         self.lock_deliveries(&mut tx, "broadcast_id = $1", id).await?;
         sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state IN ('pending', 'sending')",
+            "UPDATE broadcast_deliveries SET state = $3, updated_at = $2 WHERE broadcast_id = $1 AND state IN ($4, $5)",
         )
         .bind(id)
         .bind(now)
+        .bind(DeliveryState::Cancelled)
+        .bind(DeliveryState::Pending)
+        .bind(DeliveryState::Sending)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
