@@ -31,6 +31,7 @@ use quick_xml::events::{BytesDecl, BytesStart, BytesText, Event};
 use quick_xml::name::{Namespace, ResolveResult};
 use quick_xml::reader::NsReader;
 
+use crate::domain::{BroadcastKind, BroadcastStatus, Severity};
 use crate::store::broadcasts::BroadcastRow;
 
 /// The XML namespace of CAP 1.2 documents; `<alert>` must be in it.
@@ -53,43 +54,10 @@ const CERTAINTIES: &[&str] = &["Observed", "Likely", "Possible", "Unlikely", "Un
 /// document from exhausting memory or the stack.
 const MAX_DEPTH: usize = 32;
 
-/// `<status>`: the code denoting the appropriate handling of the alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Actionable by all targeted recipients.
-    Actual,
-    /// Actionable only by designated exercise participants.
-    Exercise,
-    /// For messages that support alert network internal functions.
-    System,
-    /// Technical testing only; all recipients disregard it.
-    Test,
-    /// A preliminary template or draft, not actionable in its current form.
-    Draft,
-}
-
-impl Status {
-    /// Every status, in the schema's order.
-    const ALL: [Status; 5] = [Status::Actual, Status::Exercise, Status::System, Status::Test, Status::Draft];
-    /// The CAP spellings of [`Status::ALL`], for error messages.
-    const NAMES: &[&str] = &["Actual", "Exercise", "System", "Test", "Draft"];
-
-    /// The value as CAP spells it in `<status>`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Actual => "Actual",
-            Status::Exercise => "Exercise",
-            Status::System => "System",
-            Status::Test => "Test",
-            Status::Draft => "Draft",
-        }
-    }
-
-    /// The status CAP spells `s` (exactly, case included), or `None`.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-}
+/// `<status>`: the code denoting the appropriate handling of the alert (the domain's
+/// [`CapStatus`](crate::domain::CapStatus), stored with a broadcast). CAP spells it exactly,
+/// case included: an alert is read with `Status::from_code`, not the lenient `parse`.
+pub use crate::domain::CapStatus as Status;
 
 /// `<msgType>`: the nature of the alert message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,10 +397,10 @@ impl Alert {
             identifier: root.required_text("identifier", parent)?,
             sender: root.required_text("sender", parent)?,
             sent: parse_datetime("sent", &root.required_text("sent", parent)?)?,
-            status: Status::parse(&status).ok_or(CapError::NotAllowed {
+            status: Status::from_code(&status).ok_or(CapError::NotAllowed {
                 element: "status",
                 value: status,
-                allowed: Status::NAMES,
+                allowed: Status::CODES,
             })?,
             msg_type: MsgType::parse(&msg_type).ok_or(CapError::NotAllowed {
                 element: "msgType",
@@ -814,20 +782,20 @@ fn read_document(xml: &str) -> Result<Node, CapError> {
 // Broadcasts as alerts and back
 
 /// CAP's urgency and severity of a broadcast's severity.
-pub fn levels_of(severity: &str) -> (&'static str, &'static str) {
+pub fn levels_of(severity: Severity) -> (&'static str, &'static str) {
     match severity {
-        "urgent" => ("Immediate", "Severe"),
-        "important" => ("Expected", "Moderate"),
-        _ => ("Future", "Minor"),
+        Severity::Urgent => ("Immediate", "Severe"),
+        Severity::Important => ("Expected", "Moderate"),
+        Severity::Normal => ("Future", "Minor"),
     }
 }
 
 /// A broadcast's severity of a CAP alert's info.
-pub fn severity_of(info: &Info) -> &'static str {
+pub fn severity_of(info: &Info) -> Severity {
     match (info.severity.as_str(), info.urgency.as_str()) {
-        ("Extreme" | "Severe", _) | (_, "Immediate") => "urgent",
-        ("Moderate", _) => "important",
-        _ => "normal",
+        ("Extreme" | "Severe", _) | (_, "Immediate") => Severity::Urgent,
+        ("Moderate", _) => Severity::Important,
+        _ => Severity::Normal,
     }
 }
 
@@ -871,7 +839,7 @@ pub fn alert_of(
     let at = |ms: i64| -> DateTime<FixedOffset> {
         DateTime::from_timestamp_millis(ms).unwrap_or_default().with_timezone(tz).fixed_offset()
     };
-    let (urgency, severity) = levels_of(&b.severity);
+    let (urgency, severity) = levels_of(b.severity);
     let mut references = Vec::new();
     let mut msg_type = MsgType::Alert;
     let mut identifier = b.cap_identifier.clone();
@@ -880,30 +848,29 @@ pub fn alert_of(
         msg_type = MsgType::Update;
         references.push(reference_from(o, tz));
     }
-    if b.status == "cancelled" {
+    if b.status == BroadcastStatus::Cancelled {
         // A cancelled broadcast is exported as the Cancel that withdraws it.
         references = vec![reference_from(b, tz)];
         msg_type = MsgType::Cancel;
         identifier = format!("{identifier}.cancel");
         sent = at(b.finished_at.unwrap_or(b.created_at));
     }
-    let status = Status::parse(&b.cap_status).unwrap_or(Status::Actual);
     Alert {
         identifier,
         sender: sender_of(b),
         sent,
-        status,
+        status: b.cap_status,
         msg_type,
         scope: "Public".into(),
         note: None,
         references,
         info: vec![Info {
             language: Some(language.to_string()),
-            category: vec![if b.kind == "warning" { "Security" } else { "Safety" }.to_string()],
+            category: vec![if b.kind == BroadcastKind::Warning { "Security" } else { "Safety" }.to_string()],
             event: b.event.clone(),
             urgency: urgency.into(),
             severity: severity.into(),
-            certainty: if b.kind == "warning" { "Likely" } else { "Observed" }.into(),
+            certainty: if b.kind == BroadcastKind::Warning { "Likely" } else { "Observed" }.into(),
             sender_name: Some(b.sender_label.clone()),
             headline: Some(b.event.clone()),
             description: Some(b.text.clone()),

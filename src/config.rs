@@ -242,7 +242,7 @@ pub struct BroadcastSettings {
     pub concurrency: usize,
     pub max_attempts: i64,
     pub retry_base_ms: u64,
-    pub pin_severities: Vec<String>,
+    pub pin_severities: Vec<crate::domain::Severity>,
     pub progress_every_secs: u64,
 }
 

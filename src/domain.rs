@@ -117,6 +117,8 @@ macro_rules! spelled_enum {
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The stored spellings of [`Self::ALL`] (for messages that list what is accepted).
+            pub const CODES: &'static [&'static str] = &[$($stored),+];
 
             /// The spelling stored in the database and written by exports.
             pub fn as_str(self) -> &'static str {
@@ -162,6 +164,16 @@ macro_rules! spelled_enum {
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
+            }
+        }
+
+        /// Read back from its stored spelling (exactly, as [`Self::from_code`]).
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                <$name>::from_code(&s).ok_or_else(|| {
+                    serde::de::Error::invalid_value(serde::de::Unexpected::Str(&s), &$what)
+                })
             }
         }
 

@@ -22,6 +22,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::core::Core;
+use crate::domain::DeliveryState;
 
 /// Says whether the messaging platform answers (for `/healthz`).
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -59,14 +60,14 @@ async fn healthz(State(state): State<HealthState>) -> Response {
         Some(probe) => Some(tokio::time::timeout(CHECK_TIMEOUT, probe()).await.unwrap_or(false)),
         None => None,
     };
-    let count = |s: &str| states.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    let count = |s: DeliveryState| states.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
     let ok = database && telegram != Some(false);
     let body = Health {
         status: if ok { "ok" } else { "unavailable" },
         database,
         telegram,
-        queue_pending: count("pending"),
-        queue_sending: count("sending"),
+        queue_pending: count(DeliveryState::Pending),
+        queue_sending: count(DeliveryState::Sending),
         daemon: state.core.daemon_id().to_string(),
     };
     let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

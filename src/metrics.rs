@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::domain::DeliveryState;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IntentLabel {
     pub intent: String,
@@ -90,9 +92,9 @@ impl Metrics {
     }
 
     /// Sets the delivery gauges (every known state, zero when absent).
-    pub fn set_deliveries(&self, counts: &[(String, i64)]) {
-        for state in ["pending", "sending", "sent", "failed", "lost", "expired", "cancelled"] {
-            let n = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+    pub fn set_deliveries(&self, counts: &[(DeliveryState, i64)]) {
+        for &state in DeliveryState::ALL {
+            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
             self.deliveries.get_or_create(&StateLabel { state: state.to_string() }).set(n);
         }
     }
@@ -116,7 +118,7 @@ mod tests {
         m.update("contact");
         m.telegram_error("rate_limited");
         m.handle_seconds.observe(0.003);
-        m.set_deliveries(&[("sent".into(), 7)]);
+        m.set_deliveries(&[(DeliveryState::Sent, 7)]);
         let text = m.encode();
         assert!(text.contains("cunjing_updates_total{intent=\"contact\"} 2"), "{text}");
         assert!(text.contains("cunjing_telegram_errors_total{kind=\"rate_limited\"} 1"), "{text}");

@@ -12,6 +12,7 @@ use crate::cap;
 use crate::config::Settings;
 use crate::core::Core;
 use crate::core::broadcast::Request;
+use crate::domain::BroadcastKind;
 use crate::store::Store;
 use crate::store::broadcasts::{BroadcastRow, Target, parse_targets};
 
@@ -28,7 +29,7 @@ pub(super) async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand
     let core = core_for(settings, store.clone())?;
     match cmd {
         BroadcastCommand::Send { to, kind, severity, text, event, at, expires, json } => {
-            let mut req = Request::new(&kind, &severity, &text, targets(&to)?, "CLI");
+            let mut req = Request::new(kind, severity, &text, targets(&to)?, "CLI");
             req.event = event;
             req.send_at = at.as_deref().map(|s| parse_time(settings, s)).transpose()?;
             req.expires_at = expires.as_deref().map(|s| parse_time(settings, s)).transpose()?;
@@ -123,7 +124,7 @@ pub(super) async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand
 
 /// A correction of `original`: the same kind, to the groups it reached, as replies.
 fn correction(original: &BroadcastRow, text: &str, identifier: Option<String>) -> Request {
-    let mut req = Request::new(&original.kind, &original.severity, text, vec![], &original.sender_label);
+    let mut req = Request::new(original.kind, original.severity, text, vec![], &original.sender_label);
     req.references_id = Some(original.id);
     req.event = Some(original.event.clone());
     req.cap_identifier = identifier;
@@ -207,7 +208,7 @@ async fn import_cap(core: &Core, alert: &cap::Alert, to: &[String]) -> anyhow::R
     }
     anyhow::ensure!(!to.is_empty(), "say where the alert goes: --to village:CODE|office:CODE|station:CODE|all");
     let mut req = Request::new(
-        "warning",
+        BroadcastKind::Warning,
         cap::severity_of(info),
         &text,
         targets(to)?,

@@ -40,6 +40,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
 use crate::daemon::{self, ChannelChoice};
+use crate::domain::{BroadcastKind, Severity};
 use crate::store::Store;
 
 /// cunjing (村警): every village group gets its named officer.
@@ -180,11 +181,11 @@ pub enum BroadcastCommand {
         #[arg(long, required = true, value_delimiter = ',')]
         to: Vec<String>,
         /// warning (治安预警) or notice.
-        #[arg(long, default_value = "notice")]
-        kind: String,
+        #[arg(long, default_value_t = BroadcastKind::Notice, value_parser = broadcast_kind)]
+        kind: BroadcastKind,
         /// urgent, important or normal.
-        #[arg(long, default_value = "normal")]
-        severity: String,
+        #[arg(long, default_value_t = Severity::Normal, value_parser = severity)]
+        severity: Severity,
         #[arg(long)]
         text: String,
         /// The headline residents see above the text [default: by kind, from the templates].
@@ -513,6 +514,16 @@ fn today(settings: &Settings) -> chrono::NaiveDate {
 }
 
 /// A local time (`YYYY-MM-DD HH:MM`) or RFC 3339, as UTC ms.
+/// `--kind`: a broadcast kind as stored.
+fn broadcast_kind(s: &str) -> Result<BroadcastKind, String> {
+    BroadcastKind::from_code(s).ok_or_else(|| format!("kind {s:?}: use warning or notice"))
+}
+
+/// `--severity`: a severity as stored.
+fn severity(s: &str) -> Result<Severity, String> {
+    Severity::from_code(s).ok_or_else(|| format!("severity {s:?}: use urgent, important or normal"))
+}
+
 fn parse_time(settings: &Settings, s: &str) -> anyhow::Result<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());

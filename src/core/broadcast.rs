@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::wire::{ButtonData, ComposeButton, ComposeTarget};
 use super::{Button, ChatKind, Core, Inbound, Outbound, Platform};
 use crate::authz::{Action, Actor, Subject};
-use crate::domain::{BroadcastKind, Severity};
+use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus, Severity};
 use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Settle, Target};
 use crate::store::officers::OfficerRow;
 use crate::texts::Msg;
@@ -153,8 +153,8 @@ impl WorkerOptions {
 /// A broadcast asked for by a person, the CLI or the scheduler.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub kind: String,
-    pub severity: String,
+    pub kind: BroadcastKind,
+    pub severity: Severity,
     pub text: String,
     pub event: Option<String>,
     pub photo: Option<String>,
@@ -165,7 +165,7 @@ pub struct Request {
     pub report: Option<(String, i64)>,
     pub send_at: Option<i64>,
     pub expires_at: Option<i64>,
-    pub cap_status: String,
+    pub cap_status: CapStatus,
     pub cap_identifier: Option<String>,
     pub cap_references: Option<String>,
     pub references_id: Option<i64>,
@@ -173,10 +173,16 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(kind: &str, severity: &str, text: &str, targets: Vec<Target>, sender_label: &str) -> Request {
+    pub fn new(
+        kind: BroadcastKind,
+        severity: Severity,
+        text: &str,
+        targets: Vec<Target>,
+        sender_label: &str,
+    ) -> Request {
         Request {
-            kind: kind.to_string(),
-            severity: severity.to_string(),
+            kind,
+            severity,
             text: text.to_string(),
             event: None,
             photo: None,
@@ -186,7 +192,7 @@ impl Request {
             report: None,
             send_at: None,
             expires_at: None,
-            cap_status: "Actual".to_string(),
+            cap_status: CapStatus::Actual,
             cap_identifier: None,
             cap_references: None,
             references_id: None,
@@ -205,10 +211,10 @@ pub struct Created {
 /// A guided `/alert` or `/notice` in an officer's private chat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Compose {
-    kind: String,
+    kind: BroadcastKind,
     targets: Vec<String>,
     target_label: String,
-    severity: Option<String>,
+    severity: Option<Severity>,
     text: Option<String>,
     photo: Option<String>,
     step: ComposeStep,
@@ -234,12 +240,6 @@ impl Core {
     /// Validates and creates a broadcast; the worker delivers it. Errors are for the person
     /// who asked (unknown codes, a bad kind …) and say what to fix.
     pub async fn create_broadcast(&self, req: Request) -> anyhow::Result<Created> {
-        anyhow::ensure!(BroadcastKind::from_code(&req.kind).is_some(), "kind {:?}: use warning or notice", req.kind);
-        anyhow::ensure!(
-            Severity::from_code(&req.severity).is_some(),
-            "severity {:?}: use urgent, important or normal",
-            req.severity
-        );
         anyhow::ensure!(!req.text.trim().is_empty() || req.photo.is_some(), "the broadcast has no text");
         anyhow::ensure!(!req.targets.is_empty() || req.references_id.is_some(), "the broadcast has no target");
         let unknown = self.store().unknown_targets(&req.targets).await?;
@@ -253,9 +253,9 @@ impl Core {
             .clone()
             .unwrap_or_else(|| self.texts().render(Msg::BroadcastEvent, minijinja::context! { kind => &req.kind }));
         let new = NewBroadcast {
-            kind: req.kind.clone(),
-            severity: req.severity.clone(),
-            cap_status: req.cap_status.clone(),
+            kind: req.kind,
+            severity: req.severity,
+            cap_status: req.cap_status,
             cap_identifier: req.cap_identifier.clone().unwrap_or_else(new_identifier),
             cap_references: req.cap_references.clone(),
             references_id: req.references_id,
@@ -285,7 +285,7 @@ impl Core {
             minijinja::context! {
                 kind => &b.kind, severity => &b.severity, event => &b.event, text => &b.text,
                 sender => station_label, correction => b.references_id.is_some(),
-                test => b.cap_status != "Actual",
+                test => b.cap_status != CapStatus::Actual,
             },
         )
     }
@@ -303,7 +303,7 @@ impl Core {
             label: self.texts().plain(Msg::BroadcastLedgerButton),
             data: ButtonData::Compose(ComposeButton::Report(id)).into(),
         }];
-        if b.status != "cancelled" {
+        if b.status != BroadcastStatus::Cancelled {
             buttons.push(Button::Callback {
                 label: self.texts().plain(Msg::BroadcastCancelButton),
                 data: ButtonData::Compose(ComposeButton::CancelSend(id)).into(),
@@ -320,14 +320,16 @@ impl Core {
     }
 
     /// `/alert` (warning) and `/notice` in a private chat: who may, and the choice of targets.
-    pub(super) async fn start_compose(&self, inbound: &Inbound, kind: &str) -> anyhow::Result<Vec<Outbound>> {
+    pub(super) async fn start_compose(&self, inbound: &Inbound, kind: BroadcastKind) -> anyhow::Result<Vec<Outbound>> {
         let chat_id = inbound.chat.id;
         if inbound.chat.kind != ChatKind::Private {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::PrivateOnly))]);
         }
         let Some(officer) = self.officer_of(inbound).await? else {
             let actor = self.actor_of(inbound).await?;
-            self.store().audit(self.now_ms(), &actor.label(), "broadcast", kind, "denied", "not enrolled").await?;
+            self.store()
+                .audit(self.now_ms(), &actor.label(), "broadcast", kind.as_str(), "denied", "not enrolled")
+                .await?;
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastRefused))]);
         };
         let mut rows: Vec<Vec<Button>> = Vec::new();
@@ -354,7 +356,7 @@ impl Core {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastRefused))]);
         }
         let compose = Compose {
-            kind: kind.to_string(),
+            kind,
             targets: vec![],
             target_label: String::new(),
             severity: None,
@@ -491,7 +493,7 @@ impl Core {
             return Ok(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }]);
         }
         if let ComposeButton::Severity(s) = button {
-            compose.severity = Some(s.as_str().to_string());
+            compose.severity = Some(s);
             compose.step = ComposeStep::Text;
             self.save_compose(inbound, &compose).await?;
             let text = texts.render(Msg::BroadcastAskText, minijinja::context! { kind => &compose.kind });
@@ -509,8 +511,8 @@ impl Core {
                 }
             }
             let mut req = Request::new(
-                &compose.kind,
-                compose.severity.as_deref().unwrap_or("normal"),
+                compose.kind,
+                compose.severity.unwrap_or(Severity::Normal),
                 compose.text.as_deref().unwrap_or(""),
                 targets,
                 &officer.name,
@@ -582,10 +584,10 @@ impl Core {
         let groups = self.store().count_destinations(&targets).await?;
         let preview = BroadcastRow {
             id: 0,
-            kind: compose.kind.clone(),
-            severity: compose.severity.clone().unwrap_or_else(|| "normal".into()),
-            status: "scheduled".into(),
-            cap_status: "Actual".into(),
+            kind: compose.kind,
+            severity: compose.severity.unwrap_or(Severity::Normal),
+            status: BroadcastStatus::Scheduled,
+            cap_status: CapStatus::Actual,
             cap_identifier: String::new(),
             cap_references: None,
             references_id: None,
@@ -881,10 +883,10 @@ async fn deliver_one<D: Deliverer>(
         return Ok((d.id, Settle::Stopped));
     }
     // Only an Actual alert reaches real groups; exercises and tests stop here, recorded.
-    let settle = if b.cap_status != "Actual" {
+    let settle = if b.cap_status != CapStatus::Actual {
         Settle::Failed(format!("not sent: CAP status {}", b.cap_status))
     } else {
-        let buttons = if b.kind == "warning" && d.address.is_none() {
+        let buttons = if b.kind == BroadcastKind::Warning && d.address.is_none() {
             vec![vec![Button::Callback {
                 label: core.texts().plain(Msg::BroadcastAckButton),
                 data: ButtonData::Ack(d.id).into(),
@@ -892,7 +894,8 @@ async fn deliver_one<D: Deliverer>(
         } else {
             vec![]
         };
-        let pin = d.bot_admin == 1 && b.kind == "warning" && core.opts.pin_severities.contains(&b.severity);
+        let pin =
+            d.bot_admin == 1 && b.kind == BroadcastKind::Warning && core.opts.pin_severities.contains(&b.severity);
         let delivery = Delivery {
             delivery_id: d.id,
             chat_id: d.chat_id,

@@ -12,6 +12,7 @@ use super::flood::{FloodGuard, FloodLimits};
 use super::routing;
 use super::wire::{ButtonData, Command, MenuItem, StartPayload};
 use super::{Button, ChatKind, Event, Inbound, Outbound, Sender};
+use crate::domain::{BroadcastKind, Severity};
 use crate::store::Store;
 use crate::store::officers::looks_like_enrolment_code;
 use crate::texts::{Msg, Texts};
@@ -44,7 +45,7 @@ pub struct CoreOptions {
     /// Where the triage rules came from, for SIGHUP and `/reload`.
     pub triage_path: Option<PathBuf>,
     /// Warnings of these severities are pinned in groups where the bot is an admin.
-    pub pin_severities: Vec<String>,
+    pub pin_severities: Vec<Severity>,
     /// Recurring notices and monthly jobs (`None`: no scheduler, as in the CLI).
     pub schedule: Option<Arc<super::schedule::Schedule>>,
     /// Notified when a broadcast is created or cancelled, so the delivery workers start at once.
@@ -121,7 +122,7 @@ impl CoreOptions {
             delete_group_tips: false,
             flood: FloodLimits::default(),
             triage_path: None,
-            pin_severities: vec!["urgent".to_string()],
+            pin_severities: vec![Severity::Urgent],
             schedule: None,
             broadcast_wake: Arc::new(tokio::sync::Notify::new()),
             daemon_id: new_daemon_id(),
@@ -679,8 +680,8 @@ impl Core {
             Command::Stop if !in_group => self.stop_relays(inbound).await,
             Command::Duty if !in_group => self.on_duty(inbound, args).await,
             Command::Whoami if !in_group => self.on_whoami(inbound).await,
-            Command::Alert => self.start_compose(inbound, "warning").await,
-            Command::Notice => self.start_compose(inbound, "notice").await,
+            Command::Alert => self.start_compose(inbound, BroadcastKind::Warning).await,
+            Command::Notice => self.start_compose(inbound, BroadcastKind::Notice).await,
             Command::Bind | Command::Unbind if !in_group => {
                 Ok(vec![Outbound::text(chat_id, self.texts.plain(Msg::GroupOnly))])
             }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::broadcast::Request;
 use super::{Core, Outbound, Platform};
+use crate::domain::{BroadcastKind, Severity};
 use crate::store::broadcasts::parse_targets;
 use crate::texts::{Msg, Texts};
 
@@ -60,11 +61,11 @@ struct NoticeFile {
 }
 
 fn default_kind() -> String {
-    "notice".into()
+    BroadcastKind::Notice.as_str().into()
 }
 
 fn default_severity() -> String {
-    "normal".into()
+    Severity::Normal.as_str().into()
 }
 
 /// What a job does.
@@ -72,8 +73,8 @@ fn default_severity() -> String {
 pub enum Action {
     Notice {
         to: String,
-        kind: String,
-        severity: String,
+        kind: BroadcastKind,
+        severity: Severity,
         template: String,
     },
     DutyReminder,
@@ -144,19 +145,15 @@ impl Schedule {
             );
             anyhow::ensure!(jobs.iter().all(|j| j.name != n.name), "{what}: the name is used twice");
             parse_targets(&n.to.join(" ")).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-            anyhow::ensure!(
-                crate::domain::BroadcastKind::from_code(&n.kind).is_some(),
-                "{what}: kind must be warning or notice"
-            );
-            anyhow::ensure!(
-                crate::domain::Severity::from_code(&n.severity).is_some(),
-                "{what}: severity must be urgent, important or normal"
-            );
+            let kind = BroadcastKind::from_code(&n.kind)
+                .ok_or_else(|| anyhow::anyhow!("{what}: kind must be warning or notice"))?;
+            let severity = Severity::from_code(&n.severity)
+                .ok_or_else(|| anyhow::anyhow!("{what}: severity must be urgent, important or normal"))?;
             texts.render_named(&n.template, ()).with_context(|| format!("{what}: its template"))?;
             jobs.push(Job {
                 name: n.name,
                 cron: parse_cron(&n.cron, &what)?,
-                action: Action::Notice { to: n.to.join(" "), kind: n.kind, severity: n.severity, template: n.template },
+                action: Action::Notice { to: n.to.join(" "), kind, severity, template: n.template },
             });
         }
         Ok(Schedule { timezone, grace_ms: i64::from(file.grace_minutes) * 60_000, jobs })
@@ -186,7 +183,7 @@ impl Core {
                 Action::Notice { to, kind, severity, template } => {
                     let text = self.texts().render_named(template, ())?;
                     let targets = parse_targets(to).map_err(anyhow::Error::msg)?;
-                    let mut req = Request::new(kind, severity, &text, targets, &job.name);
+                    let mut req = Request::new(*kind, *severity, &text, targets, &job.name);
                     req.sender_label = self.texts().render(Msg::BroadcastEvent, minijinja::context! { kind });
                     req.schedule_job = Some(job.name.clone());
                     self.create_broadcast(req).await?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Backend, Store};
+use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus, DeliveryState, Severity};
 
 /// Whom a broadcast goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,9 +61,9 @@ pub fn parse_targets(spec: &str) -> Result<Vec<Target>, String> {
 /// A broadcast to create.
 #[derive(Debug, Clone)]
 pub struct NewBroadcast {
-    pub kind: String,
-    pub severity: String,
-    pub cap_status: String,
+    pub kind: BroadcastKind,
+    pub severity: Severity,
+    pub cap_status: CapStatus,
     pub cap_identifier: String,
     pub cap_references: Option<String>,
     pub references_id: Option<i64>,
@@ -82,10 +83,10 @@ pub struct NewBroadcast {
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct BroadcastRow {
     pub id: i64,
-    pub kind: String,
-    pub severity: String,
-    pub status: String,
-    pub cap_status: String,
+    pub kind: BroadcastKind,
+    pub severity: Severity,
+    pub status: BroadcastStatus,
+    pub cap_status: CapStatus,
     pub cap_identifier: String,
     pub cap_references: Option<String>,
     pub references_id: Option<i64>,
@@ -155,7 +156,7 @@ pub struct LedgerRow {
     pub title: Option<String>,
     pub village_code: Option<String>,
     pub village_name: Option<String>,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub message_id: Option<i64>,
     pub pinned: i64,
@@ -211,7 +212,7 @@ fn settle_query(id: i64, settle: &Settle, now: i64) -> sqlx::query::Query<'stati
              claimed_at = NULL, updated_at = $4 WHERE id = $1",
         )
         .bind(id)
-        .bind(if matches!(settle, Settle::Lost(_)) { "lost" } else { "failed" })
+        .bind(if matches!(settle, Settle::Lost(_)) { DeliveryState::Lost } else { DeliveryState::Failed })
         .bind(detail.clone())
         .bind(now),
         // Stopped by the expiry the worker saw before the database did: expired.
@@ -340,11 +341,11 @@ impl Store {
             "INSERT INTO broadcasts (kind, severity, status, cap_status, cap_identifier, cap_references, references_id, \
              event, text, photo_file_id, target_spec, sender_officer_id, sender_label, report_platform, report_chat_id, \
              schedule_job, send_at, expires_at, created_at, updated_at) \
-             VALUES ($1, $2, 'scheduled', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id",
+             VALUES ($1, $2, $19, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) RETURNING id",
         )
-        .bind(&b.kind)
-        .bind(&b.severity)
-        .bind(&b.cap_status)
+        .bind(b.kind)
+        .bind(b.severity)
+        .bind(b.cap_status)
         .bind(&b.cap_identifier)
         .bind(&b.cap_references)
         .bind(b.references_id)
@@ -360,6 +361,7 @@ impl Store {
         .bind(b.send_at)
         .bind(b.expires_at)
         .bind(b.now)
+        .bind(BroadcastStatus::Scheduled)
         .fetch_one(&mut *tx)
         .await?;
         let (filter, binds) = target_filter(&b.targets, 2);
@@ -472,7 +474,7 @@ impl Store {
     }
 
     /// How many delivery rows are in each state (for `/metrics` and `/healthz`).
-    pub async fn delivery_states(&self) -> anyhow::Result<Vec<(String, i64)>> {
+    pub async fn delivery_states(&self) -> anyhow::Result<Vec<(DeliveryState, i64)>> {
         Ok(sqlx::query_as("SELECT state, COUNT(*) FROM broadcast_deliveries GROUP BY state")
             .fetch_all(self.pool())
             .await?)
@@ -586,7 +588,7 @@ impl Store {
     }
 
     pub async fn broadcast_counts(&self, id: i64) -> anyhow::Result<Counts> {
-        let rows: Vec<(String, i64)> =
+        let rows: Vec<(DeliveryState, i64)> =
             sqlx::query_as("SELECT state, COUNT(*) FROM broadcast_deliveries WHERE broadcast_id = $1 GROUP BY state")
                 .bind(id)
                 .fetch_all(self.pool())
@@ -594,15 +596,14 @@ impl Store {
         let mut c = Counts::default();
         for (state, n) in rows {
             c.targets += n;
-            match state.as_str() {
-                "pending" => c.pending = n,
-                "sending" => c.sending = n,
-                "sent" => c.sent = n,
-                "failed" => c.failed = n,
-                "lost" => c.lost = n,
-                "expired" => c.expired = n,
-                "cancelled" => c.cancelled = n,
-                _ => {}
+            match state {
+                DeliveryState::Pending => c.pending = n,
+                DeliveryState::Sending => c.sending = n,
+                DeliveryState::Sent => c.sent = n,
+                DeliveryState::Failed => c.failed = n,
+                DeliveryState::Lost => c.lost = n,
+                DeliveryState::Expired => c.expired = n,
+                DeliveryState::Cancelled => c.cancelled = n,
             }
         }
         c.acks = sqlx::query_scalar(
@@ -631,20 +632,32 @@ impl Store {
     /// be told.
     pub async fn finish_broadcasts(&self, now: i64) -> anyhow::Result<Vec<BroadcastRow>> {
         let sql = format!(
-            "UPDATE broadcasts SET status = 'done', finished_at = $1, updated_at = $1 WHERE status = 'scheduled' \
+            "UPDATE broadcasts SET status = $2, finished_at = $1, updated_at = $1 WHERE status = $3 \
              AND send_at <= $1 AND NOT EXISTS (SELECT 1 FROM broadcast_deliveries d WHERE d.broadcast_id = broadcasts.id \
-             AND d.state IN ('pending', 'sending')) RETURNING {BROADCAST_COLUMNS}"
+             AND d.state IN ($4, $5)) RETURNING {BROADCAST_COLUMNS}"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now).fetch_all(self.writer()).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(BroadcastStatus::Done)
+            .bind(BroadcastStatus::Scheduled)
+            .bind(DeliveryState::Pending)
+            .bind(DeliveryState::Sending)
+            .fetch_all(self.writer())
+            .await?)
     }
 
     /// Broadcasts being sent whose sender was last told of the progress before `before`.
     pub async fn broadcasts_due_progress(&self, platform: &str, before: i64) -> anyhow::Result<Vec<BroadcastRow>> {
         let sql = format!(
-            "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE status = 'scheduled' AND report_platform = $1 \
+            "SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE status = $3 AND report_platform = $1 \
              AND send_at <= $2 AND COALESCE(last_report_at, created_at) <= $2 ORDER BY id"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(before).fetch_all(self.pool()).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(platform)
+            .bind(before)
+            .bind(BroadcastStatus::Scheduled)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     pub async fn broadcast_reported(&self, id: i64, now: i64) -> anyhow::Result<()> {
@@ -661,10 +674,11 @@ impl Store {
     pub async fn cancel_broadcast(&self, id: i64, now: i64) -> anyhow::Result<bool> {
         let mut tx = self.begin_write().await?;
         let n = sqlx::query(
-            "UPDATE broadcasts SET status = 'cancelled', finished_at = $2, updated_at = $2 WHERE id = $1 AND status <> 'cancelled'",
+            "UPDATE broadcasts SET status = $3, finished_at = $2, updated_at = $2 WHERE id = $1 AND status <> $3",
         )
         .bind(id)
         .bind(now)
+        .bind(BroadcastStatus::Cancelled)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -673,10 +687,13 @@ impl Store {
         }
         self.lock_deliveries(&mut tx, "broadcast_id = $1", id).await?;
         sqlx::query(
-            "UPDATE broadcast_deliveries SET state = 'cancelled', updated_at = $2 WHERE broadcast_id = $1 AND state IN ('pending', 'sending')",
+            "UPDATE broadcast_deliveries SET state = $3, updated_at = $2 WHERE broadcast_id = $1 AND state IN ($4, $5)",
         )
         .bind(id)
         .bind(now)
+        .bind(DeliveryState::Cancelled)
+        .bind(DeliveryState::Pending)
+        .bind(DeliveryState::Sending)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::Store;
+use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus};
 
 /// One officer's figures for a period (`cunjing report monthly`, the staff groups' summary).
 #[derive(Debug, Clone, Serialize)]
@@ -71,13 +72,15 @@ impl Store {
         .bind(station_id.unwrap_or(0))
         .fetch_all(self.pool())
         .await?;
-        let published: Vec<(i64, String, i64)> = sqlx::query_as(
+        let published: Vec<(i64, BroadcastKind, i64)> = sqlx::query_as(
             "SELECT sender_officer_id, kind, COUNT(*) FROM broadcasts WHERE sender_officer_id IS NOT NULL \
-             AND status <> 'cancelled' AND cap_status = 'Actual' AND created_at >= $1 AND created_at < $2 \
+             AND status <> $3 AND cap_status = $4 AND created_at >= $1 AND created_at < $2 \
              GROUP BY sender_officer_id, kind",
         )
         .bind(from)
         .bind(to)
+        .bind(BroadcastStatus::Cancelled)
+        .bind(CapStatus::Actual)
         .fetch_all(self.pool())
         .await?;
         let tips: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
@@ -116,6 +119,9 @@ impl Store {
         let count = |rows: &[(i64, String, i64)], officer: i64, what: &str| {
             rows.iter().filter(|(o, k, _)| *o == officer && k == what).map(|(_, _, n)| *n).sum::<i64>()
         };
+        let sent = |officer: i64, what: BroadcastKind| {
+            published.iter().filter(|(o, k, _)| *o == officer && *k == what).map(|(_, _, n)| *n).sum::<i64>()
+        };
         Ok(officers
             .into_iter()
             .map(|(id, badge, name, station_code, kind)| {
@@ -125,8 +131,8 @@ impl Store {
                     name,
                     station_code,
                     owes_warnings: kind == crate::domain::OfficerKind::Police.as_str(),
-                    warnings: count(&published, id, "warning"),
-                    notices: count(&published, id, "notice"),
+                    warnings: sent(id, BroadcastKind::Warning),
+                    notices: sent(id, BroadcastKind::Notice),
                     tips_received,
                     tips_acknowledged,
                     tips_resolved,
@@ -149,17 +155,21 @@ impl Store {
         station_id: Option<i64>,
     ) -> anyhow::Result<Vec<(String, i64, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT s.name, SUM(CASE WHEN b.kind = 'warning' THEN 1 ELSE 0 END), \
-             SUM(CASE WHEN b.kind = 'notice' THEN 1 ELSE 0 END) \
+            "SELECT s.name, SUM(CASE WHEN b.kind = $4 THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN b.kind = $5 THEN 1 ELSE 0 END) \
              FROM broadcasts b JOIN web_users w ON b.sender_label = 'web:' || w.username \
              JOIN stations s ON s.id = w.station_id \
-             WHERE b.sender_officer_id IS NULL AND b.status <> 'cancelled' AND b.cap_status = 'Actual' \
+             WHERE b.sender_officer_id IS NULL AND b.status <> $6 AND b.cap_status = $7 \
              AND b.created_at >= $1 AND b.created_at < $2 AND ($3 = 0 OR w.station_id = $3) \
              GROUP BY s.code, s.name ORDER BY s.code",
         )
         .bind(from)
         .bind(to)
         .bind(station_id.unwrap_or(0))
+        .bind(BroadcastKind::Warning)
+        .bind(BroadcastKind::Notice)
+        .bind(BroadcastStatus::Cancelled)
+        .bind(CapStatus::Actual)
         .fetch_all(self.pool())
         .await?)
     }

@@ -2,6 +2,7 @@
 //! of the database beyond their own tables.
 
 use super::Store;
+use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus};
 
 impl Store {
     /// Claims one run of a scheduled job; false when that run was already done (by this or
@@ -39,13 +40,16 @@ impl Store {
             "SELECT DISTINCT v.code, v.name FROM assignments a JOIN villages v ON v.id = a.village_id \
              WHERE a.officer_id = $1 AND a.role <> 'volunteer' AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
              AND NOT EXISTS (SELECT 1 FROM broadcast_villages bv JOIN broadcasts b ON b.id = bv.broadcast_id \
-             WHERE bv.village_id = v.id AND b.sender_officer_id = $1 AND b.kind = 'warning' AND b.status <> 'cancelled' \
-             AND b.cap_status = 'Actual' AND b.created_at >= $3 AND b.created_at < $4) ORDER BY v.code",
+             WHERE bv.village_id = v.id AND b.sender_officer_id = $1 AND b.kind = $5 AND b.status <> $6 \
+             AND b.cap_status = $7 AND b.created_at >= $3 AND b.created_at < $4) ORDER BY v.code",
         )
         .bind(officer_id)
         .bind(day)
         .bind(from)
         .bind(to)
+        .bind(BroadcastKind::Warning)
+        .bind(BroadcastStatus::Cancelled)
+        .bind(CapStatus::Actual)
         .fetch_all(self.pool())
         .await?)
     }

@@ -855,10 +855,12 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     }
     let core = &state.core;
     let mut errors = BTreeMap::new();
-    if BroadcastKind::from_code(&form.kind).is_none() {
+    let kind = BroadcastKind::from_code(&form.kind);
+    if kind.is_none() {
         errors.insert("kind", state.t("kind_required"));
     }
-    if Severity::from_code(&form.severity).is_none() {
+    let severity = Severity::from_code(&form.severity);
+    if severity.is_none() {
         errors.insert("severity", state.t("severity_required"));
     }
     if form.text.trim().is_empty() {
@@ -883,9 +885,9 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
             }
         },
     };
-    if !errors.is_empty() {
+    let (Some(kind), Some(severity), true) = (kind, severity, errors.is_empty()) else {
         return broadcast_form(&state, &session, &form, errors, None).await;
-    }
+    };
     // Each target must be one the account may warn.
     for target in &targets {
         let subject = core.target_subject(target).await?;
@@ -903,7 +905,7 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
         return broadcast_form(&state, &session, &form, BTreeMap::new(), Some(groups)).await;
     }
     let label = format!("web:{}", session.user.username);
-    let mut req = Request::new(&form.kind, &form.severity, form.text.trim(), targets, &label);
+    let mut req = Request::new(kind, severity, form.text.trim(), targets, &label);
     req.send_at = send_at;
     let created = core.create_broadcast(req).await?;
     Ok(Redirect::to(&format!("/broadcasts/{}", created.id)).into_response())

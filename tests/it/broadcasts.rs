@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use cunjing::core::broadcast::Request;
+use cunjing::domain::{BroadcastKind, Severity};
 use cunjing::store::broadcasts::Target;
 
 use crate::app::{TestApp, press};
@@ -107,7 +108,13 @@ app_test!(a_broadcast_reaches_every_group_through_flood_control_errors_kicks_and
     app.fake.fail_next("sendMessage", Fault::RetryAfter(1), 1);
     app.fake.fail_next("sendMessage", Fault::ServerError, 2);
 
-    let mut req = Request::new("notice", "normal", "今晚八点停水检修。", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let mut req = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "今晚八点停水检修。",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     req.event = Some("警务通知".into());
     let created = core(&app).create_broadcast(req).await.unwrap();
     assert_eq!(created.targets, 8);
@@ -132,7 +139,8 @@ app_test!(a_broadcast_reaches_every_group_through_flood_control_errors_kicks_and
 app_test!(a_send_that_keeps_failing_is_recorded_as_failed_after_the_last_attempt, |app| {
     bind(&app, -100_301, HEZHUANG).await;
     app.fake.fail_next("sendMessage", Fault::ServerError, 50);
-    let req = Request::new("notice", "normal", "测试", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req =
+        Request::new(BroadcastKind::Notice, Severity::Normal, "测试", vec![Target::Village(HEZHUANG.into())], "CLI");
     let created = core(&app).create_broadcast(req).await.unwrap();
     let c = settled(&app, created.id).await;
     assert_eq!((c.sent, c.failed), (0, 1));
@@ -144,7 +152,13 @@ app_test!(cancelling_a_broadcast_deletes_what_was_sent_and_sends_nothing_more, |
     bind(&app, -100_401, HEZHUANG).await;
     bind(&app, -100_402, QIANDIAN).await;
     let core = core(&app);
-    let req = Request::new("warning", "important", "有人冒充民警上门", vec![Target::Office("HZ01".into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Warning,
+        Severity::Important,
+        "有人冒充民警上门",
+        vec![Target::Office("HZ01".into())],
+        "CLI",
+    );
     let created = core.create_broadcast(req).await.unwrap();
     settled(&app, created.id).await;
     let sent: Vec<_> = [-100_401, -100_402].iter().map(|g| app.fake.sent_to(*g)[0].clone()).collect();
@@ -164,7 +178,13 @@ app_test!(cancelling_a_broadcast_deletes_what_was_sent_and_sends_nothing_more, |
         assert!(!app.fake.message_exists(m.chat_id, m.message_id), "message in {} deleted", m.chat_id);
     }
     // A scheduled broadcast cancelled before its time never goes out.
-    let mut later = Request::new("notice", "normal", "明天开会", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let mut later = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "明天开会",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     later.send_at = Some(chrono::Utc::now().timestamp_millis() + 3_600_000);
     let later = core.create_broadcast(later).await.unwrap();
     core.cancel_broadcast(later.id).await.unwrap();
@@ -176,11 +196,17 @@ app_test!(cancelling_a_broadcast_deletes_what_was_sent_and_sends_nothing_more, |
 app_test!(a_correction_replies_to_the_original_in_every_group_it_reached, |app| {
     bind(&app, -100_501, HEZHUANG).await;
     let core = core(&app);
-    let req = Request::new("warning", "normal", "周六停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Warning,
+        Severity::Normal,
+        "周六停电",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     let first = core.create_broadcast(req).await.unwrap();
     settled(&app, first.id).await;
     let original = app.fake.sent_to(-100_501)[0].clone();
-    let mut fix = Request::new("warning", "normal", "更正：周日停电", vec![], "CLI");
+    let mut fix = Request::new(BroadcastKind::Warning, Severity::Normal, "更正：周日停电", vec![], "CLI");
     fix.references_id = Some(first.id);
     let second = core.create_broadcast(fix).await.unwrap();
     assert_eq!(second.targets, 1);
@@ -192,7 +218,13 @@ app_test!(a_correction_replies_to_the_original_in_every_group_it_reached, |app| 
 
 app_test!(an_expired_broadcast_is_not_sent_and_says_so_in_the_ledger, |app| {
     bind(&app, -100_601, HEZHUANG).await;
-    let mut req = Request::new("notice", "normal", "过期的通知", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let mut req = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "过期的通知",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     let now = chrono::Utc::now().timestamp_millis();
     req.send_at = Some(now + 60_000);
     req.expires_at = Some(now + 120_000);
@@ -266,7 +298,7 @@ app_test!(officers_without_a_warning_this_month_are_reminded_on_the_25th, |app| 
         .map(|(code, _, _)| Target::Village(code))
         .collect();
     assert!(!villages.is_empty());
-    let mut req = Request::new("warning", "normal", "注意防盗", villages, "");
+    let mut req = Request::new(BroadcastKind::Warning, Severity::Normal, "注意防盗", villages, "");
     req.sender = Some(zhang_row);
     let at_morning = std::sync::Arc::new(move || morning.with_timezone(&chrono::Utc));
     let core = cunjing::daemon::build_core(&app.settings, app.store().clone(), at_morning).unwrap();
@@ -323,7 +355,13 @@ app_test!(warnings_are_also_posted_to_the_wecom_robots_of_villages_and_offices, 
     app.store().set_village_wecom(HEZHUANG, Some(&format!("{url}?key=village"))).await.unwrap();
     app.store().set_office_wecom("HZ01", Some(&format!("{url}?key=office"))).await.unwrap();
     app.store().set_village_wecom(QIANDIAN, Some(&format!("{url}?key=gone"))).await.unwrap();
-    let req = Request::new("warning", "urgent", "暴雨天注意防汛", vec![Target::Office("HZ01".into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Warning,
+        Severity::Urgent,
+        "暴雨天注意防汛",
+        vec![Target::Office("HZ01".into())],
+        "CLI",
+    );
     let created = core(&app).create_broadcast(req).await.unwrap();
     assert_eq!(created.targets, 4, "one group and three robots");
     let c = settled(&app, created.id).await;
@@ -348,7 +386,13 @@ app_test!(warnings_are_also_posted_to_the_wecom_robots_of_villages_and_offices, 
 app_test!(a_restarted_daemon_resends_its_dead_runs_sends_at_once, |app| {
     bind(&app, -100_501, HEZHUANG).await;
     app.stop().await;
-    let req = Request::new("notice", "normal", "今晚停电检修。", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "今晚停电检修。",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     let created = core(&app).create_broadcast(req).await.unwrap();
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into());
     // A run of this host whose process id no process has; it claimed the send and died.
@@ -413,10 +457,22 @@ app_test!(pacing_measured_at_a_strict_telegram_keeps_every_limit_and_sends_nothi
     app.fake.fail_next("sendMessage", Fault::RetryAfter(1), 1);
     let mut ids = Vec::new();
     for n in 0..30 {
-        let req = Request::new("notice", "normal", &format!("通知{n}"), vec![Target::Village(QIANDIAN.into())], "CLI");
+        let req = Request::new(
+            BroadcastKind::Notice,
+            Severity::Normal,
+            &format!("通知{n}"),
+            vec![Target::Village(QIANDIAN.into())],
+            "CLI",
+        );
         ids.push(core.create_broadcast(req).await.unwrap().id);
     }
-    let req = Request::new("notice", "normal", "停水通知", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "停水通知",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     ids.push(core.create_broadcast(req).await.unwrap().id);
     for id in &ids {
         let c = settled(&app, *id).await;
@@ -444,7 +500,13 @@ app_test!(a_cancel_stops_the_sends_a_worker_already_holds_within_a_second_and_ta
         bind(&app, *g, HEZHUANG).await;
     }
     let core = core(&app);
-    let req = Request::new("warning", "urgent", "有人冒充民警上门", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Warning,
+        Severity::Urgent,
+        "有人冒充民警上门",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     let created = core.create_broadcast(req).await.unwrap();
     crate::app::eventually("a third went", || async { app.fake.sent().len() >= 30 }).await;
     let cancelled_at = std::time::Instant::now();
@@ -477,7 +539,13 @@ app_test!(an_expiry_stops_the_sends_a_worker_already_holds, |app| {
     for g in &groups {
         bind(&app, *g, HEZHUANG).await;
     }
-    let mut req = Request::new("notice", "normal", "今天下午停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let mut req = Request::new(
+        BroadcastKind::Notice,
+        Severity::Normal,
+        "今天下午停电",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     req.expires_at = Some(app.now_ms() + 2_000);
     let expiry = std::time::Instant::now() + Duration::from_secs(2); // a little after it
     let created = core(&app).create_broadcast(req).await.unwrap();
@@ -496,10 +564,16 @@ app_test!(a_correction_issued_before_the_original_went_everywhere_reaches_every_
         bind(&app, *g, HEZHUANG).await;
     }
     let core = core(&app);
-    let req = Request::new("warning", "normal", "周六停电", vec![Target::Village(HEZHUANG.into())], "CLI");
+    let req = Request::new(
+        BroadcastKind::Warning,
+        Severity::Normal,
+        "周六停电",
+        vec![Target::Village(HEZHUANG.into())],
+        "CLI",
+    );
     let first = core.create_broadcast(req).await.unwrap();
     crate::app::eventually("some groups have it", || async { app.fake.sent().len() >= 15 }).await;
-    let mut fix = Request::new("warning", "normal", "更正：周日停电", vec![], "CLI");
+    let mut fix = Request::new(BroadcastKind::Warning, Severity::Normal, "更正：周日停电", vec![], "CLI");
     fix.references_id = Some(first.id);
     let second = core.create_broadcast(fix).await.unwrap();
     assert_eq!(second.targets, 60, "the correction is for every group of the original");
@@ -535,7 +609,13 @@ app_test!(one_chat_gets_at_most_one_message_a_second_measured_at_a_strict_telegr
     let core = core(&app);
     let mut ids = Vec::new();
     for n in 0..4 {
-        let req = Request::new("notice", "normal", &format!("通知{n}"), vec![Target::Village(QIANDIAN.into())], "CLI");
+        let req = Request::new(
+            BroadcastKind::Notice,
+            Severity::Normal,
+            &format!("通知{n}"),
+            vec![Target::Village(QIANDIAN.into())],
+            "CLI",
+        );
         ids.push(core.create_broadcast(req).await.unwrap().id);
     }
     for id in &ids {
