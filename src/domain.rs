@@ -476,4 +476,14 @@ mod tests {
         assert!(Resolved.next_choices().is_empty() && Merged.next_choices().is_empty());
         assert_eq!(TipStatus::parse("已合并").unwrap(), Merged);
     }
+
+    #[test]
+    fn a_status_filter_is_open_or_one_status() {
+        assert_eq!(StatusFilter::parse(" Open ").unwrap(), StatusFilter::Open);
+        assert_eq!(StatusFilter::parse("resolved").unwrap(), StatusFilter::Is(TipStatus::Resolved));
+        assert!(StatusFilter::parse("closed").unwrap_err().0.contains("or open"));
+        assert_eq!(StatusFilter::Open.statuses(), [TipStatus::New, TipStatus::Acknowledged, TipStatus::InProgress]);
+        assert!(StatusFilter::Is(TipStatus::Merged).admits(TipStatus::Merged));
+        assert!(!StatusFilter::Open.admits(TipStatus::Rejected));
+    }
 }
