@@ -130,7 +130,7 @@ async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
         let tip = cunjing::store::tips::NewTip {
             village_id: villages[i % villages.len()],
             category: "fraud".into(),
-            source: "private",
+            source: cunjing::domain::TipSource::Private,
             anonymous: false,
             contact_phone: Some(phone.clone()),
             items: vec![cunjing::store::tips::TipItem::Text { text: "有人冒充客服打电话让转账".into() }],

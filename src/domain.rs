@@ -289,6 +289,55 @@ impl TipStatus {
     }
 }
 
+/// Which tips a list takes by status: those still open (the pseudo-status `open`), or those
+/// in one status. Parsed where people type it (the CLI's `--status`, the console's query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// New, acknowledged and in progress.
+    Open,
+    Is(TipStatus),
+}
+
+impl StatusFilter {
+    /// `open` (any case) or a status as [`TipStatus::parse`] takes it.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let s = raw.trim();
+        if s.eq_ignore_ascii_case("open") {
+            return Ok(StatusFilter::Open);
+        }
+        TipStatus::parse(s).map(StatusFilter::Is).map_err(|e| InvalidValue(format!("{e}, or open")))
+    }
+
+    /// How it is written in a query string or on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Open => "open",
+            StatusFilter::Is(s) => s.as_str(),
+        }
+    }
+
+    /// Whether a tip in `status` is listed.
+    pub fn admits(self, status: TipStatus) -> bool {
+        match self {
+            StatusFilter::Open => status.is_open(),
+            StatusFilter::Is(s) => s == status,
+        }
+    }
+
+    /// The statuses listed, in order.
+    pub fn statuses(self) -> Vec<TipStatus> {
+        TipStatus::ALL.iter().copied().filter(|s| self.admits(*s)).collect()
+    }
+}
+
+impl std::str::FromStr for StatusFilter {
+    type Err = InvalidValue;
+
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        StatusFilter::parse(s)
+    }
+}
+
 spelled_enum!(
     /// A broadcast's kind; a warning comes first wherever both are offered.
     BroadcastKind, "broadcast kind" {
@@ -438,5 +487,15 @@ mod tests {
         assert_eq!(InProgress.next_choices(), [Resolved, Rejected]);
         assert!(Resolved.next_choices().is_empty() && Merged.next_choices().is_empty());
         assert_eq!(TipStatus::parse("已合并").unwrap(), Merged);
+    }
+
+    #[test]
+    fn a_status_filter_is_open_or_one_status() {
+        assert_eq!(StatusFilter::parse(" Open ").unwrap(), StatusFilter::Open);
+        assert_eq!(StatusFilter::parse("resolved").unwrap(), StatusFilter::Is(TipStatus::Resolved));
+        assert!(StatusFilter::parse("closed").unwrap_err().0.contains("or open"));
+        assert_eq!(StatusFilter::Open.statuses(), [TipStatus::New, TipStatus::Acknowledged, TipStatus::InProgress]);
+        assert!(StatusFilter::Is(TipStatus::Merged).admits(TipStatus::Merged));
+        assert!(!StatusFilter::Open.admits(TipStatus::Rejected));
     }
 }

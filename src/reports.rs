@@ -44,14 +44,14 @@ pub fn export_record(tz: chrono_tz::Tz, r: &TipListRow) -> Vec<String> {
         r.village_code.clone(),
         r.village_name.clone(),
         r.category.clone(),
-        r.source.clone(),
+        r.source.to_string(),
         if r.anonymous == 1 { "yes".into() } else { "no".into() },
-        r.status.clone(),
+        r.status.to_string(),
         r.officer_badge.clone().unwrap_or_default(),
         r.officer_name.clone().unwrap_or_default(),
         local(r.acknowledged_at),
         local(r.resolved_at),
-        r.rating.clone().unwrap_or_default(),
+        r.rating.map(|r| r.to_string()).unwrap_or_default(),
         r.summary.clone(),
     ]
 }

@@ -258,7 +258,7 @@ pub enum TipsCommand {
         station: Option<String>,
         /// new, acknowledged, in_progress, resolved, rejected, merged, or open (the first three).
         #[arg(long)]
-        status: Option<String>,
+        status: Option<crate::domain::StatusFilter>,
         /// Only tips from this day on (YYYY-MM-DD, local time zone).
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
@@ -276,7 +276,7 @@ pub enum TipsCommand {
         #[arg(long)]
         station: Option<String>,
         #[arg(long)]
-        status: Option<String>,
+        status: Option<crate::domain::StatusFilter>,
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
     },

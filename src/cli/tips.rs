@@ -14,7 +14,7 @@ use crate::authz::{Action, Actor, Role};
 use crate::config::Settings;
 use crate::core::workflow::By;
 use crate::core::{Core, CoreError, Outbound, Platform};
-use crate::domain::TipStatus;
+use crate::domain::{StatusFilter, TipStatus};
 use crate::reports::{local_time, write_tips_csv};
 use crate::store::Store;
 use crate::store::tip_list::{TipFilter, TipListRow};
@@ -27,7 +27,7 @@ fn local(settings: &Settings, ms: Option<i64>) -> String {
 fn filter(
     settings: &Settings,
     station: Option<String>,
-    status: Option<String>,
+    status: Option<StatusFilter>,
     since: Option<chrono::NaiveDate>,
 ) -> TipFilter {
     let since_ms = since.map(|d| crate::calendar::midnight_ms(settings.timezone(), d));

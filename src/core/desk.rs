@@ -56,12 +56,12 @@ impl Core {
 
     /// Sets the status: acknowledged, in progress, resolved or rejected (the last two with a
     /// note the tipster sees). The tipster hears of it as from the bot.
-    pub async fn desk_status(&self, actor: &Actor, number: &str, to: &str, note: &str) -> DeskResult {
+    pub async fn desk_status(&self, actor: &Actor, number: &str, to: TipStatus, note: &str) -> DeskResult {
         // Any status an open tip can be moved to (the console's menu offers those after the
         // tip's own).
-        let Some(to) = TipStatus::from_code(to).filter(|s| TipStatus::New.next_choices().contains(s)) else {
+        if !TipStatus::New.next_choices().contains(&to) {
             return Err(CoreError::Invalid("status"));
-        };
+        }
         let note = Some(note.trim()).filter(|n| !n.is_empty());
         if matches!(to, TipStatus::Resolved | TipStatus::Rejected) && note.is_none() {
             return Err(CoreError::Invalid("note"));
@@ -69,7 +69,7 @@ impl Core {
         let tip = self.tip_for(actor, Action::Resolve, number).await?;
         let open: Vec<TipStatus> = TipStatus::ALL.iter().copied().filter(|s| s.is_open()).collect();
         let (updated, out) = self.set_status(actor, By::Account, &tip, &open, to, note).await?;
-        Ok((updated.status, out))
+        Ok((updated.status.to_string(), out))
     }
 
     /// 签收: the station takes a new tip itself (acknowledged, in the name of the console
@@ -77,7 +77,7 @@ impl Core {
     pub async fn desk_sign(&self, actor: &Actor, number: &str) -> DeskResult {
         let tip = self.tip_for(actor, Action::Resolve, number).await?;
         let (updated, out) = self.acknowledge_tip(actor, By::Account, &tip).await?;
-        Ok((updated.status, out))
+        Ok((updated.status.to_string(), out))
     }
 
     /// Reopens a resolved or rejected tip (处理中 again) for `reason`, written to the
@@ -88,7 +88,7 @@ impl Core {
         }
         let tip = self.tip_for(actor, Action::Resolve, number).await?;
         let updated = self.reopen_tip(actor, &tip, reason).await?;
-        Ok((updated.status, vec![]))
+        Ok((updated.status.to_string(), vec![]))
     }
 
     /// Marks tip `number` as a duplicate of `into` (both of stations the actor may work).

@@ -10,7 +10,7 @@ use super::wire::{Command, StaffCommand};
 use super::workflow::By;
 use super::{CoreError, Inbound, Outbound, Sender};
 use crate::authz::{Action, Actor, Subject};
-use crate::domain::TipStatus;
+use crate::domain::{StatusFilter, TipStatus};
 use crate::store::chats::ChatRow;
 use crate::store::registry::VillageRow;
 use crate::store::tip_list::TipFilter;
@@ -182,7 +182,7 @@ impl Core {
     ) -> anyhow::Result<Vec<Outbound>> {
         let station = self.store().station_code(station_id).await?;
         let mut words = args.split_whitespace();
-        let mut filter = TipFilter { station: Some(station), status: Some("open".into()), ..TipFilter::default() };
+        let mut filter = TipFilter { station: Some(station), status: Some(StatusFilter::Open), ..TipFilter::default() };
         match words.next() {
             Some("today") => {
                 filter.status = None;

@@ -13,7 +13,7 @@ use super::wire::{ButtonData, OfficerButton, TipButton};
 use super::workflow::By;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::authz::{Action, Actor, Subject};
-use crate::domain::{Phone, Rating, TipStatus};
+use crate::domain::{Phone, Rating, TipSource, TipStatus};
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
@@ -505,7 +505,7 @@ impl Core {
         let new = NewTip {
             village_id,
             category: category.clone(),
-            source: "private",
+            source: TipSource::Private,
             anonymous,
             contact_phone: if anonymous { None } else { draft.phone.clone() },
             items: draft.items.clone(),
@@ -807,7 +807,7 @@ impl Core {
     /// 办结: asks for the note the tipster will read, with the quick notes as buttons; the
     /// officer's next message is taken as the note.
     async fn ask_resolution_note(&self, inbound: &Inbound, tip: &TipRow) -> anyhow::Result<Vec<Outbound>> {
-        if !TipStatus::open_codes().contains(&tip.status.as_str()) {
+        if !tip.status.is_open() {
             return Ok(vec![self.already_handled(inbound.chat.id, tip)]);
         }
         self.save_conversation(inbound, &Conversation::Resolve { tip_id: tip.id }).await?;
@@ -872,19 +872,19 @@ impl Core {
         tip: &TipRow,
         officer_id: Option<i64>,
         actor: &str,
-        from: &[&str],
-        to: &str,
+        from: &[TipStatus],
+        to: TipStatus,
         note: Option<&str>,
     ) -> anyhow::Result<Option<(TipRow, Vec<Outbound>)>> {
         if !self.store().change_tip_status_by(tip.id, officer_id, actor, from, to, note).await? {
             return Ok(None);
         }
-        tracing::info!(tip_id = tip.id, ?officer_id, status = to, "tip status changed");
+        tracing::info!(tip_id = tip.id, ?officer_id, status = to.as_str(), "tip status changed");
         let updated = self.store().tip(tip.id).await?.unwrap_or_else(|| tip.clone());
         let tipster = match to {
-            "acknowledged" => Some((Msg::TipAcknowledgedTipster, false)),
-            "resolved" => Some((Msg::TipResolvedTipster, true)),
-            "rejected" => Some((Msg::TipRejectedTipster, false)),
+            TipStatus::Acknowledged => Some((Msg::TipAcknowledgedTipster, false)),
+            TipStatus::Resolved => Some((Msg::TipResolvedTipster, true)),
+            TipStatus::Rejected => Some((Msg::TipRejectedTipster, false)),
             _ => None,
         };
         let notice = match tipster {
@@ -1075,7 +1075,9 @@ impl Core {
         self.store().tip_event(tip_id, actor, officer_id, "message", &detail).await?;
         // An officer talking with the tipster about an acknowledged tip is working on it.
         if let (true, Some(officer_id)) = (from_officer, officer_id) {
-            self.store().change_tip_status(tip_id, officer_id, &["acknowledged"], "in_progress", None).await?;
+            self.store()
+                .change_tip_status(tip_id, officer_id, &[TipStatus::Acknowledged], TipStatus::InProgress, None)
+                .await?;
         }
         tracing::info!(tip_id, from_officer, "message relayed");
         out.push(Outbound::text(chat_id, t.render(done, minijinja::context! { number => &tip.number })));
@@ -1097,9 +1099,9 @@ impl Core {
     /// The tipster rates a resolved tip, once.
     async fn rate(&self, inbound: &Inbound, tip_id: i64, rating: &str) -> anyhow::Result<Vec<Outbound>> {
         let mine = self.store().tip_reporter(tip_id).await?.is_some_and(|r| r.chat_id == inbound.chat.id);
-        if !mine || Rating::from_code(rating).is_none() {
+        let Some(rating) = Rating::from_code(rating).filter(|_| mine) else {
             return Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(Msg::RelayGone))]);
-        }
+        };
         let msg = if self.store().rate_tip(tip_id, rating).await? { Msg::RatingThanks } else { Msg::RatingAlready };
         Ok(vec![Outbound::text(inbound.chat.id, self.texts().plain(msg))])
     }
@@ -1137,7 +1139,7 @@ impl Core {
             let new = NewTip {
                 village_id: village.id,
                 category: category.as_str().into(),
-                source: "group",
+                source: TipSource::Group,
                 anonymous: false,
                 contact_phone: None,
                 items: vec![TipItem::Text { text: text.trim().to_string() }],

@@ -89,7 +89,7 @@ impl Core {
         kind: &str,
     ) -> Done<Assigned> {
         let village = self.permitted(actor, Action::Assign, tip).await?;
-        if !TipStatus::from_code(&tip.status).is_some_and(TipStatus::is_open) {
+        if !tip.status.is_open() {
             return Err(CoreError::NotOpen);
         }
         let Some(officer) = officer else { return Err(CoreError::NoOfficer) };
@@ -136,9 +136,8 @@ impl Core {
     ) -> Done<(TipRow, Vec<Outbound>)> {
         self.permitted(actor, Action::Resolve, tip).await?;
         let note = note.map(str::trim).filter(|n| !n.is_empty());
-        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
         let name = Self::timeline_name(actor, by);
-        self.set_tip_status(tip, credit, &name, &from, to.as_str(), note).await?.ok_or(CoreError::NotOpen)
+        self.set_tip_status(tip, credit, &name, from, to, note).await?.ok_or(CoreError::NotOpen)
     }
 
     /// 签收 / 受理: a new tip acknowledged, by an officer (credited) or by the station itself

@@ -103,7 +103,7 @@ impl Store {
         .bind(to)
         .fetch_all(self.pool())
         .await?;
-        let ratings: Vec<(i64, String, i64)> = sqlx::query_as(
+        let ratings: Vec<(i64, crate::domain::Rating, i64)> = sqlx::query_as(
             "SELECT assigned_officer_id, rating, COUNT(*) FROM tips WHERE assigned_officer_id IS NOT NULL \
              AND rating IS NOT NULL AND resolved_at >= $1 AND resolved_at < $2 GROUP BY assigned_officer_id, rating",
         )
@@ -116,11 +116,11 @@ impl Store {
         for (officer, _, wait) in acknowledged {
             waits.entry(officer).or_default().push(wait);
         }
-        let count = |rows: &[(i64, String, i64)], officer: i64, what: &str| {
-            rows.iter().filter(|(o, k, _)| *o == officer && k == what).map(|(_, _, n)| *n).sum::<i64>()
-        };
         let sent = |officer: i64, what: BroadcastKind| {
             published.iter().filter(|(o, k, _)| *o == officer && *k == what).map(|(_, _, n)| *n).sum::<i64>()
+        };
+        let rated = |officer: i64, rating: crate::domain::Rating| {
+            ratings.iter().filter(|(o, r, _)| *o == officer && *r == rating).map(|(_, _, n)| *n).sum::<i64>()
         };
         Ok(officers
             .into_iter()
@@ -137,9 +137,9 @@ impl Store {
                     tips_acknowledged,
                     tips_resolved,
                     median_ack_minutes: waits.remove(&id).map(median_minutes),
-                    rated_satisfied: count(&ratings, id, "satisfied"),
-                    rated_fair: count(&ratings, id, "fair"),
-                    rated_dissatisfied: count(&ratings, id, "dissatisfied"),
+                    rated_satisfied: rated(id, crate::domain::Rating::Satisfied),
+                    rated_fair: rated(id, crate::domain::Rating::Fair),
+                    rated_dissatisfied: rated(id, crate::domain::Rating::Dissatisfied),
                 }
             })
             .collect())

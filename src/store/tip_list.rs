@@ -12,6 +12,7 @@ use sqlx::any::{Any, AnyArguments};
 use sqlx::query::QueryAs;
 
 use super::Store;
+use crate::domain::{Rating, StatusFilter, TipSource, TipStatus};
 
 /// A tip as staff list and export it: no reporter, only the alias-free facts.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -25,14 +26,14 @@ pub struct TipListRow {
     pub village_code: String,
     pub village_name: String,
     pub category: String,
-    pub source: String,
+    pub source: TipSource,
     pub anonymous: i64,
-    pub status: String,
+    pub status: TipStatus,
     pub officer_badge: Option<String>,
     pub officer_name: Option<String>,
     pub acknowledged_at: Option<i64>,
     pub resolved_at: Option<i64>,
-    pub rating: Option<String>,
+    pub rating: Option<Rating>,
     pub summary: String,
     /// 1 when past the station's times (see [`Sla`]); 0 when no clock was given.
     pub overdue: i64,
@@ -101,8 +102,8 @@ pub enum TipSort {
 #[derive(Debug, Clone, Default)]
 pub struct TipFilter {
     pub station: Option<String>,
-    /// A status, or `open` for new, acknowledged and in progress.
-    pub status: Option<String>,
+    /// A status, or the open ones.
+    pub status: Option<StatusFilter>,
     /// Created at or after this instant (UTC ms).
     pub since_ms: Option<i64>,
     /// Only this village (code).
@@ -150,20 +151,21 @@ pub enum PageAt {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TipCounts {
     pub total: i64,
-    pub by_status: Vec<(String, i64)>,
+    pub by_status: Vec<(TipStatus, i64)>,
     pub overdue: i64,
 }
 
 impl TipCounts {
     /// The count of one status (0 when none).
-    pub fn of(&self, status: &str) -> i64 {
-        self.by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n)
+    pub fn of(&self, status: TipStatus) -> i64 {
+        self.by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)
     }
 }
 
 enum Arg {
     Int(i64),
     Text(String),
+    Status(TipStatus),
 }
 
 /// A `WHERE` clause with `$N` placeholders and what to bind to them, in order.
@@ -202,6 +204,7 @@ impl Where {
             q = match arg {
                 Arg::Int(n) => q.bind(n),
                 Arg::Text(s) => q.bind(s),
+                Arg::Status(s) => q.bind(s),
             };
         }
         q
@@ -211,13 +214,15 @@ impl Where {
 const FROM: &str = "FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
      JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id";
 
+/// `statuses` as an SQL list of their codes: `'new', 'acknowledged'`.
+fn sql_codes(statuses: &[TipStatus]) -> String {
+    statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+}
+
 /// The status codes in lifecycle order, as SQL (for sorting by status).
 fn status_rank() -> String {
-    let cases: String = crate::domain::TipStatus::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format!(" WHEN '{}' THEN {i}", s.as_str()))
-        .collect();
+    let cases: String =
+        TipStatus::ALL.iter().enumerate().map(|(i, s)| format!(" WHEN '{}' THEN {i}", s.as_str())).collect();
     format!("CASE t.status{cases} ELSE 99 END")
 }
 
@@ -240,9 +245,14 @@ impl TipFilter {
             Some((now, sla)) => (now.saturating_sub(sla.ack_ms), now.saturating_sub(sla.resolve_ms)),
             None => (i64::MIN, i64::MIN),
         };
+        let working: Vec<TipStatus> =
+            StatusFilter::Open.statuses().into_iter().filter(|s| *s != TipStatus::New).collect();
         (
-            "(t.status = 'new' AND t.created_at < ?) OR (t.status IN ('acknowledged', 'in_progress') AND t.created_at < ?)"
-                .into(),
+            format!(
+                "(t.status = '{}' AND t.created_at < ?) OR (t.status IN ({}) AND t.created_at < ?)",
+                TipStatus::New,
+                sql_codes(&working)
+            ),
             vec![Arg::Int(ack_before), Arg::Int(resolve_before)],
         )
     }
@@ -282,11 +292,11 @@ impl TipFilter {
         // officer's ids found once by subquery), so counting and paging read `tips` alone,
         // through its indexes, and the joins are made for the rows shown.
         self.add_place(w, "t.village_id");
-        match text(&self.status) {
-            Some(s) if with_status && s == "open" => {
-                w.and("t.status IN ('new', 'acknowledged', 'in_progress')", vec![]);
+        match self.status {
+            Some(StatusFilter::Open) if with_status => {
+                w.and(&format!("t.status IN ({})", sql_codes(&StatusFilter::Open.statuses())), vec![]);
             }
-            Some(s) if with_status => w.and("t.status = ?", vec![Arg::Text(s)]),
+            Some(StatusFilter::Is(s)) if with_status => w.and("t.status = ?", vec![Arg::Status(s)]),
             _ => {}
         }
         if let Some(since) = self.since_ms {
@@ -318,12 +328,8 @@ impl TipFilter {
     }
 
     /// Whether a tip in `status` is listed by the filter's status.
-    fn wants_status(&self, status: &str) -> bool {
-        match self.status.as_deref().map(str::trim).unwrap_or("") {
-            "" => true,
-            "open" => crate::domain::TipStatus::from_code(status).is_some_and(crate::domain::TipStatus::is_open),
-            s => s == status,
-        }
+    fn wants_status(&self, status: TipStatus) -> bool {
+        self.status.is_none_or(|f| f.admits(status))
     }
 
     /// The `ORDER BY` (PostgreSQL takes an output column in it only by its bare name, so the
@@ -466,11 +472,11 @@ impl Store {
              GROUP BY t.status",
             w.sql
         );
-        let q = sqlx::query_as::<_, (String, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+        let q = sqlx::query_as::<_, (TipStatus, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
         let rows = w.bind(q).fetch_all(self.pool()).await?;
         let mut counts = TipCounts::default();
         for (status, n, late) in rows {
-            if filter.wants_status(&status) {
+            if filter.wants_status(status) {
                 counts.total += n;
             }
             counts.overdue += late.unwrap_or(0);
@@ -483,19 +489,19 @@ impl Store {
     /// by status kept by the triggers, and the overdue ones counted on the index
     /// `(village_id, status, created_at)` (for the overdue queue, they are its counts).
     async fn count_tips_by_place(&self, filter: &TipFilter) -> anyhow::Result<TipCounts> {
-        let mut late: Vec<(String, i64)> = vec![];
+        let mut late: Vec<(TipStatus, i64)> = vec![];
         if let Some((now, sla)) = filter.clock {
             // One count per open status, each a range of (village_id, status, created_at); a
             // GROUP BY would have SQLite walk an index led by the status instead.
-            for status in crate::domain::TipStatus::open_codes() {
-                let within = if status == "new" { sla.ack_ms } else { sla.resolve_ms };
+            for status in StatusFilter::Open.statuses() {
+                let within = if status == TipStatus::New { sla.ack_ms } else { sla.resolve_ms };
                 let mut w = Where::new();
                 filter.add_place(&mut w, "t.village_id");
-                let args = vec![Arg::Text(status.to_string()), Arg::Int(now.saturating_sub(within))];
+                let args = vec![Arg::Status(status), Arg::Int(now.saturating_sub(within))];
                 w.and("t.status = ? AND t.created_at < ?", args);
                 let sql = format!("SELECT COUNT(*) FROM tips t WHERE {}", w.sql);
                 let q = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql));
-                late.push((status.to_string(), w.bind(q).fetch_one(self.pool()).await?.0));
+                late.push((status, w.bind(q).fetch_one(self.pool()).await?.0));
             }
         }
         let by_status = if filter.only_overdue {
@@ -507,12 +513,12 @@ impl Store {
                 "SELECT c.status, CAST(SUM(c.n) AS BIGINT) FROM tip_status_counts c WHERE {} GROUP BY c.status",
                 w.sql
             );
-            let q = sqlx::query_as::<_, (String, Option<i64>)>(sqlx::AssertSqlSafe(sql));
+            let q = sqlx::query_as::<_, (TipStatus, Option<i64>)>(sqlx::AssertSqlSafe(sql));
             w.bind(q).fetch_all(self.pool()).await?.into_iter().map(|(s, n)| (s, n.unwrap_or(0))).collect()
         };
         let mut counts = TipCounts { overdue: late.iter().map(|(_, n)| n).sum(), ..TipCounts::default() };
         for (status, n) in by_status.into_iter().filter(|(_, n)| *n > 0) {
-            if filter.wants_status(&status) {
+            if filter.wants_status(status) {
                 counts.total += n;
             }
             counts.by_status.push((status, n));

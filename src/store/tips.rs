@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 use super::{Store, batch, now_ms};
+use crate::domain::{Rating, TipSource, TipStatus};
 
 /// One part of a tip as the resident sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,8 +28,7 @@ pub enum TipItem {
 pub struct NewTip {
     pub village_id: i64,
     pub category: String,
-    /// `private` or `group`.
-    pub source: &'static str,
+    pub source: TipSource,
     pub anonymous: bool,
     pub contact_phone: Option<String>,
     pub items: Vec<TipItem>,
@@ -64,9 +64,9 @@ pub struct TipRow {
     pub number: String,
     pub village_id: i64,
     pub category: String,
-    pub source: String,
+    pub source: TipSource,
     pub anonymous: i64,
-    pub status: String,
+    pub status: TipStatus,
     pub summary: String,
     /// The phone the tipster left, sealed ([`Store::tip_phone`] opens it).
     #[sqlx(rename = "contact_phone")]
@@ -76,7 +76,7 @@ pub struct TipRow {
     pub ack_deadline: Option<i64>,
     pub escalation_level: i64,
     pub public_note: Option<String>,
-    pub rating: Option<String>,
+    pub rating: Option<Rating>,
     pub created_at: i64,
     pub acknowledged_at: Option<i64>,
     pub resolved_at: Option<i64>,
@@ -340,7 +340,7 @@ async fn insert_tips(
             .bind(&tip.reporter_platform)
             .bind(tip.source)
             .bind(i64::from(tip.anonymous))
-            .bind("new")
+            .bind(TipStatus::New)
             .bind(&summaries[i])
             .bind(phones[i].as_ref().map(|(sealed, _)| sealed.clone()))
             .bind(phones[i].as_ref().map(|(_, index)| index.clone()))
@@ -434,9 +434,9 @@ async fn insert_tips(
                 number: number.clone(),
                 village_id: tip.village_id,
                 category: tip.category.clone(),
-                source: tip.source.to_string(),
+                source: tip.source,
                 anonymous: i64::from(tip.anonymous),
-                status: "new".into(),
+                status: TipStatus::New,
                 summary,
                 sealed_phone: phones[i].as_ref().map(|(sealed, _)| sealed.clone()),
                 assigned_officer_id: route.map(|r| r.officer_id),
@@ -662,10 +662,15 @@ impl Store {
     /// Tips of `platform` still waiting for acknowledgement whose deadline has passed.
     pub async fn overdue_tips(&self, platform: &str, now: i64) -> anyhow::Result<Vec<TipRow>> {
         let sql = format!(
-            "SELECT {TIP_COLUMNS} FROM tips WHERE status = 'new' AND platform = $1 AND ack_deadline IS NOT NULL \
+            "SELECT {TIP_COLUMNS} FROM tips WHERE status = $3 AND platform = $1 AND ack_deadline IS NOT NULL \
              AND ack_deadline <= $2 ORDER BY ack_deadline, id"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(platform).bind(now).fetch_all(self.pool()).await?)
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(platform)
+            .bind(now)
+            .bind(TipStatus::New)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Moves a tip from one of the `from` statuses to `to` on behalf of `officer_id`, with an
@@ -674,8 +679,8 @@ impl Store {
         &self,
         tip_id: i64,
         officer_id: i64,
-        from: &[&str],
-        to: &str,
+        from: &[TipStatus],
+        to: TipStatus,
         note: Option<&str>,
     ) -> anyhow::Result<bool> {
         self.change_tip_status_by(tip_id, Some(officer_id), "officer", from, to, note).await
@@ -688,20 +693,20 @@ impl Store {
         tip_id: i64,
         officer_id: Option<i64>,
         actor: &str,
-        from: &[&str],
-        to: &str,
+        from: &[TipStatus],
+        to: TipStatus,
         note: Option<&str>,
     ) -> anyhow::Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let current: Option<String> =
+        let current: Option<TipStatus> =
             sqlx::query_scalar("SELECT status FROM tips WHERE id = $1").bind(tip_id).fetch_optional(&mut *tx).await?;
-        if !current.is_some_and(|s| from.contains(&s.as_str())) {
+        if !current.is_some_and(|s| from.contains(&s)) {
             return Ok(false);
         }
         let stamp = match to {
-            "acknowledged" => "acknowledged_at = $2, ",
-            "resolved" | "rejected" => "resolved_at = $2, ",
+            TipStatus::Acknowledged => "acknowledged_at = $2, ",
+            TipStatus::Resolved | TipStatus::Rejected => "resolved_at = $2, ",
             _ => "",
         };
         let sql = format!(
@@ -738,11 +743,13 @@ impl Store {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
-            "UPDATE tips SET status = 'in_progress', resolved_at = NULL, updated_at = $2 \
-             WHERE id = $1 AND status IN ('resolved', 'rejected')",
+            "UPDATE tips SET status = $3, resolved_at = NULL, updated_at = $2 WHERE id = $1 AND status IN ($4, $5)",
         )
         .bind(tip_id)
         .bind(now)
+        .bind(TipStatus::InProgress)
+        .bind(TipStatus::Resolved)
+        .bind(TipStatus::Rejected)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -773,8 +780,8 @@ impl Store {
         officer_id: Option<i64>,
         actor: &str,
     ) -> anyhow::Result<bool> {
-        let open = crate::domain::TipStatus::open_codes();
-        let merged = self.change_tip_status_by(tip_id, officer_id, actor, &open, "merged", None).await?;
+        let open: Vec<TipStatus> = TipStatus::ALL.iter().copied().filter(|s| s.is_open()).collect();
+        let merged = self.change_tip_status_by(tip_id, officer_id, actor, &open, TipStatus::Merged, None).await?;
         if merged {
             sqlx::query("UPDATE tips SET merged_into = $1 WHERE id = $2")
                 .bind(into_id)
@@ -809,7 +816,7 @@ impl Store {
     }
 
     /// Stores the tipster's rating once; `false` if the tip was already rated.
-    pub async fn rate_tip(&self, tip_id: i64, rating: &str) -> anyhow::Result<bool> {
+    pub async fn rate_tip(&self, tip_id: i64, rating: Rating) -> anyhow::Result<bool> {
         let n = sqlx::query("UPDATE tips SET rating = $1, updated_at = $2 WHERE id = $3 AND rating IS NULL")
             .bind(rating)
             .bind(now_ms())
@@ -818,7 +825,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 1 {
-            self.tip_event(tip_id, "resident", None, "rated", rating).await?;
+            self.tip_event(tip_id, "resident", None, "rated", rating.as_str()).await?;
         }
         Ok(n == 1)
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Store, batch};
 use crate::authz::{Actor, Role};
+use crate::domain::TipStatus;
 
 /// What a retention run removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -19,8 +20,11 @@ pub struct Purged {
     pub handled_updates: u64,
 }
 
-/// Tip states after which nobody works the tip any more.
-const CLOSED: &str = "('resolved', 'rejected', 'merged')";
+/// Tip states after which nobody works the tip any more, as an SQL list (`('resolved', …)`).
+fn closed() -> String {
+    let codes: Vec<String> = TipStatus::ALL.iter().filter(|s| !s.is_open()).map(|s| format!("'{s}'")).collect();
+    format!("({})", codes.join(", "))
+}
 
 impl Store {
     /// The actor an officer is: role from their kind and grant, station, villages served on
@@ -159,10 +163,11 @@ impl Store {
     pub async fn purge_expired(&self, now: i64, relay_ms: i64, tips_ms: i64, audit_ms: i64) -> anyhow::Result<Purged> {
         let mut purged = Purged::default();
         let closed_before = |ms: i64| now - ms;
+        let closed = closed();
 
         let mut tx = self.begin_write().await?;
         purged.relays = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM tip_reporters WHERE tip_id IN (SELECT id FROM tips WHERE status IN {CLOSED} \
+            "DELETE FROM tip_reporters WHERE tip_id IN (SELECT id FROM tips WHERE status IN {closed} \
              AND COALESCE(resolved_at, updated_at) < $1)"
         )))
         .bind(closed_before(relay_ms))
@@ -173,7 +178,7 @@ impl Store {
 
         let mut tx = self.begin_write().await?;
         let old: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM tips WHERE status IN {CLOSED} AND COALESCE(resolved_at, updated_at) < $1"
+            "SELECT id FROM tips WHERE status IN {closed} AND COALESCE(resolved_at, updated_at) < $1"
         )))
         .bind(closed_before(tips_ms))
         .fetch_all(&mut *tx)

@@ -19,7 +19,7 @@ use super::{Session, WebState, csrf_refused};
 use crate::authz::{Action, Subject};
 use crate::core::CoreError;
 use crate::core::broadcast::Request;
-use crate::domain::{BroadcastKind, Severity, TipStatus};
+use crate::domain::{BroadcastKind, Severity, StatusFilter, TipStatus};
 use crate::store::broadcasts::Target;
 use crate::store::reports::OfficerFigures;
 use crate::store::tip_list::{PageAt, TipCounts, TipFilter, TipListRow, TipSearch, TipSort};
@@ -112,10 +112,14 @@ impl Filters {
             "status" => TipSort::Status,
             _ => TipSort::Newest,
         };
+        let status = some(&self.status)
+            .map(|s| StatusFilter::parse(&s))
+            .transpose()
+            .map_err(|_| ("status", "filter_invalid"))?;
         let secrets = core.store().secrets();
         Ok(TipFilter {
             station,
-            status: some(&self.status),
+            status,
             since_ms,
             village: some(&self.village),
             category: some(&self.category),
@@ -296,10 +300,8 @@ async fn tips_page(state: &WebState, session: &Session, filters: &Filters, done:
     let keyed = matches!(filters.sort.as_str(), "" | "oldest");
     let key_of = |r: Option<&TipListRow>| r.filter(|_| keyed).map(|r| format!("{}.{}", r.created_at, r.id));
     let (prev_key, next_key) = (key_of(rows.first()), key_of(rows.last()));
-    let counters: Vec<_> = TipStatus::ALL
-        .iter()
-        .map(|s| minijinja::context! { code => s.as_str(), count => counts.of(s.as_str()) })
-        .collect();
+    let counters: Vec<_> =
+        TipStatus::ALL.iter().map(|s| minijinja::context! { code => s.as_str(), count => counts.of(*s) }).collect();
     let sla = state.opts.sla;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let ctx = minijinja::context! {
@@ -517,14 +519,12 @@ async fn tip_view(
         None => None,
     };
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let overdue = tip.status == "new" && tip.ack_deadline.is_some_and(|d| d < core.now_ms());
-    let tip_status = TipStatus::from_code(&tip.status);
+    let overdue = tip.status == TipStatus::New && tip.ack_deadline.is_some_and(|d| d < core.now_ms());
     // The menu starts on the status that comes next (已受理 for a new tip, 处理中 once taken…).
-    let next_statuses: Vec<&str> =
-        tip_status.map(TipStatus::next_choices).unwrap_or_default().into_iter().map(TipStatus::as_str).collect();
+    let next_statuses: Vec<&str> = tip.status.next_choices().into_iter().map(TipStatus::as_str).collect();
     let ctx = minijinja::context! {
         page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
-        errors, ok, overdue, open => tip_status.is_some_and(TipStatus::is_open), next_statuses,
+        errors, ok, overdue, open => tip.status.is_open(), next_statuses,
         printed_at => core.now_ms(),
     };
     Ok(state.render(status, template, ctx))
@@ -602,7 +602,13 @@ async fn tip_action(
     let actor = &session.actor;
     let (result, field) = match action.as_str() {
         "assign" => (core.desk_assign(actor, &number, &form.badge).await, "badge"),
-        "status" => (core.desk_status(actor, &number, &form.status, &form.note).await, "status"),
+        "status" => {
+            let result = match TipStatus::from_code(&form.status) {
+                Some(to) => core.desk_status(actor, &number, to, &form.note).await,
+                None => Err(CoreError::Invalid("status")),
+            };
+            (result, "status")
+        }
         "merge" => (core.desk_merge(actor, &number, &form.into).await, "into"),
         "reply" => (core.desk_reply(actor, &number, &form.text).await, "reply"),
         "note" => (core.desk_note(actor, &number, &form.text).await, "memo"),
@@ -684,7 +690,7 @@ async fn bulk(State(state): State<WebState>, session: Session, body: axum::body:
         let result = match action.as_str() {
             "sign" => core.desk_sign(&session.actor, number).await,
             "assign" => core.desk_assign(&session.actor, number, &badge).await,
-            "close" => core.desk_status(&session.actor, number, "resolved", &note).await,
+            "close" => core.desk_status(&session.actor, number, TipStatus::Resolved, &note).await,
             _ => return Err(WebError::NoSuchPath),
         };
         match result {

@@ -209,7 +209,7 @@ fn anonymous_tip(village_id: i64, category: &str, text: &str, day: &str) -> cunj
     cunjing::store::tips::NewTip {
         village_id,
         category: category.into(),
-        source: "private",
+        source: cunjing::domain::TipSource::Private,
         anonymous: true,
         contact_phone: None,
         items: vec![cunjing::store::tips::TipItem::Text { text: text.into() }],

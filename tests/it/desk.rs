@@ -265,7 +265,7 @@ app_test!(bulk_sign_assign_and_close_say_what_happened_to_each_tip, |app| {
     assert!(signed.body.contains("批量签收：成功 2 条，未办 1 条"), "{}", signed.body);
     assert!(signed.body.contains(&format!("{}</a>：这条线索已经受理、办结或合并", seeded(2))), "{}", signed.body);
     assert_eq!(count_of(&signed, "total"), 0, "the list it came from, filtered as it was");
-    assert_eq!((status(0).await.status, status(8).await.status), ("acknowledged".into(), "acknowledged".into()));
+    assert_eq!((status(0).await.status.as_str(), status(8).await.status.as_str()), ("acknowledged", "acknowledged"));
 
     // 转派 to 张建国: he serves 前店村; a tip of another village stays with its own officers.
     sqlx::query("UPDATE tips SET village_id = $1 WHERE number = $2")
@@ -322,7 +322,7 @@ app_test!(a_named_tipsters_phone_finds_their_tips_and_the_search_is_audited_with
     let tip = |phone: Option<&str>, text: &str| cunjing::store::tips::NewTip {
         village_id: qiandian,
         category: "fraud".into(),
-        source: "private",
+        source: cunjing::domain::TipSource::Private,
         anonymous: phone.is_none(),
         contact_phone: phone.map(str::to_string),
         items: vec![cunjing::store::tips::TipItem::Text { text: text.into() }],

@@ -294,7 +294,7 @@ app_test!(officer_and_anonymous_tipster_talk_through_the_bot_without_the_tipster
     let again = press(&app, chat, &t, &resolved, "不满意").await;
     assert!(again.text.contains("已经评价过"), "{}", again.text);
     let tip = app.store().tip(1).await.unwrap().unwrap();
-    assert_eq!(tip.rating.as_deref(), Some("satisfied"));
+    assert_eq!(tip.rating.map(|r| r.as_str()), Some("satisfied"));
     let events = app.store().tip_event_kinds(tip.id).await.unwrap();
     assert_eq!(events, ["created", "routed", "message", "message", "resolved", "rated"]);
 });
@@ -647,7 +647,7 @@ on_both_engines!(tips_sent_at_once_by_one_chat_never_pass_its_limit_together, |d
     let tip = |chat: i64, n: usize| NewTip {
         village_id: village.id,
         category: "theft".into(),
-        source: "private",
+        source: cunjing::domain::TipSource::Private,
         anonymous: true,
         contact_phone: None,
         items: vec![TipItem::Text { text: format!("第{n}件事") }],

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::TimeZone;
+use cunjing::domain::TipStatus;
 use serde_json::json;
 
 use crate::app::{TestApp, eventually, free_port};
@@ -145,7 +146,9 @@ app_test!(the_nightly_purge_forgets_a_closed_tips_tipster_then_the_tip, |app| {
     let (_open_chat, open, _) = submit_anonymous_tip(&app, "有人在桥下偷电缆").await;
     let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
     let officer = app.store().officer_by_badge("041201").await.unwrap().unwrap();
-    assert!(app.store().change_tip_status(tip.id, officer.id, &["new"], "resolved", None).await.unwrap());
+    assert!(
+        app.store().change_tip_status(tip.id, officer.id, &[TipStatus::New], TipStatus::Resolved, None).await.unwrap()
+    );
     let open = app.store().tip_by_number(&open).await.unwrap().unwrap();
 
     app.advance(Duration::from_millis((night_after(31) - app.now_ms()) as u64));

@@ -217,7 +217,7 @@ app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and
     let thanks = tap(&wecom, &url, "😊 满意").await;
     assert!(thanks.text.contains("谢谢您的评价"), "{thanks:?}");
     let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
-    assert_eq!(tip.rating.as_deref(), Some("satisfied"));
+    assert_eq!(tip.rating.map(|r| r.as_str()), Some("satisfied"));
 });
 
 app_test!(a_wechat_tip_is_filed_with_menus_and_a_desk_reply_after_48_hours_waits_for_the_resident, |app| {
