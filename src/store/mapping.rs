@@ -138,13 +138,15 @@ mod tests {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(try_from = "super::Flag")]
-            on: bool,
+            enrolled: bool,
             #[sqlx(try_from = "super::Flag")]
-            off: bool,
+            on_duty: bool,
         }
-        let row: Row =
-            sqlx::query_as("SELECT CAST(1 AS BIGINT) AS on, CAST(0 AS BIGINT) AS off").fetch_one(pool).await.unwrap();
-        assert!(row.on && !row.off);
+        let row: Row = sqlx::query_as("SELECT CAST(1 AS BIGINT) AS enrolled, CAST(0 AS BIGINT) AS on_duty")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert!(row.enrolled && !row.on_duty);
         let back: super::Flag = sqlx::query_scalar("SELECT $1").bind(super::Flag(true)).fetch_one(pool).await.unwrap();
         assert!(bool::from(back));
         // Why `Flag` exists: sqlx does not read an integer as `bool` through `Any`.
