@@ -153,7 +153,7 @@ async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
         started.elapsed().as_secs_f64()
     );
     let hash = cunjing::web::hash_password(PASSWORD).unwrap();
-    store.upsert_web_user("bench", Some(station), "staff", &hash, None, 0).await.unwrap();
+    store.upsert_web_user("bench", Some(station), cunjing::domain::Grant::Staff, &hash, None, 0).await.unwrap();
     let core = cunjing::daemon::build_core(&settings, store.clone(), std::sync::Arc::new(chrono::Utc::now)).unwrap();
     let web = cunjing::web::start(&settings, &core, Default::default()).await.unwrap().expect("the console is on");
     let s = Session::login(port).await;

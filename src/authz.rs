@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use crate::domain::{Grant, OfficerKind};
+
 /// A person's standing, lowest first. Each role may do at least what the one before it may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -53,21 +55,24 @@ impl Role {
         }
     }
 
-    /// The role of an enrolled officer of registry kind `kind` (police, auxiliary, volunteer)
-    /// with the station grant `grant` (staff, admin, system), if any.
-    pub fn of_officer(kind: &str, grant: Option<&str>) -> Role {
+    /// The role of an enrolled officer of registry kind `kind` with the station grant
+    /// `grant`, if any.
+    pub fn of_officer(kind: OfficerKind, grant: Option<Grant>) -> Role {
         let by_kind = match kind {
-            "police" => Role::Officer,
-            "auxiliary" => Role::Auxiliary,
-            _ => Role::Volunteer,
+            OfficerKind::Police => Role::Officer,
+            OfficerKind::Auxiliary => Role::Auxiliary,
+            OfficerKind::Volunteer => Role::Volunteer,
         };
-        let by_grant = match grant {
-            Some("system") => Role::SystemAdmin,
-            Some("admin") => Role::StationAdmin,
-            Some("staff") => Role::StationStaff,
-            _ => Role::Resident,
-        };
-        by_kind.max(by_grant)
+        by_kind.max(grant.map_or(Role::Resident, Role::of_grant))
+    }
+
+    /// The role a station grant (an officer's, or a console account's role) gives.
+    pub fn of_grant(grant: Grant) -> Role {
+        match grant {
+            Grant::System => Role::SystemAdmin,
+            Grant::Admin => Role::StationAdmin,
+            Grant::Staff => Role::StationStaff,
+        }
     }
 }
 
@@ -333,9 +338,9 @@ mod tests {
 
     #[test]
     fn grants_raise_a_role_and_never_lower_it() {
-        assert_eq!(Role::of_officer("police", None), Role::Officer);
-        assert_eq!(Role::of_officer("auxiliary", Some("staff")), Role::StationStaff);
-        assert_eq!(Role::of_officer("police", Some("system")), Role::SystemAdmin);
-        assert_eq!(Role::of_officer("volunteer", None), Role::Volunteer);
+        assert_eq!(Role::of_officer(OfficerKind::Police, None), Role::Officer);
+        assert_eq!(Role::of_officer(OfficerKind::Auxiliary, Some(Grant::Staff)), Role::StationStaff);
+        assert_eq!(Role::of_officer(OfficerKind::Police, Some(Grant::System)), Role::SystemAdmin);
+        assert_eq!(Role::of_officer(OfficerKind::Volunteer, None), Role::Volunteer);
     }
 }

@@ -45,7 +45,7 @@ pub fn export_record(tz: chrono_tz::Tz, r: &TipListRow) -> Vec<String> {
         r.village_name.clone(),
         r.category.clone(),
         r.source.to_string(),
-        if r.anonymous == 1 { "yes".into() } else { "no".into() },
+        if r.anonymous { "yes".into() } else { "no".into() },
         r.status.to_string(),
         r.officer_badge.clone().unwrap_or_default(),
         r.officer_name.clone().unwrap_or_default(),

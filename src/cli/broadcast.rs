@@ -79,7 +79,7 @@ pub(super) async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand
                     r.state,
                     r.attempts,
                     r.acks,
-                    if r.pinned == 1 { "\tpinned" } else { "" },
+                    if r.pinned { "\tpinned" } else { "" },
                     r.detail.map(|d| format!("\t{d}")).unwrap_or_default()
                 );
             }

@@ -60,7 +60,7 @@ pub(super) async fn run(settings: &Settings, cmd: ChatCommand) -> anyhow::Result
                         "{:<9} {:>16}  {:<8} {:<24} {}",
                         c.platform,
                         c.chat_id,
-                        if c.active == 1 { "active" } else { "inactive" },
+                        if c.active { "active" } else { "inactive" },
                         village.unwrap_or_else(|| "(not bound)".into()),
                         c.title
                     );

@@ -40,7 +40,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
 use crate::daemon::{self, ChannelChoice};
-use crate::domain::{BroadcastKind, Severity};
+use crate::domain::{BroadcastKind, Grant, Severity};
 use crate::store::Store;
 
 /// cunjing (村警): every village group gets its named officer.
@@ -344,11 +344,18 @@ pub enum OfficerCommand {
     /// `admin` of their station, or `system` (every station). See README "Who may do what".
     Grant {
         badge: String,
-        #[arg(long, value_parser = ["staff", "admin", "system"])]
-        role: String,
+        #[arg(long, value_parser = grant_parser())]
+        role: Grant,
     },
     /// Take the station role away from the officer with BADGE.
     Revoke { badge: String },
+}
+
+/// `--role`: one of the stored spellings of [`Grant`] (staff, admin, system).
+fn grant_parser() -> impl clap::builder::TypedValueParser<Value = Grant> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Grant::codes())
+        .map(|code| Grant::from_code(&code).expect("the parser offers only grants"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -361,8 +368,8 @@ pub enum StaffCommand {
         /// The account's station (not for `--role system`).
         #[arg(long)]
         station: Option<String>,
-        #[arg(long, value_parser = ["staff", "admin", "system"])]
-        role: String,
+        #[arg(long, value_parser = grant_parser())]
+        role: Grant,
         /// Give a staff account a TOTP second factor too.
         #[arg(long)]
         totp: bool,

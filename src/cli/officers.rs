@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use super::{OfficerCommand, bot_username, open_store};
 use crate::config::Settings;
+use crate::domain::Grant;
 
 /// Runs `cunjing officer …`.
 pub(super) async fn run(settings: &Settings, cmd: OfficerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         OfficerCommand::Enrol { badge, json } => enrol(settings, &badge, json).await,
-        OfficerCommand::Grant { badge, role } => grant(settings, &badge, Some(&role)).await,
+        OfficerCommand::Grant { badge, role } => grant(settings, &badge, Some(role)).await,
         OfficerCommand::Revoke { badge } => grant(settings, &badge, None).await,
     }
 }
@@ -44,7 +45,7 @@ async fn enrol(settings: &Settings, badge: &str, json: bool) -> anyhow::Result<E
 }
 
 /// `cunjing officer grant|revoke`.
-async fn grant(settings: &Settings, badge: &str, role: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn grant(settings: &Settings, badge: &str, role: Option<Grant>) -> anyhow::Result<ExitCode> {
     let store = open_store(settings).await?;
     if !store.set_grant(badge, role, crate::store::now_ms()).await? {
         eprintln!("No officer with badge {badge:?} in the registry; import it first (cunjing registry import DIR).");

@@ -7,12 +7,13 @@ use anyhow::Context;
 
 use super::{StaffCommand, open_store};
 use crate::config::Settings;
+use crate::domain::Grant;
 
 /// Runs `cunjing staff …`.
 pub(super) async fn run(settings: &Settings, cmd: StaffCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         StaffCommand::Add { username, station, role, totp, name } => {
-            staff_add(settings, &username, station.as_deref(), &role, totp, name.as_deref()).await
+            staff_add(settings, &username, station.as_deref(), role, totp, name.as_deref()).await
         }
     }
 }
@@ -22,7 +23,7 @@ async fn staff_add(
     settings: &Settings,
     username: &str,
     station: Option<&str>,
-    role: &str,
+    role: Grant,
     totp: bool,
     name: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
@@ -34,8 +35,8 @@ async fn staff_add(
     );
     let store = open_store(settings).await?;
     let station_id = match (role, station) {
-        ("system", None) => None,
-        ("system", Some(_)) => anyhow::bail!("a system account is not tied to a station: leave out --station"),
+        (Grant::System, None) => None,
+        (Grant::System, Some(_)) => anyhow::bail!("a system account is not tied to a station: leave out --station"),
         (_, None) => anyhow::bail!("--station CODE is required for a staff or admin account"),
         (_, Some(code)) => match store.station_id(code).await? {
             Some(id) => Some(id),
@@ -47,7 +48,7 @@ async fn staff_add(
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(password.chars().count() >= 10, "the password must have at least 10 characters");
     let hash = crate::web::hash_password(password)?;
-    let secret = (totp || role != "staff").then(crate::web::new_totp_secret);
+    let secret = (totp || role != Grant::Staff).then(crate::web::new_totp_secret);
     store.upsert_web_user(username, station_id, role, &hash, secret.as_deref(), crate::store::now_ms()).await?;
     store.set_web_user_display_name(username, name).await?;
     println!("Console account {username} ({role}) is ready.");

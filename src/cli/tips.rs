@@ -187,7 +187,7 @@ pub(super) async fn run(settings: &Settings, store: &Store, cmd: TipsCommand) ->
             println!(
                 "Reported:  {} ({})",
                 local(settings, Some(tip.created_at)),
-                if tip.anonymous == 1 { "anonymous" } else { "named" }
+                if tip.anonymous { "anonymous" } else { "named" }
             );
             if let Some(phone) = store.tip_phone(&tip)? {
                 println!("Phone:     {phone}");

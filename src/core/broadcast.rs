@@ -372,8 +372,11 @@ impl Core {
     /// The villages an officer serves today in any role but volunteer: (code, name), each once.
     async fn served_villages(&self, officer_id: i64) -> anyhow::Result<Vec<(String, String)>> {
         let rows = self.store().officer_villages(officer_id, &self.today().to_string()).await?;
-        let served: std::collections::BTreeMap<String, String> =
-            rows.into_iter().filter(|(_, _, role)| role != "volunteer").map(|(code, name, _)| (code, name)).collect();
+        let served: std::collections::BTreeMap<String, String> = rows
+            .into_iter()
+            .filter(|(_, _, role)| role.is_on_duty_chain())
+            .map(|(code, name, _)| (code, name))
+            .collect();
         Ok(served.into_iter().collect())
     }
 
@@ -894,8 +897,7 @@ async fn deliver_one<D: Deliverer>(
         } else {
             vec![]
         };
-        let pin =
-            d.bot_admin == 1 && b.kind == BroadcastKind::Warning && core.opts.pin_severities.contains(&b.severity);
+        let pin = d.bot_admin && b.kind == BroadcastKind::Warning && core.opts.pin_severities.contains(&b.severity);
         let delivery = Delivery {
             delivery_id: d.id,
             chat_id: d.chat_id,

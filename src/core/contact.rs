@@ -8,12 +8,13 @@ use super::handler::Core;
 use super::routing;
 use super::wire::{ButtonData, MenuItem, StartPayload};
 use super::{Button, Inbound, Outbound};
+use crate::domain::{AssignmentRole, OfficerKind};
 use crate::store::registry::{AssignedOfficer, VillageRow};
 use crate::texts::{Msg, Texts};
 
 #[derive(Serialize)]
 pub struct CardOfficer {
-    role: String,
+    role: AssignmentRole,
     name: String,
     badge: String,
     badge_shown: bool,
@@ -25,9 +26,9 @@ pub struct CardOfficer {
 pub fn card_officers(officers: Vec<AssignedOfficer>) -> Vec<CardOfficer> {
     officers
         .into_iter()
-        .filter(|o| matches!(o.role.as_str(), "resident" | "contact" | "auxiliary"))
+        .filter(|o| matches!(o.role, AssignmentRole::Resident | AssignmentRole::Contact | AssignmentRole::Auxiliary))
         .map(|o| CardOfficer {
-            badge_shown: o.kind != "volunteer",
+            badge_shown: o.kind != OfficerKind::Volunteer,
             role: o.role,
             name: o.name,
             badge: o.badge,

@@ -22,7 +22,7 @@ pub struct DutyChain {
 /// bot cannot reach them.
 pub async fn duty_chain(store: &Store, village: VillageRow, day: NaiveDate) -> anyhow::Result<DutyChain> {
     let officers = store.assigned_officers(village.id, &day.to_string()).await?;
-    let members = officers.into_iter().filter(|o| o.role != "volunteer" && o.enrolled == 1 && o.on_duty == 1).collect();
+    let members = officers.into_iter().filter(|o| o.role.is_on_duty_chain() && o.enrolled && o.on_duty).collect();
     let station_duty_phone = village.station_duty_phone.clone();
     Ok(DutyChain { village, members, station_duty_phone })
 }
@@ -33,7 +33,7 @@ pub async fn village_of_chat(store: &Store, platform: &str, chat_id: i64) -> any
         return Ok(None);
     };
     match chat.village_id {
-        Some(id) if chat.active == 1 => store.village_by_id(id).await,
+        Some(id) if chat.active => store.village_by_id(id).await,
         _ => Ok(None),
     }
 }

@@ -65,7 +65,7 @@ impl Core {
     /// The staff group this chat is, if it is one.
     async fn staff_group(&self, inbound: &Inbound) -> anyhow::Result<Option<ChatRow>> {
         let chat = self.store().chat(inbound.platform.as_str(), inbound.chat.id).await?;
-        Ok(chat.filter(|c| c.station_id.is_some() && c.active == 1))
+        Ok(chat.filter(|c| c.station_id.is_some() && c.active))
     }
 
     /// A command in a station staff group; `None` when the chat is not one (or the command
@@ -224,7 +224,7 @@ impl Core {
         // The phone a tipster left is shown only to whoever may see it, and each showing is
         // in the audit log.
         let phone = match (&self.store().tip_phone(tip)?, &village_row) {
-            (Some(phone), Some(v)) if tip.anonymous == 0 => {
+            (Some(phone), Some(v)) if !tip.anonymous => {
                 let subject = Subject::Village { village_id: v.id, station_id: v.station_id };
                 let target = format!("tip:{}", tip.number);
                 self.authorize(inbound, actor, Action::ViewContact, subject, &target).await?.then(|| phone.clone())
@@ -247,7 +247,7 @@ impl Core {
             Msg::StaffTipDetail,
             minijinja::context! {
                 number => &tip.number, village, category => &tip.category, status => &tip.status,
-                anonymous => tip.anonymous == 1, phone, summary => &tip.summary, events,
+                anonymous => tip.anonymous, phone, summary => &tip.summary, events,
             },
         );
         Ok(self.reply_text(inbound, message_id, text))

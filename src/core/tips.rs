@@ -662,7 +662,7 @@ impl Core {
     ) -> anyhow::Result<Vec<Outbound>> {
         let t = self.texts();
         let phone = self.store().tip_phone(tip)?;
-        if phone.is_some() && tip.anonymous == 0 {
+        if phone.is_some() && !tip.anonymous {
             let badge = self.store().officer_by_id(officer_id).await?.map(|o| o.badge).unwrap_or_default();
             let target = format!("tip:{}", tip.number);
             self.store()
@@ -676,7 +676,7 @@ impl Core {
                 number => &tip.number,
                 village => village_name,
                 category => &tip.category,
-                anonymous => tip.anonymous == 1,
+                anonymous => tip.anonymous,
                 alias,
                 phone => &phone,
                 summary => &tip.summary,
@@ -1162,7 +1162,7 @@ impl Core {
                 ),
             ));
             number = Some(receipt.number.clone());
-            let bot_admin = self.store().chat(platform, inbound.chat.id).await?.is_some_and(|c| c.bot_admin == 1);
+            let bot_admin = self.store().chat(platform, inbound.chat.id).await?.is_some_and(|c| c.bot_admin);
             if self.delete_group_tips() && bot_admin {
                 out.push(Outbound::DeleteMessage { chat_id: inbound.chat.id, message_id });
             }

@@ -9,6 +9,7 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::domain::{AssignmentRole, OfficerKind};
 use crate::store::Store;
 
 /// A village in the report.
@@ -54,10 +55,10 @@ pub async fn check(store: &Store, today: NaiveDate, max_villages_per_officer: us
 
     let sql = format!(
         "SELECT v.code, v.name FROM villages v WHERE NOT EXISTS \
-         (SELECT 1 FROM assignments a WHERE a.village_id = v.id AND a.role = 'resident' AND {ACTIVE}) ORDER BY v.code"
+         (SELECT 1 FROM assignments a WHERE a.village_id = v.id AND a.role = $2 AND {ACTIVE}) ORDER BY v.code"
     );
     let no_resident: Vec<(String, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&day).fetch_all(pool).await?;
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&day).bind(AssignmentRole::Resident).fetch_all(pool).await?;
     let no_group: Vec<(String, String)> = sqlx::query_as(
         "SELECT v.code, v.name FROM villages v WHERE NOT EXISTS \
          (SELECT 1 FROM chats c WHERE c.village_id = v.id AND c.active = 1) ORDER BY v.code",
@@ -65,24 +66,29 @@ pub async fn check(store: &Store, today: NaiveDate, max_villages_per_officer: us
     .fetch_all(pool)
     .await?;
     let no_phone: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT badge, name, 0 FROM officers WHERE kind <> 'volunteer' AND (phone IS NULL OR phone = '') ORDER BY badge",
+        "SELECT badge, name, 0 FROM officers WHERE kind <> $1 AND (phone IS NULL OR phone = '') ORDER BY badge",
     )
+    .bind(OfficerKind::Volunteer)
     .fetch_all(pool)
     .await?;
     let not_enrolled: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT f.badge, f.name, 0 FROM officers f WHERE f.kind <> 'volunteer' AND NOT EXISTS \
+        "SELECT f.badge, f.name, 0 FROM officers f WHERE f.kind <> $1 AND NOT EXISTS \
          (SELECT 1 FROM officer_identities i WHERE i.officer_id = f.id) ORDER BY f.badge",
     )
+    .bind(OfficerKind::Volunteer)
     .fetch_all(pool)
     .await?;
     let sql = format!(
         "SELECT f.badge, f.name, COUNT(DISTINCT a.village_id) AS n FROM officers f JOIN assignments a ON a.officer_id = f.id \
-         WHERE a.role IN ('resident', 'contact', 'auxiliary') AND {ACTIVE} GROUP BY f.id, f.badge, f.name \
+         WHERE a.role IN ($3, $4, $5) AND {ACTIVE} GROUP BY f.id, f.badge, f.name \
          HAVING COUNT(DISTINCT a.village_id) > $2 ORDER BY f.badge"
     );
     let over: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(&day)
         .bind(i64::try_from(max_villages_per_officer).unwrap_or(i64::MAX))
+        .bind(AssignmentRole::Resident)
+        .bind(AssignmentRole::Contact)
+        .bind(AssignmentRole::Auxiliary)
         .fetch_all(pool)
         .await?;
     Ok(CoverageReport {

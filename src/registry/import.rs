@@ -662,7 +662,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
             q.bind(o.code.as_str())
                 .bind(*station_id)
                 .bind(&o.name)
-                .bind(o.kind.as_str())
+                .bind(o.kind)
                 .bind(&o.address)
                 .bind(&o.hours)
                 .bind(o.phone.as_ref().map(Phone::as_str))
@@ -684,7 +684,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         |q, (v, office_id)| {
             q.bind(v.code.as_str())
                 .bind(&v.name)
-                .bind(v.kind.as_str())
+                .bind(v.kind)
                 .bind(*office_id)
                 .bind(v.households)
                 .bind(v.population)
@@ -706,7 +706,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         |q, (o, station_id)| {
             q.bind(o.badge.as_str())
                 .bind(&o.name)
-                .bind(o.kind.as_str())
+                .bind(o.kind)
                 .bind(o.phone.as_ref().map(Phone::as_str))
                 .bind(*station_id)
                 .bind(now)
@@ -715,13 +715,13 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
     .await?;
     let officer_ids = id_map(&mut tx, "SELECT id, badge FROM officers").await?;
 
-    let assignments: Vec<(i64, i64, &'static str, String, Option<String>)> = f
+    let assignments: Vec<(i64, i64, AssignmentRole, String, Option<String>)> = f
         .assignments
         .iter()
         .map(|a| {
             let village_id = village_ids[a.village.as_str()];
             let officer_id = officer_ids[a.badge.as_str()];
-            (village_id, officer_id, a.role.as_str(), a.since.to_string(), a.until.map(|d| d.to_string()))
+            (village_id, officer_id, a.role, a.since.to_string(), a.until.map(|d| d.to_string()))
         })
         .collect();
     insert_rows(
@@ -738,13 +738,13 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         },
     )
     .await?;
-    let in_file: HashSet<(i64, i64, &'static str, &str)> =
+    let in_file: HashSet<(i64, i64, AssignmentRole, &str)> =
         assignments.iter().map(|(v, o, role, since, _)| (*v, *o, *role, since.as_str())).collect();
 
     // Assignments still open in the database but gone from the file end today; one that had
     // not started yet simply never held: it ends where it began.
     let today_s = today.to_string();
-    let open: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
+    let open: Vec<(i64, i64, i64, AssignmentRole, String)> = sqlx::query_as(
         "SELECT id, village_id, officer_id, role, since FROM assignments WHERE until IS NULL OR until > $1",
     )
     .bind(&today_s)
@@ -753,8 +753,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
     let ended: Vec<(i64, String)> = open
         .into_iter()
         .filter(|(_, village_id, officer_id, role, since)| {
-            let role = AssignmentRole::parse(role).unwrap_or(AssignmentRole::Volunteer).as_str();
-            !in_file.contains(&(*village_id, *officer_id, role, since.as_str()))
+            !in_file.contains(&(*village_id, *officer_id, *role, since.as_str()))
         })
         .map(|(id, _, _, _, since)| (id, if since > today_s { since } else { today_s.clone() }))
         .collect();

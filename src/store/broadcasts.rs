@@ -119,7 +119,8 @@ pub struct ClaimedDelivery {
     pub address: Option<String>,
     pub reply_to: Option<i64>,
     pub attempts: i64,
-    pub bot_admin: i64,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    pub bot_admin: bool,
 }
 
 /// A sent message to take back after a cancel.
@@ -159,7 +160,9 @@ pub struct LedgerRow {
     pub state: DeliveryState,
     pub attempts: i64,
     pub message_id: Option<i64>,
-    pub pinned: i64,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub pinned: bool,
     pub retract: Option<String>,
     pub detail: Option<String>,
     pub acks: i64,

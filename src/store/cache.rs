@@ -8,7 +8,7 @@
 //! (46,000 villages and groups, 12,000 officers) loads in about a second and takes about
 //! 15 MiB: chats, villages and officers are sorted slices found by binary search, allocated
 //! at their exact size, villages share their office and station, assignments keep only ids,
-//! a role number and day numbers (BENCHMARKS.md). There is no per-key cache to warm: once
+//! a one-byte role and day numbers (BENCHMARKS.md). There is no per-key cache to warm: once
 //! the snapshot is there, no lookup is cold.
 //!
 //! Freshness. The snapshot is either current or absent, never stale:
@@ -44,8 +44,10 @@ use tokio::sync::Notify;
 
 use super::Backend;
 use super::chats::ChatRow;
+use super::mapping::Flag;
 use super::officers::OfficerRow;
 use super::registry::{AssignedOfficer, VillageRow};
+use crate::domain::{AssignmentRole, OfficeKind, OfficerKind, VillageKind};
 
 /// `seen_version` before the version was first read.
 const UNSEEN: i64 = i64::MIN;
@@ -67,7 +69,7 @@ struct Office {
     id: i64,
     code: Box<str>,
     name: Box<str>,
-    kind: Arc<str>,
+    kind: OfficeKind,
     address: Box<str>,
     hours: Box<str>,
     phone: Option<Box<str>>,
@@ -77,28 +79,28 @@ struct Office {
 struct Village {
     code: Box<str>,
     name: Box<str>,
-    kind: Arc<str>,
+    kind: VillageKind,
     /// Shared by the 5–8 villages of an office: a province holds each office once.
     office: Arc<Office>,
 }
 
-/// One assignment, with its role as its place in [`ROLES`] and its dates as `YYYYMMDD`
-/// numbers (ordered as the ISO text is; 0 for an open end).
+/// One assignment, with its dates as `YYYYMMDD` numbers (ordered as the ISO text is; 0 for
+/// an open end).
 struct Assignment {
     village_id: i64,
     officer_id: i64,
     since: u32,
     until: u32,
-    role: u8,
+    role: AssignmentRole,
 }
 
 struct Officer {
     badge: Box<str>,
     name: Box<str>,
-    kind: Arc<str>,
+    kind: OfficerKind,
     phone: Option<Box<str>>,
     station_id: i64,
-    on_duty: i64,
+    on_duty: bool,
     /// On leave until this ISO day (compared as text, as the query does).
     off_until: Option<Box<str>>,
     /// Linked to an account on some platform.
@@ -111,7 +113,7 @@ impl Officer {
             id,
             badge: self.badge.to_string(),
             name: self.name.to_string(),
-            kind: self.kind.to_string(),
+            kind: self.kind,
             phone: self.phone.as_deref().map(str::to_string),
             station_id: self.station_id,
             on_duty: self.on_duty,
@@ -184,9 +186,6 @@ pub(crate) struct Snapshot {
     platforms: Vec<(String, PlatformMaps)>,
 }
 
-/// The roles of the schema's CHECK constraint, in duty-chain order.
-const ROLES: [&str; 5] = ["resident", "contact", "auxiliary", "area_chief", "volunteer"];
-
 /// `YYYY-MM-DD` as the number `YYYYMMDD`, which orders as the text does.
 fn day_number(day: &str) -> Option<u32> {
     let b = day.as_bytes();
@@ -225,8 +224,8 @@ impl Snapshot {
             station_id: c.station_id,
             bound_by: c.bound_by,
             bound_at: c.bound_at,
-            active: i64::from(c.active),
-            bot_admin: i64::from(c.bot_admin),
+            active: c.active,
+            bot_admin: c.bot_admin,
         })
     }
 
@@ -237,11 +236,11 @@ impl Snapshot {
             id,
             code: v.code.to_string(),
             name: v.name.to_string(),
-            kind: v.kind.to_string(),
+            kind: v.kind,
             office_id: o.id,
             office_code: o.code.to_string(),
             office_name: o.name.to_string(),
-            office_kind: o.kind.to_string(),
+            office_kind: o.kind,
             office_address: o.address.to_string(),
             office_hours: o.hours.to_string(),
             office_phone: o.phone.as_deref().map(str::to_string),
@@ -270,13 +269,13 @@ impl Snapshot {
                 .into_iter()
                 .map(|(a, id, f)| AssignedOfficer {
                     officer_id: id,
-                    role: ROLES[usize::from(a.role)].to_string(),
+                    role: a.role,
                     badge: f.badge.to_string(),
                     name: f.name.to_string(),
-                    kind: f.kind.to_string(),
+                    kind: f.kind,
                     phone: f.phone.as_deref().map(str::to_string),
-                    on_duty: i64::from(f.on_duty == 1 && f.off_until.as_deref().is_none_or(|u| u <= day)),
-                    enrolled: i64::from(f.enrolled),
+                    on_duty: f.on_duty && f.off_until.as_deref().is_none_or(|u| u <= day),
+                    enrolled: f.enrolled,
                 })
                 .collect(),
         )
@@ -305,27 +304,12 @@ impl Snapshot {
     }
 }
 
-/// One copy of each kind name ("village", "police", …) however many rows carry it.
-#[derive(Default)]
-struct Kinds(HashMap<String, Arc<str>>);
-
-impl Kinds {
-    fn get(&mut self, kind: String) -> Arc<str> {
-        if let Some(k) = self.0.get(&kind) {
-            return k.clone();
-        }
-        let k: Arc<str> = Arc::from(kind.as_str());
-        self.0.insert(kind, k.clone());
-        k
-    }
-}
-
 type StationRecord = (i64, String, String, String);
-type OfficeRecord = (i64, i64, String, String, String, String, String, Option<String>);
-type VillageRecord = (i64, i64, String, String, String);
-type OfficerRecord = (i64, String, String, String, Option<String>, i64, i64, Option<String>);
-type AssignmentRecord = (i64, i64, String, String, Option<String>);
-type ChatRecord = (i64, String, i64, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64, i64);
+type OfficeRecord = (i64, i64, String, String, OfficeKind, String, String, Option<String>);
+type VillageRecord = (i64, i64, String, String, VillageKind);
+type OfficerRecord = (i64, String, String, OfficerKind, Option<String>, i64, Flag, Option<String>);
+type AssignmentRecord = (i64, i64, AssignmentRole, String, Option<String>);
+type ChatRecord = (i64, String, i64, String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Flag, Flag);
 
 /// How many rows `table` has, to allocate for them at once (growing by doubling held the
 /// old and the new table at once: up to three times the rows).
@@ -345,7 +329,6 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
     .context("Failed to start a read transaction")?;
     let version: i64 = sqlx::query_scalar("SELECT v FROM registry_version WHERE id = 1").fetch_one(&mut *tx).await?;
     let mut snap = Snapshot::default();
-    let mut kinds = Kinds::default();
 
     let mut stations = HashMap::new();
     let mut rows =
@@ -367,7 +350,7 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
             id,
             code: code.into(),
             name: name.into(),
-            kind: kinds.get(kind),
+            kind,
             address: address.into(),
             hours: hours.into(),
             phone: phone.map(Into::into),
@@ -382,7 +365,7 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
         sqlx::query_as::<_, VillageRecord>("SELECT id, office_id, code, name, kind FROM villages").fetch(&mut *tx);
     while let Some((id, office_id, code, name, kind)) = rows.try_next().await? {
         let office = offices.get(&office_id).context("a village of an unknown office")?.clone();
-        villages.push((id, Village { code: code.into(), name: name.into(), kind: kinds.get(kind), office }));
+        villages.push((id, Village { code: code.into(), name: name.into(), kind, office }));
     }
     drop(rows);
     snap.villages = SortedMap::new(villages);
@@ -398,10 +381,10 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
             Officer {
                 badge: badge.into(),
                 name: name.into(),
-                kind: kinds.get(kind),
+                kind,
                 phone: phone.map(Into::into),
                 station_id,
-                on_duty,
+                on_duty: on_duty.into(),
                 off_until: off_until.map(Into::into),
                 enrolled: false,
             },
@@ -416,13 +399,11 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
     )
     .fetch(&mut *tx);
     while let Some((village_id, officer_id, role, since, until)) = rows.try_next().await? {
-        let role = ROLES.iter().position(|r| *r == role).with_context(|| format!("unknown role {role:?}"))?;
         let since = day_number(&since).with_context(|| format!("assignment since {since:?} is not YYYY-MM-DD"))?;
         let until = match until {
             Some(u) => day_number(&u).with_context(|| format!("assignment until {u:?} is not YYYY-MM-DD"))?,
             None => 0,
         };
-        let role = u8::try_from(role).expect("five roles");
         assignments.push(Assignment { village_id, officer_id, since, until, role });
     }
     drop(rows);
@@ -469,8 +450,8 @@ async fn load(pool: &sqlx::AnyPool, backend: Backend) -> anyhow::Result<(Snapsho
             bound_by,
             bound_at,
             title: title.into(),
-            active: active != 0,
-            bot_admin: bot_admin != 0,
+            active: active.into(),
+            bot_admin: bot_admin.into(),
         };
         chats[i].1.push((chat_id, chat));
     }

@@ -17,8 +17,12 @@ pub struct ChatRow {
     pub station_id: Option<i64>,
     pub bound_by: Option<i64>,
     pub bound_at: Option<i64>,
-    pub active: i64,
-    pub bot_admin: i64,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub active: bool,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub bot_admin: bool,
 }
 
 const CHAT_COLUMNS: &str =

@@ -6,7 +6,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
+use super::mapping::Flag;
 use super::{Store, now_ms};
+use crate::domain::OfficerKind;
 
 /// An officer from the registry.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -14,10 +16,12 @@ pub struct OfficerRow {
     pub id: i64,
     pub badge: String,
     pub name: String,
-    pub kind: String,
+    pub kind: OfficerKind,
     pub phone: Option<String>,
     pub station_id: i64,
-    pub on_duty: i64,
+    #[sqlx(try_from = "Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub on_duty: bool,
 }
 
 /// A fresh enrolment code, shown once to whoever issues it.

@@ -6,6 +6,8 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::Store;
+use super::mapping::Flag;
+use crate::domain::{AssignmentRole, OfficeKind, OfficerKind, VillageKind};
 
 /// A village or grid with what a contact card needs of its office and station.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -13,11 +15,11 @@ pub struct VillageRow {
     pub id: i64,
     pub code: String,
     pub name: String,
-    pub kind: String,
+    pub kind: VillageKind,
     pub office_id: i64,
     pub office_code: String,
     pub office_name: String,
-    pub office_kind: String,
+    pub office_kind: OfficeKind,
     pub office_address: String,
     pub office_hours: String,
     pub office_phone: Option<String>,
@@ -38,19 +40,27 @@ const VILLAGE_SELECT: &str = "SELECT v.id, v.code, v.name, v.kind, v.office_id, 
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct AssignedOfficer {
     pub officer_id: i64,
-    pub role: String,
+    pub role: AssignmentRole,
     pub badge: String,
     pub name: String,
-    pub kind: String,
+    pub kind: OfficerKind,
     pub phone: Option<String>,
-    /// 1 unless the officer switched duty off or is on leave on the day asked about.
-    pub on_duty: i64,
-    pub enrolled: i64,
+    /// True unless the officer switched duty off or is on leave on the day asked about.
+    #[sqlx(try_from = "Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub on_duty: bool,
+    #[sqlx(try_from = "Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub enrolled: bool,
 }
 
-/// The ordering of roles in a duty chain: resident, contact, auxiliary, area chief, volunteer.
-const ROLE_ORDER: &str = "CASE a.role WHEN 'resident' THEN 1 WHEN 'contact' THEN 2 WHEN 'auxiliary' THEN 3 \
-     WHEN 'area_chief' THEN 4 ELSE 5 END";
+/// The ordering of roles in a duty chain (the order of [`AssignmentRole`]'s variants:
+/// resident, contact, auxiliary, area chief, volunteer), as an SQL expression on `a.role`.
+fn role_order() -> String {
+    let whens: String =
+        AssignmentRole::ALL.iter().enumerate().map(|(i, r)| format!(" WHEN '{}' THEN {}", r.as_str(), i + 1)).collect();
+    format!("CASE a.role{whens} ELSE {} END", AssignmentRole::ALL.len() + 1)
+}
 
 impl Store {
     pub async fn village_by_code(&self, code: &str) -> anyhow::Result<Option<VillageRow>> {
@@ -87,13 +97,14 @@ impl Store {
     /// The officers serving a village on `day` (ISO date), in duty-chain order.
     pub async fn assigned_officers(&self, village_id: i64, day: &str) -> anyhow::Result<Vec<AssignedOfficer>> {
         let load = async {
+            let role_order = role_order();
             let sql = format!(
                 "SELECT f.id AS officer_id, a.role, f.badge, f.name, f.kind, f.phone, \
              CASE WHEN f.on_duty = 1 AND (f.off_until IS NULL OR f.off_until <= $2) THEN 1 ELSE 0 END AS on_duty, \
              CASE WHEN EXISTS (SELECT 1 FROM officer_identities i WHERE i.officer_id = f.id) THEN 1 ELSE 0 END AS enrolled \
              FROM assignments a JOIN officers f ON f.id = a.officer_id \
              WHERE a.village_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
-             ORDER BY {ROLE_ORDER}, a.since, f.badge"
+             ORDER BY {role_order}, a.since, f.badge"
             );
             Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(village_id).bind(day).fetch_all(self.pool()).await?)
         };
@@ -104,8 +115,12 @@ impl Store {
     }
 
     /// The villages an officer serves on `day`, with the role, ordered by village code.
-    pub async fn officer_villages(&self, officer_id: i64, day: &str) -> anyhow::Result<Vec<(String, String, String)>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
+    pub async fn officer_villages(
+        &self,
+        officer_id: i64,
+        day: &str,
+    ) -> anyhow::Result<Vec<(String, String, AssignmentRole)>> {
+        let rows: Vec<(String, String, AssignmentRole)> = sqlx::query_as(
             "SELECT v.code, v.name, a.role FROM assignments a JOIN villages v ON v.id = a.village_id \
              WHERE a.officer_id = $1 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) ORDER BY v.code, a.role",
         )
@@ -120,11 +135,12 @@ impl Store {
     pub async fn officer_serves_village(&self, officer_id: i64, village_id: i64, day: &str) -> anyhow::Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM assignments WHERE officer_id = $1 AND village_id = $2 \
-             AND role <> 'volunteer' AND since <= $3 AND (until IS NULL OR until > $3)",
+             AND role <> $4 AND since <= $3 AND (until IS NULL OR until > $3)",
         )
         .bind(officer_id)
         .bind(village_id)
         .bind(day)
+        .bind(AssignmentRole::Volunteer)
         .fetch_one(self.pool())
         .await?;
         Ok(n > 0)

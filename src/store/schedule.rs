@@ -38,7 +38,7 @@ impl Store {
     ) -> anyhow::Result<Vec<(String, String)>> {
         Ok(sqlx::query_as(
             "SELECT DISTINCT v.code, v.name FROM assignments a JOIN villages v ON v.id = a.village_id \
-             WHERE a.officer_id = $1 AND a.role <> 'volunteer' AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
+             WHERE a.officer_id = $1 AND a.role <> $8 AND a.since <= $2 AND (a.until IS NULL OR a.until > $2) \
              AND NOT EXISTS (SELECT 1 FROM broadcast_villages bv JOIN broadcasts b ON b.id = bv.broadcast_id \
              WHERE bv.village_id = v.id AND b.sender_officer_id = $1 AND b.kind = $5 AND b.status <> $6 \
              AND b.cap_status = $7 AND b.created_at >= $3 AND b.created_at < $4) ORDER BY v.code",
@@ -50,6 +50,7 @@ impl Store {
         .bind(BroadcastKind::Warning)
         .bind(BroadcastStatus::Cancelled)
         .bind(CapStatus::Actual)
+        .bind(crate::domain::AssignmentRole::Volunteer)
         .fetch_all(self.pool())
         .await?)
     }

@@ -27,7 +27,9 @@ pub struct TipListRow {
     pub village_name: String,
     pub category: String,
     pub source: TipSource,
-    pub anonymous: i64,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub anonymous: bool,
     pub status: TipStatus,
     pub officer_badge: Option<String>,
     pub officer_name: Option<String>,

@@ -65,7 +65,9 @@ pub struct TipRow {
     pub village_id: i64,
     pub category: String,
     pub source: TipSource,
-    pub anonymous: i64,
+    #[sqlx(try_from = "super::mapping::Flag")]
+    #[serde(serialize_with = "super::mapping::serialize_flag")]
+    pub anonymous: bool,
     pub status: TipStatus,
     pub summary: String,
     /// The phone the tipster left, sealed ([`Store::tip_phone`] opens it).
@@ -435,7 +437,7 @@ async fn insert_tips(
                 village_id: tip.village_id,
                 category: tip.category.clone(),
                 source: tip.source,
-                anonymous: i64::from(tip.anonymous),
+                anonymous: tip.anonymous,
                 status: TipStatus::New,
                 summary,
                 sealed_phone: phones[i].as_ref().map(|(sealed, _)| sealed.clone()),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Store, batch};
 use crate::authz::{Actor, Role};
-use crate::domain::TipStatus;
+use crate::domain::{AssignmentRole, Grant, OfficerKind, TipStatus};
 
 /// What a retention run removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -30,7 +30,7 @@ impl Store {
     /// The actor an officer is: role from their kind and grant, station, villages served on
     /// `day`.
     pub async fn actor_of_officer(&self, officer_id: i64, day: &str) -> anyhow::Result<Actor> {
-        type Row = (String, String, i64, Option<String>, Option<i64>);
+        type Row = (String, OfficerKind, i64, Option<Grant>, Option<i64>);
         let row: Option<Row> = sqlx::query_as(
             "SELECT f.badge, f.kind, f.station_id, g.role, g.station_id FROM officers f \
              LEFT JOIN staff_grants g ON g.officer_id = f.id WHERE f.id = $1",
@@ -40,14 +40,15 @@ impl Store {
         .await?;
         let Some((badge, kind, station_id, grant, grant_station)) = row else { return Ok(Actor::resident()) };
         let villages: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT village_id FROM assignments WHERE officer_id = $1 AND role <> 'volunteer' \
+            "SELECT DISTINCT village_id FROM assignments WHERE officer_id = $1 AND role <> $3 \
              AND since <= $2 AND (until IS NULL OR until > $2)",
         )
         .bind(officer_id)
         .bind(day)
+        .bind(AssignmentRole::Volunteer)
         .fetch_all(self.pool())
         .await?;
-        let role = Role::of_officer(&kind, grant.as_deref());
+        let role = Role::of_officer(kind, grant);
         Ok(Actor {
             officer_id: Some(officer_id),
             badge: Some(badge),
@@ -60,12 +61,12 @@ impl Store {
 
     /// Gives the officer with `badge` a station role (`staff`, `admin` of their own station,
     /// or `system`); `None` removes it. False when there is no such officer.
-    pub async fn set_grant(&self, badge: &str, role: Option<&str>, now: i64) -> anyhow::Result<bool> {
+    pub async fn set_grant(&self, badge: &str, role: Option<Grant>, now: i64) -> anyhow::Result<bool> {
         let Some(officer) = self.officer_by_badge(badge).await? else { return Ok(false) };
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM staff_grants WHERE officer_id = $1").bind(officer.id).execute(&mut *tx).await?;
         if let Some(role) = role {
-            let station = (role != "system").then_some(officer.station_id);
+            let station = (role != Grant::System).then_some(officer.station_id);
             sqlx::query("INSERT INTO staff_grants (officer_id, role, station_id, granted_at) VALUES ($1, $2, $3, $4)")
                 .bind(officer.id)
                 .bind(role)

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::Store;
+use crate::domain::Grant;
 
 /// A console account.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -13,7 +14,7 @@ pub struct WebUser {
     pub id: i64,
     pub username: String,
     pub station_id: Option<i64>,
-    pub role: String,
+    pub role: Grant,
     pub password_hash: String,
     pub totp_secret: Option<String>,
     pub failed_logins: i64,
@@ -57,7 +58,7 @@ impl Store {
         &self,
         username: &str,
         station_id: Option<i64>,
-        role: &str,
+        role: Grant,
         password_hash: &str,
         totp_secret: Option<&str>,
         now: i64,

@@ -112,7 +112,7 @@ async fn account_action(
             let hash = super::hash_password(&password)?;
             let totp = user.totp_secret.is_some().then(super::new_totp_secret);
             store
-                .upsert_web_user(&user.username, user.station_id, &user.role, &hash, totp.as_deref(), core.now_ms())
+                .upsert_web_user(&user.username, user.station_id, user.role, &hash, totp.as_deref(), core.now_ms())
                 .await?;
             tracing::info!(account = %user.username, "console account reset from the console");
             let uri =

@@ -355,11 +355,7 @@ impl Session {
 
 /// The console account as an authorisation actor: its role, its station, no villages.
 pub fn actor_of(user: &WebUser) -> Actor {
-    let role = match user.role.as_str() {
-        "system" => Role::SystemAdmin,
-        "admin" => Role::StationAdmin,
-        _ => Role::StationStaff,
-    };
+    let role = Role::of_grant(user.role);
     Actor {
         officer_id: None,
         badge: None,

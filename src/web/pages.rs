@@ -242,7 +242,7 @@ async fn choices(
         .await
         .context("Failed to list the officers to filter by")?
         .into_iter()
-        .filter(|o| session.covers(o.station_id) && o.kind != "volunteer")
+        .filter(|o| session.covers(o.station_id) && o.kind != crate::domain::OfficerKind::Volunteer)
         .map(|o| (o.badge, o.name))
         .collect();
     Ok((villages, officers))
@@ -336,7 +336,7 @@ fn export_table(state: &WebState, rows: &[TipListRow]) -> (Vec<String>, Vec<Vec<
                     "station" => r.station_name.clone(),
                     "category" | "source" | "status" => state.label(column, cell),
                     "rating" if !cell.is_empty() => state.label(column, cell),
-                    "anonymous" => state.t(if r.anonymous == 1 { "yes" } else { "no" }),
+                    "anonymous" => state.t(if r.anonymous { "yes" } else { "no" }),
                     _ => continue,
                 };
             }
@@ -461,7 +461,7 @@ async fn tip_view(
         .context("The tip's village is not in the registry")?;
     // A phone the tipster left is shown only to who may see it, and each showing is audited.
     let phone = match (&store.tip_phone(&tip).context("Failed to open the tipster's phone")?, tip.anonymous) {
-        (Some(p), 0) => {
+        (Some(p), false) => {
             let subject = Subject::Village { village_id: village.id, station_id: village.station_id };
             let target = format!("tip:{}", tip.number);
             core.authorize_desk(&session.actor, Action::ViewContact, subject, &target).await?.then(|| p.clone())
@@ -507,7 +507,7 @@ async fn tip_view(
         .await
         .context("Failed to list the village's officers")?
         .into_iter()
-        .filter(|o| o.role != "volunteer")
+        .filter(|o| o.role.is_on_duty_chain())
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, role => o.role })
         .collect();
     let assigned = match tip.assigned_officer_id {
@@ -739,7 +739,11 @@ async fn sender_name(state: &WebState, label: &str) -> anyhow::Result<String> {
     let Some(username) = label.strip_prefix("web:") else { return Ok(label.to_string()) };
     Ok(match state.core.store().web_user_by_name(username).await.context("Failed to look up a console account")? {
         Some(user) => {
-            format!("{} {}", state.label("account", &user.role), user.display_name.as_deref().unwrap_or(username))
+            format!(
+                "{} {}",
+                state.label("account", user.role.as_str()),
+                user.display_name.as_deref().unwrap_or(username)
+            )
         }
         None => username.to_string(),
     })
@@ -974,7 +978,7 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     let day = core.today().to_string();
     let chats = store.list_chats(None).await.context("Failed to list the chats")?;
     let mut groups: HashMap<i64, usize> = HashMap::new();
-    for c in chats.iter().filter(|c| c.active == 1) {
+    for c in chats.iter().filter(|c| c.active) {
         if let Some(v) = c.village_id {
             *groups.entry(v).or_default() += 1;
         }
@@ -989,16 +993,18 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
         .filter(|v| session.covers(v.station_id))
     {
         let officers = store.assigned_officers(v.id, &day).await.context("Failed to list a village's officers")?;
-        let no_resident = !officers.iter().any(|o| o.role == "resident");
+        let no_resident = !officers.iter().any(|o| o.role == crate::domain::AssignmentRole::Resident);
         let group_count = groups.get(&v.id).copied().unwrap_or(0);
         let not_enrolled: Vec<String> =
-            officers.iter().filter(|o| o.enrolled == 0 && o.role != "volunteer").map(|o| o.name.clone()).collect();
+            officers.iter().filter(|o| !o.enrolled && o.role.is_on_duty_chain()).map(|o| o.name.clone()).collect();
         if no_resident || group_count == 0 || !not_enrolled.is_empty() {
             gaps += 1;
         }
         let officers: Vec<_> = officers
             .iter()
-            .map(|o| minijinja::context! { name => &o.name, badge => &o.badge, role => &o.role, enrolled => o.enrolled == 1 })
+            .map(
+                |o| minijinja::context! { name => &o.name, badge => &o.badge, role => &o.role, enrolled => o.enrolled },
+            )
             .collect();
         villages.push(minijinja::context! {
             code => v.code, name => v.name, office => v.office_name, officers, groups => group_count,

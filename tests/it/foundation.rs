@@ -40,7 +40,7 @@ app_test!(bot_added_to_a_group_greets_and_explains_how_to_bind, |app| {
     assert!(greeting.text.contains("/bind"), "{}", greeting.text);
     assert!(greeting.text.contains("110"), "every greeting points to 110: {}", greeting.text);
     let chat = app.store().chat("telegram", GROUP).await.unwrap().expect("the group is recorded");
-    assert_eq!(chat.active, 1);
+    assert!(chat.active);
     assert_eq!(chat.village_id, None);
 });
 
@@ -213,7 +213,7 @@ app_test!(removing_the_bot_marks_the_group_inactive_and_readding_restores_it, |a
     let greeting = group_with_bot(&app).await;
     assert!(greeting.text.contains("本群已绑定：和庄村"), "the binding survives: {}", greeting.text);
     let chat = app.store().chat("telegram", GROUP).await.unwrap().unwrap();
-    assert_eq!(chat.active, 1);
+    assert!(chat.active);
 });
 
 app_test!(a_send_refused_with_403_is_recorded_and_the_group_marked_lost, |app| {
@@ -227,7 +227,7 @@ app_test!(a_send_refused_with_403_is_recorded_and_the_group_marked_lost, |app| {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!((failures[0].1, failures[0].2.as_str()), (GROUP, "api"));
     assert!(!failures[0].3.contains(crate::fake_telegram::TOKEN), "no token in the record");
-    assert_eq!(app.store().chat("telegram", GROUP).await.unwrap().unwrap().active, 0);
+    assert!(!app.store().chat("telegram", GROUP).await.unwrap().unwrap().active);
 });
 
 app_test!(a_garbled_answer_to_a_send_is_retried_until_it_goes_through, |app| {
@@ -319,7 +319,7 @@ app_test!(a_basic_group_that_kicked_the_bot_is_marked_lost_too, |app| {
     app.fake.send_text(basic, &resident(), "/officer");
     let help = app.ask(basic, &resident(), "/help").await;
     assert!(help.text.contains("• "), "{}", help.text);
-    assert_eq!(app.store().chat("telegram", basic).await.unwrap().unwrap().active, 0);
+    assert!(!app.store().chat("telegram", basic).await.unwrap().unwrap().active);
     assert_eq!(app.store().send_failures().await.unwrap().len(), 1);
 });
 

@@ -156,7 +156,7 @@ app_test!(every_front_end_refuses_and_allows_the_same_tip_actions, |app| {
         .execute(app.store().writer())
         .await
         .unwrap();
-    assert!(app.store().set_grant("041206", Some("staff"), 0).await.unwrap());
+    assert!(app.store().set_grant("041206", Some(cunjing::domain::Grant::Staff), 0).await.unwrap());
     let (_chat, _number, card) = submit_anonymous_tip(&app, "村口变压器冒烟了").await;
     let qiandian = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap().id;
     seed_tips(app.store(), &[qiandian], 24, chrono::Utc::now().timestamp_millis(), DAY_MS).await;

@@ -101,7 +101,7 @@ async fn reload_setup(app: &mut TestApp, rules: &Path) {
     app.enrol("041201", &zhang()).await;
     app.fake.group(STAFF, "派出所内勤群", true);
     app.ask(STAFF, &zhang(), "/bindstation HZPCS").await;
-    assert!(app.store().set_grant("041201", Some("admin"), 0).await.unwrap());
+    assert!(app.store().set_grant("041201", Some(cunjing::domain::Grant::Admin), 0).await.unwrap());
 }
 
 /// Binds the test group to 和庄村.

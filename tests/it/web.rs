@@ -124,10 +124,13 @@ pub async fn console(app: &mut TestApp) -> u16 {
     let hz = store.station_id("HZPCS").await.unwrap();
     let xz = store.station_id("XZPCS").await.unwrap();
     let hash = cunjing::web::hash_password(PASSWORD).unwrap();
-    store.upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    store.upsert_web_user("neiqin", hz, cunjing::domain::Grant::Staff, &hash, None, 0).await.unwrap();
     store.set_web_user_display_name("neiqin", Some("张丽")).await.unwrap();
-    store.upsert_web_user("suozhang-admin", hz, "admin", &hash, Some(ADMIN_TOTP), 0).await.unwrap();
-    store.upsert_web_user("waisuo", xz, "staff", &hash, None, 0).await.unwrap();
+    store
+        .upsert_web_user("suozhang-admin", hz, cunjing::domain::Grant::Admin, &hash, Some(ADMIN_TOTP), 0)
+        .await
+        .unwrap();
+    store.upsert_web_user("waisuo", xz, cunjing::domain::Grant::Staff, &hash, None, 0).await.unwrap();
     eventually("the console answers", || async {
         reqwest::get(format!("http://127.0.0.1:{port}/login")).await.is_ok_and(|r| r.status() == 200)
     })
@@ -766,7 +769,10 @@ app_test!(a_station_admin_locks_unlocks_and_resets_the_accounts_of_the_station_a
     let port = console(&mut app).await;
     let hz = app.store().station_id("HZPCS").await.unwrap();
     let hash = cunjing::web::hash_password(PASSWORD).unwrap();
-    app.store().upsert_web_user("fuzhang", hz, "admin", &hash, Some(ADMIN_TOTP), 0).await.unwrap();
+    app.store()
+        .upsert_web_user("fuzhang", hz, cunjing::domain::Grant::Admin, &hash, Some(ADMIN_TOTP), 0)
+        .await
+        .unwrap();
     let staff = Client::logged_in(port, "neiqin").await;
     assert_eq!(staff.get("/accounts").await.status, StatusCode::FORBIDDEN);
     assert_eq!(staff.get("/audit").await.status, StatusCode::FORBIDDEN);

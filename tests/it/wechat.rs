@@ -20,7 +20,7 @@ async fn with_desk(app: &mut crate::app::TestApp) -> u16 {
     app.settings.file.web.secure_cookies = false;
     let hz = app.store().station_id("HZPCS").await.unwrap();
     let hash = cunjing::web::hash_password(crate::web::PASSWORD).unwrap();
-    app.store().upsert_web_user("neiqin", hz, "staff", &hash, None, 0).await.unwrap();
+    app.store().upsert_web_user("neiqin", hz, cunjing::domain::Grant::Staff, &hash, None, 0).await.unwrap();
     port
 }
 

@@ -152,7 +152,7 @@ app_test!(
         robot.user_says_in_group(ZHANG, STAFF, "/bindstation HZPCS");
         let bound = robot_answers(&robot, STAFF, 1).await;
         assert!(bound[0].text.contains("内勤群"), "{bound:?}");
-        assert!(app.store().set_grant("041201", Some("staff"), 0).await.unwrap());
+        assert!(app.store().set_grant("041201", Some(cunjing::domain::Grant::Staff), 0).await.unwrap());
 
         // A Telegram resident's tip: the WeCom staff group hears of it.
         let t = tipster();
