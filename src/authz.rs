@@ -11,76 +11,7 @@
 
 use std::fmt;
 
-use crate::domain::{Grant, OfficerKind};
-
-/// A person's standing, lowest first. Each role may do at least what the one before it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// Anyone not enrolled (and any message sent on behalf of a chat).
-    Resident,
-    /// 警务助理 / 志愿者: enrolled, no police powers.
-    Volunteer,
-    /// 辅警
-    Auxiliary,
-    /// 民警
-    Officer,
-    /// 派出所内勤: reviews, assigns and exports the station's tips, speaks for the station.
-    StationStaff,
-    /// The station's administrator: also enrols officers and reloads the rules.
-    StationAdmin,
-    /// Runs the deployment: everything, everywhere (the CLI acts as this role).
-    SystemAdmin,
-}
-
-impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Resident,
-        Role::Volunteer,
-        Role::Auxiliary,
-        Role::Officer,
-        Role::StationStaff,
-        Role::StationAdmin,
-        Role::SystemAdmin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Resident => "resident",
-            Role::Volunteer => "volunteer",
-            Role::Auxiliary => "auxiliary",
-            Role::Officer => "officer",
-            Role::StationStaff => "station_staff",
-            Role::StationAdmin => "station_admin",
-            Role::SystemAdmin => "system_admin",
-        }
-    }
-
-    /// The role of an enrolled officer of registry kind `kind` with the station grant
-    /// `grant`, if any.
-    pub fn of_officer(kind: OfficerKind, grant: Option<Grant>) -> Role {
-        let by_kind = match kind {
-            OfficerKind::Police => Role::Officer,
-            OfficerKind::Auxiliary => Role::Auxiliary,
-            OfficerKind::Volunteer => Role::Volunteer,
-        };
-        by_kind.max(grant.map_or(Role::Resident, Role::of_grant))
-    }
-
-    /// The role a station grant (an officer's, or a console account's role) gives.
-    pub fn of_grant(grant: Grant) -> Role {
-        match grant {
-            Grant::System => Role::SystemAdmin,
-            Grant::Admin => Role::StationAdmin,
-            Grant::Staff => Role::StationStaff,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::domain::Role;
 
 /// A privileged action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,6 +196,7 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Grant, OfficerKind};
 
     /// The expected matrix, written out role by role: for each action, the farthest scope
     /// allowed ("-" for none; V own village, S own station, F foreign station, E everything).

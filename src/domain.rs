@@ -249,6 +249,50 @@ impl AssignmentRole {
 }
 
 spelled_enum!(
+    /// A person's standing for authorisation ([`crate::authz`]), lowest first: each may do
+    /// at least what the one before may. It comes from enrolment (the registry's
+    /// [`OfficerKind`]) and a station [`Grant`], never from a name or a message.
+    Role, "permission role" {
+        /// Anyone not enrolled (and any message sent on behalf of a chat).
+        Resident = "resident",
+        /// 警务助理 / 志愿者: enrolled, no police powers.
+        Volunteer = "volunteer",
+        /// 辅警
+        Auxiliary = "auxiliary",
+        /// 民警
+        Officer = "officer",
+        /// 派出所内勤: reviews, assigns and exports the station's tips, speaks for the station.
+        StationStaff = "station_staff",
+        /// The station's administrator: also enrols officers and reloads the rules.
+        StationAdmin = "station_admin",
+        /// Runs the deployment: everything, everywhere (the CLI acts as this role).
+        SystemAdmin = "system_admin",
+    }
+);
+
+impl Role {
+    /// The role of an enrolled officer of registry kind `kind` with the station grant
+    /// `grant`, if any.
+    pub fn of_officer(kind: OfficerKind, grant: Option<Grant>) -> Role {
+        let by_kind = match kind {
+            OfficerKind::Police => Role::Officer,
+            OfficerKind::Auxiliary => Role::Auxiliary,
+            OfficerKind::Volunteer => Role::Volunteer,
+        };
+        by_kind.max(grant.map_or(Role::Resident, Role::of_grant))
+    }
+
+    /// The role a station grant (an officer's, or a console account's role) gives.
+    pub fn of_grant(grant: Grant) -> Role {
+        match grant {
+            Grant::System => Role::SystemAdmin,
+            Grant::Admin => Role::StationAdmin,
+            Grant::Staff => Role::StationStaff,
+        }
+    }
+}
+
+spelled_enum!(
     /// Where a tip is in its life. The order of the variants is the order people meet them
     /// (and the order of every status menu, filter and count): new, acknowledged, being
     /// worked, then the endings, a merged duplicate last.
