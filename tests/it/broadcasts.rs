@@ -546,9 +546,12 @@ app_test!(an_expiry_stops_the_sends_a_worker_already_holds, |app| {
         vec![Target::Village(HEZHUANG.into())],
         "CLI",
     );
+    // The core first: building it (templates, the triage model) can take seconds on a
+    // loaded machine, and the expiry counts from now.
+    let core = core(&app);
     req.expires_at = Some(app.now_ms() + 2_000);
     let expiry = std::time::Instant::now() + Duration::from_secs(2); // a little after it
-    let created = core(&app).create_broadcast(req).await.unwrap();
+    let created = core.create_broadcast(req).await.unwrap();
     let c = settled(&app, created.id).await;
     let after_expiry: Vec<_> =
         app.fake.sent().iter().filter(|m| m.at > expiry + Duration::from_millis(100)).map(|m| m.chat_id).collect();
