@@ -323,27 +323,28 @@ impl Core {
 
     /// Where to reach officer `officer_id`: their account on the platform they used last,
     /// else on `preferred` (the platform the tip or the emergency came from), else on the
-    /// first platform the daemon serves where they have one.
+    /// first platform the daemon serves where they have one. The last-used platform is read
+    /// only for an officer with accounts on several (most have one: no query for them).
     pub async fn officer_reach(
         &self,
         officer_id: i64,
         preferred: &str,
     ) -> anyhow::Result<Option<(super::Platform, i64)>> {
-        let last = self.store.officer_last_platform(officer_id).await?.and_then(|p| super::Platform::parse(&p));
-        let mut order: Vec<super::Platform> = last.into_iter().filter(|p| self.opts.served.contains(p)).collect();
-        order.extend(super::Platform::parse(preferred));
-        order.extend(self.opts.served.iter().copied());
-        let mut tried = Vec::with_capacity(order.len());
+        let mut order: Vec<super::Platform> = super::Platform::parse(preferred).into_iter().collect();
+        order.extend(self.opts.served.iter().copied().filter(|p| p.as_str() != preferred));
+        let mut accounts: Vec<(super::Platform, i64)> = Vec::with_capacity(order.len());
         for p in order {
-            if tried.contains(&p) {
-                continue;
-            }
-            tried.push(p);
             if let Some(account) = self.store.officer_account(officer_id, p.as_str()).await? {
-                return Ok(Some((p, account)));
+                accounts.push((p, account));
             }
         }
-        Ok(None)
+        if accounts.len() > 1
+            && let Some(last) = self.store.officer_last_platform(officer_id).await?
+            && let Some(found) = accounts.iter().find(|(p, _)| p.as_str() == last)
+        {
+            return Ok(Some(*found));
+        }
+        Ok(accounts.first().copied())
     }
 
     /// Today in the configured time zone.
