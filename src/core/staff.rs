@@ -130,33 +130,14 @@ impl Core {
                         self.staff_assign(inbound, message_id, &tip, &actor, rest.first().copied().unwrap_or(""))
                             .await?
                     }
-                    StaffCommand::Resolve => {
-                        self.staff_close(
-                            inbound,
-                            message_id,
-                            &tip,
-                            &actor,
-                            officer_id,
-                            TipStatus::Resolved,
-                            &rest.join(" "),
-                        )
-                        .await?
+                    StaffCommand::Resolve | StaffCommand::Reject => {
+                        let to = if cmd == StaffCommand::Resolve { TipStatus::Resolved } else { TipStatus::Rejected };
+                        let note = rest.join(" ");
+                        self.staff_close(inbound, message_id, &tip, &actor, officer_id, to, &note).await?
                     }
                     StaffCommand::Merge => {
                         let into = rest.first().copied().unwrap_or("");
                         self.staff_merge(inbound, message_id, &tip, &actor, officer_id, into, station_id).await?
-                    }
-                    StaffCommand::Reject => {
-                        self.staff_close(
-                            inbound,
-                            message_id,
-                            &tip,
-                            &actor,
-                            officer_id,
-                            TipStatus::Rejected,
-                            &rest.join(" "),
-                        )
-                        .await?
                     }
                     // Answered above, without a tip.
                     StaffCommand::Tips | StaffCommand::Reload => vec![],

@@ -110,14 +110,18 @@ mod tests {
     use crate::domain::TipStatus;
     use crate::store::{Store, StoreOptions};
 
-    #[tokio::test]
-    async fn a_status_is_bound_and_read_back_as_itself_and_an_unknown_spelling_is_an_error() {
+    async fn memory_store() -> Store {
         let opts = StoreOptions {
             url: "sqlite::memory:".into(),
             max_connections: 1,
             busy_timeout: std::time::Duration::from_secs(1),
         };
-        let store = Store::connect(&opts).await.expect("store");
+        Store::connect(&opts).await.expect("store")
+    }
+
+    #[tokio::test]
+    async fn a_status_is_bound_and_read_back_as_itself_and_an_unknown_spelling_is_an_error() {
+        let store = memory_store().await;
         let pool = store.pool();
         let back: TipStatus =
             sqlx::query_scalar("SELECT $1").bind(TipStatus::InProgress).fetch_one(pool).await.unwrap();
@@ -128,12 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flag_column_reads_as_a_bool_through_flag_and_not_directly() {
-        let opts = StoreOptions {
-            url: "sqlite::memory:".into(),
-            max_connections: 1,
-            busy_timeout: std::time::Duration::from_secs(1),
-        };
-        let store = Store::connect(&opts).await.expect("store");
+        let store = memory_store().await;
         let pool = store.pool();
         #[derive(sqlx::FromRow)]
         struct Row {
