@@ -180,9 +180,13 @@ app_test!(a_wechat_tip_reaches_the_officer_on_telegram_whose_acknowledgement_and
     // The resident answers with the menu item under it: back to the officer on Telegram.
     let prompt = tap(&wecom, &url, "回复民警").await;
     assert!(!prompt.text.is_empty());
+    let before = wecom.sent_to(RESIDENT).len();
     say(&wecom, &url, "黑色的雅迪").await;
     let back = app.fake.wait_for_sent(|m| m.chat_id == officer.id && m.text.contains("黑色的雅迪")).await;
     assert!(back.text.contains(&number), "{}", back.text);
+    // The resident's own confirmation goes out on WeChat beside the relay: wait for it, so
+    // it is not taken for an answer to what follows.
+    replies(&wecom, RESIDENT, before + 1).await;
 
     // Two days later his next question cannot go out on WeChat: he is told it waits, and it
     // reaches the resident first when they write again.
