@@ -212,6 +212,21 @@ spelled_enum!(
 );
 
 spelled_enum!(
+    /// The geodetic datum of a set of coordinates (issue #24). Areas are indexed in WGS-84;
+    /// CGCS2000 (天地图, the national surveys) differs from it by centimetres and is taken
+    /// as it is; GCJ-02 (Tencent and Amap maps, every WeChat and WeCom location) is shifted
+    /// by up to ~700 m and converted.
+    Datum, "datum" {
+        /// The GPS datum (EPSG:4326).
+        Wgs84 = "WGS84" | "WGS-84" | "EPSG:4326",
+        /// 国测局坐标 ("Mars coordinates") of Chinese web maps.
+        Gcj02 = "GCJ02" | "GCJ-02" | "火星坐标",
+        /// 2000国家大地坐标系 (EPSG:4490).
+        Cgcs2000 = "CGCS2000" | "EPSG:4490" | "国家2000",
+    }
+);
+
+spelled_enum!(
     /// Whether a person in the registry is sworn police, auxiliary police or a volunteer.
     OfficerKind, "officer kind" {
         /// 民警

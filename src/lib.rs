@@ -16,7 +16,10 @@
 //! - [`triage`]: what a villager's message is about (rules, dialect table, model).
 //! - [`store`]: the SQLite/PostgreSQL pool, migrations and the queries of each area.
 //! - [`reports`]: the rows of the exports (tips, monthly figures per officer).
-//! - [`registry`]: import, check and export of the station → office → village → officer CSVs.
+//! - [`places`]: the ground of each village or grid (datums, the R-tree of areas): which
+//!   area holds a point, which lie near it.
+//! - [`registry`]: import, check and export of the station → office → village → officer CSVs
+//!   and of the areas (`areas.geojson`).
 //! - [`authz`]: who may do what (roles, scopes) and the audit trail.
 //! - [`cap`]: CAP 1.2 alerts in and out, and broadcasts as alerts.
 //! - [`boards`]: the printable contact boards (警民联系牌) with their QR codes.
@@ -48,6 +51,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod places;
 pub mod registry;
 pub mod reports;
 pub mod store;

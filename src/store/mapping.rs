@@ -14,8 +14,8 @@ use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Encode, Type};
 
 use crate::domain::{
-    AssignmentRole, BroadcastKind, BroadcastStatus, CapStatus, DeliveryState, Grant, OfficeKind, OfficerKind, Rating,
-    Severity, TipSource, TipStatus, VillageKind,
+    AssignmentRole, BroadcastKind, BroadcastStatus, CapStatus, Datum, DeliveryState, Grant, OfficeKind, OfficerKind,
+    Rating, Severity, TipSource, TipStatus, VillageKind,
 };
 
 /// A 0/1 flag column as it is stored; rows expose it as `bool` through
@@ -94,6 +94,7 @@ text_column!(
     BroadcastKind,
     BroadcastStatus,
     CapStatus,
+    Datum,
     DeliveryState,
     Grant,
     OfficeKind,

@@ -30,6 +30,7 @@
 //! - [`secrets`]: the database's keys; `batch`: group commit; `cache`: the registry in
 //!   memory.
 
+pub mod areas;
 pub mod audit;
 pub(crate) mod batch;
 pub mod broadcasts;
@@ -87,6 +88,8 @@ pub struct Store {
     claim_jobs: tokio::sync::mpsc::UnboundedSender<batch::Job<trust::Claim, bool>>,
     /// The database's keys (tip passwords).
     secrets: std::sync::Arc<secrets::Secrets>,
+    /// The areas' index, built on first use (`areas.rs`).
+    areas: std::sync::Arc<areas::AreaCache>,
 }
 
 /// How often a daemon looks whether another process changed the registry (`registry_version`).
@@ -170,7 +173,7 @@ impl Store {
         tokio::spawn(tips::commit_tips(writer.clone(), backend, secrets.clone(), jobs));
         let (claim_jobs, jobs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(trust::commit_claims(writer.clone(), backend, jobs));
-        let store = Store { pool, writer, backend, cache, tip_jobs, claim_jobs, secrets };
+        let store = Store { pool, writer, backend, cache, tip_jobs, claim_jobs, secrets, areas: Default::default() };
         if watch {
             tokio::spawn(cache::watch(std::sync::Arc::downgrade(&store.cache), store.pool.clone(), REGISTRY_POLL));
         }
