@@ -319,7 +319,7 @@ impl AreaIndex {
                         .map(|p| {
                             ring(p.exterior())
                                 + p.interiors().iter().map(ring).sum::<usize>()
-                                + p.interiors().len() * std::mem::size_of::<LineString<f64>>()
+                                + std::mem::size_of_val(p.interiors())
                         })
                         .sum::<usize>()
             })

@@ -25,10 +25,13 @@ pub struct StoredArea {
     pub geometry: String,
 }
 
+/// The table's row count and latest `updated_at`: what an index was built from.
+type Fingerprint = (i64, i64);
+
 /// The index with what it was built from.
 #[derive(Default)]
 pub(super) struct AreaCache {
-    built: tokio::sync::Mutex<Option<((i64, i64), Arc<AreaIndex>)>>,
+    built: tokio::sync::Mutex<Option<(Fingerprint, Arc<AreaIndex>)>>,
 }
 
 impl std::fmt::Debug for AreaCache {
@@ -51,7 +54,7 @@ impl Store {
 
     /// The areas, indexed; rebuilt when the table changed since the last build.
     pub async fn area_index(&self) -> anyhow::Result<Arc<AreaIndex>> {
-        let fingerprint: (i64, i64) = sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM areas")
+        let fingerprint: Fingerprint = sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(updated_at), 0) FROM areas")
             .fetch_one(&self.pool)
             .await
             .context("Failed to read the areas' version")?;
