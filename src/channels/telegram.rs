@@ -22,7 +22,7 @@ use teloxide::types::{
     BotCommand, BotCommandScope, ChatMemberUpdated, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
     MessageId, ReplyParameters,
 };
-use teloxide::update_listeners::Polling;
+use teloxide::update_listeners::{Polling, UpdateListener as _};
 use teloxide::{ApiError, RequestError};
 use tracing::Instrument;
 
@@ -295,7 +295,9 @@ async fn poll(
         .delete_webhook()
         .await
         .build();
-    let listener = Bounded::new(listener, adapter.backlog.clone());
+    let mut listener = Bounded::new(listener, adapter.backlog.clone());
+    // The listener's own stop, kept to be pulled beside the dispatcher's (below).
+    let stop_polling = listener.stop_token();
     let unknown = adapter.clone();
     let mut dispatcher = Dispatcher::builder(bot, schema())
         .dependencies(dptree::deps![adapter.clone()])
@@ -312,6 +314,13 @@ async fn poll(
     });
     shutdown.requested().await;
     tracing::info!("shutting down the Telegram channel");
+    // teloxide's dispatcher learns of a shutdown from a notice that only reaches it while it
+    // waits for the next update: one that comes while it is starting or handling an update
+    // is lost, and it polled on for ever (a daemon that did not stop on SIGTERM; seen as a
+    // rare hang of the tests' restarts). Stopping the listener as well ends the updates
+    // either way: the long poll in flight returns, the offset of what was handled is
+    // confirmed, and the dispatcher ends when its stream does.
+    stop_polling.stop();
     loop {
         match stop.shutdown() {
             Ok(done) => {

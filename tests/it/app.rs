@@ -333,14 +333,22 @@ macro_rules! app_test {
             use super::*;
 
             async fn scenario(#[allow(unused_mut)] mut $app: $crate::app::TestApp) {
-                // A hang is a failure with a message, not a stuck CI run.
+                // A hang is a failure with a message, not a stuck CI run; the message says
+                // whether the steps or the daemon's stop hung.
+                let steps_done = std::sync::atomic::AtomicBool::new(false);
                 let run = async {
                     $body
+                    steps_done.store(true, std::sync::atomic::Ordering::SeqCst);
                     $app.stop().await;
                 };
-                tokio::time::timeout(std::time::Duration::from_secs(60), run)
-                    .await
-                    .expect("the scenario finished within 60 s");
+                if tokio::time::timeout(std::time::Duration::from_secs(60), run).await.is_err() {
+                    let hung = if steps_done.load(std::sync::atomic::Ordering::SeqCst) {
+                        "the daemon's stop"
+                    } else {
+                        "a step of the scenario"
+                    };
+                    panic!("the scenario did not finish within 60 s: {hung} hung");
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

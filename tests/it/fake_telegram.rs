@@ -583,7 +583,7 @@ impl FakeTelegram {
             if let Some(m) = self.state().sent.iter().skip(mark).find(|m| pred(m)) {
                 return m.clone();
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if !changed_before(&mut rx, deadline).await {
                 let sent: Vec<String> =
                     self.sent().iter().map(|m| format!("{} → {}: {:?}", m.method, m.chat_id, m.text)).collect();
                 panic!("no matching message was sent within {WAIT:?}; sent so far:\n{}", sent.join("\n"));
@@ -605,11 +605,20 @@ impl FakeTelegram {
             if calls.len() >= n {
                 return calls;
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if !changed_before(&mut rx, deadline).await {
                 panic!("{method} was called {} times within {wait:?}, expected {n}", calls.len());
             }
         }
     }
+}
+
+/// Waits for the next API call before `deadline`; false once the deadline has passed. Checked
+/// before waiting too: with calls arriving back to back, `timeout_at` alone returns the ready
+/// change every time and never the deadline, and a waiter on a daemon stuck in a loop of
+/// calls waited for ever instead of failing with what was sent.
+async fn changed_before(rx: &mut tokio::sync::watch::Receiver<usize>, deadline: tokio::time::Instant) -> bool {
+    tokio::time::Instant::now() < deadline
+        && matches!(tokio::time::timeout_at(deadline, rx.changed()).await, Ok(Ok(())))
 }
 
 /// The buttons of a sent message as (label, callback data or URL), row by row.
