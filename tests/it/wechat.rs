@@ -339,3 +339,17 @@ app_test!(a_photo_a_wechat_resident_sends_with_a_tip_opens_at_the_station_consol
     assert_eq!(headers["content-type"], "image/jpeg");
     assert_eq!(bytes, photo);
 });
+
+app_test!(a_wechat_location_is_read_as_gcj02_and_finds_its_village, |app| {
+    crate::places::insert_example_areas(app.store()).await;
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    // The middle of 和庄村 as Tencent Maps gives it: GCJ-02, ~1.5 km from its WGS-84 reading,
+    // which would lie in another village.
+    let (lon, lat) = cunjing::places::Datum::Gcj02.from_wgs84(113.710898, 34.489044);
+    wecom.resident_sends_location(RESIDENT, lat, lon);
+    wecom.notify(&url).await;
+    let card = &replies(&wecom, RESIDENT, 1).await[0];
+    assert!(card.text.contains("和庄村") && card.text.contains("张建国"), "{card:?}");
+    assert!(!card.text.contains("交界"), "no question for a point of known datum: {card:?}");
+});
