@@ -458,3 +458,18 @@ impl crate::core::broadcast::Deliverer for ConsoleDeliverer {
         self.out.send(Platform::Console, Outbound::DeleteMessage { chat_id, message_id })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lat_lon;
+
+    #[test]
+    fn a_typed_location_is_latitude_then_longitude_in_range() {
+        assert_eq!(parse_lat_lon("34.489044,113.710898"), Some((34.489044, 113.710898)));
+        assert_eq!(parse_lat_lon("34.5 113.7"), Some((34.5, 113.7)));
+        assert_eq!(parse_lat_lon("34.5，113.7"), Some((34.5, 113.7)));
+        assert_eq!(parse_lat_lon("113.7,34.5"), None, "a longitude first is out of the latitude's range");
+        assert_eq!(parse_lat_lon("34.5"), None);
+        assert_eq!(parse_lat_lon("34.5,113.7,1"), None);
+    }
+}

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::CoreError;
 use super::handler::Core;
+use super::locate::Placed;
 use super::routing;
 use super::wire::{ButtonData, OfficerButton, TipButton};
 use super::workflow::By;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::authz::{Action, Actor, Subject};
-use super::locate::Placed;
 use crate::domain::{Phone, Rating, TipSource, TipStatus};
 use crate::places::Spot;
 use crate::store::registry::VillageRow;

@@ -6,8 +6,9 @@
 //! The example registry's areas (`bot-config/example/areas.geojson`, WGS-84): a 6 km × 4 km
 //! station whose south-west corner is 113.70 E, 34.48 N; 和庄村, 前店村, 后店村 in the south
 //! row (2 km each), 王庄村, 东岗村, 西岗村 in the north row. Telegram does not say a point's
-//! datum, so a point is read both as sent and as GCJ-02; here a GCJ-02 reading lies ~560 m
-//! west and ~1.37 km north of the point, which the points below take into account.
+//! datum, so a point is read both as sent and as GCJ-02 (here that reading lies ~560 m west
+//! and ~140 m north of the point); the points below are far enough from other villages for
+//! both readings.
 
 use cunjing::store::Store;
 
@@ -16,10 +17,11 @@ use crate::app_test;
 use crate::fake_telegram::{TgUser, buttons};
 use crate::tips::{start_theft_tip, tipster};
 
-/// 50 m inside 和庄村 from 前店村, in the south of the village (its GCJ-02 reading stays in
-/// 和庄村; at mid-height it would fall in 王庄村, and 王庄村 would be the other candidate).
-const BOUNDARY: (f64, f64) = (34.483617, 113.72125);
-/// The middle of 王庄村: 800 m from its neighbours, its GCJ-02 reading north of the station.
+/// 50 m inside 和庄村 from 前店村.
+const BOUNDARY: (f64, f64) = (34.489044, 113.72125);
+/// The middle of 和庄村 (1 km from its neighbours).
+const HEZHUANG: (f64, f64) = (34.489044, 113.710898);
+/// In 王庄村, 800 m from its neighbours.
 const WANGZHUANG: (f64, f64) = (34.505312, 113.71308);
 /// The middle of 后店村 (its resident officer: 李卫东, 041202).
 const HOUDIAN: (f64, f64) = (34.489044, 113.754488);
@@ -84,11 +86,11 @@ app_test!(a_location_near_a_boundary_asks_which_village_and_the_pick_is_remember
 app_test!(a_location_well_inside_a_village_gets_its_card_at_once_and_a_venue_too, |app| {
     insert_example_areas(app.store()).await;
     let r = resident();
-    let card = share(&app, &r, WANGZHUANG).await;
-    assert!(card.text.contains("王庄村 警民联系卡") && card.text.contains("李卫东"), "{}", card.text);
+    let card = share(&app, &r, HEZHUANG).await;
+    assert!(card.text.contains("和庄村 警民联系卡") && card.text.contains("张建国"), "{}", card.text);
     assert!(buttons(&card).is_empty(), "no question: {card:?}");
     let again = app.ask(r.id, &r, "我们村民警电话多少").await;
-    assert!(again.text.contains("王庄村 警民联系卡"), "the village is remembered: {}", again.text);
+    assert!(again.text.contains("和庄村 警民联系卡"), "the village is remembered: {}", again.text);
 
     // A place picked from the map arrives as a venue with its location.
     let other = TgUser::new(5302, "孙大妈");
@@ -96,7 +98,7 @@ app_test!(a_location_well_inside_a_village_gets_its_card_at_once_and_a_venue_too
     let mark = app.fake.mark();
     app.fake.send_venue(chat, &other, WANGZHUANG.0, WANGZHUANG.1, "王庄村委会");
     let card = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
-    assert!(card.text.contains("王庄村 警民联系卡"), "{}", card.text);
+    assert!(card.text.contains("王庄村 警民联系卡") && card.text.contains("李卫东"), "{}", card.text);
 });
 
 app_test!(a_location_outside_every_area_gets_110_and_the_stations_duty_line, |app| {
@@ -112,7 +114,7 @@ app_test!(without_areas_a_location_is_answered_as_before, |app| {
     assert!(answer.text.contains("/tip"), "{}", answer.text);
 });
 
-app_test!(a_tip_with_a_location_in_another_village_goes_to_that_villages_officer_and_keeps_where_it_was_reported, |app| {
+app_test!(a_tip_located_in_another_village_goes_to_its_officer_and_keeps_the_reporting_village, |app| {
     insert_example_areas(app.store()).await;
     app.enrol("041201", &crate::tips::zhang()).await;
     app.enrol("041202", &li()).await;
@@ -175,4 +177,15 @@ app_test!(a_location_answers_a_tips_question_which_village, |app| {
     let categories = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
     assert!(categories.text.contains("王庄村"), "the place is the tip's village: {}", categories.text);
     assert!(buttons(&categories).iter().any(|(l, _)| l.contains("盗窃")), "{categories:?}");
+});
+
+app_test!(a_location_typed_at_the_console_is_wgs84_and_finds_its_village, |app| {
+    insert_example_areas(app.store()).await;
+    let mut console = app.restart_with_console().await;
+    console.type_line("/in private").await;
+    console.type_line(&format!("/loc {},{}", WANGZHUANG.0, WANGZHUANG.1)).await;
+    crate::app::eventually("the console resident gets 王庄村's card", || async {
+        console.screen().contains("王庄村 警民联系卡")
+    })
+    .await;
 });

@@ -344,8 +344,8 @@ app_test!(a_wechat_location_is_read_as_gcj02_and_finds_its_village, |app| {
     crate::places::insert_example_areas(app.store()).await;
     let wecom = FakeWecom::start().await;
     let url = app.restart_with_wechat(&wecom).await;
-    // The middle of 和庄村 as Tencent Maps gives it: GCJ-02, ~1.5 km from its WGS-84 reading,
-    // which would lie in another village.
+    // The middle of 和庄村 as Tencent Maps gives it: GCJ-02, ~580 m east of the point, which
+    // read as WGS-84 would lie 440 m from 前店村 and ask which village.
     let (lon, lat) = cunjing::places::Datum::Gcj02.from_wgs84(113.710898, 34.489044);
     wecom.resident_sends_location(RESIDENT, lat, lon);
     wecom.notify(&url).await;
