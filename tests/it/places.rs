@@ -189,3 +189,43 @@ app_test!(a_location_typed_at_the_console_is_wgs84_and_finds_its_village, |app| 
     })
     .await;
 });
+
+app_test!(a_location_near_a_boundary_asked_for_by_a_tip_is_answered_with_a_button, |app| {
+    insert_example_areas(app.store()).await;
+    let t = TgUser::new(5304, "吴叔");
+    let chat = app.fake.private_chat(t.clone());
+    app.ask(chat, &t, "/tip").await;
+    let mark = app.fake.mark();
+    app.fake.send_location(chat, &t, BOUNDARY.0, BOUNDARY.1);
+    let question = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(question.text.contains("交界"), "{}", question.text);
+    let categories = press(&app, chat, &t, &question, "前店村").await;
+    assert!(categories.text.contains("前店村"), "the tip goes on in the picked village: {}", categories.text);
+    let details = press(&app, chat, &t, &categories, "盗窃").await;
+    let anonymity = press(&app, chat, &t, &details, "说完了").await;
+    assert!(anonymity.text.contains("匿名"), "the location is the tip's first item: {}", anonymity.text);
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    assert!(summary.text.contains("村（格）：前店村") && summary.text.contains("位置1个"), "{}", summary.text);
+    assert!(!summary.text.contains("位置在"), "the picked village is the tip's own: {}", summary.text);
+});
+
+app_test!(a_location_sent_at_the_last_step_is_added_and_routes_the_tip, |app| {
+    insert_example_areas(app.store()).await;
+    let t = tipster();
+    let (chat, _) = start_theft_tip(&app).await;
+    let got = app.ask(chat, &t, "麦场的抽水机被偷了").await;
+    let anonymity = press(&app, chat, &t, &got, "说完了").await;
+    let summary = press(&app, chat, &t, &anonymity, "匿名").await;
+    assert!(!summary.text.contains("位置"), "{}", summary.text);
+    let mark = app.fake.mark();
+    app.fake.send_location(chat, &t, HOUDIAN.0, HOUDIAN.1);
+    let added = app.fake.wait_for_new(mark, |m| m.chat_id == chat).await;
+    assert!(added.text.contains("位置收到了"), "{}", added.text);
+    let again = app.fake.wait_for_new(mark, |m| m.chat_id == chat && m.text.contains("请确认")).await;
+    assert!(again.text.contains("位置在：后店村") && again.text.contains("位置1个"), "{}", again.text);
+    let receipt = press(&app, chat, &t, &again, "确认提交").await;
+    let number = receipt.text.lines().find_map(|l| l.strip_prefix("线索编号：")).unwrap().to_string();
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    let houdian = app.store().village_by_code("410184101203").await.unwrap().unwrap();
+    assert_eq!(tip.village_id, houdian.id);
+});
