@@ -129,6 +129,7 @@ async fn run(engine: &str, url: &str, tips: usize, runs: usize) -> bool {
     for (i, phone) in phones.iter().enumerate() {
         let tip = cunjing::store::tips::NewTip {
             village_id: villages[i % villages.len()],
+            reported_village_id: None,
             category: "fraud".into(),
             source: cunjing::domain::TipSource::Private,
             anonymous: false,

@@ -58,6 +58,25 @@ pub struct FileSettings {
     pub retention: RetentionSettings,
     pub paths: Paths,
     pub demo: Demo,
+    /// Added with areas (issue #24): a configuration file written before still loads.
+    #[serde(default)]
+    pub places: Places,
+}
+
+/// `[places]`: how a location is matched to the villages' and grids' areas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Places {
+    /// A location within this many metres of another area's boundary (or sent without its
+    /// datum, so it could be GCJ-02, whose offsets reach ~700 m) makes the resident confirm
+    /// the village among the two nearest.
+    pub confirm_within_m: u32,
+}
+
+impl Default for Places {
+    fn default() -> Places {
+        Places { confirm_within_m: 700 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

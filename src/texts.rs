@@ -143,8 +143,17 @@ messages! {
     GroupTipPointer = "group_tip_pointer",
     /// Button that opens a private chat to write a tip.
     ButtonPrivateTip = "button_private_tip",
-    /// A photo or location sent in a private chat with no tip in progress.
+    /// A photo or location sent in a private chat with no tip in progress (a location when
+    /// no areas are imported).
     MediaOutsideTip = "media_outside_tip",
+    /// A location near a boundary between villages (or of unknown datum): which village is
+    /// it? (`n`: how many villages are offered as buttons)
+    LocationChooseVillage = "location_choose_village",
+    /// A location in no area: 110, and the duty line of the nearest area's station
+    /// (`station`, `duty_phone`; both none when unknown).
+    LocationOutside = "location_outside",
+    /// Tip: a location sent at a step that waits for a button; it is added to the tip.
+    TipLocationAdded = "tip_location_added",
     /// A tip conversation expired.
     TipTimedOut = "tip_timed_out",
     /// Tip: which village? (name search follows)

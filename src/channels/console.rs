@@ -4,7 +4,7 @@
 //!
 //! Console commands (everything else is sent to the bot as a message):
 //! `/as resident`, `/as officer BADGE`, `/in VILLAGE_CODE`, `/in private`, `/press N`,
-//! `/who`, `/quit`. The console is local and trusted: `/as officer` links the console
+//! `/loc LAT,LON` (shares a WGS-84 location), `/who`, `/quit`. The console is local and trusted: `/as officer` links the console
 //! persona to that officer without an enrolment code.
 
 use std::collections::HashMap;
@@ -34,6 +34,15 @@ pub fn officer_user_id(officer_id: i64) -> i64 {
 /// The console group chat id of a village.
 pub fn group_chat_id(village_id: i64) -> i64 {
     -(GROUP_BASE + village_id)
+}
+
+/// `LAT,LON` (or `LAT LON`) in degrees, within range.
+fn parse_lat_lon(s: &str) -> Option<(f64, f64)> {
+    let mut parts = s.split([',', ' ', '，']).filter(|p| !p.is_empty());
+    let lat: f64 = parts.next()?.parse().ok()?;
+    let lon: f64 = parts.next()?.parse().ok()?;
+    let ok = parts.next().is_none() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon);
+    ok.then_some((lat, lon))
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +158,7 @@ async fn run(
         labels: HashMap::new(),
     };
     session.say(&format!(
-        "Console commands: /as resident | /as officer BADGE, /in VILLAGE_CODE | /in private, /press N, /who, /quit\n{}",
+        "Console commands: /as resident | /as officer BADGE, /in VILLAGE_CODE | /in private, /press N, /loc LAT,LON, /who, /quit\n{}",
         session.whereabouts()
     ))
     .await?;
@@ -270,6 +279,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     None => self.say(&format!("No village with code {code:?} in the registry.")).await?,
                 },
                 None => self.say("Usage: /in VILLAGE_CODE | /in private").await?,
+            },
+            "/loc" => match parse_lat_lon(&words.collect::<Vec<_>>().join(" ")) {
+                Some((latitude, longitude)) => {
+                    let event = Event::Location {
+                        message_id: self.next_id(),
+                        latitude,
+                        longitude,
+                        datum: Some(crate::places::Datum::Wgs84),
+                    };
+                    self.send(event).await?;
+                }
+                None => self.say("Usage: /loc LAT,LON (WGS-84 degrees, e.g. /loc 34.489044,113.710898)").await?,
             },
             "/press" => {
                 let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
@@ -435,5 +456,20 @@ impl crate::core::broadcast::Deliverer for ConsoleDeliverer {
 
     async fn delete(&self, chat_id: i64, message_id: i64) -> bool {
         self.out.send(Platform::Console, Outbound::DeleteMessage { chat_id, message_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lat_lon;
+
+    #[test]
+    fn a_typed_location_is_latitude_then_longitude_in_range() {
+        assert_eq!(parse_lat_lon("34.489044,113.710898"), Some((34.489044, 113.710898)));
+        assert_eq!(parse_lat_lon("34.5 113.7"), Some((34.5, 113.7)));
+        assert_eq!(parse_lat_lon("34.5，113.7"), Some((34.5, 113.7)));
+        assert_eq!(parse_lat_lon("113.7,34.5"), None, "a longitude first is out of the latitude's range");
+        assert_eq!(parse_lat_lon("34.5"), None);
+        assert_eq!(parse_lat_lon("34.5,113.7,1"), None);
     }
 }

@@ -445,8 +445,10 @@ pub fn message_to_inbound(msg: &Message) -> Option<Inbound> {
         media(MediaKind::Voice, &voice.file.id)
     } else if let Some(video) = msg.video() {
         media(MediaKind::Video, &video.file.id)
-    } else if let Some(loc) = msg.location() {
-        Event::Location { message_id, latitude: loc.latitude, longitude: loc.longitude }
+    } else if let Some(loc) = msg.location().or_else(|| msg.venue().map(|v| &v.location)) {
+        // Device GPS is WGS-84, but a point picked on a Chinese phone's map may be GCJ-02:
+        // Telegram does not say which.
+        Event::Location { message_id, latitude: loc.latitude, longitude: loc.longitude, datum: None }
     } else if let Some(text) = msg.text().or_else(|| msg.caption()) {
         Event::Text { message_id, text: text.to_string(), forwarded: msg.forward_origin().is_some() }
     } else if msg.sticker().is_some()

@@ -401,6 +401,7 @@ impl Sending {
                         message_id: 0,
                         latitude: m["location"]["latitude"].as_f64().unwrap_or_default(),
                         longitude: m["location"]["longitude"].as_f64().unwrap_or_default(),
+                        datum: Some(crate::places::Datum::Gcj02),
                     },
                     _ => Event::Unsupported { message_id: 0 },
                 };

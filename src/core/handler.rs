@@ -76,6 +76,9 @@ pub struct CoreOptions {
     /// The platforms this daemon serves, in the order of its channels: an officer with no
     /// account on a tip's platform is reached on the first of these where they have one.
     pub served: Vec<super::Platform>,
+    /// A location this close (metres) to another area makes the resident confirm the
+    /// village (`[places] confirm_within_m`).
+    pub confirm_within_m: f64,
 }
 
 /// Retention periods, in milliseconds.
@@ -136,6 +139,7 @@ impl CoreOptions {
             metrics: Arc::default(),
             broadcast_per_second: 25,
             served: Vec::new(),
+            confirm_within_m: 700.0,
         }
     }
 }
@@ -279,6 +283,11 @@ impl Core {
 
     pub(super) fn delete_group_tips(&self) -> bool {
         self.opts.delete_group_tips
+    }
+
+    /// `[places] confirm_within_m`.
+    pub(super) fn confirm_within_m(&self) -> f64 {
+        self.opts.confirm_within_m
     }
 
     pub(super) fn max_tips_per_hour(&self) -> i64 {
@@ -617,7 +626,13 @@ impl Core {
                 let mut out: Vec<Outbound> = self.expired_conversation_notice(inbound).await?.into_iter().collect();
                 match self.tip_message(inbound).await? {
                     Some(more) => out.extend(more),
-                    None => out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::MediaOutsideTip))),
+                    None => match &inbound.event {
+                        Event::Location { latitude, longitude, datum, .. } => {
+                            let spot = crate::places::Spot { lat: *latitude, lon: *longitude, datum: *datum };
+                            out.extend(self.location_found(inbound, &spot).await?)
+                        }
+                        _ => out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::MediaOutsideTip))),
+                    },
                 }
                 Ok(out)
             }

@@ -10,6 +10,8 @@
 //!   then each update to the room it belongs to. [`wire`] turns commands, button data and
 //!   deep links into types once; every prefix is spelled there.
 //! - `contact`: the contact card, the village search, the private menu.
+//! - `locate`: a location sent in a private chat finds its area's card (or asks which of
+//!   two villages near a boundary, or gives the nearest station's duty line).
 //! - `officers`: enrolment, `/whoami`, `/duty`. `binding`: `/bind`, `/unbind`.
 //! - `access`: who the sender is ([`crate::authz::Actor`]), authorisation with the group
 //!   membership check, the audit line, and where an officer was last seen.
@@ -31,6 +33,7 @@ mod desk;
 mod error;
 pub mod flood;
 mod handler;
+mod locate;
 mod officers;
 mod queued;
 pub mod routing;
@@ -205,8 +208,9 @@ pub enum Event {
     Media { message_id: i64, kind: MediaKind, file_id: String, caption: Option<String> },
     /// Something the bot cannot take (a sticker, a document, a video note …).
     Unsupported { message_id: i64 },
-    /// A shared location.
-    Location { message_id: i64, latitude: f64, longitude: f64 },
+    /// A shared location, with the datum of its coordinates when the platform says which
+    /// (`None`: unknown, as on Telegram; see [`crate::places::Spot`]).
+    Location { message_id: i64, latitude: f64, longitude: f64, datum: Option<crate::places::Datum> },
     /// A button under one of the bot's messages was pressed.
     Button { callback_id: String, message_id: i64, data: String },
     /// The bot was added to the chat (or its membership was restored).

@@ -3,17 +3,30 @@
 //!
 //! The conversation is stored per person (not per chat) in the `conversations` table, so it
 //! survives a restart and expires politely. A tip is committed before anyone is told about it.
+//!
+//! A tip goes to the village it was reported for (the group's, the deep link's, the one the
+//! resident chose), unless it carries a location: then it goes to the village whose area
+//! holds the location's first point that lies in an area, and the reporting village is kept
+//! as `reported_village_id`. The place is decided when the location arrives (its datum is
+//! known then) and applied on 确认提交; near a boundary the likelier area is taken rather
+//! than asking, so a tip never waits on the resident (the officer there can pass it on with
+//! 转派). A location sent while the draft still asks for the village answers that question
+//! (with buttons near a boundary). A location sent after the tip was submitted is not added
+//! to it: it is looked up like any location. Locations are kept in WGS-84 when their datum
+//! is known (a WeChat point, GCJ-02, is converted); a Telegram point is kept as sent.
 
 use serde::{Deserialize, Serialize};
 
 use super::CoreError;
 use super::handler::Core;
+use super::locate::Placed;
 use super::routing;
 use super::wire::{ButtonData, OfficerButton, TipButton};
 use super::workflow::By;
 use super::{Button, ChatKind, Event, Inbound, MediaKind, Outbound, Platform, Sender};
 use crate::authz::{Action, Actor, Subject};
 use crate::domain::{Phone, Rating, TipSource, TipStatus};
+use crate::places::Spot;
 use crate::store::registry::VillageRow;
 use crate::store::tips::{NewTip, StatusCheck, TipItem, TipLimit, TipOutcome, TipRoute, TipRow, summary_of};
 use crate::texts::Msg;
@@ -44,6 +57,10 @@ pub(super) struct Draft {
     items: Vec<TipItem>,
     anonymous: Option<bool>,
     phone: Option<String>,
+    /// The village whose area holds the tip's location (the likelier one near a boundary),
+    /// when it has one: the tip goes there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    located: Option<i64>,
 }
 
 /// A guided conversation in a private chat.
@@ -234,11 +251,16 @@ impl Core {
                     Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
                     None => None,
                 };
+                let place = match draft.located.filter(|l| Some(*l) != draft.village_id) {
+                    Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
+                    None => None,
+                };
                 let count = |f: fn(&TipItem) -> bool| draft.items.iter().filter(|i| f(i)).count();
                 let text = t.render(
                     Msg::TipSummary,
                     minijinja::context! {
                         village,
+                        place,
                         category => draft.category,
                         text => summary_of(&draft.items),
                         photos => count(|i| matches!(i, TipItem::Photo { .. })),
@@ -330,7 +352,15 @@ impl Core {
             (Some(_), None) => Step::Category,
             (Some(_), Some(_)) => Step::Details,
         };
-        let draft = Draft { step, village_id: village.map(|v| v.id), category, items, anonymous: None, phone: None };
+        let draft = Draft {
+            step,
+            village_id: village.map(|v| v.id),
+            category,
+            items,
+            anonymous: None,
+            phone: None,
+            located: None,
+        };
         self.save_draft(inbound, &draft).await?;
         tracing::info!("tip conversation started");
         Ok(vec![self.step_prompt(chat_id, &draft).await?])
@@ -372,6 +402,10 @@ impl Core {
             None => return Ok(None),
         };
         let chat_id = inbound.chat.id;
+        if let Event::Location { latitude, longitude, datum, .. } = &inbound.event {
+            let spot = Spot { lat: *latitude, lon: *longitude, datum: *datum };
+            return Ok(Some(self.tip_location(inbound, draft, &spot).await?));
+        }
         let item = match &inbound.event {
             Event::Text { text, .. } => Some(TipItem::Text { text: text.trim().to_string() }),
             Event::Media { kind, file_id, caption, .. } => {
@@ -385,9 +419,6 @@ impl Core {
                     draft.items.push(TipItem::Text { text: c.trim().to_string() });
                 }
                 Some(media)
-            }
-            Event::Location { latitude, longitude, .. } => {
-                Some(TipItem::Location { latitude: *latitude, longitude: *longitude })
             }
             _ => None,
         };
@@ -436,6 +467,64 @@ impl Core {
                 let mut out = vec![Outbound::text(chat_id, self.texts().plain(Msg::TipUseButtons))];
                 out.push(self.step_prompt(chat_id, &draft).await?);
                 Ok(Some(out))
+            }
+        }
+    }
+
+    /// A location while a draft is in progress: added to the tip, and where it lies decides
+    /// the village the tip goes to (see the module's documentation). While the draft asks
+    /// for the village, the location answers: its area's village, or the question which
+    /// near a boundary.
+    async fn tip_location(&self, inbound: &Inbound, mut draft: Draft, spot: &Spot) -> anyhow::Result<Vec<Outbound>> {
+        let chat_id = inbound.chat.id;
+        let placed = self.place_of(spot).await?;
+        // The officer's map and the desk's are drawn in WGS-84.
+        let (longitude, latitude) = match spot.datum {
+            Some(datum) => datum.to_wgs84(spot.lon, spot.lat),
+            None => (spot.lon, spot.lat),
+        };
+        draft.items.push(TipItem::Location { latitude, longitude });
+        match draft.step {
+            Step::Village => {
+                let village = match &placed {
+                    Some(Placed::Inside(id)) => self.store().village_by_id(*id).await?,
+                    _ => None,
+                };
+                if let Some(village) = village {
+                    draft.village_id = Some(village.id);
+                    draft.step = if draft.category.is_some() { Step::Details } else { Step::Category };
+                    self.save_draft(inbound, &draft).await?;
+                    return Ok(vec![self.step_prompt(chat_id, &draft).await?]);
+                }
+                self.save_draft(inbound, &draft).await?;
+                Ok(match placed {
+                    // The buttons pick the village as a name search's do: the draft goes on.
+                    Some(Placed::Ambiguous(villages)) => vec![self.which_village(chat_id, &villages).await?],
+                    Some(Placed::Outside { nearest }) => vec![
+                        self.outside_areas(chat_id, nearest).await?,
+                        Outbound::text(chat_id, self.texts().plain(Msg::TipChooseVillage)),
+                    ],
+                    _ => vec![Outbound::text(chat_id, self.texts().plain(Msg::TipChooseVillage))],
+                })
+            }
+            step => {
+                if draft.located.is_none() {
+                    draft.located = placed.as_ref().and_then(Placed::likeliest);
+                }
+                self.save_draft(inbound, &draft).await?;
+                if step == Step::Details {
+                    let n = draft.items.len();
+                    let text = self.texts().render(Msg::TipItemReceived, minijinja::context! { n });
+                    let done = Button::Callback {
+                        label: self.texts().plain(Msg::TipButtonDone),
+                        data: ButtonData::Tip(TipButton::Done).into(),
+                    };
+                    return Ok(vec![self.prompt(chat_id, text, vec![vec![done]])]);
+                }
+                Ok(vec![
+                    Outbound::text(chat_id, self.texts().plain(Msg::TipLocationAdded)),
+                    self.step_prompt(chat_id, &draft).await?,
+                ])
             }
         }
     }
@@ -497,13 +586,23 @@ impl Core {
         let (Some(village_id), Some(category)) = (draft.village_id, draft.category.clone()) else {
             return Ok(vec![self.step_prompt(chat_id, &draft).await?]);
         };
-        let Some(village) = self.store().village_by_id(village_id).await? else {
+        let Some(reported) = self.store().village_by_id(village_id).await? else {
             self.end_draft(inbound).await?;
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::VillageGone))]);
         };
+        // Routed by its location, when that lies in another village's area.
+        let located = match draft.located.filter(|l| *l != village_id) {
+            Some(id) => self.store().village_by_id(id).await?,
+            None => None,
+        };
+        let (village, reported_village_id) = match located {
+            Some(v) => (v, Some(village_id)),
+            None => (reported, None),
+        };
         let anonymous = draft.anonymous.unwrap_or(true);
         let new = NewTip {
-            village_id,
+            village_id: village.id,
+            reported_village_id,
             category: category.clone(),
             source: TipSource::Private,
             anonymous,
@@ -520,7 +619,13 @@ impl Core {
             TipOutcome::OverLimit { reported } => return Ok(vec![self.tip_limit_refusal(chat_id, reported)]),
         };
         self.end_draft(inbound).await?;
-        tracing::info!(tip_id = receipt.id, category = %category, items = new.items.len(), "tip committed");
+        tracing::info!(
+            tip_id = receipt.id,
+            category = %category,
+            items = new.items.len(),
+            by_location = reported_village_id.is_some(),
+            "tip committed"
+        );
         let text = self.texts().render(
             Msg::TipReceipt,
             minijinja::context! { number => &receipt.number, password => &receipt.password, duty_phone => &village.station_duty_phone, platform },
@@ -670,11 +775,16 @@ impl Core {
                 .await?;
         }
         let alias = card.alias;
+        let reported_village = match tip.reported_village_id {
+            Some(id) => self.store().village_by_id(id).await?.map(|v| v.name),
+            None => None,
+        };
         let text = t.render(
             Msg::TipOfficerCard,
             minijinja::context! {
                 number => &tip.number,
                 village => village_name,
+                reported_village,
                 category => &tip.category,
                 anonymous => tip.anonymous,
                 alias,
@@ -1138,6 +1248,7 @@ impl Core {
             };
             let new = NewTip {
                 village_id: village.id,
+                reported_village_id: None,
                 category: category.as_str().into(),
                 source: TipSource::Group,
                 anonymous: false,

@@ -26,7 +26,11 @@ pub enum TipItem {
 /// A tip about to be committed.
 #[derive(Debug, Clone)]
 pub struct NewTip {
+    /// The village responsible: where the tip's location lies, else where it was reported.
     pub village_id: i64,
+    /// The village the tip was reported from (its group's, or the one the resident chose),
+    /// when its location put it in another village; `None` otherwise.
+    pub reported_village_id: Option<i64>,
     pub category: String,
     pub source: TipSource,
     pub anonymous: bool,
@@ -62,7 +66,10 @@ pub struct TipReceipt {
 pub struct TipRow {
     pub id: i64,
     pub number: String,
+    /// The village responsible (whose officers the tip goes to).
     pub village_id: i64,
+    /// The village it was reported from, when its location put it in `village_id` instead.
+    pub reported_village_id: Option<i64>,
     pub category: String,
     pub source: TipSource,
     #[sqlx(try_from = "super::mapping::Flag")]
@@ -84,7 +91,7 @@ pub struct TipRow {
     pub resolved_at: Option<i64>,
 }
 
-const TIP_COLUMNS: &str = "id, number, village_id, category, source, anonymous, status, summary, contact_phone, \
+const TIP_COLUMNS: &str = "id, number, village_id, reported_village_id, category, source, anonymous, status, summary, contact_phone, \
      assigned_officer_id, platform, ack_deadline, escalation_level, public_note, rating, created_at, acknowledged_at, \
      resolved_at";
 
@@ -329,9 +336,9 @@ async fn insert_tips(
         .collect();
     let sql = format!(
         "INSERT INTO tips (number, village_id, category, platform, source, anonymous, status, summary, contact_phone, \
-         phone_index, password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline) \
-         VALUES {} RETURNING id, number",
-        batch::placeholders(backend, tips.len(), 16)
+         phone_index, password_hash, created_at, updated_at, assigned_officer_id, escalation_level, ack_deadline, \
+         reported_village_id) VALUES {} RETURNING id, number",
+        batch::placeholders(backend, tips.len(), 17)
     );
     let mut insert = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).persistent(false);
     for (i, (tip, route)) in tips.iter().enumerate() {
@@ -351,7 +358,8 @@ async fn insert_tips(
             .bind(now)
             .bind(route.map(|r| r.officer_id))
             .bind(route.map_or(0, |r| r.level))
-            .bind(route.map(|r| r.ack_deadline));
+            .bind(route.map(|r| r.ack_deadline))
+            .bind(tip.reported_village_id);
     }
     let returned = insert.fetch_all(&mut **tx).await?;
     let ids: Vec<i64> = numbers
@@ -435,6 +443,7 @@ async fn insert_tips(
                 id,
                 number: number.clone(),
                 village_id: tip.village_id,
+                reported_village_id: tip.reported_village_id,
                 category: tip.category.clone(),
                 source: tip.source,
                 anonymous: tip.anonymous,

@@ -208,6 +208,7 @@ async fn chat_bind_from_the_command_line_binds_a_group_to_a_village() {
 fn anonymous_tip(village_id: i64, category: &str, text: &str, day: &str) -> cunjing::store::tips::NewTip {
     cunjing::store::tips::NewTip {
         village_id,
+        reported_village_id: None,
         category: category.into(),
         source: cunjing::domain::TipSource::Private,
         anonymous: true,

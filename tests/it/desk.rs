@@ -321,6 +321,7 @@ app_test!(a_named_tipsters_phone_finds_their_tips_and_the_search_is_audited_with
     let qiandian = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap().id;
     let tip = |phone: Option<&str>, text: &str| cunjing::store::tips::NewTip {
         village_id: qiandian,
+        reported_village_id: None,
         category: "fraud".into(),
         source: cunjing::domain::TipSource::Private,
         anonymous: phone.is_none(),

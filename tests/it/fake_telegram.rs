@@ -395,6 +395,20 @@ impl FakeTelegram {
         id
     }
 
+    /// `user` shares a place picked from the map (a venue): as the Bot API sends it, the
+    /// venue with its location, and the location again beside it for older clients.
+    pub fn send_venue(&self, chat_id: i64, user: &TgUser, latitude: f64, longitude: f64, title: &str) -> i32 {
+        let location = json!({"latitude": latitude, "longitude": longitude});
+        let fields = json!({
+            "venue": {"location": location, "title": title, "address": "新郑市和庄镇"},
+            "location": location,
+        });
+        let msg = self.new_message(chat_id, user.json(), fields);
+        let id = msg["message_id"].as_i64().unwrap() as i32;
+        self.push_update(json!({"message": msg}));
+        id
+    }
+
     fn membership(&self, chat_id: i64, by: &TgUser, old: Value, new: Value) -> i64 {
         let chat = self.chat_json(chat_id);
         self.push_update(json!({"my_chat_member": {
@@ -1153,6 +1167,7 @@ mod self_tests {
         fake.send_photo(-100, &user, Some("照片"));
         fake.send_voice(-100, &user);
         fake.send_location(-100, &user, 34.4, 113.7);
+        fake.send_venue(-100, &user, 34.4, 113.7, "村委会");
         fake.promote_bot(-100, &user);
         let b = bot(&fake);
         let sent = b.send_message(ChatId(-100), "带按钮").await.unwrap();
@@ -1160,7 +1175,7 @@ mod self_tests {
         fake.migrate_group(-100, -1000100);
         let updates = b.get_updates().await.unwrap();
         let ids: Vec<u32> = updates.iter().map(|u| u.id.0).collect();
-        assert_eq!(updates.len(), 12, "every injected update arrives: {ids:?}");
+        assert_eq!(updates.len(), 13, "every injected update arrives: {ids:?}");
         let mut kinds = Vec::new();
         for u in &updates {
             kinds.push(match &u.kind {
@@ -1177,6 +1192,7 @@ mod self_tests {
                 UpdateKind::Message(m) if m.photo().is_some() => "photo",
                 UpdateKind::Message(m) if m.voice().is_some() => "voice",
                 UpdateKind::Message(m) if m.location().is_some() => "location",
+                UpdateKind::Message(m) if m.venue().is_some() => "venue",
                 UpdateKind::Message(m) if m.migrate_to_chat_id().is_some() => "migrate_to",
                 UpdateKind::Message(_) => "other message",
                 UpdateKind::Error(v) => panic!("teloxide could not parse an update: {v}"),
@@ -1192,6 +1208,7 @@ mod self_tests {
             "photo",
             "voice",
             "location",
+            "venue",
             "migrate_to",
         ] {
             assert!(kinds.contains(&k), "{k} missing from {kinds:?}");

@@ -115,6 +115,12 @@ impl FakeWecom {
         self.queue(json!({"external_userid": user, "origin": 3, "msgtype": "image", "send_time": 0, "image": {"media_id": media_id}}))
     }
 
+    /// A resident shares a location (Tencent Maps: GCJ-02 coordinates).
+    pub fn resident_sends_location(&self, user: &str, latitude: f64, longitude: f64) -> String {
+        self.queue(json!({"external_userid": user, "origin": 3, "msgtype": "location", "send_time": 0,
+                          "location": {"latitude": latitude, "longitude": longitude, "name": "和庄镇", "address": "新郑市"}}))
+    }
+
     /// A resident taps a menu item.
     pub fn resident_taps(&self, user: &str, id: &str, label: &str) -> String {
         self.queue(json!({"external_userid": user, "origin": 3, "msgtype": "text", "send_time": 0, "text": {"content": label, "menu_id": id}}))

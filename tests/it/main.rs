@@ -17,6 +17,7 @@ mod fake_wecom;
 mod foundation;
 mod fuzz;
 mod layout;
+mod places;
 mod registry;
 mod routing;
 mod rule_matrix;

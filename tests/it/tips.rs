@@ -646,6 +646,7 @@ on_both_engines!(tips_sent_at_once_by_one_chat_never_pass_its_limit_together, |d
     let village = db.store.village_by_code(QIANDIAN).await.unwrap().unwrap();
     let tip = |chat: i64, n: usize| NewTip {
         village_id: village.id,
+        reported_village_id: None,
         category: "theft".into(),
         source: cunjing::domain::TipSource::Private,
         anonymous: true,

@@ -339,3 +339,53 @@ app_test!(a_photo_a_wechat_resident_sends_with_a_tip_opens_at_the_station_consol
     assert_eq!(headers["content-type"], "image/jpeg");
     assert_eq!(bytes, photo);
 });
+
+app_test!(a_wechat_location_is_read_as_gcj02_and_finds_its_village, |app| {
+    crate::places::insert_example_areas(app.store()).await;
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    // The middle of 和庄村 as Tencent Maps gives it: GCJ-02, ~580 m east of the point, which
+    // read as WGS-84 would lie 440 m from 前店村 and ask which village.
+    let (lon, lat) = cunjing::places::Datum::Gcj02.from_wgs84(113.710898, 34.489044);
+    wecom.resident_sends_location(RESIDENT, lat, lon);
+    wecom.notify(&url).await;
+    let card = &replies(&wecom, RESIDENT, 1).await[0];
+    assert!(card.text.contains("和庄村") && card.text.contains("张建国"), "{card:?}");
+    assert!(!card.text.contains("交界"), "no question for a point of known datum: {card:?}");
+});
+
+app_test!(a_wechat_tip_with_a_location_in_another_village_is_routed_there_and_keeps_the_point_in_wgs84, |app| {
+    crate::places::insert_example_areas(app.store()).await;
+    let wecom = FakeWecom::start().await;
+    let url = app.restart_with_wechat(&wecom).await;
+    say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
+    tap(&wecom, &url, "盗窃").await;
+    say(&wecom, &url, "前店村西头的羊被人牵走了").await;
+    // In the middle of 前店村, as Tencent Maps gives it.
+    let (lon, lat) = (113.732693, 34.487235);
+    let (glon, glat) = cunjing::places::Datum::Gcj02.from_wgs84(lon, lat);
+    let before = wecom.sent_to(RESIDENT).len();
+    wecom.resident_sends_location(RESIDENT, glat, glon);
+    wecom.notify(&url).await;
+    replies(&wecom, RESIDENT, before + 1).await;
+    tap(&wecom, &url, "说完了").await;
+    let summary = tap(&wecom, &url, "匿名").await;
+    assert!(summary.text.contains("位置在：前店村"), "{summary:?}");
+    tap(&wecom, &url, "确认提交").await;
+
+    let number: String = sqlx::query_scalar("SELECT number FROM tips ORDER BY id DESC LIMIT 1")
+        .fetch_one(app.store().pool())
+        .await
+        .unwrap();
+    let tip = app.store().tip_by_number(&number).await.unwrap().unwrap();
+    let qiandian = app.store().village_by_code("410184101202").await.unwrap().unwrap().id;
+    let hezhuang = app.store().village_by_code(HEZHUANG).await.unwrap().unwrap().id;
+    assert_eq!((tip.village_id, tip.reported_village_id), (qiandian, Some(hezhuang)));
+    let items = app.store().tip_items(tip.id).await.unwrap();
+    let point = items.iter().find_map(|i| match i {
+        cunjing::store::tips::TipItem::Location { latitude, longitude } => Some((*latitude, *longitude)),
+        _ => None,
+    });
+    let (plat, plon) = point.expect("the location is one of the tip's items");
+    assert!((plat - lat).abs() < 1e-5 && (plon - lon).abs() < 1e-5, "kept in WGS-84: {plat}, {plon}");
+});
