@@ -628,7 +628,7 @@ impl Core {
                 let name = self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or(code.clone());
                 self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { name })
             }
-            Target::Near(n) => self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { km => n.km }),
+            Target::Near(n) => self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { km => n.km_text() }),
         })
     }
 

@@ -74,6 +74,11 @@ impl Near {
         format!("{},{},{}", decimal(self.lat, 6), decimal(self.lon, 6), decimal(self.km, 3))
     }
 
+    /// The radius as people write it: `3`, `0.5`.
+    pub fn km_text(&self) -> String {
+        decimal(self.km, 3)
+    }
+
     pub fn metres(&self) -> f64 {
         self.km * 1000.0
     }
@@ -508,7 +513,7 @@ impl Store {
                         places.problems.push(format!(
                             "{spec}: no village or grid area comes within {} km of that point; check the point \
                              (WGS-84 latitude first) or widen the radius",
-                            decimal(n.km, 3)
+                            n.km_text()
                         ));
                     }
                     found
