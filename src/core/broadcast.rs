@@ -626,9 +626,11 @@ impl Core {
             Target::All => String::new(),
             Target::Area(code) => {
                 let name = self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or(code.clone());
-                self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { name })
+                self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { name, km => None::<String> })
             }
-            Target::Near(n) => self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { km => n.km_text() }),
+            Target::Near(n) => self
+                .texts()
+                .render(Msg::BroadcastPlaceName, minijinja::context! { name => None::<String>, km => n.km_text() }),
         })
     }
 

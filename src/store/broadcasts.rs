@@ -156,13 +156,56 @@ pub fn parse_targets(spec: &str) -> Result<Vec<Target>, String> {
 }
 
 /// What the place targets (`area:`, `near:`) of a broadcast reach: the villages, and why a
-/// target reaches nothing (for the sender: an unknown code, a village without an area, no
-/// areas imported …).
+/// target reaches nothing.
 #[derive(Debug, Clone, Default)]
 pub struct Places {
     /// Village ids, each once, in order.
     pub villages: Vec<i64>,
-    pub problems: Vec<String>,
+    pub problems: Vec<PlaceProblem>,
+}
+
+/// Why a place target reaches nothing; `Display` says it for the command line, with the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlaceProblem {
+    /// No area is imported at all.
+    NoAreas { spec: String },
+    /// `area:CODE` names no village or grid.
+    NoSuchVillage { spec: String },
+    /// The village of `area:CODE` has no area.
+    NoArea { spec: String, name: String },
+    /// No area comes within the circle of `near:`.
+    NothingNear { spec: String, km: String },
+}
+
+impl PlaceProblem {
+    /// The target, as written.
+    pub fn spec(&self) -> &str {
+        match self {
+            PlaceProblem::NoAreas { spec }
+            | PlaceProblem::NoSuchVillage { spec }
+            | PlaceProblem::NoArea { spec, .. }
+            | PlaceProblem::NothingNear { spec, .. } => spec,
+        }
+    }
+}
+
+impl std::fmt::Display for PlaceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const IMPORT: &str = "add areas.geojson to the registry folder and run `cunjing registry import`";
+        match self {
+            PlaceProblem::NoAreas { spec } => write!(f, "{spec}: no areas are imported yet; {IMPORT}"),
+            PlaceProblem::NoSuchVillage { spec } => write!(
+                f,
+                "{spec}: no such village or grid in the registry; check the code (`cunjing registry export` lists them)"
+            ),
+            PlaceProblem::NoArea { spec, name } => write!(f, "{spec} ({name}) has no area; {IMPORT} with its Feature"),
+            PlaceProblem::NothingNear { spec, km } => write!(
+                f,
+                "{spec}: no village or grid area comes within {km} km of that point; check the point \
+                 (WGS-84 latitude first) or widen the radius"
+            ),
+        }
+    }
 }
 
 /// Within this distance two areas count as touching: coordinates written to 6 decimals
@@ -482,27 +525,23 @@ impl Store {
             return Ok(places);
         }
         let index = self.area_index().await?;
-        const IMPORT: &str = "add areas.geojson to the registry folder and run `cunjing registry import`";
         let mut seen = std::collections::HashSet::new();
         for t in targets {
             let spec = t.to_spec();
             if t.is_place() && index.is_empty() {
-                places.problems.push(format!("{spec}: no areas are imported yet; {IMPORT}"));
+                places.problems.push(PlaceProblem::NoAreas { spec });
                 continue;
             }
             let reached: Vec<i64> = match t {
                 Target::Area(code) => {
                     let Some(v) = self.village_by_code(code).await? else {
-                        places.problems.push(format!(
-                            "{spec}: no such village or grid in the registry; check the code \
-                             (`cunjing registry export` lists them)"
-                        ));
+                        places.problems.push(PlaceProblem::NoSuchVillage { spec });
                         continue;
                     };
                     match area_and_neighbours(&index, v.id) {
                         Some(areas) => areas.iter().map(|a| a.village_id).collect(),
                         None => {
-                            places.problems.push(format!("{spec} ({}) has no area; {IMPORT} with its Feature", v.name));
+                            places.problems.push(PlaceProblem::NoArea { spec, name: v.name });
                             continue;
                         }
                     }
@@ -510,11 +549,7 @@ impl Store {
                 Target::Near(n) => {
                     let found: Vec<i64> = index.near(n.lon, n.lat, n.metres()).iter().map(|a| a.village_id).collect();
                     if found.is_empty() {
-                        places.problems.push(format!(
-                            "{spec}: no village or grid area comes within {} km of that point; check the point \
-                             (WGS-84 latitude first) or widen the radius",
-                            n.km_text()
-                        ));
+                        places.problems.push(PlaceProblem::NothingNear { spec, km: n.km_text() });
                     }
                     found
                 }
@@ -529,7 +564,11 @@ impl Store {
     /// when one reaches none.
     pub async fn place_villages(&self, targets: &[Target]) -> anyhow::Result<Vec<i64>> {
         let places = self.resolve_places(targets).await?;
-        anyhow::ensure!(places.problems.is_empty(), "{}", places.problems.join("; "));
+        anyhow::ensure!(
+            places.problems.is_empty(),
+            "{}",
+            places.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        );
         Ok(places.villages)
     }
 

@@ -828,3 +828,59 @@ async fn the_command_line_sends_to_an_area_and_around_a_point_and_refuses_a_bad_
     let bad = send(&["--to", "area:410184101299"]).await;
     assert!(text(&bad.stderr).contains("area:410184101299: no such village"), "{}", text(&bad.stderr));
 }
+
+app_test!(the_desk_sends_to_an_area_and_around_a_point_and_says_what_is_wrong_with_a_bad_one, |app| {
+    use crate::app::eventually;
+    use crate::web::{Client, console};
+    use reqwest::StatusCode;
+    insert_example_areas(app.store()).await;
+    let port = console(&mut app).await;
+    for (chat, village) in [(-100_901, HEZHUANG), (-100_902, QIANDIAN), (-100_903, HOUDIAN)] {
+        bind(&app, chat, village).await;
+    }
+    let c = Client::logged_in(port, "neiqin").await;
+    let form = c.get("/broadcasts/new").await;
+    assert!(form.body.contains("<option value=\"410184101201\" >和庄村</option>"), "{}", form.body);
+    let csrf = form.csrf();
+    let base = [("csrf", csrf.as_str()), ("kind", "warning"), ("severity", "urgent"), ("text", "注意防范电信诈骗。")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut fields: Vec<(&str, &str)> = base.to_vec();
+        fields.extend_from_slice(extra);
+        fields
+    };
+
+    let bad =
+        c.post("/broadcasts", &with(&[("near_lat", "34.485"), ("near_lon", "113.72125"), ("near_km", "80")])).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("id=\"place-error\">位置和半径不对"), "{}", bad.body);
+    let far = c.post("/broadcasts", &with(&[("near_lat", "34.6"), ("near_lon", "113.9"), ("near_km", "5")])).await;
+    assert!(far.body.contains("这个范围内没有村（格）"), "{}", far.body);
+
+    let area = with(&[("area", HEZHUANG)]);
+    let preview = c.post("/broadcasts", &area).await;
+    assert!(preview.body.contains("将发送到 <strong>2</strong> 个群"), "和庄村 and 前店村: {}", preview.body);
+    let mut confirmed = area.clone();
+    confirmed.push(("confirm", "1"));
+    let sent = c.post("/broadcasts", &confirmed).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let ledger = c.get(&sent.location).await;
+    assert!(ledger.body.contains("和庄村及相邻村（格）"), "{}", ledger.body);
+
+    // 10 m around a point in 和庄村 given as a Chinese web map gives it.
+    let (glon, glat) = cunjing::places::Datum::Gcj02.from_wgs84(113.72125, 34.485);
+    let (glat, glon) = (format!("{glat:.6}"), format!("{glon:.6}"));
+    let near = [
+        ("near_lat", glat.as_str()),
+        ("near_lon", glon.as_str()),
+        ("near_km", "0.01"),
+        ("near_datum", "GCJ02"),
+        ("confirm", "1"),
+    ];
+    let mut fields: Vec<(&str, &str)> = base.to_vec();
+    fields.extend_from_slice(&near);
+    let sent = c.post("/broadcasts", &fields).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    eventually("和庄村 has both", || async { app.fake.sent_to(-100_901).len() == 2 }).await;
+    assert_eq!(app.fake.sent_to(-100_902).len(), 1);
+    assert!(app.fake.sent_to(-100_903).is_empty());
+});
