@@ -145,12 +145,13 @@ fn correction(original: &BroadcastRow, text: &str, identifier: Option<String>) -
     req
 }
 
-/// Broadcast `b` as a CAP alert, its areas named as the registry names them.
+/// Broadcast `b` as a CAP alert, its areas named as the registry names them; an `area:`
+/// target also carries the outlines of the areas it reaches, a `near:` target its circle.
 async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::Result<cap::Alert> {
     let store = core.store();
     let mut areas = Vec::new();
     for t in parse_targets(&b.target_spec).unwrap_or_default() {
-        areas.push(match &t {
+        let name = match &t {
             Target::Village(code) => store.village_by_code(code).await?.map(|v| v.name).unwrap_or(code.clone()),
             Target::Office(code) => store.office_name(code).await?.unwrap_or(code.clone()),
             Target::Station(code) => match store.station_id(code).await? {
@@ -159,10 +160,24 @@ async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::R
             },
             Target::All => core.texts().plain(crate::texts::Msg::CapAreaAll),
             Target::Area(_) | Target::Near(_) => core.target_name(&t).await?,
-        });
+        };
+        let mut area = cap::Area::named(name);
+        match &t {
+            Target::Area(code) => {
+                let index = store.area_index().await?;
+                if let Some(v) = store.village_by_code(code).await?
+                    && let Some(reached) = crate::store::broadcasts::area_and_neighbours(&index, v.id)
+                {
+                    area.polygons = reached.iter().flat_map(|a| cap::Area::polygons_of(&a.shape)).collect();
+                }
+            }
+            Target::Near(n) => area.circles.push(cap::Area::circle(n.lat, n.lon, n.km)),
+            _ => {}
+        }
+        areas.push(area);
     }
     if areas.is_empty() {
-        areas.push(b.target_spec.clone());
+        areas.push(cap::Area::named(b.target_spec.clone()));
     }
     let original = match b.references_id {
         Some(id) => store.broadcast(id).await?,

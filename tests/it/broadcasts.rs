@@ -814,8 +814,20 @@ async fn the_command_line_sends_to_an_area_and_around_a_point_and_refuses_a_bad_
         assert!(out.status.success(), "{}", text(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["targets"].as_i64().unwrap()
     };
-    assert_eq!(targets(&send(&["--to", &format!("area:{HEZHUANG}")]).await), 2, "和庄村 and 前店村 are bound");
-    assert_eq!(targets(&send(&["--near", "34.485,113.72125,0.1"]).await), 2);
+    let area = send(&["--to", &format!("area:{HEZHUANG}")]).await;
+    assert_eq!(targets(&area), 2, "和庄村 and 前店村 are bound");
+    let near = send(&["--near", "34.485,113.72125,0.1"]).await;
+    assert_eq!(targets(&near), 2);
+    // As CAP: the area's outline and its neighbours', the circle.
+    let id = |out: &std::process::Output| {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["id"].to_string()
+    };
+    let cap = text(&cunjing(&["broadcast", "export-cap", &id(&area)], &url, "").await.stdout);
+    assert!(cap.contains("<areaDesc>和庄村及相邻村（格）</areaDesc>"), "{cap}");
+    assert_eq!(cap.matches("<polygon>").count(), 4, "和庄村, 前店村, 王庄村, 东岗村: {cap}");
+    assert!(cap.contains("<polygon>34.480000,113.700000 34.480000,113.721795 "), "{cap}");
+    let cap = text(&cunjing(&["broadcast", "export-cap", &id(&near)], &url, "").await.stdout);
+    assert!(cap.contains("<circle>34.485,113.72125 0.1</circle>"), "{cap}");
     assert_eq!(targets(&send(&["--to", "near:34.485,113.72125,0.01"]).await), 1, "10 m: 和庄村 alone");
     // The same point as a Chinese web map gives it (GCJ-02, ~0.6 km off): the same villages.
     let (glon, glat) = cunjing::places::Datum::Gcj02.from_wgs84(113.72125, 34.485);
