@@ -479,11 +479,6 @@ impl Core {
             self.end_draft(inbound).await?;
             return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::TipCancelled))]);
         }
-        if button == ComposeButton::Target(ComposeTarget::Location) {
-            compose.step = ComposeStep::Location;
-            self.save_compose(inbound, &compose).await?;
-            return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastAskLocation))]);
-        }
         if let ComposeButton::Radius(km) = button {
             let (Some((lat, lon)), ComposeStep::Radius) = (compose.point, compose.step) else {
                 return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]);
@@ -510,7 +505,11 @@ impl Core {
                 ComposeTarget::Village(code) => vec![Target::Village(code)],
                 ComposeTarget::Office(code) => vec![Target::Office(code)],
                 ComposeTarget::Station(code) => vec![Target::Station(code)],
-                ComposeTarget::Location => unreachable!("handled above"),
+                ComposeTarget::Location => {
+                    compose.step = ComposeStep::Location;
+                    self.save_compose(inbound, &compose).await?;
+                    return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastAskLocation))]);
+                }
             };
             for target in &targets {
                 if !self.may_broadcast_to(inbound, &actor, target).await? {
@@ -585,8 +584,8 @@ impl Core {
         Ok(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }])
     }
 
-    /// A location shared while "by location" waits for one: the radius buttons, each with
-    /// how many villages and groups it reaches. The point is taken as WGS-84 (a phone's GPS).
+    /// A location shared while "by location" waits for one (`lat`, `lon` in WGS-84): the
+    /// radius buttons, each with how many villages and groups it reaches.
     async fn compose_location(
         &self,
         inbound: &Inbound,
@@ -654,14 +653,21 @@ impl Core {
         mut compose: Compose,
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
         let chat_id = inbound.chat.id;
+        // A location while one is awaited, or instead of the radius (another point).
+        if let (ComposeStep::Location | ComposeStep::Radius, super::Event::Location { latitude, longitude, .. }) =
+            (compose.step, &inbound.event)
+        {
+            // The datum of a location is not said in the event: a Telegram location is a
+            // phone's GPS (WGS-84); WeChat and WeCom send GCJ-02.
+            let datum = match inbound.platform {
+                super::Platform::Wechat | super::Platform::WecomBot => crate::domain::Datum::Gcj02,
+                super::Platform::Telegram | super::Platform::Console => crate::domain::Datum::Wgs84,
+            };
+            let (lon, lat) = datum.to_wgs84(*longitude, *latitude);
+            return Ok(Some(self.compose_location(inbound, compose, lat, lon).await?));
+        }
         if compose.step == ComposeStep::Location {
-            // The datum of a Telegram location is not said; a phone's GPS gives WGS-84.
-            return Ok(Some(match &inbound.event {
-                super::Event::Location { latitude, longitude, .. } => {
-                    self.compose_location(inbound, compose, *latitude, *longitude).await?
-                }
-                _ => vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastAskLocation))],
-            }));
+            return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastAskLocation))]));
         }
         if compose.step != ComposeStep::Text {
             // A message while a button is expected: show the question again.

@@ -758,7 +758,12 @@ app_test!(an_officer_warns_the_villages_around_a_location_they_share, |app| {
     let again = app.ask(dm, &officer, "和庄村").await;
     assert!(again.text.contains("请发送一个位置"), "{}", again.text);
 
-    // 50 m inside 和庄村 from 前店村.
+    // A point in 后店村 first; then, instead of a radius, another: 50 m inside 和庄村 from
+    // 前店村.
+    let mark = app.fake.mark();
+    app.fake.send_location(dm, &officer, 34.487, 113.756);
+    let radius = app.fake.wait_for_new(mark, |m| m.chat_id == dm).await;
+    assert_eq!(buttons(&radius)[0].0, "1 公里内：1 个村（格），1 个群", "{}", radius.text);
     let mark = app.fake.mark();
     app.fake.send_location(dm, &officer, 34.485, 113.72125);
     let radius = app.fake.wait_for_new(mark, |m| m.chat_id == dm).await;
