@@ -1,6 +1,7 @@
 //! Broadcasts and their delivery ledger: one row per target chat or WeCom robot, written in
 //! the same transaction as the broadcast, claimed by the delivery worker, settled once.
-//! Also the "收到" acknowledgements.
+//! Also the "收到" acknowledgements, and the targets: the registry's codes, and places on the
+//! map (`area:CODE`, `near:LAT,LON,KM`) resolved to villages through the area index.
 
 use serde::Serialize;
 use sqlx::FromRow;
