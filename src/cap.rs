@@ -4,8 +4,9 @@
 //! emergency-alert aggregators and public warning systems exchange; alerts from other senders can
 //! be read the same way. The model keeps the parts of a CAP message this crate uses (identity,
 //! status, type, scope, note, references, and per `<info>` block the event, its classification,
-//! texts, expiry and area descriptions); everything else in a document (`<web>`, `<parameter>`,
-//! `<resource>`, `<polygon>`, `<geocode>`, signatures …) is skipped when parsing.
+//! texts, expiry and areas with their descriptions, polygons and circles); everything else in a
+//! document (`<web>`, `<parameter>`, `<resource>`, `<geocode>`, signatures …) is skipped when
+//! parsing.
 //!
 //! - [`Alert::to_xml`] writes a document that validates against the official `CAP-v1.2.xsd`
 //!   (elements in the schema's order, the CAP namespace on `<alert>`), provided the alert passes
@@ -199,8 +200,69 @@ pub struct Info {
     pub instruction: Option<String>,
     /// `<expires>`: when the information stops being valid.
     pub expires: Option<DateTime<FixedOffset>>,
-    /// The areas concerned, one `<area><areaDesc>…</areaDesc></area>` each.
-    pub areas: Vec<String>,
+    /// The areas concerned, one `<area>` each.
+    pub areas: Vec<Area>,
+}
+
+/// One `<area>`: its description and, when known, its outlines and circles (WGS-84).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Area {
+    /// `<areaDesc>`: the place in words, e.g. "和庄村".
+    pub desc: String,
+    /// `<polygon>`: a closed ring of at least four "lat,lon" pairs separated by spaces, the
+    /// first and last the same.
+    pub polygons: Vec<String>,
+    /// `<circle>`: "lat,lon radius" with the radius in kilometres.
+    pub circles: Vec<String>,
+}
+
+impl Area {
+    /// An area known only by its description.
+    pub fn named(desc: impl Into<String>) -> Area {
+        Area { desc: desc.into(), ..Area::default() }
+    }
+
+    /// The outlines of `shape` (WGS-84, x = longitude) as `<polygon>` texts: each polygon's
+    /// outer ring (CAP has no holes), to 6 decimals.
+    pub fn polygons_of(shape: &geo::MultiPolygon<f64>) -> Vec<String> {
+        shape
+            .0
+            .iter()
+            .map(|p| p.exterior().0.iter().map(|c| format!("{:.6},{:.6}", c.y, c.x)).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    /// A `<circle>` text: `km` around (`lat`, `lon`).
+    pub fn circle(lat: f64, lon: f64, km: f64) -> String {
+        format!("{lat},{lon} {km}")
+    }
+}
+
+/// The numbers of a "lat,lon" pair, `None` when it is not one.
+fn point(pair: &str) -> Option<(f64, f64)> {
+    let (lat, lon) = pair.split_once(',')?;
+    let (lat, lon) = (lat.parse::<f64>().ok()?, lon.parse::<f64>().ok()?);
+    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
+}
+
+/// What is wrong with a `<polygon>`, if anything.
+fn polygon_problem(value: &str) -> Option<&'static str> {
+    let points: Option<Vec<(f64, f64)>> = value.split_whitespace().map(point).collect();
+    match points {
+        None => Some("every point must be \"lat,lon\" (WGS-84 degrees), points separated by spaces"),
+        Some(p) if p.len() < 4 => Some("a polygon needs at least four points"),
+        Some(p) if p.first() != p.last() => Some("the last point must repeat the first"),
+        Some(_) => None,
+    }
+}
+
+/// What is wrong with a `<circle>`, if anything.
+fn circle_problem(value: &str) -> Option<&'static str> {
+    let mut parts = value.split_whitespace();
+    match (parts.next().and_then(point), parts.next().map(str::parse::<f64>), parts.next()) {
+        (Some(_), Some(Ok(r)), None) if r >= 0.0 => None,
+        _ => Some("write \"lat,lon radius\": a WGS-84 point and a radius in kilometres"),
+    }
 }
 
 /// What is wrong with a CAP document, or with an [`Alert`] that [`Alert::validate`] rejects.
@@ -310,6 +372,16 @@ pub enum CapError {
     BadLanguage {
         /// The value as found.
         value: String,
+    },
+    /// A `<polygon>` or `<circle>` that is not one.
+    #[error("<{element}> \"{value}\": {problem}")]
+    BadShape {
+        /// `polygon` or `circle`.
+        element: &'static str,
+        /// The value as found.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
     },
     /// A character that an XML 1.0 document cannot carry.
     #[error("<{element}> contains the character U+{code:04X}, which XML 1.0 cannot carry; remove it")]
@@ -488,8 +560,17 @@ impl Info {
         let areas = node
             .cap_children("area")
             .enumerate()
-            .map(|(index, area)| area.required_text("areaDesc", &format!("<area> #{} in {label}", index + 1)))
-            .collect::<Result<_, _>>()?;
+            .map(|(index, area)| {
+                let texts = |name: &'static str| {
+                    area.cap_children(name).map(|n| n.text_only(name)).collect::<Result<Vec<_>, _>>()
+                };
+                Ok(Area {
+                    desc: area.required_text("areaDesc", &format!("<area> #{} in {label}", index + 1))?,
+                    polygons: texts("polygon")?,
+                    circles: texts("circle")?,
+                })
+            })
+            .collect::<Result<_, CapError>>()?;
         Ok(Info {
             language: node.optional_text("language", label)?,
             category,
@@ -531,7 +612,14 @@ impl Info {
             check_datetime("expires", expires)?;
         }
         for area in &self.areas {
-            check_chars("areaDesc", Some(area))?;
+            check_chars("areaDesc", Some(&area.desc))?;
+            let shapes = area.polygons.iter().map(|v| ("polygon", v, polygon_problem(v)));
+            for (element, value, problem) in shapes.chain(area.circles.iter().map(|v| ("circle", v, circle_problem(v))))
+            {
+                if let Some(problem) = problem {
+                    return Err(CapError::BadShape { element, value: value.clone(), problem });
+                }
+            }
         }
         Ok(())
     }
@@ -553,7 +641,16 @@ impl Info {
             write_optional(w, "description", self.description.as_deref())?;
             write_optional(w, "instruction", self.instruction.as_deref())?;
             for area in &self.areas {
-                w.create_element("area").write_inner_content(|w| write_text(w, "areaDesc", area))?;
+                w.create_element("area").write_inner_content(|w| {
+                    write_text(w, "areaDesc", &area.desc)?;
+                    for polygon in &area.polygons {
+                        write_text(w, "polygon", polygon)?;
+                    }
+                    for circle in &area.circles {
+                        write_text(w, "circle", circle)?;
+                    }
+                    Ok(())
+                })?;
             }
             Ok(())
         })?;
@@ -828,11 +925,12 @@ pub fn reference_from(b: &BroadcastRow, tz: &chrono_tz::Tz) -> Reference {
 
 /// Broadcast `b` as a CAP alert, times in `tz`: an Alert, an Update of the broadcast it
 /// corrects (`original`), or, once cancelled, the Cancel that withdraws it. `areas` are the
-/// names of the places it went to, `language` the locale of its text.
+/// places it went to (by name, and by outline or circle for `area:` and `near:` targets),
+/// `language` the locale of its text.
 pub fn alert_of(
     b: &BroadcastRow,
     original: Option<&BroadcastRow>,
-    areas: Vec<String>,
+    areas: Vec<Area>,
     tz: &chrono_tz::Tz,
     language: &str,
 ) -> Alert {
@@ -942,7 +1040,7 @@ mod tests {
                 ),
                 instruction: Some("不要开门；核实身份请致电社区民警。".to_owned()),
                 expires: Some(at("2026-11-30T18:00:00+08:00")),
-                areas: vec!["青山村".to_owned(), "河湾村 <二组> & 三组".to_owned()],
+                areas: vec![Area::named("青山村"), Area::named("河湾村 <二组> & 三组")],
             }],
         }
     }
@@ -1000,7 +1098,7 @@ mod tests {
         assert!(info.instruction.as_deref().unwrap().starts_with("A High Condition is declared"));
         assert!(info.description.as_deref().unwrap().ends_with("heightened\n            threat of terrorism."));
         assert_eq!(info.expires, None);
-        assert_eq!(info.areas, ["U.S. nationwide and interests worldwide"]);
+        assert_eq!(info.areas, [Area::named("U.S. nationwide and interests worldwide")]);
     }
 
     #[test]
@@ -1031,8 +1129,8 @@ mod tests {
         );
         assert_eq!(info.headline.as_deref(), Some("EQ 3.4 Imperial County CA"));
         assert_eq!(info.areas.len(), 1);
-        assert!(info.areas[0].starts_with("1 mi. WSW of Brawley, CA;"));
-        assert!(info.areas[0].ends_with("1 mi. N of the Imperial Fault"));
+        assert!(info.areas[0].desc.starts_with("1 mi. WSW of Brawley, CA;"));
+        assert!(info.areas[0].desc.ends_with("1 mi. N of the Imperial Fault"));
     }
 
     #[test]
@@ -1223,6 +1321,37 @@ mod tests {
         assert!(matches!(alert.validate(), Err(CapError::IllegalChar { element: "description", code: 7 })));
 
         assert!(chinese_alert().validate().is_ok());
+    }
+
+    #[test]
+    fn an_area_keeps_its_outline_and_circle_through_xml_and_the_xsd() {
+        use geo::{LineString, MultiPolygon, Polygon};
+        let square = MultiPolygon(vec![Polygon::new(
+            LineString::from(vec![(113.7, 34.48), (113.721795, 34.48), (113.721795, 34.498087), (113.7, 34.48)]),
+            vec![],
+        )]);
+        let mut alert = chinese_alert();
+        alert.info[0].areas = vec![
+            Area { polygons: Area::polygons_of(&square), ..Area::named("和庄村及相邻村（格）") },
+            Area { circles: vec![Area::circle(34.485, 113.72125, 3.0)], ..Area::named("位置周边 3 公里") },
+        ];
+        assert_eq!(
+            alert.info[0].areas[0].polygons,
+            ["34.480000,113.700000 34.480000,113.721795 34.498087,113.721795 34.480000,113.700000"]
+        );
+        let xml = alert.to_xml();
+        assert!(xml.contains("<circle>34.485,113.72125 3</circle>"), "{xml}");
+        assert_valid_against_the_xsd("area-shapes", &xml);
+        assert_eq!(Alert::parse(&xml).unwrap(), alert);
+
+        let mut bad = alert.clone();
+        bad.info[0].areas[0].polygons = vec!["34.48,113.7 34.49,113.7 34.49,113.71".into()];
+        assert!(matches!(bad.validate(), Err(CapError::BadShape { element: "polygon", .. })));
+        bad.info[0].areas[0].polygons = vec!["113.7,34.48 113.7,34.49 113.71,34.49 113.7,34.48".into()];
+        assert!(bad.validate().unwrap_err().to_string().contains("lat,lon"), "longitude first is refused");
+        let mut bad = alert.clone();
+        bad.info[0].areas[1].circles = vec!["34.485,113.72125".into()];
+        assert!(matches!(bad.validate(), Err(CapError::BadShape { element: "circle", .. })));
     }
 
     #[test]

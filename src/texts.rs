@@ -82,6 +82,20 @@ messages! {
     BroadcastCancelled = "broadcast_cancelled",
     /// Posted as a reply to a cancelled broadcast that can no longer be deleted.
     BroadcastRetracted = "broadcast_retracted",
+    /// The compose flow's "by location" target button.
+    BroadcastByLocationButton = "broadcast_by_location_button",
+    /// "By location" pressed (or something else sent): share a location.
+    BroadcastAskLocation = "broadcast_ask_location",
+    /// A location shared: choose the radius.
+    BroadcastChooseRadius = "broadcast_choose_radius",
+    /// One radius button (`km`, `villages`, `groups` it reaches).
+    BroadcastRadiusButton = "broadcast_radius_button",
+    /// The radius chosen reaches no village's area.
+    BroadcastNothingNear = "broadcast_nothing_near",
+    /// The radius chosen reaches villages the officer may not warn.
+    BroadcastBeyondReach = "broadcast_beyond_reach",
+    /// A place target by name: `name` and its neighbours (`area:`), or `km` around a point (`near:`).
+    BroadcastPlaceName = "broadcast_place_name",
     /// The CAP `areaDesc` of a broadcast to every village.
     CapAreaAll = "cap_area_all",
     /// The private reminder on the reminder day (`name`, `villages`, `month`).

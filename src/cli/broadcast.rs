@@ -12,9 +12,9 @@ use crate::cap;
 use crate::config::Settings;
 use crate::core::Core;
 use crate::core::broadcast::Request;
-use crate::domain::BroadcastKind;
+use crate::domain::{BroadcastKind, Datum};
 use crate::store::Store;
-use crate::store::broadcasts::{BroadcastRow, Target, parse_targets};
+use crate::store::broadcasts::{BroadcastRow, Near, Target, parse_targets};
 
 fn core_for(settings: &Settings, store: Store) -> anyhow::Result<Core> {
     crate::daemon::build_core(settings, store, std::sync::Arc::new(chrono::Utc::now))
@@ -24,12 +24,25 @@ fn targets(specs: &[String]) -> anyhow::Result<Vec<Target>> {
     parse_targets(&specs.join(" ")).map_err(anyhow::Error::msg)
 }
 
+/// `--to …` and `--near LAT,LON,KM [--datum D]`: the point is converted to WGS-84, as
+/// `near:` targets are written.
+fn send_targets(to: &[String], near: Option<&str>, datum: Option<Datum>) -> anyhow::Result<Vec<Target>> {
+    let mut out = if to.is_empty() { vec![] } else { targets(to)? };
+    if let Some(raw) = near {
+        let n = Near::parse(raw).map_err(|e| anyhow::anyhow!("--near {raw}: {e}"))?;
+        let (lon, lat) = datum.unwrap_or(Datum::Wgs84).to_wgs84(n.lon, n.lat);
+        out.push(Target::Near(Near::new(lat, lon, n.km).map_err(|e| anyhow::anyhow!("--near {raw}: {e}"))?));
+    }
+    Ok(out)
+}
+
 /// Runs `cunjing broadcast …`.
 pub(super) async fn run(settings: &Settings, store: Store, cmd: BroadcastCommand) -> anyhow::Result<ExitCode> {
     let core = core_for(settings, store.clone())?;
     match cmd {
-        BroadcastCommand::Send { to, kind, severity, text, event, at, expires, json } => {
-            let mut req = Request::new(kind, severity, &text, targets(&to)?, "CLI");
+        BroadcastCommand::Send { to, near, datum, kind, severity, text, event, at, expires, json } => {
+            let targets = send_targets(&to, near.as_deref(), datum)?;
+            let mut req = Request::new(kind, severity, &text, targets, "CLI");
             req.event = event;
             req.send_at = at.as_deref().map(|s| parse_time(settings, s)).transpose()?;
             req.expires_at = expires.as_deref().map(|s| parse_time(settings, s)).transpose()?;
@@ -132,12 +145,13 @@ fn correction(original: &BroadcastRow, text: &str, identifier: Option<String>) -
     req
 }
 
-/// Broadcast `b` as a CAP alert, its areas named as the registry names them.
+/// Broadcast `b` as a CAP alert, its areas named as the registry names them; an `area:`
+/// target also carries the outlines of the areas it reaches, a `near:` target its circle.
 async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::Result<cap::Alert> {
     let store = core.store();
     let mut areas = Vec::new();
     for t in parse_targets(&b.target_spec).unwrap_or_default() {
-        areas.push(match &t {
+        let name = match &t {
             Target::Village(code) => store.village_by_code(code).await?.map(|v| v.name).unwrap_or(code.clone()),
             Target::Office(code) => store.office_name(code).await?.unwrap_or(code.clone()),
             Target::Station(code) => match store.station_id(code).await? {
@@ -145,10 +159,25 @@ async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::R
                 None => code.clone(),
             },
             Target::All => core.texts().plain(crate::texts::Msg::CapAreaAll),
-        });
+            Target::Area(_) | Target::Near(_) => core.target_name(&t).await?,
+        };
+        let mut area = cap::Area::named(name);
+        match &t {
+            Target::Area(code) => {
+                let index = store.area_index().await?;
+                if let Some(v) = store.village_by_code(code).await?
+                    && let Some(reached) = crate::store::broadcasts::area_and_neighbours(&index, v.id)
+                {
+                    area.polygons = reached.iter().flat_map(|a| cap::Area::polygons_of(&a.shape)).collect();
+                }
+            }
+            Target::Near(n) => area.circles.push(cap::Area::circle(n.lat, n.lon, n.km)),
+            _ => {}
+        }
+        areas.push(area);
     }
     if areas.is_empty() {
-        areas.push(b.target_spec.clone());
+        areas.push(cap::Area::named(b.target_spec.clone()));
     }
     let original = match b.references_id {
         Some(id) => store.broadcast(id).await?,

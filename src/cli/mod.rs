@@ -40,7 +40,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{DEFAULT_CONFIG_PATH, Settings};
 use crate::daemon::{self, ChannelChoice};
-use crate::domain::{BroadcastKind, Grant, Severity};
+use crate::domain::{BroadcastKind, Datum, Grant, Severity};
 use crate::store::Store;
 
 /// cunjing (村警): every village group gets its named officer.
@@ -177,9 +177,18 @@ pub enum Command {
 pub enum BroadcastCommand {
     /// Queue a broadcast; the running daemon delivers it (and records each group's outcome).
     Send {
-        /// village:CODE, office:CODE, station:CODE or all; repeat or separate by commas.
-        #[arg(long, required = true, value_delimiter = ',')]
+        /// village:CODE, office:CODE, station:CODE, all, area:CODE (the village's or grid's
+        /// area and the areas touching it) or near:LAT,LON,KM; repeat or separate by commas.
+        #[arg(long, required_unless_present = "near", value_delimiter = ',')]
         to: Vec<String>,
+        /// LAT,LON,KM: the villages whose areas come within KM (at most 50) of the point
+        /// (WGS-84 unless --datum says otherwise); the same as --to near:LAT,LON,KM.
+        #[arg(long, value_name = "LAT,LON,KM", allow_hyphen_values = true)]
+        near: Option<String>,
+        /// The datum of --near's point: WGS84 (GPS, the default), GCJ02 (Chinese web maps),
+        /// CGCS2000.
+        #[arg(long, requires = "near", value_parser = datum)]
+        datum: Option<Datum>,
         /// warning (治安预警) or notice.
         #[arg(long, default_value_t = BroadcastKind::Notice, value_parser = broadcast_kind)]
         kind: BroadcastKind,
@@ -524,6 +533,11 @@ fn today(settings: &Settings) -> chrono::NaiveDate {
 /// `--kind`: a broadcast kind as stored.
 fn broadcast_kind(s: &str) -> Result<BroadcastKind, String> {
     BroadcastKind::from_code(s).ok_or_else(|| format!("kind {s:?}: use warning or notice"))
+}
+
+/// `--datum`: a map datum by name (aliases as `Datum::parse` takes them).
+fn datum(s: &str) -> Result<Datum, String> {
+    Datum::parse(s).map_err(|e| e.to_string())
 }
 
 /// `--severity`: a severity as stored.

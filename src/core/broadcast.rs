@@ -22,7 +22,7 @@ use super::wire::{ButtonData, ComposeButton, ComposeTarget};
 use super::{Button, ChatKind, Core, Inbound, Outbound, Platform};
 use crate::authz::{Action, Actor, Subject};
 use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus, Severity};
-use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, NewBroadcast, Settle, Target};
+use crate::store::broadcasts::{BroadcastRow, ClaimedDelivery, Near, NewBroadcast, Settle, Target};
 use crate::store::officers::OfficerRow;
 use crate::texts::Msg;
 
@@ -208,6 +208,9 @@ pub struct Created {
     pub targets: i64,
 }
 
+/// The radii offered around a shared location, in kilometres.
+const RADII_KM: [u32; 3] = [1, 3, 5];
+
 /// A guided `/alert` or `/notice` in an officer's private chat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Compose {
@@ -218,12 +221,19 @@ pub(super) struct Compose {
     text: Option<String>,
     photo: Option<String>,
     step: ComposeStep,
+    /// "By location": the point the officer shared, (latitude, longitude) in WGS-84.
+    #[serde(default)]
+    point: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ComposeStep {
     Targets,
+    /// "By location" pressed: waiting for the officer to share one.
+    Location,
+    /// A location shared: waiting for the radius.
+    Radius,
     Severity,
     Text,
     Confirm,
@@ -351,6 +361,10 @@ impl Core {
             for (code, name) in self.store().offices_of_station(officer.station_id).await? {
                 rows.push(vec![cb(name, ComposeTarget::Office(code))]);
             }
+            // Around a point: only once areas are imported.
+            if !self.store().area_index().await?.is_empty() {
+                rows.push(vec![cb(self.texts().plain(Msg::BroadcastByLocationButton), ComposeTarget::Location)]);
+            }
         }
         if rows.is_empty() {
             return Ok(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastRefused))]);
@@ -363,6 +377,7 @@ impl Core {
             text: None,
             photo: None,
             step: ComposeStep::Targets,
+            point: None,
         };
         self.save_compose(inbound, &compose).await?;
         let text = self.texts().render(Msg::BroadcastChooseTargets, minijinja::context! { kind });
@@ -399,20 +414,25 @@ impl Core {
                 .map(|v| Subject::Village { village_id: v.id, station_id: v.station_id }),
             Target::Office(code) => store.office_station(code).await?.map(|station_id| Subject::Station { station_id }),
             Target::Station(code) => store.station_id(code).await?.map(|station_id| Subject::Station { station_id }),
+            // A place is the villages it reaches now: one village, their station, or all.
+            Target::Area(_) | Target::Near(_) => {
+                let places = store.resolve_places(std::slice::from_ref(target)).await?;
+                if !places.problems.is_empty() || places.villages.is_empty() {
+                    return Ok(None);
+                }
+                let villages = store.target_villages(std::slice::from_ref(target)).await?;
+                Some(match villages.as_slice() {
+                    [(village_id, station_id)] => Subject::Village { village_id: *village_id, station_id: *station_id },
+                    _ => subject_of(&villages),
+                })
+            }
         })
     }
 
-    /// A sent broadcast as a whole, to the authorisation module: the station all its villages
-    /// belong to, or everything when they span stations.
+    /// A sent broadcast as a whole, to the authorisation module: the station all the
+    /// villages it reached belong to, or everything when they span stations.
     pub async fn broadcast_subject(&self, b: &BroadcastRow) -> anyhow::Result<Subject> {
-        let targets = crate::store::broadcasts::parse_targets(&b.target_spec).unwrap_or_default();
-        let villages = self.store().target_villages(&targets).await?;
-        Ok(match villages.first() {
-            Some((_, station_id)) if villages.iter().all(|(_, s)| s == station_id) => {
-                Subject::Station { station_id: *station_id }
-            }
-            _ => Subject::Everything,
-        })
+        Ok(subject_of(&self.store().broadcast_villages(b.id).await?))
     }
 
     async fn save_compose(&self, inbound: &Inbound, compose: &Compose) -> anyhow::Result<()> {
@@ -459,6 +479,23 @@ impl Core {
             self.end_draft(inbound).await?;
             return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::TipCancelled))]);
         }
+        if let ComposeButton::Radius(km) = button {
+            let (Some((lat, lon)), ComposeStep::Radius) = (compose.point, compose.step) else {
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]);
+            };
+            let Ok(near) = Near::new(lat, lon, f64::from(km)) else {
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::ConversationExpired))]);
+            };
+            let target = Target::Near(near);
+            let places = self.store().resolve_places(std::slice::from_ref(&target)).await?;
+            if !places.problems.is_empty() || places.villages.is_empty() {
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastNothingNear))]);
+            }
+            if !self.may_broadcast_to(inbound, &actor, &target).await? {
+                return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastBeyondReach))]);
+            }
+            return self.targets_chosen(inbound, compose, vec![target], false).await;
+        }
         if let ComposeButton::Target(target) = button {
             let all_mine = target == ComposeTarget::Mine;
             let targets: Vec<Target> = match target {
@@ -468,32 +505,18 @@ impl Core {
                 ComposeTarget::Village(code) => vec![Target::Village(code)],
                 ComposeTarget::Office(code) => vec![Target::Office(code)],
                 ComposeTarget::Station(code) => vec![Target::Station(code)],
+                ComposeTarget::Location => {
+                    compose.step = ComposeStep::Location;
+                    self.save_compose(inbound, &compose).await?;
+                    return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastAskLocation))]);
+                }
             };
             for target in &targets {
                 if !self.may_broadcast_to(inbound, &actor, target).await? {
                     return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastRefused))]);
                 }
             }
-            let villages = self.store().target_villages(&targets).await?.len();
-            compose.targets = targets.iter().map(Target::to_spec).collect();
-            compose.target_label = texts.render(
-                Msg::BroadcastTargetLabel,
-                minijinja::context! { villages, all_mine, label => self.target_name(&targets[0]).await? },
-            );
-            compose.step = ComposeStep::Severity;
-            self.save_compose(inbound, &compose).await?;
-            // Most pressing first, as everywhere severities are offered.
-            let buttons = Severity::ALL
-                .iter()
-                .copied()
-                .map(|s| Button::Callback {
-                    label: texts.render(Msg::SeverityLabel, minijinja::context! { severity => s.as_str() }),
-                    data: ButtonData::Compose(ComposeButton::Severity(s)).into(),
-                })
-                .collect();
-            let text =
-                texts.render(Msg::BroadcastChooseSeverity, minijinja::context! { target => &compose.target_label });
-            return Ok(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }]);
+            return self.targets_chosen(inbound, compose, targets, all_mine).await;
         }
         if let ComposeButton::Severity(s) = button {
             compose.severity = Some(s);
@@ -531,6 +554,66 @@ impl Core {
         Ok(vec![])
     }
 
+    /// The targets are chosen (and allowed): on to the severity.
+    async fn targets_chosen(
+        &self,
+        inbound: &Inbound,
+        mut compose: Compose,
+        targets: Vec<Target>,
+        all_mine: bool,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let (chat_id, texts) = (inbound.chat.id, self.texts());
+        let villages = self.store().target_villages(&targets).await?.len();
+        compose.targets = targets.iter().map(Target::to_spec).collect();
+        compose.target_label = texts.render(
+            Msg::BroadcastTargetLabel,
+            minijinja::context! { villages, all_mine, label => self.target_name(&targets[0]).await? },
+        );
+        compose.step = ComposeStep::Severity;
+        self.save_compose(inbound, &compose).await?;
+        // Most pressing first, as everywhere severities are offered.
+        let buttons = Severity::ALL
+            .iter()
+            .copied()
+            .map(|s| Button::Callback {
+                label: texts.render(Msg::SeverityLabel, minijinja::context! { severity => s.as_str() }),
+                data: ButtonData::Compose(ComposeButton::Severity(s)).into(),
+            })
+            .collect();
+        let text = texts.render(Msg::BroadcastChooseSeverity, minijinja::context! { target => &compose.target_label });
+        Ok(vec![Outbound::Message { chat_id, text, buttons: vec![buttons], reply_to: None }])
+    }
+
+    /// A location shared while "by location" waits for one (`lat`, `lon` in WGS-84): the
+    /// radius buttons, each with how many villages and groups it reaches.
+    async fn compose_location(
+        &self,
+        inbound: &Inbound,
+        mut compose: Compose,
+        lat: f64,
+        lon: f64,
+    ) -> anyhow::Result<Vec<Outbound>> {
+        let (chat_id, texts) = (inbound.chat.id, self.texts());
+        let Ok(point) = Near::new(lat, lon, 1.0) else {
+            return Ok(vec![Outbound::text(chat_id, texts.plain(Msg::BroadcastAskLocation))]);
+        };
+        compose.point = Some((point.lat, point.lon));
+        compose.step = ComposeStep::Radius;
+        self.save_compose(inbound, &compose).await?;
+        let mut buttons = Vec::new();
+        for km in RADII_KM {
+            let target = [Target::Near(Near { km: f64::from(km), ..point })];
+            let villages = self.store().resolve_places(&target).await?.villages.len();
+            let groups = if villages == 0 { 0 } else { self.store().count_destinations(&target).await? };
+            buttons.push(vec![Button::Callback {
+                label: texts.render(Msg::BroadcastRadiusButton, minijinja::context! { km, villages, groups }),
+                data: ButtonData::Compose(ComposeButton::Radius(km)).into(),
+            }]);
+        }
+        let text = texts.plain(Msg::BroadcastChooseRadius);
+        Ok(vec![Outbound::Message { chat_id, text, buttons, reply_to: None }])
+    }
+
     pub async fn target_name(&self, target: &Target) -> anyhow::Result<String> {
         Ok(match target {
             Target::Village(code) => self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or_default(),
@@ -540,6 +623,13 @@ impl Core {
                 self.store().station_of(id).await?.1
             }
             Target::All => String::new(),
+            Target::Area(code) => {
+                let name = self.store().village_by_code(code).await?.map(|v| v.name).unwrap_or(code.clone());
+                self.texts().render(Msg::BroadcastPlaceName, minijinja::context! { name, km => None::<String> })
+            }
+            Target::Near(n) => self
+                .texts()
+                .render(Msg::BroadcastPlaceName, minijinja::context! { name => None::<String>, km => n.km_text() }),
         })
     }
 
@@ -563,6 +653,22 @@ impl Core {
         mut compose: Compose,
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
         let chat_id = inbound.chat.id;
+        // A location while one is awaited, or instead of the radius (another point).
+        if let (ComposeStep::Location | ComposeStep::Radius, super::Event::Location { latitude, longitude, .. }) =
+            (compose.step, &inbound.event)
+        {
+            // The datum of a location is not said in the event: a Telegram location is a
+            // phone's GPS (WGS-84); WeChat and WeCom send GCJ-02.
+            let datum = match inbound.platform {
+                super::Platform::Wechat | super::Platform::WecomBot => crate::domain::Datum::Gcj02,
+                super::Platform::Telegram | super::Platform::Console => crate::domain::Datum::Wgs84,
+            };
+            let (lon, lat) = datum.to_wgs84(*longitude, *latitude);
+            return Ok(Some(self.compose_location(inbound, compose, lat, lon).await?));
+        }
+        if compose.step == ComposeStep::Location {
+            return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastAskLocation))]));
+        }
         if compose.step != ComposeStep::Text {
             // A message while a button is expected: show the question again.
             return Ok(Some(vec![Outbound::text(chat_id, self.texts().plain(Msg::BroadcastUseButtons))]));
@@ -665,6 +771,16 @@ impl Core {
             self.opts.broadcast_wake.notify_waiters();
         }
         Ok(done)
+    }
+}
+
+/// The subject of a set of villages: their station when they share one, else everything.
+fn subject_of(villages: &[(i64, i64)]) -> Subject {
+    match villages.first() {
+        Some((_, station_id)) if villages.iter().all(|(_, s)| s == station_id) => {
+            Subject::Station { station_id: *station_id }
+        }
+        _ => Subject::Everything,
     }
 }
 

@@ -239,6 +239,8 @@ pub enum ComposeButton {
     CancelSend(i64),
     /// `bc:t:…`: where to.
     Target(ComposeTarget),
+    /// `bc:km:N`: the radius, in whole kilometres, around the location the officer shared.
+    Radius(u32),
     /// `bc:s:SEVERITY`.
     Severity(Severity),
     /// `bc:ok`: send.
@@ -255,6 +257,8 @@ pub enum ComposeTarget {
     Village(String),
     Office(String),
     Station(String),
+    /// `bc:t:loc`: around a location the officer shares next.
+    Location,
 }
 
 /// A deep link's payload, `t.me/BOT?start=PAYLOAD`.
@@ -330,12 +334,14 @@ impl ButtonData {
                 "ok" => ComposeButton::Send,
                 "no" => ComposeButton::Drop,
                 "t:mine" => ComposeButton::Target(ComposeTarget::Mine),
+                "t:loc" => ComposeButton::Target(ComposeTarget::Location),
                 _ => {
                     let (kind, arg) = rest.split_once(':')?;
                     match kind {
                         "r" => ComposeButton::Report(id(arg)?),
                         "x" => ComposeButton::CancelSend(id(arg)?),
                         "s" => ComposeButton::Severity(Severity::from_code(arg)?),
+                        "km" => ComposeButton::Radius(arg.parse().ok().filter(|km| *km > 0)?),
                         "t" => {
                             let (kind, code) = arg.split_once(':')?;
                             let code = code.to_string();
@@ -393,6 +399,8 @@ impl fmt::Display for ButtonData {
                 ComposeButton::Target(ComposeTarget::Village(code)) => write!(f, "bc:t:v:{code}"),
                 ComposeButton::Target(ComposeTarget::Office(code)) => write!(f, "bc:t:o:{code}"),
                 ComposeButton::Target(ComposeTarget::Station(code)) => write!(f, "bc:t:s:{code}"),
+                ComposeButton::Target(ComposeTarget::Location) => f.write_str("bc:t:loc"),
+                ComposeButton::Radius(km) => write!(f, "bc:km:{km}"),
                 ComposeButton::Severity(s) => write!(f, "bc:s:{}", s.as_str()),
                 ComposeButton::Send => f.write_str("bc:ok"),
                 ComposeButton::Drop => f.write_str("bc:no"),
@@ -495,6 +503,8 @@ mod tests {
             "bc:t:v:410102001",
             "bc:t:o:4101020",
             "bc:t:s:41010",
+            "bc:t:loc",
+            "bc:km:3",
             "bc:s:urgent",
             "bc:ok",
             "bc:no",
@@ -507,8 +517,20 @@ mod tests {
 
     #[test]
     fn data_the_bot_never_draws_is_not_a_button() {
-        for data in ["", "x", "tip:ack:", "tip:ack:x", "tip:to:3", "t:rate:3", "bc:s:loud", "bc:t:q:1", "ack:-", "m:x"]
-        {
+        for data in [
+            "",
+            "x",
+            "tip:ack:",
+            "tip:ack:x",
+            "tip:to:3",
+            "t:rate:3",
+            "bc:s:loud",
+            "bc:t:q:1",
+            "bc:km:0",
+            "bc:km:x",
+            "ack:-",
+            "m:x",
+        ] {
             assert_eq!(ButtonData::parse(data), None, "{data}");
         }
     }

@@ -1,32 +1,101 @@
 //! Broadcasts and their delivery ledger: one row per target chat or WeCom robot, written in
 //! the same transaction as the broadcast, claimed by the delivery worker, settled once.
-//! Also the "收到" acknowledgements.
+//! Also the "收到" acknowledgements, and the targets: the registry's codes, and places on the
+//! map (`area:CODE`, `near:LAT,LON,KM`) resolved to villages through the area index.
 
 use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Backend, Store};
 use crate::domain::{BroadcastKind, BroadcastStatus, CapStatus, DeliveryState, Severity};
+use crate::places::{Area, AreaIndex};
 
 /// Whom a broadcast goes to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Target {
     Village(String),
     Office(String),
     Station(String),
     All,
+    /// `area:CODE`: the area of village (grid) CODE and every area that touches it (shares
+    /// at least a point with it: an edge, or only a corner), i.e. this village and those
+    /// around it. Resolved to villages when the broadcast is created.
+    Area(String),
+    /// `near:LAT,LON,KM`: the villages whose areas come within KM of a WGS-84 point.
+    Near(Near),
 }
 
+/// The largest radius of a `near:` target, in kilometres.
+pub const MAX_NEAR_KM: f64 = 50.0;
+
+/// A circle around a WGS-84 point: the `near:LAT,LON,KM` target.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Near {
+    pub lat: f64,
+    pub lon: f64,
+    pub km: f64,
+}
+
+/// `x` rounded to `places` decimals, without trailing zeros.
+fn decimal(x: f64, places: usize) -> String {
+    let s = format!("{x:.places$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { &s };
+    if s == "-0" { "0".to_string() } else { s.to_string() }
+}
+
+impl Near {
+    /// A checked circle: a latitude and longitude on Earth, a radius above 0 and at most
+    /// [`MAX_NEAR_KM`]. Kept to 6 decimals of a degree (10 cm) and to the metre.
+    pub fn new(lat: f64, lon: f64, km: f64) -> Result<Near, String> {
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(format!("latitude {lat} is not between -90 and 90 (write LAT,LON,KM: latitude first)"));
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(format!("longitude {lon} is not between -180 and 180"));
+        }
+        if !km.is_finite() || km <= 0.0 || km > MAX_NEAR_KM {
+            return Err(format!("the radius must be more than 0 and at most {MAX_NEAR_KM} km, not {km}"));
+        }
+        let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+        Ok(Near { lat: round(lat, 6), lon: round(lon, 6), km: round(km, 3).max(0.001) })
+    }
+
+    /// Parses `LAT,LON,KM` (commas or spaces between).
+    pub fn parse(s: &str) -> Result<Near, String> {
+        let parts: Vec<&str> = s.split([',', ' ']).filter(|p| !p.is_empty()).collect();
+        let numbers: Option<Vec<f64>> = parts.iter().map(|p| p.parse::<f64>().ok()).collect();
+        match numbers.as_deref() {
+            Some([lat, lon, km]) => Near::new(*lat, *lon, *km),
+            _ => Err(format!("{s:?} is not LAT,LON,KM (three numbers: WGS-84 latitude, longitude, radius in km)")),
+        }
+    }
+
+    /// `LAT,LON,KM` as the target spec writes it.
+    pub fn spec(&self) -> String {
+        format!("{},{},{}", decimal(self.lat, 6), decimal(self.lon, 6), decimal(self.km, 3))
+    }
+
+    /// The radius as people write it: `3`, `0.5`.
+    pub fn km_text(&self) -> String {
+        decimal(self.km, 3)
+    }
+
+    pub fn metres(&self) -> f64 {
+        self.km * 1000.0
+    }
+}
+
+const HOW_TO_WRITE: &str = "write village:CODE, office:CODE, station:CODE, area:CODE, near:LAT,LON,KM or all";
+
 impl Target {
-    /// Parses `village:CODE`, `office:CODE`, `station:CODE` or `all`.
+    /// Parses `village:CODE` (or `grid:CODE`), `office:CODE`, `station:CODE`, `area:CODE`,
+    /// `near:LAT,LON,KM` or `all`.
     pub fn parse(s: &str) -> Result<Target, String> {
         let s = s.trim();
         if s == "all" {
             return Ok(Target::All);
         }
-        let (kind, code) = s
-            .split_once(':')
-            .ok_or_else(|| format!("target {s:?}: write village:CODE, office:CODE, station:CODE or all"))?;
+        let (kind, code) = s.split_once(':').ok_or_else(|| format!("target {s:?}: {HOW_TO_WRITE}"))?;
         let code = code.trim().to_string();
         if code.is_empty() {
             return Err(format!("target {s:?} has no code after the colon"));
@@ -35,7 +104,11 @@ impl Target {
             "village" | "grid" => Ok(Target::Village(code)),
             "office" => Ok(Target::Office(code)),
             "station" => Ok(Target::Station(code)),
-            _ => Err(format!("target {s:?}: the kind must be village, office or station (or the word all)")),
+            "area" => Ok(Target::Area(code)),
+            "near" => Near::parse(&code).map(Target::Near).map_err(|e| format!("target {s:?}: {e}")),
+            _ => {
+                Err(format!("target {s:?}: the kind must be village, office, station, area or near (or the word all)"))
+            }
         }
     }
 
@@ -45,17 +118,125 @@ impl Target {
             Target::Office(c) => format!("office:{c}"),
             Target::Station(c) => format!("station:{c}"),
             Target::All => "all".to_string(),
+            Target::Area(c) => format!("area:{c}"),
+            Target::Near(n) => format!("near:{}", n.spec()),
+        }
+    }
+
+    /// Whether the target is a place on the map (`area:`, `near:`), resolved through the
+    /// areas rather than the registry's codes.
+    pub fn is_place(&self) -> bool {
+        matches!(self, Target::Area(_) | Target::Near(_))
+    }
+}
+
+/// Parses a target spec as stored in `broadcasts.target_spec` or given on the command line:
+/// targets separated by spaces or commas (the commas inside `near:LAT,LON,KM` belong to it).
+pub fn parse_targets(spec: &str) -> Result<Vec<Target>, String> {
+    let mut pieces = spec.split([' ', ',', '\t', '\n']).filter(|s| !s.is_empty());
+    let mut targets = Vec::new();
+    while let Some(piece) = pieces.next() {
+        if piece.starts_with("near:") {
+            let mut parts = vec![piece];
+            let wanted = if piece == "near:" { 4 } else { 3 };
+            while parts.len() < wanted {
+                match pieces.next() {
+                    Some(p) => parts.push(p),
+                    None => break,
+                }
+            }
+            targets.push(Target::parse(&parts.join(","))?);
+        } else {
+            targets.push(Target::parse(piece)?);
+        }
+    }
+    if targets.is_empty() {
+        return Err(format!("no target given: {HOW_TO_WRITE}"));
+    }
+    Ok(targets)
+}
+
+/// What the place targets (`area:`, `near:`) of a broadcast reach: the villages, and why a
+/// target reaches nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// Village ids, each once, in order.
+    pub villages: Vec<i64>,
+    pub problems: Vec<PlaceProblem>,
+}
+
+/// Why a place target reaches nothing; `Display` says it for the command line, with the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlaceProblem {
+    /// No area is imported at all.
+    NoAreas { spec: String },
+    /// `area:CODE` names no village or grid.
+    NoSuchVillage { spec: String },
+    /// The village of `area:CODE` has no area.
+    NoArea { spec: String, name: String },
+    /// No area comes within the circle of `near:`.
+    NothingNear { spec: String, km: String },
+}
+
+impl PlaceProblem {
+    /// The target, as written.
+    pub fn spec(&self) -> &str {
+        match self {
+            PlaceProblem::NoAreas { spec }
+            | PlaceProblem::NoSuchVillage { spec }
+            | PlaceProblem::NoArea { spec, .. }
+            | PlaceProblem::NothingNear { spec, .. } => spec,
         }
     }
 }
 
-/// Parses a space-separated target spec as stored in `broadcasts.target_spec`.
-pub fn parse_targets(spec: &str) -> Result<Vec<Target>, String> {
-    let targets = spec.split([' ', ',']).filter(|s| !s.is_empty()).map(Target::parse).collect::<Result<Vec<_>, _>>()?;
-    if targets.is_empty() {
-        return Err("no target given: write village:CODE, office:CODE, station:CODE or all".into());
+impl std::fmt::Display for PlaceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const IMPORT: &str = "add areas.geojson to the registry folder and run `cunjing registry import`";
+        match self {
+            PlaceProblem::NoAreas { spec } => write!(f, "{spec}: no areas are imported yet; {IMPORT}"),
+            PlaceProblem::NoSuchVillage { spec } => write!(
+                f,
+                "{spec}: no such village or grid in the registry; check the code (`cunjing registry export` lists them)"
+            ),
+            PlaceProblem::NoArea { spec, name } => write!(f, "{spec} ({name}) has no area; {IMPORT} with its Feature"),
+            PlaceProblem::NothingNear { spec, km } => write!(
+                f,
+                "{spec}: no village or grid area comes within {km} km of that point; check the point \
+                 (WGS-84 latitude first) or widen the radius"
+            ),
+        }
     }
-    Ok(targets)
+}
+
+/// Within this distance two areas count as touching: coordinates written to 6 decimals
+/// (10 cm) and two digitisations of one boundary may leave hairline gaps.
+pub const TOUCH_M: f64 = 1.0;
+
+/// Whether two areas share at least a point (DE-9IM *intersects*: overlapping, sharing an
+/// edge, or meeting only at a corner), allowing [`TOUCH_M`] for hairline gaps.
+pub fn areas_touch(a: &geo::MultiPolygon<f64>, b: &geo::MultiPolygon<f64>) -> bool {
+    use geo::Intersects;
+    if a.intersects(b) {
+        return true;
+    }
+    let near = |from: &geo::MultiPolygon<f64>, to: &geo::MultiPolygon<f64>| {
+        from.0
+            .iter()
+            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+            .flat_map(|r| r.0.iter())
+            .any(|c| crate::places::distance_m(to, c.x, c.y) <= TOUCH_M)
+    };
+    // Two shapes apart are closest at a vertex of one of them.
+    near(a, b) || near(b, a)
+}
+
+/// The area of `village_id` and the areas that touch it, `None` when it has no area.
+pub fn area_and_neighbours(index: &AreaIndex, village_id: i64) -> Option<Vec<&Area>> {
+    let area = index.of_village(village_id)?;
+    let mut out = vec![area];
+    out.extend(index.neighbours(area, TOUCH_M * 2.0).into_iter().filter(|n| areas_touch(&area.shape, &n.shape)));
+    Some(out)
 }
 
 /// A broadcast to create.
@@ -229,8 +410,9 @@ fn settle_query(id: i64, settle: &Settle, now: i64) -> sqlx::query::Query<'stati
 }
 
 /// The columns that select villages for a target, over `villages v JOIN offices o JOIN
-/// stations s`; the codes are bound from `$first`.
-fn target_filter(targets: &[Target], first: usize) -> (String, Vec<String>) {
+/// stations s`; the codes are bound from `$first`. `places` are the villages the place
+/// targets (`area:`, `near:`) reached ([`Store::resolve_places`]), written as numbers.
+fn target_filter(targets: &[Target], first: usize, places: &[i64]) -> (String, Vec<String>) {
     let mut parts = Vec::new();
     let mut binds = Vec::new();
     for t in targets {
@@ -249,15 +431,28 @@ fn target_filter(targets: &[Target], first: usize) -> (String, Vec<String>) {
                 parts.push(format!("s.code = ${n}"));
                 binds.push(c.clone());
             }
+            Target::Area(_) | Target::Near(_) => {}
         }
+    }
+    if targets.iter().any(Target::is_place) {
+        parts.push(if places.is_empty() {
+            "1 = 0".to_string()
+        } else {
+            format!("v.id IN ({})", places.iter().map(i64::to_string).collect::<Vec<_>>().join(", "))
+        });
+    }
+    if parts.is_empty() {
+        parts.push("1 = 0".to_string());
     }
     (format!("({})", parts.join(" OR ")), binds)
 }
 
-/// The offices whose own robot a target reaches (office, station or all; not a village).
+/// The offices whose own robot a target reaches (office, station or all; not a village nor
+/// a place).
 fn office_filter(targets: &[Target], first: usize) -> Option<(String, Vec<String>)> {
-    let wide: Vec<Target> = targets.iter().filter(|t| !matches!(t, Target::Village(_))).cloned().collect();
-    if wide.is_empty() { None } else { Some(target_filter(&wide, first)) }
+    let wide: Vec<Target> =
+        targets.iter().filter(|t| matches!(t, Target::Office(_) | Target::Station(_) | Target::All)).cloned().collect();
+    if wide.is_empty() { None } else { Some(target_filter(&wide, first, &[])) }
 }
 
 /// Where a broadcast to `targets` goes, each a SELECT of (channel, chat_id, address,
@@ -266,8 +461,8 @@ fn office_filter(targets: &[Target], first: usize) -> Option<(String, Vec<String
 /// village's WeCom robot, then the robot of each reached office. A new broadcast writes one
 /// delivery per row ([`Store::create_broadcast`]); the preview counts the same rows
 /// ([`Store::count_destinations`]), so it says what the send will do.
-fn destinations(targets: &[Target], first: usize) -> Vec<(String, Vec<String>)> {
-    let (filter, binds) = target_filter(targets, first);
+fn destinations(targets: &[Target], first: usize, places: &[i64]) -> Vec<(String, Vec<String>)> {
+    let (filter, binds) = target_filter(targets, first, places);
     let mut out = vec![
         (
             format!(
@@ -309,7 +504,8 @@ impl Store {
         let mut unknown = Vec::new();
         for t in targets {
             let (sql, code) = match t {
-                Target::All => continue,
+                // Places name what they reach through the areas: see `resolve_places`.
+                Target::All | Target::Area(_) | Target::Near(_) => continue,
                 Target::Village(c) => ("SELECT COUNT(*) FROM villages WHERE code = $1", c),
                 Target::Office(c) => ("SELECT COUNT(*) FROM offices WHERE code = $1", c),
                 Target::Station(c) => ("SELECT COUNT(*) FROM stations WHERE code = $1", c),
@@ -322,11 +518,67 @@ impl Store {
         Ok(unknown)
     }
 
+    /// The villages the place targets (`area:`, `near:`) among `targets` reach, through the
+    /// areas as they are now, and what stops a target from reaching any.
+    pub async fn resolve_places(&self, targets: &[Target]) -> anyhow::Result<Places> {
+        let mut places = Places::default();
+        if !targets.iter().any(Target::is_place) {
+            return Ok(places);
+        }
+        let index = self.area_index().await?;
+        let mut seen = std::collections::HashSet::new();
+        for t in targets {
+            let spec = t.to_spec();
+            if t.is_place() && index.is_empty() {
+                places.problems.push(PlaceProblem::NoAreas { spec });
+                continue;
+            }
+            let reached: Vec<i64> = match t {
+                Target::Area(code) => {
+                    let Some(v) = self.village_by_code(code).await? else {
+                        places.problems.push(PlaceProblem::NoSuchVillage { spec });
+                        continue;
+                    };
+                    match area_and_neighbours(&index, v.id) {
+                        Some(areas) => areas.iter().map(|a| a.village_id).collect(),
+                        None => {
+                            places.problems.push(PlaceProblem::NoArea { spec, name: v.name });
+                            continue;
+                        }
+                    }
+                }
+                Target::Near(n) => {
+                    let found: Vec<i64> = index.near(n.lon, n.lat, n.metres()).iter().map(|a| a.village_id).collect();
+                    if found.is_empty() {
+                        places.problems.push(PlaceProblem::NothingNear { spec, km: n.km_text() });
+                    }
+                    found
+                }
+                _ => continue,
+            };
+            places.villages.extend(reached.into_iter().filter(|id| seen.insert(*id)));
+        }
+        Ok(places)
+    }
+
+    /// The villages the place targets among `targets` reach; an error that says what to fix
+    /// when one reaches none.
+    pub async fn place_villages(&self, targets: &[Target]) -> anyhow::Result<Vec<i64>> {
+        let places = self.resolve_places(targets).await?;
+        anyhow::ensure!(
+            places.problems.is_empty(),
+            "{}",
+            places.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        );
+        Ok(places.villages)
+    }
+
     /// The villages `targets` reach: (id, station id).
     pub async fn target_villages(&self, targets: &[Target]) -> anyhow::Result<Vec<(i64, i64)>> {
-        let (filter, binds) = target_filter(targets, 1);
+        let places = self.place_villages(targets).await?;
+        let (filter, binds) = target_filter(targets, 1, &places);
         let sql = format!("SELECT v.id, s.id FROM {VILLAGE_JOIN} WHERE {filter} ORDER BY v.id");
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).persistent(!targets.iter().any(Target::is_place));
         for b in &binds {
             q = q.bind(b);
         }
@@ -337,8 +589,15 @@ impl Store {
     /// group bound to a targeted village and per WeCom robot of the targets. A correction
     /// (`references_id`) goes to the chats the original reached, as a reply to it.
     /// Returns the id and the number of targets.
+    ///
+    /// Place targets (`area:`, `near:`) are resolved now, through the areas as they are, like
+    /// the registry's codes: the villages they reached are in `broadcast_villages` and the
+    /// target spec keeps what was asked for.
     pub async fn create_broadcast(&self, b: &NewBroadcast) -> anyhow::Result<(i64, i64)> {
         let spec = b.targets.iter().map(Target::to_spec).collect::<Vec<_>>().join(" ");
+        let places = if b.references_id.is_some() { vec![] } else { self.place_villages(&b.targets).await? };
+        // A statement naming the villages of a place is not used again: not kept prepared.
+        let persistent = places.is_empty();
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO broadcasts (kind, severity, status, cap_status, cap_identifier, cap_references, references_id, \
@@ -367,7 +626,7 @@ impl Store {
         .bind(BroadcastStatus::Scheduled)
         .fetch_one(&mut *tx)
         .await?;
-        let (filter, binds) = target_filter(&b.targets, 2);
+        let (filter, binds) = target_filter(&b.targets, 2, &places);
         if let Some(original) = b.references_id {
             sqlx::query(
                 "INSERT INTO broadcast_villages (broadcast_id, village_id) SELECT $1, village_id FROM broadcast_villages \
@@ -388,7 +647,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO broadcast_villages (broadcast_id, village_id) SELECT $1, v.id FROM {VILLAGE_JOIN} WHERE {filter}"
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(persistent).bind(id);
             for c in &binds {
                 q = q.bind(c);
             }
@@ -420,12 +679,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         } else {
-            for (select, binds) in destinations(&b.targets, 3) {
+            for (select, binds) in destinations(&b.targets, 3, &places) {
                 let sql = format!(
                     "INSERT INTO broadcast_deliveries (broadcast_id, channel, chat_id, address, village_id, state, updated_at) \
                      SELECT $1, d.channel, d.chat_id, d.address, d.village_id, 'pending', $2 FROM ({select}) d ORDER BY d.ord"
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).bind(b.now);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(persistent).bind(id).bind(b.now);
                 for c in &binds {
                     q = q.bind(c);
                 }
@@ -778,10 +1037,11 @@ impl Store {
     /// How many deliveries a new broadcast to `targets` would make: every group on every
     /// platform and every WeCom robot it reaches (the rows [`Store::create_broadcast`] writes).
     pub async fn count_destinations(&self, targets: &[Target]) -> anyhow::Result<i64> {
+        let places = self.place_villages(targets).await?;
         let mut total = 0;
-        for (select, binds) in destinations(targets, 1) {
+        for (select, binds) in destinations(targets, 1, &places) {
             let sql = format!("SELECT COUNT(*) FROM ({select}) d");
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).persistent(places.is_empty());
             for b in &binds {
                 q = q.bind(b);
             }
@@ -792,6 +1052,17 @@ impl Store {
 }
 
 impl Store {
+    /// The villages broadcast `id` reached when it was created: (id, station id).
+    pub async fn broadcast_villages(&self, id: i64) -> anyhow::Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT v.id, o.station_id FROM broadcast_villages bv JOIN villages v ON v.id = bv.village_id \
+             JOIN offices o ON o.id = v.office_id WHERE bv.broadcast_id = $1 ORDER BY v.id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     pub async fn broadcast_by_cap_identifier(&self, identifier: &str) -> anyhow::Result<Option<BroadcastRow>> {
         let sql = format!("SELECT {BROADCAST_COLUMNS} FROM broadcasts WHERE cap_identifier = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(identifier).fetch_optional(self.pool()).await?)
@@ -823,7 +1094,115 @@ mod tests {
     #[test]
     fn targets_parse_and_a_bad_one_says_how_to_write_it() {
         assert_eq!(parse_targets("village:V1, office:O1 all").unwrap().len(), 3);
-        assert!(Target::parse("county:X").unwrap_err().contains("village, office or station"));
+        assert!(Target::parse("county:X").unwrap_err().contains("village, office, station, area or near"));
         assert!(parse_targets(" ").unwrap_err().contains("no target"));
+    }
+
+    #[test]
+    fn place_targets_parse_and_write_back_as_themselves() {
+        let near = Target::Near(Near { lat: 34.489044, lon: 113.710898, km: 3.0 });
+        // Commas inside near: belong to it, wherever the list is split.
+        for spec in [
+            "area:410184101201 near:34.489044,113.710898,3",
+            "area:410184101201,near:34.489044,113.710898,3",
+            "area:410184101201 near:34.489044 113.710898 3",
+            "area:410184101201, near: 34.489044, 113.710898, 3",
+        ] {
+            assert_eq!(parse_targets(spec).unwrap(), [Target::Area("410184101201".into()), near.clone()], "{spec}");
+        }
+        assert_eq!(near.to_spec(), "near:34.489044,113.710898,3");
+        assert_eq!(Target::parse("near:34.4,113.7,0.5").unwrap().to_spec(), "near:34.4,113.7,0.5");
+        assert_eq!(Target::parse("near:-33.8688,151.2093,2").unwrap().to_spec(), "near:-33.8688,151.2093,2");
+        // Kept to 10 cm.
+        assert_eq!(Target::parse("near:34.1234567891,113.7,1").unwrap().to_spec(), "near:34.123457,113.7,1");
+    }
+
+    #[test]
+    fn a_bad_circle_is_refused_with_what_to_write() {
+        let err = |s: &str| Target::parse(s).unwrap_err();
+        assert!(err("near:34.4,113.7,51").contains("at most 50 km"), "{}", err("near:34.4,113.7,51"));
+        assert!(err("near:34.4,113.7,0").contains("more than 0"));
+        assert!(err("near:34.4,113.7,-1").contains("more than 0"));
+        assert!(err("near:113.7,34.4,3").contains("latitude 113.7"), "swapped: {}", err("near:113.7,34.4,3"));
+        assert!(err("near:34.4,113.7").contains("LAT,LON,KM"));
+        assert!(err("near:34.4,east,3").contains("LAT,LON,KM"));
+        assert!(err("near:NaN,113.7,3").contains("latitude"));
+        assert!(err("area:").contains("no code"));
+    }
+
+    /// The example registry's areas, indexed, with village ids 1, 2 … in file order.
+    fn example_index() -> (AreaIndex, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bot-config/example/areas.geojson");
+        let raw = std::fs::read_to_string(path).unwrap();
+        let collection: geojson::FeatureCollection = raw.parse().unwrap();
+        let mut codes = Vec::new();
+        let areas = collection
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let code = f.property("code").and_then(|c| c.as_str()).unwrap().to_string();
+                codes.push(code.clone());
+                let shape =
+                    crate::places::shape_from_geojson(&f.geometry.as_ref().unwrap().value, crate::domain::Datum::Wgs84)
+                        .unwrap();
+                Area { village_id: i as i64 + 1, code: code.into(), station_id: 1, shape }
+            })
+            .collect();
+        (AreaIndex::build(areas), codes)
+    }
+
+    fn reached(index: &AreaIndex, codes: &[String], code: &str) -> Vec<String> {
+        let id = codes.iter().position(|c| c == code).unwrap() as i64 + 1;
+        let mut out: Vec<String> = area_and_neighbours(index, id).unwrap().iter().map(|a| a.code.to_string()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_area_reaches_itself_and_every_area_it_touches_even_at_a_corner() {
+        let (index, codes) = example_index();
+        // 和庄村: 前店村 east and 王庄村 north share an edge; 东岗村 meets it at one corner.
+        assert_eq!(
+            reached(&index, &codes, "410184101201"),
+            ["410184101201", "410184101202", "410184101204", "410184101205"]
+        );
+        // 前店村 is notched by grids 001–003 (edges); 004 and 006 meet it at the notch's
+        // corners. Grid 005's box touches 前店村's box (it sits on the notch's rim line), but
+        // its area is 0.4 km from 前店村 (grids 002, 004 and 006 lie between): it is left out.
+        assert_eq!(
+            reached(&index, &codes, "410184101202"),
+            [
+                "410184101001",
+                "410184101002",
+                "410184101003",
+                "410184101004",
+                "410184101006",
+                "410184101201",
+                "410184101202",
+                "410184101203",
+                "410184101204",
+                "410184101205",
+                "410184101206"
+            ]
+        );
+        let g5 = index.of_village(codes.iter().position(|c| c == "410184101005").unwrap() as i64 + 1).unwrap();
+        let qd = index.of_village(2).unwrap();
+        assert!(index.neighbours(qd, TOUCH_M).iter().any(|a| a.village_id == g5.village_id), "boxes touch");
+        assert!(!areas_touch(&qd.shape, &g5.shape), "areas do not");
+    }
+
+    #[test]
+    fn a_hairline_gap_still_touches_and_a_real_gap_does_not() {
+        use geo::{LineString, MultiPolygon, Polygon};
+        let square = |lon: f64| {
+            MultiPolygon(vec![Polygon::new(
+                LineString::from(vec![(lon, 34.0), (lon + 0.01, 34.0), (lon + 0.01, 34.01), (lon, 34.01), (lon, 34.0)]),
+                vec![],
+            )])
+        };
+        // 0.5 m and 20 m east of a 0.01° square (≈ 0.92 km wide at 34° N).
+        assert!(areas_touch(&square(113.0), &square(113.01 + 0.5 / 92_300.0)));
+        assert!(!areas_touch(&square(113.0), &square(113.01 + 20.0 / 92_300.0)));
     }
 }

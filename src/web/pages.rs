@@ -773,10 +773,16 @@ async fn broadcasts(State(state): State<WebState>, session: Session) -> Page {
     Ok(state.render(StatusCode::OK, "broadcasts.html", minijinja::context! { page => session.page(), broadcasts }))
 }
 
-/// The targets an account may choose: the station itself, its offices, its villages.
-async fn target_choices(state: &WebState, session: &Session) -> anyhow::Result<Vec<(String, String)>> {
+/// The targets an account may choose: the station itself, its offices, its villages; and,
+/// for `area:CODE`, its villages that have an area (code, name).
+async fn target_choices(
+    state: &WebState,
+    session: &Session,
+) -> anyhow::Result<(Vec<(String, String)>, Vec<(String, String)>)> {
     let store = state.core.store();
+    let index = store.area_index().await.context("Failed to load the areas")?;
     let mut out = Vec::new();
+    let mut areas = Vec::new();
     let stations: Vec<i64> = match session.user.station_id {
         Some(s) => vec![s],
         None => store.stations().await.context("Failed to list the stations")?.into_iter().map(|(id, _)| id).collect(),
@@ -794,10 +800,13 @@ async fn target_choices(state: &WebState, session: &Session) -> anyhow::Result<V
             .into_iter()
             .filter(|v| v.station_id == station_id)
         {
+            if index.of_village(v.id).is_some() {
+                areas.push((v.code.clone(), v.name.clone()));
+            }
             out.push((format!("village:{}", v.code), v.name));
         }
     }
-    Ok(out)
+    Ok((out, areas))
 }
 
 #[derive(Deserialize, Default, Serialize, Clone)]
@@ -816,6 +825,51 @@ struct BroadcastForm {
     send_at: String,
     #[serde(default)]
     confirm: String,
+    /// `area:CODE`: the village (grid) whose area and neighbours are targeted.
+    #[serde(default)]
+    area: String,
+    /// `near:`: a point and a radius, in the datum `near_datum` (WGS84 when empty).
+    #[serde(default)]
+    near_lat: String,
+    #[serde(default)]
+    near_lon: String,
+    #[serde(default)]
+    near_km: String,
+    #[serde(default)]
+    near_datum: String,
+}
+
+/// The place targets of the form (`area:`, `near:`); an error key when the point and
+/// radius are not three numbers in range (the command line's rules).
+fn place_targets(form: &BroadcastForm) -> Result<Vec<Target>, &'static str> {
+    let mut out = Vec::new();
+    if !form.area.trim().is_empty() {
+        out.push(Target::Area(form.area.trim().to_string()));
+    }
+    let near = [&form.near_lat, &form.near_lon, &form.near_km];
+    if near.iter().any(|f| !f.trim().is_empty()) {
+        let datum = match form.near_datum.trim() {
+            "" => crate::domain::Datum::Wgs84,
+            d => crate::domain::Datum::parse(d).map_err(|_| "near_invalid")?,
+        };
+        let raw = near.map(|f| f.trim().to_string()).join(",");
+        let n = crate::store::broadcasts::Near::parse(&raw).map_err(|_| "near_invalid")?;
+        let (lon, lat) = datum.to_wgs84(n.lon, n.lat);
+        out.push(Target::Near(crate::store::broadcasts::Near::new(lat, lon, n.km).map_err(|_| "near_invalid")?));
+    }
+    Ok(out)
+}
+
+/// A place problem as the console says it.
+fn place_problem_text(state: &WebState, p: &crate::store::broadcasts::PlaceProblem) -> String {
+    use crate::store::broadcasts::PlaceProblem;
+    let key = match p {
+        PlaceProblem::NoAreas { .. } => "place_no_areas",
+        PlaceProblem::NoSuchVillage { .. } => "place_no_such_village",
+        PlaceProblem::NoArea { .. } => "place_no_area",
+        PlaceProblem::NothingNear { .. } => "place_nothing_near",
+    };
+    format!("{}：{}", p.spec(), state.t(key))
 }
 
 async fn broadcast_form(
@@ -825,10 +879,10 @@ async fn broadcast_form(
     errors: BTreeMap<&str, String>,
     preview: Option<i64>,
 ) -> Page {
-    let targets = target_choices(state, session).await?;
+    let (targets, areas) = target_choices(state, session).await?;
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let ctx = minijinja::context! {
-        page => session.page(), form, targets, errors, preview,
+        page => session.page(), form, targets, areas, errors, preview,
         kinds => BroadcastKind::codes(), severities => Severity::codes(),
     };
     Ok(state.render(status, "broadcast_new.html", ctx))
@@ -857,6 +911,11 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
             "text" => form.text = v,
             "send_at" => form.send_at = v,
             "confirm" => form.confirm = v,
+            "area" => form.area = v,
+            "near_lat" => form.near_lat = v,
+            "near_lon" => form.near_lon = v,
+            "near_km" => form.near_km = v,
+            "near_datum" => form.near_datum = v,
             _ => {}
         }
     }
@@ -878,9 +937,23 @@ async fn broadcast_create(State(state): State<WebState>, session: Session, body:
     } else if form.text.chars().count() > 3000 {
         errors.insert("text", state.t("text_too_long"));
     }
-    let targets: Vec<Target> = form.target.iter().filter_map(|t| Target::parse(t).ok()).collect();
-    if targets.is_empty() {
+    let mut targets: Vec<Target> = form.target.iter().filter_map(|t| Target::parse(t).ok()).collect();
+    match place_targets(&form) {
+        Ok(places) => targets.extend(places),
+        Err(key) => {
+            errors.insert("place", state.t(key));
+        }
+    }
+    if targets.is_empty() && !errors.contains_key("place") {
         errors.insert("target", state.t("target_required"));
+    }
+    if errors.is_empty() {
+        // A place that reaches nothing is said before anything is authorised or counted.
+        let places = core.store().resolve_places(&targets).await.context("Failed to resolve the places")?;
+        if !places.problems.is_empty() {
+            let said: Vec<String> = places.problems.iter().map(|p| place_problem_text(&state, p)).collect();
+            errors.insert("place", said.join("；"));
+        }
     }
     let send_at = match form.send_at.trim() {
         "" => None,
