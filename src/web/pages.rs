@@ -1085,7 +1085,13 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
         .filter(|o| session.covers(o.station_id))
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, kind => o.kind })
         .collect();
-    let map_gaps = on_map.values().filter(|(_, _, covered)| !covered).count();
+    let mut map_gaps: Vec<(&str, &str)> = on_map
+        .values()
+        .filter(|(_, _, covered)| !covered)
+        .map(|(code, name, _)| (code.as_str(), name.as_str()))
+        .collect();
+    map_gaps.sort();
+    let map_gaps: Vec<&str> = map_gaps.into_iter().map(|(_, name)| name).collect();
     let ctx = minijinja::context! {
         page => session.page(), villages, gaps, officers, coverage_map, map_gaps, without_area,
         mapped => on_map.len(),
@@ -1285,9 +1291,12 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
         store.village_tips(session.user.station_id, from, to).await.context("Failed to count the tips per village")?;
     let index = store.area_index().await.context("Failed to load the areas")?;
     let area_map = tips_map(&state, &index, &per_area);
+    // The table: the villages that had tips, the most first (the map shows them all).
+    let mut with_tips: Vec<_> = per_area.iter().filter(|v| v.tips > 0).collect();
+    with_tips.sort_by(|a, b| b.tips.cmp(&a.tips).then(a.code.cmp(&b.code)));
     let ctx = minijinja::context! {
         page => session.page(), month, officers, minimum => 1, warnings_chart, tips_chart, villages, desk,
-        trend, first_month => labels.first(), last_month => labels.last(), per_area, area_map,
+        trend, first_month => labels.first(), last_month => labels.last(), per_area => with_tips, area_map,
     };
     Ok(state.render(StatusCode::OK, "figures.html", ctx))
 }
