@@ -20,6 +20,8 @@ const SIDE: f64 = 480.0;
 const MIN_SIDE: f64 = 220.0;
 /// The labels' font size in SVG units (`svg.map text` in `console.css` says the same).
 const FONT: f64 = 13.0;
+/// From one line of a label to the next.
+const LINE: f64 = 16.0;
 /// Points closer than this (SVG units) to the last one drawn are left out of an outline.
 const DETAIL: f64 = 0.6;
 
@@ -245,11 +247,11 @@ pub fn draw(title: &str, regions: &[Region<'_>], point: Option<((f64, f64), &str
                 );
             }
             Some(note) => {
-                let y = y - 2.0;
+                let y = y - 3.0;
                 let _ = write!(
                     labels,
                     "<text class=\"{kind}\" x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"middle\">{}\
-                     <tspan class=\"note\" x=\"{x:.1}\" dy=\"{FONT}\">{}</tspan></text>",
+                     <tspan class=\"note\" x=\"{x:.1}\" dy=\"{LINE}\">{}</tspan></text>",
                     esc(r.name),
                     esc(note)
                 );

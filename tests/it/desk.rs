@@ -417,6 +417,20 @@ pub async fn insert_example_areas(app: &TestApp) {
     }
 }
 
+/// Adds a location item (WGS-84 degrees) to tip `number`, as a pin sent with it.
+pub async fn add_location(app: &TestApp, number: &str, lat: f64, lon: f64) {
+    let tip = app.store().tip_by_number(number).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO tip_items (tip_id, position, kind, latitude_e6, longitude_e6) VALUES ($1, 9, 'location', $2, $3)",
+    )
+    .bind(tip.id)
+    .bind((lat * 1e6).round() as i64)
+    .bind((lon * 1e6).round() as i64)
+    .execute(app.store().pool())
+    .await
+    .unwrap();
+}
+
 /// The element `<g class="region CLASS" data-code="CODE">` of a map on `page`, up to its end.
 fn region<'p>(page: &'p Page, code: &str) -> Option<(&'p str, &'p str)> {
     let at = page.body.find(&format!("data-code=\"{code}\""))?;
@@ -434,18 +448,10 @@ app_test!(a_tip_shows_its_area_and_where_it_was_reported_and_a_map_with_its_neig
     let (_chat, plain, _) = submit_anonymous_tip(&app, "有人在河边电鱼").await;
     // The tip's pin lies in 前店村 (2–4 km east, 1 km north of the station's corner); it was
     // sent from 和庄村's group, so 前店村 is responsible and 和庄村 is where it was reported.
+    add_location(&app, &number, 34.489044, 113.732693).await;
     let store = app.store();
     let tip = store.tip_by_number(&number).await.unwrap().unwrap();
     let hezhuang = store.village_by_code(HEZHUANG).await.unwrap().unwrap();
-    sqlx::query(
-        "INSERT INTO tip_items (tip_id, position, kind, latitude_e6, longitude_e6) VALUES ($1, 9, 'location', $2, $3)",
-    )
-    .bind(tip.id)
-    .bind(34_489_044_i64)
-    .bind(113_732_693_i64)
-    .execute(store.pool())
-    .await
-    .unwrap();
     sqlx::query("UPDATE tips SET reported_village_id = $1 WHERE id = $2")
         .bind(hezhuang.id)
         .bind(tip.id)
