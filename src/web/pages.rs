@@ -532,10 +532,8 @@ async fn tip_view(
     // The menu starts on the status that comes next (已受理 for a new tip, 处理中 once taken…).
     let next_statuses: Vec<&str> = tip.status.next_choices().into_iter().map(TipStatus::as_str).collect();
     let ctx = minijinja::context! {
-        page => session.page(), tip => &tip, village => &village.name, reported, map, has_point => point.is_some(), phone, timeline, items,
-        officers,
-        assigned,
-        errors, ok, overdue, open => tip.status.is_open(), next_statuses,
+        page => session.page(), tip => &tip, village => &village.name, reported, map, has_point => point.is_some(),
+        phone, timeline, items, officers, assigned, errors, ok, overdue, open => tip.status.is_open(), next_statuses,
         printed_at => core.now_ms(),
     };
     Ok(state.render(status, template, ctx))
