@@ -47,6 +47,19 @@ impl OfficerFigures {
     }
 }
 
+/// One village's (or grid's) tips over a period: those it is responsible for (the tips
+/// whose location lies in its area, or without a location reported from it) and, of those,
+/// how many were reported from another village (a group elsewhere, a resident who chose
+/// another village).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct VillageTips {
+    pub village_id: i64,
+    pub code: String,
+    pub name: String,
+    pub tips: i64,
+    pub from_elsewhere: i64,
+}
+
 /// The median of waits in milliseconds, in whole minutes (rounded).
 fn median_minutes(mut waits: Vec<i64>) -> i64 {
     waits.sort_unstable();
@@ -187,6 +200,24 @@ impl Store {
         )
         .bind(station_id.unwrap_or(0))
         .bind(since)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every village of the station (all with `None`), by code, with its tips created in
+    /// `[from, to)` (see [`VillageTips`]).
+    pub async fn village_tips(&self, station_id: Option<i64>, from: i64, to: i64) -> anyhow::Result<Vec<VillageTips>> {
+        Ok(sqlx::query_as(
+            "SELECT v.id AS village_id, v.code, v.name, COUNT(t.id) AS tips, \
+             COALESCE(SUM(CASE WHEN t.reported_village_id IS NOT NULL AND t.reported_village_id <> t.village_id \
+             THEN 1 ELSE 0 END), 0) AS from_elsewhere \
+             FROM villages v JOIN offices o ON o.id = v.office_id \
+             LEFT JOIN tips t ON t.village_id = v.id AND t.created_at >= $2 AND t.created_at < $3 \
+             WHERE ($1 = 0 OR o.station_id = $1) GROUP BY v.id, v.code, v.name ORDER BY v.code",
+        )
+        .bind(station_id.unwrap_or(0))
+        .bind(from)
+        .bind(to)
         .fetch_all(self.pool())
         .await?)
     }

@@ -24,7 +24,11 @@ pub struct TipListRow {
     pub station_code: String,
     pub station_name: String,
     pub village_code: String,
+    /// The village (or grid) responsible: the one whose area holds the tip's location, else
+    /// the one it was reported from.
     pub village_name: String,
+    /// The village it was reported from, when its location put it in another (报告于 …).
+    pub reported_village_name: Option<String>,
     pub category: String,
     pub source: TipSource,
     #[sqlx(try_from = "super::mapping::Flag")]
@@ -214,7 +218,8 @@ impl Where {
 }
 
 const FROM: &str = "FROM tips t JOIN villages v ON v.id = t.village_id JOIN offices o ON o.id = v.office_id \
-     JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id";
+     JOIN stations s ON s.id = o.station_id LEFT JOIN officers f ON f.id = t.assigned_officer_id \
+     LEFT JOIN villages rv ON rv.id = t.reported_village_id AND rv.id <> t.village_id";
 
 /// `statuses` as an SQL list of their codes: `'new', 'acknowledged'`.
 fn sql_codes(statuses: &[TipStatus]) -> String {
@@ -442,7 +447,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT t.id, t.number, t.created_at, s.code AS station_code, s.name AS station_name, v.code AS village_code, \
-             v.name AS village_name, t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, \
+             v.name AS village_name, rv.name AS reported_village_name, t.category, t.source, t.anonymous, t.status, f.badge AS officer_badge, \
              f.name AS officer_name, t.acknowledged_at, t.resolved_at, t.rating, t.summary, \
              CASE WHEN {overdue_sql} THEN 1 ELSE 0 END AS overdue {FROM} WHERE {condition} ORDER BY {order}"
         );
@@ -453,6 +458,18 @@ impl Store {
             rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
         }
         Ok(rows)
+    }
+
+    /// The village tip `tip_id` was reported from, when its location put it in another:
+    /// (id, name).
+    pub async fn tip_reported_village(&self, tip_id: i64) -> anyhow::Result<Option<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT v.id, v.name FROM tips t JOIN villages v ON v.id = t.reported_village_id \
+             WHERE t.id = $1 AND t.reported_village_id <> t.village_id",
+        )
+        .bind(tip_id)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// Every tip matching `filter`, in its order.

@@ -18,6 +18,7 @@
 mod admin;
 pub mod error;
 mod figures;
+mod map;
 mod pages;
 
 use std::collections::HashMap;
@@ -141,6 +142,11 @@ const TEXT_KEYS: &[&str] = &[
     "sheet_name",
     "yes",
     "no",
+    "map_tip",
+    "map_point",
+    "map_coverage",
+    "map_gap",
+    "map_tips",
 ];
 
 impl WebTexts {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::WebError;
 use super::figures::{bar_chart, column_chart};
+use super::map::{self, Region};
 use super::{Session, WebState, csrf_refused};
 use crate::authz::{Action, Subject};
 use crate::core::CoreError;
@@ -487,17 +488,25 @@ async fn tip_view(
         };
         timeline.push(minijinja::context! { at, actor, name, badge, kind, detail });
     }
-    let items: Vec<_> = store
-        .tip_items(tip.id)
+    let raw_items = store.tip_items(tip.id).await.context("Failed to read the tip's items")?;
+    let point = raw_items.iter().find_map(|item| match item {
+        crate::store::tips::TipItem::Location { latitude, longitude, .. } => Some((*longitude, *latitude)),
+        _ => None,
+    });
+    let reported = store
+        .tip_reported_village(tip.id)
         .await
-        .context("Failed to read the tip's items")?
+        .context("Failed to load the village the tip was reported from")?
+        .map(|(_, name)| name);
+    let map = tip_map(state, session, tip.village_id, &tip.platform, point).await?;
+    let items: Vec<_> = raw_items
         .into_iter()
         .map(|item| match item {
             crate::store::tips::TipItem::Text { text } => minijinja::context! { kind => "text", text },
             crate::store::tips::TipItem::Photo { .. } => minijinja::context! { kind => "photo" },
             crate::store::tips::TipItem::Voice { .. } => minijinja::context! { kind => "voice" },
             crate::store::tips::TipItem::Video { .. } => minijinja::context! { kind => "video" },
-            crate::store::tips::TipItem::Location { latitude, longitude } => {
+            crate::store::tips::TipItem::Location { latitude, longitude, .. } => {
                 minijinja::context! { kind => "location", latitude, longitude }
             }
         })
@@ -523,11 +532,54 @@ async fn tip_view(
     // The menu starts on the status that comes next (已受理 for a new tip, 处理中 once taken…).
     let next_statuses: Vec<&str> = tip.status.next_choices().into_iter().map(TipStatus::as_str).collect();
     let ctx = minijinja::context! {
-        page => session.page(), tip => &tip, village => &village.name, phone, timeline, items, officers, assigned,
-        errors, ok, overdue, open => tip.status.is_open(), next_statuses,
+        page => session.page(), tip => &tip, village => &village.name, reported, map, has_point => point.is_some(),
+        phone, timeline, items, officers, assigned, errors, ok, overdue, open => tip.status.is_open(), next_statuses,
         printed_at => core.now_ms(),
     };
     Ok(state.render(status, template, ctx))
+}
+
+/// How far around a tip's area its neighbours are looked for (metres): as far as its map
+/// reaches.
+const NEIGHBOURS_M: f64 = 1_000.0;
+
+/// The map of a tip's area (the village responsible): its outline, the neighbouring areas
+/// of the account's station, lighter and named (each a link to its tips), and the tip's
+/// point `(lon, lat)` if it has one, as sent on `platform` (WeChat's are GCJ-02). `None`
+/// when the village has no area.
+async fn tip_map(
+    state: &WebState,
+    session: &Session,
+    village_id: i64,
+    platform: &str,
+    point: Option<(f64, f64)>,
+) -> anyhow::Result<Option<String>> {
+    use crate::places::Datum;
+    let store = state.core.store();
+    let index = store.area_index().await.context("Failed to load the areas for a tip's map")?;
+    let Some(area) = index.of_village(village_id) else { return Ok(None) };
+    let near: Vec<_> =
+        index.neighbours(area, NEIGHBOURS_M).into_iter().filter(|a| session.covers(a.station_id)).collect();
+    let mut names: HashMap<i64, String> = HashMap::new();
+    for a in std::iter::once(area).chain(near.iter().copied()) {
+        let village = store.village_by_id(a.village_id).await.context("Failed to load a village of a tip's map")?;
+        names.insert(a.village_id, village.map_or_else(|| a.code.to_string(), |v| v.name));
+    }
+    let name = |id: i64| names.get(&id).map_or("", String::as_str);
+    let mut regions = vec![Region::new(&area.code, name(area.village_id), &area.shape, "area")];
+    for a in &near {
+        regions.push(Region {
+            fit: false,
+            href: Some(format!("/tips?village={}", a.code)),
+            ..Region::new(&a.code, name(a.village_id), &a.shape, "near")
+        });
+    }
+    let datum = match crate::core::Platform::parse(platform) {
+        Some(crate::core::Platform::Wechat | crate::core::Platform::WecomBot) => Datum::Gcj02,
+        _ => Datum::Wgs84,
+    };
+    let point = point.map(|(lon, lat)| (datum.to_wgs84(lon, lat), state.texts.get("map_point")));
+    Ok(map::draw(state.texts.get("map_tip"), &regions, point, 0.35))
 }
 
 /// A photo, voice message or video of a tip, fetched from the channel it came in on.
@@ -1058,6 +1110,10 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     }
     let mut villages = Vec::new();
     let mut gaps = 0;
+    let index = store.area_index().await.context("Failed to load the areas")?;
+    // Per village with an area: (code, name, covered).
+    let mut on_map: HashMap<i64, (String, String, bool)> = HashMap::new();
+    let mut without_area = Vec::new();
     for v in store
         .all_villages()
         .await
@@ -1067,11 +1123,18 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
     {
         let officers = store.assigned_officers(v.id, &day).await.context("Failed to list a village's officers")?;
         let no_resident = !officers.iter().any(|o| o.role == crate::domain::AssignmentRole::Resident);
+        // Nobody of the duty chain serves it today and is on duty: no tip can reach anyone.
+        let no_officer = !officers.iter().any(|o| o.role.is_on_duty_chain() && o.on_duty);
         let group_count = groups.get(&v.id).copied().unwrap_or(0);
         let not_enrolled: Vec<String> =
             officers.iter().filter(|o| !o.enrolled && o.role.is_on_duty_chain()).map(|o| o.name.clone()).collect();
-        if no_resident || group_count == 0 || !not_enrolled.is_empty() {
+        if no_resident || no_officer || group_count == 0 || !not_enrolled.is_empty() {
             gaps += 1;
+        }
+        if index.of_village(v.id).is_some() {
+            on_map.insert(v.id, (v.code.clone(), v.name.clone(), !no_officer));
+        } else {
+            without_area.push(minijinja::context! { code => &v.code, name => &v.name });
         }
         let officers: Vec<_> = officers
             .iter()
@@ -1081,9 +1144,10 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
             .collect();
         villages.push(minijinja::context! {
             code => v.code, name => v.name, office => v.office_name, officers, groups => group_count,
-            no_resident, no_group => group_count == 0, not_enrolled,
+            no_resident, no_officer, no_group => group_count == 0, not_enrolled,
         });
     }
+    let coverage_map = coverage_map(&state, &index, &on_map);
     let officers: Vec<_> = store
         .all_officers()
         .await
@@ -1092,8 +1156,49 @@ async fn registry(State(state): State<WebState>, session: Session) -> Page {
         .filter(|o| session.covers(o.station_id))
         .map(|o| minijinja::context! { badge => o.badge, name => o.name, kind => o.kind })
         .collect();
-    let ctx = minijinja::context! { page => session.page(), villages, gaps, officers };
+    let mut map_gaps: Vec<(&str, &str)> = on_map
+        .values()
+        .filter(|(_, _, covered)| !covered)
+        .map(|(code, name, _)| (code.as_str(), name.as_str()))
+        .collect();
+    map_gaps.sort();
+    let map_gaps: Vec<&str> = map_gaps.into_iter().map(|(_, name)| name).collect();
+    let ctx = minijinja::context! {
+        page => session.page(), villages, gaps, officers, coverage_map, map_gaps, without_area,
+        mapped => on_map.len(),
+    };
     Ok(state.render(StatusCode::OK, "registry.html", ctx))
+}
+
+/// Most areas a console map draws (a system account sees every station's: a province's are
+/// too many for one page).
+const MAX_MAP_AREAS: usize = 2_000;
+
+/// The station's areas (`villages`: id → (code, name, covered)) coloured by coverage: a gap
+/// (no officer of the duty chain on duty today) in one colour, the covered in another, each
+/// a link to its tips. `None` without areas, or with too many.
+fn coverage_map(
+    state: &WebState,
+    index: &crate::places::AreaIndex,
+    villages: &HashMap<i64, (String, String, bool)>,
+) -> Option<String> {
+    if villages.len() > MAX_MAP_AREAS {
+        return None;
+    }
+    let gap = state.texts.get("map_gap");
+    let mut regions: Vec<Region<'_>> = villages
+        .iter()
+        .filter_map(|(id, (code, name, covered))| {
+            let area = index.of_village(*id)?;
+            Some(Region {
+                title: (!covered).then(|| gap.to_string()),
+                href: Some(format!("/tips?village={code}")),
+                ..Region::new(code, name, &area.shape, if *covered { "covered" } else { "gap" })
+            })
+        })
+        .collect();
+    regions.sort_by(|a, b| a.code.cmp(b.code));
+    map::draw(state.texts.get("map_coverage"), &regions, None, 0.03)
 }
 
 async fn enrol(
@@ -1252,11 +1357,42 @@ async fn figures(State(state): State<WebState>, session: Session, Query(q): Quer
             }
         })
         .collect();
+    // The month's tips per area: each counted in the village responsible for it.
+    let per_area =
+        store.village_tips(session.user.station_id, from, to).await.context("Failed to count the tips per village")?;
+    let index = store.area_index().await.context("Failed to load the areas")?;
+    let area_map = tips_map(&state, &index, &per_area);
+    // The table: the villages that had tips, the most first (the map shows them all).
+    let mut with_tips: Vec<_> = per_area.iter().filter(|v| v.tips > 0).collect();
+    with_tips.sort_by(|a, b| b.tips.cmp(&a.tips).then(a.code.cmp(&b.code)));
     let ctx = minijinja::context! {
         page => session.page(), month, officers, minimum => 1, warnings_chart, tips_chart, villages, desk,
-        trend, first_month => labels.first(), last_month => labels.last(),
+        trend, first_month => labels.first(), last_month => labels.last(), per_area => with_tips, area_map,
     };
     Ok(state.render(StatusCode::OK, "figures.html", ctx))
+}
+
+/// The areas of `villages` shaded by their tips (five shades, the most tips darkest), each
+/// with its count and a link to its tips. `None` without areas, or with too many.
+fn tips_map(
+    state: &WebState,
+    index: &crate::places::AreaIndex,
+    villages: &[crate::store::reports::VillageTips],
+) -> Option<String> {
+    let drawn: Vec<_> = villages.iter().filter_map(|v| Some((v, index.of_village(v.village_id)?))).collect();
+    if drawn.len() > MAX_MAP_AREAS {
+        return None;
+    }
+    let most = drawn.iter().map(|(v, _)| v.tips).max().unwrap_or(0);
+    let regions: Vec<Region<'_>> = drawn
+        .iter()
+        .map(|(v, area)| Region {
+            note: Some(v.tips.to_string()),
+            href: Some(format!("/tips?village={}", v.code)),
+            ..Region::new(&v.code, &v.name, &area.shape, map::heat_class(v.tips, most))
+        })
+        .collect();
+    map::draw(state.texts.get("map_tips"), &regions, None, 0.03)
 }
 
 /// GET /figures/export.csv?month=: the officers' figures of the month as CSV (UTF-8 with BOM,

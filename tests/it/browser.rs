@@ -102,6 +102,8 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         let port = console(&mut app).await;
         let (chat, number, _) = submit_anonymous_tip(&app, "村口桥下有人电鱼，天天晚上来").await;
         submit_anonymous_tip(&app, "有人在村委会门口吵架").await;
+        crate::desk::insert_example_areas(&app).await;
+        crate::desk::add_location(&app, &number, 34.4850, 113.7360).await;
         let group = -100_601;
         app.fake.group(group, "前店村村民群", true);
         let v = app.store().village_by_code(QIANDIAN).await.unwrap().unwrap();
@@ -145,7 +147,16 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         c.find(Locator::LinkText(&number)).await.unwrap().click().await.unwrap();
         c.wait().for_element(Locator::Id("timeline")).await.unwrap();
         assert!(text_of(&c, "#summary").await.contains("电鱼"));
+        // The map of the tip's area is drawn and coloured by the stylesheet (no inline style).
+        let map = "return [document.querySelector('#tip-map svg').getBoundingClientRect().width, \
+                   getComputedStyle(document.querySelector('#tip-map .area path')).fill, \
+                   getComputedStyle(document.querySelector('#tip-map .point .dot')).fill];";
+        let map = c.execute(map, vec![]).await.unwrap();
+        assert!(map[0].as_f64().unwrap() > 200.0, "{map:?}");
+        assert_eq!((map[1].as_str(), map[2].as_str()), (Some("rgb(188, 211, 240)"), Some("rgb(217, 48, 37)")));
         shot(&c, "tip").await;
+        c.execute("document.getElementById('tip-map').scrollIntoView();", vec![]).await.unwrap();
+        shot(&c, "tip-map").await;
         c.find(Locator::Id("reply-text")).await.unwrap().send_keys("收到，今晚派人蹲守。").await.unwrap();
         let mark = app.fake.mark();
         c.find(Locator::Id("reply")).await.unwrap().click().await.unwrap();
@@ -208,9 +219,13 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         assert!(csv.starts_with('\u{feff}') && csv.contains(&number), "{csv}");
 
         c.goto(&format!("{base}/registry")).await.unwrap();
+        let covered = "return getComputedStyle(document.querySelector('#coverage-map .covered path')).fill;";
+        assert_eq!(c.execute(covered, vec![]).await.unwrap().as_str(), Some("rgb(212, 236, 217)"));
         shot(&c, "registry").await;
         c.goto(&format!("{base}/figures")).await.unwrap();
         shot(&c, "figures").await;
+        c.execute("document.getElementById('area-figures').scrollIntoView();", vec![]).await.unwrap();
+        shot(&c, "figures-areas").await;
         c.execute("document.getElementById('warnings-chart').scrollIntoView();", vec![]).await.unwrap();
         shot(&c, "figures-charts").await;
 

@@ -390,3 +390,174 @@ app_test!(a_closed_tip_can_still_be_answered_and_reopened_for_a_reason, |app| {
     let refused = outsider.post(&path("reopen"), &[("csrf", &outsider.get("/tips").await.csrf()), ("note", "x")]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 });
+
+// ----- places on the desk (issue #24) -----
+
+const HEZHUANG: &str = "410184101201";
+/// The example registry's grid 006 (和庄社区第六网格).
+const GRID_6: &str = "410184101006";
+
+/// Puts the areas of the example registry (`bot-config/example/areas.geojson`) into `areas`
+/// as the registry import stores them: the village by its code, the datum, the feature's
+/// geometry as JSON text. The one place the tests get their areas from (replacing any).
+pub async fn insert_example_areas(app: &TestApp) {
+    let text = std::fs::read_to_string(crate::app::example_dir().join("areas.geojson")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let store = app.store();
+    sqlx::query("DELETE FROM areas").execute(store.pool()).await.unwrap();
+    for feature in doc["features"].as_array().unwrap() {
+        let code = feature["properties"]["code"].as_str().unwrap();
+        let village = store.village_by_code(code).await.unwrap().unwrap_or_else(|| panic!("no village {code}"));
+        sqlx::query("INSERT INTO areas (village_id, datum, geometry, updated_at) VALUES ($1, 'WGS84', $2, $3)")
+            .bind(village.id)
+            .bind(feature["geometry"].to_string())
+            .bind(app.now_ms())
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// Adds a location item (WGS-84 degrees) to tip `number`, as a pin sent with it.
+pub async fn add_location(app: &TestApp, number: &str, lat: f64, lon: f64) {
+    let tip = app.store().tip_by_number(number).await.unwrap().unwrap();
+    sqlx::query(
+        "INSERT INTO tip_items (tip_id, position, kind, latitude_e6, longitude_e6) VALUES ($1, 9, 'location', $2, $3)",
+    )
+    .bind(tip.id)
+    .bind((lat * 1e6).round() as i64)
+    .bind((lon * 1e6).round() as i64)
+    .execute(app.store().pool())
+    .await
+    .unwrap();
+}
+
+/// The element `<g class="region CLASS" data-code="CODE">` of a map on `page`, up to its end.
+fn region<'p>(page: &'p Page, code: &str) -> Option<(&'p str, &'p str)> {
+    let at = page.body.find(&format!("data-code=\"{code}\""))?;
+    let start = page.body[..at].rfind("<g class=\"region ")? + 17;
+    let class = &page.body[start..at - 2];
+    let rest = &page.body[at..];
+    Some((class, &rest[..rest.find("</g>")?]))
+}
+
+app_test!(a_tip_shows_its_area_and_where_it_was_reported_and_a_map_with_its_neighbours_and_its_point, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    insert_example_areas(&app).await;
+    let (_chat, number, _) = submit_anonymous_tip(&app, "路口的井盖丢了").await;
+    let (_chat, plain, _) = submit_anonymous_tip(&app, "有人在河边电鱼").await;
+    // The tip's pin lies in 前店村 (2–4 km east, 1 km north of the station's corner); it was
+    // sent from 和庄村's group, so 前店村 is responsible and 和庄村 is where it was reported.
+    add_location(&app, &number, 34.489044, 113.732693).await;
+    let store = app.store();
+    let tip = store.tip_by_number(&number).await.unwrap().unwrap();
+    let hezhuang = store.village_by_code(HEZHUANG).await.unwrap().unwrap();
+    sqlx::query("UPDATE tips SET reported_village_id = $1 WHERE id = $2")
+        .bind(hezhuang.id)
+        .bind(tip.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let c = Client::logged_in(port, "neiqin").await;
+    let page = c.get(&format!("/tips/{number}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"area\">前店村<") && page.body.contains("id=\"reported\">报告于 和庄村<"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"tip-map\"><svg"), "the map is drawn in the page: {}", page.body);
+    let (class, area) = region(&page, QIANDIAN).expect("the tip's area is drawn");
+    assert_eq!(class, "area");
+    assert!(area.contains("<title>前店村</title>"), "{area}");
+    assert!(page.body.contains(">前店村</text>"), "the area is named on the map: {}", page.body);
+    // Its neighbours, lighter, named, each a link to its tips.
+    let (class, _) = region(&page, HEZHUANG).expect("和庄村 borders 前店村");
+    assert_eq!(class, "near");
+    assert!(page.body.contains(&format!("<a href=\"/tips?village={HEZHUANG}\">")), "{}", page.body);
+    assert!(page.body.contains("<g class=\"point\"><title>线索位置</title><circle"), "{}", page.body);
+    assert!(!page.body.contains(" style="), "the Content-Security-Policy allows no inline style");
+    // The list says both; a tip without a location has a map of its area without a point.
+    let list = c.get("/tips").await;
+    assert!(list.body.contains("前店村<br><span class=\"muted reported\">报告于 和庄村</span>"), "{}", list.body);
+    let page = c.get(&format!("/tips/{plain}")).await;
+    assert!(page.body.contains("id=\"tip-map\"") && !page.body.contains("class=\"point\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"reported\""), "{}", page.body);
+    let print = c.get(&format!("/tips/{number}/print")).await;
+    assert!(print.body.contains("前店村（报告于 和庄村）") && print.body.contains("<svg"), "{}", print.body);
+    // Without areas the page is as before.
+    sqlx::query("DELETE FROM areas").execute(store.pool()).await.unwrap();
+    let page = c.get(&format!("/tips/{number}")).await;
+    assert!(page.status == StatusCode::OK && !page.body.contains("<svg"), "{}", page.body);
+});
+
+app_test!(the_registry_map_shows_an_area_left_without_an_officer_on_duty_as_a_gap, |app| {
+    let port = console(&mut app).await;
+    // Both assignments of grid 6 ended: nobody serves it today.
+    let dir = crate::app::example_registry_with(&[
+        (
+            "assignments.csv",
+            "410184101006,041206,resident,2024-06-01,\n",
+            "410184101006,041206,resident,2024-06-01,2025-06-01\n",
+        ),
+        (
+            "assignments.csv",
+            "410184101006,F04124,auxiliary,2024-06-01,\n",
+            "410184101006,F04124,auxiliary,2024-06-01,2025-06-01\n",
+        ),
+    ]);
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    cunjing::registry::import_dir(app.store(), dir.path(), today).await.unwrap();
+    insert_example_areas(&app).await;
+    let xigang = app.store().village_by_code("410184101206").await.unwrap().unwrap();
+    sqlx::query("DELETE FROM areas WHERE village_id = $1").bind(xigang.id).execute(app.store().pool()).await.unwrap();
+
+    let c = Client::logged_in(port, "neiqin").await;
+    let page = c.get("/registry").await;
+    assert!(page.body.contains("id=\"coverage-map\"><svg"), "{}", page.body);
+    let (class, grid) = region(&page, GRID_6).expect("grid 6 is drawn");
+    assert_eq!(class, "gap", "{grid}");
+    assert!(grid.contains("和庄社区第六网格 缺口：今天没有在岗民警"), "the tooltip says why: {grid}");
+    assert_eq!(region(&page, HEZHUANG).map(|(class, _)| class), Some("covered"));
+    assert!(page.body.contains("id=\"map-gaps\">1</strong> 个：和庄社区第六网格）"), "{}", page.body);
+    assert!(page.body.contains("今天无在岗民警"), "the table says it too: {}", page.body);
+    // A village without an area is listed under the map, and not drawn.
+    assert!(region(&page, "410184101206").is_none());
+    let at = page.body.find("id=\"without-area\"").expect("the villages without an area are listed");
+    assert!(page.body[at..].contains("西岗村（410184101206）"), "{}", page.body);
+    // Another station's staff see none of this station's areas.
+    let outsider = Client::logged_in(port, "waisuo").await;
+    let theirs = outsider.get("/registry").await;
+    assert!(!theirs.body.contains("data-code=") && !theirs.body.contains("和庄"), "{}", theirs.body);
+});
+
+app_test!(the_figures_count_the_months_tips_per_area_and_those_that_came_from_elsewhere, |app| {
+    app.enrol("041201", &zhang()).await;
+    let port = console(&mut app).await;
+    insert_example_areas(&app).await;
+    let (_, first, _) = submit_anonymous_tip(&app, "有人在村口乱倒垃圾").await;
+    submit_anonymous_tip(&app, "又有人在村口乱倒垃圾").await;
+    // The first was sent from 和庄村's group with a pin in 前店村.
+    let store = app.store();
+    let hezhuang = store.village_by_code(HEZHUANG).await.unwrap().unwrap();
+    sqlx::query("UPDATE tips SET reported_village_id = $1 WHERE number = $2")
+        .bind(hezhuang.id)
+        .bind(&first)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let c = Client::logged_in(port, "neiqin").await;
+    let page = c.get("/figures").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let row = format!("<tr><td><a href=\"/tips?village={QIANDIAN}\">前店村</a></td><td>2</td><td>1</td></tr>");
+    assert!(page.body.contains(&row), "{}", page.body);
+    let table = &page.body[page.body.find("id=\"area-figures\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(!table.contains("和庄村"), "the tip is not counted where it was reported: {table}");
+    assert!(page.body.contains("id=\"tips-map\"><svg"), "{}", page.body);
+    assert_eq!(region(&page, QIANDIAN).map(|(class, _)| class), Some("heat-4"));
+    assert_eq!(region(&page, HEZHUANG).map(|(class, _)| class), Some("heat-0"));
+    assert!(region(&page, QIANDIAN).unwrap().1.contains("<title>前店村（2）</title>"), "{}", page.body);
+});
