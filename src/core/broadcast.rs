@@ -654,16 +654,14 @@ impl Core {
     ) -> anyhow::Result<Option<Vec<Outbound>>> {
         let chat_id = inbound.chat.id;
         // A location while one is awaited, or instead of the radius (another point).
-        if let (ComposeStep::Location | ComposeStep::Radius, super::Event::Location { latitude, longitude, .. }) =
-            (compose.step, &inbound.event)
+        if let (
+            ComposeStep::Location | ComposeStep::Radius,
+            super::Event::Location { latitude, longitude, datum, .. },
+        ) = (compose.step, &inbound.event)
         {
-            // The datum of a location is not said in the event: a Telegram location is a
-            // phone's GPS (WGS-84); WeChat and WeCom send GCJ-02.
-            let datum = match inbound.platform {
-                super::Platform::Wechat | super::Platform::WecomBot => crate::domain::Datum::Gcj02,
-                super::Platform::Telegram | super::Platform::Console => crate::domain::Datum::Wgs84,
-            };
-            let (lon, lat) = datum.to_wgs84(*longitude, *latitude);
+            // A point of unknown datum (Telegram) is taken as GPS (WGS-84): a radius of
+            // kilometres does not turn on the few hundred metres GCJ-02 would shift it.
+            let (lon, lat) = datum.unwrap_or(crate::domain::Datum::Wgs84).to_wgs84(*longitude, *latitude);
             return Ok(Some(self.compose_location(inbound, compose, lat, lon).await?));
         }
         if compose.step == ComposeStep::Location {

@@ -498,7 +498,7 @@ async fn tip_view(
         .await
         .context("Failed to load the village the tip was reported from")?
         .map(|(_, name)| name);
-    let map = tip_map(state, session, tip.village_id, &tip.platform, point).await?;
+    let map = tip_map(state, session, tip.village_id, point).await?;
     let items: Vec<_> = raw_items
         .into_iter()
         .map(|item| match item {
@@ -545,16 +545,15 @@ const NEIGHBOURS_M: f64 = 1_000.0;
 
 /// The map of a tip's area (the village responsible): its outline, the neighbouring areas
 /// of the account's station, lighter and named (each a link to its tips), and the tip's
-/// point `(lon, lat)` if it has one, as sent on `platform` (WeChat's are GCJ-02). `None`
-/// when the village has no area.
+/// point `(lon, lat)` if it has one (as stored: WGS-84 when its datum was known, so a
+/// WeChat point is already converted; a Telegram point as sent). `None` when the village
+/// has no area.
 async fn tip_map(
     state: &WebState,
     session: &Session,
     village_id: i64,
-    platform: &str,
     point: Option<(f64, f64)>,
 ) -> anyhow::Result<Option<String>> {
-    use crate::places::Datum;
     let store = state.core.store();
     let index = store.area_index().await.context("Failed to load the areas for a tip's map")?;
     let Some(area) = index.of_village(village_id) else { return Ok(None) };
@@ -574,11 +573,7 @@ async fn tip_map(
             ..Region::new(&a.code, name(a.village_id), &a.shape, "near")
         });
     }
-    let datum = match crate::core::Platform::parse(platform) {
-        Some(crate::core::Platform::Wechat | crate::core::Platform::WecomBot) => Datum::Gcj02,
-        _ => Datum::Wgs84,
-    };
-    let point = point.map(|(lon, lat)| (datum.to_wgs84(lon, lat), state.texts.get("map_point")));
+    let point = point.map(|p| (p, state.texts.get("map_point")));
     Ok(map::draw(state.texts.get("map_tip"), &regions, point, 0.35))
 }
 
