@@ -257,11 +257,17 @@ impl AreaIndex {
     /// of it or when its two readings (datum unknown) fall in different areas.
     pub fn locate(&self, spot: &Spot, margin_m: f64) -> Located<'_> {
         let readings = spot.readings();
-        // Candidates from every reading, each at its smallest distance; the first reading's
-        // own area first.
+        // Candidates: the areas within the margin of the point as read, and the area that
+        // holds its other reading (datum unknown: as if GCJ-02). The margin is there for the
+        // datum's shift in the first place (up to ~700 m), so it is not added twice.
         let mut best: Vec<(&Area, f64, usize)> = Vec::new();
         for (r, (lon, lat)) in readings.iter().enumerate() {
-            for (area, d) in self.within(*lon, *lat, margin_m) {
+            let found = if r == 0 {
+                self.within(*lon, *lat, margin_m)
+            } else {
+                self.containing(*lon, *lat).map(|a| (a, 0.0)).into_iter().collect()
+            };
+            for (area, d) in found {
                 match best.iter_mut().find(|(a, _, _)| a.village_id == area.village_id) {
                     Some(entry) if d < entry.1 => *entry = (area, d, r),
                     Some(_) => {}
