@@ -168,9 +168,7 @@ pub(crate) fn parse_areas(
             let checked = check_feature(feature, collection_datum, &mut bad);
             let Some(code) = feature.pointer("/properties/code").and_then(code_text) else {
                 bad("has no properties.code; add the code of its village or grid from villages.csv".into());
-                if let Some(c) = &checked {
-                    skipped.extend(crate::places::bounds(&c.shape));
-                }
+                skipped.extend(raw_box(feature));
                 continue;
             };
             let mut ok = checked.is_some();
@@ -191,11 +189,10 @@ pub(crate) fn parse_areas(
             } else {
                 first_at.insert(code.clone(), at);
             }
-            let Some(c) = checked else { continue };
-            if !ok {
-                skipped.extend(crate::places::bounds(&c.shape));
+            let Some(c) = checked.filter(|_| ok) else {
+                skipped.extend(raw_box(feature));
                 continue;
-            }
+            };
             records.push(AreaRec { code: code.clone(), datum: c.datum, geometry: c.geometry });
             if let Some(station) = station {
                 good.push(Good { at, code, station: station.to_string(), shape: c.shape });
@@ -213,6 +210,25 @@ pub(crate) fn parse_areas(
         message,
     }));
     records
+}
+
+/// The bounding box of every `[x, y]` in a feature's geometry as written, grown by 0.01°
+/// (more than GCJ-02's shift), for a feature that failed its checks.
+fn raw_box(feature: &Value) -> Option<([f64; 2], [f64; 2])> {
+    fn walk(v: &Value, lo: &mut [f64; 2], hi: &mut [f64; 2]) {
+        let Some(list) = v.as_array() else { return };
+        if let [Value::Number(x), Value::Number(y), ..] = list.as_slice()
+            && let (Some(x), Some(y)) = (x.as_f64(), y.as_f64())
+        {
+            *lo = [lo[0].min(x), lo[1].min(y)];
+            *hi = [hi[0].max(x), hi[1].max(y)];
+            return;
+        }
+        list.iter().for_each(|item| walk(item, lo, hi));
+    }
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    walk(feature.pointer("/geometry/coordinates")?, &mut lo, &mut hi);
+    (lo[0] <= hi[0]).then_some(([lo[0] - 0.01, lo[1] - 0.01], [hi[0] + 0.01, hi[1] + 0.01]))
 }
 
 fn whole(path: &Path, line: usize, message: String) -> LineError {
@@ -368,9 +384,11 @@ fn check_ring(ring: &Value, datum: Datum, which: &str) -> Result<LineString<f64>
     }
     if coords.first() != coords.last() {
         return Err(format!(
-            "{which} is not closed: its last position {:?} is not its first {:?}; repeat the first position at the end",
-            coords[coords.len() - 1],
-            coords[0]
+            "{which} is not closed: its last position [{}, {}] is not its first [{}, {}]; repeat the first position at the end",
+            coords[coords.len() - 1].0,
+            coords[coords.len() - 1].1,
+            coords[0].0,
+            coords[0].1
         ));
     }
     Ok(LineString::new(

@@ -17,6 +17,8 @@ mod fake_wecom;
 mod foundation;
 mod fuzz;
 mod layout;
+#[path = "../../benches/common/places.rs"]
+mod province;
 mod registry;
 mod routing;
 mod rule_matrix;
