@@ -201,7 +201,7 @@ pub(crate) fn parse_areas(
     }
 
     problems.extend(cross_checks(&files, good, &skipped));
-    problems.sort_by(|a, b| a.0.cmp(&b.0));
+    problems.sort_by_key(|a| a.0);
     errors.extend(file_errors);
     errors.extend(problems.into_iter().map(|((fi, n), message)| LineError {
         file: files[fi].clone(),
