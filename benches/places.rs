@@ -57,10 +57,8 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let written = write_province(dir.path(), plan, false);
-    let bytes: u64 = std::fs::read_dir(dir.path().join("areas"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
+    let bytes: u64 =
+        std::fs::read_dir(dir.path().join("areas")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     println!(
         "province: {} stations × {} villages = {} polygons, {:.1} vertices each on average, {:.1} MB of GeoJSON (written in {:.2} s)",
         plan.stations_x * plan.stations_y,
