@@ -6,6 +6,7 @@
 
 use axum::response::IntoResponse;
 
+pub mod places;
 pub mod seed;
 
 pub const TOKEN: &str = "4242:bench-token";

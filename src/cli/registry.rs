@@ -1,4 +1,4 @@
-//! `cunjing registry …`: import the station → office → village → officer CSVs (all or
+//! `cunjing registry …`: import the station → office → village → officer CSVs and the areas (all or
 //! nothing), export them in the same format, set a village's or office's WeCom robot, and
 //! print the coverage gaps.
 
@@ -22,7 +22,7 @@ pub(super) async fn run(settings: &Settings, cmd: RegistryCommand) -> anyhow::Re
                     eprintln!("{e}");
                 }
                 eprintln!(
-                    "{} error(s); nothing was imported. Fix the lines above and run the import again.",
+                    "{} error(s); nothing was imported. Fix the lines and features above and run the import again.",
                     errors.len()
                 );
                 Ok(ExitCode::FAILURE)

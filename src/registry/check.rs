@@ -1,5 +1,6 @@
 //! The coverage check (`cunjing registry check`): what keeps a village from having a named,
-//! reachable officer, for the station staff to act on.
+//! reachable officer, for the station staff to act on; with areas, also the areas nobody is
+//! on duty for today and, once any area exists, the villages still without one.
 //!
 //! The village limit counts resident, contact and auxiliary assignments: an area chief leads
 //! several villages by design, and volunteers hold no police duty.
@@ -38,6 +39,12 @@ pub struct CoverageReport {
     pub officers_not_enrolled: Vec<OfficerItem>,
     pub max_villages_per_officer: usize,
     pub officers_over_limit: Vec<OfficerItem>,
+    /// Villages with an area but no officer on duty today (assigned, not off duty): a tip
+    /// located there reaches only the station's duty line.
+    pub areas_without_officer_on_duty: Vec<VillageItem>,
+    /// Once any area exists: every village without one (a location there is routed only by
+    /// the nearest area). Empty while the registry has no areas at all.
+    pub villages_without_area: Vec<VillageItem>,
 }
 
 const ACTIVE: &str = "a.since <= $1 AND (a.until IS NULL OR a.until > $1)";
@@ -91,6 +98,19 @@ pub async fn check(store: &Store, today: NaiveDate, max_villages_per_officer: us
         .bind(AssignmentRole::Auxiliary)
         .fetch_all(pool)
         .await?;
+    let sql = format!(
+        "SELECT v.code, v.name FROM villages v JOIN areas r ON r.village_id = v.id WHERE NOT EXISTS \
+         (SELECT 1 FROM assignments a JOIN officers f ON f.id = a.officer_id WHERE a.village_id = v.id AND {ACTIVE} \
+         AND f.on_duty = 1 AND (f.off_until IS NULL OR f.off_until <= $1)) ORDER BY v.code"
+    );
+    let area_no_officer: Vec<(String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(&day).fetch_all(pool).await?;
+    let no_area: Vec<(String, String)> = sqlx::query_as(
+        "SELECT v.code, v.name FROM villages v WHERE EXISTS (SELECT 1 FROM areas) AND NOT EXISTS \
+         (SELECT 1 FROM areas r WHERE r.village_id = v.id) ORDER BY v.code",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(CoverageReport {
         villages,
         villages_without_resident_officer: to_villages(no_resident),
@@ -99,6 +119,8 @@ pub async fn check(store: &Store, today: NaiveDate, max_villages_per_officer: us
         officers_not_enrolled: to_officers(not_enrolled),
         max_villages_per_officer,
         officers_over_limit: to_officers(over),
+        areas_without_officer_on_duty: to_villages(area_no_officer),
+        villages_without_area: to_villages(no_area),
     })
 }
 
@@ -135,6 +157,14 @@ impl fmt::Display for CoverageReport {
                 .iter()
                 .map(|o| format!("{} {} ({} villages)", o.badge, o.name, o.villages))
                 .collect(),
+        )?;
+        section(
+            "areas whose village has no officer on duty today".into(),
+            self.areas_without_officer_on_duty.iter().map(|v| format!("{} {}", v.code, v.name)).collect(),
+        )?;
+        section(
+            "villages without an area (areas.geojson)".into(),
+            self.villages_without_area.iter().map(|v| format!("{} {}", v.code, v.name)).collect(),
         )
     }
 }

@@ -1,12 +1,15 @@
 //! Writing the registry back to the five CSV files, in the import format (English headers),
-//! so that an export imports again unchanged.
+//! and its areas to `areas.geojson` (each feature in the datum it was imported in, named in
+//! `properties.datum`), so that an export imports again unchanged.
 
 use std::path::Path;
 
 use anyhow::Context;
 use sqlx::Row;
 
+use super::areas::{AREAS_FILE, feature_collection};
 use super::import::FILES;
+use crate::domain::Datum;
 use crate::store::Store;
 
 /// Each file: its header and the query that yields its columns, all as text, in order.
@@ -34,7 +37,8 @@ const QUERIES: [(&[&str], &str); 5] = [
     ),
 ];
 
-/// Writes the registry (assignment history included) to `dir`, creating it.
+/// Writes the registry (assignment history included) to `dir`, creating it; `areas.geojson`
+/// only when there are areas.
 pub async fn export_dir(store: &Store, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
     for (file, (header, sql)) in FILES.iter().zip(QUERIES) {
@@ -52,6 +56,17 @@ pub async fn export_dir(store: &Store, dir: &Path) -> anyhow::Result<()> {
             crate::csv_cells::write_record(&mut w, fields)?;
         }
         w.flush().with_context(|| format!("Failed to write {}", path.display()))?;
+    }
+    let areas: Vec<(String, String, Datum, String)> = sqlx::query_as(
+        "SELECT v.code, v.name, a.datum, a.geometry FROM areas a JOIN villages v ON v.id = a.village_id ORDER BY v.code",
+    )
+    .fetch_all(store.pool())
+    .await
+    .context("Failed to read the areas")?;
+    if !areas.is_empty() {
+        let path = dir.join(AREAS_FILE);
+        std::fs::write(&path, feature_collection(&areas)?)
+            .with_context(|| format!("Failed to write {}", path.display()))?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::NaiveDate;
 
+use super::areas::{AreaRec, parse_areas};
 use super::{ImportError, ImportSummary, LineError};
 use crate::domain::{
     AssignmentRole, BadgeNumber, OfficeCode, OfficeKind, OfficerKind, Phone, StationCode, VillageCode, VillageKind,
@@ -100,7 +101,7 @@ struct Errors<'a> {
 
 impl Errors<'_> {
     fn at(&mut self, line: usize, message: impl Into<String>) {
-        self.list.push(LineError { file: self.file.to_path_buf(), line, message: message.into() });
+        self.list.push(LineError { file: self.file.to_path_buf(), line, feature: 0, message: message.into() });
     }
 }
 
@@ -273,6 +274,8 @@ pub struct RegistryFiles {
     pub(crate) villages: Vec<VillageRec>,
     pub(crate) officers: Vec<OfficerRec>,
     pub(crate) assignments: Vec<AssignmentRec>,
+    /// The areas files' features (none when the registry has no areas).
+    pub(crate) areas: Vec<AreaRec>,
 }
 
 /// Parses a field with a domain parser; on error records it and returns `None`.
@@ -573,14 +576,26 @@ pub fn parse_dir(dir: &Path) -> Result<RegistryFiles, Vec<LineError>> {
         }
     }
 
+    errors.sort_by(|a, b| {
+        let fa = FILES.iter().position(|f| a.file.ends_with(f));
+        let fb = FILES.iter().position(|f| b.file.ends_with(f));
+        fa.cmp(&fb).then(a.line.cmp(&b.line))
+    });
+    // The areas, against the villages as written: village code → its station's code.
+    let office_station: HashMap<&str, &str> =
+        office_lines.iter().filter(|l| !l.get(0).is_empty()).map(|l| (l.get(0), l.get(1))).collect();
+    let station_of: HashMap<&str, Option<&str>> = raw_codes(&village_lines)
+        .map(|(c, _)| (c, None))
+        .chain(village_lines.iter().filter_map(|l| {
+            let station = office_station.get(l.get(3)).copied().filter(|s| station_codes.contains(s))?;
+            Some((l.get(0), Some(station))).filter(|(c, _)| !c.is_empty())
+        }))
+        .collect();
+    let areas = parse_areas(dir, &station_of, &mut errors);
+
     if errors.is_empty() {
-        Ok(RegistryFiles { stations, offices, villages, officers, assignments })
+        Ok(RegistryFiles { stations, offices, villages, officers, assignments, areas })
     } else {
-        errors.sort_by(|a, b| {
-            let fa = FILES.iter().position(|f| a.file.ends_with(f));
-            let fb = FILES.iter().position(|f| b.file.ends_with(f));
-            fa.cmp(&fb).then(a.line.cmp(&b.line))
-        });
         Err(errors)
     }
 }
@@ -776,6 +791,20 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
             update.execute(&mut *tx).await.context("Failed to end the assignments gone from the file")?;
         }
     }
+    // Areas of villages that are not in the areas files are kept, as villages are.
+    let areas: Vec<(i64, &AreaRec)> = f.areas.iter().map(|a| (village_ids[a.code.as_str()], a)).collect();
+    insert_rows(
+        &mut tx,
+        backend,
+        "INSERT INTO areas (village_id, datum, geometry, updated_at)",
+        "ON CONFLICT (village_id) DO UPDATE SET datum = excluded.datum, geometry = excluded.geometry, \
+         updated_at = excluded.updated_at",
+        4,
+        &areas,
+        "areas",
+        |q, (village_id, a)| q.bind(*village_id).bind(a.datum).bind(&a.geometry).bind(now),
+    )
+    .await?;
     tx.commit().await.context("Failed to commit the registry import")?;
     store.registry_changed();
     Ok(ImportSummary {
@@ -784,6 +813,7 @@ async fn write(store: &Store, f: &RegistryFiles, today: NaiveDate) -> anyhow::Re
         villages: f.villages.len(),
         officers: f.officers.len(),
         assignments: f.assignments.len(),
+        areas: f.areas.len(),
         assignments_ended: ended.len(),
     })
 }

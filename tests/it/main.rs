@@ -18,6 +18,8 @@ mod foundation;
 mod fuzz;
 mod layout;
 mod places;
+#[path = "../../benches/common/places.rs"]
+mod province;
 mod registry;
 mod routing;
 mod rule_matrix;

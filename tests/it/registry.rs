@@ -8,6 +8,7 @@ use cunjing::store::Store;
 
 use crate::app::{example_dir, example_registry_with};
 use crate::on_both_engines;
+use crate::province;
 
 fn today() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
@@ -189,4 +190,133 @@ on_both_engines!(a_name_that_begins_like_a_formula_is_exported_as_text_and_impor
     registry::import_dir(&db.store, out.path(), today()).await.unwrap();
     let village = db.store.village_by_code("410184101201").await.unwrap().unwrap();
     assert_eq!(village.name, "=1+1村", "the import takes the quote off again");
+});
+
+/// Every stored area as (village code, datum, geometry text), by code.
+async fn areas(store: &Store) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT v.code, a.datum, a.geometry FROM areas a JOIN villages v ON v.id = a.village_id ORDER BY v.code",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+/// Every village as (code, name), by code.
+async fn villages(store: &Store) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT code, name FROM villages ORDER BY code").fetch_all(store.pool()).await.unwrap()
+}
+
+on_both_engines!(the_example_areas_are_exported_with_their_datum_and_import_again_to_the_same_rows, |db| {
+    let first = registry::import_dir(&db.store, &example_dir(), today()).await.unwrap();
+    assert_eq!(first.areas, 12);
+    let before = areas(&db.store).await;
+    assert_eq!(before.len(), 12);
+    assert!(before.iter().all(|a| a.1 == "WGS84"));
+    let out = tempfile::tempdir().unwrap();
+    registry::export_dir(&db.store, out.path()).await.unwrap();
+    let text = std::fs::read_to_string(out.path().join("areas.geojson")).unwrap();
+    assert_eq!(text.matches("\"datum\":\"WGS84\"").count(), 12, "each feature names its datum: {text}");
+    let again = registry::import_dir(&db.store, out.path(), today()).await.unwrap();
+    assert_eq!(again.areas, 12);
+    assert_eq!(areas(&db.store).await, before);
+    assert_eq!(db.store.area_index().await.unwrap().len(), 12);
+});
+
+on_both_engines!(a_registry_without_areas_imports_and_keeps_the_areas_already_stored, |db| {
+    registry::import_dir(&db.store, &example_dir(), today()).await.unwrap();
+    let before = areas(&db.store).await;
+    let no_areas = example_registry_with(&[]);
+    let summary = registry::import_dir(&db.store, no_areas.path(), today()).await.unwrap();
+    assert_eq!(summary.areas, 0);
+    assert_eq!(areas(&db.store).await, before);
+});
+
+const SMALL: province::Plan = province::Plan { stations_x: 2, stations_y: 2, cols: 5, rows: 5 };
+
+on_both_engines!(a_province_with_a_gcj02_layer_imports_without_a_false_overlap_or_gap_on_its_shared_edges, |db| {
+    let dir = tempfile::tempdir().unwrap();
+    let written = province::write_province(dir.path(), SMALL, false);
+    let summary = match registry::import_dir(&db.store, dir.path(), today()).await {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!((summary.villages, summary.areas), (100, written.features));
+    let stored = areas(&db.store).await;
+    assert_eq!(stored.iter().filter(|a| a.1 == "GCJ02").count(), 50, "the checkerboard layer keeps its datum");
+    // Every village's centre is found in its own area.
+    let index = db.store.area_index().await.unwrap();
+    let a = index.areas().iter().find(|a| &*a.code == province::village_code(3, 12).as_str()).unwrap();
+    let (lo, hi) = cunjing::places::bounds(&a.shape).unwrap();
+    let found = index.containing((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0).map(|a| a.code.to_string());
+    assert_eq!(found.as_deref(), Some(province::village_code(3, 12).as_str()));
+});
+
+on_both_engines!(every_planted_defect_is_found_at_its_feature_and_nothing_else_and_nothing_is_written, |db| {
+    let clean = tempfile::tempdir().unwrap();
+    province::write_province(clean.path(), SMALL, false);
+    registry::import_dir(&db.store, clean.path(), today()).await.unwrap();
+    let (areas_before, villages_before) = (areas(&db.store).await, villages(&db.store).await);
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = province::write_province(dir.path(), SMALL, true);
+    // A valid rename in villages.csv must not be written either.
+    let csv = std::fs::read_to_string(dir.path().join("villages.csv")).unwrap();
+    std::fs::write(dir.path().join("villages.csv"), csv.replacen("村0-0,", "新村0-0,", 1)).unwrap();
+    let Err(ImportError::Invalid(errors)) = registry::import_dir(&db.store, dir.path(), today()).await else {
+        panic!("the planted defects must be refused")
+    };
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let mut expected: Vec<(String, usize, &str)> = written
+        .planted
+        .iter()
+        .map(|p| {
+            let (file, feature) = *p.features.iter().min_by_key(|(f, n)| (*f != "base.geojson", *n)).unwrap();
+            let what = match p.defect {
+                province::Defect::Gap => "a gap of",
+                province::Defect::Overlap => "overlaps",
+                province::Defect::Unclosed => "is not closed",
+                province::Defect::BowTie => "crosses itself",
+                province::Defect::UnknownCode => "is not in villages.csv",
+            };
+            (file.to_string(), feature, what)
+        })
+        .collect();
+    expected.sort();
+    let mut found: Vec<(String, usize, &str)> = errors
+        .iter()
+        .map(|e| {
+            let file = e.file.file_name().unwrap().to_string_lossy().into_owned();
+            let what = expected.iter().map(|x| x.2).find(|w| e.message.contains(w)).unwrap_or("something else");
+            (file, e.feature, what)
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, expected, "{shown:#?}");
+    // The overlap and the gap name both villages, their size and a point.
+    let overlap = shown.iter().find(|m| m.contains("overlaps")).unwrap();
+    assert!(overlap.contains(" m² around (30.") && overlap.contains("move the shared boundary"), "{overlap}");
+    let gap = shown.iter().find(|m| m.contains("a gap of")).unwrap();
+    assert!(gap.contains("extend a neighbouring area over it") && gap.contains("it borders feature"), "{gap}");
+    assert!(shown.iter().all(|m| m.contains("areas/") && m.contains(".geojson:feature ")), "{shown:#?}");
+
+    assert_eq!(areas(&db.store).await, areas_before, "no area was written");
+    assert_eq!(villages(&db.store).await, villages_before, "nor the CSVs");
+});
+
+on_both_engines!(the_coverage_check_lists_areas_nobody_is_on_duty_for_and_villages_without_an_area, |db| {
+    registry::import_dir(&db.store, &example_dir(), today()).await.unwrap();
+    let report = registry::check(&db.store, today(), 5).await.unwrap();
+    assert!(report.villages_without_area.is_empty() && report.areas_without_officer_on_duty.is_empty());
+    sqlx::query("DELETE FROM areas WHERE village_id = (SELECT id FROM villages WHERE code = '410184101206')")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE officers SET on_duty = 0").execute(db.store.pool()).await.unwrap();
+    let report = registry::check(&db.store, today(), 5).await.unwrap();
+    let codes: Vec<&str> = report.villages_without_area.iter().map(|v| v.code.as_str()).collect();
+    assert_eq!(codes, ["410184101206"]);
+    assert_eq!(report.areas_without_officer_on_duty.len(), 11, "every area left, nobody on duty");
+    let shown = report.to_string();
+    assert!(shown.contains("villages without an area (areas.geojson): 1"), "{shown}");
 });
