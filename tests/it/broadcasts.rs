@@ -637,29 +637,6 @@ const WANGZHUANG: &str = "410184101204";
 const DONGGANG: &str = "410184101205";
 const GRID_5: &str = "410184101005";
 
-/// The example registry's areas (bot-config/example/areas.geojson), stored as an import
-/// stores them: each Feature's geometry as written, WGS84. Kept here, in one place, until
-/// `registry import` reads the file; an area already there is left as it is.
-pub async fn insert_example_areas(store: &cunjing::store::Store) {
-    let raw = std::fs::read_to_string(crate::app::example_dir().join("areas.geojson")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
-    for f in doc["features"].as_array().unwrap() {
-        let code = f["properties"]["code"].as_str().unwrap();
-        let v = store.village_by_code(code).await.unwrap().expect("example village");
-        sqlx::query(
-            "INSERT INTO areas (village_id, datum, geometry, updated_at) VALUES ($1, 'WGS84', $2, $3) \
-             ON CONFLICT (village_id) DO NOTHING",
-        )
-        .bind(v.id)
-        .bind(f["geometry"].to_string())
-        .bind(now)
-        .execute(store.writer())
-        .await
-        .unwrap();
-    }
-}
-
 /// The codes of the villages whose groups broadcast `id` went to, sorted.
 async fn ledger_villages(app: &TestApp, id: i64) -> Vec<String> {
     let mut codes: Vec<String> =
@@ -669,7 +646,6 @@ async fn ledger_villages(app: &TestApp, id: i64) -> Vec<String> {
 }
 
 app_test!(a_broadcast_to_an_area_reaches_that_village_and_those_around_it_and_no_other, |app| {
-    insert_example_areas(app.store()).await;
     // A group in each village around 和庄村, and in two that are not: 后店村 (two villages
     // east) and grid 005.
     for (chat, village) in [
@@ -725,7 +701,7 @@ app_test!(an_area_target_that_reaches_nothing_is_refused_with_what_to_fix, |app|
     let err = send("near:34.485,113.72125,1").await;
     assert!(err.contains("no areas are imported"), "{err}");
 
-    insert_example_areas(app.store()).await;
+    crate::app::import_example(app.store()).await;
     let err = send("area:410184101299").await;
     assert!(err.starts_with("area:410184101299: no such village"), "{err}");
     let err = send("near:34.6,113.9,5").await;
@@ -742,7 +718,6 @@ app_test!(an_area_target_that_reaches_nothing_is_refused_with_what_to_fix, |app|
 });
 
 app_test!(an_officer_warns_the_villages_around_a_location_they_share, |app| {
-    insert_example_areas(app.store()).await;
     let officer = TgUser::new(7101, "张建国");
     app.enrol("041201", &officer).await;
     bind(&app, -100_801, HEZHUANG).await;
@@ -794,17 +769,13 @@ app_test!(an_officer_warns_the_villages_around_a_location_they_share, |app| {
 
 #[tokio::test]
 async fn the_command_line_sends_to_an_area_and_around_a_point_and_refuses_a_bad_circle() {
-    use crate::cli::{cunjing, open_store, text};
+    use crate::cli::{cunjing, text};
     let db = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", db.path().join("cunjing.sqlite").display());
     cunjing(&["registry", "import", crate::app::example_dir().to_str().unwrap()], &url, "").await;
     cunjing(&["chat", "bind", "-1001", HEZHUANG], &url, "").await;
     cunjing(&["chat", "bind", "-1002", QIANDIAN], &url, "").await;
     cunjing(&["chat", "bind", "-1003", HOUDIAN], &url, "").await;
-    {
-        let store = open_store(&url).await;
-        insert_example_areas(&store).await;
-    }
     let send = |extra: &[&str]| {
         let mut args = vec!["broadcast", "send", "--text", "注意防火", "--json"];
         args.extend_from_slice(extra);
@@ -850,7 +821,6 @@ app_test!(the_desk_sends_to_an_area_and_around_a_point_and_says_what_is_wrong_wi
     use crate::app::eventually;
     use crate::web::{Client, console};
     use reqwest::StatusCode;
-    insert_example_areas(app.store()).await;
     let port = console(&mut app).await;
     for (chat, village) in [(-100_901, HEZHUANG), (-100_902, QIANDIAN), (-100_903, HOUDIAN)] {
         bind(&app, chat, village).await;

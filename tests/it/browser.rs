@@ -102,7 +102,6 @@ async fn staff_work_a_tip_and_a_warning_in_a_real_browser() {
         let port = console(&mut app).await;
         let (chat, number, _) = submit_anonymous_tip(&app, "村口桥下有人电鱼，天天晚上来").await;
         submit_anonymous_tip(&app, "有人在村委会门口吵架").await;
-        crate::desk::insert_example_areas(&app).await;
         crate::desk::add_location(&app, &number, 34.4850, 113.7360).await;
         let group = -100_601;
         app.fake.group(group, "前店村村民群", true);

@@ -397,27 +397,6 @@ const HEZHUANG: &str = "410184101201";
 /// The example registry's grid 006 (和庄社区第六网格).
 const GRID_6: &str = "410184101006";
 
-/// Puts the areas of the example registry (`bot-config/example/areas.geojson`) into `areas`
-/// as the registry import stores them: the village by its code, the datum, the feature's
-/// geometry as JSON text. The one place the tests get their areas from (replacing any).
-pub async fn insert_example_areas(app: &TestApp) {
-    let text = std::fs::read_to_string(crate::app::example_dir().join("areas.geojson")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let store = app.store();
-    sqlx::query("DELETE FROM areas").execute(store.pool()).await.unwrap();
-    for feature in doc["features"].as_array().unwrap() {
-        let code = feature["properties"]["code"].as_str().unwrap();
-        let village = store.village_by_code(code).await.unwrap().unwrap_or_else(|| panic!("no village {code}"));
-        sqlx::query("INSERT INTO areas (village_id, datum, geometry, updated_at) VALUES ($1, 'WGS84', $2, $3)")
-            .bind(village.id)
-            .bind(feature["geometry"].to_string())
-            .bind(app.now_ms())
-            .execute(store.pool())
-            .await
-            .unwrap();
-    }
-}
-
 /// Adds a location item (WGS-84 degrees) to tip `number`, as a pin sent with it.
 pub async fn add_location(app: &TestApp, number: &str, lat: f64, lon: f64) {
     let tip = app.store().tip_by_number(number).await.unwrap().unwrap();
@@ -444,7 +423,6 @@ fn region<'p>(page: &'p Page, code: &str) -> Option<(&'p str, &'p str)> {
 app_test!(a_tip_shows_its_area_and_where_it_was_reported_and_a_map_with_its_neighbours_and_its_point, |app| {
     app.enrol("041201", &zhang()).await;
     let port = console(&mut app).await;
-    insert_example_areas(&app).await;
     let (_chat, number, _) = submit_anonymous_tip(&app, "路口的井盖丢了").await;
     let (_chat, plain, _) = submit_anonymous_tip(&app, "有人在河边电鱼").await;
     // The tip's pin lies in 前店村 (2–4 km east, 1 km north of the station's corner); it was
@@ -510,7 +488,6 @@ app_test!(the_registry_map_shows_an_area_left_without_an_officer_on_duty_as_a_ga
     ]);
     let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
     cunjing::registry::import_dir(app.store(), dir.path(), today).await.unwrap();
-    insert_example_areas(&app).await;
     let xigang = app.store().village_by_code("410184101206").await.unwrap().unwrap();
     sqlx::query("DELETE FROM areas WHERE village_id = $1").bind(xigang.id).execute(app.store().pool()).await.unwrap();
 
@@ -536,7 +513,6 @@ app_test!(the_registry_map_shows_an_area_left_without_an_officer_on_duty_as_a_ga
 app_test!(the_figures_count_the_months_tips_per_area_and_those_that_came_from_elsewhere, |app| {
     app.enrol("041201", &zhang()).await;
     let port = console(&mut app).await;
-    insert_example_areas(&app).await;
     let (_, first, _) = submit_anonymous_tip(&app, "有人在村口乱倒垃圾").await;
     submit_anonymous_tip(&app, "又有人在村口乱倒垃圾").await;
     // The first was sent from 和庄村's group with a pin in 前店村.

@@ -8,11 +8,9 @@
 //! row (2 km each), 王庄村, 东岗村, 西岗村 in the north row. Telegram does not say a point's
 //! datum, so a point is read both as sent and as GCJ-02 (here that reading lies ~560 m west
 //! and ~140 m north of the point); the points below are far enough from other villages for
-//! both readings.
+//! both readings. Every test app has them: they come with the example registry's import.
 
-use cunjing::store::Store;
-
-use crate::app::{TestApp, example_dir, press};
+use crate::app::{TestApp, press};
 use crate::app_test;
 use crate::fake_telegram::{TgUser, buttons};
 use crate::tips::{start_theft_tip, tipster};
@@ -36,30 +34,6 @@ fn li() -> TgUser {
     TgUser::new(6002, "李卫东")
 }
 
-/// Puts the example registry's areas into the `areas` table with SQL, as imported (datum
-/// WGS84, the GeoJSON geometry as text). Stands in for the registry's import of
-/// `areas.geojson` until that lands: the one place to replace by it. Areas already there
-/// are kept.
-pub async fn insert_example_areas(store: &Store) {
-    let text = std::fs::read_to_string(example_dir().join("areas.geojson")).unwrap();
-    let collection: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
-    for feature in collection["features"].as_array().unwrap() {
-        let code = feature["properties"]["code"].as_str().unwrap();
-        let village = store.village_by_code(code).await.unwrap().unwrap_or_else(|| panic!("village {code}"));
-        sqlx::query(
-            "INSERT INTO areas (village_id, datum, geometry, updated_at) VALUES ($1, 'WGS84', $2, $3) \
-             ON CONFLICT (village_id) DO NOTHING",
-        )
-        .bind(village.id)
-        .bind(feature["geometry"].to_string())
-        .bind(now)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    }
-}
-
 /// `user` shares `(lat, lon)` in their private chat; the bot's first answer there.
 async fn share(app: &TestApp, user: &TgUser, (lat, lon): (f64, f64)) -> crate::fake_telegram::SentMessage {
     let chat = app.fake.private_chat(user.clone());
@@ -69,7 +43,6 @@ async fn share(app: &TestApp, user: &TgUser, (lat, lon): (f64, f64)) -> crate::f
 }
 
 app_test!(a_location_near_a_boundary_asks_which_village_and_the_pick_is_remembered, |app| {
-    insert_example_areas(app.store()).await;
     let r = resident();
     let question = share(&app, &r, BOUNDARY).await;
     assert!(question.text.contains("交界"), "{}", question.text);
@@ -84,7 +57,6 @@ app_test!(a_location_near_a_boundary_asks_which_village_and_the_pick_is_remember
 });
 
 app_test!(a_location_well_inside_a_village_gets_its_card_at_once_and_a_venue_too, |app| {
-    insert_example_areas(app.store()).await;
     let r = resident();
     let card = share(&app, &r, HEZHUANG).await;
     assert!(card.text.contains("和庄村 警民联系卡") && card.text.contains("张建国"), "{}", card.text);
@@ -102,7 +74,6 @@ app_test!(a_location_well_inside_a_village_gets_its_card_at_once_and_a_venue_too
 });
 
 app_test!(a_location_outside_every_area_gets_110_and_the_stations_duty_line, |app| {
-    insert_example_areas(app.store()).await;
     let answer = share(&app, &resident(), FAR_AWAY).await;
     for expected in ["不在", "110", "和庄派出所", "0371-62581110"] {
         assert!(answer.text.contains(expected), "lacks {expected:?}: {}", answer.text);
@@ -110,12 +81,12 @@ app_test!(a_location_outside_every_area_gets_110_and_the_stations_duty_line, |ap
 });
 
 app_test!(without_areas_a_location_is_answered_as_before, |app| {
+    sqlx::query("DELETE FROM areas").execute(app.store().writer()).await.unwrap();
     let answer = share(&app, &resident(), WANGZHUANG).await;
     assert!(answer.text.contains("/tip"), "{}", answer.text);
 });
 
 app_test!(a_tip_located_in_another_village_goes_to_its_officer_and_keeps_the_reporting_village, |app| {
-    insert_example_areas(app.store()).await;
     app.enrol("041201", &crate::tips::zhang()).await;
     app.enrol("041202", &li()).await;
     let t = tipster();
@@ -149,7 +120,6 @@ app_test!(a_tip_located_in_another_village_goes_to_its_officer_and_keeps_the_rep
 });
 
 app_test!(a_tip_with_a_location_outside_every_area_stays_with_the_reporting_village, |app| {
-    insert_example_areas(app.store()).await;
     app.enrol("041201", &crate::tips::zhang()).await;
     let t = tipster();
     let (chat, _) = start_theft_tip(&app).await;
@@ -169,7 +139,6 @@ app_test!(a_tip_with_a_location_outside_every_area_stays_with_the_reporting_vill
 });
 
 app_test!(a_location_answers_a_tips_question_which_village, |app| {
-    insert_example_areas(app.store()).await;
     let t = TgUser::new(5303, "周婶");
     let chat = app.fake.private_chat(t.clone());
     let ask = app.ask(chat, &t, "/tip").await;
@@ -182,7 +151,6 @@ app_test!(a_location_answers_a_tips_question_which_village, |app| {
 });
 
 app_test!(a_location_typed_at_the_console_is_wgs84_and_finds_its_village, |app| {
-    insert_example_areas(app.store()).await;
     let mut console = app.restart_with_console().await;
     console.type_line("/in private").await;
     console.type_line(&format!("/loc {},{}", WANGZHUANG.0, WANGZHUANG.1)).await;
@@ -193,7 +161,6 @@ app_test!(a_location_typed_at_the_console_is_wgs84_and_finds_its_village, |app| 
 });
 
 app_test!(a_location_near_a_boundary_asked_for_by_a_tip_is_answered_with_a_button, |app| {
-    insert_example_areas(app.store()).await;
     let t = TgUser::new(5304, "吴叔");
     let chat = app.fake.private_chat(t.clone());
     app.ask(chat, &t, "/tip").await;
@@ -212,7 +179,6 @@ app_test!(a_location_near_a_boundary_asked_for_by_a_tip_is_answered_with_a_butto
 });
 
 app_test!(a_location_sent_at_the_last_step_is_added_and_routes_the_tip, |app| {
-    insert_example_areas(app.store()).await;
     let t = tipster();
     let (chat, _) = start_theft_tip(&app).await;
     let got = app.ask(chat, &t, "麦场的抽水机被偷了").await;

@@ -341,7 +341,6 @@ app_test!(a_photo_a_wechat_resident_sends_with_a_tip_opens_at_the_station_consol
 });
 
 app_test!(a_wechat_location_is_read_as_gcj02_and_finds_its_village, |app| {
-    crate::places::insert_example_areas(app.store()).await;
     let wecom = FakeWecom::start().await;
     let url = app.restart_with_wechat(&wecom).await;
     // The middle of 和庄村 as Tencent Maps gives it: GCJ-02, ~580 m east of the point, which
@@ -355,7 +354,6 @@ app_test!(a_wechat_location_is_read_as_gcj02_and_finds_its_village, |app| {
 });
 
 app_test!(a_wechat_tip_with_a_location_in_another_village_is_routed_there_and_keeps_the_point_in_wgs84, |app| {
-    crate::places::insert_example_areas(app.store()).await;
     let wecom = FakeWecom::start().await;
     let url = app.restart_with_wechat(&wecom).await;
     say(&wecom, &url, &format!("/start tip_{HEZHUANG}")).await;
