@@ -128,21 +128,45 @@ pub fn bounds(shape: &MultiPolygon<f64>) -> Option<([f64; 2], [f64; 2])> {
     (min[0] <= max[0]).then_some((min, max))
 }
 
-/// A flat projection in metres around one point, good for distances of a few kilometres.
-#[derive(Clone, Copy)]
-struct Local {
+/// A flat projection in metres around one point (equirectangular), good for distances of a
+/// few kilometres and for the shapes of one station: x east, y north.
+#[derive(Debug, Clone, Copy)]
+pub struct Local {
     lon0: f64,
     lat0: f64,
     kx: f64,
 }
 
 impl Local {
-    fn at(lon0: f64, lat0: f64) -> Local {
+    pub fn at(lon0: f64, lat0: f64) -> Local {
         Local { lon0, lat0, kx: M_PER_DEG_LON * lat0.to_radians().cos() }
     }
 
     fn xy(&self, c: Coord<f64>) -> (f64, f64) {
         ((c.x - self.lon0) * self.kx, (c.y - self.lat0) * M_PER_DEG_LAT)
+    }
+
+    /// A WGS-84 coordinate (x = lon, y = lat) in metres from the origin.
+    pub fn to_m(self, c: Coord<f64>) -> Coord<f64> {
+        let (x, y) = self.xy(c);
+        Coord { x, y }
+    }
+
+    /// `(lat, lon)` of a point given in metres.
+    pub fn lat_lon(self, c: Coord<f64>) -> (f64, f64) {
+        (self.lat0 + c.y / M_PER_DEG_LAT, self.lon0 + c.x / self.kx)
+    }
+
+    /// A shape in metres.
+    pub fn shape(self, shape: &MultiPolygon<f64>) -> MultiPolygon<f64> {
+        let ring = |r: &LineString<f64>| LineString::new(r.0.iter().map(|c| self.to_m(*c)).collect());
+        MultiPolygon(
+            shape
+                .0
+                .iter()
+                .map(|p| Polygon::new(ring(p.exterior()), p.interiors().iter().map(ring).collect()))
+                .collect(),
+        )
     }
 }
 

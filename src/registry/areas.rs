@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use super::LineError;
 use crate::domain::Datum;
+use crate::places::Local;
 
 /// The single areas file of a registry directory.
 pub const AREAS_FILE: &str = "areas.geojson";
@@ -40,9 +41,6 @@ pub const SLIVER_M: f64 = 1.0;
 /// All of China lies in this box (longitude, latitude).
 const CHINA_LON: (f64, f64) = (73.0, 136.0);
 const CHINA_LAT: (f64, f64) = (3.0, 54.0);
-
-const M_PER_DEG_LAT: f64 = 110_574.0;
-const M_PER_DEG_LON: f64 = 111_320.0;
 
 /// One checked area, ready to be written.
 #[derive(Debug, Clone)]
@@ -469,40 +467,6 @@ fn crossing(ring: &LineString<f64>) -> Option<Coord<f64>> {
         }
     }
     None
-}
-
-/// A flat projection in metres around a station.
-#[derive(Clone, Copy)]
-struct Local {
-    lon0: f64,
-    lat0: f64,
-    kx: f64,
-}
-
-impl Local {
-    fn at(lon0: f64, lat0: f64) -> Local {
-        Local { lon0, lat0, kx: M_PER_DEG_LON * lat0.to_radians().cos() }
-    }
-
-    fn to_m(self, c: Coord<f64>) -> Coord<f64> {
-        Coord { x: (c.x - self.lon0) * self.kx, y: (c.y - self.lat0) * M_PER_DEG_LAT }
-    }
-
-    /// (lat, lon) of a point in metres.
-    fn lat_lon(self, c: Coord<f64>) -> (f64, f64) {
-        (self.lat0 + c.y / M_PER_DEG_LAT, self.lon0 + c.x / self.kx)
-    }
-
-    fn shape(self, shape: &MultiPolygon<f64>) -> MultiPolygon<f64> {
-        let ring = |r: &LineString<f64>| LineString::new(r.0.iter().map(|c| self.to_m(*c)).collect());
-        MultiPolygon(
-            shape
-                .0
-                .iter()
-                .map(|p| Polygon::new(ring(p.exterior()), p.interiors().iter().map(ring).collect()))
-                .collect(),
-        )
-    }
 }
 
 fn perimeter(p: &Polygon<f64>) -> f64 {
