@@ -71,11 +71,15 @@ pub struct Places {
     /// datum, so it could be GCJ-02, whose offsets reach ~700 m) makes the resident confirm
     /// the village among the two nearest.
     pub confirm_within_m: u32,
+    /// The datum of a location whose platform does not say it (Telegram). Unset: read both
+    /// as sent and as GCJ-02, and ask when the two fall in different areas. `WGS84` suits
+    /// residents who share their phone's GPS position, with a small `confirm_within_m`.
+    pub unknown_datum: Option<crate::domain::Datum>,
 }
 
 impl Default for Places {
     fn default() -> Places {
-        Places { confirm_within_m: 700 }
+        Places { confirm_within_m: 700, unknown_datum: None }
     }
 }
 
@@ -516,6 +520,20 @@ mod tests {
         let s = Settings::from_file(&path, false).unwrap();
         assert_eq!(s.file.telegram.pending_limit(Backend::Postgres), 100);
         assert_eq!(s.file.telegram.pending_limit(Backend::Sqlite), 100);
+    }
+
+    #[test]
+    fn the_datum_of_points_that_do_not_say_it_is_read_from_places_and_a_misspelling_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let shipped = std::fs::read_to_string(DEFAULT_CONFIG_PATH).unwrap();
+        assert_eq!(Settings::from_file(Path::new(DEFAULT_CONFIG_PATH), false).unwrap().file.places.unknown_datum, None);
+        std::fs::write(&path, shipped.replace("# unknown_datum = \"WGS84\"", "unknown_datum = \"WGS84\"")).unwrap();
+        let s = Settings::from_file(&path, false).unwrap();
+        assert_eq!(s.file.places.unknown_datum, Some(crate::domain::Datum::Wgs84));
+        std::fs::write(&path, shipped.replace("# unknown_datum = \"WGS84\"", "unknown_datum = \"WSG84\"")).unwrap();
+        let err = format!("{:#}", Settings::from_file(&path, false).unwrap_err());
+        assert!(err.contains("WSG84"), "{err}");
     }
 
     #[test]

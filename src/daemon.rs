@@ -75,6 +75,7 @@ pub fn build_core(settings: &Settings, store: Store, clock: Clock) -> anyhow::Re
     opts.max_wrong_codes_per_hour = i64::from(settings.file.enrolment.max_wrong_codes_per_hour.max(1));
     opts.retention = crate::core::Retention::from_settings(settings);
     opts.confirm_within_m = f64::from(settings.file.places.confirm_within_m);
+    opts.unknown_datum = settings.file.places.unknown_datum;
     opts.schedule =
         Some(Arc::new(crate::core::schedule::Schedule::load(&settings.schedule_file(), &texts, settings.timezone())?));
     Ok(Core::new(store, Arc::new(texts), Arc::new(triage), opts))

@@ -79,6 +79,9 @@ pub struct CoreOptions {
     /// A location this close (metres) to another area makes the resident confirm the
     /// village (`[places] confirm_within_m`).
     pub confirm_within_m: f64,
+    /// The datum taken for a location whose platform does not say it (`[places]
+    /// unknown_datum`); `None`: both readings.
+    pub unknown_datum: Option<crate::places::Datum>,
 }
 
 /// Retention periods, in milliseconds.
@@ -140,6 +143,7 @@ impl CoreOptions {
             broadcast_per_second: 25,
             served: Vec::new(),
             confirm_within_m: 700.0,
+            unknown_datum: None,
         }
     }
 }
@@ -288,6 +292,11 @@ impl Core {
     /// `[places] confirm_within_m`.
     pub(super) fn confirm_within_m(&self) -> f64 {
         self.opts.confirm_within_m
+    }
+
+    /// A shared point as the index reads it: its own datum, else `[places] unknown_datum`.
+    pub(super) fn spot(&self, lat: f64, lon: f64, datum: Option<crate::places::Datum>) -> crate::places::Spot {
+        crate::places::Spot { lat, lon, datum: datum.or(self.opts.unknown_datum) }
     }
 
     pub(super) fn max_tips_per_hour(&self) -> i64 {
@@ -628,7 +637,7 @@ impl Core {
                     Some(more) => out.extend(more),
                     None => match &inbound.event {
                         Event::Location { latitude, longitude, datum, .. } => {
-                            let spot = crate::places::Spot { lat: *latitude, lon: *longitude, datum: *datum };
+                            let spot = self.spot(*latitude, *longitude, *datum);
                             out.extend(self.location_found(inbound, &spot).await?)
                         }
                         _ => out.push(Outbound::text(inbound.chat.id, self.texts.plain(Msg::MediaOutsideTip))),

@@ -403,7 +403,7 @@ impl Core {
         };
         let chat_id = inbound.chat.id;
         if let Event::Location { latitude, longitude, datum, .. } = &inbound.event {
-            let spot = Spot { lat: *latitude, lon: *longitude, datum: *datum };
+            let spot = self.spot(*latitude, *longitude, *datum);
             return Ok(Some(self.tip_location(inbound, draft, &spot).await?));
         }
         let item = match &inbound.event {

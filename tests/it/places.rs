@@ -80,6 +80,29 @@ app_test!(a_location_outside_every_area_gets_110_and_the_stations_duty_line, |ap
     }
 });
 
+/// In 前店村, 300 m east of 和庄村: read as GCJ-02 it lies ~560 m further west, in 和庄村.
+const QIANDIAN_WEST: (f64, f64) = (34.489044, 113.725064);
+
+app_test!(a_telegram_point_is_read_both_ways_unless_the_station_says_its_datum, |app| {
+    app.settings.file.places.confirm_within_m = 100;
+    app.restart().await;
+    let asked = share(&app, &resident(), QIANDIAN_WEST).await;
+    let labels: Vec<String> = buttons(&asked).into_iter().map(|(label, _)| label).collect();
+    assert!(
+        labels.len() == 2 && labels[0].contains("前店村") && labels[1].contains("和庄村"),
+        "both readings are offered, the point as sent first: {labels:?}"
+    );
+
+    app.settings.file.places.unknown_datum = Some(cunjing::domain::Datum::Wgs84);
+    app.restart().await;
+    let card = share(&app, &resident(), QIANDIAN_WEST).await;
+    assert!(
+        card.text.contains("前店村 警民联系卡") && buttons(&card).iter().all(|(l, _)| !l.contains("和庄村")),
+        "{}",
+        card.text
+    );
+});
+
 app_test!(without_areas_a_location_is_answered_as_before, |app| {
     sqlx::query("DELETE FROM areas").execute(app.store().writer()).await.unwrap();
     let answer = share(&app, &resident(), WANGZHUANG).await;
