@@ -202,6 +202,28 @@ pub fn distance_m(shape: &MultiPolygon<f64>, lon: f64, lat: f64) -> f64 {
     if shape.contains(&Point::new(lon, lat)) { 0.0 } else { distance_to_boundary_m(shape, lon, lat) }
 }
 
+/// Within this distance two areas count as touching: coordinates written to 6 decimals
+/// (10 cm) and two digitisations of one boundary may leave hairline gaps.
+pub const TOUCH_M: f64 = 1.0;
+
+/// Whether two shapes share at least a point (DE-9IM *intersects*: overlapping, sharing an
+/// edge, or meeting only at a corner), allowing [`TOUCH_M`] for hairline gaps.
+pub fn touch(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> bool {
+    use geo::Intersects;
+    if a.intersects(b) {
+        return true;
+    }
+    let near = |from: &MultiPolygon<f64>, to: &MultiPolygon<f64>| {
+        from.0
+            .iter()
+            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+            .flat_map(|r| r.0.iter())
+            .any(|c| distance_m(to, c.x, c.y) <= TOUCH_M)
+    };
+    // Two shapes apart are closest at a vertex of one of them.
+    near(a, b) || near(b, a)
+}
+
 /// Degrees of latitude and longitude that `metres` spans at latitude `lat`.
 fn degrees(metres: f64, lat: f64) -> (f64, f64) {
     let dlat = metres / M_PER_DEG_LAT;
@@ -330,6 +352,15 @@ impl AreaIndex {
             .collect();
         found.sort_by(|a, b| a.code.cmp(&b.code));
         found
+    }
+
+    /// The area of `village_id` and every area that [`touch`]es it (this village and those
+    /// around it: the `area:CODE` broadcast target), `None` when it has no area.
+    pub fn with_neighbours(&self, village_id: i64) -> Option<Vec<&Area>> {
+        let area = self.of_village(village_id)?;
+        let mut out = vec![area];
+        out.extend(self.neighbours(area, TOUCH_M * 2.0).into_iter().filter(|n| touch(&area.shape, &n.shape)));
+        Some(out)
     }
 
     /// Bytes the index holds on the heap (for BENCHMARKS.md): the shapes' coordinates and
@@ -486,5 +517,79 @@ mod tests {
         assert_eq!(codes(index.near(113.705, 34.41, 500.0)), ["W"]);
         assert_eq!(codes(index.near(113.705, 34.41, 1_800.0)), ["W", "E"]);
         assert_eq!(codes(index.neighbours(index.of_village(1).unwrap(), 100.0)), ["E"]);
+    }
+
+    #[test]
+    fn a_hairline_gap_still_touches_and_a_real_gap_does_not() {
+        let square = |lon: f64| {
+            MultiPolygon(vec![Polygon::new(
+                LineString::from(vec![(lon, 34.0), (lon + 0.01, 34.0), (lon + 0.01, 34.01), (lon, 34.01), (lon, 34.0)]),
+                vec![],
+            )])
+        };
+        // 0.5 m and 20 m east of a 0.01° square (≈ 0.92 km wide at 34° N).
+        assert!(touch(&square(113.0), &square(113.01 + 0.5 / 92_300.0)));
+        assert!(!touch(&square(113.0), &square(113.01 + 20.0 / 92_300.0)));
+    }
+
+    /// The example registry's areas, indexed, with village ids 1, 2 … in file order.
+    fn example_index() -> (AreaIndex, Vec<String>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/bot-config/example/areas.geojson");
+        let raw = std::fs::read_to_string(path).unwrap();
+        let collection: geojson::FeatureCollection = raw.parse().unwrap();
+        let mut codes = Vec::new();
+        let areas = collection
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let code = f.property("code").and_then(|c| c.as_str()).unwrap().to_string();
+                codes.push(code.clone());
+                let shape =
+                    shape_from_geojson(&f.geometry.as_ref().unwrap().value, crate::domain::Datum::Wgs84).unwrap();
+                Area { village_id: i as i64 + 1, code: code.into(), station_id: 1, shape }
+            })
+            .collect();
+        (AreaIndex::build(areas), codes)
+    }
+
+    fn reached(index: &AreaIndex, codes: &[String], code: &str) -> Vec<String> {
+        let id = codes.iter().position(|c| c == code).unwrap() as i64 + 1;
+        let mut out: Vec<String> = index.with_neighbours(id).unwrap().iter().map(|a| a.code.to_string()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_area_reaches_itself_and_every_area_it_touches_even_at_a_corner() {
+        let (index, codes) = example_index();
+        // 和庄村: 前店村 east and 王庄村 north share an edge; 东岗村 meets it at one corner.
+        assert_eq!(
+            reached(&index, &codes, "410184101201"),
+            ["410184101201", "410184101202", "410184101204", "410184101205"]
+        );
+        // 前店村 is notched by grids 001–003 (edges); 004 and 006 meet it at the notch's
+        // corners. Grid 005's box touches 前店村's box (it sits on the notch's rim line), but
+        // its area is 0.4 km from 前店村 (grids 002, 004 and 006 lie between): it is left out.
+        assert_eq!(
+            reached(&index, &codes, "410184101202"),
+            [
+                "410184101001",
+                "410184101002",
+                "410184101003",
+                "410184101004",
+                "410184101006",
+                "410184101201",
+                "410184101202",
+                "410184101203",
+                "410184101204",
+                "410184101205",
+                "410184101206"
+            ]
+        );
+        let g5 = index.of_village(codes.iter().position(|c| c == "410184101005").unwrap() as i64 + 1).unwrap();
+        let qd = index.of_village(2).unwrap();
+        assert!(index.neighbours(qd, TOUCH_M).iter().any(|a| a.village_id == g5.village_id), "boxes touch");
+        assert!(!touch(&qd.shape, &g5.shape), "areas do not");
     }
 }

@@ -166,7 +166,7 @@ async fn to_cap(settings: &Settings, core: &Core, b: &BroadcastRow) -> anyhow::R
             Target::Area(code) => {
                 let index = store.area_index().await?;
                 if let Some(v) = store.village_by_code(code).await?
-                    && let Some(reached) = crate::store::broadcasts::area_and_neighbours(&index, v.id)
+                    && let Some(reached) = index.with_neighbours(v.id)
                 {
                     area.polygons = reached.iter().flat_map(|a| cap::Area::polygons_of(&a.shape)).collect();
                 }
